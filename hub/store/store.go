@@ -1,0 +1,310 @@
+// Package store declares what the hub keeps and the small interfaces over it.
+// Two backends implement them: hub/store/sqlite (embedded default) and
+// hub/store/postgres (production, many replicas). hub/store/storetest is the
+// conformance suite both must pass.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors every backend returns (wrapped) so callers can map them to API codes.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+	// ErrRevoked: the host is revoked and may not re-enroll until deleted.
+	ErrRevoked = errors.New("host revoked")
+)
+
+// Result statuses as stored.
+const (
+	StatusPass  = "PASS"
+	StatusFail  = "FAIL"
+	StatusError = "ERROR"
+)
+
+// DefaultTeam is the team of hosts and secrets created without one.
+const DefaultTeam = "default"
+
+// Host is an enrolled device.
+type Host struct {
+	ID             string
+	Team           string
+	Hostname       string
+	Platform       string // darwin | windows | linux
+	OSPlatform     string // os_version.platform
+	OSName         string
+	OSVersion      string
+	OsqueryVersion string
+	HardwareSerial string
+	HardwareUUID   string // matches a re-enrolling host to its record
+	HardwareModel  string
+	ExtVersion     string
+
+	EntraDeviceID         string // as reported by the host's fact queries
+	EntraDeviceIDOverride string // set by an admin; wins when not empty
+	UserPrincipalName     string
+
+	EnrolledAt   time.Time
+	LastSeenAt   time.Time
+	CertSerial   string
+	CertNotAfter time.Time
+	RevokedAt    *time.Time
+}
+
+// Revoked reports whether the host was revoked.
+func (h Host) Revoked() bool { return h.RevokedAt != nil }
+
+// EffectiveEntraDeviceID is the id sinks key on.
+func (h Host) EffectiveEntraDeviceID() string {
+	if h.EntraDeviceIDOverride != "" {
+		return h.EntraDeviceIDOverride
+	}
+	return h.EntraDeviceID
+}
+
+// HostFilter narrows ListHosts. Zero value lists all.
+type HostFilter struct {
+	Team string
+}
+
+// Hosts keeps enrolled devices.
+type Hosts interface {
+	// EnrollHost creates the host, or - when a host with the same
+	// HardwareUUID exists (and HardwareUUID is not empty) - refreshes its facts,
+	// team, enrolled-at and certificate and returns it with its old ID. A
+	// revoked existing host yields ErrRevoked and changes nothing.
+	EnrollHost(ctx context.Context, h Host) (Host, error)
+	GetHost(ctx context.Context, id string) (Host, error)
+	ListHosts(ctx context.Context, f HostFilter) ([]Host, error)
+	// UpdateHostFacts stores facts from a Hello (not team, cert or identity).
+	UpdateHostFacts(ctx context.Context, h Host) error
+	// SetHostIdentity stores the Entra device id and UPN reported by the host.
+	SetHostIdentity(ctx context.Context, id, entraDeviceID, upn string) error
+	// SetHostEntraOverride sets (or clears, with "") the admin override.
+	SetHostEntraOverride(ctx context.Context, id, entraDeviceID string) error
+	SetHostCert(ctx context.Context, id, serial string, notAfter time.Time) error
+	// TouchHost coalesces last-seen; it never moves last-seen backwards.
+	TouchHost(ctx context.Context, id string, seen time.Time) error
+	RevokeHost(ctx context.Context, id string, at time.Time) (Host, error)
+	// DeleteHost removes the host with its results and history.
+	DeleteHost(ctx context.Context, id string) error
+}
+
+// Policy is a compliance check. A host passes when Query returns a row.
+type Policy struct {
+	ID                string
+	Name              string
+	Query             string
+	Description       string
+	Resolution        string   // Markdown for end users
+	Platforms         []string // empty = all
+	Severity          string   // low | medium | high | critical
+	ConditionalAccess bool
+	GracePeriod       time.Duration
+	Team              string // empty = every team
+	Revision          int64  // bumped when Query changes
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+}
+
+// AppliesTo reports whether the policy runs on a host of that platform/team.
+func (p Policy) AppliesTo(platform, team string) bool {
+	if p.Team != "" && p.Team != team {
+		return false
+	}
+	if len(p.Platforms) == 0 {
+		return true
+	}
+	for _, pl := range p.Platforms {
+		if pl == platform {
+			return true
+		}
+	}
+	return false
+}
+
+// TeamSettings drive verdicts for a team's hosts.
+type TeamSettings struct {
+	ConditionalAccess  bool
+	MaxAllowedSeverity string // "" | low | medium | high
+	ErrorsAsFailures   bool
+	StaleAfter         time.Duration // 0 = default (24h)
+}
+
+// Team groups hosts, secrets and policies.
+type Team struct {
+	Name     string
+	Settings TeamSettings
+}
+
+// PolicyChange says what an apply did (or would do) to one policy or team.
+type PolicyChange struct {
+	Kind     string // "policy" | "team"
+	ID       string
+	Action   string // added | changed | removed | unchanged
+	Fields   []string
+	Revision int64
+}
+
+// Change actions.
+const (
+	ActionAdded     = "added"
+	ActionChanged   = "changed"
+	ActionRemoved   = "removed"
+	ActionUnchanged = "unchanged"
+)
+
+// ApplyRequest is one atomic apply of a policy tree.
+type ApplyRequest struct {
+	Policies []Policy
+	Teams    []Team
+	DryRun   bool
+	// Prune deletes policies (not teams) missing from the request.
+	Prune bool
+	At    time.Time
+}
+
+// Policies keeps policies and teams.
+type Policies interface {
+	// ApplyPolicies applies all or nothing. Revision starts at 1 and is bumped
+	// when the query changes; other field changes keep it. Changes come
+	// sorted by kind then id.
+	ApplyPolicies(ctx context.Context, req ApplyRequest) ([]PolicyChange, error)
+	ListPolicies(ctx context.Context) ([]Policy, error)
+	GetPolicy(ctx context.Context, id string) (Policy, error)
+	DeletePolicy(ctx context.Context, id string) error
+	ListTeams(ctx context.Context) ([]Team, error)
+	// GetTeam returns ErrNotFound for a team never applied; callers then use
+	// default settings.
+	GetTeam(ctx context.Context, name string) (Team, error)
+	// PolicySetVersion changes whenever any policy or team changes; agents
+	// compare it to know their set is current.
+	PolicySetVersion(ctx context.Context) (string, error)
+}
+
+// Result is the latest outcome of one policy on one host.
+type Result struct {
+	HostID      string
+	PolicyID    string
+	Revision    int64
+	Status      string // PASS | FAIL | ERROR
+	Error       string
+	EvaluatedAt time.Time
+	Duration    time.Duration
+	// StatusSince is when the status last changed (set by the store).
+	StatusSince time.Time
+}
+
+// HistoryEntry is written only when a (host, policy) status changes.
+type HistoryEntry struct {
+	HostID      string
+	PolicyID    string
+	Revision    int64
+	Status      string
+	Error       string
+	EvaluatedAt time.Time
+}
+
+// RecordOutcome says what RecordResults did.
+type RecordOutcome struct {
+	Changed []Result // results whose status changed (history rows written)
+	Updated int      // latest rows inserted or updated
+	Stale   int      // ignored: older than the stored result, or an old revision
+	Unknown int      // ignored: policy no longer exists
+}
+
+// PolicyCounts are maintained as results change, never by scanning.
+type PolicyCounts struct {
+	PolicyID string
+	Passing  int
+	Failing  int
+	Errors   int
+}
+
+// Results keeps the latest result per (host, policy) and status history.
+type Results interface {
+	// RecordResults applies one batch in one transaction: per result, if its
+	// revision is the policy's current one and it is newer than the stored
+	// result, upsert it; write a history row only if the status changed. The
+	// host's last-seen is coalesced to seen. Re-applying a batch changes
+	// nothing.
+	RecordResults(ctx context.Context, hostID string, rs []Result, seen time.Time) (RecordOutcome, error)
+	LatestResults(ctx context.Context, hostID string) ([]Result, error)
+	History(ctx context.Context, hostID, policyID string, limit int) ([]HistoryEntry, error)
+	PolicyCounts(ctx context.Context) ([]PolicyCounts, error)
+}
+
+// EnrollSecret lets hosts of a team enroll. Only a hash is stored.
+type EnrollSecret struct {
+	ID          string
+	Team        string
+	Description string
+	Hash        []byte // SHA-256 of the secret (secrets are 256-bit random)
+	CreatedAt   time.Time
+	ExpiresAt   *time.Time
+	RevokedAt   *time.Time
+	LastUsedAt  *time.Time
+}
+
+// Usable reports whether the secret may enroll a host at t.
+func (s EnrollSecret) Usable(t time.Time) bool {
+	return s.RevokedAt == nil && (s.ExpiresAt == nil || t.Before(*s.ExpiresAt))
+}
+
+// EnrollSecrets keeps enroll secrets.
+type EnrollSecrets interface {
+	CreateEnrollSecret(ctx context.Context, s EnrollSecret) error
+	// FindEnrollSecret looks a secret up by hash (any state: callers check Usable).
+	FindEnrollSecret(ctx context.Context, hash []byte) (EnrollSecret, error)
+	ListEnrollSecrets(ctx context.Context) ([]EnrollSecret, error)
+	RevokeEnrollSecret(ctx context.Context, id string, at time.Time) (EnrollSecret, error)
+	MarkEnrollSecretUsed(ctx context.Context, id string, at time.Time) error
+}
+
+// Token roles, weakest first.
+const (
+	RoleObserver   = "observer"
+	RoleMaintainer = "maintainer"
+	RoleAdmin      = "admin"
+)
+
+// APIToken authenticates admin API calls. Only a hash is stored.
+type APIToken struct {
+	ID         string
+	Name       string
+	Role       string
+	Hash       []byte // SHA-256 of the token (tokens are 256-bit random)
+	CreatedAt  time.Time
+	ExpiresAt  *time.Time
+	RevokedAt  *time.Time
+	LastUsedAt *time.Time
+}
+
+// Usable reports whether the token may be used at t.
+func (t APIToken) Usable(at time.Time) bool {
+	return t.RevokedAt == nil && (t.ExpiresAt == nil || at.Before(*t.ExpiresAt))
+}
+
+// Tokens keeps API tokens.
+type Tokens interface {
+	CreateAPIToken(ctx context.Context, t APIToken) error
+	FindAPIToken(ctx context.Context, hash []byte) (APIToken, error)
+	ListAPITokens(ctx context.Context) ([]APIToken, error)
+	RevokeAPIToken(ctx context.Context, id string, at time.Time) (APIToken, error)
+	// TouchAPIToken coalesces last-used.
+	TouchAPIToken(ctx context.Context, id string, at time.Time) error
+}
+
+// Store is everything the hub keeps.
+type Store interface {
+	Hosts
+	Policies
+	Results
+	EnrollSecrets
+	Tokens
+	Ping(ctx context.Context) error
+	Close() error
+}
