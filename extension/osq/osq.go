@@ -1,0 +1,209 @@
+// Package osq is posture.ext's client for osqueryd's extension manager
+// socket. Every call has a deadline, and after any transport error the Thrift
+// client is thrown away and a fresh one is dialled on the next call: a Thrift
+// client is not reusable after a broken pipe, and osqueryd may have restarted.
+package osq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	osquery "github.com/osquery/osquery-go"
+	gen "github.com/osquery/osquery-go/gen/osquery"
+)
+
+// QueryError is osquery's own refusal of a query (bad SQL, no such table):
+// the extension manager answered, with a non-zero status.
+type QueryError struct {
+	Code    int32
+	Message string
+}
+
+func (e *QueryError) Error() string { return e.Message }
+
+// ErrUnavailable wraps transport failures: osqueryd was not reachable or the
+// connection broke. Such errors say nothing about the query itself.
+var ErrUnavailable = errors.New("osquery unavailable")
+
+// Options configure a Client.
+type Options struct {
+	// Socket is the extension manager socket (osqueryd --extensions_socket).
+	Socket string
+	// QueryTimeout bounds every call unless the caller's context is shorter.
+	// It is also the socket read/write timeout of the Thrift transport.
+	QueryTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// Client is safe for concurrent use; calls are serialized because osquery's
+// extension manager handles one request per connection at a time.
+type Client struct {
+	opts Options
+	log  *slog.Logger
+
+	mu sync.Mutex // serializes calls and guards c
+	c  *osquery.ExtensionManagerClient
+}
+
+// New returns a Client; it does not dial until the first call.
+func New(opts Options) *Client {
+	if opts.QueryTimeout <= 0 {
+		opts.QueryTimeout = 30 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Client{opts: opts, log: opts.Logger}
+}
+
+// WaitReady waits until the socket exists and answers a ping, or until ctx
+// ends. poll is the interval between attempts.
+func (c *Client) WaitReady(ctx context.Context, poll time.Duration) error {
+	for {
+		err := c.Ping(ctx)
+		if err == nil {
+			return nil
+		}
+		c.log.Debug("waiting for osquery socket", "socket", c.opts.Socket, "err", err)
+		t := time.NewTimer(poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("waiting for osquery socket %s: %w (last error: %v)", c.opts.Socket, ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// Ping checks the extension manager is alive.
+func (c *Client) Ping(ctx context.Context) error {
+	return c.do(ctx, func(ctx context.Context, cl *osquery.ExtensionManagerClient) error {
+		st, err := cl.PingContext(ctx)
+		if err != nil {
+			return err
+		}
+		if st.Code != 0 {
+			return &QueryError{Code: st.Code, Message: st.Message}
+		}
+		return nil
+	})
+}
+
+// Query runs sql and returns its rows. An osquery refusal is a *QueryError;
+// a transport failure or timeout wraps ErrUnavailable or the context error.
+func (c *Client) Query(ctx context.Context, sql string) ([]map[string]string, error) {
+	var rows []map[string]string
+	err := c.do(ctx, func(ctx context.Context, cl *osquery.ExtensionManagerClient) error {
+		resp, err := cl.QueryContext(ctx, sql)
+		if err != nil {
+			return err
+		}
+		if err := statusErr(resp); err != nil {
+			return err
+		}
+		rows = resp.Response
+		return nil
+	})
+	return rows, err
+}
+
+// QueryColumns asks osquery to parse sql without running it
+// (getQueryColumns); it returns the column names or osquery's refusal.
+func (c *Client) QueryColumns(ctx context.Context, sql string) ([]string, error) {
+	var cols []string
+	err := c.do(ctx, func(ctx context.Context, cl *osquery.ExtensionManagerClient) error {
+		resp, err := cl.GetQueryColumnsContext(ctx, sql)
+		if err != nil {
+			return err
+		}
+		if err := statusErr(resp); err != nil {
+			return err
+		}
+		for _, row := range resp.Response {
+			for name := range row {
+				cols = append(cols, name)
+			}
+		}
+		return nil
+	})
+	return cols, err
+}
+
+// Close drops the current connection.
+func (c *Client) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.resetLocked()
+}
+
+func statusErr(resp *gen.ExtensionResponse) error {
+	if resp == nil || resp.Status == nil {
+		return fmt.Errorf("%w: empty response from extension manager", ErrUnavailable)
+	}
+	if resp.Status.Code != 0 {
+		return &QueryError{Code: resp.Status.Code, Message: resp.Status.Message}
+	}
+	return nil
+}
+
+func (c *Client) resetLocked() {
+	if c.c != nil {
+		c.c.Close()
+		c.c = nil
+	}
+}
+
+// do runs fn with a live client under the call deadline. The Thrift client
+// does not watch the context while blocked on the socket, so fn runs in a
+// goroutine and, when the deadline passes first, the transport is closed to
+// unblock it and the client is discarded.
+func (c *Client) do(ctx context.Context, fn func(context.Context, *osquery.ExtensionManagerClient) error) error {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.QueryTimeout)
+	defer cancel()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if c.c == nil {
+		if _, err := os.Stat(c.opts.Socket); err != nil && !isWindowsPipe(c.opts.Socket) {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		cl, err := osquery.NewClient(c.opts.Socket, c.opts.QueryTimeout,
+			osquery.DefaultWaitTime(10*time.Millisecond), osquery.MaxWaitTime(c.opts.QueryTimeout))
+		if err != nil {
+			return fmt.Errorf("%w: connecting to %s: %v", ErrUnavailable, c.opts.Socket, err)
+		}
+		c.c = cl
+	}
+	cl := c.c
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx, cl) }()
+	select {
+	case err := <-done:
+		var qe *QueryError
+		if err != nil && !errors.As(err, &qe) {
+			// Transport-level: the connection's state is unknown now.
+			c.resetLocked()
+			if ctx.Err() != nil {
+				return fmt.Errorf("%w: %w", ctx.Err(), err)
+			}
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		return err
+	case <-ctx.Done():
+		c.resetLocked()
+		<-done // closing the transport unblocks fn
+		return ctx.Err()
+	}
+}
+
+func isWindowsPipe(p string) bool {
+	return len(p) > 2 && (p[:2] == `\\` || p[:2] == `//`)
+}

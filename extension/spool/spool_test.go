@@ -1,0 +1,178 @@
+package spool
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	posturev1 "github.com/posture-dev/posture/api/posture/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+func res(id string, st posturev1.ResultStatus, at time.Time) *posturev1.PolicyResult {
+	return &posturev1.PolicyResult{PolicyId: id, Revision: 1, Status: st, EvaluatedAt: timestamppb.New(at)}
+}
+
+func seqs(bs []*posturev1.ResultBatch) []uint64 {
+	var out []uint64
+	for _, b := range bs {
+		out = append(out, b.GetSeq())
+	}
+	return out
+}
+
+func TestAppendAckAndResendAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Unix(1700000000, 0)
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		b, err := s.Append([]*posturev1.PolicyResult{res("p", posturev1.ResultStatus_RESULT_STATUS_PASS, now)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.GetSeq() != uint64(i+1) {
+			t.Fatalf("seq = %d, want %d", b.GetSeq(), i+1)
+		}
+	}
+	if err := s.Ack(2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, fileName(2))); !os.IsNotExist(err) {
+		t.Fatalf("acked batch file still there: %v", err)
+	}
+
+	// "Restart": a fresh Spool over the same directory.
+	s2, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := seqs(s2.Pending()); len(got) != 2 || got[0] != 1 || got[1] != 3 {
+		t.Fatalf("pending after restart = %v, want [1 3]", got)
+	}
+	if err := s2.Ack(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Ack(3); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Ack(99); err != nil { // unknown seq: ignored
+		t.Fatal(err)
+	}
+	// Everything acked: the counter must still survive a restart.
+	s3, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s3.Pending()) != 0 {
+		t.Fatalf("pending = %v, want none", seqs(s3.Pending()))
+	}
+	b, err := s3.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.GetSeq() != 4 {
+		t.Fatalf("seq after restart = %d, want 4 (monotonic)", b.GetSeq())
+	}
+}
+
+func TestCrashLeftoversAreHandled(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append([]*posturev1.PolicyResult{res("a", posturev1.ResultStatus_RESULT_STATUS_FAIL, time.Unix(1, 0))}); err != nil {
+		t.Fatal(err)
+	}
+	// A write interrupted before its rename, and a torn file under a real name.
+	if err := os.WriteFile(filepath.Join(dir, ".tmp-00000000000000000002.batch-123"), []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, fileName(7)), []byte{0xff, 0xff, 0xff}, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := seqs(s2.Pending()); len(got) != 1 || got[0] != 1 {
+		t.Fatalf("pending = %v, want [1]", got)
+	}
+	ents, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	joined := strings.Join(names, ",")
+	if strings.Contains(joined, ".tmp-") {
+		t.Fatalf("temp file not cleaned: %v", names)
+	}
+	if !strings.Contains(joined, fileName(7)+".corrupt") {
+		t.Fatalf("corrupt batch not moved aside: %v", names)
+	}
+	b, err := s2.Append(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.GetSeq() != 2 {
+		t.Fatalf("seq = %d, want 2", b.GetSeq())
+	}
+}
+
+func TestBoundCoalescesToLatestPerPolicy(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{MaxBatches: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1700000000, 0)
+	for i := 0; i < 3; i++ {
+		st := posturev1.ResultStatus_RESULT_STATUS_PASS
+		if i == 2 {
+			st = posturev1.ResultStatus_RESULT_STATUS_FAIL
+		}
+		if _, err := s.Append([]*posturev1.PolicyResult{
+			res("a", st, t0.Add(time.Duration(i)*time.Minute)),
+			res("b", posturev1.ResultStatus_RESULT_STATUS_PASS, t0.Add(time.Duration(i)*time.Minute)),
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := s.Append([]*posturev1.PolicyResult{res("c", posturev1.ResultStatus_RESULT_STATUS_ERROR, t0.Add(time.Hour))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := s.Pending()
+	if len(p) != 1 || p[0].GetSeq() != 4 || b.GetSeq() != 4 {
+		t.Fatalf("pending = %v, want one coalesced batch 4", seqs(p))
+	}
+	got := map[string]posturev1.ResultStatus{}
+	for _, r := range p[0].GetResults() {
+		if _, dup := got[r.GetPolicyId()]; dup {
+			t.Fatalf("policy %s twice in coalesced batch", r.GetPolicyId())
+		}
+		got[r.GetPolicyId()] = r.GetStatus()
+	}
+	want := map[string]posturev1.ResultStatus{
+		"a": posturev1.ResultStatus_RESULT_STATUS_FAIL, // the newest wins
+		"b": posturev1.ResultStatus_RESULT_STATUS_PASS,
+		"c": posturev1.ResultStatus_RESULT_STATUS_ERROR,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("coalesced %s = %v, want %v (all: %v)", k, got[k], v, got)
+		}
+	}
+	s2, err := Open(dir, Options{MaxBatches: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := seqs(s2.Pending()); len(got) != 1 || got[0] != 4 {
+		t.Fatalf("pending after restart = %v, want [4]", got)
+	}
+}
