@@ -18,8 +18,8 @@ func pol(id, sev string, mods ...func(*store.Policy)) store.Policy {
 }
 
 func grace(d time.Duration) func(*store.Policy) { return func(p *store.Policy) { p.GracePeriod = d } }
-func noCA(p *store.Policy)                       { p.ConditionalAccess = false }
-func rev(n int64) func(*store.Policy)            { return func(p *store.Policy) { p.Revision = n } }
+func noCA(p *store.Policy)                      { p.ConditionalAccess = false }
+func rev(n int64) func(*store.Policy)           { return func(p *store.Policy) { p.Revision = n } }
 func platforms(pl ...string) func(*store.Policy) {
 	return func(p *store.Policy) { p.Platforms = pl }
 }
@@ -109,11 +109,11 @@ func TestPrecedence(t *testing.T) {
 		{"missing beats grace", func(in *Input) {
 			in.Policies = []store.Policy{pol("a", "high", grace(time.Hour)), pol("b", "high")}
 			in.Results = []store.Result{res("a", store.StatusFail, t0.Add(-time.Minute))}
-		}, Unknown, CauseNoResults, t0.Add(59*time.Minute), nil, ""},
+		}, Unknown, CauseNoResults, t0.Add(59 * time.Minute), nil, ""},
 		{"grace beats compliant", func(in *Input) {
 			in.Policies = []store.Policy{pol("a", "high", grace(time.Hour)), pol("b", "high")}
 			in.Results = []store.Result{res("a", store.StatusFail, t0.Add(-time.Minute)), res("b", store.StatusPass, t0)}
-		}, Grace, CauseGrace, t0.Add(59*time.Minute), nil, DesiredCompliant},
+		}, Grace, CauseGrace, t0.Add(59 * time.Minute), nil, DesiredCompliant},
 		{"all passing", func(in *Input) {
 			in.Policies = []store.Policy{pol("a", "high"), pol("b", "low")}
 			in.Results = []store.Result{res("a", store.StatusPass, t0), res("b", store.StatusPass, t0)}
@@ -235,11 +235,11 @@ func TestGrace(t *testing.T) {
 		{"status-since missing: evaluated-at starts grace", func(in *Input) {
 			in.Policies = []store.Policy{pol("a", "high", grace(time.Hour))}
 			in.Results = []store.Result{res("a", store.StatusFail, time.Time{})}
-		}, Grace, CauseGrace, t0.Add(59*time.Minute), nil, DesiredCompliant},
+		}, Grace, CauseGrace, t0.Add(59 * time.Minute), nil, DesiredCompliant},
 		{"earliest of two deadlines", func(in *Input) {
 			in.Policies = []store.Policy{pol("a", "high", grace(time.Hour)), pol("b", "high", grace(2*time.Hour))}
 			in.Results = []store.Result{res("a", store.StatusFail, t0), res("b", store.StatusFail, t0.Add(-90*time.Minute))}
-		}, Grace, CauseGrace, t0.Add(30*time.Minute), nil, DesiredCompliant},
+		}, Grace, CauseGrace, t0.Add(30 * time.Minute), nil, DesiredCompliant},
 		{"grace deadline after stale moment", func(in *Input) {
 			in.Policies = []store.Policy{pol("a", "high", grace(48*time.Hour))}
 			in.Results = []store.Result{res("a", store.StatusFail, t0)}
@@ -278,7 +278,7 @@ func TestExemptions(t *testing.T) {
 			in.Policies = []store.Policy{pol("a", "high", grace(3*time.Hour))}
 			in.Results = []store.Result{res("a", store.StatusFail, t0)}
 			in.Exemptions = []Exemption{{PolicyID: "a", ExpiresAt: exp}}
-		}, Grace, CauseGrace, t0.Add(3*time.Hour), nil, DesiredCompliant},
+		}, Grace, CauseGrace, t0.Add(3 * time.Hour), nil, DesiredCompliant},
 		{"exemption on an allowed severity adds no moment", func(in *Input) {
 			in.Settings.MaxAllowedSeverity = "high"
 			in.Policies = []store.Policy{pol("a", "high")}
