@@ -1,0 +1,592 @@
+// Package admin serves AdminService: hosts, policies, teams, enroll secrets
+// and API tokens, over gRPC (and REST through the gateway).
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	posturev1 "github.com/posture-dev/posture/api/posture/v1"
+	"github.com/posture-dev/posture/hub/store"
+	"github.com/posture-dev/posture/hub/tokens"
+)
+
+// Streams is what the admin API needs from the agent stream registry.
+type Streams interface {
+	Connected(hostID string) bool
+	Send(hostID string, m *posturev1.HubMessage) bool
+	Disable(hostID, reason string) bool
+	PoliciesChanged()
+}
+
+// Config wires a Server.
+type Config struct {
+	Store   store.Store
+	Streams Streams
+	Logger  *slog.Logger
+	Now     func() time.Time
+	// Validate checks an apply before it reaches the store (policy lint);
+	// nil uses the built-in field checks only.
+	Validate func(policies []store.Policy, teams []store.Team) error
+}
+
+// Server implements posturev1.AdminServiceServer.
+type Server struct {
+	posturev1.UnimplementedAdminServiceServer
+	cfg Config
+}
+
+// New returns a Server.
+func New(cfg Config) *Server {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Server{cfg: cfg}
+}
+
+// storeErr maps store errors to gRPC codes.
+func storeErr(what string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return status.Errorf(codes.NotFound, "%s not found", what)
+	case errors.Is(err, store.ErrConflict):
+		return status.Errorf(codes.AlreadyExists, "%s: %v", what, err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
+	default:
+		return status.Errorf(codes.Internal, "%s: %v", what, err)
+	}
+}
+
+func (s *Server) audit(ctx context.Context, action string, args ...any) {
+	who := "unknown"
+	if t, ok := Caller(ctx); ok {
+		who = t.Name
+	}
+	s.cfg.Logger.Info("admin: "+action, append([]any{"by", who}, args...)...)
+}
+
+// --- hosts ---
+
+func (s *Server) ListHosts(ctx context.Context, req *posturev1.ListHostsRequest) (*posturev1.ListHostsResponse, error) {
+	hosts, err := s.cfg.Store.ListHosts(ctx, store.HostFilter{Team: req.GetTeam()})
+	if err != nil {
+		return nil, storeErr("hosts", err)
+	}
+	names, err := s.policyNames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp := &posturev1.ListHostsResponse{}
+	for _, h := range hosts {
+		ph, err := s.hostProto(ctx, h, names, req.GetIncludeResults())
+		if err != nil {
+			return nil, err
+		}
+		resp.Hosts = append(resp.Hosts, ph)
+	}
+	return resp, nil
+}
+
+func (s *Server) GetHost(ctx context.Context, req *posturev1.GetHostRequest) (*posturev1.Host, error) {
+	h, err := s.cfg.Store.GetHost(ctx, req.GetId())
+	if err != nil {
+		return nil, storeErr("host "+req.GetId(), err)
+	}
+	names, err := s.policyNames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.hostProto(ctx, h, names, true)
+}
+
+func (s *Server) RevokeHost(ctx context.Context, req *posturev1.RevokeHostRequest) (*posturev1.Host, error) {
+	h, err := s.cfg.Store.RevokeHost(ctx, req.GetId(), s.cfg.Now())
+	if err != nil {
+		return nil, storeErr("host "+req.GetId(), err)
+	}
+	s.cfg.Streams.Disable(h.ID, "host revoked by an admin")
+	s.audit(ctx, "host revoked", "host", h.ID, "hostname", h.Hostname)
+	names, err := s.policyNames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.hostProto(ctx, h, names, false)
+}
+
+func (s *Server) DeleteHost(ctx context.Context, req *posturev1.DeleteHostRequest) (*posturev1.DeleteHostResponse, error) {
+	if err := s.cfg.Store.DeleteHost(ctx, req.GetId()); err != nil {
+		return nil, storeErr("host "+req.GetId(), err)
+	}
+	s.cfg.Streams.Disable(req.GetId(), "host deleted by an admin")
+	s.audit(ctx, "host deleted", "host", req.GetId())
+	return &posturev1.DeleteHostResponse{}, nil
+}
+
+func (s *Server) RecheckHost(ctx context.Context, req *posturev1.RecheckHostRequest) (*posturev1.RecheckHostResponse, error) {
+	if _, err := s.cfg.Store.GetHost(ctx, req.GetId()); err != nil {
+		return nil, storeErr("host "+req.GetId(), err)
+	}
+	rc := &posturev1.Recheck{PolicyIds: req.GetPolicyIds(), All: len(req.GetPolicyIds()) == 0}
+	ok := s.cfg.Streams.Send(req.GetId(), &posturev1.HubMessage{Msg: &posturev1.HubMessage_Recheck{Recheck: rc}})
+	return &posturev1.RecheckHostResponse{Delivered: ok}, nil
+}
+
+func (s *Server) policyNames(ctx context.Context) (map[string]string, error) {
+	ps, err := s.cfg.Store.ListPolicies(ctx)
+	if err != nil {
+		return nil, storeErr("policies", err)
+	}
+	m := make(map[string]string, len(ps))
+	for _, p := range ps {
+		m[p.ID] = p.Name
+	}
+	return m, nil
+}
+
+func (s *Server) hostProto(ctx context.Context, h store.Host, names map[string]string, withResults bool) (*posturev1.Host, error) {
+	ph := &posturev1.Host{
+		Id:   h.ID,
+		Team: h.Team,
+		Facts: &posturev1.HostFacts{
+			Hostname: h.Hostname, Platform: h.Platform, OsPlatform: h.OSPlatform, OsName: h.OSName,
+			OsVersion: h.OSVersion, OsqueryVersion: h.OsqueryVersion, HardwareSerial: h.HardwareSerial,
+			HardwareUuid: h.HardwareUUID, HardwareModel: h.HardwareModel, ExtensionVersion: h.ExtVersion,
+		},
+		EntraDeviceId:         h.EffectiveEntraDeviceID(),
+		EntraDeviceIdOverride: h.EntraDeviceIDOverride,
+		UserPrincipalName:     h.UserPrincipalName,
+		EnrolledAt:            ts(h.EnrolledAt),
+		LastSeenAt:            ts(h.LastSeenAt),
+		CertificateNotAfter:   ts(h.CertNotAfter),
+		Revoked:               h.Revoked(),
+		Connected:             s.cfg.Streams.Connected(h.ID),
+	}
+	if h.RevokedAt != nil {
+		ph.RevokedAt = ts(*h.RevokedAt)
+	}
+	rs, err := s.cfg.Store.LatestResults(ctx, h.ID)
+	if err != nil {
+		return nil, storeErr("results", err)
+	}
+	for _, r := range rs {
+		var st posturev1.ResultStatus
+		switch r.Status {
+		case store.StatusPass:
+			ph.Passing++
+			st = posturev1.ResultStatus_RESULT_STATUS_PASS
+		case store.StatusFail:
+			ph.Failing++
+			st = posturev1.ResultStatus_RESULT_STATUS_FAIL
+		case store.StatusError:
+			ph.Errors++
+			st = posturev1.ResultStatus_RESULT_STATUS_ERROR
+		}
+		if withResults {
+			ph.Results = append(ph.Results, &posturev1.HostResult{
+				PolicyId: r.PolicyID, PolicyName: names[r.PolicyID], Revision: r.Revision, Status: st,
+				Error: r.Error, EvaluatedAt: ts(r.EvaluatedAt), Duration: durationpb.New(r.Duration),
+				StatusSince: ts(r.StatusSince),
+			})
+		}
+	}
+	return ph, nil
+}
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func tsPtr(t *time.Time) *timestamppb.Timestamp {
+	if t == nil {
+		return nil
+	}
+	return ts(*t)
+}
+
+// --- policies and teams ---
+
+func (s *Server) ListPolicies(ctx context.Context, req *posturev1.ListPoliciesRequest) (*posturev1.ListPoliciesResponse, error) {
+	ps, err := s.cfg.Store.ListPolicies(ctx)
+	if err != nil {
+		return nil, storeErr("policies", err)
+	}
+	counts, err := s.counts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp := &posturev1.ListPoliciesResponse{}
+	for _, p := range ps {
+		if req.GetTeam() != "" && p.Team != "" && p.Team != req.GetTeam() {
+			continue
+		}
+		resp.Policies = append(resp.Policies, PolicyProto(p, counts[p.ID]))
+	}
+	return resp, nil
+}
+
+func (s *Server) GetPolicy(ctx context.Context, req *posturev1.GetPolicyRequest) (*posturev1.Policy, error) {
+	p, err := s.cfg.Store.GetPolicy(ctx, req.GetId())
+	if err != nil {
+		return nil, storeErr("policy "+req.GetId(), err)
+	}
+	counts, err := s.counts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return PolicyProto(p, counts[p.ID]), nil
+}
+
+func (s *Server) counts(ctx context.Context) (map[string]store.PolicyCounts, error) {
+	cs, err := s.cfg.Store.PolicyCounts(ctx)
+	if err != nil {
+		return nil, storeErr("policy counts", err)
+	}
+	m := make(map[string]store.PolicyCounts, len(cs))
+	for _, c := range cs {
+		m[c.PolicyID] = c
+	}
+	return m, nil
+}
+
+// PolicyProto converts a stored policy.
+func PolicyProto(p store.Policy, c store.PolicyCounts) *posturev1.Policy {
+	pp := &posturev1.Policy{
+		Id: p.ID, Name: p.Name, Query: p.Query, Description: p.Description, Resolution: p.Resolution,
+		Platforms: p.Platforms, Severity: p.Severity, ConditionalAccess: p.ConditionalAccess,
+		Team: p.Team, Revision: p.Revision, CreatedAt: ts(p.CreatedAt), UpdatedAt: ts(p.UpdatedAt),
+		Passing: int32(c.Passing), Failing: int32(c.Failing), Errors: int32(c.Errors),
+	}
+	if p.GracePeriod > 0 {
+		pp.GracePeriod = durationpb.New(p.GracePeriod)
+	}
+	return pp
+}
+
+// PolicyFromProto converts an API policy for storing.
+func PolicyFromProto(p *posturev1.Policy) store.Policy {
+	sp := store.Policy{
+		ID: strings.TrimSpace(p.GetId()), Name: strings.TrimSpace(p.GetName()), Query: strings.TrimSpace(p.GetQuery()),
+		Description: p.GetDescription(), Resolution: p.GetResolution(), Platforms: p.GetPlatforms(),
+		Severity: p.GetSeverity(), ConditionalAccess: p.GetConditionalAccess(), Team: p.GetTeam(),
+	}
+	if p.GetGracePeriod() != nil {
+		sp.GracePeriod = p.GetGracePeriod().AsDuration()
+	}
+	return sp
+}
+
+// TeamProto converts a stored team.
+func TeamProto(t store.Team) *posturev1.Team {
+	return &posturev1.Team{Name: t.Name, Settings: &posturev1.TeamSettings{
+		ConditionalAccess: t.Settings.ConditionalAccess, MaxAllowedSeverity: t.Settings.MaxAllowedSeverity,
+		ErrorsAsFailures: t.Settings.ErrorsAsFailures, StaleAfter: durationpb.New(t.Settings.StaleAfter),
+	}}
+}
+
+// TeamFromProto converts an API team for storing.
+func TeamFromProto(t *posturev1.Team) store.Team {
+	st := t.GetSettings()
+	team := store.Team{Name: strings.TrimSpace(t.GetName()), Settings: store.TeamSettings{
+		ConditionalAccess: st.GetConditionalAccess(), MaxAllowedSeverity: st.GetMaxAllowedSeverity(),
+		ErrorsAsFailures: st.GetErrorsAsFailures(),
+	}}
+	if st.GetStaleAfter() != nil {
+		team.Settings.StaleAfter = st.GetStaleAfter().AsDuration()
+	}
+	return team
+}
+
+var (
+	slugRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,127}$`)
+	severities = map[string]bool{"low": true, "medium": true, "high": true, "critical": true}
+	allowedMax = map[string]bool{"": true, "low": true, "medium": true, "high": true}
+	platformOK = map[string]bool{"darwin": true, "windows": true, "linux": true}
+)
+
+// checkFields is the server-side floor every apply must pass, whatever the
+// client linted: the API is reachable without the CLI.
+func checkFields(ps []store.Policy, ts []store.Team) error {
+	var errs []string
+	seen := map[string]bool{}
+	for i, p := range ps {
+		where := fmt.Sprintf("policies[%d] (%s)", i, p.ID)
+		if !slugRE.MatchString(p.ID) {
+			errs = append(errs, where+": id must be a slug of a-z, 0-9, '-' and '_'")
+		}
+		if seen[p.ID] {
+			errs = append(errs, where+": duplicate id")
+		}
+		seen[p.ID] = true
+		if p.Name == "" {
+			errs = append(errs, where+": name is empty")
+		}
+		if p.Query == "" {
+			errs = append(errs, where+": query is empty")
+		}
+		if !severities[p.Severity] {
+			errs = append(errs, where+": severity must be low, medium, high or critical")
+		}
+		for _, pl := range p.Platforms {
+			if !platformOK[pl] {
+				errs = append(errs, fmt.Sprintf("%s: platform %q is not darwin, windows or linux", where, pl))
+			}
+		}
+		if p.GracePeriod < 0 {
+			errs = append(errs, where+": grace period is negative")
+		}
+	}
+	teams := map[string]bool{}
+	for i, t := range ts {
+		where := fmt.Sprintf("teams[%d] (%s)", i, t.Name)
+		if !slugRE.MatchString(t.Name) {
+			errs = append(errs, where+": name must be a slug of a-z, 0-9, '-' and '_'")
+		}
+		if teams[t.Name] {
+			errs = append(errs, where+": duplicate team")
+		}
+		teams[t.Name] = true
+		if !allowedMax[t.Settings.MaxAllowedSeverity] {
+			errs = append(errs, where+": max_allowed_severity must be low, medium or high")
+		}
+		if t.Settings.StaleAfter < 0 {
+			errs = append(errs, where+": stale_after is negative")
+		}
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func (s *Server) ApplyPolicies(ctx context.Context, req *posturev1.ApplyPoliciesRequest) (*posturev1.ApplyPoliciesResponse, error) {
+	ps := make([]store.Policy, 0, len(req.GetPolicies()))
+	for _, p := range req.GetPolicies() {
+		ps = append(ps, PolicyFromProto(p))
+	}
+	tms := make([]store.Team, 0, len(req.GetTeams()))
+	for _, t := range req.GetTeams() {
+		tms = append(tms, TeamFromProto(t))
+	}
+	if err := checkFields(ps, tms); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if s.cfg.Validate != nil {
+		if err := s.cfg.Validate(ps, tms); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "%v", err)
+		}
+	}
+	changes, err := s.cfg.Store.ApplyPolicies(ctx, store.ApplyRequest{
+		Policies: ps, Teams: tms, DryRun: req.GetDryRun(), Prune: req.GetPrune(), At: s.cfg.Now(),
+	})
+	if err != nil {
+		return nil, storeErr("apply", err)
+	}
+	resp := &posturev1.ApplyPoliciesResponse{DryRun: req.GetDryRun()}
+	changed := 0
+	for _, c := range changes {
+		resp.Changes = append(resp.Changes, &posturev1.Change{
+			Kind: c.Kind, Id: c.ID, Action: actionProto(c.Action), Fields: c.Fields, Revision: c.Revision,
+		})
+		if c.Action != store.ActionUnchanged {
+			changed++
+		}
+	}
+	if !req.GetDryRun() && changed > 0 {
+		s.cfg.Streams.PoliciesChanged()
+		s.audit(ctx, "policies applied", "changes", changed, "prune", req.GetPrune())
+	}
+	return resp, nil
+}
+
+func actionProto(a string) posturev1.ChangeAction {
+	switch a {
+	case store.ActionAdded:
+		return posturev1.ChangeAction_CHANGE_ACTION_ADDED
+	case store.ActionChanged:
+		return posturev1.ChangeAction_CHANGE_ACTION_CHANGED
+	case store.ActionRemoved:
+		return posturev1.ChangeAction_CHANGE_ACTION_REMOVED
+	case store.ActionUnchanged:
+		return posturev1.ChangeAction_CHANGE_ACTION_UNCHANGED
+	}
+	return posturev1.ChangeAction_CHANGE_ACTION_UNSPECIFIED
+}
+
+func (s *Server) DeletePolicy(ctx context.Context, req *posturev1.DeletePolicyRequest) (*posturev1.DeletePolicyResponse, error) {
+	if err := s.cfg.Store.DeletePolicy(ctx, req.GetId()); err != nil {
+		return nil, storeErr("policy "+req.GetId(), err)
+	}
+	s.cfg.Streams.PoliciesChanged()
+	s.audit(ctx, "policy deleted", "policy", req.GetId())
+	return &posturev1.DeletePolicyResponse{}, nil
+}
+
+func (s *Server) ListTeams(ctx context.Context, _ *posturev1.ListTeamsRequest) (*posturev1.ListTeamsResponse, error) {
+	ts, err := s.cfg.Store.ListTeams(ctx)
+	if err != nil {
+		return nil, storeErr("teams", err)
+	}
+	resp := &posturev1.ListTeamsResponse{}
+	for _, t := range ts {
+		resp.Teams = append(resp.Teams, TeamProto(t))
+	}
+	return resp, nil
+}
+
+// --- enroll secrets ---
+
+func secretProto(s store.EnrollSecret) *posturev1.EnrollSecret {
+	return &posturev1.EnrollSecret{
+		Id: s.ID, Team: s.Team, Description: s.Description, CreatedAt: ts(s.CreatedAt),
+		ExpiresAt: tsPtr(s.ExpiresAt), RevokedAt: tsPtr(s.RevokedAt), LastUsedAt: tsPtr(s.LastUsedAt),
+	}
+}
+
+func (s *Server) ListEnrollSecrets(ctx context.Context, _ *posturev1.ListEnrollSecretsRequest) (*posturev1.ListEnrollSecretsResponse, error) {
+	ss, err := s.cfg.Store.ListEnrollSecrets(ctx)
+	if err != nil {
+		return nil, storeErr("enroll secrets", err)
+	}
+	resp := &posturev1.ListEnrollSecretsResponse{}
+	for _, x := range ss {
+		resp.EnrollSecrets = append(resp.EnrollSecrets, secretProto(x))
+	}
+	return resp, nil
+}
+
+func (s *Server) CreateEnrollSecret(ctx context.Context, req *posturev1.CreateEnrollSecretRequest) (*posturev1.CreateEnrollSecretResponse, error) {
+	team := strings.TrimSpace(req.GetTeam())
+	if team == "" {
+		team = store.DefaultTeam
+	}
+	if !slugRE.MatchString(team) {
+		return nil, status.Error(codes.InvalidArgument, "team must be a slug of a-z, 0-9, '-' and '_'")
+	}
+	now := s.cfg.Now()
+	es, err := NewEnrollSecret(team, req.GetDescription(), now, req.GetExpiresAt())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := s.cfg.Store.CreateEnrollSecret(ctx, es.Stored); err != nil {
+		return nil, storeErr("enroll secret", err)
+	}
+	s.audit(ctx, "enroll secret created", "id", es.Stored.ID, "team", team)
+	return &posturev1.CreateEnrollSecretResponse{Secret: es.Plain, EnrollSecret: secretProto(es.Stored)}, nil
+}
+
+// NewSecret is a freshly made secret: the plain text is shown once.
+type NewSecret struct {
+	Plain  string
+	Stored store.EnrollSecret
+}
+
+// NewEnrollSecret makes an enroll secret for a team.
+func NewEnrollSecret(team, description string, now time.Time, expires *timestamppb.Timestamp) (NewSecret, error) {
+	plain, hash := tokens.New(tokens.EnrollSecretPrefix)
+	es := store.EnrollSecret{ID: newID(), Team: team, Description: strings.TrimSpace(description), Hash: hash, CreatedAt: now}
+	if expires != nil {
+		t := expires.AsTime()
+		if !t.After(now) {
+			return NewSecret{}, errors.New("expires_at is in the past")
+		}
+		es.ExpiresAt = &t
+	}
+	return NewSecret{Plain: plain, Stored: es}, nil
+}
+
+func (s *Server) RevokeEnrollSecret(ctx context.Context, req *posturev1.RevokeEnrollSecretRequest) (*posturev1.EnrollSecret, error) {
+	es, err := s.cfg.Store.RevokeEnrollSecret(ctx, req.GetId(), s.cfg.Now())
+	if err != nil {
+		return nil, storeErr("enroll secret "+req.GetId(), err)
+	}
+	s.audit(ctx, "enroll secret revoked", "id", es.ID)
+	return secretProto(es), nil
+}
+
+// --- API tokens ---
+
+func tokenProto(t store.APIToken) *posturev1.ApiToken {
+	return &posturev1.ApiToken{
+		Id: t.ID, Name: t.Name, Role: t.Role, CreatedAt: ts(t.CreatedAt),
+		ExpiresAt: tsPtr(t.ExpiresAt), RevokedAt: tsPtr(t.RevokedAt), LastUsedAt: tsPtr(t.LastUsedAt),
+	}
+}
+
+func (s *Server) ListApiTokens(ctx context.Context, _ *posturev1.ListApiTokensRequest) (*posturev1.ListApiTokensResponse, error) {
+	ts, err := s.cfg.Store.ListAPITokens(ctx)
+	if err != nil {
+		return nil, storeErr("tokens", err)
+	}
+	sort.Slice(ts, func(i, j int) bool { return ts[i].CreatedAt.Before(ts[j].CreatedAt) })
+	resp := &posturev1.ListApiTokensResponse{}
+	for _, t := range ts {
+		resp.ApiTokens = append(resp.ApiTokens, tokenProto(t))
+	}
+	return resp, nil
+}
+
+func (s *Server) CreateApiToken(ctx context.Context, req *posturev1.CreateApiTokenRequest) (*posturev1.CreateApiTokenResponse, error) {
+	nt, err := NewAPIToken(req.GetName(), req.GetRole(), s.cfg.Now(), req.GetExpiresAt())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := s.cfg.Store.CreateAPIToken(ctx, nt.Stored); err != nil {
+		return nil, storeErr("token", err)
+	}
+	s.audit(ctx, "api token created", "id", nt.Stored.ID, "name", nt.Stored.Name, "role", nt.Stored.Role)
+	return &posturev1.CreateApiTokenResponse{Token: nt.Plain, ApiToken: tokenProto(nt.Stored)}, nil
+}
+
+// NewToken is a freshly made API token: the plain text is shown once.
+type NewToken struct {
+	Plain  string
+	Stored store.APIToken
+}
+
+// NewAPIToken makes a token (also used by the CLI's bootstrap command).
+func NewAPIToken(name, role string, now time.Time, expires *timestamppb.Timestamp) (NewToken, error) {
+	name = strings.TrimSpace(name)
+	if name == "" {
+		return NewToken{}, errors.New("name is empty")
+	}
+	if _, ok := roleRank[role]; !ok {
+		return NewToken{}, fmt.Errorf("role %q is not admin, maintainer or observer", role)
+	}
+	plain, hash := tokens.New(tokens.APITokenPrefix)
+	t := store.APIToken{ID: newID(), Name: name, Role: role, Hash: hash, CreatedAt: now}
+	if expires != nil {
+		e := expires.AsTime()
+		if !e.After(now) {
+			return NewToken{}, errors.New("expires_at is in the past")
+		}
+		t.ExpiresAt = &e
+	}
+	return NewToken{Plain: plain, Stored: t}, nil
+}
+
+func (s *Server) RevokeApiToken(ctx context.Context, req *posturev1.RevokeApiTokenRequest) (*posturev1.ApiToken, error) {
+	t, err := s.cfg.Store.RevokeAPIToken(ctx, req.GetId(), s.cfg.Now())
+	if err != nil {
+		return nil, storeErr("token "+req.GetId(), err)
+	}
+	s.audit(ctx, "api token revoked", "id", t.ID, "name", t.Name)
+	return tokenProto(t), nil
+}
