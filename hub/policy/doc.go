@@ -17,6 +17,7 @@
 //
 // posture's keys:
 //
+//	# policies/macos.yml
 //	- id: macos-filevault            # slug: a-z 0-9 - _ ; default: slug of name
 //	  name: FileVault is on
 //	  query: SELECT 1 FROM disk_encryption WHERE encrypted = 1;
@@ -66,6 +67,7 @@
 // In teams.yml, a list; anywhere, as kind: team documents with the same
 // fields under spec:
 //
+//	# policies/teams.yml
 //	- name: engineering
 //	  settings:
 //	    conditional_access: true     # off: the team's hosts always count as compliant
@@ -83,6 +85,7 @@
 // first column of the first row is the value. In facts.yml, a list; or as
 // kind: fact documents:
 //
+//	# policies/facts.yml
 //	- name: entra_device_id          # a-z 0-9 _
 //	  platform: darwin               # like a policy's; empty = all
 //	  query: SELECT device_id FROM posture_entra;

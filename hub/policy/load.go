@@ -275,7 +275,9 @@ func (l *loader) yamlError(path string, err error) {
 	if errors.As(err, &te) && len(te.Errors) > 0 {
 		msg = te.Errors[0]
 	}
-	line := 0
+	// yaml.v3 reports the line where the broken construct started, and
+	// leaves the line out when that is the first one.
+	line := 1
 	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
 		line, _ = strconv.Atoi(m[1])
 		msg = m[2]
@@ -388,7 +390,9 @@ func (l *loader) policy(path string, n *yaml.Node, fromDoc bool) {
 	}
 	if f, ok := kv["query"]; ok {
 		if q, ok := l.str(path, f); ok {
-			p.Query = q
+			// Surrounding blanks never change what a query does; trimming
+			// them keeps "|" vs "|-" from bumping the revision.
+			p.Query = strings.TrimSpace(q)
 			l.checkSQL(path, f.val, q)
 		}
 	} else {
@@ -396,9 +400,11 @@ func (l *loader) policy(path string, n *yaml.Node, fromDoc bool) {
 	}
 	if f, ok := kv["description"]; ok {
 		p.Description, _ = l.str(path, f)
+		p.Description = strings.TrimRight(p.Description, " \t\r\n")
 	}
 	if f, ok := kv["resolution"]; ok {
 		p.Resolution, _ = l.str(path, f)
+		p.Resolution = strings.TrimRight(p.Resolution, " \t\r\n")
 	}
 	if strings.TrimSpace(p.Resolution) == "" {
 		l.warnf(path, n, "policy %q has no resolution: users whose device fails it get no instructions", p.ID)
@@ -542,7 +548,7 @@ func (l *loader) team(path string, n *yaml.Node) {
 		if f, ok := ss["conditional_access"]; ok {
 			t.Settings.ConditionalAccess, _ = l.boolean(path, f)
 		} else {
-			l.warnf(path, sf.val, "team %q does not set conditional_access: it is off, so its hosts always count as compliant", t.Name)
+			l.warnf(path, sf.key, "team %q does not set conditional_access: it is off, so its hosts always count as compliant", t.Name)
 		}
 		if f, ok := ss["max_allowed_severity"]; ok {
 			if s, ok := l.str(path, f); ok {
@@ -598,7 +604,7 @@ func (l *loader) fact(path string, n *yaml.Node) {
 	}
 	if qf, ok := kv["query"]; ok {
 		if q, ok := l.str(path, qf); ok {
-			f.Query = q
+			f.Query = strings.TrimSpace(q)
 			l.checkSQL(path, qf.val, q)
 		}
 	} else {

@@ -14,8 +14,9 @@ import (
 
 // RenderChanges writes a readable diff of an apply: one line per added (+),
 // changed (~, with the changed fields) and removed (-) policy or team, then
-// counts per kind. Unchanged objects are only counted.
+// counts per kind. Unchanged objects are only counted. The CLI prints, e.g.:
 //
+//	Apply would make these changes:
 //	+ policy  macos-firewall        (revision 1)
 //	~ policy  macos-filevault       query, severity (revision 1 → 2: older results no longer count)
 //	- policy  legacy-av

@@ -11,15 +11,15 @@ import (
 type tokKind int
 
 const (
-	tokWord    tokKind = iota // keyword or bare identifier
-	tokString                 // '…'
-	tokQuoted                 // "…", `…`, […]: identifiers, never keywords
-	tokNumber                 // 12, 1.5e3, 0x1F
-	tokParam                  // ?, ?1, :name, @name, $name
-	tokSemi                   // ;
-	tokLParen                 // (
-	tokRParen                 // )
-	tokOther                  // operators and other punctuation
+	tokWord   tokKind = iota // keyword or bare identifier
+	tokString                // '…'
+	tokQuoted                // "…", `…`, […]: identifiers, never keywords
+	tokNumber                // 12, 1.5e3, 0x1F
+	tokParam                 // ?, ?1, :name, @name, $name
+	tokSemi                  // ;
+	tokLParen                // (
+	tokRParen                // )
+	tokOther                 // operators and other punctuation
 )
 
 // token is one lexical unit of a query; comments and blanks are dropped.
@@ -39,7 +39,7 @@ type sqlError struct {
 func (e *sqlError) Error() string { return e.msg }
 
 // tokenize splits a SQLite query into tokens following SQLite's lexical
-// rules: '' doubles a quote inside strings, "" / `` / ]] likewise inside
+// rules: ” doubles a quote inside strings, "" / “ / ]] likewise inside
 // quoted identifiers ([…] has no escape), "--" comments run to the end of
 // the line and "/* */" comments do not nest.
 func tokenize(q string) ([]token, *sqlError) {
