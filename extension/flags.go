@@ -1,0 +1,138 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+type config struct {
+	socket          string
+	timeout         int
+	interval        int
+	verbose         bool
+	hub             string
+	enrollSecret    string
+	secretPath      string
+	hubCA           string
+	hubCAPin        string
+	stateDir        string
+	queryTimeout    time.Duration
+	logFormat       string
+	osqueryGone     time.Duration
+	noTable         bool
+	showVersion     bool
+	ignoredFlags    []string
+	fromEnvironment []string
+}
+
+func defaultStateDir() string {
+	switch runtime.GOOS {
+	case "darwin":
+		return "/var/db/posture"
+	case "windows":
+		return `C:\ProgramData\posture`
+	default:
+		return "/var/lib/posture"
+	}
+}
+
+func newFlagSet(c *config) *flag.FlagSet {
+	fs := flag.NewFlagSet("posture.ext", flag.ContinueOnError)
+	// Passed by osqueryd when it autoloads the extension.
+	fs.StringVar(&c.socket, "socket", "", "osquery extension manager socket (osqueryd passes it)")
+	fs.IntVar(&c.timeout, "timeout", 3, "seconds to wait for the osquery socket at start")
+	fs.IntVar(&c.interval, "interval", 3, "seconds between extension-manager health pings (osquery's meaning; not the policy interval)")
+	fs.BoolVar(&c.verbose, "verbose", false, "debug logging")
+	// posture's own.
+	fs.StringVar(&c.hub, "hub", "", "hub agent address host:port")
+	fs.StringVar(&c.enrollSecret, "enroll-secret", "", "enroll secret (prefer --enroll-secret-path)")
+	fs.StringVar(&c.secretPath, "enroll-secret-path", "", "file holding the enroll secret")
+	fs.StringVar(&c.hubCA, "hub-ca", "", "PEM file of the CA that signed the hub's server certificate (trust for the first enrollment)")
+	fs.StringVar(&c.hubCAPin, "hub-ca-pin", "", "sha256/<base64 SPKI hash> of the hub CA or server key (alternative to --hub-ca)")
+	fs.StringVar(&c.stateDir, "state-dir", defaultStateDir(), "directory for the key, certificate, spool and policy cache")
+	fs.DurationVar(&c.queryTimeout, "query-timeout", 30*time.Second, "deadline of one osquery query")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.DurationVar(&c.osqueryGone, "osquery-gone-exit", 5*time.Minute, "exit when osqueryd has been unreachable this long, so the instance osqueryd autoloads next takes over (0: never)")
+	fs.BoolVar(&c.noTable, "no-table", false, "do not serve the posture_entra table")
+	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
+	return fs
+}
+
+// parseFlags parses args, then fills unset flags from POSTURE_<NAME>
+// environment variables (dashes become underscores). Flags it does not know
+// are dropped with their value and reported, because osqueryd may pass
+// options of its own.
+func parseFlags(args []string, env func(string) string) (*config, error) {
+	c := &config{}
+	fs := newFlagSet(c)
+	fs.SetOutput(os.Stderr)
+	kept, ignored := filterUnknown(fs, args)
+	c.ignoredFlags = ignored
+	if err := fs.Parse(kept); err != nil {
+		return nil, err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || envErr != nil {
+			return
+		}
+		name := "POSTURE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := env(name); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%s: %w", name, err)
+				return
+			}
+			c.fromEnvironment = append(c.fromEnvironment, name)
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	return c, nil
+}
+
+func filterUnknown(fs *flag.FlagSet, args []string) (kept, ignored []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			kept = append(kept, args[i:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			ignored = append(ignored, a) // stray positional argument
+			continue
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		f := fs.Lookup(name)
+		if name == "h" || name == "help" {
+			kept = append(kept, a) // the flag package prints usage
+			continue
+		}
+		takesValue := func() bool {
+			return !hasValue && i+1 < len(args) && !strings.HasPrefix(args[i+1], "-")
+		}
+		if f == nil {
+			ignored = append(ignored, a)
+			if takesValue() {
+				i++
+				ignored = append(ignored, args[i])
+			}
+			continue
+		}
+		kept = append(kept, a)
+		if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() {
+			continue
+		}
+		if !hasValue && i+1 < len(args) {
+			i++
+			kept = append(kept, args[i])
+		}
+	}
+	return kept, ignored
+}

@@ -1,0 +1,510 @@
+// Package hublink is posture.ext's side of the hub protocol: enrollment,
+// certificate renewal, and the long-lived Connect stream that carries
+// spooled results up and policy sets, acks, rechecks and Disable down.
+package hublink
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	posturev1 "github.com/posture-dev/posture/api/posture/v1"
+	"github.com/posture-dev/posture/extension/atomicfile"
+	"github.com/posture-dev/posture/extension/clock"
+	"github.com/posture-dev/posture/extension/identity"
+	"github.com/posture-dev/posture/extension/spool"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// PolicySetFile caches the last PolicySet in the state directory so that
+// policies keep running (and results keep spooling) while the hub is away.
+const PolicySetFile = "policyset.pb"
+
+// Runner is the scheduler as the link drives it.
+type Runner interface {
+	Apply(ps *posturev1.PolicySet)
+	Recheck(ids []string, all bool)
+	Clear()
+	Version() string
+}
+
+// Config wires a Link.
+type Config struct {
+	// Hub is host:port of the hub's agent port.
+	Hub string
+	// EnrollSecret enrolls the host; empty means enrollment is impossible
+	// and only an existing certificate can be used.
+	EnrollSecret string
+	// Bootstrap is the server-only TLS config for Enroll before a CA bundle
+	// is stored (see BootstrapTLS). Required to enroll.
+	Bootstrap *tls.Config
+	// StateDir holds the identity files and the policy-set cache.
+	StateDir string
+	Spool    *spool.Spool
+	Runner   Runner
+	// HostFacts gathers the facts sent with Enroll and Hello.
+	HostFacts func(ctx context.Context) (*posturev1.HostFacts, error)
+
+	Clock  clock.Clock
+	Rand   *rand.Rand
+	Logger *slog.Logger
+	// BackoffBase and BackoffMax bound reconnect waits (1 s, 60 s).
+	BackoffBase, BackoffMax time.Duration
+	// DisabledRetry is how long to wait after a Disable or a revoked
+	// certificate before asking again (1 h).
+	DisabledRetry time.Duration
+	// HealthyAfter: a stream that got a PolicySet resets the backoff.
+	// RPCTimeout bounds Enroll and Renew (30 s).
+	RPCTimeout time.Duration
+	// DialOptions are appended to the gRPC dial options (tests).
+	DialOptions []grpc.DialOption
+}
+
+// Link runs the hub connection. It is also the scheduler's Sink.
+type Link struct {
+	cfg   Config
+	log   *slog.Logger
+	clk   clock.Clock
+	store identity.Store
+	id    identity.Holder
+	key   *ecdsa.PrivateKey
+
+	notify chan struct{}
+
+	mu        sync.Mutex
+	facts     map[string]string // latest fact values from the scheduler
+	hostFacts *posturev1.HostFacts
+	rnd       *rand.Rand
+}
+
+// Errors that end a session and steer the retry loop.
+var (
+	errDisabled = errors.New("host disabled by the hub")
+	errReenroll = errors.New("hub does not know this certificate")
+)
+
+// New prepares a Link: loads or creates the host key and loads a stored
+// identity and cached policy set.
+func New(cfg Config) (*Link, error) {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.BackoffBase <= 0 {
+		cfg.BackoffBase = time.Second
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = time.Minute
+	}
+	if cfg.DisabledRetry <= 0 {
+		cfg.DisabledRetry = time.Hour
+	}
+	if cfg.RPCTimeout <= 0 {
+		cfg.RPCTimeout = 30 * time.Second
+	}
+	if cfg.Spool == nil || cfg.Runner == nil || cfg.HostFacts == nil || cfg.Hub == "" {
+		return nil, errors.New("hublink: Hub, Spool, Runner and HostFacts are required")
+	}
+	l := &Link{
+		cfg: cfg, log: cfg.Logger, clk: cfg.Clock, rnd: cfg.Rand,
+		store:  identity.Store{Dir: cfg.StateDir},
+		notify: make(chan struct{}, 1),
+	}
+	key, err := l.store.Key()
+	if err != nil {
+		return nil, err
+	}
+	l.key = key
+	id, err := l.store.Load(key)
+	switch {
+	case err == nil:
+		l.id.Set(id)
+		l.log.Info("loaded identity", "host_id", id.HostID, "not_after", id.Leaf.NotAfter)
+	case errors.Is(err, identity.ErrNotEnrolled):
+	default:
+		// A damaged identity is replaced by enrolling again.
+		l.log.Error("stored identity unusable; will enroll again", "err", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(cfg.StateDir, PolicySetFile)); err == nil {
+		var ps posturev1.PolicySet
+		if err := proto.Unmarshal(b, &ps); err != nil {
+			l.log.Error("cached policy set unreadable; waiting for the hub", "err", err)
+		} else {
+			cfg.Runner.Apply(&ps)
+		}
+	}
+	return l, nil
+}
+
+// Identity returns the current identity (nil before enrollment).
+func (l *Link) Identity() *identity.Identity { return l.id.Get() }
+
+// Results implements scheduler.Sink: results go to disk first, then the
+// stream (if any) is nudged to send them.
+func (l *Link) Results(_ context.Context, results []*posturev1.PolicyResult) {
+	b, err := l.cfg.Spool.Append(results)
+	if err != nil {
+		l.log.Error("could not spool results; they are lost", "results", len(results), "err", err)
+		return
+	}
+	l.log.Debug("results spooled", "seq", b.GetSeq(), "results", len(results))
+	l.wake()
+}
+
+// Facts implements scheduler.Sink.
+func (l *Link) Facts(_ context.Context, values map[string]string) {
+	l.mu.Lock()
+	l.facts = maps.Clone(values)
+	l.mu.Unlock()
+	l.wake()
+}
+
+func (l *Link) wake() {
+	select {
+	case l.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Run keeps a stream to the hub open until ctx ends, enrolling, renewing
+// and reconnecting as needed.
+func (l *Link) Run(ctx context.Context) error {
+	bo := &Backoff{Base: l.cfg.BackoffBase, Max: l.cfg.BackoffMax, Rand: l.cfg.Rand}
+	for {
+		healthy, err := l.once(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if healthy {
+			bo.Reset()
+		}
+		wait := bo.Next()
+		switch {
+		case errors.Is(err, errDisabled):
+			wait = l.cfg.DisabledRetry
+			l.log.Error("HOST DISABLED BY THE HUB: policies stopped; will ask the hub again later", "reason", err, "retry_in", wait)
+		case errors.Is(err, errReenroll):
+			l.log.Warn("hub rejected this host's certificate; enrolling again", "err", err)
+		default:
+			l.log.Warn("hub connection ended; reconnecting", "err", err, "retry_in", wait)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-l.clk.After(wait):
+		}
+	}
+}
+
+// once runs one enroll-if-needed + session attempt. healthy reports that
+// the hub accepted the stream (sent a PolicySet).
+func (l *Link) once(ctx context.Context) (healthy bool, err error) {
+	id := l.id.Get()
+	if id != nil && id.Expired(l.clk.Now()) {
+		l.log.Warn("certificate expired; enrolling again", "not_after", id.Leaf.NotAfter)
+		id = nil
+	}
+	if id == nil {
+		if id, err = l.enroll(ctx); err != nil {
+			return false, err
+		}
+	}
+	healthy, err = l.session(ctx, id)
+	switch status.Code(err) {
+	case codes.Unauthenticated:
+		if l.cfg.EnrollSecret != "" && l.cfg.Bootstrap != nil {
+			l.id.Set(nil)
+			return healthy, fmt.Errorf("%w: %w", errReenroll, err)
+		}
+		l.log.Error("hub rejected this host's certificate and no enroll secret is configured", "err", err)
+	case codes.PermissionDenied:
+		l.cfg.Runner.Clear()
+		l.dropPolicySet()
+		return healthy, fmt.Errorf("%w: %w", errDisabled, err)
+	}
+	return healthy, err
+}
+
+func (l *Link) gatherFacts(ctx context.Context) *posturev1.HostFacts {
+	f, err := l.cfg.HostFacts(ctx)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.log.Warn("could not gather host facts from osquery; using the last known", "err", err)
+		if l.hostFacts != nil {
+			return l.hostFacts
+		}
+		h, _ := os.Hostname()
+		return &posturev1.HostFacts{Hostname: h}
+	}
+	l.hostFacts = f
+	return f
+}
+
+func (l *Link) enroll(ctx context.Context) (*identity.Identity, error) {
+	if l.cfg.EnrollSecret == "" {
+		return nil, errors.New("not enrolled and no enroll secret given (--enroll-secret or --enroll-secret-path)")
+	}
+	if l.cfg.Bootstrap == nil {
+		return nil, errors.New("not enrolled and no trust for the hub given (--hub-ca or --hub-ca-pin)")
+	}
+	facts := l.gatherFacts(ctx)
+	cn := facts.GetHardwareUuid()
+	if cn == "" {
+		cn = facts.GetHostname()
+	}
+	csr, err := identity.CSR(l.key, cn)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := l.dial(l.cfg.Bootstrap.Clone())
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	rctx, cancel := context.WithTimeout(ctx, l.cfg.RPCTimeout)
+	defer cancel()
+	resp, err := posturev1.NewAgentServiceClient(conn).Enroll(rctx, &posturev1.EnrollRequest{
+		EnrollSecret: l.cfg.EnrollSecret,
+		Facts:        facts,
+		CsrDer:       csr,
+	})
+	if err != nil {
+		switch status.Code(err) {
+		case codes.Unauthenticated:
+			return nil, fmt.Errorf("enroll refused: the enroll secret is wrong, revoked or expired: %w", err)
+		case codes.ResourceExhausted:
+			return nil, fmt.Errorf("enroll rate limited by the hub: %w", err)
+		}
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	id, err := l.store.Save(resp.GetHostId(), resp.GetCertificatePem(), resp.GetCaBundlePem(), l.key)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: storing the issued certificate: %w", err)
+	}
+	l.id.Set(id)
+	l.log.Info("enrolled", "host_id", id.HostID, "not_after", id.Leaf.NotAfter)
+	return id, nil
+}
+
+// mtlsConfig trusts the hub's CA bundle and presents whatever certificate
+// the holder has at handshake time.
+func (l *Link) mtlsConfig(id *identity.Identity) *tls.Config {
+	return &tls.Config{
+		MinVersion:           tls.VersionTLS12,
+		RootCAs:              id.CAs,
+		GetClientCertificate: l.id.GetClientCertificate,
+	}
+}
+
+func (l *Link) dial(tc *tls.Config) (*grpc.ClientConn, error) {
+	opts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(credentials.NewTLS(tc)),
+		// Detect a vanished hub; above the gRPC server's 5-minute minimum.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 6 * time.Minute, Timeout: 30 * time.Second}),
+	}, l.cfg.DialOptions...)
+	conn, err := grpc.NewClient(l.cfg.Hub, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("dial hub %s: %w", l.cfg.Hub, err)
+	}
+	return conn, nil
+}
+
+// session runs one Connect stream.
+func (l *Link) session(ctx context.Context, id *identity.Identity) (healthy bool, err error) {
+	conn, err := l.dial(l.mtlsConfig(id))
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	client := posturev1.NewAgentServiceClient(conn)
+
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := client.Connect(sctx)
+	if err != nil {
+		return false, err
+	}
+	hello := &posturev1.Hello{Facts: l.gatherFacts(ctx), PolicySetVersion: l.cfg.Runner.Version()}
+	if err := stream.Send(&posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Hello{Hello: hello}}); err != nil {
+		return false, recvErr(stream, err)
+	}
+	l.log.Info("connected to hub", "hub", l.cfg.Hub, "host_id", id.HostID)
+
+	msgs := make(chan *posturev1.HubMessage)
+	recvDone := make(chan error, 1)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				recvDone <- err
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-sctx.Done():
+				recvDone <- sctx.Err()
+				return
+			}
+		}
+	}()
+
+	var sentSeq uint64              // highest seq sent on this stream
+	var sentFacts map[string]string // nil: none sent on this stream yet
+	flush := func() error {
+		for _, b := range l.cfg.Spool.Pending() {
+			if b.GetSeq() <= sentSeq {
+				continue
+			}
+			if err := stream.Send(&posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Results{Results: b}}); err != nil {
+				return err
+			}
+			sentSeq = b.GetSeq()
+			l.log.Debug("sent result batch", "seq", b.GetSeq(), "results", len(b.GetResults()))
+		}
+		l.mu.Lock()
+		facts := l.facts
+		l.mu.Unlock()
+		if facts != nil && (sentFacts == nil || !maps.Equal(facts, sentFacts)) {
+			if err := stream.Send(&posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Facts{Facts: &posturev1.FactReport{
+				Values: facts, EvaluatedAt: timestamppb.New(l.clk.Now()),
+			}}}); err != nil {
+				return err
+			}
+			sentFacts = facts
+			l.log.Debug("sent facts", "facts", facts)
+		}
+		return nil
+	}
+	if err := flush(); err != nil {
+		return false, recvErr(stream, err)
+	}
+
+	renewRetry := time.Minute
+	renewTimer := l.clk.After(l.renewWait(id))
+	renewDone := make(chan error, 1)
+	for {
+		select {
+		case <-ctx.Done():
+			_ = stream.CloseSend()
+			return healthy, ctx.Err()
+		case err := <-recvDone:
+			return healthy, err
+		case <-l.notify:
+			if err := flush(); err != nil {
+				return healthy, recvErr(stream, err)
+			}
+		case <-renewTimer:
+			go func() { renewDone <- l.renew(ctx, client) }()
+		case err := <-renewDone:
+			if err != nil {
+				l.log.Warn("certificate renewal failed; will retry", "err", err, "retry_in", renewRetry)
+				renewTimer = l.clk.After(renewRetry)
+				renewRetry = min(2*renewRetry, 30*time.Minute)
+			} else {
+				renewRetry = time.Minute
+				renewTimer = l.clk.After(l.renewWait(l.id.Get()))
+			}
+		case m := <-msgs:
+			switch msg := m.GetMsg().(type) {
+			case *posturev1.HubMessage_PolicySet:
+				healthy = true
+				l.cfg.Runner.Apply(msg.PolicySet)
+				l.savePolicySet(msg.PolicySet)
+			case *posturev1.HubMessage_Ack:
+				if err := l.cfg.Spool.Ack(msg.Ack.GetSeq()); err != nil {
+					l.log.Error("could not delete acked batch", "seq", msg.Ack.GetSeq(), "err", err)
+				}
+			case *posturev1.HubMessage_Recheck:
+				l.log.Info("recheck requested", "all", msg.Recheck.GetAll(), "policies", msg.Recheck.GetPolicyIds())
+				l.cfg.Runner.Recheck(msg.Recheck.GetPolicyIds(), msg.Recheck.GetAll())
+			case *posturev1.HubMessage_Disable:
+				l.cfg.Runner.Clear()
+				l.dropPolicySet()
+				_ = stream.CloseSend()
+				return healthy, fmt.Errorf("%w: %s", errDisabled, msg.Disable.GetReason())
+			default:
+				l.log.Warn("unknown message from hub ignored", "msg", m)
+			}
+		}
+	}
+}
+
+// recvErr prefers the stream's status (from Recv) over a Send error, which
+// is only io.EOF when the server ended the stream.
+func recvErr(stream grpc.BidiStreamingClient[posturev1.AgentMessage, posturev1.HubMessage], sendErr error) error {
+	if _, err := stream.Recv(); err != nil {
+		return err
+	}
+	return sendErr
+}
+
+func (l *Link) renewWait(id *identity.Identity) time.Duration {
+	l.mu.Lock()
+	j := l.rnd.Float64()
+	l.mu.Unlock()
+	return id.RenewAt(j).Sub(l.clk.Now())
+}
+
+// renew asks for a fresh certificate over the open mTLS connection and
+// installs it; the stream stays up, later handshakes use the new one.
+func (l *Link) renew(ctx context.Context, client posturev1.AgentServiceClient) error {
+	old := l.id.Get()
+	csr, err := identity.CSR(l.key, old.Leaf.Subject.CommonName)
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, l.cfg.RPCTimeout)
+	defer cancel()
+	resp, err := client.Renew(rctx, &posturev1.RenewRequest{CsrDer: csr})
+	if err != nil {
+		return fmt.Errorf("renew: %w", err)
+	}
+	ca := resp.GetCaBundlePem()
+	if len(ca) == 0 {
+		ca = old.CAPEM
+	}
+	id, err := l.store.Save(old.HostID, resp.GetCertificatePem(), ca, l.key)
+	if err != nil {
+		return fmt.Errorf("renew: storing the certificate: %w", err)
+	}
+	l.id.Set(id)
+	l.log.Info("certificate renewed", "host_id", id.HostID, "not_after", id.Leaf.NotAfter)
+	return nil
+}
+
+func (l *Link) savePolicySet(ps *posturev1.PolicySet) {
+	b, err := proto.Marshal(ps)
+	if err == nil {
+		err = atomicfile.Write(filepath.Join(l.cfg.StateDir, PolicySetFile), b, 0o600)
+	}
+	if err != nil {
+		l.log.Warn("could not cache the policy set", "err", err)
+	}
+}
+
+func (l *Link) dropPolicySet() {
+	if err := os.Remove(filepath.Join(l.cfg.StateDir, PolicySetFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		l.log.Warn("could not remove the cached policy set", "err", err)
+	}
+}

@@ -1,0 +1,310 @@
+// Command posture.ext is the posture osquery extension: it runs the hub's
+// SQL policies through osqueryd, spools the pass/fail results on disk and
+// streams them to the hub over mutual TLS. It also serves the posture_entra
+// table. osqueryd autoloads it and passes --socket, --timeout, --interval
+// and --verbose; see --help for the rest.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gofrs/flock"
+	osquery "github.com/osquery/osquery-go"
+
+	posturev1 "github.com/posture-dev/posture/api/posture/v1"
+	"github.com/posture-dev/posture/extension/entra"
+	"github.com/posture-dev/posture/extension/hostfacts"
+	"github.com/posture-dev/posture/extension/hublink"
+	"github.com/posture-dev/posture/extension/osq"
+	"github.com/posture-dev/posture/extension/scheduler"
+	"github.com/posture-dev/posture/extension/spool"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	cfg, err := parseFlags(args, os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "posture.ext:", err)
+		return 2
+	}
+	if cfg.showVersion {
+		fmt.Println("posture.ext", version)
+		return 0
+	}
+	log := newLogger(cfg)
+	if len(cfg.ignoredFlags) > 0 {
+		log.Info("ignoring unknown arguments", "args", cfg.ignoredFlags)
+	}
+	if len(cfg.fromEnvironment) > 0 {
+		log.Debug("flags from environment", "vars", cfg.fromEnvironment)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, cfg, log); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("posture.ext stopped", "err", err)
+		return 1
+	}
+	log.Info("posture.ext stopped")
+	return 0
+}
+
+func newLogger(cfg *config) *slog.Logger {
+	lvl := slog.LevelInfo
+	if cfg.verbose {
+		lvl = slog.LevelDebug
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if cfg.logFormat == "json" {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	}
+	return slog.New(h).With("component", "posture.ext")
+}
+
+func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
+	if cfg.socket == "" {
+		return errors.New("--socket is required (osqueryd passes it when it autoloads the extension)")
+	}
+	if cfg.hub == "" {
+		return errors.New("--hub is required")
+	}
+	if err := os.MkdirAll(cfg.stateDir, 0o700); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	// One instance per state directory: osqueryd may autoload a new one
+	// while an old one is still draining.
+	lock := flock.New(filepath.Join(cfg.stateDir, "lock"))
+	if err := waitLock(ctx, lock, log); err != nil {
+		return err
+	}
+	defer lock.Unlock()
+
+	secret := strings.TrimSpace(cfg.enrollSecret)
+	if cfg.secretPath != "" {
+		b, err := os.ReadFile(cfg.secretPath)
+		if err != nil {
+			return fmt.Errorf("enroll secret: %w", err)
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+	bootstrap, err := bootstrapTLS(cfg)
+	if err != nil {
+		return err
+	}
+
+	q := osq.New(osq.Options{Socket: cfg.socket, QueryTimeout: cfg.queryTimeout, Logger: log.With("component", "osquery")})
+	defer q.Close()
+	wctx, cancel := context.WithTimeout(ctx, time.Duration(max(cfg.timeout, 1))*time.Second)
+	if err := q.WaitReady(wctx, 200*time.Millisecond); err != nil {
+		// Keep going: policies run once osqueryd appears; the cached
+		// identity and spool still let us talk to the hub.
+		log.Warn("osquery socket not ready; continuing and retrying", "socket", cfg.socket, "err", err)
+	}
+	cancel()
+
+	sp, err := spool.Open(filepath.Join(cfg.stateDir, "spool"), spool.Options{Logger: log.With("component", "spool")})
+	if err != nil {
+		return err
+	}
+	sink := &lateSink{}
+	sched := scheduler.New(q, sink, scheduler.Options{QueryTimeout: cfg.queryTimeout, Logger: log.With("component", "scheduler")})
+	link, err := hublink.New(hublink.Config{
+		Hub:          cfg.hub,
+		EnrollSecret: secret,
+		Bootstrap:    bootstrap,
+		StateDir:     cfg.stateDir,
+		Spool:        sp,
+		Runner:       sched,
+		HostFacts: func(ctx context.Context) (*posturev1.HostFacts, error) {
+			return hostfacts.Gather(ctx, q, version)
+		},
+		Logger: log.With("component", "hublink"),
+	})
+	if err != nil {
+		return err
+	}
+	sink.set(link)
+
+	var wg sync.WaitGroup
+	ctx, cancelAll := context.WithCancelCause(ctx)
+	defer cancelAll(nil)
+	start := func(name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error(name+" stopped", "err", err)
+				cancelAll(err)
+			}
+		}()
+	}
+	start("scheduler", sched.Run)
+	start("hub link", link.Run)
+	if !cfg.noTable {
+		start("extension server", func(ctx context.Context) error {
+			serveTable(ctx, cfg, log.With("component", "table"))
+			return nil
+		})
+	}
+	if cfg.osqueryGone > 0 {
+		start("osquery watch", func(ctx context.Context) error {
+			return watchOsquery(ctx, q, time.Duration(max(cfg.interval, 1))*time.Second, cfg.osqueryGone, log)
+		})
+	}
+	log.Info("posture.ext running", "version", version, "hub", cfg.hub, "socket", cfg.socket, "state_dir", cfg.stateDir)
+	<-ctx.Done()
+	wg.Wait()
+	// Every result is on disk before it is sent, so nothing needs flushing.
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, errOsqueryGone) {
+		return err
+	}
+	return nil
+}
+
+// lateSink breaks the scheduler ⇄ link construction cycle.
+type lateSink struct {
+	mu sync.Mutex
+	l  *hublink.Link
+}
+
+func (s *lateSink) set(l *hublink.Link) { s.mu.Lock(); s.l = l; s.mu.Unlock() }
+func (s *lateSink) get() *hublink.Link  { s.mu.Lock(); defer s.mu.Unlock(); return s.l }
+
+func (s *lateSink) Results(ctx context.Context, r []*posturev1.PolicyResult) {
+	s.get().Results(ctx, r)
+}
+func (s *lateSink) Facts(ctx context.Context, v map[string]string) { s.get().Facts(ctx, v) }
+
+func bootstrapTLS(cfg *config) (*tls.Config, error) {
+	var roots *x509.CertPool
+	var pin []byte
+	var err error
+	switch {
+	case cfg.hubCA != "" && cfg.hubCAPin != "":
+		return nil, errors.New("give --hub-ca or --hub-ca-pin, not both")
+	case cfg.hubCA != "":
+		if roots, err = hublink.LoadCAFile(cfg.hubCA); err != nil {
+			return nil, err
+		}
+	case cfg.hubCAPin != "":
+		if pin, err = hublink.ParsePin(cfg.hubCAPin); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, nil // enough for a host already enrolled
+	}
+	return hublink.BootstrapTLS(roots, pin)
+}
+
+func waitLock(ctx context.Context, lock *flock.Flock, log *slog.Logger) error {
+	logged := false
+	for {
+		ok, err := lock.TryLock()
+		if err != nil {
+			return fmt.Errorf("lock state dir: %w", err)
+		}
+		if ok {
+			return nil
+		}
+		if !logged {
+			log.Warn("another posture.ext holds the state directory; waiting for it to exit", "lock", lock.Path())
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+var errOsqueryGone = errors.New("osqueryd unreachable for too long")
+
+// watchOsquery pings osqueryd every interval and gives up when it has been
+// unreachable for longer than gone: osqueryd restarts its autoloaded
+// extensions, so a stray instance must not outlive it for good.
+func watchOsquery(ctx context.Context, q *osq.Client, interval, gone time.Duration, log *slog.Logger) error {
+	var downSince time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(interval):
+		}
+		pctx, cancel := context.WithTimeout(ctx, interval+5*time.Second)
+		err := q.Ping(pctx)
+		cancel()
+		switch {
+		case err == nil:
+			if !downSince.IsZero() {
+				log.Info("osquery reachable again", "after", time.Since(downSince).Round(time.Second))
+			}
+			downSince = time.Time{}
+		case ctx.Err() != nil:
+			return nil
+		case downSince.IsZero():
+			downSince = time.Now()
+			log.Warn("osquery unreachable", "err", err)
+		case time.Since(downSince) > gone:
+			log.Error("osquery unreachable for too long; exiting", "for", gone)
+			return errOsqueryGone
+		}
+	}
+}
+
+// serveTable registers posture_entra with osqueryd and re-registers after
+// osqueryd restarts. Failure only costs the table, never the policies.
+func serveTable(ctx context.Context, cfg *config, log *slog.Logger) {
+	retry := time.Second
+	for ctx.Err() == nil {
+		srv, err := osquery.NewExtensionManagerServer("posture", cfg.socket,
+			osquery.ServerTimeout(time.Duration(max(cfg.timeout, 1))*time.Second),
+			osquery.ServerPingInterval(time.Duration(max(cfg.interval, 1))*time.Second),
+			osquery.ExtensionVersion(version))
+		if err == nil {
+			srv.RegisterPlugin(entra.NewTable(entra.ExecRunner{}, runtime.GOOS, log))
+			done := make(chan error, 1)
+			go func() { done <- srv.Run() }()
+			select {
+			case <-ctx.Done():
+				_ = srv.Shutdown(context.Background())
+				return
+			case err = <-done:
+				if err == nil {
+					err = errors.New("extension server stopped")
+				}
+			}
+			retry = time.Second
+		}
+		log.Warn("posture_entra table not served; retrying", "err", err, "retry_in", retry)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(retry):
+		}
+		retry = min(2*retry, time.Minute)
+	}
+}
