@@ -16,11 +16,11 @@ import (
 
 func TestLintCommand(t *testing.T) {
 	tests := []struct {
-		name       string
-		args       []string
-		code       int
-		stdout     string   // substring
-		stderr     []string // substrings
+		name   string
+		args   []string
+		code   int
+		stdout string   // substring
+		stderr []string // substrings
 	}{
 		{
 			name:   "good pack",
