@@ -66,6 +66,12 @@ func ProtoFactQueries(fs []Fact) []*posturev1.FactQuery {
 	return out
 }
 
+// FactQueries is FactsFor in the form a PolicySet carries; it fits
+// agentapi's Config.Facts.
+func (t Tree) FactQueries(platform string) []*posturev1.FactQuery {
+	return ProtoFactQueries(t.FactsFor(platform))
+}
+
 // ApplyRequest builds the AdminService request for the whole tree.
 func (t Tree) ApplyRequest(dryRun, prune bool) *posturev1.ApplyPoliciesRequest {
 	req := &posturev1.ApplyPoliciesRequest{DryRun: dryRun, Prune: prune}
@@ -281,6 +287,15 @@ func Validate(policies []store.Policy, teams []store.Team) Errors {
 		}
 	}
 	return errs
+}
+
+// ValidateApply is Validate shaped for hooks that take an error (e.g.
+// admin.Config.Validate): nil when the apply is fine, else the Errors.
+func ValidateApply(policies []store.Policy, teams []store.Team) error {
+	if errs := Validate(policies, teams); len(errs) > 0 {
+		return errs
+	}
+	return nil
 }
 
 func teamNameErr(name string) string {

@@ -58,7 +58,7 @@ func TestTreeToStoreAndRequest(t *testing.T) {
 	if s := req.GetTeams()[0].GetSettings(); s.GetMaxAllowedSeverity() != "high" || !s.GetErrorsAsFailures() || s.GetStaleAfter().AsDuration() != 12*time.Hour {
 		t.Errorf("proto team settings = %v", s)
 	}
-	fq := ProtoFactQueries(tree.FactsFor("darwin"))
+	fq := tree.FactQueries("darwin")
 	if len(fq) != 2 || fq[0].GetName() != "entra_device_id" || fq[0].GetQuery() != "SELECT device_id FROM posture_entra;" {
 		t.Errorf("fact queries = %v", fq)
 	}
@@ -146,6 +146,12 @@ func TestValidate(t *testing.T) {
 		`team "eng": stale_after must not be negative`,
 		`team "eng": duplicate team`,
 		`teams[2]: name is required`,
+	}
+	if err := ValidateApply(tree.StorePolicies(), tree.StoreTeams()); err != nil {
+		t.Errorf("ValidateApply of a linted tree = %v, want nil (not a typed nil)", err)
+	}
+	if err := ValidateApply(bad, teams); err == nil || !strings.Contains(err.Error(), "duplicate policy id") {
+		t.Errorf("ValidateApply = %v", err)
 	}
 	got := issueStrings(Validate(bad, teams))
 	if !reflect.DeepEqual(got, want) {

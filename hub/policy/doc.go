@@ -91,7 +91,9 @@
 //	  query: SELECT device_id FROM posture_entra;
 //	  description: …
 //
-// A fact name may appear once per platform.
+// A fact name may appear once per platform. The hub reads entra_device_id
+// and user_principal_name (KnownFacts); other names get a warning.
+// Tree.FactQueries(platform) gives what a host's PolicySet carries.
 //
 // # Lint
 //
@@ -105,8 +107,9 @@
 // a literal block (|) the line is that of the offending token. Warnings
 // (Tree.Warnings) flag what is legal but likely wrong: no resolution, no
 // severity, ignored Fleet keys, undeclared teams, teams without
-// conditional_access.
+// conditional_access, facts the hub does not read.
 //
-// Validate applies the same rules to policies and teams received over the
-// API, so the hub refuses what lint would.
+// Validate (and ValidateApply, for hooks taking an error) applies the same
+// rules to policies and teams received over the API, so the hub refuses
+// what lint would.
 package policy

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -61,6 +62,9 @@ type Tree struct {
 
 // DefaultSeverity is used when a policy sets neither severity nor critical.
 const DefaultSeverity = "medium"
+
+// KnownFacts are the fact names the hub reads from a host's FactReport.
+var KnownFacts = []string{"entra_device_id", "user_principal_name"}
 
 // Platforms posture runs on.
 var knownPlatforms = map[string]bool{"darwin": true, "windows": true, "linux": true}
@@ -494,7 +498,7 @@ func (l *loader) policy(path string, n *yaml.Node, fromDoc bool) {
 		f := kv[k]
 		if fleetIgnoredKeys[k] && k != "type" && !isZero(f.val) && !strings.HasSuffix(k, "_count") &&
 			!strings.HasPrefix(k, "author_") && !strings.HasSuffix(k, "_at") {
-			l.warnf(path, f.key, "Fleet key %s is ignored by posture", k)
+			l.warnf(path, f.key, "Fleet key %s is ignored by posture%s", k, ignoredWhy(k))
 		}
 	}
 
@@ -509,6 +513,17 @@ func (l *loader) policy(path string, n *yaml.Node, fromDoc bool) {
 	if l.claimID(path, idNode, p.ID) {
 		l.tree.Policies = append(l.tree.Policies, p)
 	}
+}
+
+// ignoredWhy says what ignoring a Fleet key means where it changes scope.
+func ignoredWhy(key string) string {
+	switch {
+	case strings.HasPrefix(key, "labels_"):
+		return ": the policy applies to every host of its platforms and team"
+	case key == "team_id" || key == "fleet_id":
+		return ": name the team with team: (without it the policy applies to every team)"
+	}
+	return ""
 }
 
 // claimID records a policy id, reporting a duplicate.
@@ -601,6 +616,8 @@ func (l *loader) fact(path string, n *yaml.Node) {
 	}
 	if f.Name == "" {
 		l.errorf(path, n, "fact has no name")
+	} else if factNameRe.MatchString(f.Name) && !slices.Contains(KnownFacts, f.Name) {
+		l.warnf(path, nameNode, "fact %q is not read by the hub (it reads %s)", f.Name, strings.Join(KnownFacts, ", "))
 	}
 	if qf, ok := kv["query"]; ok {
 		if q, ok := l.str(path, qf); ok {

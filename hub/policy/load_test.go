@@ -300,6 +300,13 @@ func TestParseForms(t *testing.T) {
 				if len(tr.Facts) != 1 || tr.Facts[0].Name != "serial" {
 					t.Errorf("facts = %+v", tr.Facts)
 				}
+				want := []string{
+					`p.yml: no policies in this tree`,
+					`p.yml:6: fact "serial" is not read by the hub (it reads entra_device_id, user_principal_name)`,
+				}
+				if got := issueStrings(tr.Warnings); !reflect.DeepEqual(got, want) {
+					t.Errorf("warnings:\n got  %q\n want %q", got, want)
+				}
 			},
 		},
 		{
@@ -310,7 +317,7 @@ func TestParseForms(t *testing.T) {
 				want := []string{
 					`p.yml:1: policy "a" has no resolution: users whose device fails it get no instructions`,
 					`p.yml:1: policy "a" sets no severity; using medium`,
-					`p.yml:4: Fleet key labels_include_any is ignored by posture`,
+					`p.yml:4: Fleet key labels_include_any is ignored by posture: the policy applies to every host of its platforms and team`,
 				}
 				if got := issueStrings(tr.Warnings); !reflect.DeepEqual(got, want) {
 					t.Errorf("warnings:\n got  %q\n want %q", got, want)
