@@ -1,0 +1,224 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/posture-dev/posture/hub/store"
+)
+
+const hostCols = `id, team, hostname, platform, os_platform, os_name, os_version, osquery_version,
+	hardware_serial, hardware_uuid, hardware_model, ext_version, entra_device_id,
+	entra_device_id_override, user_principal_name, enrolled_at, last_seen_at, cert_serial,
+	cert_not_after, revoked_at`
+
+type hostRow struct {
+	ID                    string     `db:"id"`
+	Team                  string     `db:"team"`
+	Hostname              string     `db:"hostname"`
+	Platform              string     `db:"platform"`
+	OSPlatform            string     `db:"os_platform"`
+	OSName                string     `db:"os_name"`
+	OSVersion             string     `db:"os_version"`
+	OsqueryVersion        string     `db:"osquery_version"`
+	HardwareSerial        string     `db:"hardware_serial"`
+	HardwareUUID          string     `db:"hardware_uuid"`
+	HardwareModel         string     `db:"hardware_model"`
+	ExtVersion            string     `db:"ext_version"`
+	EntraDeviceID         string     `db:"entra_device_id"`
+	EntraDeviceIDOverride string     `db:"entra_device_id_override"`
+	UserPrincipalName     string     `db:"user_principal_name"`
+	EnrolledAt            time.Time  `db:"enrolled_at"`
+	LastSeenAt            time.Time  `db:"last_seen_at"`
+	CertSerial            string     `db:"cert_serial"`
+	CertNotAfter          *time.Time `db:"cert_not_after"`
+	RevokedAt             *time.Time `db:"revoked_at"`
+}
+
+func (r hostRow) host() store.Host {
+	h := store.Host{
+		ID: r.ID, Team: r.Team, Hostname: r.Hostname, Platform: r.Platform,
+		OSPlatform: r.OSPlatform, OSName: r.OSName, OSVersion: r.OSVersion,
+		OsqueryVersion: r.OsqueryVersion, HardwareSerial: r.HardwareSerial,
+		HardwareUUID: r.HardwareUUID, HardwareModel: r.HardwareModel, ExtVersion: r.ExtVersion,
+		EntraDeviceID: r.EntraDeviceID, EntraDeviceIDOverride: r.EntraDeviceIDOverride,
+		UserPrincipalName: r.UserPrincipalName, EnrolledAt: utc(r.EnrolledAt),
+		LastSeenAt: utc(r.LastSeenAt), CertSerial: r.CertSerial, RevokedAt: utcPtr(r.RevokedAt),
+	}
+	if r.CertNotAfter != nil {
+		h.CertNotAfter = r.CertNotAfter.UTC()
+	}
+	return h
+}
+
+// EnrollHost creates a host or refreshes the one with the same hardware UUID.
+// The upsert is one statement on the partial unique index, so concurrent
+// enrolls of one machine on several replicas end in one row.
+func (s *Store) EnrollHost(ctx context.Context, h store.Host) (store.Host, error) {
+	h = store.PrepareEnroll(h, time.Now())
+	args := []any{h.ID, h.Team, h.Hostname, h.Platform, h.OSPlatform, h.OSName, h.OSVersion,
+		h.OsqueryVersion, h.HardwareSerial, h.HardwareUUID, h.HardwareModel, h.ExtVersion,
+		h.EntraDeviceID, h.EntraDeviceIDOverride, h.UserPrincipalName, h.EnrolledAt, h.LastSeenAt,
+		h.CertSerial, nullTime(h.CertNotAfter)}
+	insert := `INSERT INTO hosts (` + hostCols + `) VALUES
+		($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, NULL)`
+	var row hostRow
+	if h.HardwareUUID == "" {
+		if err := s.db.GetContext(ctx, &row, insert+` RETURNING `+hostCols, args...); err != nil {
+			return store.Host{}, fmt.Errorf("enroll host %q: %w", h.ID, mapErr(err))
+		}
+		return row.host(), nil
+	}
+	err := s.db.GetContext(ctx, &row, insert+`
+		ON CONFLICT (hardware_uuid) WHERE hardware_uuid <> '' DO UPDATE SET
+			team = EXCLUDED.team, hostname = EXCLUDED.hostname, platform = EXCLUDED.platform,
+			os_platform = EXCLUDED.os_platform, os_name = EXCLUDED.os_name,
+			os_version = EXCLUDED.os_version, osquery_version = EXCLUDED.osquery_version,
+			hardware_serial = EXCLUDED.hardware_serial, hardware_model = EXCLUDED.hardware_model,
+			ext_version = EXCLUDED.ext_version, enrolled_at = EXCLUDED.enrolled_at,
+			last_seen_at = GREATEST(hosts.last_seen_at, EXCLUDED.last_seen_at),
+			cert_serial = EXCLUDED.cert_serial, cert_not_after = EXCLUDED.cert_not_after
+		WHERE hosts.revoked_at IS NULL
+		RETURNING `+hostCols, args...)
+	if errors.Is(err, sql.ErrNoRows) {
+		// The conflicting row exists but the WHERE refused it: revoked.
+		return store.Host{}, fmt.Errorf("enroll host with hardware uuid %q: %w", h.HardwareUUID, store.ErrRevoked)
+	}
+	if err != nil {
+		return store.Host{}, fmt.Errorf("enroll host %q: %w", h.ID, mapErr(err))
+	}
+	return row.host(), nil
+}
+
+// GetHost returns one host.
+func (s *Store) GetHost(ctx context.Context, id string) (store.Host, error) {
+	var row hostRow
+	if err := s.db.GetContext(ctx, &row, `SELECT `+hostCols+` FROM hosts WHERE id = $1`, id); err != nil {
+		return store.Host{}, notFound(err, "host", id)
+	}
+	return row.host(), nil
+}
+
+// ListHosts returns hosts sorted by hostname, then id.
+func (s *Store) ListHosts(ctx context.Context, f store.HostFilter) ([]store.Host, error) {
+	var rows []hostRow
+	q := `SELECT ` + hostCols + ` FROM hosts WHERE ($1 = '' OR team = $1) ORDER BY hostname, id`
+	if err := s.db.SelectContext(ctx, &rows, q, f.Team); err != nil {
+		return nil, fmt.Errorf("list hosts: %w", err)
+	}
+	hs := make([]store.Host, len(rows))
+	for i, r := range rows {
+		hs[i] = r.host()
+	}
+	return hs, nil
+}
+
+// UpdateHostFacts stores facts from a Hello. An empty hardware UUID keeps the
+// stored one, so a host stays matchable at re-enroll.
+func (s *Store) UpdateHostFacts(ctx context.Context, h store.Host) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE hosts SET hostname = $2, platform = $3,
+		os_platform = $4, os_name = $5, os_version = $6, osquery_version = $7,
+		hardware_serial = $8, hardware_uuid = COALESCE(NULLIF($9, ''), hardware_uuid),
+		hardware_model = $10, ext_version = $11
+		WHERE id = $1`, h.ID, h.Hostname, h.Platform, h.OSPlatform, h.OSName, h.OSVersion,
+		h.OsqueryVersion, h.HardwareSerial, h.HardwareUUID, h.HardwareModel, h.ExtVersion)
+	return affected(res, err, "update facts of host", h.ID)
+}
+
+// SetHostIdentity stores the Entra device id and UPN the host reported.
+func (s *Store) SetHostIdentity(ctx context.Context, id, entraDeviceID, upn string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE hosts SET entra_device_id = $2, user_principal_name = $3
+		WHERE id = $1`, id, entraDeviceID, upn)
+	return affected(res, err, "set identity of host", id)
+}
+
+// SetHostEntraOverride sets or clears the admin's device id override.
+func (s *Store) SetHostEntraOverride(ctx context.Context, id, entraDeviceID string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE hosts SET entra_device_id_override = $2 WHERE id = $1`, id, entraDeviceID)
+	return affected(res, err, "set entra override of host", id)
+}
+
+// SetHostCert records the host's current certificate.
+func (s *Store) SetHostCert(ctx context.Context, id, serial string, notAfter time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE hosts SET cert_serial = $2, cert_not_after = $3 WHERE id = $1`,
+		id, serial, nullTime(notAfter))
+	return affected(res, err, "set certificate of host", id)
+}
+
+// TouchHost moves last-seen forward to seen; an older seen writes nothing.
+func (s *Store) TouchHost(ctx context.Context, id string, seen time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE hosts SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2`,
+		id, store.StoredTime(seen))
+	if err != nil {
+		return fmt.Errorf("touch host %q: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n > 0 {
+		return nil
+	}
+	var one int
+	if err := s.db.GetContext(ctx, &one, `SELECT 1 FROM hosts WHERE id = $1`, id); err != nil {
+		return notFound(err, "touch host", id)
+	}
+	return nil
+}
+
+// RevokeHost marks the host revoked; a second revoke keeps the first time.
+func (s *Store) RevokeHost(ctx context.Context, id string, at time.Time) (store.Host, error) {
+	var row hostRow
+	err := s.db.GetContext(ctx, &row, `UPDATE hosts SET revoked_at = COALESCE(revoked_at, $2)
+		WHERE id = $1 RETURNING `+hostCols, id, store.StoredTime(at))
+	if err != nil {
+		return store.Host{}, notFound(err, "revoke host", id)
+	}
+	return row.host(), nil
+}
+
+// DeleteHost removes the host, its results and history, and takes its latest
+// results out of the policy counts.
+func (s *Store) DeleteHost(ctx context.Context, id string) error {
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		var one int
+		if err := tx.GetContext(ctx, &one, `SELECT 1 FROM hosts WHERE id = $1 FOR UPDATE`, id); err != nil {
+			return notFound(err, "delete host", id)
+		}
+		// Results before counts: the same lock order as RecordResults and
+		// ApplyPolicies, so they cannot deadlock with this.
+		var rs []struct {
+			PolicyID string `db:"policy_id"`
+			Status   string `db:"status"`
+		}
+		if err := tx.SelectContext(ctx, &rs, `DELETE FROM results WHERE host_id = $1 RETURNING policy_id, status`, id); err != nil {
+			return fmt.Errorf("delete host %q: delete results: %w", id, err)
+		}
+		ds := store.NewCountDeltas()
+		for _, r := range rs {
+			ds.Add(r.PolicyID, r.Status, -1)
+		}
+		if err := applyDeltas(ctx, tx, ds.Sorted()); err != nil {
+			return fmt.Errorf("delete host %q: %w", id, err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM hosts WHERE id = $1`, id); err != nil {
+			return fmt.Errorf("delete host %q: %w", id, err)
+		}
+		return nil
+	})
+}
+
+func affected(res sql.Result, err error, what, id string) error {
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", what, id, mapErr(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", what, id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%s %q: %w", what, id, store.ErrNotFound)
+	}
+	return nil
+}

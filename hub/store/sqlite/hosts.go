@@ -1,0 +1,215 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/posture-dev/posture/hub/store"
+)
+
+const hostCols = `id, team, hostname, platform, os_platform, os_name, os_version, osquery_version,
+	hardware_serial, hardware_uuid, hardware_model, ext_version, entra_device_id,
+	entra_device_id_override, user_principal_name, enrolled_at, last_seen_at, cert_serial,
+	cert_not_after, revoked_at`
+
+type hostRow struct {
+	ID                    string `db:"id"`
+	Team                  string `db:"team"`
+	Hostname              string `db:"hostname"`
+	Platform              string `db:"platform"`
+	OSPlatform            string `db:"os_platform"`
+	OSName                string `db:"os_name"`
+	OSVersion             string `db:"os_version"`
+	OsqueryVersion        string `db:"osquery_version"`
+	HardwareSerial        string `db:"hardware_serial"`
+	HardwareUUID          string `db:"hardware_uuid"`
+	HardwareModel         string `db:"hardware_model"`
+	ExtVersion            string `db:"ext_version"`
+	EntraDeviceID         string `db:"entra_device_id"`
+	EntraDeviceIDOverride string `db:"entra_device_id_override"`
+	UserPrincipalName     string `db:"user_principal_name"`
+	EnrolledAt            int64  `db:"enrolled_at"`
+	LastSeenAt            int64  `db:"last_seen_at"`
+	CertSerial            string `db:"cert_serial"`
+	CertNotAfter          *int64 `db:"cert_not_after"`
+	RevokedAt             *int64 `db:"revoked_at"`
+}
+
+func (r hostRow) host() store.Host {
+	h := store.Host{
+		ID: r.ID, Team: r.Team, Hostname: r.Hostname, Platform: r.Platform,
+		OSPlatform: r.OSPlatform, OSName: r.OSName, OSVersion: r.OSVersion,
+		OsqueryVersion: r.OsqueryVersion, HardwareSerial: r.HardwareSerial,
+		HardwareUUID: r.HardwareUUID, HardwareModel: r.HardwareModel, ExtVersion: r.ExtVersion,
+		EntraDeviceID: r.EntraDeviceID, EntraDeviceIDOverride: r.EntraDeviceIDOverride,
+		UserPrincipalName: r.UserPrincipalName, EnrolledAt: fromTS(r.EnrolledAt),
+		LastSeenAt: fromTS(r.LastSeenAt), CertSerial: r.CertSerial, RevokedAt: fromNTS(r.RevokedAt),
+	}
+	if r.CertNotAfter != nil {
+		h.CertNotAfter = fromTS(*r.CertNotAfter)
+	}
+	return h
+}
+
+// EnrollHost creates a host or refreshes the one with the same hardware UUID.
+func (s *Store) EnrollHost(ctx context.Context, h store.Host) (store.Host, error) {
+	h = store.PrepareEnroll(h, time.Now())
+	var out store.Host
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		if h.HardwareUUID != "" {
+			var row hostRow
+			err := tx.GetContext(ctx, &row, `SELECT `+hostCols+` FROM hosts WHERE hardware_uuid = ?`, h.HardwareUUID)
+			switch {
+			case err == nil:
+				if row.RevokedAt != nil {
+					return fmt.Errorf("enroll host with hardware uuid %q: %w", h.HardwareUUID, store.ErrRevoked)
+				}
+				_, err = tx.ExecContext(ctx, `UPDATE hosts SET team = ?, hostname = ?, platform = ?,
+					os_platform = ?, os_name = ?, os_version = ?, osquery_version = ?,
+					hardware_serial = ?, hardware_model = ?, ext_version = ?, enrolled_at = ?,
+					last_seen_at = max(last_seen_at, ?), cert_serial = ?, cert_not_after = ?
+					WHERE id = ?`, h.Team, h.Hostname, h.Platform, h.OSPlatform, h.OSName, h.OSVersion,
+					h.OsqueryVersion, h.HardwareSerial, h.HardwareModel, h.ExtVersion, ts(h.EnrolledAt),
+					ts(h.LastSeenAt), h.CertSerial, nts(h.CertNotAfter), row.ID)
+				if err != nil {
+					return fmt.Errorf("enroll host %q: %w", row.ID, mapErr(err))
+				}
+				out, err = getHost(ctx, tx, row.ID)
+				return err
+			case !errors.Is(err, sql.ErrNoRows):
+				return fmt.Errorf("enroll host: %w", err)
+			}
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO hosts (`+hostCols+`) VALUES
+			(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)`,
+			h.ID, h.Team, h.Hostname, h.Platform, h.OSPlatform, h.OSName, h.OSVersion,
+			h.OsqueryVersion, h.HardwareSerial, h.HardwareUUID, h.HardwareModel, h.ExtVersion,
+			h.EntraDeviceID, h.EntraDeviceIDOverride, h.UserPrincipalName, ts(h.EnrolledAt),
+			ts(h.LastSeenAt), h.CertSerial, nts(h.CertNotAfter))
+		if err != nil {
+			return fmt.Errorf("enroll host %q: %w", h.ID, mapErr(err))
+		}
+		out, err = getHost(ctx, tx, h.ID)
+		return err
+	})
+	return out, err
+}
+
+type getter interface {
+	GetContext(ctx context.Context, dest any, query string, args ...any) error
+}
+
+func getHost(ctx context.Context, q getter, id string) (store.Host, error) {
+	var row hostRow
+	if err := q.GetContext(ctx, &row, `SELECT `+hostCols+` FROM hosts WHERE id = ?`, id); err != nil {
+		return store.Host{}, notFound(err, "host", id)
+	}
+	return row.host(), nil
+}
+
+// GetHost returns one host.
+func (s *Store) GetHost(ctx context.Context, id string) (store.Host, error) {
+	return getHost(ctx, s.r, id)
+}
+
+// ListHosts returns hosts sorted by hostname, then id.
+func (s *Store) ListHosts(ctx context.Context, f store.HostFilter) ([]store.Host, error) {
+	var rows []hostRow
+	q := `SELECT ` + hostCols + ` FROM hosts WHERE (?1 = '' OR team = ?1) ORDER BY hostname, id`
+	if err := s.r.SelectContext(ctx, &rows, q, f.Team); err != nil {
+		return nil, fmt.Errorf("list hosts: %w", err)
+	}
+	hs := make([]store.Host, len(rows))
+	for i, r := range rows {
+		hs[i] = r.host()
+	}
+	return hs, nil
+}
+
+// UpdateHostFacts stores facts from a Hello. An empty hardware UUID keeps the
+// stored one, so a host stays matchable at re-enroll.
+func (s *Store) UpdateHostFacts(ctx context.Context, h store.Host) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE hosts SET hostname = ?, platform = ?,
+		os_platform = ?, os_name = ?, os_version = ?, osquery_version = ?,
+		hardware_serial = ?, hardware_uuid = coalesce(nullif(?, ''), hardware_uuid),
+		hardware_model = ?, ext_version = ?
+		WHERE id = ?`, h.Hostname, h.Platform, h.OSPlatform, h.OSName, h.OSVersion,
+		h.OsqueryVersion, h.HardwareSerial, h.HardwareUUID, h.HardwareModel, h.ExtVersion, h.ID)
+	return affected(res, err, "update facts of host", h.ID)
+}
+
+// SetHostIdentity stores the Entra device id and UPN the host reported.
+func (s *Store) SetHostIdentity(ctx context.Context, id, entraDeviceID, upn string) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE hosts SET entra_device_id = ?, user_principal_name = ?
+		WHERE id = ?`, entraDeviceID, upn, id)
+	return affected(res, err, "set identity of host", id)
+}
+
+// SetHostEntraOverride sets or clears the admin's device id override.
+func (s *Store) SetHostEntraOverride(ctx context.Context, id, entraDeviceID string) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE hosts SET entra_device_id_override = ? WHERE id = ?`, entraDeviceID, id)
+	return affected(res, err, "set entra override of host", id)
+}
+
+// SetHostCert records the host's current certificate.
+func (s *Store) SetHostCert(ctx context.Context, id, serial string, notAfter time.Time) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE hosts SET cert_serial = ?, cert_not_after = ? WHERE id = ?`,
+		serial, nts(notAfter), id)
+	return affected(res, err, "set certificate of host", id)
+}
+
+// TouchHost moves last-seen forward to seen; an older seen writes nothing.
+func (s *Store) TouchHost(ctx context.Context, id string, seen time.Time) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE hosts SET last_seen_at = ? WHERE id = ? AND last_seen_at < ?`,
+		ts(seen), id, ts(seen))
+	if err != nil {
+		return fmt.Errorf("touch host %q: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n > 0 {
+		return nil
+	}
+	var one int
+	if err := s.r.GetContext(ctx, &one, `SELECT 1 FROM hosts WHERE id = ?`, id); err != nil {
+		return notFound(err, "touch host", id)
+	}
+	return nil
+}
+
+// RevokeHost marks the host revoked; a second revoke keeps the first time.
+func (s *Store) RevokeHost(ctx context.Context, id string, at time.Time) (store.Host, error) {
+	var row hostRow
+	err := s.w.GetContext(ctx, &row, `UPDATE hosts SET revoked_at = coalesce(revoked_at, ?)
+		WHERE id = ? RETURNING `+hostCols, ts(at), id)
+	if err != nil {
+		return store.Host{}, notFound(err, "revoke host", id)
+	}
+	return row.host(), nil
+}
+
+// DeleteHost removes the host, its results and history, and takes its latest
+// results out of the policy counts.
+func (s *Store) DeleteHost(ctx context.Context, id string) error {
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		var rs []struct {
+			PolicyID string `db:"policy_id"`
+			Status   string `db:"status"`
+		}
+		if err := tx.SelectContext(ctx, &rs, `SELECT policy_id, status FROM results WHERE host_id = ?`, id); err != nil {
+			return fmt.Errorf("delete host %q: read results: %w", id, err)
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM hosts WHERE id = ?`, id)
+		if err := affected(res, err, "delete host", id); err != nil {
+			return err
+		}
+		ds := store.NewCountDeltas()
+		for _, r := range rs {
+			ds.Add(r.PolicyID, r.Status, -1)
+		}
+		return applyDeltas(ctx, tx, ds.Sorted())
+	})
+}

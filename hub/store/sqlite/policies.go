@@ -1,0 +1,241 @@
+package sqlite
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/posture-dev/posture/hub/store"
+)
+
+const policyCols = `id, name, query, description, resolution, platforms, severity,
+	conditional_access, grace_period_ns, team, revision, created_at, updated_at`
+
+type policyRow struct {
+	ID                string `db:"id"`
+	Name              string `db:"name"`
+	Query             string `db:"query"`
+	Description       string `db:"description"`
+	Resolution        string `db:"resolution"`
+	Platforms         string `db:"platforms"`
+	Severity          string `db:"severity"`
+	ConditionalAccess bool   `db:"conditional_access"`
+	GracePeriodNS     int64  `db:"grace_period_ns"`
+	Team              string `db:"team"`
+	Revision          int64  `db:"revision"`
+	CreatedAt         int64  `db:"created_at"`
+	UpdatedAt         int64  `db:"updated_at"`
+}
+
+func (r policyRow) policy() (store.Policy, error) {
+	p := store.Policy{
+		ID: r.ID, Name: r.Name, Query: r.Query, Description: r.Description,
+		Resolution: r.Resolution, Severity: r.Severity, ConditionalAccess: r.ConditionalAccess,
+		GracePeriod: time.Duration(r.GracePeriodNS), Team: r.Team, Revision: r.Revision,
+		CreatedAt: fromTS(r.CreatedAt), UpdatedAt: fromTS(r.UpdatedAt),
+	}
+	if err := json.Unmarshal([]byte(r.Platforms), &p.Platforms); err != nil {
+		return store.Policy{}, fmt.Errorf("policy %q: platforms: %w", r.ID, err)
+	}
+	if len(p.Platforms) == 0 {
+		p.Platforms = nil
+	}
+	return p, nil
+}
+
+const teamCols = `name, conditional_access, max_allowed_severity, errors_as_failures, stale_after_ns, created_at, updated_at`
+
+type teamRow struct {
+	Name               string `db:"name"`
+	ConditionalAccess  bool   `db:"conditional_access"`
+	MaxAllowedSeverity string `db:"max_allowed_severity"`
+	ErrorsAsFailures   bool   `db:"errors_as_failures"`
+	StaleAfterNS       int64  `db:"stale_after_ns"`
+	CreatedAt          int64  `db:"created_at"`
+	UpdatedAt          int64  `db:"updated_at"`
+}
+
+func (r teamRow) team() store.Team {
+	return store.Team{Name: r.Name, Settings: store.TeamSettings{
+		ConditionalAccess: r.ConditionalAccess, MaxAllowedSeverity: r.MaxAllowedSeverity,
+		ErrorsAsFailures: r.ErrorsAsFailures, StaleAfter: time.Duration(r.StaleAfterNS),
+	}}
+}
+
+type querier interface {
+	SelectContext(ctx context.Context, dest any, query string, args ...any) error
+}
+
+func listPolicies(ctx context.Context, q querier) ([]store.Policy, error) {
+	var rows []policyRow
+	if err := q.SelectContext(ctx, &rows, `SELECT `+policyCols+` FROM policies ORDER BY id`); err != nil {
+		return nil, fmt.Errorf("list policies: %w", err)
+	}
+	ps := make([]store.Policy, 0, len(rows))
+	for _, r := range rows {
+		p, err := r.policy()
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}
+
+func listTeams(ctx context.Context, q querier) ([]store.Team, error) {
+	var rows []teamRow
+	if err := q.SelectContext(ctx, &rows, `SELECT `+teamCols+` FROM teams ORDER BY name`); err != nil {
+		return nil, fmt.Errorf("list teams: %w", err)
+	}
+	ts := make([]store.Team, len(rows))
+	for i, r := range rows {
+		ts[i] = r.team()
+	}
+	return ts, nil
+}
+
+// ApplyPolicies applies a policy tree atomically (one writer transaction).
+func (s *Store) ApplyPolicies(ctx context.Context, req store.ApplyRequest) ([]store.PolicyChange, error) {
+	at := req.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	var changes []store.PolicyChange
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		cur, err := listPolicies(ctx, tx)
+		if err != nil {
+			return err
+		}
+		teams, err := listTeams(ctx, tx)
+		if err != nil {
+			return err
+		}
+		plan, err := store.PlanApply(cur, teams, req, at)
+		if err != nil {
+			return err
+		}
+		changes = plan.Changes
+		if req.DryRun || plan.Empty() {
+			return nil
+		}
+		return writePlan(ctx, tx, plan, at)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("apply policies: %w", err)
+	}
+	return changes, nil
+}
+
+func writePlan(ctx context.Context, tx *sqlx.Tx, plan store.ApplyPlan, at time.Time) error {
+	for _, p := range plan.Upsert {
+		platforms, err := json.Marshal(nonNil(p.Platforms))
+		if err != nil {
+			return fmt.Errorf("policy %q: %w", p.ID, err)
+		}
+		args := []any{p.Name, p.Query, p.Description, p.Resolution, string(platforms), p.Severity,
+			p.ConditionalAccess, int64(p.GracePeriod), p.Team, p.Revision, ts(p.CreatedAt), ts(p.UpdatedAt), p.ID}
+		if plan.Added[p.ID] {
+			_, err = tx.ExecContext(ctx, `INSERT INTO policies (name, query, description, resolution,
+				platforms, severity, conditional_access, grace_period_ns, team, revision, created_at,
+				updated_at, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
+			if err == nil {
+				_, err = tx.ExecContext(ctx, `INSERT INTO policy_counts (policy_id) VALUES (?)`, p.ID)
+			}
+		} else {
+			_, err = tx.ExecContext(ctx, `UPDATE policies SET name = ?, query = ?, description = ?,
+				resolution = ?, platforms = ?, severity = ?, conditional_access = ?,
+				grace_period_ns = ?, team = ?, revision = ?, created_at = ?, updated_at = ?
+				WHERE id = ?`, args...)
+		}
+		if err != nil {
+			return fmt.Errorf("policy %q: %w", p.ID, mapErr(err))
+		}
+	}
+	for _, id := range plan.Bumped {
+		// Old-revision results stop counting the moment the query changes.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM results WHERE policy_id = ?`, id); err != nil {
+			return fmt.Errorf("policy %q: drop old results: %w", id, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE policy_counts SET passing = 0, failing = 0, errors = 0
+			WHERE policy_id = ?`, id); err != nil {
+			return fmt.Errorf("policy %q: reset counts: %w", id, err)
+		}
+	}
+	for _, id := range plan.Remove {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM policies WHERE id = ?`, id); err != nil {
+			return fmt.Errorf("prune policy %q: %w", id, err)
+		}
+	}
+	for _, t := range plan.UpsertTeams {
+		_, err := tx.ExecContext(ctx, `INSERT INTO teams (`+teamCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (name) DO UPDATE SET conditional_access = excluded.conditional_access,
+				max_allowed_severity = excluded.max_allowed_severity,
+				errors_as_failures = excluded.errors_as_failures,
+				stale_after_ns = excluded.stale_after_ns, updated_at = excluded.updated_at`,
+			t.Name, t.Settings.ConditionalAccess, t.Settings.MaxAllowedSeverity,
+			t.Settings.ErrorsAsFailures, int64(t.Settings.StaleAfter), ts(at), ts(at))
+		if err != nil {
+			return fmt.Errorf("team %q: %w", t.Name, mapErr(err))
+		}
+	}
+	return bumpVersion(ctx, tx)
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// ListPolicies returns all policies sorted by id.
+func (s *Store) ListPolicies(ctx context.Context) ([]store.Policy, error) {
+	return listPolicies(ctx, s.r)
+}
+
+// GetPolicy returns one policy.
+func (s *Store) GetPolicy(ctx context.Context, id string) (store.Policy, error) {
+	var row policyRow
+	if err := s.r.GetContext(ctx, &row, `SELECT `+policyCols+` FROM policies WHERE id = ?`, id); err != nil {
+		return store.Policy{}, notFound(err, "policy", id)
+	}
+	return row.policy()
+}
+
+// DeletePolicy removes a policy with its latest results and counts; history
+// rows stay.
+func (s *Store) DeletePolicy(ctx context.Context, id string) error {
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM policies WHERE id = ?`, id)
+		if err := affected(res, err, "delete policy", id); err != nil {
+			return err
+		}
+		return bumpVersion(ctx, tx)
+	})
+}
+
+// ListTeams returns applied teams sorted by name.
+func (s *Store) ListTeams(ctx context.Context) ([]store.Team, error) {
+	return listTeams(ctx, s.r)
+}
+
+// GetTeam returns one applied team.
+func (s *Store) GetTeam(ctx context.Context, name string) (store.Team, error) {
+	var row teamRow
+	if err := s.r.GetContext(ctx, &row, `SELECT `+teamCols+` FROM teams WHERE name = ?`, name); err != nil {
+		return store.Team{}, notFound(err, "team", name)
+	}
+	return row.team(), nil
+}
+
+// PolicySetVersion returns the opaque version of the policy set.
+func (s *Store) PolicySetVersion(ctx context.Context) (string, error) {
+	var v string
+	if err := s.r.GetContext(ctx, &v, `SELECT value FROM meta WHERE key = 'policy_set_version'`); err != nil {
+		return "", fmt.Errorf("policy set version: %w", err)
+	}
+	return v, nil
+}

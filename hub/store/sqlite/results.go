@@ -1,0 +1,208 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/posture-dev/posture/hub/store"
+)
+
+type resultRow struct {
+	HostID      string `db:"host_id"`
+	PolicyID    string `db:"policy_id"`
+	Revision    int64  `db:"revision"`
+	Status      string `db:"status"`
+	Error       string `db:"error"`
+	EvaluatedAt int64  `db:"evaluated_at"`
+	DurationNS  int64  `db:"duration_ns"`
+	StatusSince int64  `db:"status_since"`
+}
+
+func (r resultRow) result() store.Result {
+	return store.Result{
+		HostID: r.HostID, PolicyID: r.PolicyID, Revision: r.Revision, Status: r.Status,
+		Error: r.Error, EvaluatedAt: fromTS(r.EvaluatedAt), Duration: time.Duration(r.DurationNS),
+		StatusSince: fromTS(r.StatusSince),
+	}
+}
+
+const resultCols = `host_id, policy_id, revision, status, error, evaluated_at, duration_ns, status_since`
+
+// RecordResults applies one batch in one writer transaction.
+func (s *Store) RecordResults(ctx context.Context, hostID string, rs []store.Result, seen time.Time) (store.RecordOutcome, error) {
+	if err := store.ValidateResults(rs); err != nil {
+		return store.RecordOutcome{}, fmt.Errorf("record results of host %q: %w", hostID, err)
+	}
+	var out store.RecordOutcome
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		var revoked *int64
+		if err := tx.GetContext(ctx, &revoked, `SELECT revoked_at FROM hosts WHERE id = ?`, hostID); err != nil {
+			return notFound(err, "host", hostID)
+		}
+		if revoked != nil {
+			return fmt.Errorf("host %q: %w", hostID, store.ErrRevoked)
+		}
+		plan, err := planBatch(ctx, tx, hostID, rs)
+		if err != nil {
+			return err
+		}
+		if err := writeResults(ctx, tx, hostID, plan); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE hosts SET last_seen_at = ? WHERE id = ? AND last_seen_at < ?`,
+			ts(seen), hostID, ts(seen)); err != nil {
+			return fmt.Errorf("touch host: %w", err)
+		}
+		out = plan.Outcome
+		return nil
+	})
+	if err != nil {
+		return store.RecordOutcome{}, fmt.Errorf("record results of host %q: %w", hostID, err)
+	}
+	return out, nil
+}
+
+func planBatch(ctx context.Context, tx *sqlx.Tx, hostID string, rs []store.Result) (store.RecordPlan, error) {
+	ids := make([]any, 0, len(rs))
+	seen := map[string]bool{}
+	for _, r := range rs {
+		if !seen[r.PolicyID] {
+			seen[r.PolicyID] = true
+			ids = append(ids, r.PolicyID)
+		}
+	}
+	revisions := map[string]int64{}
+	stored := map[string]store.Result{}
+	if len(ids) > 0 {
+		in := "(" + strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",") + ")"
+		var pols []struct {
+			ID       string `db:"id"`
+			Revision int64  `db:"revision"`
+		}
+		if err := tx.SelectContext(ctx, &pols, `SELECT id, revision FROM policies WHERE id IN `+in, ids...); err != nil {
+			return store.RecordPlan{}, fmt.Errorf("read policies: %w", err)
+		}
+		for _, p := range pols {
+			revisions[p.ID] = p.Revision
+		}
+		var rows []resultRow
+		args := append([]any{hostID}, ids...)
+		if err := tx.SelectContext(ctx, &rows, `SELECT `+resultCols+` FROM results
+			WHERE host_id = ? AND policy_id IN `+in, args...); err != nil {
+			return store.RecordPlan{}, fmt.Errorf("read results: %w", err)
+		}
+		for _, r := range rows {
+			stored[r.PolicyID] = r.result()
+		}
+	}
+	return store.PlanRecord(hostID, rs, revisions, stored)
+}
+
+func writeResults(ctx context.Context, tx *sqlx.Tx, hostID string, plan store.RecordPlan) error {
+	if len(plan.Upsert) > 0 {
+		st, err := tx.PrepareContext(ctx, `INSERT INTO results (`+resultCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (host_id, policy_id) DO UPDATE SET revision = excluded.revision,
+				status = excluded.status, error = excluded.error, evaluated_at = excluded.evaluated_at,
+				duration_ns = excluded.duration_ns, status_since = excluded.status_since`)
+		if err != nil {
+			return fmt.Errorf("upsert results: %w", err)
+		}
+		defer st.Close()
+		for _, r := range plan.Upsert {
+			if _, err := st.ExecContext(ctx, hostID, r.PolicyID, r.Revision, r.Status, r.Error,
+				ts(r.EvaluatedAt), int64(r.Duration), ts(r.StatusSince)); err != nil {
+				return fmt.Errorf("upsert result %q: %w", r.PolicyID, mapErr(err))
+			}
+		}
+	}
+	if len(plan.History) > 0 {
+		st, err := tx.PrepareContext(ctx, `INSERT INTO result_history (host_id, policy_id, revision, status,
+			error, evaluated_at) VALUES (?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return fmt.Errorf("write history: %w", err)
+		}
+		defer st.Close()
+		for _, h := range plan.History {
+			if _, err := st.ExecContext(ctx, hostID, h.PolicyID, h.Revision, h.Status, h.Error,
+				ts(h.EvaluatedAt)); err != nil {
+				return fmt.Errorf("write history %q: %w", h.PolicyID, mapErr(err))
+			}
+		}
+	}
+	return applyDeltas(ctx, tx, plan.Deltas)
+}
+
+func applyDeltas(ctx context.Context, tx *sqlx.Tx, ds []store.PolicyCounts) error {
+	for _, d := range ds {
+		if _, err := tx.ExecContext(ctx, `UPDATE policy_counts SET passing = passing + ?,
+			failing = failing + ?, errors = errors + ? WHERE policy_id = ?`,
+			d.Passing, d.Failing, d.Errors, d.PolicyID); err != nil {
+			return fmt.Errorf("update counts of %q: %w", d.PolicyID, err)
+		}
+	}
+	return nil
+}
+
+// LatestResults returns the host's latest results sorted by policy id.
+func (s *Store) LatestResults(ctx context.Context, hostID string) ([]store.Result, error) {
+	var rows []resultRow
+	if err := s.r.SelectContext(ctx, &rows, `SELECT `+resultCols+` FROM results WHERE host_id = ?
+		ORDER BY policy_id`, hostID); err != nil {
+		return nil, fmt.Errorf("latest results of host %q: %w", hostID, err)
+	}
+	out := make([]store.Result, len(rows))
+	for i, r := range rows {
+		out[i] = r.result()
+	}
+	return out, nil
+}
+
+// History returns status changes of one (host, policy), newest first; limit
+// <= 0 means all.
+func (s *Store) History(ctx context.Context, hostID, policyID string, limit int) ([]store.HistoryEntry, error) {
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+	}
+	var rows []struct {
+		HostID      string `db:"host_id"`
+		PolicyID    string `db:"policy_id"`
+		Revision    int64  `db:"revision"`
+		Status      string `db:"status"`
+		Error       string `db:"error"`
+		EvaluatedAt int64  `db:"evaluated_at"`
+	}
+	if err := s.r.SelectContext(ctx, &rows, `SELECT host_id, policy_id, revision, status, error, evaluated_at
+		FROM result_history WHERE host_id = ? AND policy_id = ? ORDER BY id DESC LIMIT ?`,
+		hostID, policyID, limit); err != nil {
+		return nil, fmt.Errorf("history of host %q policy %q: %w", hostID, policyID, err)
+	}
+	out := make([]store.HistoryEntry, len(rows))
+	for i, r := range rows {
+		out[i] = store.HistoryEntry{HostID: r.HostID, PolicyID: r.PolicyID, Revision: r.Revision,
+			Status: r.Status, Error: r.Error, EvaluatedAt: fromTS(r.EvaluatedAt)}
+	}
+	return out, nil
+}
+
+// PolicyCounts returns the maintained counts of every policy, sorted by id.
+func (s *Store) PolicyCounts(ctx context.Context) ([]store.PolicyCounts, error) {
+	var rows []struct {
+		PolicyID string `db:"policy_id"`
+		Passing  int    `db:"passing"`
+		Failing  int    `db:"failing"`
+		Errors   int    `db:"errors"`
+	}
+	if err := s.r.SelectContext(ctx, &rows, `SELECT policy_id, passing, failing, errors FROM policy_counts
+		ORDER BY policy_id`); err != nil {
+		return nil, fmt.Errorf("policy counts: %w", err)
+	}
+	out := make([]store.PolicyCounts, len(rows))
+	for i, r := range rows {
+		out[i] = store.PolicyCounts{PolicyID: r.PolicyID, Passing: r.Passing, Failing: r.Failing, Errors: r.Errors}
+	}
+	return out, nil
+}

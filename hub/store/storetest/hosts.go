@@ -1,0 +1,235 @@
+package storetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/posture-dev/posture/hub/store"
+)
+
+var hostTests = []suiteTest{
+	{"Hosts/EnrollAndGet", testEnrollAndGet},
+	{"Hosts/EnrollMatchesHardwareUUID", testEnrollMatchesHardwareUUID},
+	{"Hosts/EnrollRevokedRefused", testEnrollRevokedRefused},
+	{"Hosts/EnrollExplicitIDConflict", testEnrollExplicitIDConflict},
+	{"Hosts/List", testListHosts},
+	{"Hosts/Updates", testHostUpdates},
+	{"Hosts/TouchNeverBackwards", testTouchHost},
+	{"Hosts/Revoke", testRevokeHost},
+	{"Hosts/Delete", testDeleteHost},
+	{"Ping", func(t *testing.T, s store.Store) { noErr(t, s.Ping(ctx(t))) }},
+}
+
+func fullHost() store.Host {
+	return store.Host{
+		Hostname: "mbp-ada", Platform: "darwin", OSPlatform: "darwin", OSName: "macOS",
+		OSVersion: "15.1", OsqueryVersion: "5.14.1", HardwareSerial: "C02XYZ",
+		HardwareUUID: "5E1F-AB", HardwareModel: "MacBookPro18,1", ExtVersion: "0.1.0",
+		EntraDeviceID: "dev-1", UserPrincipalName: "ada@example.com",
+		EnrolledAt: t0, CertSerial: "01ab", CertNotAfter: at(30 * 24 * time.Hour),
+	}
+}
+
+func testEnrollAndGet(t *testing.T, s store.Store) {
+	in := fullHost()
+	h := must(s.EnrollHost(ctx(t), in))(t)
+	if h.ID == "" {
+		t.Fatal("EnrollHost returned no id")
+	}
+	want := in
+	want.ID = h.ID
+	want.Team = store.DefaultTeam
+	want.EnrolledAt = micro(t0)
+	want.LastSeenAt = micro(t0)
+	want.CertNotAfter = micro(in.CertNotAfter)
+	eq(t, "enrolled host", h, want)
+	got := must(s.GetHost(ctx(t), h.ID))(t)
+	eq(t, "stored host", got, want)
+	utcTime(t, "EnrolledAt", got.EnrolledAt)
+	utcTime(t, "CertNotAfter", got.CertNotAfter)
+	if got.Revoked() {
+		t.Fatal("new host is revoked")
+	}
+
+	_, err := s.GetHost(ctx(t), "no-such-host")
+	wantErr(t, err, store.ErrNotFound)
+
+	// An explicit id is kept; no hardware uuid never matches another host.
+	a := must(s.EnrollHost(ctx(t), store.Host{ID: "host-a", Hostname: "a", Team: "eng", EnrolledAt: t0}))(t)
+	b := must(s.EnrollHost(ctx(t), store.Host{Hostname: "b", EnrolledAt: t0}))(t)
+	eq(t, "explicit id", a.ID, "host-a")
+	eq(t, "explicit team", a.Team, "eng")
+	if b.ID == a.ID || b.ID == h.ID {
+		t.Fatal("hosts without hardware uuid were merged")
+	}
+}
+
+func testEnrollMatchesHardwareUUID(t *testing.T, s store.Store) {
+	first := must(s.EnrollHost(ctx(t), fullHost()))(t)
+	noErr(t, s.SetHostEntraOverride(ctx(t), first.ID, "admin-dev"))
+	noErr(t, s.TouchHost(ctx(t), first.ID, at(time.Hour)))
+
+	again := fullHost()
+	again.Team = "eng"
+	again.Hostname = "mbp-ada-renamed"
+	again.OSVersion = "15.2"
+	again.EnrolledAt = at(2 * time.Hour)
+	again.CertSerial = "02cd"
+	again.CertNotAfter = at(60 * 24 * time.Hour)
+	again.EntraDeviceID = "ignored-at-enroll"
+	h := must(s.EnrollHost(ctx(t), again))(t)
+	eq(t, "re-enrolled id", h.ID, first.ID)
+	eq(t, "team", h.Team, "eng")
+	eq(t, "hostname", h.Hostname, "mbp-ada-renamed")
+	eq(t, "os version", h.OSVersion, "15.2")
+	eq(t, "enrolled at", h.EnrolledAt, micro(at(2*time.Hour)))
+	eq(t, "cert serial", h.CertSerial, "02cd")
+	eq(t, "cert not after", h.CertNotAfter, micro(at(60*24*time.Hour)))
+	eq(t, "identity kept", h.EntraDeviceID, "dev-1")
+	eq(t, "override kept", h.EntraDeviceIDOverride, "admin-dev")
+	eq(t, "last seen", h.LastSeenAt, micro(at(2*time.Hour)))
+	eq(t, "stored", must(s.GetHost(ctx(t), h.ID))(t), h)
+	eq(t, "host count", len(must(s.ListHosts(ctx(t), store.HostFilter{}))(t)), 1)
+
+	other := fullHost()
+	other.HardwareUUID = "OTHER"
+	o := must(s.EnrollHost(ctx(t), other))(t)
+	if o.ID == h.ID {
+		t.Fatal("different hardware uuid matched")
+	}
+}
+
+func testEnrollRevokedRefused(t *testing.T, s store.Store) {
+	h := must(s.EnrollHost(ctx(t), fullHost()))(t)
+	must(s.RevokeHost(ctx(t), h.ID, at(time.Minute)))(t)
+	before := must(s.GetHost(ctx(t), h.ID))(t)
+
+	again := fullHost()
+	again.Hostname = "changed"
+	again.EnrolledAt = at(time.Hour)
+	_, err := s.EnrollHost(ctx(t), again)
+	wantErr(t, err, store.ErrRevoked)
+	eq(t, "revoked host unchanged", must(s.GetHost(ctx(t), h.ID))(t), before)
+
+	// Deleting the revoked host frees the hardware uuid.
+	noErr(t, s.DeleteHost(ctx(t), h.ID))
+	n := must(s.EnrollHost(ctx(t), again))(t)
+	if n.ID == h.ID || n.Revoked() {
+		t.Fatalf("enroll after delete: got %+v", n)
+	}
+}
+
+func testEnrollExplicitIDConflict(t *testing.T, s store.Store) {
+	must(s.EnrollHost(ctx(t), store.Host{ID: "dup", HardwareUUID: "hw-1", EnrolledAt: t0}))(t)
+	_, err := s.EnrollHost(ctx(t), store.Host{ID: "dup", HardwareUUID: "hw-2", EnrolledAt: t0})
+	wantErr(t, err, store.ErrConflict)
+	_, err = s.EnrollHost(ctx(t), store.Host{ID: "dup", EnrolledAt: t0})
+	wantErr(t, err, store.ErrConflict)
+}
+
+func testListHosts(t *testing.T, s store.Store) {
+	c := enroll(t, s, "charlie", "eng")
+	a := enroll(t, s, "alpha", "eng")
+	b := enroll(t, s, "bravo", "")
+	ids := func(hs []store.Host) []string {
+		var out []string
+		for _, h := range hs {
+			out = append(out, h.ID)
+		}
+		return out
+	}
+	eq(t, "all hosts by hostname", ids(must(s.ListHosts(ctx(t), store.HostFilter{}))(t)), []string{a.ID, b.ID, c.ID})
+	eq(t, "team eng", ids(must(s.ListHosts(ctx(t), store.HostFilter{Team: "eng"}))(t)), []string{a.ID, c.ID})
+	eq(t, "default team", ids(must(s.ListHosts(ctx(t), store.HostFilter{Team: store.DefaultTeam}))(t)), []string{b.ID})
+	eq(t, "empty team", len(must(s.ListHosts(ctx(t), store.HostFilter{Team: "nobody"}))(t)), 0)
+}
+
+func testHostUpdates(t *testing.T, s store.Store) {
+	h := must(s.EnrollHost(ctx(t), fullHost()))(t)
+
+	facts := store.Host{ID: h.ID, Hostname: "renamed", Platform: "darwin", OSPlatform: "darwin",
+		OSName: "macOS", OSVersion: "15.3", OsqueryVersion: "5.15.0", HardwareSerial: "C02XYZ",
+		HardwareModel: "MacBookPro18,1", ExtVersion: "0.2.0",
+		// Not facts: must be ignored.
+		Team: "other", CertSerial: "ff", EntraDeviceID: "x", EnrolledAt: at(time.Hour)}
+	noErr(t, s.UpdateHostFacts(ctx(t), facts))
+	got := must(s.GetHost(ctx(t), h.ID))(t)
+	want := h
+	want.Hostname, want.OSVersion, want.OsqueryVersion, want.ExtVersion = "renamed", "15.3", "5.15.0", "0.2.0"
+	eq(t, "after UpdateHostFacts (empty hardware uuid keeps the stored one)", got, want)
+
+	noErr(t, s.SetHostIdentity(ctx(t), h.ID, "dev-2", "grace@example.com"))
+	got = must(s.GetHost(ctx(t), h.ID))(t)
+	eq(t, "identity", []string{got.EntraDeviceID, got.UserPrincipalName}, []string{"dev-2", "grace@example.com"})
+	eq(t, "effective without override", got.EffectiveEntraDeviceID(), "dev-2")
+
+	noErr(t, s.SetHostEntraOverride(ctx(t), h.ID, "dev-admin"))
+	eq(t, "effective with override", must(s.GetHost(ctx(t), h.ID))(t).EffectiveEntraDeviceID(), "dev-admin")
+	noErr(t, s.SetHostEntraOverride(ctx(t), h.ID, ""))
+	eq(t, "override cleared", must(s.GetHost(ctx(t), h.ID))(t).EffectiveEntraDeviceID(), "dev-2")
+
+	noErr(t, s.SetHostCert(ctx(t), h.ID, "0a0b", at(90*24*time.Hour)))
+	got = must(s.GetHost(ctx(t), h.ID))(t)
+	eq(t, "cert", []any{got.CertSerial, got.CertNotAfter}, []any{"0a0b", micro(at(90 * 24 * time.Hour))})
+
+	wantErr(t, s.UpdateHostFacts(ctx(t), store.Host{ID: "missing"}), store.ErrNotFound)
+	wantErr(t, s.SetHostIdentity(ctx(t), "missing", "a", "b"), store.ErrNotFound)
+	wantErr(t, s.SetHostEntraOverride(ctx(t), "missing", "a"), store.ErrNotFound)
+	wantErr(t, s.SetHostCert(ctx(t), "missing", "a", t0), store.ErrNotFound)
+}
+
+func testTouchHost(t *testing.T, s store.Store) {
+	h := enroll(t, s, "touchy", "")
+	noErr(t, s.TouchHost(ctx(t), h.ID, at(time.Hour)))
+	eq(t, "forward", must(s.GetHost(ctx(t), h.ID))(t).LastSeenAt, micro(at(time.Hour)))
+	noErr(t, s.TouchHost(ctx(t), h.ID, at(time.Minute)))
+	eq(t, "never backwards", must(s.GetHost(ctx(t), h.ID))(t).LastSeenAt, micro(at(time.Hour)))
+	noErr(t, s.TouchHost(ctx(t), h.ID, at(time.Hour)))
+	wantErr(t, s.TouchHost(ctx(t), "missing", at(time.Hour)), store.ErrNotFound)
+
+	// RecordResults coalesces last-seen the same way.
+	must(s.RecordResults(ctx(t), h.ID, nil, at(2*time.Hour)))(t)
+	eq(t, "record moves forward", must(s.GetHost(ctx(t), h.ID))(t).LastSeenAt, micro(at(2*time.Hour)))
+	must(s.RecordResults(ctx(t), h.ID, nil, at(time.Hour)))(t)
+	eq(t, "record never backwards", must(s.GetHost(ctx(t), h.ID))(t).LastSeenAt, micro(at(2*time.Hour)))
+}
+
+func testRevokeHost(t *testing.T, s store.Store) {
+	h := enroll(t, s, "rev", "")
+	r := must(s.RevokeHost(ctx(t), h.ID, at(time.Hour)))(t)
+	if !r.Revoked() || !r.RevokedAt.Equal(micro(at(time.Hour))) {
+		t.Fatalf("revoked at = %v", r.RevokedAt)
+	}
+	utcTime(t, "RevokedAt", *r.RevokedAt)
+	r2 := must(s.RevokeHost(ctx(t), h.ID, at(2*time.Hour)))(t)
+	eq(t, "second revoke keeps the first time", *r2.RevokedAt, micro(at(time.Hour)))
+	eq(t, "stored", must(s.GetHost(ctx(t), h.ID))(t), r2)
+	_, err := s.RevokeHost(ctx(t), "missing", t0)
+	wantErr(t, err, store.ErrNotFound)
+
+	// A revoked host's results are refused and change nothing.
+	apply(t, s, store.ApplyRequest{Policies: []store.Policy{pol("p", "SELECT 1")}})
+	_, err = s.RecordResults(ctx(t), h.ID, []store.Result{res("p", 1, store.StatusPass, at(3*time.Hour))}, at(3*time.Hour))
+	wantErr(t, err, store.ErrRevoked)
+	eq(t, "no results for revoked host", len(must(s.LatestResults(ctx(t), h.ID))(t)), 0)
+}
+
+func testDeleteHost(t *testing.T, s store.Store) {
+	apply(t, s, store.ApplyRequest{Policies: []store.Policy{pol("p1", "SELECT 1"), pol("p2", "SELECT 2")}})
+	gone := enroll(t, s, "gone", "")
+	kept := enroll(t, s, "kept", "")
+	record(t, s, gone.ID, res("p1", 1, store.StatusPass, at(time.Minute)), res("p2", 1, store.StatusFail, at(time.Minute)))
+	record(t, s, gone.ID, res("p1", 1, store.StatusFail, at(2*time.Minute)))
+	record(t, s, kept.ID, res("p1", 1, store.StatusPass, at(time.Minute)))
+	eq(t, "counts before", counts(t, s), map[string]store.PolicyCounts{"p1": pc("p1", 1, 1, 0), "p2": pc("p2", 0, 1, 0)})
+
+	noErr(t, s.DeleteHost(ctx(t), gone.ID))
+	_, err := s.GetHost(ctx(t), gone.ID)
+	wantErr(t, err, store.ErrNotFound)
+	eq(t, "results gone", len(must(s.LatestResults(ctx(t), gone.ID))(t)), 0)
+	eq(t, "history gone", len(must(s.History(ctx(t), gone.ID, "p1", 0))(t)), 0)
+	eq(t, "counts after", counts(t, s), map[string]store.PolicyCounts{"p1": pc("p1", 1, 0, 0), "p2": pc("p2", 0, 0, 0)})
+	eq(t, "other host kept", len(must(s.LatestResults(ctx(t), kept.ID))(t)), 1)
+	checkCounts(t, s)
+	wantErr(t, s.DeleteHost(ctx(t), gone.ID), store.ErrNotFound)
+}
