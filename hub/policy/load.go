@@ -185,6 +185,7 @@ type loader struct {
 	tree      Tree
 	errs      Errors
 	policyIDs map[string]Pos
+	names     map[string]Pos // policy name -> first definition
 	teamNames map[string]Pos
 	factSeen  map[string]Pos // name + "\x00" + platform
 	teamRefs  []teamRef
@@ -198,6 +199,7 @@ type teamRef struct {
 func newLoader() *loader {
 	return &loader{
 		policyIDs: map[string]Pos{},
+		names:     map[string]Pos{},
 		teamNames: map[string]Pos{},
 		factSeen:  map[string]Pos{},
 	}
@@ -264,6 +266,8 @@ func (l *loader) file(path string, data []byte) {
 			}
 		case root.Kind == yaml.MappingNode && (hasKey(root, "kind") || hasKey(root, "apiVersion")):
 			l.document(path, root)
+		case root.Kind == yaml.MappingNode && hasKey(root, "policies"):
+			l.errorf(path, root, "this looks like a Fleet GitOps default.yml or team file; posture reads the policy lists themselves (e.g. Fleet's lib/ files) and teams from teams.yml")
 		case root.Kind == yaml.MappingNode && hasKey(root, "query"):
 			l.errorf(path, root, "a single policy must be a list item (start it with \"- \") or a kind: policy document")
 		default:
@@ -511,6 +515,13 @@ func (l *loader) policy(path string, n *yaml.Node, fromDoc bool) {
 		return
 	}
 	if l.claimID(path, idNode, p.ID) {
+		// Fleet identifies policies by name and users see names: two
+		// policies sharing one are legal here but confusing.
+		if first, dup := l.names[p.Name]; dup {
+			l.warnf(path, n, "policy %q has the same name as the one at %s", p.ID, first)
+		} else {
+			l.names[p.Name] = p.Pos
+		}
 		l.tree.Policies = append(l.tree.Policies, p)
 	}
 }

@@ -239,6 +239,24 @@ func TestParseForms(t *testing.T) {
 			wantErrs: []string{`p.yml:1: a single policy must be a list item (start it with "- ") or a kind: policy document`},
 		},
 		{
+			name:     "fleet gitops default.yml",
+			file:     "default.yml",
+			src:      "policies:\n  - path: lib/macos.yml\nqueries:\n",
+			wantErrs: []string{"default.yml:1: this looks like a Fleet GitOps default.yml or team file; posture reads the policy lists themselves (e.g. Fleet's lib/ files) and teams from teams.yml"},
+		},
+		{
+			name: "same name twice warns",
+			file: "p.yml",
+			src: "- {id: a, name: Same, query: SELECT 1, resolution: x, severity: low}\n" +
+				"- {id: b, name: Same, query: SELECT 2, resolution: x, severity: low}\n",
+			check: func(t *testing.T, tr Tree) {
+				want := []string{`p.yml:2: policy "b" has the same name as the one at p.yml:1`}
+				if got := issueStrings(tr.Warnings); !reflect.DeepEqual(got, want) || len(tr.Policies) != 2 {
+					t.Errorf("warnings = %q, policies = %d", got, len(tr.Policies))
+				}
+			},
+		},
+		{
 			name:     "scalar document",
 			file:     "teams.yml",
 			src:      "just text\n",
