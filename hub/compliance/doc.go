@@ -33,6 +33,10 @@
 //   - its grace period has not passed: deadline = StatusSince of the failing
 //     result (the first failure) + the policy's grace period.
 //
+// The grace clock is the result's StatusSince, which the store resets on
+// every status change: a policy that passes once and fails again starts a
+// new grace period, and so does ERROR → FAIL when errors count as failures.
+//
 // Boundaries are half-open: at exactly a grace deadline, an exemption
 // expiry or last-seen+stale-after, the later state already holds. That is
 // what lets a scheduler wake at NextTransition and see the new verdict.

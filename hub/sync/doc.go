@@ -2,8 +2,11 @@
 // sink (Graph device attributes, Intune partner, webhook).
 //
 // The flow: the verdict engine writes a Change into the outbox in the same
-// transaction as the verdict change (Change.Desired is compliance.Desired of
-// the new verdict; no row when that is ""). Workers on every hub replica
+// transaction as the verdict change, one row per integration the host's
+// team uses, when compliance.Desired of the new verdict is not "" and
+// differs from that of the previous verdict (COMPLIANT → GRACE needs no
+// row). Hosts without an Entra device id get no row (they are listed as
+// unmapped). Workers on every hub replica
 // drain the outbox (Outbox.Claim leases whole devices, so replicas never
 // work on one device at once), coalesce each device's pending rows (the
 // latest desired state wins; a state equal to the last one the sink
