@@ -773,7 +773,7 @@ func (l *loader) fields(path string, n *yaml.Node, allowed map[string]bool, what
 			continue
 		}
 		if !allowed[k.Value] {
-			l.errorf(path, k, "unknown %s key %s", what, k.Value)
+			l.errorf(path, k, "unknown %s key %s%s", what, k.Value, suggest(k.Value, allowed))
 			ok = false
 			continue
 		}
@@ -928,4 +928,49 @@ func ParseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q: must not be negative", s)
 	}
 	return days + d, nil
+}
+
+// suggest returns " (did you mean x?)" for the allowed key closest to a
+// typo, if one is close enough.
+func suggest(key string, allowed map[string]bool) string {
+	best, bestD := "", 3
+	for _, k := range sortedSet(allowed) {
+		if d := editDistance(key, k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %s?)", best)
+}
+
+func sortedSet(m map[string]bool) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// editDistance is the Levenshtein distance between two short strings.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

@@ -147,7 +147,7 @@ func TestLoadDirBadPack(t *testing.T) {
 		`testdata/bad/policies.yml:34: duplicate policy id "pragma" (first defined at testdata/bad/fleet.yml:4)`,
 		`testdata/bad/policies.yml:36: query starts with PRAGMA; only a read-only SELECT or WITH … SELECT is allowed`,
 		`testdata/bad/policies.yml:39: policy has no name`,
-		`testdata/bad/policies.yml:47: unknown policy key severety`,
+		`testdata/bad/policies.yml:47: unknown policy key severety (did you mean severity?)`,
 		`testdata/bad/policies.yml:52: invalid severity "urgent" (want low, medium, high or critical)`,
 		`testdata/bad/policies.yml:53: unknown platform "macos" (want darwin, windows or linux)`,
 		`testdata/bad/policies.yml:54: invalid grace_period: "soon": want a duration like 3d, 72h or 1d12h`,
