@@ -1,0 +1,592 @@
+package graph
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	abstractions "github.com/microsoft/kiota-abstractions-go"
+	absser "github.com/microsoft/kiota-abstractions-go/serialization"
+	kauth "github.com/microsoft/kiota-authentication-azure-go"
+	khttp "github.com/microsoft/kiota-http-go"
+	jsonser "github.com/microsoft/kiota-serialization-json-go"
+	msgraphgocore "github.com/microsoftgraph/msgraph-sdk-go-core"
+	"github.com/microsoftgraph/msgraph-sdk-go/deviceswithdeviceid"
+	"github.com/microsoftgraph/msgraph-sdk-go/models"
+	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
+)
+
+// Name is the sink's name.
+const Name = "graph"
+
+// MaxBatch is Graph's $batch limit.
+const MaxBatch = 20
+
+// Change is one device's desired state.
+type Change struct {
+	DeviceID  string // Entra device id (a GUID)
+	Compliant bool
+}
+
+// Status is the result kind of one change.
+type Status int
+
+// Outcome statuses.
+const (
+	// Applied: Graph accepted the write.
+	Applied Status = iota + 1
+	// Retry: not applied yet; try again after RetryAfter.
+	Retry
+	// Failed: permanent for this desired state (dead-letter with Code/Message).
+	Failed
+)
+
+func (s Status) String() string {
+	switch s {
+	case Applied:
+		return "applied"
+	case Retry:
+		return "retry"
+	case Failed:
+		return "failed"
+	}
+	return "unknown"
+}
+
+// Outcome is the result for one Change, in the order given.
+type Outcome struct {
+	DeviceID   string
+	Status     Status
+	RetryAfter time.Duration // for Retry
+	// Code is Graph's error code ("device_not_found" for a 404,
+	// "Authorization_RequestDenied", "TooManyRequests", "AADSTS7000222"...).
+	Code    string
+	Message string
+	// Health is set when the cause is integration-wide (bad credential,
+	// missing permission, unreachable): the caller should pause the
+	// integration and surface Health instead of dead-lettering devices.
+	Health Health
+}
+
+// Sink writes compliance verdicts to Graph device extension attributes.
+type Sink struct {
+	cfg     Config
+	ep      Endpoints
+	scope   string
+	cred    azcore.TokenCredential
+	adapter abstractions.RequestAdapter
+	base    *http.Transport
+	log     *slog.Logger
+	sleep   func(context.Context, time.Duration) error
+
+	credKind    string // "client secret" or "certificate"
+	credExpires time.Time
+}
+
+var sdkOptions = msgraphgocore.GraphClientOptions{GraphServiceLibraryVersion: "1.89.0"}
+
+// New validates cfg and builds the credential and Graph clients. It makes
+// no network call (see TestConnection).
+func New(cfg Config) (*Sink, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := cfg.withDefaults()
+	ep, err := c.endpoints()
+	if err != nil {
+		return nil, err
+	}
+	gu, err := url.Parse(ep.GraphBaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("graph: base url: %w", err)
+	}
+	s := &Sink{cfg: c, ep: ep, log: c.Logger.With("sink", Name, "tenant", c.TenantID), sleep: sleepCtx}
+	s.scope = gu.Scheme + "://" + gu.Host + "/.default"
+
+	base, err := baseTransport(c.ExtraCAPEM)
+	if err != nil {
+		return nil, err
+	}
+	s.base = base
+	copts := azcore.ClientOptions{
+		Cloud:     cloud.Configuration{ActiveDirectoryAuthorityHost: ep.AuthorityHost, Services: map[cloud.ServiceName]cloud.ServiceConfiguration{}},
+		Transport: &http.Client{Transport: base, Timeout: 30 * time.Second},
+		// Token failures surface as integration health; the sync worker
+		// retries later, so do not stall a batch for long here.
+		Retry: policy.RetryOptions{MaxRetries: 2, RetryDelay: 500 * time.Millisecond, MaxRetryDelay: 2 * time.Second},
+	}
+	// Without this, a custom authority makes MSAL ask login.microsoftonline.com
+	// whether the authority is valid before every first token.
+	disableDiscovery := c.Cloud == CloudCustom
+	if c.ClientSecret != "" {
+		s.credKind = "client secret"
+		s.credExpires = c.SecretExpiresAt
+		s.cred, err = azidentity.NewClientSecretCredential(c.TenantID, c.ClientID, c.ClientSecret,
+			&azidentity.ClientSecretCredentialOptions{ClientOptions: copts, DisableInstanceDiscovery: disableDiscovery})
+	} else {
+		var certs []*x509.Certificate
+		var key any
+		certs, key, err = azidentity.ParseCertificates(c.Certificate, []byte(c.CertificatePassword))
+		if err != nil {
+			return nil, fmt.Errorf("graph: certificate (PEM with certificate and unencrypted key, or PFX with its password): %w", err)
+		}
+		s.credKind = "certificate"
+		s.credExpires = certs[0].NotAfter
+		s.cred, err = azidentity.NewClientCertificateCredential(c.TenantID, c.ClientID, certs, key,
+			&azidentity.ClientCertificateCredentialOptions{ClientOptions: copts, DisableInstanceDiscovery: disableDiscovery})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("graph: credential: %w", err)
+	}
+
+	// The allowed-hosts list must name the Graph host, or the provider
+	// silently sends requests without a token.
+	auth, err := kauth.NewAzureIdentityAuthenticationProviderWithScopesAndValidHosts(s.cred, []string{s.scope}, []string{gu.Hostname()})
+	if err != nil {
+		return nil, fmt.Errorf("graph: auth provider: %w", err)
+	}
+	httpClient := &http.Client{
+		Transport: khttp.NewCustomTransportWithParentTransport(base, s.middleware()...),
+		Timeout:   c.RequestTimeout,
+		// Never follow a redirect with a bearer token attached.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	pnf := absser.NewParseNodeFactoryRegistry()
+	pnf.ContentTypeAssociatedFactories["application/json"] = jsonser.NewJsonParseNodeFactory()
+	swf := absser.NewSerializationWriterFactoryRegistry()
+	swf.ContentTypeAssociatedFactories["application/json"] = jsonser.NewJsonSerializationWriterFactory()
+	adapter, err := msgraphgocore.NewGraphRequestAdapterBaseWithParseNodeFactoryAndSerializationWriterFactoryAndHttpClient(auth, sdkOptions, pnf, swf, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("graph: request adapter: %w", err)
+	}
+	adapter.SetBaseUrl(ep.GraphBaseURL)
+	s.adapter = adapter
+	return s, nil
+}
+
+// middleware is the fixed pipeline, outermost first. Compression runs
+// before retry so a retried request re-sends the same compressed bytes; in
+// kiota's default (map-ordered, so random) list the retry handler can run
+// outside compression and send a body that no longer matches its headers.
+func (s *Sink) middleware() []khttp.Middleware {
+	mws := []khttp.Middleware{
+		msgraphgocore.NewGraphTelemetryHandler(&sdkOptions),
+		khttp.NewParametersNameDecodingHandler(),
+		khttp.NewUserAgentHandler(),
+	}
+	if !s.cfg.DisableCompression {
+		mws = append(mws, khttp.NewCompressionHandler())
+	}
+	return append(mws, &retryMiddleware{
+		maxRetries: s.cfg.MaxRetries,
+		maxWait:    s.cfg.MaxInlineWait,
+		sleep:      func(ctx context.Context, d time.Duration) error { return s.sleep(ctx, d) },
+	})
+}
+
+func baseTransport(extraCA []byte) (*http.Transport, error) {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if len(extraCA) > 0 && !pool.AppendCertsFromPEM(extraCA) {
+		return nil, errors.New("graph: extra trusted CA holds no PEM certificate")
+	}
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return t, nil
+}
+
+// Name implements the sync sink interface.
+func (s *Sink) Name() string { return Name }
+
+// AttributeName is "extensionAttributeN".
+func (s *Sink) AttributeName() string { return fmt.Sprintf("extensionAttribute%d", s.cfg.Attribute) }
+
+// Value is the attribute value written for a verdict.
+func (s *Sink) Value(compliant bool) string {
+	if compliant {
+		return s.cfg.CompliantValue
+	}
+	return s.cfg.NoncompliantValue
+}
+
+type priorityKey struct{}
+
+// WithLowPriority marks calls made with ctx as background traffic
+// (x-ms-throttle-priority: Low), which Graph throttles first. Read always
+// uses it; use it for reconcile repairs passed to Apply.
+func WithLowPriority(ctx context.Context) context.Context {
+	return context.WithValue(ctx, priorityKey{}, true)
+}
+
+func lowPriority(ctx context.Context) bool {
+	v, _ := ctx.Value(priorityKey{}).(bool)
+	return v
+}
+
+func (s *Sink) headers(ctx context.Context) *abstractions.RequestHeaders {
+	h := abstractions.NewRequestHeaders()
+	if lowPriority(ctx) {
+		h.Add("x-ms-throttle-priority", "Low")
+	}
+	return h
+}
+
+var reGUID = regexp.MustCompile(`^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$`)
+
+func (s *Sink) deviceBuilder(id string) *deviceswithdeviceid.DevicesWithDeviceIdRequestBuilder {
+	return deviceswithdeviceid.NewDevicesWithDeviceIdRequestBuilderInternal(map[string]string{"baseurl": s.adapter.GetBaseUrl()}, s.adapter, &id)
+}
+
+func (s *Sink) patchBody(compliant bool) models.Deviceable {
+	ea := models.NewOnPremisesExtensionAttributes()
+	v := s.Value(compliant)
+	setters := [...]func(*string){ea.SetExtensionAttribute1, ea.SetExtensionAttribute2, ea.SetExtensionAttribute3,
+		ea.SetExtensionAttribute4, ea.SetExtensionAttribute5, ea.SetExtensionAttribute6, ea.SetExtensionAttribute7,
+		ea.SetExtensionAttribute8, ea.SetExtensionAttribute9, ea.SetExtensionAttribute10, ea.SetExtensionAttribute11,
+		ea.SetExtensionAttribute12, ea.SetExtensionAttribute13, ea.SetExtensionAttribute14, ea.SetExtensionAttribute15}
+	setters[s.cfg.Attribute-1](&v)
+	d := models.NewDevice()
+	// v1.0's device model has no typed extensionAttributes property.
+	d.SetAdditionalData(map[string]any{"extensionAttributes": ea})
+	return d
+}
+
+// Apply writes each change's attribute value: a single PATCH for one
+// change, $batch requests of up to 20 otherwise. Throttled (429) and failed
+// (5xx) items are re-sent within the call per their Retry-After while the
+// total wait stays under MaxInlineWait; what is left comes back as Retry.
+// Outcomes are returned in the order of changes.
+func (s *Sink) Apply(ctx context.Context, changes []Change) []Outcome {
+	out := make([]Outcome, len(changes))
+	var todo []int
+	for i, c := range changes {
+		out[i].DeviceID = c.DeviceID
+		if !reGUID.MatchString(c.DeviceID) {
+			out[i].Status, out[i].Code = Failed, "invalid_device_id"
+			out[i].Message = fmt.Sprintf("%q is not an Entra device id (a GUID)", c.DeviceID)
+			continue
+		}
+		todo = append(todo, i)
+	}
+	if len(todo) == 1 {
+		i := todo[0]
+		_, err := s.deviceBuilder(changes[i].DeviceID).Patch(ctx, s.patchBody(changes[i].Compliant),
+			&deviceswithdeviceid.DevicesWithDeviceIdRequestBuilderPatchRequestConfiguration{Headers: s.headers(ctx)})
+		if err != nil {
+			out[i] = s.outcomeFromError(changes[i].DeviceID, err, true)
+		} else {
+			out[i].Status = Applied
+		}
+		return out
+	}
+	for start := 0; start < len(todo); start += MaxBatch {
+		chunk := todo[start:min(start+MaxBatch, len(todo))]
+		reqs := make([]*abstractions.RequestInformation, len(chunk))
+		for j, i := range chunk {
+			ri, err := s.deviceBuilder(changes[i].DeviceID).ToPatchRequestInformation(ctx, s.patchBody(changes[i].Compliant),
+				&deviceswithdeviceid.DevicesWithDeviceIdRequestBuilderPatchRequestConfiguration{Headers: s.headers(ctx)})
+			if err != nil {
+				out[i] = Outcome{DeviceID: changes[i].DeviceID, Status: Failed, Code: "request_build_failed", Message: err.Error()}
+				continue
+			}
+			reqs[j] = ri
+		}
+		results := s.runBatch(ctx, reqs, true)
+		for j, i := range chunk {
+			if reqs[j] == nil {
+				continue
+			}
+			r := results[j]
+			if r.outcome != nil {
+				out[i] = *r.outcome
+				out[i].DeviceID = changes[i].DeviceID
+				continue
+			}
+			out[i] = s.outcomeFromItem(changes[i].DeviceID, r, true)
+		}
+	}
+	return out
+}
+
+// itemResult is one $batch item's final answer, or an outcome when the
+// item could not get one (whole batch failed, retries exhausted).
+type itemResult struct {
+	status  int
+	headers map[string]string
+	body    map[string]any
+	outcome *Outcome
+}
+
+// runBatch sends reqs (nil entries skipped) as one $batch and re-sends
+// throttled or failed items while retries and MaxInlineWait allow.
+func (s *Sink) runBatch(ctx context.Context, reqs []*abstractions.RequestInformation, write bool) []itemResult {
+	res := make([]itemResult, len(reqs))
+	var todo []int
+	for j, r := range reqs {
+		if r != nil {
+			todo = append(todo, j)
+		}
+	}
+	var waited time.Duration
+	for attempt := 0; len(todo) > 0; attempt++ {
+		items, err := s.sendBatch(ctx, reqs, todo)
+		if err != nil {
+			o := s.outcomeFromError("", err, write)
+			for _, j := range todo {
+				oc := o
+				res[j] = itemResult{outcome: &oc}
+			}
+			return res
+		}
+		var again []int
+		var wait time.Duration
+		for _, j := range todo {
+			it := items[j]
+			res[j] = it
+			if retryableStatus(it.status) {
+				again = append(again, j)
+				d, ok := parseRetryAfter(headerValue(it.headers, "Retry-After"), time.Now())
+				if !ok {
+					d = backoff(attempt)
+				}
+				wait = max(wait, d)
+			}
+		}
+		if len(again) == 0 {
+			return res
+		}
+		if attempt >= s.cfg.MaxRetries || waited+wait > s.cfg.MaxInlineWait {
+			for _, j := range again {
+				ge := itemError(res[j])
+				if !ge.HasRetry {
+					ge.RetryAfter = backoff(attempt)
+				}
+				res[j].outcome = &Outcome{Status: Retry, RetryAfter: ge.RetryAfter, Code: ge.Code, Message: ge.Message}
+			}
+			return res
+		}
+		s.log.Debug("graph: re-sending batch items", "items", len(again), "wait", wait, "attempt", attempt+1)
+		if err := s.sleep(ctx, wait); err != nil {
+			for _, j := range again {
+				res[j].outcome = &Outcome{Status: Retry, RetryAfter: wait, Code: "canceled", Message: err.Error()}
+			}
+			return res
+		}
+		waited += wait
+		todo = again
+	}
+	return res
+}
+
+func (s *Sink) sendBatch(ctx context.Context, reqs []*abstractions.RequestInformation, todo []int) (map[int]itemResult, error) {
+	batch := msgraphgocore.NewBatchRequest(s.adapter)
+	ids := make(map[string]int, len(todo))
+	for _, j := range todo {
+		// AddBatchRequestStep takes the request by value but keeps its maps; copy
+		// the path parameters so re-sends stay independent.
+		ri := *reqs[j]
+		item, err := batch.AddBatchRequestStep(ri)
+		if err != nil {
+			return nil, fmt.Errorf("graph: batch item: %w", err)
+		}
+		ids[deref(item.GetId())] = j
+	}
+	ri := abstractions.NewRequestInformation()
+	ri.Method = abstractions.POST
+	ri.UrlTemplate = "{+baseurl}/$batch"
+	ri.PathParameters["baseurl"] = s.adapter.GetBaseUrl()
+	if err := ri.SetContentFromParsable(ctx, s.adapter, "application/json", batch); err != nil {
+		return nil, fmt.Errorf("graph: batch body: %w", err)
+	}
+	ri.Headers.AddAll(s.headers(ctx))
+	resp, err := s.adapter.Send(ctx, ri, msgraphgocore.CreateBatchResponseDiscriminator,
+		abstractions.ErrorMappings{"XXX": odataerrors.CreateODataErrorFromDiscriminatorValue})
+	if err != nil {
+		return nil, err
+	}
+	br, ok := resp.(msgraphgocore.BatchResponse)
+	if !ok || br == nil {
+		return nil, errors.New("graph: $batch returned no body")
+	}
+	out := make(map[int]itemResult, len(todo))
+	for _, it := range br.GetResponses() {
+		j, ok := ids[deref(it.GetId())]
+		if !ok || it.GetStatus() == nil {
+			continue
+		}
+		out[j] = itemResult{status: int(*it.GetStatus()), headers: it.GetHeaders(), body: it.GetBody()}
+	}
+	for _, j := range todo {
+		if _, ok := out[j]; !ok {
+			out[j] = itemResult{status: http.StatusBadGateway, body: map[string]any{"error": map[string]any{"code": "missing_batch_response", "message": "$batch answer has no response for this item"}}}
+		}
+	}
+	return out, nil
+}
+
+func headerValue(h map[string]string, name string) string {
+	for k, v := range h {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return ""
+}
+
+// itemError reads a $batch item's error body.
+func itemError(r itemResult) graphError {
+	ge := graphError{Status: r.status}
+	if e, ok := r.body["error"].(map[string]any); ok {
+		ge.Code, ge.Message = str(e["code"]), str(e["message"])
+	}
+	ge.RetryAfter, ge.HasRetry = parseRetryAfter(headerValue(r.headers, "Retry-After"), time.Now())
+	return ge
+}
+
+func (s *Sink) outcomeFromItem(deviceID string, r itemResult, write bool) Outcome {
+	if r.status >= 200 && r.status < 300 {
+		return Outcome{DeviceID: deviceID, Status: Applied}
+	}
+	return s.outcomeFromGraph(deviceID, itemError(r), write)
+}
+
+func (s *Sink) outcomeFromGraph(deviceID string, ge graphError, write bool) Outcome {
+	o := Outcome{DeviceID: deviceID, Code: ge.Code, Message: ge.Message}
+	switch {
+	case ge.Status == http.StatusNotFound:
+		o.Status, o.Code = Failed, "device_not_found"
+		o.Message = fmt.Sprintf("no device with deviceId %s in tenant %s (%s)", deviceID, s.cfg.TenantID, ge.Message)
+	case ge.Status == http.StatusForbidden:
+		he := permissionHealth(ge, write)
+		o.Status, o.Health, o.Message = Failed, he.Health, he.Message
+	case ge.Status == http.StatusUnauthorized:
+		o.Status, o.Health = Failed, HealthAuthFailed
+		o.Message = "Graph rejected the access token: " + ge.Message
+	case retryableStatus(ge.Status):
+		o.Status, o.RetryAfter = Retry, ge.RetryAfter
+		if !ge.HasRetry {
+			o.RetryAfter = backoff(0)
+		}
+	default:
+		o.Status = Failed
+		if o.Code == "" {
+			o.Code = fmt.Sprintf("http_%d", ge.Status)
+		}
+	}
+	return o
+}
+
+// outcomeFromError classifies an error from a whole request.
+func (s *Sink) outcomeFromError(deviceID string, err error, write bool) Outcome {
+	if he := classifyTokenError(err, s.cfg.ClientID, s.cfg.TenantID); he != nil {
+		if he.Health == HealthUnreachable {
+			return Outcome{DeviceID: deviceID, Status: Retry, RetryAfter: time.Minute, Health: he.Health, Code: "unreachable", Message: he.Message}
+		}
+		return Outcome{DeviceID: deviceID, Status: Failed, Health: he.Health, Code: he.Code, Message: he.Message}
+	}
+	if ge, ok := fromAPIError(err); ok && ge.Status != 0 {
+		return s.outcomeFromGraph(deviceID, ge, write)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return Outcome{DeviceID: deviceID, Status: Retry, RetryAfter: backoff(0), Code: "canceled", Message: err.Error()}
+	}
+	var uae x509.UnknownAuthorityError
+	var hne x509.HostnameError
+	if errors.As(err, &uae) || errors.As(err, &hne) {
+		return Outcome{DeviceID: deviceID, Status: Retry, RetryAfter: time.Minute, Health: HealthUnreachable, Code: "tls_untrusted",
+			Message: "TLS certificate not trusted (add the CA to the integration's extra trusted CA): " + err.Error()}
+	}
+	return Outcome{DeviceID: deviceID, Status: Retry, RetryAfter: backoff(1), Health: HealthUnreachable, Code: "unreachable", Message: err.Error()}
+}
+
+// Read returns extensionAttributeN per device id for reconcile, as low
+// priority traffic. Devices Graph does not know are absent from the map; a
+// device whose attribute is null maps to "". The error reports items that
+// could not be read (the map still holds the others).
+func (s *Sink) Read(ctx context.Context, deviceIDs []string) (map[string]string, error) {
+	ctx = WithLowPriority(ctx)
+	got := make(map[string]string, len(deviceIDs))
+	var errs []error
+	var ids []string
+	for _, id := range deviceIDs {
+		if reGUID.MatchString(id) {
+			ids = append(ids, id)
+		} else {
+			errs = append(errs, fmt.Errorf("graph: %q is not an Entra device id", id))
+		}
+	}
+	attr := s.AttributeName()
+	for start := 0; start < len(ids); start += MaxBatch {
+		chunk := ids[start:min(start+MaxBatch, len(ids))]
+		reqs := make([]*abstractions.RequestInformation, len(chunk))
+		for j, id := range chunk {
+			ri, err := s.deviceBuilder(id).ToGetRequestInformation(ctx, &deviceswithdeviceid.DevicesWithDeviceIdRequestBuilderGetRequestConfiguration{
+				Headers:         s.headers(ctx),
+				QueryParameters: &deviceswithdeviceid.DevicesWithDeviceIdRequestBuilderGetQueryParameters{Select: []string{"id", "deviceId", "extensionAttributes"}},
+			})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("graph: read %s: %w", id, err))
+				continue
+			}
+			reqs[j] = ri
+		}
+		for j, r := range s.runBatch(ctx, reqs, false) {
+			if reqs[j] == nil {
+				continue
+			}
+			id := chunk[j]
+			if r.outcome != nil {
+				o := r.outcome
+				if o.Health != "" {
+					return got, &HealthError{Health: o.Health, Code: o.Code, Message: o.Message}
+				}
+				errs = append(errs, fmt.Errorf("graph: read %s: %s %s", id, o.Code, o.Message))
+				continue
+			}
+			switch {
+			case r.status == http.StatusOK:
+				got[id] = attributeFrom(r.body, attr)
+			case r.status == http.StatusNotFound:
+				// absent: the caller sees the device is gone
+			default:
+				o := s.outcomeFromItem(id, r, false)
+				if o.Health != "" {
+					return got, &HealthError{Health: o.Health, Code: o.Code, Message: o.Message}
+				}
+				errs = append(errs, fmt.Errorf("graph: read %s: %s %s", id, o.Code, o.Message))
+			}
+		}
+	}
+	return got, errors.Join(errs...)
+}
+
+func attributeFrom(body map[string]any, attr string) string {
+	ea, _ := body["extensionAttributes"].(map[string]any)
+	return str(ea[attr])
+}
+
+// str reads a string from msgraph-sdk-go-core's untyped batch bodies, which
+// hold *string for JSON strings.
+func str(v any) string {
+	switch s := v.(type) {
+	case string:
+		return s
+	case *string:
+		return deref(s)
+	}
+	return ""
+}
