@@ -429,8 +429,8 @@ func (l *Link) session(ctx context.Context, id *identity.Identity) (healthy bool
 			switch msg := m.GetMsg().(type) {
 			case *posturev1.HubMessage_PolicySet:
 				healthy = true
-				l.cfg.Runner.Apply(msg.PolicySet)
 				l.savePolicySet(msg.PolicySet)
+				l.cfg.Runner.Apply(msg.PolicySet)
 			case *posturev1.HubMessage_Ack:
 				if err := l.cfg.Spool.Ack(msg.Ack.GetSeq()); err != nil {
 					l.log.Error("could not delete acked batch", "seq", msg.Ack.GetSeq(), "err", err)

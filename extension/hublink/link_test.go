@@ -1,0 +1,448 @@
+package hublink
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	posturev1 "github.com/posture-dev/posture/api/posture/v1"
+	"github.com/posture-dev/posture/extension/clock"
+	"github.com/posture-dev/posture/extension/spool"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+type fakeRunner struct {
+	mu       sync.Mutex
+	applied  []*posturev1.PolicySet
+	rechecks int
+	alls     int
+	clears   int
+	version  string
+}
+
+func (r *fakeRunner) Apply(ps *posturev1.PolicySet) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.applied = append(r.applied, ps)
+	r.version = ps.GetVersion()
+}
+func (r *fakeRunner) Recheck(ids []string, all bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rechecks++
+	if all {
+		r.alls++
+	}
+}
+func (r *fakeRunner) Clear() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.clears++
+	r.version = ""
+}
+func (r *fakeRunner) Version() string { r.mu.Lock(); defer r.mu.Unlock(); return r.version }
+func (r *fakeRunner) get(f func() int) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return f()
+}
+
+type env struct {
+	t      *testing.T
+	dir    string
+	clk    *clock.Fake
+	ca     *testCA
+	st     *hubState
+	hub    *fakeHub
+	sp     *spool.Spool
+	run    *fakeRunner
+	link   *Link
+	boot   *tls.Config
+	secret string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newEnv(t *testing.T) *env {
+	clk := clock.NewFake(time.Now())
+	ca := newTestCA(t, clk)
+	st := newHubState()
+	e := &env{t: t, dir: t.TempDir(), clk: clk, ca: ca, st: st, secret: "s3cret"}
+	e.hub = startHub(t, st, ca, "")
+	boot, err := BootstrapTLS(ca.pool, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.boot = boot
+	return e
+}
+
+func (e *env) startLink() {
+	e.t.Helper()
+	sp, err := spool.Open(filepath.Join(e.dir, "spool"), spool.Options{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.sp = sp
+	e.run = &fakeRunner{}
+	l, err := New(Config{
+		Hub:          strings.Replace(e.hub.addr, "127.0.0.1", "localhost", 1),
+		EnrollSecret: e.secret,
+		Bootstrap:    e.boot,
+		StateDir:     e.dir,
+		Spool:        sp,
+		Runner:       e.run,
+		HostFacts: func(context.Context) (*posturev1.HostFacts, error) {
+			return &posturev1.HostFacts{Hostname: "mbp", Platform: "darwin", HardwareUuid: "UUID-1"}, nil
+		},
+		Clock:       e.clk,
+		Rand:        rand.New(rand.NewPCG(7, 7)),
+		BackoffBase: time.Second,
+		BackoffMax:  5 * time.Second,
+		Logger:      slog.New(slog.NewTextHandler(testWriter{e.t}, nil)),
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.link = l
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	e.done = make(chan error, 1)
+	go func() { e.done <- l.Run(ctx) }()
+	e.t.Cleanup(e.stopLink)
+}
+
+func (e *env) stopLink() {
+	if e.cancel == nil {
+		return
+	}
+	e.cancel()
+	<-e.done
+	e.cancel = nil
+}
+
+func (e *env) restartHub() {
+	e.hub.Stop()
+	e.hub = startHub(e.t, e.st, e.ca, e.hub.addr)
+}
+
+// waitFor polls cond, nudging the fake clock by step between polls so
+// backoff timers fire. The real-time deadline only bounds a hung test.
+func (e *env) waitFor(what string, step time.Duration, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("timed out waiting for %s", what)
+		}
+		select {
+		case <-time.After(5 * time.Millisecond):
+		}
+		if step > 0 {
+			e.clk.Advance(step)
+		}
+	}
+}
+
+func result(id string, st posturev1.ResultStatus) []*posturev1.PolicyResult {
+	return []*posturev1.PolicyResult{{PolicyId: id, Revision: 1, Status: st, EvaluatedAt: timestamppb.Now()}}
+}
+
+func (e *env) connected(n int) func() bool {
+	return func() bool {
+		return e.st.count(func() int { return e.st.connects }) >= n && e.run.get(func() int { return len(e.run.applied) }) >= 1
+	}
+}
+
+func TestEnrollStreamAckFactsRecheck(t *testing.T) {
+	e := newEnv(t)
+	e.startLink()
+	e.waitFor("stream with policy set", time.Second, e.connected(1))
+
+	if n := e.st.count(func() int { return e.st.enrolls }); n != 1 {
+		t.Fatalf("enrolls = %d, want 1", n)
+	}
+	fi, err := os.Stat(filepath.Join(e.dir, "key.pem"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key.pem: %v mode %v, want 0600", err, fi.Mode().Perm())
+	}
+	if id := e.link.Identity(); id == nil || id.HostID != "host-uuid-1" {
+		t.Fatalf("identity = %+v", id)
+	}
+	e.st.mu.Lock()
+	hello := e.st.hellos[0]
+	e.st.mu.Unlock()
+	if hello.GetFacts().GetHardwareUuid() != "UUID-1" || hello.GetFacts().GetPlatform() != "darwin" {
+		t.Fatalf("hello facts = %v", hello.GetFacts())
+	}
+	if e.run.get(func() int { return len(e.run.applied) }) != 1 || e.run.applied[0].GetVersion() != "v1" {
+		t.Fatalf("policy set not applied: %v", e.run.applied)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, PolicySetFile)); err != nil {
+		t.Fatalf("policy set not cached: %v", err)
+	}
+
+	e.link.Results(context.Background(), result("disk", posturev1.ResultStatus_RESULT_STATUS_PASS))
+	e.waitFor("batch 1 acked", 0, func() bool { return eq(e.st.seqs(0), []uint64{1}) && len(e.sp.Pending()) == 0 })
+
+	// Facts go once per stream and again only when they change.
+	e.link.Facts(context.Background(), map[string]string{"entra_device_id": "dev-1"})
+	e.waitFor("facts", 0, func() bool { return e.st.count(func() int { return len(e.st.facts) }) == 1 })
+	e.link.Facts(context.Background(), map[string]string{"entra_device_id": "dev-1"})
+	e.link.Results(context.Background(), result("disk", posturev1.ResultStatus_RESULT_STATUS_FAIL))
+	e.waitFor("batch 2", 0, func() bool { return eq(e.st.seqs(0), []uint64{1, 2}) })
+	if n := e.st.count(func() int { return len(e.st.facts) }); n != 1 {
+		t.Fatalf("unchanged facts sent again (%d reports)", n)
+	}
+	e.link.Facts(context.Background(), map[string]string{"entra_device_id": "dev-2"})
+	e.waitFor("changed facts", 0, func() bool { return e.st.count(func() int { return len(e.st.facts) }) == 2 })
+
+	e.st.sendLatest(&posturev1.HubMessage{Msg: &posturev1.HubMessage_Recheck{Recheck: &posturev1.Recheck{All: true}}})
+	e.waitFor("recheck", 0, func() bool { return e.run.get(func() int { return e.run.alls }) == 1 })
+}
+
+func TestWrongSecretNeverConnects(t *testing.T) {
+	e := newEnv(t)
+	e.secret = "wrong"
+	e.startLink()
+	e.waitFor("three enroll attempts", time.Second, func() bool { return e.st.count(func() int { return e.st.enrolls }) >= 3 })
+	if n := e.st.count(func() int { return e.st.connects }); n != 0 {
+		t.Fatalf("connected %d times without a certificate", n)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "cert.pem")); !os.IsNotExist(err) {
+		t.Fatalf("cert.pem exists after a refused enrollment: %v", err)
+	}
+}
+
+func TestNothingLostAcrossHubAndAgentRestarts(t *testing.T) {
+	e := newEnv(t)
+	e.st.ackOff = true
+	e.startLink()
+	e.waitFor("connected", time.Second, e.connected(1))
+	e.link.Results(context.Background(), result("a", posturev1.ResultStatus_RESULT_STATUS_PASS))
+	e.link.Results(context.Background(), result("b", posturev1.ResultStatus_RESULT_STATUS_FAIL))
+	e.waitFor("two batches sent", 0, func() bool { return eq(e.st.seqs(1), []uint64{1, 2}) })
+
+	// Hub goes away with both batches unacknowledged; a third is produced
+	// while it is down.
+	e.hub.Stop()
+	e.link.Results(context.Background(), result("c", posturev1.ResultStatus_RESULT_STATUS_ERROR))
+	if got := len(e.sp.Pending()); got != 3 {
+		t.Fatalf("pending while hub down = %d, want 3", got)
+	}
+	e.st.mu.Lock()
+	e.st.ackOff = false
+	e.st.mu.Unlock()
+	e.hub = startHub(t, e.st, e.ca, e.hub.addr)
+	e.waitFor("resend in order after reconnect", time.Second, func() bool {
+		return eq(e.st.seqs(2), []uint64{1, 2, 3}) && len(e.sp.Pending()) == 0
+	})
+	e.st.mu.Lock()
+	last := e.st.batches[len(e.st.batches)-1].batch
+	e.st.mu.Unlock()
+	if last.GetResults()[0].GetPolicyId() != "c" {
+		t.Fatalf("batch 3 = %v", last)
+	}
+
+	// The agent restarts with a batch unacknowledged.
+	e.st.mu.Lock()
+	e.st.ackOff = true
+	e.st.mu.Unlock()
+	e.link.Results(context.Background(), result("d", posturev1.ResultStatus_RESULT_STATUS_PASS))
+	e.waitFor("batch 4 sent", 0, func() bool { return eq(e.st.seqs(2), []uint64{1, 2, 3, 4}) })
+	e.stopLink()
+	e.startLink()
+	if e.run.get(func() int { return len(e.run.applied) }) != 1 {
+		t.Fatal("cached policy set not applied at start")
+	}
+	e.waitFor("resend after agent restart", time.Second, func() bool { return eq(e.st.seqs(3), []uint64{4}) })
+	if n := e.st.count(func() int { return e.st.enrolls }); n != 1 {
+		t.Fatalf("enrolled %d times, want once", n)
+	}
+	e.st.mu.Lock()
+	e.st.ackOff = false
+	e.st.mu.Unlock()
+	e.link.Results(context.Background(), result("e", posturev1.ResultStatus_RESULT_STATUS_PASS))
+	e.waitFor("batch 5", 0, func() bool { return eq(e.st.seqs(3), []uint64{4, 5}) })
+	if p := e.sp.Pending(); len(p) != 1 || p[0].GetSeq() != 4 {
+		t.Fatalf("pending = %v, want only the unacked seq 4", p)
+	}
+}
+
+func serialOf(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.SerialNumber.String()
+}
+
+func TestRenewHotSwapKeepsStreamOpen(t *testing.T) {
+	e := newEnv(t)
+	e.startLink()
+	e.waitFor("connected", time.Second, e.connected(1))
+	old := e.link.Identity().Leaf.SerialNumber.String()
+
+	// Past 2/3 of the one-hour lifetime: renewal is due.
+	e.clk.Advance(45 * time.Minute)
+	e.waitFor("renewed", 0, func() bool {
+		id := e.link.Identity()
+		return e.st.count(func() int { return e.st.renews }) == 1 && id.Leaf.SerialNumber.String() != old
+	})
+	renewed := e.link.Identity().Leaf.SerialNumber.String()
+	if got := serialOf(t, filepath.Join(e.dir, "cert.pem")); got != renewed {
+		t.Fatalf("cert.pem serial %s, want the renewed %s", got, renewed)
+	}
+	// Same stream still carries messages both ways.
+	e.st.sendLatest(&posturev1.HubMessage{Msg: &posturev1.HubMessage_Recheck{Recheck: &posturev1.Recheck{PolicyIds: []string{"disk"}}}})
+	e.waitFor("recheck on the old stream", 0, func() bool { return e.run.get(func() int { return e.run.rechecks }) == 1 })
+	e.link.Results(context.Background(), result("disk", posturev1.ResultStatus_RESULT_STATUS_PASS))
+	e.waitFor("results on the old stream", 0, func() bool { return eq(e.st.seqs(1), []uint64{1}) })
+	if n := e.st.count(func() int { return e.st.connects }); n != 1 {
+		t.Fatalf("renewal reconnected the stream (%d connects)", n)
+	}
+	// The next handshake presents the renewed certificate.
+	e.restartHub()
+	e.waitFor("reconnected", time.Second, func() bool { return e.st.count(func() int { return e.st.connects }) == 2 })
+	e.st.mu.Lock()
+	got := e.st.peerSer[1].String()
+	e.st.mu.Unlock()
+	if got != renewed {
+		t.Fatalf("new handshake used serial %s, want renewed %s", got, renewed)
+	}
+}
+
+func TestDisableStopsPoliciesAndRetriesRarely(t *testing.T) {
+	e := newEnv(t)
+	e.st.life = 24 * time.Hour // outlive the hour of waiting
+	e.startLink()
+	e.waitFor("connected", time.Second, e.connected(1))
+	e.st.sendLatest(&posturev1.HubMessage{Msg: &posturev1.HubMessage_Disable{Disable: &posturev1.Disable{Reason: "revoked by admin"}}})
+	e.waitFor("cleared", 0, func() bool { return e.run.get(func() int { return e.run.clears }) == 1 })
+	if _, err := os.Stat(filepath.Join(e.dir, PolicySetFile)); !os.IsNotExist(err) {
+		t.Fatalf("cached policy set kept after Disable: %v", err)
+	}
+	// Fifty-nine minutes later it has not asked again.
+	for i := 0; i < 59; i++ {
+		e.clk.Advance(time.Minute)
+	}
+	if n := e.st.count(func() int { return e.st.connects }); n != 1 {
+		t.Fatalf("reconnected %d times within the hour", n-1)
+	}
+	e.waitFor("hourly retry", time.Minute, func() bool { return e.st.count(func() int { return e.st.connects }) == 2 })
+
+	// A revoked host is refused at Connect: same treatment.
+	e.st.mu.Lock()
+	e.st.hosts["host-uuid-1"] = true
+	e.st.mu.Unlock()
+	e.restartHub()
+	e.waitFor("cleared after PermissionDenied", time.Second, func() bool { return e.run.get(func() int { return e.run.clears }) == 2 })
+	if n := e.st.count(func() int { return e.st.enrolls }); n != 1 {
+		t.Fatalf("a revoked host re-enrolled (%d enrolls)", n)
+	}
+}
+
+func TestUnknownCertificateReenrolls(t *testing.T) {
+	e := newEnv(t)
+	e.startLink()
+	e.waitFor("connected", time.Second, e.connected(1))
+	e.st.mu.Lock()
+	delete(e.st.hosts, "host-uuid-1")
+	e.st.mu.Unlock()
+	e.restartHub()
+	e.waitFor("re-enrolled and connected", time.Second, func() bool {
+		return e.st.count(func() int { return e.st.enrolls }) == 2 && e.st.count(func() int { return e.st.connects }) == 2
+	})
+}
+
+func TestExpiredCertificateReenrolls(t *testing.T) {
+	e := newEnv(t)
+	e.startLink()
+	e.waitFor("connected", time.Second, e.connected(1))
+	e.stopLink()
+	e.clk.Advance(2 * time.Hour) // well past the one-hour certificate
+	e.startLink()
+	e.waitFor("re-enrolled", time.Second, func() bool {
+		return e.st.count(func() int { return e.st.enrolls }) == 2 && e.st.count(func() int { return e.st.connects }) == 2
+	})
+}
+
+func TestPinnedBootstrap(t *testing.T) {
+	e := newEnv(t)
+	good, err := ParsePin(SPKIPin(e.ca.cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(pin []byte) error {
+		cfg, err := BootstrapTLS(nil, pin)
+		if err != nil {
+			return err
+		}
+		cfg.ServerName = "localhost"
+		c, err := tls.Dial("tcp", e.hub.addr, cfg)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	if err := dial(good); err != nil {
+		t.Fatalf("pinned CA refused: %v", err)
+	}
+	bad := make([]byte, 32)
+	if err := dial(bad); err == nil || !strings.Contains(err.Error(), "pin") {
+		t.Fatalf("wrong pin accepted or unclear error: %v", err)
+	}
+	if _, err := ParsePin("sha1/abc"); err == nil {
+		t.Fatal("bad pin prefix accepted")
+	}
+	// And the whole enrollment works with the pin.
+	e.boot, _ = BootstrapTLS(nil, good)
+	e.startLink()
+	e.waitFor("connected via pin", time.Second, e.connected(1))
+}
+
+func TestBackoffBounds(t *testing.T) {
+	b := &Backoff{Base: time.Second, Max: 60 * time.Second, Rand: rand.New(rand.NewPCG(1, 1))}
+	var maxSeen time.Duration
+	for i := 0; i < 200; i++ {
+		ceil := min(time.Second<<min(i, 30), 60*time.Second)
+		d := b.Next()
+		if d < 0 || d > ceil {
+			t.Fatalf("attempt %d: %v outside [0, %v]", i, d, ceil)
+		}
+		maxSeen = max(maxSeen, d)
+	}
+	if maxSeen < 30*time.Second {
+		t.Fatalf("backoff never grew (max %v)", maxSeen)
+	}
+	b.Reset()
+	for i := 0; i < 20; i++ {
+		b2 := *b
+		if d := b2.Next(); d > time.Second {
+			t.Fatalf("after reset: %v > base", d)
+		}
+	}
+}
+
+// testWriter sends logs to t.Log so they show only for failing tests.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
