@@ -74,7 +74,9 @@ type Reason struct {
 	// counts errors as failures).
 	Counted bool
 	// Allowed: severity at or below the team's maximum allowed severity.
-	Allowed     bool
+	Allowed bool
+	// Exempt: an unexpired exemption is what keeps the failure from
+	// blocking (not set on Allowed failures, where it changes nothing).
 	Exempt      bool
 	ExemptUntil time.Time // zero = no expiry
 	InGrace     bool
@@ -215,7 +217,7 @@ func Evaluate(in Input) Verdict {
 			continue
 		}
 		r.Allowed = policyRank(p.Severity) <= maxRank
-		if until, ok := exemptUntil(in.Exemptions, p.ID, now); ok {
+		if until, ok := exemptUntil(in.Exemptions, p.ID, now); ok && !r.Allowed {
 			r.Exempt, r.ExemptUntil = true, until
 		}
 		if p.GracePeriod > 0 {
@@ -230,11 +232,10 @@ func Evaluate(in Input) Verdict {
 		case r.Allowed:
 			// Severity does not change with time: no transition.
 		case r.Exempt:
+			// The grace deadline only matters once the exemption ends; the
+			// evaluation at its end will schedule it.
 			if !r.ExemptUntil.IsZero() {
 				consider(r.ExemptUntil)
-			}
-			if inGrace {
-				consider(r.GraceDeadline) // matters once the exemption ends
 			}
 		case inGrace:
 			r.InGrace = true
