@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/posture-dev/posture/hub/server"
+)
+
+func defaultDataDir() string {
+	if d := os.Getenv("STATE_DIRECTORY"); d != "" { // systemd StateDirectory=
+		return d
+	}
+	return "/var/lib/posture-hub"
+}
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg server.Config
+	var names, logLevel, logFormat string
+	fs.StringVar(&cfg.DataDir, "data-dir", defaultDataDir(), "directory for the CA and the embedded SQLite store")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", "", "PostgreSQL URL (postgres://…); empty uses embedded SQLite in --data-dir")
+	fs.StringVar(&cfg.CACert, "ca-cert", "", "CA certificate PEM (default: created in --data-dir)")
+	fs.StringVar(&cfg.CAKey, "ca-key", "", "CA private key PEM")
+	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", ":8443", "TLS address for agents, admin gRPC, health and reflection")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", "address for REST (/api/v1), /healthz, /readyz, /metrics")
+	fs.StringVar(&cfg.HTTPCert, "http-tls-cert", "", "serve HTTP over TLS with this certificate")
+	fs.StringVar(&cfg.HTTPKey, "http-tls-key", "", "key for --http-tls-cert")
+	fs.StringVar(&names, "server-names", "", "comma-separated DNS names/IPs agents use to reach the hub (for its TLS certificate)")
+	fs.DurationVar(&cfg.CertLifetime, "cert-lifetime", 30*24*time.Hour, "lifetime of host client certificates")
+	fs.DurationVar(&cfg.PolicyInterval, "policy-interval", time.Minute, "how often agents run policies")
+	fs.DurationVar(&cfg.PolicyPoll, "policy-poll", 2*time.Second, "how often to check the store for policy changes from other replicas")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&logFormat, "log-format", "text", "text or json")
+	if err := parseFlags(fs, args); err != nil {
+		return 2
+	}
+	log, err := newLogger(stderr, logLevel, logFormat)
+	if err != nil {
+		fmt.Fprintln(stderr, "posture-hub:", err)
+		return 2
+	}
+	for _, n := range strings.Split(names, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			cfg.ServerNames = append(cfg.ServerNames, n)
+		}
+	}
+	if h, err := os.Hostname(); err == nil {
+		cfg.ServerNames = append(cfg.ServerNames, h)
+	}
+	cfg.Logger = log
+	cfg.Version = version
+	hub, err := server.New(ctx, cfg)
+	if err != nil {
+		log.Error("start failed", "err", err)
+		return 1
+	}
+	if err := hub.Run(ctx); err != nil {
+		log.Error("hub failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}

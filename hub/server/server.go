@@ -1,0 +1,336 @@
+// Package server assembles a hub: store, CA, the gRPC server (agent + admin
+// APIs, health, reflection) on one TLS port, and the HTTP server (REST via
+// grpc-gateway, health, metrics). It is what `posture-hub serve` runs and
+// what end-to-end tests start in-process.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	posturev1 "github.com/posture-dev/posture/api/posture/v1"
+	"github.com/posture-dev/posture/hub/admin"
+	"github.com/posture-dev/posture/hub/agentapi"
+	"github.com/posture-dev/posture/hub/ca"
+	"github.com/posture-dev/posture/hub/store"
+	"github.com/posture-dev/posture/hub/store/postgres"
+	"github.com/posture-dev/posture/hub/store/sqlite"
+)
+
+// Config is everything `posture-hub serve` can set.
+type Config struct {
+	// DataDir holds the CA (unless CACert/CAKey are given) and the embedded
+	// SQLite database (unless DatabaseURL is given).
+	DataDir     string
+	DatabaseURL string
+	CACert      string
+	CAKey       string
+	// GRPCAddr is the TLS port for agents, the admin gRPC API, health and
+	// reflection.
+	GRPCAddr string
+	// HTTPAddr serves REST, /healthz, /readyz and /metrics.
+	HTTPAddr string
+	// HTTPCert/HTTPKey serve HTTP over TLS (e.g. a public certificate).
+	HTTPCert, HTTPKey string
+	// ServerNames go into the hub's TLS certificate (localhost is always added).
+	ServerNames    []string
+	CertLifetime   time.Duration
+	PolicyInterval time.Duration
+	// PolicyPoll is how often a replica checks the store for policy changes
+	// made through another replica.
+	PolicyPoll time.Duration
+	Logger     *slog.Logger
+	// Version is reported in logs and metrics.
+	Version string
+}
+
+// Hub is a running (or ready to run) hub.
+type Hub struct {
+	cfg      Config
+	log      *slog.Logger
+	Store    store.Store
+	CA       *ca.CA
+	Registry *agentapi.Registry
+	Agent    *agentapi.Server
+	Admin    *admin.Server
+
+	grpcLn, httpLn, gwLn net.Listener
+	gwDir                string
+	grpcSrv              *grpc.Server
+	httpSrv              *http.Server
+	health               *health.Server
+	metrics              *prometheus.Registry
+}
+
+// OpenStore opens PostgreSQL when url is set, else SQLite in dataDir.
+func OpenStore(ctx context.Context, dataDir, url string) (store.Store, error) {
+	if url != "" {
+		return postgres.Open(ctx, url)
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	return sqlite.Open(ctx, filepath.Join(dataDir, "posture.db"))
+}
+
+// New opens the store and CA and binds the listeners (so ports are known
+// before Run). Close releases everything if Run is never called.
+func New(ctx context.Context, cfg Config) (*Hub, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.PolicyPoll == 0 {
+		cfg.PolicyPoll = 2 * time.Second
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("data dir is required")
+	}
+	h := &Hub{cfg: cfg, log: cfg.Logger, metrics: prometheus.NewRegistry()}
+	ok := false
+	defer func() {
+		if !ok {
+			h.Close()
+		}
+	}()
+	var err error
+	if cfg.CACert != "" || cfg.CAKey != "" {
+		h.CA, err = ca.LoadFiles(cfg.CACert, cfg.CAKey)
+	} else {
+		h.CA, err = ca.LoadOrCreate(cfg.DataDir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	h.Store, err = OpenStore(ctx, cfg.DataDir, cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	h.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	h.Registry = agentapi.NewRegistry()
+	h.Agent = agentapi.New(agentapi.Config{
+		Store: h.Store, CA: h.CA, Registry: h.Registry, Logger: h.log,
+		CertLifetime: cfg.CertLifetime, PolicyInterval: cfg.PolicyInterval, Metrics: h.metrics,
+	})
+	h.Admin = admin.New(admin.Config{Store: h.Store, Streams: h.Registry, Logger: h.log})
+
+	serverCert, err := h.CA.ServerCert(append([]string{"localhost", "127.0.0.1", "::1"}, cfg.ServerNames...), 365*24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg := &tls.Config{
+		Certificates: []tls.Certificate{serverCert},
+		// Enroll is server-TLS only; Renew and Connect check the verified
+		// chain themselves, and the admin API uses bearer tokens.
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		ClientCAs:  h.CA.Pool(),
+		MinVersion: tls.VersionTLS12,
+	}
+	auth := &admin.Authenticator{Tokens: h.Store, Now: time.Now}
+	rpcm := newRPCMetrics(h.metrics)
+	h.grpcSrv = grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		grpc.ChainUnaryInterceptor(recoverUnary(h.log), rpcm.unary, auth.Unary),
+		grpc.ChainStreamInterceptor(recoverStream(h.log), rpcm.stream, auth.Stream),
+		// Find dead hosts within ~1.5 min; let agents ping every 20 s.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
+	)
+	posturev1.RegisterAgentServiceServer(h.grpcSrv, h.Agent)
+	posturev1.RegisterAdminServiceServer(h.grpcSrv, h.Admin)
+	h.health = health.NewServer()
+	healthpb.RegisterHealthServer(h.grpcSrv, h.health)
+	reflection.Register(h.grpcSrv)
+
+	if h.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("listen grpc: %w", err)
+	}
+	if h.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listen http: %w", err)
+	}
+	// The gateway reaches the same gRPC server (same TLS, same interceptors)
+	// over a private unix socket, whatever address the TLS port binds.
+	if h.gwDir, err = os.MkdirTemp("", "posture-gw-"); err != nil {
+		return nil, fmt.Errorf("gateway socket dir: %w", err)
+	}
+	sock := filepath.Join(h.gwDir, "grpc.sock")
+	if h.gwLn, err = net.Listen("unix", sock); err != nil {
+		return nil, fmt.Errorf("listen gateway socket: %w", err)
+	}
+	gwMux := runtime.NewServeMux()
+	gwCreds := credentials.NewTLS(&tls.Config{RootCAs: h.CA.Pool(), ServerName: "localhost", MinVersion: tls.VersionTLS12})
+	if err := posturev1.RegisterAdminServiceHandlerFromEndpoint(ctx, gwMux, "unix://"+sock,
+		[]grpc.DialOption{grpc.WithTransportCredentials(gwCreds)}); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/api/", gwMux)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", h.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(h.metrics, promhttp.HandlerOpts{}))
+	h.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(h.log.Handler(), slog.LevelWarn)}
+	ok = true
+	return h, nil
+}
+
+func (h *Hub) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err := h.Store.Ping(ctx); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "store: %v\n", err)
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+// GRPCAddr is the bound TLS address.
+func (h *Hub) GRPCAddr() string { return h.grpcLn.Addr().String() }
+
+// HTTPAddr is the bound HTTP address.
+func (h *Hub) HTTPAddr() string { return h.httpLn.Addr().String() }
+
+// Run serves until ctx ends, then shuts down.
+func (h *Hub) Run(ctx context.Context) error {
+	defer h.Close()
+	errc := make(chan error, 3)
+	var wg sync.WaitGroup
+	serve := func(f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, grpc.ErrServerStopped) {
+				errc <- err
+			}
+		}()
+	}
+	serve(func() error { return h.grpcSrv.Serve(h.grpcLn) })
+	serve(func() error { return h.grpcSrv.Serve(h.gwLn) })
+	serve(func() error {
+		if h.cfg.HTTPCert != "" {
+			return h.httpSrv.ServeTLS(h.httpLn, h.cfg.HTTPCert, h.cfg.HTTPKey)
+		}
+		return h.httpSrv.Serve(h.httpLn)
+	})
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	defer stopPoll()
+	go h.watchPolicies(pollCtx)
+	h.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	h.health.SetServingStatus(posturev1.AgentService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	h.health.SetServingStatus(posturev1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	h.log.Info("hub serving", "grpc", h.GRPCAddr(), "http", h.HTTPAddr(), "version", h.cfg.Version,
+		"store", map[bool]string{true: "postgres", false: "sqlite"}[h.cfg.DatabaseURL != ""])
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	h.health.Shutdown()
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = h.httpSrv.Shutdown(shutCtx)
+	// Agent streams never end by themselves: give unary calls a moment, then
+	// cut the streams (agents reconnect to another replica or after restart).
+	stopped := make(chan struct{})
+	go func() { h.grpcSrv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(2 * time.Second):
+		h.grpcSrv.Stop()
+	}
+	wg.Wait()
+	h.log.Info("hub stopped")
+	return err
+}
+
+// Close releases the store and listeners.
+func (h *Hub) Close() {
+	for _, ln := range []net.Listener{h.grpcLn, h.httpLn, h.gwLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+	if h.gwDir != "" {
+		os.RemoveAll(h.gwDir)
+		h.gwDir = ""
+	}
+	if h.Store != nil {
+		h.Store.Close()
+		h.Store = nil
+	}
+}
+
+// watchPolicies pushes fresh policy sets when another replica (or the CLI
+// against another replica) changed policies.
+func (h *Hub) watchPolicies(ctx context.Context) {
+	last, _ := h.Store.PolicySetVersion(ctx)
+	t := time.NewTicker(h.cfg.PolicyPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			v, err := h.Store.PolicySetVersion(ctx)
+			if err != nil {
+				h.log.Warn("poll policy version", "err", err)
+				continue
+			}
+			if v != last {
+				last = v
+				h.Registry.PoliciesChanged()
+			}
+		}
+	}
+}
+
+func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error")
+			}
+		}()
+		return handler(ctx, req)
+	}
+}
+
+func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("panic in stream", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error")
+			}
+		}()
+		return handler(srv, ss)
+	}
+}
