@@ -106,6 +106,7 @@ func (s *Sink) TestConnection(ctx context.Context) ConnectionReport {
 		if rep.Health == HealthUnreachable {
 			rep.Problems[len(rep.Problems)-1] = "token: " + s.probeAuthority(ctx)
 		}
+		s.setHealth(rep.Health, "", strings.Join(rep.Problems, "; "))
 		return rep
 	}
 	rep.TokenOK = true
@@ -156,6 +157,7 @@ func (s *Sink) TestConnection(ctx context.Context) ConnectionReport {
 		}
 	}
 	rep.OK = len(rep.Problems) == 0
+	s.setHealth(rep.Health, "", strings.Join(rep.Problems, "; "))
 	return rep
 }
 

@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	hubsync "github.com/posture-dev/posture/hub/sync"
 	"github.com/posture-dev/posture/hub/sync/graph/standin"
 )
 
@@ -78,6 +80,7 @@ func (e *env) config() Config {
 		ClientID:      clientID,
 		ClientSecret:  secret,
 		Attribute:     3,
+		Logger:        slog.New(slog.DiscardHandler),
 	}
 }
 
@@ -106,8 +109,8 @@ func attr(t *testing.T, e *env, id string) string {
 func TestSinglePatchWithSecret(t *testing.T) {
 	e := newEnv(t, 2)
 	s := e.sink(t, e.config())
-	out := s.Apply(ctx(t), []Change{{DeviceID: devID(1), Compliant: false}})
-	if len(out) != 1 || out[0].Status != Applied {
+	out := s.apply(ctx(t), []change{{DeviceID: devID(1), Compliant: false}})
+	if len(out) != 1 || out[0].Status != applied {
 		t.Fatalf("outcome %+v", out)
 	}
 	if got := attr(t, e, devID(1)); got != "Non-compliant" {
@@ -130,8 +133,8 @@ func TestSinglePatchWithSecret(t *testing.T) {
 		t.Fatalf("client called endpoints the stand-in does not serve: %v", u)
 	}
 	// Second write flips it back; the token is cached (one token request).
-	out = s.Apply(WithLowPriority(ctx(t)), []Change{{DeviceID: devID(1), Compliant: true}})
-	if out[0].Status != Applied || attr(t, e, devID(1)) != "Compliant" {
+	out = s.apply(WithLowPriority(ctx(t)), []change{{DeviceID: devID(1), Compliant: true}})
+	if out[0].Status != applied || attr(t, e, devID(1)) != "Compliant" {
 		t.Fatalf("flip back: %+v, attr %q", out, attr(t, e, devID(1)))
 	}
 	if w := e.pair.Graph.Writes(); w[1].Priority != "Low" {
@@ -145,17 +148,17 @@ func TestSinglePatchWithSecret(t *testing.T) {
 func TestBatchWithPerItemOutcomes(t *testing.T) {
 	e := newEnv(t, 30)
 	s := e.sink(t, e.config())
-	var changes []Change
+	var changes []change
 	for i := 1; i <= 23; i++ {
-		changes = append(changes, Change{DeviceID: devID(i), Compliant: i%2 == 0})
+		changes = append(changes, change{DeviceID: devID(i), Compliant: i%2 == 0})
 	}
-	changes = append(changes, Change{DeviceID: devID(999)}, Change{DeviceID: "not-a-guid')"})
-	out := s.Apply(ctx(t), changes)
+	changes = append(changes, change{DeviceID: devID(999)}, change{DeviceID: "not-a-guid')"})
+	out := s.apply(ctx(t), changes)
 	if len(out) != len(changes) {
 		t.Fatalf("%d outcomes for %d changes", len(out), len(changes))
 	}
 	for i := 0; i < 23; i++ {
-		if out[i].Status != Applied || out[i].DeviceID != devID(i+1) {
+		if out[i].Status != applied || out[i].DeviceID != devID(i+1) {
 			t.Fatalf("item %d: %+v", i, out[i])
 		}
 		want := map[bool]string{true: "Compliant", false: "Non-compliant"}[(i+1)%2 == 0]
@@ -166,10 +169,10 @@ func TestBatchWithPerItemOutcomes(t *testing.T) {
 			t.Fatalf("device %d written %d times", i+1, n)
 		}
 	}
-	if o := out[23]; o.Status != Failed || o.Code != "device_not_found" || o.Health != "" {
+	if o := out[23]; o.Status != failed || o.Code != "device_not_found" || o.Health != "" {
 		t.Fatalf("unknown device: %+v", o)
 	}
-	if o := out[24]; o.Status != Failed || o.Code != "invalid_device_id" {
+	if o := out[24]; o.Status != failed || o.Code != "invalid_device_id" {
 		t.Fatalf("bad id: %+v", o)
 	}
 	if st := e.pair.Graph.Stats(); st.Batches != 2 || st.Requests != 2 {
@@ -185,13 +188,13 @@ func TestBatchItem429FractionalRetryAfterAnd5xx(t *testing.T) {
 	e.pair.Graph.InjectFault(standin.Fault{Scope: standin.ScopeItem, DeviceID: devID(2), Status: 429, RetryAfter: "0.25", Times: 1})
 	e.pair.Graph.InjectFault(standin.Fault{Scope: standin.ScopeItem, DeviceID: devID(4), Status: 503, Times: 1})
 	s := e.sink(t, e.config())
-	var changes []Change
+	var changes []change
 	for i := 1; i <= 5; i++ {
-		changes = append(changes, Change{DeviceID: devID(i)})
+		changes = append(changes, change{DeviceID: devID(i)})
 	}
-	out := s.Apply(ctx(t), changes)
+	out := s.apply(ctx(t), changes)
 	for i, o := range out {
-		if o.Status != Applied {
+		if o.Status != applied {
 			t.Fatalf("item %d: %+v", i, o)
 		}
 		if n := len(e.pair.Graph.WritesFor(devID(i + 1))); n != 1 {
@@ -212,8 +215,8 @@ func TestFractionalRetryAfterHonoured(t *testing.T) {
 	e := newEnv(t, 3)
 	e.pair.Graph.InjectFault(standin.Fault{Scope: standin.ScopeItem, DeviceID: devID(1), Status: 429, RetryAfter: "0.25", Times: 2})
 	s := e.sink(t, e.config())
-	out := s.Apply(ctx(t), []Change{{DeviceID: devID(1)}, {DeviceID: devID(2)}})
-	if out[0].Status != Applied || out[1].Status != Applied {
+	out := s.apply(ctx(t), []change{{DeviceID: devID(1)}, {DeviceID: devID(2)}})
+	if out[0].Status != applied || out[1].Status != applied {
 		t.Fatalf("%+v", out)
 	}
 	if got := e.sleeps.all(); !slices.Equal(got, []time.Duration{250 * time.Millisecond, 250 * time.Millisecond}) {
@@ -229,11 +232,11 @@ func TestGzipBodySurvivesRetry(t *testing.T) {
 	s := e.sink(t, e.config())
 	// Whole-request 429 on the single PATCH, then on a $batch.
 	e.pair.Graph.InjectFault(standin.Fault{Scope: standin.ScopeRequest, Status: 429, RetryAfter: "1.5", Times: 1})
-	if out := s.Apply(ctx(t), []Change{{DeviceID: devID(1)}}); out[0].Status != Applied {
+	if out := s.apply(ctx(t), []change{{DeviceID: devID(1)}}); out[0].Status != applied {
 		t.Fatalf("%+v", out)
 	}
 	e.pair.Graph.InjectFault(standin.Fault{Scope: standin.ScopeRequest, Status: 503, Times: 1})
-	if out := s.Apply(ctx(t), []Change{{DeviceID: devID(2)}, {DeviceID: devID(3)}}); out[0].Status != Applied || out[1].Status != Applied {
+	if out := s.apply(ctx(t), []change{{DeviceID: devID(2)}, {DeviceID: devID(3)}}); out[0].Status != applied || out[1].Status != applied {
 		t.Fatalf("%+v", out)
 	}
 	st := e.pair.Graph.Stats()
@@ -255,19 +258,19 @@ func TestLongRetryAfterHandedBack(t *testing.T) {
 	e.pair.Graph.InjectFault(standin.Fault{Scope: standin.ScopeItem, DeviceID: devID(1), Status: 429, RetryAfter: "30.5"})
 	e.pair.Graph.InjectFault(standin.Fault{Scope: standin.ScopeRequest, Method: "PATCH", Status: 500})
 	s := e.sink(t, e.config())
-	out := s.Apply(ctx(t), []Change{{DeviceID: devID(1)}, {DeviceID: devID(2)}})
-	if o := out[0]; o.Status != Retry || o.RetryAfter != 30500*time.Millisecond || o.Code != "TooManyRequests" {
+	out := s.apply(ctx(t), []change{{DeviceID: devID(1)}, {DeviceID: devID(2)}})
+	if o := out[0]; o.Status != retry || o.RetryAfter != 30500*time.Millisecond || o.Code != "TooManyRequests" {
 		t.Fatalf("throttled item: %+v", o)
 	}
-	if out[1].Status != Applied {
+	if out[1].Status != applied {
 		t.Fatalf("other item: %+v", out[1])
 	}
 	if len(e.sleeps.all()) != 0 || len(e.pair.Graph.WritesFor(devID(1))) != 0 {
 		t.Fatalf("waited %v / wrote a throttled item", e.sleeps.all())
 	}
 	// A persistent 500 on the single PATCH: retried MaxRetries times, then Retry.
-	out = s.Apply(ctx(t), []Change{{DeviceID: devID(2), Compliant: true}})
-	if o := out[0]; o.Status != Retry || o.Health != "" {
+	out = s.apply(ctx(t), []change{{DeviceID: devID(2), Compliant: true}})
+	if o := out[0]; o.Status != retry || o.Health != "" {
 		t.Fatalf("persistent 500: %+v", o)
 	}
 	if n := len(e.sleeps.all()); n != 3 {
@@ -282,8 +285,8 @@ func TestRealWaitOnFractionalRetryAfter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := s.Apply(ctx(t), []Change{{DeviceID: devID(1)}, {DeviceID: devID(2)}})
-	if out[0].Status != Applied || out[1].Status != Applied {
+	out := s.apply(ctx(t), []change{{DeviceID: devID(1)}, {DeviceID: devID(2)}})
+	if out[0].Status != applied || out[1].Status != applied {
 		t.Fatalf("%+v", out)
 	}
 	w := e.pair.Graph.WritesFor(devID(1))
@@ -298,11 +301,11 @@ func TestSlowResponseTimesOut(t *testing.T) {
 	cfg := e.config()
 	cfg.RequestTimeout = 300 * time.Millisecond
 	s := e.sink(t, cfg)
-	out := s.Apply(ctx(t), []Change{{DeviceID: devID(1)}})
-	if out[0].Status != Retry {
+	out := s.apply(ctx(t), []change{{DeviceID: devID(1)}})
+	if out[0].Status != retry {
 		t.Fatalf("slow response: %+v", out[0])
 	}
-	if out = s.Apply(ctx(t), []Change{{DeviceID: devID(1)}}); out[0].Status != Applied {
+	if out = s.apply(ctx(t), []change{{DeviceID: devID(1)}}); out[0].Status != applied {
 		t.Fatalf("after the slow one: %+v", out[0])
 	}
 }
@@ -341,8 +344,8 @@ func TestCertificateCredential(t *testing.T) {
 	cfg.ClientSecret = ""
 	cfg.Certificate = pemData
 	s := e.sink(t, cfg)
-	out := s.Apply(ctx(t), []Change{{DeviceID: devID(1)}, {DeviceID: devID(2), Compliant: true}})
-	if out[0].Status != Applied || out[1].Status != Applied {
+	out := s.apply(ctx(t), []change{{DeviceID: devID(1)}, {DeviceID: devID(2), Compliant: true}})
+	if out[0].Status != applied || out[1].Status != applied {
 		t.Fatalf("%+v", out)
 	}
 	reqs := e.pair.Entra.TokenRequests()
@@ -389,9 +392,9 @@ func TestTokenErrorsMapToHealth(t *testing.T) {
 				tc.mutate(&cfg)
 			}
 			s := e.sink(t, cfg)
-			for _, changes := range [][]Change{{{DeviceID: devID(1)}}, {{DeviceID: devID(1)}, {DeviceID: devID(2)}}} {
-				for _, o := range s.Apply(ctx(t), changes) {
-					if o.Status != Failed || o.Health != tc.health || o.Code != tc.code || o.Message == "" {
+			for _, changes := range [][]change{{{DeviceID: devID(1)}}, {{DeviceID: devID(1)}, {DeviceID: devID(2)}}} {
+				for _, o := range s.apply(ctx(t), changes) {
+					if o.Status != failed || o.Health != tc.health || o.Code != tc.code || o.Message == "" {
 						t.Fatalf("outcome %+v, want %s %s", o, tc.health, tc.code)
 					}
 				}
@@ -414,9 +417,9 @@ func TestPermissionMissing(t *testing.T) {
 	e := newEnv(t, 2)
 	e.pair.Entra.SetPermissions(clientID, standin.PermDeviceReadAll)
 	s := e.sink(t, e.config())
-	for _, changes := range [][]Change{{{DeviceID: devID(1)}}, {{DeviceID: devID(1)}, {DeviceID: devID(2)}}} {
-		for _, o := range s.Apply(ctx(t), changes) {
-			if o.Status != Failed || o.Health != HealthPermissionMissing || o.Code != "Authorization_RequestDenied" || !strings.Contains(o.Message, "Device.ReadWrite.All") {
+	for _, changes := range [][]change{{{DeviceID: devID(1)}}, {{DeviceID: devID(1)}, {DeviceID: devID(2)}}} {
+		for _, o := range s.apply(ctx(t), changes) {
+			if o.Status != failed || o.Health != HealthPermissionMissing || o.Code != "Authorization_RequestDenied" || !strings.Contains(o.Message, "Device.ReadWrite.All") {
 				t.Fatalf("outcome %+v", o)
 			}
 		}
@@ -454,7 +457,7 @@ func TestReadForReconcile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 25 || got[devID(1)] != "Compliant" || got[devID(2)] != "Non-compliant" || got[devID(3)] != "" {
+	if len(got) != 25 || got[devID(1)] != hubsync.DesiredCompliant || got[devID(2)] != hubsync.DesiredNoncompliant || got[devID(3)] != "" {
 		t.Fatalf("read %v", got)
 	}
 	if _, ok := got[devID(500)]; ok {
@@ -548,14 +551,14 @@ func TestCustomValues(t *testing.T) {
 	cfg.Attribute = 15
 	cfg.CompliantValue, cfg.NoncompliantValue = "ok", "blocked"
 	s := e.sink(t, cfg)
-	if out := s.Apply(ctx(t), []Change{{DeviceID: devID(1)}}); out[0].Status != Applied {
+	if out := s.apply(ctx(t), []change{{DeviceID: devID(1)}}); out[0].Status != applied {
 		t.Fatalf("%+v", out)
 	}
 	if v, _ := e.pair.Graph.Attribute(devID(1), 15); v != "blocked" {
 		t.Fatalf("attribute 15 = %q", v)
 	}
 	got, err := s.Read(ctx(t), []string{devID(1)})
-	if err != nil || got[devID(1)] != "blocked" {
+	if err != nil || got[devID(1)] != hubsync.DesiredNoncompliant {
 		t.Fatalf("read %v %v", got, err)
 	}
 }
@@ -595,5 +598,60 @@ func TestParseRetryAfter(t *testing.T) {
 		if _, ok := parseRetryAfter(in, now); ok {
 			t.Errorf("%q accepted", in)
 		}
+	}
+}
+
+// The sync worker's view: Apply/Read through the hub/sync interfaces.
+var (
+	_ hubsync.Sink       = (*Sink)(nil)
+	_ hubsync.Reader     = (*Sink)(nil)
+	_ hubsync.BatchSizer = (*Sink)(nil)
+)
+
+func TestSyncInterfaceOutcomes(t *testing.T) {
+	e := newEnv(t, 4)
+	e.pair.Graph.InjectFault(standin.Fault{Scope: standin.ScopeItem, DeviceID: devID(2), Status: 429, RetryAfter: "42"})
+	e.pair.Graph.InjectFault(standin.Fault{Scope: standin.ScopeItem, DeviceID: devID(3), Status: 500})
+	s := e.sink(t, e.config())
+	changes := []hubsync.Change{
+		{DeviceID: devID(1), Desired: hubsync.DesiredNoncompliant},
+		{DeviceID: devID(2), Desired: hubsync.DesiredNoncompliant},
+		{DeviceID: devID(3), Desired: hubsync.DesiredNoncompliant},
+		{DeviceID: devID(404), Desired: hubsync.DesiredCompliant},
+		{DeviceID: devID(4), Desired: hubsync.DesiredCompliant, LowPriority: true},
+	}
+	out := s.Apply(ctx(t), changes)
+	want := []hubsync.OutcomeKind{hubsync.OutcomeOK, hubsync.OutcomeThrottled, hubsync.OutcomeRetry, hubsync.OutcomePermanent, hubsync.OutcomeOK}
+	for i, o := range out {
+		if o.Kind != want[i] {
+			t.Errorf("change %d: %+v, want %v", i, o, want[i])
+		}
+	}
+	if out[1].RetryAfter != 42*time.Second || out[1].Code != "TooManyRequests" || out[3].Code != "device_not_found" {
+		t.Fatalf("details: %+v", out)
+	}
+	// A LowPriority change (reconcile repair) makes the call background traffic.
+	if w := e.pair.Graph.WritesFor(devID(4)); len(w) != 1 || w[0].Priority != "Low" || *w[0].Value != "Compliant" {
+		t.Fatalf("repair write %+v", w)
+	}
+	if h := s.Health(); h.Health != HealthOK {
+		t.Fatalf("health %+v", h)
+	}
+	if s.MaxBatch() != 20 || s.Name() != "graph" {
+		t.Fatal("name / batch size")
+	}
+
+	e.pair.Entra.RegisterApp(standin.App{ClientID: clientID, Secrets: []standin.Secret{{Value: secret, Expires: time.Now().Add(-time.Minute)}}})
+	e.pair.Entra.RevokeTokens()
+	s = e.sink(t, e.config())
+	out = s.Apply(ctx(t), changes[:1])
+	if o := out[0]; o.Kind != hubsync.OutcomeThrottled || o.Code != "AADSTS7000222" || o.RetryAfter != credentialPause {
+		t.Fatalf("expired secret: %+v", o)
+	}
+	if h := s.Health(); h.Health != HealthSecretExpired || HealthFromCode(out[0].Code) != HealthSecretExpired {
+		t.Fatalf("health %+v", h)
+	}
+	if HealthFromCode("Authorization_RequestDenied") != HealthPermissionMissing || HealthFromCode("device_not_found") != "" {
+		t.Fatal("HealthFromCode")
 	}
 }

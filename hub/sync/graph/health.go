@@ -230,3 +230,63 @@ func permissionHealth(ge graphError, write bool) *HealthError {
 		Message: fmt.Sprintf("Graph refused the call (%s: %s): grant the application permission %s to the app and grant admin consent", ge.Code, ge.Message, need),
 	}
 }
+
+// HealthStatus is the latest health evidence a Sink has seen.
+type HealthStatus struct {
+	Health  Health
+	Code    string
+	Message string
+	At      time.Time // zero: no call made yet
+}
+
+// Health returns the latest health evidence: OK after a successful call, or
+// the last integration-wide failure (credential, permission, unreachable).
+func (s *Sink) Health() HealthStatus {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	return s.health
+}
+
+func (s *Sink) setHealth(h Health, code, msg string) {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	if s.health.Health != h {
+		s.log.Info("graph: integration health changed", "from", s.health.Health, "to", h, "code", code, "message", msg)
+	}
+	s.health = HealthStatus{Health: h, Code: code, Message: msg, At: time.Now()}
+}
+
+// noteHealth records what a batch of outcomes says about the integration.
+func (s *Sink) noteHealth(res []outcome) {
+	for _, o := range res {
+		if o.Health != "" {
+			s.setHealth(o.Health, o.Code, o.Message)
+			return
+		}
+	}
+	for _, o := range res {
+		if o.Status == applied {
+			s.setHealth(HealthOK, "", "")
+			return
+		}
+	}
+}
+
+// HealthFromCode maps an outcome Code (as stored with a dead letter) to the
+// integration health it implies, or "" when it is about one device only.
+func HealthFromCode(code string) Health {
+	if code == "Authorization_RequestDenied" {
+		return HealthPermissionMissing
+	}
+	if n := firstAADSTS(code); n != 0 {
+		h, _ := aadstsHealth(n, "", "")
+		return h
+	}
+	switch code {
+	case "InvalidAuthenticationToken":
+		return HealthAuthFailed
+	case "unreachable", "tls_untrusted":
+		return HealthUnreachable
+	}
+	return ""
+}

@@ -47,7 +47,7 @@ func (m *retryMiddleware) Intercept(p khttp.Pipeline, idx int, req *http.Request
 		if !ok {
 			d = backoff(attempt)
 		}
-		if waited+d > m.maxWait {
+		if waited+d > m.maxWait || !fitsDeadline(req.Context(), d) {
 			return resp, nil // the caller turns it into "retry later"
 		}
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	gosync "sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -26,6 +27,8 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/deviceswithdeviceid"
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
+
+	hubsync "github.com/posture-dev/posture/hub/sync"
 )
 
 // Name is the sink's name.
@@ -34,49 +37,46 @@ const Name = "graph"
 // MaxBatch is Graph's $batch limit.
 const MaxBatch = 20
 
-// Change is one device's desired state.
-type Change struct {
+// change is one device's desired state.
+type change struct {
 	DeviceID  string // Entra device id (a GUID)
 	Compliant bool
 }
 
-// Status is the result kind of one change.
-type Status int
+// status is the result kind of one change.
+type status int
 
-// Outcome statuses.
 const (
-	// Applied: Graph accepted the write.
-	Applied Status = iota + 1
-	// Retry: not applied yet; try again after RetryAfter.
-	Retry
-	// Failed: permanent for this desired state (dead-letter with Code/Message).
-	Failed
+	applied status = iota + 1 // Graph accepted the write
+	retry                     // not applied yet; try again after RetryAfter
+	failed                    // will not succeed as sent
 )
 
-func (s Status) String() string {
+func (s status) String() string {
 	switch s {
-	case Applied:
+	case applied:
 		return "applied"
-	case Retry:
+	case retry:
 		return "retry"
-	case Failed:
+	case failed:
 		return "failed"
 	}
 	return "unknown"
 }
 
-// Outcome is the result for one Change, in the order given.
-type Outcome struct {
+// outcome is the detailed result for one change; Apply maps it onto the
+// sync worker's Outcome.
+type outcome struct {
 	DeviceID   string
-	Status     Status
-	RetryAfter time.Duration // for Retry
+	Status     status
+	HTTPStatus int           // last HTTP status seen for the item, 0 if none
+	RetryAfter time.Duration // for retry
 	// Code is Graph's error code ("device_not_found" for a 404,
 	// "Authorization_RequestDenied", "TooManyRequests", "AADSTS7000222"...).
 	Code    string
 	Message string
 	// Health is set when the cause is integration-wide (bad credential,
-	// missing permission, unreachable): the caller should pause the
-	// integration and surface Health instead of dead-lettering devices.
+	// missing permission, unreachable).
 	Health Health
 }
 
@@ -93,6 +93,9 @@ type Sink struct {
 
 	credKind    string // "client secret" or "certificate"
 	credExpires time.Time
+
+	hmu    gosync.Mutex
+	health HealthStatus
 }
 
 var sdkOptions = msgraphgocore.GraphClientOptions{GraphServiceLibraryVersion: "1.89.0"}
@@ -223,19 +226,12 @@ func (s *Sink) Value(compliant bool) string {
 	return s.cfg.NoncompliantValue
 }
 
-type priorityKey struct{}
-
 // WithLowPriority marks calls made with ctx as background traffic
-// (x-ms-throttle-priority: Low), which Graph throttles first. Read always
-// uses it; use it for reconcile repairs passed to Apply.
-func WithLowPriority(ctx context.Context) context.Context {
-	return context.WithValue(ctx, priorityKey{}, true)
-}
+// (x-ms-throttle-priority: Low), which Graph throttles first. It is the
+// sync worker's marker; Read always uses it.
+func WithLowPriority(ctx context.Context) context.Context { return hubsync.WithLowPriority(ctx) }
 
-func lowPriority(ctx context.Context) bool {
-	v, _ := ctx.Value(priorityKey{}).(bool)
-	return v
-}
+func lowPriority(ctx context.Context) bool { return hubsync.IsLowPriority(ctx) }
 
 func (s *Sink) headers(ctx context.Context) *abstractions.RequestHeaders {
 	h := abstractions.NewRequestHeaders()
@@ -265,18 +261,18 @@ func (s *Sink) patchBody(compliant bool) models.Deviceable {
 	return d
 }
 
-// Apply writes each change's attribute value: a single PATCH for one
+// apply writes each change's attribute value: a single PATCH for one
 // change, $batch requests of up to 20 otherwise. Throttled (429) and failed
 // (5xx) items are re-sent within the call per their Retry-After while the
 // total wait stays under MaxInlineWait; what is left comes back as Retry.
 // Outcomes are returned in the order of changes.
-func (s *Sink) Apply(ctx context.Context, changes []Change) []Outcome {
-	out := make([]Outcome, len(changes))
+func (s *Sink) apply(ctx context.Context, changes []change) []outcome {
+	out := make([]outcome, len(changes))
 	var todo []int
 	for i, c := range changes {
 		out[i].DeviceID = c.DeviceID
 		if !reGUID.MatchString(c.DeviceID) {
-			out[i].Status, out[i].Code = Failed, "invalid_device_id"
+			out[i].Status, out[i].Code = failed, "invalid_device_id"
 			out[i].Message = fmt.Sprintf("%q is not an Entra device id (a GUID)", c.DeviceID)
 			continue
 		}
@@ -289,7 +285,7 @@ func (s *Sink) Apply(ctx context.Context, changes []Change) []Outcome {
 		if err != nil {
 			out[i] = s.outcomeFromError(changes[i].DeviceID, err, true)
 		} else {
-			out[i].Status = Applied
+			out[i].Status = applied
 		}
 		return out
 	}
@@ -300,7 +296,7 @@ func (s *Sink) Apply(ctx context.Context, changes []Change) []Outcome {
 			ri, err := s.deviceBuilder(changes[i].DeviceID).ToPatchRequestInformation(ctx, s.patchBody(changes[i].Compliant),
 				&deviceswithdeviceid.DevicesWithDeviceIdRequestBuilderPatchRequestConfiguration{Headers: s.headers(ctx)})
 			if err != nil {
-				out[i] = Outcome{DeviceID: changes[i].DeviceID, Status: Failed, Code: "request_build_failed", Message: err.Error()}
+				out[i] = outcome{DeviceID: changes[i].DeviceID, Status: failed, Code: "request_build_failed", Message: err.Error()}
 				continue
 			}
 			reqs[j] = ri
@@ -328,7 +324,7 @@ type itemResult struct {
 	status  int
 	headers map[string]string
 	body    map[string]any
-	outcome *Outcome
+	outcome *outcome
 }
 
 // runBatch sends reqs (nil entries skipped) as one $batch and re-sends
@@ -369,20 +365,20 @@ func (s *Sink) runBatch(ctx context.Context, reqs []*abstractions.RequestInforma
 		if len(again) == 0 {
 			return res
 		}
-		if attempt >= s.cfg.MaxRetries || waited+wait > s.cfg.MaxInlineWait {
+		if attempt >= s.cfg.MaxRetries || waited+wait > s.cfg.MaxInlineWait || !fitsDeadline(ctx, wait) {
 			for _, j := range again {
 				ge := itemError(res[j])
 				if !ge.HasRetry {
 					ge.RetryAfter = backoff(attempt)
 				}
-				res[j].outcome = &Outcome{Status: Retry, RetryAfter: ge.RetryAfter, Code: ge.Code, Message: ge.Message}
+				res[j].outcome = &outcome{Status: retry, HTTPStatus: ge.Status, RetryAfter: ge.RetryAfter, Code: ge.Code, Message: ge.Message}
 			}
 			return res
 		}
 		s.log.Debug("graph: re-sending batch items", "items", len(again), "wait", wait, "attempt", attempt+1)
 		if err := s.sleep(ctx, wait); err != nil {
 			for _, j := range again {
-				res[j].outcome = &Outcome{Status: Retry, RetryAfter: wait, Code: "canceled", Message: err.Error()}
+				res[j].outcome = &outcome{Status: retry, RetryAfter: wait, Code: "canceled", Message: err.Error()}
 			}
 			return res
 		}
@@ -457,32 +453,32 @@ func itemError(r itemResult) graphError {
 	return ge
 }
 
-func (s *Sink) outcomeFromItem(deviceID string, r itemResult, write bool) Outcome {
+func (s *Sink) outcomeFromItem(deviceID string, r itemResult, write bool) outcome {
 	if r.status >= 200 && r.status < 300 {
-		return Outcome{DeviceID: deviceID, Status: Applied}
+		return outcome{DeviceID: deviceID, Status: applied}
 	}
 	return s.outcomeFromGraph(deviceID, itemError(r), write)
 }
 
-func (s *Sink) outcomeFromGraph(deviceID string, ge graphError, write bool) Outcome {
-	o := Outcome{DeviceID: deviceID, Code: ge.Code, Message: ge.Message}
+func (s *Sink) outcomeFromGraph(deviceID string, ge graphError, write bool) outcome {
+	o := outcome{DeviceID: deviceID, Code: ge.Code, Message: ge.Message, HTTPStatus: ge.Status}
 	switch {
 	case ge.Status == http.StatusNotFound:
-		o.Status, o.Code = Failed, "device_not_found"
+		o.Status, o.Code = failed, "device_not_found"
 		o.Message = fmt.Sprintf("no device with deviceId %s in tenant %s (%s)", deviceID, s.cfg.TenantID, ge.Message)
 	case ge.Status == http.StatusForbidden:
 		he := permissionHealth(ge, write)
-		o.Status, o.Health, o.Message = Failed, he.Health, he.Message
+		o.Status, o.Health, o.Message = failed, he.Health, he.Message
 	case ge.Status == http.StatusUnauthorized:
-		o.Status, o.Health = Failed, HealthAuthFailed
+		o.Status, o.Health = failed, HealthAuthFailed
 		o.Message = "Graph rejected the access token: " + ge.Message
 	case retryableStatus(ge.Status):
-		o.Status, o.RetryAfter = Retry, ge.RetryAfter
+		o.Status, o.RetryAfter = retry, ge.RetryAfter
 		if !ge.HasRetry {
 			o.RetryAfter = backoff(0)
 		}
 	default:
-		o.Status = Failed
+		o.Status = failed
 		if o.Code == "" {
 			o.Code = fmt.Sprintf("http_%d", ge.Status)
 		}
@@ -491,32 +487,34 @@ func (s *Sink) outcomeFromGraph(deviceID string, ge graphError, write bool) Outc
 }
 
 // outcomeFromError classifies an error from a whole request.
-func (s *Sink) outcomeFromError(deviceID string, err error, write bool) Outcome {
+func (s *Sink) outcomeFromError(deviceID string, err error, write bool) outcome {
 	if he := classifyTokenError(err, s.cfg.ClientID, s.cfg.TenantID); he != nil {
 		if he.Health == HealthUnreachable {
-			return Outcome{DeviceID: deviceID, Status: Retry, RetryAfter: time.Minute, Health: he.Health, Code: "unreachable", Message: he.Message}
+			return outcome{DeviceID: deviceID, Status: retry, RetryAfter: time.Minute, Health: he.Health, Code: "unreachable", Message: he.Message}
 		}
-		return Outcome{DeviceID: deviceID, Status: Failed, Health: he.Health, Code: he.Code, Message: he.Message}
+		return outcome{DeviceID: deviceID, Status: failed, Health: he.Health, Code: he.Code, Message: he.Message}
 	}
 	if ge, ok := fromAPIError(err); ok && ge.Status != 0 {
 		return s.outcomeFromGraph(deviceID, ge, write)
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return Outcome{DeviceID: deviceID, Status: Retry, RetryAfter: backoff(0), Code: "canceled", Message: err.Error()}
+		return outcome{DeviceID: deviceID, Status: retry, RetryAfter: backoff(0), Code: "canceled", Message: err.Error()}
 	}
 	var uae x509.UnknownAuthorityError
 	var hne x509.HostnameError
 	if errors.As(err, &uae) || errors.As(err, &hne) {
-		return Outcome{DeviceID: deviceID, Status: Retry, RetryAfter: time.Minute, Health: HealthUnreachable, Code: "tls_untrusted",
+		return outcome{DeviceID: deviceID, Status: retry, RetryAfter: time.Minute, Health: HealthUnreachable, Code: "tls_untrusted",
 			Message: "TLS certificate not trusted (add the CA to the integration's extra trusted CA): " + err.Error()}
 	}
-	return Outcome{DeviceID: deviceID, Status: Retry, RetryAfter: backoff(1), Health: HealthUnreachable, Code: "unreachable", Message: err.Error()}
+	return outcome{DeviceID: deviceID, Status: retry, RetryAfter: backoff(1), Health: HealthUnreachable, Code: "unreachable", Message: err.Error()}
 }
 
-// Read returns extensionAttributeN per device id for reconcile, as low
-// priority traffic. Devices Graph does not know are absent from the map; a
-// device whose attribute is null maps to "". The error reports items that
-// could not be read (the map still holds the others).
+// Read implements the sync worker's Reader for reconcile, as low priority
+// $batch GETs: each device's extensionAttributeN mapped back to
+// DesiredCompliant / DesiredNoncompliant, "" when unset or holding another
+// value. Devices Graph does not know are absent from the map. An
+// integration-wide failure returns a *HealthError; other per-item failures
+// are joined into the error while the map holds the devices that were read.
 func (s *Sink) Read(ctx context.Context, deviceIDs []string) (map[string]string, error) {
 	ctx = WithLowPriority(ctx)
 	got := make(map[string]string, len(deviceIDs))
@@ -552,6 +550,7 @@ func (s *Sink) Read(ctx context.Context, deviceIDs []string) (map[string]string,
 			if r.outcome != nil {
 				o := r.outcome
 				if o.Health != "" {
+					s.setHealth(o.Health, o.Code, o.Message)
 					return got, &HealthError{Health: o.Health, Code: o.Code, Message: o.Message}
 				}
 				errs = append(errs, fmt.Errorf("graph: read %s: %s %s", id, o.Code, o.Message))
@@ -559,17 +558,21 @@ func (s *Sink) Read(ctx context.Context, deviceIDs []string) (map[string]string,
 			}
 			switch {
 			case r.status == http.StatusOK:
-				got[id] = attributeFrom(r.body, attr)
+				got[id] = s.desiredFrom(attributeFrom(r.body, attr))
 			case r.status == http.StatusNotFound:
 				// absent: the caller sees the device is gone
 			default:
 				o := s.outcomeFromItem(id, r, false)
 				if o.Health != "" {
+					s.setHealth(o.Health, o.Code, o.Message)
 					return got, &HealthError{Health: o.Health, Code: o.Code, Message: o.Message}
 				}
 				errs = append(errs, fmt.Errorf("graph: read %s: %s %s", id, o.Code, o.Message))
 			}
 		}
+	}
+	if len(got) > 0 {
+		s.setHealth(HealthOK, "", "")
 	}
 	return got, errors.Join(errs...)
 }
@@ -589,4 +592,73 @@ func str(v any) string {
 		return deref(s)
 	}
 	return ""
+}
+
+// desiredFrom maps an attribute value back to the sync worker's desired state.
+func (s *Sink) desiredFrom(v string) string {
+	switch v {
+	case s.cfg.CompliantValue:
+		return hubsync.DesiredCompliant
+	case s.cfg.NoncompliantValue:
+		return hubsync.DesiredNoncompliant
+	}
+	return ""
+}
+
+// fitsDeadline: waiting d still leaves time for the re-send before ctx ends.
+func fitsDeadline(ctx context.Context, d time.Duration) bool {
+	dl, ok := ctx.Deadline()
+	return !ok || time.Until(dl) > d+time.Second
+}
+
+// credentialPause is how long a tenant is paused after a credential
+// failure; an administrator has to act, and TestConnection says what to do.
+const credentialPause = 5 * time.Minute
+
+// MaxBatch implements the sync worker's BatchSizer.
+func (s *Sink) MaxBatch() int { return MaxBatch }
+
+// Apply implements the sync worker's Sink. Outcomes map as: written → OK;
+// 429 still throttled after in-call retries → Throttled (with Retry-After);
+// 5xx, timeouts, unreachable → Retry; credential failures (AADSTS…, 401) →
+// Throttled for a few minutes (the whole tenant waits for an administrator);
+// device not found, bad request, missing permission → Permanent.
+func (s *Sink) Apply(ctx context.Context, changes []hubsync.Change) []hubsync.Outcome {
+	in := make([]change, len(changes))
+	low := false
+	for i, c := range changes {
+		in[i] = change{DeviceID: c.DeviceID, Compliant: c.Desired == hubsync.DesiredCompliant}
+		low = low || c.LowPriority
+	}
+	if low {
+		ctx = hubsync.WithLowPriority(ctx)
+	}
+	res := s.apply(ctx, in)
+	out := make([]hubsync.Outcome, len(res))
+	for i, o := range res {
+		out[i] = toSyncOutcome(o)
+	}
+	s.noteHealth(res)
+	return out
+}
+
+func toSyncOutcome(o outcome) hubsync.Outcome {
+	so := hubsync.Outcome{RetryAfter: o.RetryAfter, Code: o.Code, Message: o.Message}
+	switch {
+	case o.Status == applied:
+		so.Kind = hubsync.OutcomeOK
+	case o.Status == retry && o.HTTPStatus == http.StatusTooManyRequests:
+		so.Kind = hubsync.OutcomeThrottled
+	case o.Status == retry:
+		so.Kind = hubsync.OutcomeRetry
+	case o.Health != "" && o.Health != HealthPermissionMissing:
+		so.Kind = hubsync.OutcomeThrottled
+		so.RetryAfter = credentialPause
+	default:
+		so.Kind = hubsync.OutcomePermanent
+	}
+	if so.Kind != hubsync.OutcomeOK && so.Code == "" {
+		so.Code = o.Status.String()
+	}
+	return so
 }
