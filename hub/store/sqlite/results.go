@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -102,38 +103,46 @@ func planBatch(ctx context.Context, tx *sqlx.Tx, hostID string, rs []store.Resul
 	return store.PlanRecord(hostID, rs, revisions, stored)
 }
 
+// maxRowsPerInsert keeps multi-row inserts under SQLite's variable limit.
+const maxRowsPerInsert = 500
+
+// writeResults writes multi-row statements: the driver prepares every
+// statement it runs, so one statement per row would parse the SQL 50 times.
 func writeResults(ctx context.Context, tx *sqlx.Tx, hostID string, plan store.RecordPlan) error {
-	if len(plan.Upsert) > 0 {
-		st, err := tx.PrepareContext(ctx, `INSERT INTO results (`+resultCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+	for rows := range slices.Chunk(plan.Upsert, maxRowsPerInsert) {
+		args := make([]any, 0, len(rows)*8)
+		for _, r := range rows {
+			args = append(args, hostID, r.PolicyID, r.Revision, r.Status, r.Error,
+				ts(r.EvaluatedAt), int64(r.Duration), ts(r.StatusSince))
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO results (`+resultCols+`) VALUES `+
+			placeholders(len(rows), 8)+`
 			ON CONFLICT (host_id, policy_id) DO UPDATE SET revision = excluded.revision,
 				status = excluded.status, error = excluded.error, evaluated_at = excluded.evaluated_at,
-				duration_ns = excluded.duration_ns, status_since = excluded.status_since`)
+				duration_ns = excluded.duration_ns, status_since = excluded.status_since`, args...)
 		if err != nil {
-			return fmt.Errorf("upsert results: %w", err)
-		}
-		defer st.Close()
-		for _, r := range plan.Upsert {
-			if _, err := st.ExecContext(ctx, hostID, r.PolicyID, r.Revision, r.Status, r.Error,
-				ts(r.EvaluatedAt), int64(r.Duration), ts(r.StatusSince)); err != nil {
-				return fmt.Errorf("upsert result %q: %w", r.PolicyID, mapErr(err))
-			}
+			return fmt.Errorf("upsert results: %w", mapErr(err))
 		}
 	}
-	if len(plan.History) > 0 {
-		st, err := tx.PrepareContext(ctx, `INSERT INTO result_history (host_id, policy_id, revision, status,
-			error, evaluated_at) VALUES (?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return fmt.Errorf("write history: %w", err)
+	for rows := range slices.Chunk(plan.History, maxRowsPerInsert) {
+		args := make([]any, 0, len(rows)*6)
+		for _, h := range rows {
+			args = append(args, hostID, h.PolicyID, h.Revision, h.Status, h.Error, ts(h.EvaluatedAt))
 		}
-		defer st.Close()
-		for _, h := range plan.History {
-			if _, err := st.ExecContext(ctx, hostID, h.PolicyID, h.Revision, h.Status, h.Error,
-				ts(h.EvaluatedAt)); err != nil {
-				return fmt.Errorf("write history %q: %w", h.PolicyID, mapErr(err))
-			}
+		// Rows are inserted in VALUES order, so ids keep the batch order.
+		_, err := tx.ExecContext(ctx, `INSERT INTO result_history (host_id, policy_id, revision, status,
+			error, evaluated_at) VALUES `+placeholders(len(rows), 6), args...)
+		if err != nil {
+			return fmt.Errorf("write history: %w", mapErr(err))
 		}
 	}
 	return applyDeltas(ctx, tx, plan.Deltas)
+}
+
+// placeholders returns "(?, ?), (?, ?)" for rows rows of cols columns.
+func placeholders(rows, cols int) string {
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
+	return strings.TrimSuffix(strings.Repeat(row+", ", rows), ", ")
 }
 
 func applyDeltas(ctx context.Context, tx *sqlx.Tx, ds []store.PolicyCounts) error {

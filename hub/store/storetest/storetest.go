@@ -24,7 +24,8 @@ type suiteTest struct {
 	fn   func(t *testing.T, s store.Store)
 }
 
-// Run runs every conformance test against stores from open.
+// Run runs every conformance test against stores from open, in parallel
+// (each on its own store).
 func Run(t *testing.T, open Opener) {
 	var tests []suiteTest
 	tests = append(tests, hostTests...)
@@ -34,6 +35,7 @@ func Run(t *testing.T, open Opener) {
 	tests = append(tests, concurrencyTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // every test has its own store
 			s := open(t)
 			tc.fn(t, s)
 		})

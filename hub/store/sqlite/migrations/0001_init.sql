@@ -1,5 +1,7 @@
 -- Core schema: teams, hosts, policies, latest results, history, counts,
 -- enroll secrets, API tokens and a key/value meta table.
+-- CHECKs spell out equality instead of IN (...): SQLite builds an ephemeral
+-- table for a constant IN list on every row written.
 -- Times are INTEGER microseconds since the Unix epoch (UTC), the precision
 -- PostgreSQL keeps; durations are INTEGER nanoseconds.
 
@@ -12,7 +14,7 @@ CREATE TABLE teams (
     name                 TEXT PRIMARY KEY,
     conditional_access   INTEGER NOT NULL DEFAULT 0,
     max_allowed_severity TEXT NOT NULL DEFAULT ''
-        CHECK (max_allowed_severity IN ('', 'low', 'medium', 'high')),
+        CHECK (max_allowed_severity = '' OR max_allowed_severity = 'low' OR max_allowed_severity = 'medium' OR max_allowed_severity = 'high'),
     errors_as_failures   INTEGER NOT NULL DEFAULT 0,
     stale_after_ns       INTEGER NOT NULL DEFAULT 0 CHECK (stale_after_ns >= 0),
     created_at           INTEGER NOT NULL,
@@ -53,7 +55,7 @@ CREATE TABLE policies (
     description        TEXT NOT NULL DEFAULT '',
     resolution         TEXT NOT NULL DEFAULT '',
     platforms          TEXT NOT NULL DEFAULT '[]', -- JSON array of strings
-    severity           TEXT NOT NULL CHECK (severity IN ('low', 'medium', 'high', 'critical')),
+    severity           TEXT NOT NULL CHECK (severity = 'low' OR severity = 'medium' OR severity = 'high' OR severity = 'critical'),
     conditional_access INTEGER NOT NULL DEFAULT 0,
     grace_period_ns    INTEGER NOT NULL DEFAULT 0 CHECK (grace_period_ns >= 0),
     team               TEXT NOT NULL DEFAULT '',
@@ -68,7 +70,7 @@ CREATE TABLE results (
     host_id      TEXT NOT NULL REFERENCES hosts (id) ON DELETE CASCADE,
     policy_id    TEXT NOT NULL REFERENCES policies (id) ON DELETE CASCADE,
     revision     INTEGER NOT NULL,
-    status       TEXT NOT NULL CHECK (status IN ('PASS', 'FAIL', 'ERROR')),
+    status       TEXT NOT NULL CHECK (status = 'PASS' OR status = 'FAIL' OR status = 'ERROR'),
     error        TEXT NOT NULL DEFAULT '',
     evaluated_at INTEGER NOT NULL,
     duration_ns  INTEGER NOT NULL DEFAULT 0,
@@ -84,7 +86,7 @@ CREATE TABLE result_history (
     host_id      TEXT NOT NULL REFERENCES hosts (id) ON DELETE CASCADE,
     policy_id    TEXT NOT NULL,
     revision     INTEGER NOT NULL,
-    status       TEXT NOT NULL CHECK (status IN ('PASS', 'FAIL', 'ERROR')),
+    status       TEXT NOT NULL CHECK (status = 'PASS' OR status = 'FAIL' OR status = 'ERROR'),
     error        TEXT NOT NULL DEFAULT '',
     evaluated_at INTEGER NOT NULL
 ) STRICT;
@@ -113,7 +115,7 @@ CREATE TABLE enroll_secrets (
 CREATE TABLE api_tokens (
     id           TEXT PRIMARY KEY CHECK (id <> ''),
     name         TEXT NOT NULL DEFAULT '',
-    role         TEXT NOT NULL CHECK (role IN ('observer', 'maintainer', 'admin')),
+    role         TEXT NOT NULL CHECK (role = 'observer' OR role = 'maintainer' OR role = 'admin'),
     hash         BLOB NOT NULL UNIQUE CHECK (length(hash) = 32),
     created_at   INTEGER NOT NULL,
     expires_at   INTEGER,
