@@ -13,8 +13,10 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"net/http"
@@ -192,6 +194,8 @@ func (e *Entra) serve(w http.ResponseWriter, r *http.Request) {
 		e.serveDiscovery(w, parts[0])
 	case len(parts) == 4 && parts[1] == "oauth2" && parts[2] == "v2.0" && parts[3] == "token" && r.Method == http.MethodPost:
 		e.serveToken(w, r, parts[0])
+	case r.URL.Path == "/_standin/apps" && r.Method == http.MethodPost:
+		e.serveRegister(w, r)
 	case r.URL.Path == "/common/discovery/instance" && r.Method == http.MethodGet:
 		// Only reached when a client forgot DisableInstanceDiscovery; answer
 		// like Entra so such a client still works against the stand-in.
@@ -524,4 +528,61 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// AppSpec is the JSON form of an App for the control endpoint
+// POST /_standin/apps (and the msstandin command).
+type AppSpec struct {
+	ClientID string `json:"clientId"`
+	Secrets  []struct {
+		Value   string    `json:"value"`
+		Expires time.Time `json:"expires,omitempty"`
+	} `json:"secrets,omitempty"`
+	// CertificatesPEM holds the public certificates allowed to sign assertions.
+	CertificatesPEM string   `json:"certificatesPem,omitempty"`
+	Permissions     []string `json:"permissions"`
+	MDM             bool     `json:"mdm,omitempty"`
+}
+
+// App converts the spec, parsing its certificates.
+func (s AppSpec) App() (App, error) {
+	if s.ClientID == "" {
+		return App{}, errors.New("standin: clientId is required")
+	}
+	a := App{ClientID: s.ClientID, Permissions: s.Permissions, MDM: s.MDM}
+	for _, sec := range s.Secrets {
+		a.Secrets = append(a.Secrets, Secret{Value: sec.Value, Expires: sec.Expires})
+	}
+	rest := []byte(s.CertificatesPEM)
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return App{}, fmt.Errorf("standin: certificate: %w", err)
+		}
+		a.Certificates = append(a.Certificates, c)
+	}
+	return a, nil
+}
+
+func (e *Entra) serveRegister(w http.ResponseWriter, r *http.Request) {
+	var spec AppSpec
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&spec); err != nil {
+		http.Error(w, "body must be a JSON app: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	app, err := spec.App()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	e.RegisterApp(app)
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true})
 }
