@@ -10,6 +10,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -653,5 +656,48 @@ func TestSyncInterfaceOutcomes(t *testing.T) {
 	}
 	if HealthFromCode("Authorization_RequestDenied") != HealthPermissionMissing || HealthFromCode("device_not_found") != "" {
 		t.Fatal("HealthFromCode")
+	}
+}
+
+func TestPFXCertificate(t *testing.T) {
+	openssl, err := exec.LookPath("openssl")
+	if err != nil {
+		t.Skip("openssl not installed; PFX fixtures are made with it")
+	}
+	e := newEnv(t, 1)
+	pemData, cert := newRSACert(t, time.Now().Add(90*24*time.Hour))
+	dir := t.TempDir()
+	in := filepath.Join(dir, "cred.pem")
+	if err := os.WriteFile(in, pemData, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pfx := filepath.Join(dir, "cred.pfx")
+	// 3DES + SHA-1 MAC: the PKCS#12 flavour azidentity's parser reads.
+	out, err := exec.Command(openssl, "pkcs12", "-export", "-in", in, "-out", pfx, "-passout", "pass:pfx-pw",
+		"-certpbe", "PBE-SHA1-3DES", "-keypbe", "PBE-SHA1-3DES", "-macalg", "sha1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl: %v: %s", err, out)
+	}
+	data, err := os.ReadFile(pfx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pair.Entra.RegisterApp(standin.App{ClientID: clientID, Certificates: []*x509.Certificate{cert}, Permissions: []string{standin.PermDeviceReadWriteAll}})
+	cfg := e.config()
+	cfg.ClientSecret, cfg.Certificate = "", data
+	cfg.CertificatePassword = "wrong"
+	if _, err := New(cfg); err == nil {
+		t.Fatal("PFX opened with the wrong password")
+	}
+	cfg.CertificatePassword = "pfx-pw"
+	s := e.sink(t, cfg)
+	if out := s.apply(ctx(t), []change{{DeviceID: devID(1)}}); out[0].Status != applied {
+		t.Fatalf("%+v", out)
+	}
+	if s.ExpiryWarning(time.Now()) != nil {
+		t.Fatal("a certificate valid for 90 days should not warn")
+	}
+	if kind, exp := s.CredentialExpiry(); kind != "certificate" || !exp.Equal(cert.NotAfter) {
+		t.Fatalf("expiry %s %v", kind, exp)
 	}
 }
