@@ -383,6 +383,7 @@ func (g *Graph) route(r *http.Request, app *App, method, path string, q url.Valu
 	}
 	var dev *Device
 	var key string
+	faultKey := ""
 	if m := reByDeviceID.FindStringSubmatch(path); m != nil {
 		key = m[1]
 		g.mu.Lock()
@@ -400,10 +401,13 @@ func (g *Graph) route(r *http.Request, app *App, method, path string, q url.Valu
 	} else {
 		return odataError(http.StatusBadRequest, "BadRequest", fmt.Sprintf("Resource not found for the segment '%s'.", strings.TrimPrefix(path, "/")))
 	}
-	faultKey := key
+	g.mu.Lock()
 	if dev != nil {
 		faultKey = dev.DeviceID
+	} else {
+		faultKey = key
 	}
+	g.mu.Unlock()
 	if f := g.takeFault(ScopeItem, method, faultKey); f != nil {
 		if res, done := g.applyFault(r, f); done {
 			return res
@@ -785,10 +789,18 @@ func (g *Graph) serveControl(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/_standin/writes" && r.Method == http.MethodGet:
 		writeJSON(w, http.StatusOK, map[string]any{"writes": g.Writes()})
 	case r.URL.Path == "/_standin/faults" && r.Method == http.MethodPost:
-		var f Fault
-		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&f); err != nil {
+		// Same fields as Fault, plus "delayMs" for people typing curl.
+		var in struct {
+			Fault
+			DelayMS int64 `json:"delayMs"`
+		}
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&in); err != nil {
 			http.Error(w, "body must be a JSON fault: "+err.Error(), http.StatusBadRequest)
 			return
+		}
+		f := in.Fault
+		if in.DelayMS > 0 {
+			f.Delay = time.Duration(in.DelayMS) * time.Millisecond
 		}
 		if f.Scope != "" && f.Scope != ScopeItem && f.Scope != ScopeRequest {
 			http.Error(w, "scope must be \"item\" or \"request\"", http.StatusBadRequest)
