@@ -17,6 +17,8 @@ const maxControlBody = 1 << 20
 //	POST /exec           body = SQL, run with Exec (writes allowed) -> 204
 //	POST /query          body = SQL, run like a Thrift query -> 200 JSON rows
 //	POST /delay?d=2s     set the answer delay for query/getQueryColumns -> 204
+//	POST /break?policy=ID apply the shipped policy's flip (see Flips) -> 204
+//	POST /reset          restore the healthy fixture host -> 204
 //
 // Errors are 400 with the message as plain text.
 func (s *Server) ControlHandler() http.Handler {
@@ -57,6 +59,23 @@ func (s *Server) ControlHandler() http.Handler {
 			return
 		}
 		s.SetDelay(d)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /break", func(w http.ResponseWriter, r *http.Request) {
+		id := r.URL.Query().Get("policy")
+		if err := s.Break(r.Context(), id); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.log.Info("fixture broken", "policy", id)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /reset", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.Reset(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		s.log.Info("fixtures reset")
 		w.WriteHeader(http.StatusNoContent)
 	})
 	return mux

@@ -443,3 +443,41 @@ func sqliteMessage(err error) string {
 	}
 	return msg
 }
+
+// reset drops every table and view except keep and reloads the fixtures.
+func (f *fixtureDB) reset(ctx context.Context, script string, keep map[string]bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.conn == nil {
+		return errors.New("osquerytest: server closed")
+	}
+	if _, err := f.conn.ExecContext(ctx, "PRAGMA query_only = 0"); err != nil {
+		return fmt.Errorf("osquerytest: %w", err)
+	}
+	defer f.conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA query_only = 1")
+	rows, err := f.conn.QueryContext(ctx, "SELECT type, name FROM sqlite_schema WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'")
+	if err != nil {
+		return fmt.Errorf("osquerytest: reset: %w", err)
+	}
+	var drops []string
+	for rows.Next() {
+		var typ, name string
+		if err := rows.Scan(&typ, &name); err != nil {
+			rows.Close()
+			return fmt.Errorf("osquerytest: reset: %w", err)
+		}
+		if !keep[name] {
+			drops = append(drops, "DROP "+strings.ToUpper(typ)+" "+quoteIdent(name))
+		}
+	}
+	rows.Close()
+	for _, d := range drops {
+		if _, err := f.conn.ExecContext(ctx, d); err != nil {
+			return fmt.Errorf("osquerytest: reset: %w", err)
+		}
+	}
+	if _, err := f.conn.ExecContext(ctx, script); err != nil {
+		return fmt.Errorf("osquerytest: reset: reload fixtures: %s", sqliteMessage(err))
+	}
+	return nil
+}

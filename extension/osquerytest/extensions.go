@@ -3,7 +3,6 @@ package osquerytest
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -27,9 +26,10 @@ type extensionRegistry struct {
 }
 
 type extension struct {
-	uuid   osquery.ExtensionRouteUUID
-	info   osquery.InternalExtensionInfo
-	tables []extTable
+	uuid        osquery.ExtensionRouteUUID
+	info        osquery.InternalExtensionInfo
+	tables      []extTable
+	failedPings int
 }
 
 type extTable struct {
@@ -235,14 +235,20 @@ func (r *extensionRegistry) startWatcher() {
 					return err
 				})
 				cancel()
-				if err != nil && r.s.ctx.Err() == nil {
-					r.mu.Lock()
-					if e, ok := r.exts[id]; ok {
+				if r.s.ctx.Err() != nil {
+					return
+				}
+				r.mu.Lock()
+				if e, ok := r.exts[id]; ok {
+					if err == nil {
+						e.failedPings = 0
+					} else if e.failedPings++; e.failedPings >= 2 {
+						// Two missed pings in a row: the extension is gone.
 						r.s.log.Debug("extension ping failed", "uuid", id, "err", err)
 						r.removeLocked(r.s.ctx, e)
 					}
-					r.mu.Unlock()
 				}
+				r.mu.Unlock()
 			}
 		}
 	}()
@@ -253,7 +259,7 @@ func (r *extensionRegistry) withClient(ctx context.Context, id osquery.Extension
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", r.socketFor(id))
 	if err != nil {
-		return &dialError{err}
+		return err
 	}
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
@@ -264,11 +270,6 @@ func (r *extensionRegistry) withClient(ctx context.Context, id osquery.Extension
 	client := osquery.NewExtensionClientFactory(trans, thrift.NewTBinaryProtocolFactoryConf(cfg))
 	return fn(client)
 }
-
-type dialError struct{ err error }
-
-func (e *dialError) Error() string { return e.err.Error() }
-func (e *dialError) Unwrap() error { return e.err }
 
 // materialize refreshes every extension table that q names by calling the
 // extension's generate action, as osqueryd would when SQLite scans the table.
@@ -327,16 +328,8 @@ func (r *extensionRegistry) generate(ctx context.Context, id osquery.ExtensionRo
 		return err
 	})
 	if err != nil {
-		var de *dialError
-		if errors.As(err, &de) {
-			// The extension is gone; forget it as osqueryd's watcher would.
-			r.mu.Lock()
-			if e, ok := r.exts[id]; ok {
-				r.removeLocked(context.WithoutCancel(ctx), e)
-			}
-			r.mu.Unlock()
-			return nil, &queryError{"no such table: " + t.name}
-		}
+		// The extension may not be listening yet (it registers before it
+		// opens its socket) or may have died; the watcher forgets dead ones.
 		return nil, &queryError{fmt.Sprintf("Extension call failed for table %s: %v", t.name, err)}
 	}
 	if resp.GetStatus() != nil && resp.GetStatus().GetCode() != 0 {

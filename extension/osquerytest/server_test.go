@@ -292,6 +292,10 @@ func TestVersionCompareUnit(t *testing.T) {
 		{"1.1.0~BETA2", "1.1.0~CR1", "RHEL", -1},
 		{"1.0.0", "1.0.0~rc2", "RHEL", 1},
 		{"", "1", "", -1},
+		// osquery's quirk, reproduced on purpose: when one version ends inside
+		// a segment that differs, the longer string wins.
+		{"15.3.2", "15.6", "", 1},
+		{"15.10", "15.6", "", 1},
 	}
 	for _, tc := range cases {
 		args := []any{tc.a, tc.b}
