@@ -3,7 +3,28 @@
 // (PATCH /devices(deviceId='…') with extensionAttributes, $batch of up to 20)
 // using msgraph-sdk-go and azidentity, and reads the attribute back for
 // reconcile. It is the only package in the repository that imports
-// msgraph-sdk-go; it imports only the sub-packages it needs.
+// msgraph-sdk-go; it imports only the sub-packages it needs (devices,
+// deviceswithdeviceid, models, models/odataerrors, msgraph-sdk-go-core),
+// never the root package.
+//
+// A *Sink implements hub/sync's Sink, Reader and BatchSizer. Build one per
+// integration and keep it (azidentity caches the access token inside it):
+//
+//	s, err := graph.New(graph.Config{Cloud: graph.CloudPublic, TenantID: t, ClientID: c,
+//		ClientSecret: secret, Attribute: 3})
+//	outs := s.Apply(ctx, changes)     // ≤ 20 hub/sync Changes → one Outcome each
+//	held, err := s.Read(ctx, ids)     // reconcile, x-ms-throttle-priority: Low
+//	rep := s.TestConnection(ctx)      // token + one device read + what is missing
+//
+// The HTTP pipeline is built here in a fixed order (telemetry, parameter
+// name decoding, user agent, gzip compression, then retry) rather than
+// taken from kiota's defaults, whose order is random and whose retry
+// handler truncates fractional Retry-After values.
+//
+// Not done: writing isCompliant/isManaged for an approved Windows MDM app
+// (DESIGN §4) — hub/sync's Change does not carry the platform yet; and
+// reading a secret's expiry through Graph (Application.Read.All) — the
+// expiry given at setup is used.
 package graph
 
 import (
