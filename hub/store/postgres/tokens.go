@@ -76,7 +76,5 @@ func (s *Store) RevokeAPIToken(ctx context.Context, id string, at time.Time) (st
 
 // TouchAPIToken moves last-used forward to at.
 func (s *Store) TouchAPIToken(ctx context.Context, id string, at time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE api_tokens SET last_used_at = GREATEST(last_used_at, $2)
-		WHERE id = $1`, id, store.StoredTime(at))
-	return affected(res, err, "touch api token", id)
+	return s.moveForward(ctx, "api_tokens", "last_used_at", "touch api token", id, at)
 }

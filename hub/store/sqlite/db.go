@@ -66,7 +66,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()),
 		"journal_mode(WAL)",
 		"foreign_keys(1)",
-		"synchronous(NORMAL)",
+		"synchronous(FULL)", // an acked batch must survive power loss
 	}}
 	wp := url.Values{"_pragma": params["_pragma"], "_txlock": {"immediate"}}
 	w, err := sqlx.Open("sqlite", path+"?"+wp.Encode())

@@ -165,17 +165,24 @@ func (s *Store) SetHostCert(ctx context.Context, id, serial string, notAfter tim
 
 // TouchHost moves last-seen forward to seen; an older seen writes nothing.
 func (s *Store) TouchHost(ctx context.Context, id string, seen time.Time) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE hosts SET last_seen_at = ? WHERE id = ? AND last_seen_at < ?`,
-		ts(seen), id, ts(seen))
+	return s.moveForward(ctx, "hosts", "last_seen_at", "touch host", id, seen)
+}
+
+// moveForward sets table.column of row id to t unless it already holds t or
+// later. A row that is not moved costs no write; only then is existence
+// checked. table and column are constants of this package.
+func (s *Store) moveForward(ctx context.Context, table, column, what, id string, t time.Time) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE `+table+` SET `+column+` = ?2
+		WHERE id = ?1 AND (`+column+` IS NULL OR `+column+` < ?2)`, id, ts(t))
 	if err != nil {
-		return fmt.Errorf("touch host %q: %w", id, err)
+		return fmt.Errorf("%s %q: %w", what, id, err)
 	}
 	if n, err := res.RowsAffected(); err == nil && n > 0 {
 		return nil
 	}
 	var one int
-	if err := s.r.GetContext(ctx, &one, `SELECT 1 FROM hosts WHERE id = ?`, id); err != nil {
-		return notFound(err, "touch host", id)
+	if err := s.r.GetContext(ctx, &one, `SELECT 1 FROM `+table+` WHERE id = ?`, id); err != nil {
+		return notFound(err, what, id)
 	}
 	return nil
 }

@@ -76,7 +76,5 @@ func (s *Store) RevokeEnrollSecret(ctx context.Context, id string, at time.Time)
 
 // MarkEnrollSecretUsed moves last-used forward to at.
 func (s *Store) MarkEnrollSecretUsed(ctx context.Context, id string, at time.Time) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE enroll_secrets SET last_used_at = max(coalesce(last_used_at, ?2), ?2)
-		WHERE id = ?1`, id, ts(at))
-	return affected(res, err, "mark enroll secret used", id)
+	return s.moveForward(ctx, "enroll_secrets", "last_used_at", "mark enroll secret used", id, at)
 }
