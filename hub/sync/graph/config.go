@@ -22,9 +22,7 @@
 // handler truncates fractional Retry-After values.
 //
 // Not done: writing isCompliant/isManaged for an approved Windows MDM app
-// (DESIGN §4) — hub/sync's Change does not carry the platform yet; and
-// reading a secret's expiry through Graph (Application.Read.All) — the
-// expiry given at setup is used.
+// (DESIGN §4) — hub/sync's Change does not carry the platform yet.
 package graph
 
 import (
@@ -96,7 +94,9 @@ type Config struct {
 	Certificate         []byte
 	CertificatePassword string
 	// SecretExpiresAt is the client secret's expiry as given at setup
-	// (zero: unknown); it drives the 30/14/7-day warnings.
+	// (zero: unknown); it drives the 30/14/7-day warnings. When the app
+	// holds Application.Read.All, TestConnection / RefreshSecretExpiry read
+	// the real expiry from the app registration instead.
 	SecretExpiresAt time.Time
 
 	// Attribute is N in extensionAttributeN, 1..15.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/microsoftgraph/msgraph-sdk-go/applicationswithappid"
 	"github.com/microsoftgraph/msgraph-sdk-go/devices"
 )
 
@@ -52,21 +53,72 @@ func ExpiryThreshold(expires, now time.Time) (threshold int, ok bool) {
 
 // CredentialExpiry is the credential kind and its expiry (certificate
 // NotAfter, or the secret expiry given at setup; zero when unknown).
-func (s *Sink) CredentialExpiry() (kind string, expires time.Time) { return s.credKind, s.credExpires }
+func (s *Sink) CredentialExpiry() (kind string, expires time.Time) {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	return s.credKind, s.credExpires
+}
+
+// RefreshSecretExpiry reads the app registration (GET
+// /applications(appId='…'), needs Application.Read.All) and takes the
+// expiry of the client secret in use, recognised by its hint (the first
+// three characters, which Entra keeps). It works when the app is registered
+// in the integration's own tenant.
+func (s *Sink) RefreshSecretExpiry(ctx context.Context) (time.Time, error) {
+	if s.credKind != "client secret" {
+		return time.Time{}, errors.New("graph: the integration uses a certificate; its expiry is the certificate's NotAfter")
+	}
+	app, err := applicationswithappid.NewApplicationsWithAppIdRequestBuilderInternal(
+		map[string]string{"baseurl": s.adapter.GetBaseUrl()}, s.adapter, &s.cfg.ClientID).Get(WithLowPriority(ctx),
+		&applicationswithappid.ApplicationsWithAppIdRequestBuilderGetRequestConfiguration{
+			Headers:         s.headers(WithLowPriority(ctx)),
+			QueryParameters: &applicationswithappid.ApplicationsWithAppIdRequestBuilderGetQueryParameters{Select: []string{"appId", "passwordCredentials"}},
+		})
+	if err != nil {
+		o := s.outcomeFromError("", err, false)
+		return time.Time{}, fmt.Errorf("graph: reading app %s: %s %s", s.cfg.ClientID, o.Code, o.Message)
+	}
+	hint := s.cfg.ClientSecret
+	if len(hint) > 3 {
+		hint = hint[:3]
+	}
+	now := time.Now()
+	var best time.Time
+	for _, pc := range app.GetPasswordCredentials() {
+		end := pc.GetEndDateTime()
+		if deref(pc.GetHint()) != hint || end == nil {
+			continue
+		}
+		// Several secrets can share a hint: warn about the soonest one still valid.
+		if end.After(now) && (best.IsZero() || end.Before(best)) {
+			best = *end
+		} else if best.IsZero() && !end.After(now) {
+			best = *end
+		}
+	}
+	if best.IsZero() {
+		return time.Time{}, fmt.Errorf("graph: app %s has no client secret starting %q", s.cfg.ClientID, hint)
+	}
+	s.hmu.Lock()
+	s.credExpires = best
+	s.hmu.Unlock()
+	return best, nil
+}
 
 // ExpiryWarning returns a warning when the credential expires within 30
 // days (or has expired), else nil.
 func (s *Sink) ExpiryWarning(now time.Time) *ExpiryWarning {
-	th, ok := ExpiryThreshold(s.credExpires, now)
+	kind, expires := s.CredentialExpiry()
+	th, ok := ExpiryThreshold(expires, now)
 	if !ok {
 		return nil
 	}
-	days := int(math.Ceil(s.credExpires.Sub(now).Hours() / 24))
-	w := &ExpiryWarning{Credential: s.credKind, ExpiresAt: s.credExpires, DaysLeft: max(days, 0), Threshold: th}
+	days := int(math.Ceil(expires.Sub(now).Hours() / 24))
+	w := &ExpiryWarning{Credential: kind, ExpiresAt: expires, DaysLeft: max(days, 0), Threshold: th}
 	if th == 0 {
-		w.Message = fmt.Sprintf("the %s of app %s expired on %s; Entra refuses it: add a new one and update the integration", s.credKind, s.cfg.ClientID, s.credExpires.UTC().Format(time.DateOnly))
+		w.Message = fmt.Sprintf("the %s of app %s expired on %s; Entra refuses it: add a new one and update the integration", kind, s.cfg.ClientID, expires.UTC().Format(time.DateOnly))
 	} else {
-		w.Message = fmt.Sprintf("the %s of app %s expires in %d days (%s); add a new one and update the integration before then", s.credKind, s.cfg.ClientID, w.DaysLeft, s.credExpires.UTC().Format(time.DateOnly))
+		w.Message = fmt.Sprintf("the %s of app %s expires in %d days (%s); add a new one and update the integration before then", kind, s.cfg.ClientID, w.DaysLeft, expires.UTC().Format(time.DateOnly))
 	}
 	return w
 }
@@ -91,9 +143,6 @@ type ConnectionReport struct {
 // TestConnection gets a token, reads one device, and reports what is missing.
 func (s *Sink) TestConnection(ctx context.Context) ConnectionReport {
 	rep := ConnectionReport{Health: HealthOK}
-	if w := s.ExpiryWarning(time.Now()); w != nil {
-		rep.Warnings = append(rep.Warnings, w.Message)
-	}
 	tok, err := s.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{s.scope}})
 	if err != nil {
 		if he := classifyTokenError(err, s.cfg.ClientID, s.cfg.TenantID); he != nil {
@@ -105,6 +154,9 @@ func (s *Sink) TestConnection(ctx context.Context) ConnectionReport {
 		}
 		if rep.Health == HealthUnreachable {
 			rep.Problems[len(rep.Problems)-1] = "token: " + s.probeAuthority(ctx)
+		}
+		if w := s.ExpiryWarning(time.Now()); w != nil {
+			rep.Warnings = append(rep.Warnings, w.Message)
 		}
 		s.setHealth(rep.Health, "", strings.Join(rep.Problems, "; "))
 		return rep
@@ -155,6 +207,14 @@ func (s *Sink) TestConnection(ctx context.Context) ConnectionReport {
 		} else {
 			rep.Warnings = append(rep.Warnings, "the tenant has no devices yet: nothing to write until devices register")
 		}
+	}
+	if s.credKind == "client secret" && (slices.Contains(rep.Roles, "Application.Read.All") || slices.Contains(rep.Roles, "Application.ReadWrite.All")) {
+		if _, err := s.RefreshSecretExpiry(ctx); err != nil {
+			rep.Warnings = append(rep.Warnings, "secret expiry: "+err.Error())
+		}
+	}
+	if w := s.ExpiryWarning(time.Now()); w != nil {
+		rep.Warnings = append(rep.Warnings, w.Message)
 	}
 	rep.OK = len(rep.Problems) == 0
 	s.setHealth(rep.Health, "", strings.Join(rep.Problems, "; "))

@@ -701,3 +701,33 @@ func TestPFXCertificate(t *testing.T) {
 		t.Fatalf("expiry %s %v", kind, exp)
 	}
 }
+
+func TestSecretExpiryReadFromGraph(t *testing.T) {
+	e := newEnv(t, 1)
+	expires := time.Now().Add(20 * 24 * time.Hour).Truncate(time.Second)
+	e.pair.Entra.RegisterApp(standin.App{ClientID: clientID,
+		Secrets:     []standin.Secret{{Value: "zzz-old", Expires: time.Now().Add(time.Hour)}, {Value: secret, Expires: expires}},
+		Permissions: []string{standin.PermDeviceReadWriteAll, standin.PermApplicationReadAll}})
+	s := e.sink(t, e.config())
+	rep := s.TestConnection(ctx(t))
+	if !rep.OK || len(rep.Warnings) != 1 || !strings.Contains(rep.Warnings[0], "client secret") || !strings.Contains(rep.Warnings[0], "expires in 20 days") {
+		t.Fatalf("report %+v", rep)
+	}
+	if _, got := s.CredentialExpiry(); !got.Equal(expires) {
+		t.Fatalf("expiry %v, want %v", got, expires)
+	}
+	if w := s.ExpiryWarning(time.Now()); w == nil || w.Threshold != 30 {
+		t.Fatalf("warning %+v", w)
+	}
+
+	// Without Application.Read.All nothing is read and nothing is claimed.
+	e.pair.Entra.SetPermissions(clientID, standin.PermDeviceReadWriteAll)
+	e.pair.Entra.RevokeTokens()
+	s = e.sink(t, e.config())
+	if rep := s.TestConnection(ctx(t)); !rep.OK || len(rep.Warnings) != 0 {
+		t.Fatalf("report %+v", rep)
+	}
+	if _, err := s.RefreshSecretExpiry(ctx(t)); err == nil || !strings.Contains(err.Error(), "Application.Read.All") && !strings.Contains(err.Error(), "Authorization_RequestDenied") {
+		t.Fatalf("refresh without permission: %v", err)
+	}
+}

@@ -91,11 +91,11 @@ type Sink struct {
 	log     *slog.Logger
 	sleep   func(context.Context, time.Duration) error
 
-	credKind    string // "client secret" or "certificate"
-	credExpires time.Time
+	credKind string // "client secret" or "certificate"
 
-	hmu    gosync.Mutex
-	health HealthStatus
+	hmu         gosync.Mutex
+	credExpires time.Time // guarded: RefreshSecretExpiry updates it
+	health      HealthStatus
 }
 
 var sdkOptions = msgraphgocore.GraphClientOptions{GraphServiceLibraryVersion: "1.89.0"}

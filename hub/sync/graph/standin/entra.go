@@ -167,6 +167,20 @@ func (e *Entra) Paths() []string {
 	return append([]string(nil), e.paths...)
 }
 
+// app returns a copy of a registration.
+func (e *Entra) app(clientID string) (App, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a, ok := e.apps[clientID]
+	if !ok {
+		return App{}, false
+	}
+	cp := *a
+	cp.Secrets = append([]Secret(nil), a.Secrets...)
+	cp.Certificates = append([]*x509.Certificate(nil), a.Certificates...)
+	return cp, true
+}
+
 // authorize resolves a bearer token to the app's current registration.
 func (e *Entra) authorize(token string) (*App, bool) {
 	e.mu.Lock()

@@ -369,6 +369,7 @@ func hasPerm(app *App, perms ...string) bool {
 }
 
 var (
+	reAppByAppID = regexp.MustCompile(`^/applications\(appId='([^']*)'\)$`)
 	reByDeviceID = regexp.MustCompile(`^/devices\(deviceId='([^']*)'\)$`)
 	reByObjectID = regexp.MustCompile(`^/devices/([0-9A-Fa-f-]{36})$`)
 )
@@ -380,6 +381,9 @@ func (g *Graph) route(r *http.Request, app *App, method, path string, q url.Valu
 			return denied()
 		}
 		return g.list(q)
+	}
+	if m := reAppByAppID.FindStringSubmatch(path); m != nil && method == http.MethodGet {
+		return g.application(app, m[1])
 	}
 	var dev *Device
 	var key string
@@ -814,4 +818,48 @@ func (g *Graph) serveControl(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// PermApplicationReadAll lets an app read application registrations
+// (used to learn when its own client secret expires).
+const PermApplicationReadAll = "Application.Read.All"
+
+// application serves GET /applications(appId='…'): the registration's
+// password credentials (hint + endDateTime, never the secret) and key
+// credentials.
+func (g *Graph) application(caller *App, appID string) response {
+	if !hasPerm(caller, PermApplicationReadAll, "Application.ReadWrite.All") {
+		return denied()
+	}
+	a, ok := g.entra.app(appID)
+	if !ok {
+		return notFound(appID)
+	}
+	var pw []map[string]any
+	for i, sec := range a.Secrets {
+		end := sec.Expires
+		if end.IsZero() {
+			end = time.Now().AddDate(2, 0, 0) // Entra secrets always expire
+		}
+		hint := sec.Value
+		if len(hint) > 3 {
+			hint = hint[:3]
+		}
+		pw = append(pw, map[string]any{"keyId": fmt.Sprintf("00000000-0000-4000-8000-%012d", i+1), "displayName": fmt.Sprintf("secret %d", i+1),
+			"hint": hint, "endDateTime": end.UTC().Format(time.RFC3339), "startDateTime": end.AddDate(-2, 0, 0).UTC().Format(time.RFC3339)})
+	}
+	var keys []map[string]any
+	for i, c := range a.Certificates {
+		keys = append(keys, map[string]any{"keyId": fmt.Sprintf("00000000-0000-4000-9000-%012d", i+1), "type": "AsymmetricX509Cert", "usage": "Verify",
+			"displayName": "CN=" + c.Subject.CommonName, "endDateTime": c.NotAfter.UTC().Format(time.RFC3339)})
+	}
+	body := map[string]any{
+		"@odata.context":      g.srv.URL + "/v1.0/$metadata#applications/$entity",
+		"id":                  randomUUID(),
+		"appId":               a.ClientID,
+		"displayName":         "posture",
+		"passwordCredentials": pw,
+		"keyCredentials":      keys,
+	}
+	return response{status: http.StatusOK, headers: jsonHeaders(), body: body}
 }
