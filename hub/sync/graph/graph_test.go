@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -729,5 +731,20 @@ func TestSecretExpiryReadFromGraph(t *testing.T) {
 	}
 	if _, err := s.RefreshSecretExpiry(ctx(t)); err == nil || !strings.Contains(err.Error(), "Application.Read.All") && !strings.Contains(err.Error(), "Authorization_RequestDenied") {
 		t.Fatalf("refresh without permission: %v", err)
+	}
+}
+
+func TestWrongBaseURL404IsNotDeviceNotFound(t *testing.T) {
+	// A plain 404 (no Graph error body) must not dead-letter devices.
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }))
+	defer srv.Close()
+	e := newEnv(t, 1)
+	cfg := e.config()
+	cfg.GraphBaseURL = srv.URL + "/v1.0"
+	cfg.ExtraCAPEM = append(e.pair.CA.CertPEM(), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})...)
+	s := e.sink(t, cfg)
+	out := s.apply(ctx(t), []change{{DeviceID: devID(1)}})
+	if o := out[0]; o.Status != retry || o.Health != HealthUnreachable || o.Code != "http_404" {
+		t.Fatalf("%+v", o)
 	}
 }

@@ -3,9 +3,11 @@ package graph
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	khttp "github.com/microsoft/kiota-http-go"
@@ -87,4 +89,29 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// jsonErrors rewrites non-JSON error responses (a proxy's HTML page, a
+// plain-text 404 or 502) into Graph's JSON error shape. Without it kiota
+// fails with "content type text/plain does not have a factory" and the
+// status code and Retry-After are lost to the caller.
+type jsonErrors struct{}
+
+func (jsonErrors) Intercept(p khttp.Pipeline, idx int, req *http.Request) (*http.Response, error) {
+	resp, err := p.Next(req, idx)
+	if err != nil || resp.StatusCode < 400 || strings.Contains(strings.ToLower(resp.Header.Get("Content-Type")), "json") {
+		return resp, err
+	}
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	_ = resp.Body.Close()
+	msg := strings.TrimSpace(string(raw))
+	if msg == "" {
+		msg = resp.Status
+	}
+	body, _ := json.Marshal(map[string]any{"error": map[string]string{"code": "http_" + strconv.Itoa(resp.StatusCode), "message": msg}})
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Type", "application/json")
+	resp.Header.Del("Content-Encoding")
+	return resp, nil
 }

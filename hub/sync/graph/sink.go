@@ -179,7 +179,8 @@ func New(cfg Config) (*Sink, error) {
 	return s, nil
 }
 
-// middleware is the fixed pipeline, outermost first. Compression runs
+// middleware is the fixed pipeline, outermost first (jsonErrors last, next
+// to the wire, so everything above sees Graph-shaped errors). Compression runs
 // before retry so a retried request re-sends the same compressed bytes; in
 // kiota's default (map-ordered, so random) list the retry handler can run
 // outside compression and send a body that no longer matches its headers.
@@ -196,7 +197,7 @@ func (s *Sink) middleware() []khttp.Middleware {
 		maxRetries: s.cfg.MaxRetries,
 		maxWait:    s.cfg.MaxInlineWait,
 		sleep:      func(ctx context.Context, d time.Duration) error { return s.sleep(ctx, d) },
-	})
+	}, jsonErrors{})
 }
 
 func baseTransport(extraCA []byte) (*http.Transport, error) {
@@ -463,6 +464,11 @@ func (s *Sink) outcomeFromItem(deviceID string, r itemResult, write bool) outcom
 func (s *Sink) outcomeFromGraph(deviceID string, ge graphError, write bool) outcome {
 	o := outcome{DeviceID: deviceID, Code: ge.Code, Message: ge.Message, HTTPStatus: ge.Status}
 	switch {
+	case ge.Status == http.StatusNotFound && ge.Code != "Request_ResourceNotFound" && ge.Code != "ResourceNotFound" && ge.Code != "":
+		// Not Graph's "no such object": a proxy or a wrong base URL. Every
+		// device would fail alike, so do not dead-letter them one by one.
+		o.Status, o.RetryAfter, o.Health, o.Code = retry, time.Minute, HealthUnreachable, "http_404"
+		o.Message = fmt.Sprintf("%s answered 404 without a Graph error (%s); check the Graph base URL", s.ep.GraphBaseURL, ge.Message)
 	case ge.Status == http.StatusNotFound:
 		o.Status, o.Code = failed, "device_not_found"
 		o.Message = fmt.Sprintf("no device with deviceId %s in tenant %s (%s)", deviceID, s.cfg.TenantID, ge.Message)

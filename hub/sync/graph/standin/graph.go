@@ -267,7 +267,7 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !strings.HasPrefix(r.URL.Path, "/v1.0/") {
-		writeResponse(w, odataError(http.StatusNotFound, "Request_ResourceNotFound", "Unsupported API version or path: "+r.URL.Path))
+		writeResponse(w, odataError(http.StatusBadRequest, "BadRequest", "Invalid version: "+strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")[0]))
 		return
 	}
 	g.mu.Lock()
