@@ -200,8 +200,15 @@ func start() (*server, error) {
 	if len(base) > 60 {
 		base = "/tmp"
 	}
+	removeStale(base)
 	dir, err := os.MkdirTemp(base, "posture-pg-")
 	if err != nil {
+		return nil, err
+	}
+	// owner.pid lets a later run remove this dir if we die without Stop
+	// (a test timeout or SIGKILL; Pdeathsig stops the server itself).
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
 	cred, err := credential(dir)
@@ -255,6 +262,27 @@ func start() (*server, error) {
 			s.stop()
 			return nil, errors.New("postgres did not accept connections within 60s")
 		case <-tick.C:
+		}
+	}
+}
+
+const ownerFile = "owner.pid"
+
+// removeStale deletes server dirs of test processes that no longer exist.
+// Dirs without an owner file (e.g. scripts/pg-ephemeral.sh's) are left alone.
+func removeStale(base string) {
+	dirs, _ := filepath.Glob(filepath.Join(base, "posture-pg-*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, ownerFile))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.RemoveAll(d)
 		}
 	}
 }
