@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BIN=${BIN:-bin}
-POLICY=${DEMO_POLICY:-macos-disk-encryption}
+POLICY=${DEMO_POLICY:-macos-filevault}
 TIMEOUT=${DEMO_TIMEOUT:-60}
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -69,8 +69,9 @@ export POSTURE_TOKEN
 chmod 600 "$WORK/enroll-secret"
 echo "token and secret created (shown once, stored hashed)"
 
-step "apply policies/"
-"$BIN/posture-hub" policies apply policies/
+step "apply policies/ (dry run first, then for real)"
+"$BIN/posture-hub" policies apply policies/ --dry-run 2>/dev/null | sed -n '1,4p;$p'
+"$BIN/posture-hub" policies apply policies/ 2>/dev/null | tail -n 1
 
 step "start a macOS osqueryd stand-in and posture.ext"
 "$BIN/fakeosqueryd" --socket "$WORK/osquery.em" --platform darwin --hostname demo-mac \
@@ -95,25 +96,34 @@ wait_status() {
   done
 }
 
+WANT=$(api /policies | jq '[.policies[] | select((.platforms // []) as $p | ($p | length) == 0 or ($p | index("darwin")))] | length')
+wait_results() {
+  local deadline=$(( SECONDS + TIMEOUT ))
+  until [ "$(api "/hosts?includeResults=true" | jq '[.hosts[0].results[]?] | length')" -ge "$WANT" ]; do
+    if (( SECONDS > deadline )); then echo "timed out waiting for $WANT results" >&2; return 1; fi
+    sleep 0.3
+  done
+}
+wait_results
 wait_status RESULT_STATUS_PASS
-step "the host and its results, from GET /api/v1/hosts"
+step "the host and its $WANT macOS results, from GET /api/v1/hosts"
 api "/hosts?includeResults=true" | jq -r '.hosts[] |
   "host \(.id)  \(.facts.hostname)  \(.facts.osName) \(.facts.osVersion)  pass=\(.passing // 0) fail=\(.failing // 0) error=\(.errors // 0)",
   (.results[] | "  \(.status | sub("RESULT_STATUS_"; ""))\t\(.policyId)")'
 
 step "turn FileVault off on the host"
-curl -fsS -X POST --data 'UPDATE disk_encryption SET encrypted = 0' "http://127.0.0.1:$CTL_PORT/exec" >/dev/null
+curl -fsS -X POST --data "UPDATE disk_encryption SET filevault_status = 'off', encrypted = 0, encryption_status = 'not encrypted'" "http://127.0.0.1:$CTL_PORT/exec" >/dev/null
 t0=$SECONDS
 wait_status RESULT_STATUS_FAIL
 echo "$POLICY is now FAIL (seen by the hub within $(( SECONDS - t0 ))s)"
 
 step "turn FileVault back on"
-curl -fsS -X POST --data 'UPDATE disk_encryption SET encrypted = 1' "http://127.0.0.1:$CTL_PORT/exec" >/dev/null
+curl -fsS -X POST --data "UPDATE disk_encryption SET filevault_status = 'on', encrypted = 1, encryption_status = 'encrypted'" "http://127.0.0.1:$CTL_PORT/exec" >/dev/null
 t0=$SECONDS
 wait_status RESULT_STATUS_PASS
 echo "$POLICY is PASS again (within $(( SECONDS - t0 ))s)"
 
-step "status history of $POLICY"
-"$BIN/posture-hub" hosts get "$(api /hosts | jq -r '.hosts[0].id')" | grep -E "POLICY|$POLICY"
+step "the same host through the CLI (gRPC admin API)"
+"$BIN/posture-hub" hosts get "$(api /hosts | jq -r '.hosts[0].id')" | sed -n '1,10p'
 
 step "done: cleaning up"
