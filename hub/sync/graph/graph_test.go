@@ -76,17 +76,9 @@ func newEnv(t *testing.T, devices int) *env {
 }
 
 func (e *env) config() Config {
-	return Config{
-		Cloud:         CloudCustom,
-		AuthorityHost: e.pair.Entra.URL(),
-		GraphBaseURL:  e.pair.Graph.URL(),
-		ExtraCAPEM:    e.pair.CA.CertPEM(),
-		TenantID:      e.pair.Entra.Tenant(),
-		ClientID:      clientID,
-		ClientSecret:  secret,
-		Attribute:     3,
-		Logger:        slog.New(slog.DiscardHandler),
-	}
+	c := StandinConfig(e.pair, clientID, secret, 3)
+	c.Logger = slog.New(slog.DiscardHandler)
+	return c
 }
 
 func (e *env) sink(t *testing.T, cfg Config) *Sink {
