@@ -58,7 +58,7 @@ func openFixtureDB(ctx context.Context, opts Options, start time.Time) (*fixture
 	}
 	if _, err := conn.ExecContext(ctx, script); err != nil {
 		f.close()
-		return nil, fmt.Errorf("osquerytest: load %s fixtures: %w", opts.Platform, err)
+		return nil, fmt.Errorf("osquerytest: load %s fixtures: %s", opts.Platform, sqliteMessage(err))
 	}
 	if _, err := conn.ExecContext(ctx, "PRAGMA query_only = 1"); err != nil {
 		f.close()
@@ -95,7 +95,7 @@ func fixtureScript(opts Options, start time.Time) (string, error) {
 		"@START_TIME@", strconv.FormatInt(start.Unix(), 10),
 		"@PLATFORM@", opts.Platform,
 	)
-	return r.Replace(string(common)) + "\n" + r.Replace(string(plat)), nil
+	return r.Replace(string(common)) + "\n" + r.Replace(string(plat)) + "\n" + opts.ExtraSQL, nil
 }
 
 // sqlEscape makes s safe inside a single-quoted SQL literal.

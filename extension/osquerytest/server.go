@@ -50,6 +50,9 @@ type Options struct {
 	// ExtensionTimeout bounds each call into a registered extension
 	// (default 5s, like osquery's --extensions_timeout order of magnitude).
 	ExtensionTimeout time.Duration
+	// ExtraSQL runs after the platform fixtures are loaded (and again after
+	// Reset): extra tables or rows, or changes to the healthy defaults.
+	ExtraSQL string
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
 }

@@ -492,3 +492,73 @@ func TestCloseRemovesSocket(t *testing.T) {
 		t.Error("unknown platform accepted")
 	}
 }
+
+func TestExtraSQL(t *testing.T) {
+	s := startServer(t, "darwin", func(o *Options) {
+		o.ExtraSQL = "UPDATE alf SET stealth_enabled = 0;\nINSERT INTO apps (name, path, bundle_identifier) VALUES ('Zoom.app', '/Applications/zoom.us.app', 'us.zoom.xos');"
+	})
+	c := newClient(t, s, 5*time.Second)
+	check := func(when string) {
+		t.Helper()
+		row, err := c.QueryRow("SELECT stealth_enabled, (SELECT count(*) FROM apps WHERE bundle_identifier = 'us.zoom.xos') AS zoom FROM alf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row["stealth_enabled"] != "0" || row["zoom"] != "1" {
+			t.Errorf("%s: %v", when, row)
+		}
+	}
+	check("at start")
+	if err := s.Exec(context.Background(), "DELETE FROM apps"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reset(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	check("after Reset")
+	if _, err := Start(context.Background(), Options{Platform: "linux", SocketPath: shortSocket(t), ExtraSQL: "UPDATE nope SET x = 1"}); err == nil || !strings.Contains(err.Error(), "no such table: nope") {
+		t.Errorf("bad ExtraSQL: %v", err)
+	}
+}
+
+// BenchmarkStart measures what one more fake host costs (the load generator
+// runs many).
+func BenchmarkStart(b *testing.B) {
+	dir, err := os.MkdirTemp("", "oq")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	for i := 0; b.Loop(); i++ {
+		s, err := Start(context.Background(), Options{Platform: Platforms()[i%3], SocketPath: filepath.Join(dir, fmt.Sprintf("s%d", i))})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
+}
+
+// BenchmarkPolicyQuery measures one policy query over the socket.
+func BenchmarkPolicyQuery(b *testing.B) {
+	dir, err := os.MkdirTemp("", "oq")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	s, err := Start(context.Background(), Options{Platform: "darwin", SocketPath: filepath.Join(dir, "em")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	c, err := osquery.NewClient(s.SocketPath(), 5*time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	for b.Loop() {
+		rows, err := c.QueryRows("SELECT 1 FROM disk_encryption WHERE user_uuid IS NOT '' AND filevault_status = 'on' LIMIT 1;")
+		if err != nil || len(rows) != 1 {
+			b.Fatal(rows, err)
+		}
+	}
+}

@@ -3,7 +3,8 @@
 // demos, end-to-end tests and load generation.
 //
 //	fakeosqueryd --socket /tmp/oq/osquery.em --platform darwin \
-//	    [--hostname H] [--uuid U] [--serial S] [--control 127.0.0.1:9555] [--verbose]
+//	    [--hostname H] [--uuid U] [--serial S] [--entra-device-id ID] [--upn UPN]
+//	    [--fixture-sql FILE] [--control 127.0.0.1:9555] [--verbose]
 //
 // With --control, an HTTP API lets a script change fixtures while it runs:
 //
@@ -47,6 +48,7 @@ func run(args []string) error {
 	serial := fs.String("serial", "", "hardware serial fact (default derived from the UUID)")
 	deviceID := fs.String("entra-device-id", "", "Entra device id in the registration fixtures (default derived from the UUID)")
 	upn := fs.String("upn", "", "user principal name in the registration fixtures")
+	fixtureSQL := fs.String("fixture-sql", "", "file of extra SQL run after the platform fixtures load (and on reset)")
 	control := fs.String("control", "", "serve the fixture control API on this loopback host:port or unix socket path")
 	verbose := fs.Bool("verbose", false, "log every query")
 	if err := fs.Parse(args); err != nil {
@@ -65,6 +67,15 @@ func run(args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
+	var extra string
+	if *fixtureSQL != "" {
+		b, err := os.ReadFile(*fixtureSQL)
+		if err != nil {
+			return fmt.Errorf("--fixture-sql: %w", err)
+		}
+		extra = string(b)
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -76,6 +87,7 @@ func run(args []string) error {
 		Serial:            *serial,
 		EntraDeviceID:     *deviceID,
 		UserPrincipalName: *upn,
+		ExtraSQL:          extra,
 		Logger:            log,
 	})
 	if err != nil {
