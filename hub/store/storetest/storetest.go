@@ -1,6 +1,14 @@
 // Package storetest is the conformance suite every hub/store backend must
 // pass. A backend's test calls Run with a function that opens a fresh, empty
-// store (and closes it in t.Cleanup).
+// store (and closes it in t.Cleanup); BenchmarkRecordResults measures the
+// hot path the same way for every backend.
+//
+//	go test ./hub/store/...                        # SQLite, and PostgreSQL from a throw-away server
+//	POSTURE_TEST_DATABASE_URL=postgres://... go test ./hub/store/postgres/
+//	go test -bench . -run XXX ./hub/store/...
+//
+// Adding a method to a store interface means adding its tests here, so both
+// backends are held to one behaviour.
 package storetest
 
 import (
