@@ -99,8 +99,9 @@ var ErrLeaseLost = errors.New("outbox lease lost")
 // so two replicas never hold one device, and a device's rows come together
 // (not-yet-due ones too: a newer due row supersedes an older one in backoff).
 // SQLite has one writer: BEGIN IMMEDIATE and the same statements without
-// SKIP LOCKED. A backend may compare leases with the database clock instead
-// of $now if all replicas use it.
+// SKIP LOCKED. Due times and leases are compared with the $now passed in
+// (the worker's clock), not the database clock; hub/sync/outboxtest checks
+// all of this and every backend must pass it.
 //
 // Settle, in one transaction, per settlement: only if sync_device.lease_owner
 // = $owner (else skip it and report ErrLeaseLost): Done → state done;

@@ -311,7 +311,11 @@ func (w *Worker) RunOnce(ctx context.Context) (Round, error) {
 	}
 	wg.Wait()
 
-	if err := cfg.Outbox.Settle(ctx, cfg.Owner, settles); err != nil {
+	// Record what was sent even when shutting down: an unsettled device is
+	// re-sent once its lease lapses.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := cfg.Outbox.Settle(sctx, cfg.Owner, settles); err != nil {
 		return round, fmt.Errorf("settle: %w", err)
 	}
 	return round, nil
