@@ -456,3 +456,38 @@ func names(fs []Fact) []string {
 	}
 	return out
 }
+
+// FuzzParse: any input yields a tree or Errors, never a panic, and every
+// issue names the file.
+func FuzzParse(f *testing.F) {
+	// Small seeds: the mutator crawls on kilobyte-sized ones.
+	for _, s := range []string{
+		"- {id: a, name: A, query: SELECT 1, severity: low, platform: darwin}\n",
+		"apiVersion: v1\nkind: policy\nspec:\n  name: A\n  query: SELECT 1\n  critical: true\n---\n- x\n",
+		"- name: t\n  settings: {conditional_access: true, stale_after: 1d}\n",
+		"apiVersion: v1\nkind: fact\nspec: {name: entra_device_id, query: SELECT 1}\n",
+		"- &a {id: x, name: *a}\n",
+		"- query: |\n    SELECT 1;\n    DELETE\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, src string) {
+		tr, err := Parse("f.yml", []byte(src))
+		var errs Errors
+		if err != nil && !errors.As(err, &errs) {
+			t.Fatalf("error of type %T: %v", err, err)
+		}
+		for _, is := range append(errs, tr.Warnings...) {
+			if is.Pos.File != "f.yml" || is.Pos.Line < 0 {
+				t.Fatalf("issue without position: %+v", is)
+			}
+		}
+		if err == nil {
+			for _, p := range tr.Policies {
+				if !idRe.MatchString(p.ID) || CheckQuery(p.Query) != nil {
+					t.Fatalf("invalid policy accepted: %+v", p)
+				}
+			}
+		}
+	})
+}
