@@ -97,11 +97,15 @@ type Host struct {
 	// Latest result per policy (GetHost, or ListHosts with include_results).
 	Results []*HostResult `protobuf:"bytes,13,rep,name=results,proto3" json:"results,omitempty"`
 	// Counts over the latest results.
-	Passing       int32 `protobuf:"varint,14,opt,name=passing,proto3" json:"passing,omitempty"`
-	Failing       int32 `protobuf:"varint,15,opt,name=failing,proto3" json:"failing,omitempty"`
-	Errors        int32 `protobuf:"varint,16,opt,name=errors,proto3" json:"errors,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Passing int32 `protobuf:"varint,14,opt,name=passing,proto3" json:"passing,omitempty"`
+	Failing int32 `protobuf:"varint,15,opt,name=failing,proto3" json:"failing,omitempty"`
+	Errors  int32 `protobuf:"varint,16,opt,name=errors,proto3" json:"errors,omitempty"`
+	// The compliance verdict (absent until first computed).
+	Verdict *Verdict `protobuf:"bytes,17,opt,name=verdict,proto3" json:"verdict,omitempty"`
+	// Why no sink can key on this host ("" when it has an Entra device id).
+	UnmappedReason string `protobuf:"bytes,18,opt,name=unmapped_reason,json=unmappedReason,proto3" json:"unmapped_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Host) Reset() {
@@ -246,6 +250,213 @@ func (x *Host) GetErrors() int32 {
 	return 0
 }
 
+func (x *Host) GetVerdict() *Verdict {
+	if x != nil {
+		return x.Verdict
+	}
+	return nil
+}
+
+func (x *Host) GetUnmappedReason() string {
+	if x != nil {
+		return x.UnmappedReason
+	}
+	return ""
+}
+
+// Verdict is a host's compliance state as the hub computed it.
+type Verdict struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// COMPLIANT | NONCOMPLIANT | GRACE | UNKNOWN
+	State string `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	// What decided it: revoked, ca_disabled, stale, failing, no_results,
+	// grace, passing.
+	Cause string `protobuf:"bytes,2,opt,name=cause,proto3" json:"cause,omitempty"`
+	// What sinks write: compliant, noncompliant, or "" (no write).
+	Desired string           `protobuf:"bytes,3,opt,name=desired,proto3" json:"desired,omitempty"`
+	Reasons []*VerdictReason `protobuf:"bytes,4,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	// When the verdict changes with no new result (a grace deadline, an
+	// exemption expiry, staleness); absent if never.
+	NextTransition *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=next_transition,json=nextTransition,proto3" json:"next_transition,omitempty"`
+	UpdatedAt      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Verdict) Reset() {
+	*x = Verdict{}
+	mi := &file_posture_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Verdict) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Verdict) ProtoMessage() {}
+
+func (x *Verdict) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Verdict.ProtoReflect.Descriptor instead.
+func (*Verdict) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Verdict) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Verdict) GetCause() string {
+	if x != nil {
+		return x.Cause
+	}
+	return ""
+}
+
+func (x *Verdict) GetDesired() string {
+	if x != nil {
+		return x.Desired
+	}
+	return ""
+}
+
+func (x *Verdict) GetReasons() []*VerdictReason {
+	if x != nil {
+		return x.Reasons
+	}
+	return nil
+}
+
+func (x *Verdict) GetNextTransition() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextTransition
+	}
+	return nil
+}
+
+func (x *Verdict) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+type VerdictReason struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	PolicyId   string                 `protobuf:"bytes,1,opt,name=policy_id,json=policyId,proto3" json:"policy_id,omitempty"`
+	PolicyName string                 `protobuf:"bytes,2,opt,name=policy_name,json=policyName,proto3" json:"policy_name,omitempty"`
+	Status     ResultStatus           `protobuf:"varint,3,opt,name=status,proto3,enum=posture.v1.ResultStatus" json:"status,omitempty"`
+	Severity   string                 `protobuf:"bytes,4,opt,name=severity,proto3" json:"severity,omitempty"`
+	// The failure makes the host non-compliant.
+	Blocking bool `protobuf:"varint,5,opt,name=blocking,proto3" json:"blocking,omitempty"`
+	Exempt   bool `protobuf:"varint,6,opt,name=exempt,proto3" json:"exempt,omitempty"`
+	// Allowed by the team's maximum allowed severity.
+	Allowed       bool                   `protobuf:"varint,7,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	GraceDeadline *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=grace_deadline,json=graceDeadline,proto3" json:"grace_deadline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerdictReason) Reset() {
+	*x = VerdictReason{}
+	mi := &file_posture_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerdictReason) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerdictReason) ProtoMessage() {}
+
+func (x *VerdictReason) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerdictReason.ProtoReflect.Descriptor instead.
+func (*VerdictReason) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *VerdictReason) GetPolicyId() string {
+	if x != nil {
+		return x.PolicyId
+	}
+	return ""
+}
+
+func (x *VerdictReason) GetPolicyName() string {
+	if x != nil {
+		return x.PolicyName
+	}
+	return ""
+}
+
+func (x *VerdictReason) GetStatus() ResultStatus {
+	if x != nil {
+		return x.Status
+	}
+	return ResultStatus_RESULT_STATUS_UNSPECIFIED
+}
+
+func (x *VerdictReason) GetSeverity() string {
+	if x != nil {
+		return x.Severity
+	}
+	return ""
+}
+
+func (x *VerdictReason) GetBlocking() bool {
+	if x != nil {
+		return x.Blocking
+	}
+	return false
+}
+
+func (x *VerdictReason) GetExempt() bool {
+	if x != nil {
+		return x.Exempt
+	}
+	return false
+}
+
+func (x *VerdictReason) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *VerdictReason) GetGraceDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GraceDeadline
+	}
+	return nil
+}
+
 type HostResult struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	PolicyId    string                 `protobuf:"bytes,1,opt,name=policy_id,json=policyId,proto3" json:"policy_id,omitempty"`
@@ -263,7 +474,7 @@ type HostResult struct {
 
 func (x *HostResult) Reset() {
 	*x = HostResult{}
-	mi := &file_posture_v1_admin_proto_msgTypes[1]
+	mi := &file_posture_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -275,7 +486,7 @@ func (x *HostResult) String() string {
 func (*HostResult) ProtoMessage() {}
 
 func (x *HostResult) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[1]
+	mi := &file_posture_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -288,7 +499,7 @@ func (x *HostResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostResult.ProtoReflect.Descriptor instead.
 func (*HostResult) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *HostResult) GetPolicyId() string {
@@ -357,7 +568,7 @@ type ListHostsRequest struct {
 
 func (x *ListHostsRequest) Reset() {
 	*x = ListHostsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[2]
+	mi := &file_posture_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -369,7 +580,7 @@ func (x *ListHostsRequest) String() string {
 func (*ListHostsRequest) ProtoMessage() {}
 
 func (x *ListHostsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[2]
+	mi := &file_posture_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -382,7 +593,7 @@ func (x *ListHostsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostsRequest.ProtoReflect.Descriptor instead.
 func (*ListHostsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListHostsRequest) GetTeam() string {
@@ -408,7 +619,7 @@ type ListHostsResponse struct {
 
 func (x *ListHostsResponse) Reset() {
 	*x = ListHostsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[3]
+	mi := &file_posture_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -420,7 +631,7 @@ func (x *ListHostsResponse) String() string {
 func (*ListHostsResponse) ProtoMessage() {}
 
 func (x *ListHostsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[3]
+	mi := &file_posture_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -433,7 +644,7 @@ func (x *ListHostsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostsResponse.ProtoReflect.Descriptor instead.
 func (*ListHostsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListHostsResponse) GetHosts() []*Host {
@@ -452,7 +663,7 @@ type GetHostRequest struct {
 
 func (x *GetHostRequest) Reset() {
 	*x = GetHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[4]
+	mi := &file_posture_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +675,7 @@ func (x *GetHostRequest) String() string {
 func (*GetHostRequest) ProtoMessage() {}
 
 func (x *GetHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[4]
+	mi := &file_posture_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +688,7 @@ func (x *GetHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHostRequest.ProtoReflect.Descriptor instead.
 func (*GetHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetHostRequest) GetId() string {
@@ -496,7 +707,7 @@ type RevokeHostRequest struct {
 
 func (x *RevokeHostRequest) Reset() {
 	*x = RevokeHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[5]
+	mi := &file_posture_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -508,7 +719,7 @@ func (x *RevokeHostRequest) String() string {
 func (*RevokeHostRequest) ProtoMessage() {}
 
 func (x *RevokeHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[5]
+	mi := &file_posture_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -521,7 +732,7 @@ func (x *RevokeHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeHostRequest.ProtoReflect.Descriptor instead.
 func (*RevokeHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RevokeHostRequest) GetId() string {
@@ -540,7 +751,7 @@ type DeleteHostRequest struct {
 
 func (x *DeleteHostRequest) Reset() {
 	*x = DeleteHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[6]
+	mi := &file_posture_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -552,7 +763,7 @@ func (x *DeleteHostRequest) String() string {
 func (*DeleteHostRequest) ProtoMessage() {}
 
 func (x *DeleteHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[6]
+	mi := &file_posture_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -565,7 +776,7 @@ func (x *DeleteHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteHostRequest.ProtoReflect.Descriptor instead.
 func (*DeleteHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeleteHostRequest) GetId() string {
@@ -583,7 +794,7 @@ type DeleteHostResponse struct {
 
 func (x *DeleteHostResponse) Reset() {
 	*x = DeleteHostResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[7]
+	mi := &file_posture_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -595,7 +806,7 @@ func (x *DeleteHostResponse) String() string {
 func (*DeleteHostResponse) ProtoMessage() {}
 
 func (x *DeleteHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[7]
+	mi := &file_posture_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -608,7 +819,7 @@ func (x *DeleteHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteHostResponse.ProtoReflect.Descriptor instead.
 func (*DeleteHostResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 type RecheckHostRequest struct {
@@ -622,7 +833,7 @@ type RecheckHostRequest struct {
 
 func (x *RecheckHostRequest) Reset() {
 	*x = RecheckHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[8]
+	mi := &file_posture_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -634,7 +845,7 @@ func (x *RecheckHostRequest) String() string {
 func (*RecheckHostRequest) ProtoMessage() {}
 
 func (x *RecheckHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[8]
+	mi := &file_posture_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -647,7 +858,7 @@ func (x *RecheckHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecheckHostRequest.ProtoReflect.Descriptor instead.
 func (*RecheckHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RecheckHostRequest) GetId() string {
@@ -674,7 +885,7 @@ type RecheckHostResponse struct {
 
 func (x *RecheckHostResponse) Reset() {
 	*x = RecheckHostResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[9]
+	mi := &file_posture_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -686,7 +897,7 @@ func (x *RecheckHostResponse) String() string {
 func (*RecheckHostResponse) ProtoMessage() {}
 
 func (x *RecheckHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[9]
+	mi := &file_posture_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -699,7 +910,7 @@ func (x *RecheckHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecheckHostResponse.ProtoReflect.Descriptor instead.
 func (*RecheckHostResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RecheckHostResponse) GetDelivered() bool {
@@ -738,7 +949,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_posture_v1_admin_proto_msgTypes[10]
+	mi := &file_posture_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +961,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[10]
+	mi := &file_posture_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +974,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Policy) GetId() string {
@@ -887,7 +1098,7 @@ type ListPoliciesRequest struct {
 
 func (x *ListPoliciesRequest) Reset() {
 	*x = ListPoliciesRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[11]
+	mi := &file_posture_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -899,7 +1110,7 @@ func (x *ListPoliciesRequest) String() string {
 func (*ListPoliciesRequest) ProtoMessage() {}
 
 func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[11]
+	mi := &file_posture_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -912,7 +1123,7 @@ func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListPoliciesRequest) GetTeam() string {
@@ -931,7 +1142,7 @@ type ListPoliciesResponse struct {
 
 func (x *ListPoliciesResponse) Reset() {
 	*x = ListPoliciesResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[12]
+	mi := &file_posture_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1154,7 @@ func (x *ListPoliciesResponse) String() string {
 func (*ListPoliciesResponse) ProtoMessage() {}
 
 func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[12]
+	mi := &file_posture_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1167,7 @@ func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListPoliciesResponse) GetPolicies() []*Policy {
@@ -975,7 +1186,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[13]
+	mi := &file_posture_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -987,7 +1198,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[13]
+	mi := &file_posture_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1000,7 +1211,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetPolicyRequest) GetId() string {
@@ -1026,7 +1237,7 @@ type TeamSettings struct {
 
 func (x *TeamSettings) Reset() {
 	*x = TeamSettings{}
-	mi := &file_posture_v1_admin_proto_msgTypes[14]
+	mi := &file_posture_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1249,7 @@ func (x *TeamSettings) String() string {
 func (*TeamSettings) ProtoMessage() {}
 
 func (x *TeamSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[14]
+	mi := &file_posture_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1262,7 @@ func (x *TeamSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeamSettings.ProtoReflect.Descriptor instead.
 func (*TeamSettings) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TeamSettings) GetConditionalAccess() bool {
@@ -1092,7 +1303,7 @@ type Team struct {
 
 func (x *Team) Reset() {
 	*x = Team{}
-	mi := &file_posture_v1_admin_proto_msgTypes[15]
+	mi := &file_posture_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1104,7 +1315,7 @@ func (x *Team) String() string {
 func (*Team) ProtoMessage() {}
 
 func (x *Team) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[15]
+	mi := &file_posture_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1117,7 +1328,7 @@ func (x *Team) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Team.ProtoReflect.Descriptor instead.
 func (*Team) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Team) GetName() string {
@@ -1141,14 +1352,17 @@ type ApplyPoliciesRequest struct {
 	// Report the changes without making them.
 	DryRun bool `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	// Delete policies that are not in the request.
-	Prune         bool `protobuf:"varint,4,opt,name=prune,proto3" json:"prune,omitempty"`
+	Prune bool `protobuf:"varint,4,opt,name=prune,proto3" json:"prune,omitempty"`
+	// Fact queries (e.g. the Entra device id); replace the stored set when
+	// not empty.
+	Facts         []*FactQuery `protobuf:"bytes,5,rep,name=facts,proto3" json:"facts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApplyPoliciesRequest) Reset() {
 	*x = ApplyPoliciesRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[16]
+	mi := &file_posture_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1160,7 +1374,7 @@ func (x *ApplyPoliciesRequest) String() string {
 func (*ApplyPoliciesRequest) ProtoMessage() {}
 
 func (x *ApplyPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[16]
+	mi := &file_posture_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1173,7 +1387,7 @@ func (x *ApplyPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ApplyPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ApplyPoliciesRequest) GetPolicies() []*Policy {
@@ -1204,6 +1418,13 @@ func (x *ApplyPoliciesRequest) GetPrune() bool {
 	return false
 }
 
+func (x *ApplyPoliciesRequest) GetFacts() []*FactQuery {
+	if x != nil {
+		return x.Facts
+	}
+	return nil
+}
+
 type Change struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// "policy" or "team".
@@ -1220,7 +1441,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_posture_v1_admin_proto_msgTypes[17]
+	mi := &file_posture_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1232,7 +1453,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[17]
+	mi := &file_posture_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1245,7 +1466,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Change) GetKind() string {
@@ -1293,7 +1514,7 @@ type ApplyPoliciesResponse struct {
 
 func (x *ApplyPoliciesResponse) Reset() {
 	*x = ApplyPoliciesResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[18]
+	mi := &file_posture_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1305,7 +1526,7 @@ func (x *ApplyPoliciesResponse) String() string {
 func (*ApplyPoliciesResponse) ProtoMessage() {}
 
 func (x *ApplyPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[18]
+	mi := &file_posture_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1318,7 +1539,7 @@ func (x *ApplyPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ApplyPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ApplyPoliciesResponse) GetChanges() []*Change {
@@ -1344,7 +1565,7 @@ type DeletePolicyRequest struct {
 
 func (x *DeletePolicyRequest) Reset() {
 	*x = DeletePolicyRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[19]
+	mi := &file_posture_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1577,7 @@ func (x *DeletePolicyRequest) String() string {
 func (*DeletePolicyRequest) ProtoMessage() {}
 
 func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[19]
+	mi := &file_posture_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1590,7 @@ func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyRequest.ProtoReflect.Descriptor instead.
 func (*DeletePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeletePolicyRequest) GetId() string {
@@ -1387,7 +1608,7 @@ type DeletePolicyResponse struct {
 
 func (x *DeletePolicyResponse) Reset() {
 	*x = DeletePolicyResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[20]
+	mi := &file_posture_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +1620,7 @@ func (x *DeletePolicyResponse) String() string {
 func (*DeletePolicyResponse) ProtoMessage() {}
 
 func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[20]
+	mi := &file_posture_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +1633,7 @@ func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyResponse.ProtoReflect.Descriptor instead.
 func (*DeletePolicyResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 type ListTeamsRequest struct {
@@ -1423,7 +1644,7 @@ type ListTeamsRequest struct {
 
 func (x *ListTeamsRequest) Reset() {
 	*x = ListTeamsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[21]
+	mi := &file_posture_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1656,7 @@ func (x *ListTeamsRequest) String() string {
 func (*ListTeamsRequest) ProtoMessage() {}
 
 func (x *ListTeamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[21]
+	mi := &file_posture_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1669,7 @@ func (x *ListTeamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTeamsRequest.ProtoReflect.Descriptor instead.
 func (*ListTeamsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 type ListTeamsResponse struct {
@@ -1460,7 +1681,7 @@ type ListTeamsResponse struct {
 
 func (x *ListTeamsResponse) Reset() {
 	*x = ListTeamsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[22]
+	mi := &file_posture_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1472,7 +1693,7 @@ func (x *ListTeamsResponse) String() string {
 func (*ListTeamsResponse) ProtoMessage() {}
 
 func (x *ListTeamsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[22]
+	mi := &file_posture_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1485,7 +1706,7 @@ func (x *ListTeamsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTeamsResponse.ProtoReflect.Descriptor instead.
 func (*ListTeamsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListTeamsResponse) GetTeams() []*Team {
@@ -1493,6 +1714,1541 @@ func (x *ListTeamsResponse) GetTeams() []*Team {
 		return x.Teams
 	}
 	return nil
+}
+
+type PutTeamRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Team          *Team                  `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutTeamRequest) Reset() {
+	*x = PutTeamRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutTeamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutTeamRequest) ProtoMessage() {}
+
+func (x *PutTeamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutTeamRequest.ProtoReflect.Descriptor instead.
+func (*PutTeamRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *PutTeamRequest) GetTeam() *Team {
+	if x != nil {
+		return x.Team
+	}
+	return nil
+}
+
+type DeleteTeamRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTeamRequest) Reset() {
+	*x = DeleteTeamRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTeamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTeamRequest) ProtoMessage() {}
+
+func (x *DeleteTeamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTeamRequest.ProtoReflect.Descriptor instead.
+func (*DeleteTeamRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *DeleteTeamRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteTeamResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTeamResponse) Reset() {
+	*x = DeleteTeamResponse{}
+	mi := &file_posture_v1_admin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTeamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTeamResponse) ProtoMessage() {}
+
+func (x *DeleteTeamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTeamResponse.ProtoReflect.Descriptor instead.
+func (*DeleteTeamResponse) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{27}
+}
+
+type Exemption struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Id     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	HostId string                 `protobuf:"bytes,2,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	// Empty: every policy.
+	PolicyId      string                 `protobuf:"bytes,3,opt,name=policy_id,json=policyId,proto3" json:"policy_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	CreatedBy     string                 `protobuf:"bytes,7,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Exemption) Reset() {
+	*x = Exemption{}
+	mi := &file_posture_v1_admin_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Exemption) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Exemption) ProtoMessage() {}
+
+func (x *Exemption) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Exemption.ProtoReflect.Descriptor instead.
+func (*Exemption) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *Exemption) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Exemption) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *Exemption) GetPolicyId() string {
+	if x != nil {
+		return x.PolicyId
+	}
+	return ""
+}
+
+func (x *Exemption) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Exemption) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *Exemption) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Exemption) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+type ListExemptionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty: every host.
+	HostId        string `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListExemptionsRequest) Reset() {
+	*x = ListExemptionsRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListExemptionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListExemptionsRequest) ProtoMessage() {}
+
+func (x *ListExemptionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListExemptionsRequest.ProtoReflect.Descriptor instead.
+func (*ListExemptionsRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ListExemptionsRequest) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+type ListExemptionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Exemptions    []*Exemption           `protobuf:"bytes,1,rep,name=exemptions,proto3" json:"exemptions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListExemptionsResponse) Reset() {
+	*x = ListExemptionsResponse{}
+	mi := &file_posture_v1_admin_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListExemptionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListExemptionsResponse) ProtoMessage() {}
+
+func (x *ListExemptionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListExemptionsResponse.ProtoReflect.Descriptor instead.
+func (*ListExemptionsResponse) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListExemptionsResponse) GetExemptions() []*Exemption {
+	if x != nil {
+		return x.Exemptions
+	}
+	return nil
+}
+
+type CreateExemptionRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	HostId   string                 `protobuf:"bytes,1,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	PolicyId string                 `protobuf:"bytes,2,opt,name=policy_id,json=policyId,proto3" json:"policy_id,omitempty"`
+	Reason   string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Required: exemptions always end.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateExemptionRequest) Reset() {
+	*x = CreateExemptionRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateExemptionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateExemptionRequest) ProtoMessage() {}
+
+func (x *CreateExemptionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateExemptionRequest.ProtoReflect.Descriptor instead.
+func (*CreateExemptionRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *CreateExemptionRequest) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *CreateExemptionRequest) GetPolicyId() string {
+	if x != nil {
+		return x.PolicyId
+	}
+	return ""
+}
+
+func (x *CreateExemptionRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CreateExemptionRequest) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+type DeleteExemptionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteExemptionRequest) Reset() {
+	*x = DeleteExemptionRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteExemptionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteExemptionRequest) ProtoMessage() {}
+
+func (x *DeleteExemptionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteExemptionRequest.ProtoReflect.Descriptor instead.
+func (*DeleteExemptionRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *DeleteExemptionRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type DeleteExemptionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteExemptionResponse) Reset() {
+	*x = DeleteExemptionResponse{}
+	mi := &file_posture_v1_admin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteExemptionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteExemptionResponse) ProtoMessage() {}
+
+func (x *DeleteExemptionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteExemptionResponse.ProtoReflect.Descriptor instead.
+func (*DeleteExemptionResponse) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{33}
+}
+
+type SetHostEntraDeviceIdRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	EntraDeviceId string                 `protobuf:"bytes,2,opt,name=entra_device_id,json=entraDeviceId,proto3" json:"entra_device_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetHostEntraDeviceIdRequest) Reset() {
+	*x = SetHostEntraDeviceIdRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetHostEntraDeviceIdRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetHostEntraDeviceIdRequest) ProtoMessage() {}
+
+func (x *SetHostEntraDeviceIdRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetHostEntraDeviceIdRequest.ProtoReflect.Descriptor instead.
+func (*SetHostEntraDeviceIdRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *SetHostEntraDeviceIdRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SetHostEntraDeviceIdRequest) GetEntraDeviceId() string {
+	if x != nil {
+		return x.EntraDeviceId
+	}
+	return ""
+}
+
+type ListUnmappedHostsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUnmappedHostsRequest) Reset() {
+	*x = ListUnmappedHostsRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUnmappedHostsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUnmappedHostsRequest) ProtoMessage() {}
+
+func (x *ListUnmappedHostsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUnmappedHostsRequest.ProtoReflect.Descriptor instead.
+func (*ListUnmappedHostsRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{35}
+}
+
+type ListUnmappedHostsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hosts         []*Host                `protobuf:"bytes,1,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUnmappedHostsResponse) Reset() {
+	*x = ListUnmappedHostsResponse{}
+	mi := &file_posture_v1_admin_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUnmappedHostsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUnmappedHostsResponse) ProtoMessage() {}
+
+func (x *ListUnmappedHostsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUnmappedHostsResponse.ProtoReflect.Descriptor instead.
+func (*ListUnmappedHostsResponse) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListUnmappedHostsResponse) GetHosts() []*Host {
+	if x != nil {
+		return x.Hosts
+	}
+	return nil
+}
+
+type Integration struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// "graph" (Entra device extension attribute).
+	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	// public | usgov | usgov-dod | china | custom
+	Cloud string `protobuf:"bytes,4,opt,name=cloud,proto3" json:"cloud,omitempty"`
+	// custom cloud only: authority host (https://…), Graph base URL, and an
+	// extra CA (PEM) to trust for both.
+	AuthorityHost string `protobuf:"bytes,5,opt,name=authority_host,json=authorityHost,proto3" json:"authority_host,omitempty"`
+	GraphBaseUrl  string `protobuf:"bytes,6,opt,name=graph_base_url,json=graphBaseUrl,proto3" json:"graph_base_url,omitempty"`
+	ExtraCaPem    string `protobuf:"bytes,7,opt,name=extra_ca_pem,json=extraCaPem,proto3" json:"extra_ca_pem,omitempty"`
+	TenantId      string `protobuf:"bytes,8,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	ClientId      string `protobuf:"bytes,9,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// Write-only credential: a client secret, or a certificate with its key
+	// (PEM, or PFX with certificate_password).
+	ClientSecret        string `protobuf:"bytes,10,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
+	Certificate         []byte `protobuf:"bytes,11,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	CertificatePassword string `protobuf:"bytes,12,opt,name=certificate_password,json=certificatePassword,proto3" json:"certificate_password,omitempty"`
+	// Output: "secret" or "certificate".
+	CredentialKind string `protobuf:"bytes,13,opt,name=credential_kind,json=credentialKind,proto3" json:"credential_kind,omitempty"`
+	// When the client secret expires (Entra shows it when it is made).
+	SecretExpiresAt *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=secret_expires_at,json=secretExpiresAt,proto3" json:"secret_expires_at,omitempty"`
+	// Output: the certificate's NotAfter.
+	CertificateNotAfter *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=certificate_not_after,json=certificateNotAfter,proto3" json:"certificate_not_after,omitempty"`
+	// extensionAttribute1..15 on the Entra device.
+	ExtensionAttribute int32 `protobuf:"varint,16,opt,name=extension_attribute,json=extensionAttribute,proto3" json:"extension_attribute,omitempty"`
+	// The values written (defaults "Compliant" / "Non-compliant"; never empty).
+	CompliantValue    string `protobuf:"bytes,17,opt,name=compliant_value,json=compliantValue,proto3" json:"compliant_value,omitempty"`
+	NoncompliantValue string `protobuf:"bytes,18,opt,name=noncompliant_value,json=noncompliantValue,proto3" json:"noncompliant_value,omitempty"`
+	// Teams whose hosts this integration syncs (empty: every team).
+	Teams []string `protobuf:"bytes,19,rep,name=teams,proto3" json:"teams,omitempty"`
+	// Output: ok | expired_secret | invalid_secret | app_not_found |
+	// invalid_certificate | permission_missing | unreachable | unknown.
+	Health          string                 `protobuf:"bytes,20,opt,name=health,proto3" json:"health,omitempty"`
+	HealthMessage   string                 `protobuf:"bytes,21,opt,name=health_message,json=healthMessage,proto3" json:"health_message,omitempty"`
+	HealthCheckedAt *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=health_checked_at,json=healthCheckedAt,proto3" json:"health_checked_at,omitempty"`
+	// Output: e.g. credential expiry at 30/14/7 days.
+	Warnings      []string               `protobuf:"bytes,23,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Integration) Reset() {
+	*x = Integration{}
+	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Integration) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Integration) ProtoMessage() {}
+
+func (x *Integration) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Integration.ProtoReflect.Descriptor instead.
+func (*Integration) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *Integration) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Integration) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Integration) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Integration) GetCloud() string {
+	if x != nil {
+		return x.Cloud
+	}
+	return ""
+}
+
+func (x *Integration) GetAuthorityHost() string {
+	if x != nil {
+		return x.AuthorityHost
+	}
+	return ""
+}
+
+func (x *Integration) GetGraphBaseUrl() string {
+	if x != nil {
+		return x.GraphBaseUrl
+	}
+	return ""
+}
+
+func (x *Integration) GetExtraCaPem() string {
+	if x != nil {
+		return x.ExtraCaPem
+	}
+	return ""
+}
+
+func (x *Integration) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *Integration) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *Integration) GetClientSecret() string {
+	if x != nil {
+		return x.ClientSecret
+	}
+	return ""
+}
+
+func (x *Integration) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *Integration) GetCertificatePassword() string {
+	if x != nil {
+		return x.CertificatePassword
+	}
+	return ""
+}
+
+func (x *Integration) GetCredentialKind() string {
+	if x != nil {
+		return x.CredentialKind
+	}
+	return ""
+}
+
+func (x *Integration) GetSecretExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SecretExpiresAt
+	}
+	return nil
+}
+
+func (x *Integration) GetCertificateNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CertificateNotAfter
+	}
+	return nil
+}
+
+func (x *Integration) GetExtensionAttribute() int32 {
+	if x != nil {
+		return x.ExtensionAttribute
+	}
+	return 0
+}
+
+func (x *Integration) GetCompliantValue() string {
+	if x != nil {
+		return x.CompliantValue
+	}
+	return ""
+}
+
+func (x *Integration) GetNoncompliantValue() string {
+	if x != nil {
+		return x.NoncompliantValue
+	}
+	return ""
+}
+
+func (x *Integration) GetTeams() []string {
+	if x != nil {
+		return x.Teams
+	}
+	return nil
+}
+
+func (x *Integration) GetHealth() string {
+	if x != nil {
+		return x.Health
+	}
+	return ""
+}
+
+func (x *Integration) GetHealthMessage() string {
+	if x != nil {
+		return x.HealthMessage
+	}
+	return ""
+}
+
+func (x *Integration) GetHealthCheckedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HealthCheckedAt
+	}
+	return nil
+}
+
+func (x *Integration) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
+}
+
+func (x *Integration) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Integration) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+type ListIntegrationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListIntegrationsRequest) Reset() {
+	*x = ListIntegrationsRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListIntegrationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListIntegrationsRequest) ProtoMessage() {}
+
+func (x *ListIntegrationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListIntegrationsRequest.ProtoReflect.Descriptor instead.
+func (*ListIntegrationsRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
+type ListIntegrationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Integrations  []*Integration         `protobuf:"bytes,1,rep,name=integrations,proto3" json:"integrations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListIntegrationsResponse) Reset() {
+	*x = ListIntegrationsResponse{}
+	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListIntegrationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListIntegrationsResponse) ProtoMessage() {}
+
+func (x *ListIntegrationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListIntegrationsResponse.ProtoReflect.Descriptor instead.
+func (*ListIntegrationsResponse) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ListIntegrationsResponse) GetIntegrations() []*Integration {
+	if x != nil {
+		return x.Integrations
+	}
+	return nil
+}
+
+type GetIntegrationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetIntegrationRequest) Reset() {
+	*x = GetIntegrationRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetIntegrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetIntegrationRequest) ProtoMessage() {}
+
+func (x *GetIntegrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetIntegrationRequest.ProtoReflect.Descriptor instead.
+func (*GetIntegrationRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *GetIntegrationRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type CreateIntegrationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Integration   *Integration           `protobuf:"bytes,1,opt,name=integration,proto3" json:"integration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateIntegrationRequest) Reset() {
+	*x = CreateIntegrationRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateIntegrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateIntegrationRequest) ProtoMessage() {}
+
+func (x *CreateIntegrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateIntegrationRequest.ProtoReflect.Descriptor instead.
+func (*CreateIntegrationRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *CreateIntegrationRequest) GetIntegration() *Integration {
+	if x != nil {
+		return x.Integration
+	}
+	return nil
+}
+
+type UpdateIntegrationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Integration   *Integration           `protobuf:"bytes,1,opt,name=integration,proto3" json:"integration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateIntegrationRequest) Reset() {
+	*x = UpdateIntegrationRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateIntegrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateIntegrationRequest) ProtoMessage() {}
+
+func (x *UpdateIntegrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateIntegrationRequest.ProtoReflect.Descriptor instead.
+func (*UpdateIntegrationRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *UpdateIntegrationRequest) GetIntegration() *Integration {
+	if x != nil {
+		return x.Integration
+	}
+	return nil
+}
+
+type DeleteIntegrationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteIntegrationRequest) Reset() {
+	*x = DeleteIntegrationRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteIntegrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteIntegrationRequest) ProtoMessage() {}
+
+func (x *DeleteIntegrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteIntegrationRequest.ProtoReflect.Descriptor instead.
+func (*DeleteIntegrationRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *DeleteIntegrationRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type DeleteIntegrationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteIntegrationResponse) Reset() {
+	*x = DeleteIntegrationResponse{}
+	mi := &file_posture_v1_admin_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteIntegrationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteIntegrationResponse) ProtoMessage() {}
+
+func (x *DeleteIntegrationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteIntegrationResponse.ProtoReflect.Descriptor instead.
+func (*DeleteIntegrationResponse) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{44}
+}
+
+type TestIntegrationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TestIntegrationRequest) Reset() {
+	*x = TestIntegrationRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TestIntegrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TestIntegrationRequest) ProtoMessage() {}
+
+func (x *TestIntegrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TestIntegrationRequest.ProtoReflect.Descriptor instead.
+func (*TestIntegrationRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *TestIntegrationRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type TestIntegrationResponse struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Ok           bool                   `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
+	TokenOk      bool                   `protobuf:"varint,2,opt,name=token_ok,json=tokenOk,proto3" json:"token_ok,omitempty"`
+	DeviceReadOk bool                   `protobuf:"varint,3,opt,name=device_read_ok,json=deviceReadOk,proto3" json:"device_read_ok,omitempty"`
+	Health       string                 `protobuf:"bytes,4,opt,name=health,proto3" json:"health,omitempty"`
+	// What is wrong and what to do, in words.
+	Message       string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TestIntegrationResponse) Reset() {
+	*x = TestIntegrationResponse{}
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TestIntegrationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TestIntegrationResponse) ProtoMessage() {}
+
+func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TestIntegrationResponse.ProtoReflect.Descriptor instead.
+func (*TestIntegrationResponse) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *TestIntegrationResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *TestIntegrationResponse) GetTokenOk() bool {
+	if x != nil {
+		return x.TokenOk
+	}
+	return false
+}
+
+func (x *TestIntegrationResponse) GetDeviceReadOk() bool {
+	if x != nil {
+		return x.DeviceReadOk
+	}
+	return false
+}
+
+func (x *TestIntegrationResponse) GetHealth() string {
+	if x != nil {
+		return x.Health
+	}
+	return ""
+}
+
+func (x *TestIntegrationResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type SyncItem struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	IntegrationId string                 `protobuf:"bytes,2,opt,name=integration_id,json=integrationId,proto3" json:"integration_id,omitempty"`
+	HostId        string                 `protobuf:"bytes,3,opt,name=host_id,json=hostId,proto3" json:"host_id,omitempty"`
+	DeviceId      string                 `protobuf:"bytes,4,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// compliant | noncompliant
+	Desired string `protobuf:"bytes,5,opt,name=desired,proto3" json:"desired,omitempty"`
+	Verdict string `protobuf:"bytes,6,opt,name=verdict,proto3" json:"verdict,omitempty"`
+	// pending | done | dead
+	State         string                 `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`
+	Attempts      int32                  `protobuf:"varint,8,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
+	// The sink's error code (e.g. Request_ResourceNotFound, AADSTS7000222).
+	ErrorCode     string `protobuf:"bytes,11,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	Error         string `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SyncItem) Reset() {
+	*x = SyncItem{}
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SyncItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SyncItem) ProtoMessage() {}
+
+func (x *SyncItem) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SyncItem.ProtoReflect.Descriptor instead.
+func (*SyncItem) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *SyncItem) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *SyncItem) GetIntegrationId() string {
+	if x != nil {
+		return x.IntegrationId
+	}
+	return ""
+}
+
+func (x *SyncItem) GetHostId() string {
+	if x != nil {
+		return x.HostId
+	}
+	return ""
+}
+
+func (x *SyncItem) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *SyncItem) GetDesired() string {
+	if x != nil {
+		return x.Desired
+	}
+	return ""
+}
+
+func (x *SyncItem) GetVerdict() string {
+	if x != nil {
+		return x.Verdict
+	}
+	return ""
+}
+
+func (x *SyncItem) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *SyncItem) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *SyncItem) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *SyncItem) GetNextAttemptAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptAt
+	}
+	return nil
+}
+
+func (x *SyncItem) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *SyncItem) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type ListSyncItemsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// pending | dead | done (default: pending and dead)
+	State         string `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	IntegrationId string `protobuf:"bytes,2,opt,name=integration_id,json=integrationId,proto3" json:"integration_id,omitempty"`
+	Limit         int32  `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSyncItemsRequest) Reset() {
+	*x = ListSyncItemsRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSyncItemsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSyncItemsRequest) ProtoMessage() {}
+
+func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSyncItemsRequest.ProtoReflect.Descriptor instead.
+func (*ListSyncItemsRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ListSyncItemsRequest) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ListSyncItemsRequest) GetIntegrationId() string {
+	if x != nil {
+		return x.IntegrationId
+	}
+	return ""
+}
+
+func (x *ListSyncItemsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListSyncItemsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Items         []*SyncItem            `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSyncItemsResponse) Reset() {
+	*x = ListSyncItemsResponse{}
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSyncItemsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSyncItemsResponse) ProtoMessage() {}
+
+func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSyncItemsResponse.ProtoReflect.Descriptor instead.
+func (*ListSyncItemsResponse) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *ListSyncItemsResponse) GetItems() []*SyncItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type RetrySyncItemRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetrySyncItemRequest) Reset() {
+	*x = RetrySyncItemRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetrySyncItemRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetrySyncItemRequest) ProtoMessage() {}
+
+func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetrySyncItemRequest.ProtoReflect.Descriptor instead.
+func (*RetrySyncItemRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *RetrySyncItemRequest) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
 }
 
 type EnrollSecret struct {
@@ -1510,7 +3266,7 @@ type EnrollSecret struct {
 
 func (x *EnrollSecret) Reset() {
 	*x = EnrollSecret{}
-	mi := &file_posture_v1_admin_proto_msgTypes[23]
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1522,7 +3278,7 @@ func (x *EnrollSecret) String() string {
 func (*EnrollSecret) ProtoMessage() {}
 
 func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[23]
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1535,7 +3291,7 @@ func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollSecret.ProtoReflect.Descriptor instead.
 func (*EnrollSecret) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *EnrollSecret) GetId() string {
@@ -1595,7 +3351,7 @@ type ListEnrollSecretsRequest struct {
 
 func (x *ListEnrollSecretsRequest) Reset() {
 	*x = ListEnrollSecretsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[24]
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +3363,7 @@ func (x *ListEnrollSecretsRequest) String() string {
 func (*ListEnrollSecretsRequest) ProtoMessage() {}
 
 func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[24]
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +3376,7 @@ func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 type ListEnrollSecretsResponse struct {
@@ -1632,7 +3388,7 @@ type ListEnrollSecretsResponse struct {
 
 func (x *ListEnrollSecretsResponse) Reset() {
 	*x = ListEnrollSecretsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[25]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +3400,7 @@ func (x *ListEnrollSecretsResponse) String() string {
 func (*ListEnrollSecretsResponse) ProtoMessage() {}
 
 func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[25]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +3413,7 @@ func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ListEnrollSecretsResponse) GetEnrollSecrets() []*EnrollSecret {
@@ -1678,7 +3434,7 @@ type CreateEnrollSecretRequest struct {
 
 func (x *CreateEnrollSecretRequest) Reset() {
 	*x = CreateEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[26]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1690,7 +3446,7 @@ func (x *CreateEnrollSecretRequest) String() string {
 func (*CreateEnrollSecretRequest) ProtoMessage() {}
 
 func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[26]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1703,7 +3459,7 @@ func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *CreateEnrollSecretRequest) GetTeam() string {
@@ -1738,7 +3494,7 @@ type CreateEnrollSecretResponse struct {
 
 func (x *CreateEnrollSecretResponse) Reset() {
 	*x = CreateEnrollSecretResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[27]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1750,7 +3506,7 @@ func (x *CreateEnrollSecretResponse) String() string {
 func (*CreateEnrollSecretResponse) ProtoMessage() {}
 
 func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[27]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1763,7 +3519,7 @@ func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *CreateEnrollSecretResponse) GetSecret() string {
@@ -1789,7 +3545,7 @@ type RevokeEnrollSecretRequest struct {
 
 func (x *RevokeEnrollSecretRequest) Reset() {
 	*x = RevokeEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[28]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1801,7 +3557,7 @@ func (x *RevokeEnrollSecretRequest) String() string {
 func (*RevokeEnrollSecretRequest) ProtoMessage() {}
 
 func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[28]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1814,7 +3570,7 @@ func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*RevokeEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RevokeEnrollSecretRequest) GetId() string {
@@ -1840,7 +3596,7 @@ type ApiToken struct {
 
 func (x *ApiToken) Reset() {
 	*x = ApiToken{}
-	mi := &file_posture_v1_admin_proto_msgTypes[29]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1852,7 +3608,7 @@ func (x *ApiToken) String() string {
 func (*ApiToken) ProtoMessage() {}
 
 func (x *ApiToken) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[29]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1865,7 +3621,7 @@ func (x *ApiToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiToken.ProtoReflect.Descriptor instead.
 func (*ApiToken) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ApiToken) GetId() string {
@@ -1925,7 +3681,7 @@ type ListApiTokensRequest struct {
 
 func (x *ListApiTokensRequest) Reset() {
 	*x = ListApiTokensRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[30]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1937,7 +3693,7 @@ func (x *ListApiTokensRequest) String() string {
 func (*ListApiTokensRequest) ProtoMessage() {}
 
 func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[30]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1950,7 +3706,7 @@ func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListApiTokensRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
 }
 
 type ListApiTokensResponse struct {
@@ -1962,7 +3718,7 @@ type ListApiTokensResponse struct {
 
 func (x *ListApiTokensResponse) Reset() {
 	*x = ListApiTokensResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[31]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1974,7 +3730,7 @@ func (x *ListApiTokensResponse) String() string {
 func (*ListApiTokensResponse) ProtoMessage() {}
 
 func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[31]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1987,7 +3743,7 @@ func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListApiTokensResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListApiTokensResponse) GetApiTokens() []*ApiToken {
@@ -2008,7 +3764,7 @@ type CreateApiTokenRequest struct {
 
 func (x *CreateApiTokenRequest) Reset() {
 	*x = CreateApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[32]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2020,7 +3776,7 @@ func (x *CreateApiTokenRequest) String() string {
 func (*CreateApiTokenRequest) ProtoMessage() {}
 
 func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[32]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2033,7 +3789,7 @@ func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *CreateApiTokenRequest) GetName() string {
@@ -2068,7 +3824,7 @@ type CreateApiTokenResponse struct {
 
 func (x *CreateApiTokenResponse) Reset() {
 	*x = CreateApiTokenResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[33]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2080,7 +3836,7 @@ func (x *CreateApiTokenResponse) String() string {
 func (*CreateApiTokenResponse) ProtoMessage() {}
 
 func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[33]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2093,7 +3849,7 @@ func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *CreateApiTokenResponse) GetToken() string {
@@ -2119,7 +3875,7 @@ type RevokeApiTokenRequest struct {
 
 func (x *RevokeApiTokenRequest) Reset() {
 	*x = RevokeApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[34]
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2131,7 +3887,7 @@ func (x *RevokeApiTokenRequest) String() string {
 func (*RevokeApiTokenRequest) ProtoMessage() {}
 
 func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[34]
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2144,7 +3900,7 @@ func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RevokeApiTokenRequest) GetId() string {
@@ -2159,7 +3915,7 @@ var File_posture_v1_admin_proto protoreflect.FileDescriptor
 const file_posture_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x16posture/v1/admin.proto\x12\n" +
-	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\xa4\x05\n" +
+	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\xfc\x05\n" +
 	"\x04Host\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04team\x18\x02 \x01(\tR\x04team\x12+\n" +
@@ -2180,7 +3936,27 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\aresults\x18\r \x03(\v2\x16.posture.v1.HostResultR\aresults\x12\x18\n" +
 	"\apassing\x18\x0e \x01(\x05R\apassing\x12\x18\n" +
 	"\afailing\x18\x0f \x01(\x05R\afailing\x12\x16\n" +
-	"\x06errors\x18\x10 \x01(\x05R\x06errors\"\xe3\x02\n" +
+	"\x06errors\x18\x10 \x01(\x05R\x06errors\x12-\n" +
+	"\averdict\x18\x11 \x01(\v2\x13.posture.v1.VerdictR\averdict\x12'\n" +
+	"\x0funmapped_reason\x18\x12 \x01(\tR\x0eunmappedReason\"\x84\x02\n" +
+	"\aVerdict\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\tR\x05state\x12\x14\n" +
+	"\x05cause\x18\x02 \x01(\tR\x05cause\x12\x18\n" +
+	"\adesired\x18\x03 \x01(\tR\adesired\x123\n" +
+	"\areasons\x18\x04 \x03(\v2\x19.posture.v1.VerdictReasonR\areasons\x12C\n" +
+	"\x0fnext_transition\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0enextTransition\x129\n" +
+	"\n" +
+	"updated_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xac\x02\n" +
+	"\rVerdictReason\x12\x1b\n" +
+	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x1f\n" +
+	"\vpolicy_name\x18\x02 \x01(\tR\n" +
+	"policyName\x120\n" +
+	"\x06status\x18\x03 \x01(\x0e2\x18.posture.v1.ResultStatusR\x06status\x12\x1a\n" +
+	"\bseverity\x18\x04 \x01(\tR\bseverity\x12\x1a\n" +
+	"\bblocking\x18\x05 \x01(\bR\bblocking\x12\x16\n" +
+	"\x06exempt\x18\x06 \x01(\bR\x06exempt\x12\x18\n" +
+	"\aallowed\x18\a \x01(\bR\aallowed\x12A\n" +
+	"\x0egrace_deadline\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\rgraceDeadline\"\xe3\x02\n" +
 	"\n" +
 	"HostResult\x12\x1b\n" +
 	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x12\x1f\n" +
@@ -2246,12 +4022,13 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"staleAfter\"P\n" +
 	"\x04Team\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
-	"\bsettings\x18\x02 \x01(\v2\x18.posture.v1.TeamSettingsR\bsettings\"\x9d\x01\n" +
+	"\bsettings\x18\x02 \x01(\v2\x18.posture.v1.TeamSettingsR\bsettings\"\xca\x01\n" +
 	"\x14ApplyPoliciesRequest\x12.\n" +
 	"\bpolicies\x18\x01 \x03(\v2\x12.posture.v1.PolicyR\bpolicies\x12&\n" +
 	"\x05teams\x18\x02 \x03(\v2\x10.posture.v1.TeamR\x05teams\x12\x17\n" +
 	"\adry_run\x18\x03 \x01(\bR\x06dryRun\x12\x14\n" +
-	"\x05prune\x18\x04 \x01(\bR\x05prune\"\x92\x01\n" +
+	"\x05prune\x18\x04 \x01(\bR\x05prune\x12+\n" +
+	"\x05facts\x18\x05 \x03(\v2\x15.posture.v1.FactQueryR\x05facts\"\x92\x01\n" +
 	"\x06Change\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x120\n" +
@@ -2266,7 +4043,118 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x14DeletePolicyResponse\"\x12\n" +
 	"\x10ListTeamsRequest\";\n" +
 	"\x11ListTeamsResponse\x12&\n" +
-	"\x05teams\x18\x01 \x03(\v2\x10.posture.v1.TeamR\x05teams\"\xc3\x02\n" +
+	"\x05teams\x18\x01 \x03(\v2\x10.posture.v1.TeamR\x05teams\"6\n" +
+	"\x0ePutTeamRequest\x12$\n" +
+	"\x04team\x18\x01 \x01(\v2\x10.posture.v1.TeamR\x04team\"'\n" +
+	"\x11DeleteTeamRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x14\n" +
+	"\x12DeleteTeamResponse\"\xfe\x01\n" +
+	"\tExemption\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\ahost_id\x18\x02 \x01(\tR\x06hostId\x12\x1b\n" +
+	"\tpolicy_id\x18\x03 \x01(\tR\bpolicyId\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x129\n" +
+	"\n" +
+	"expires_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x129\n" +
+	"\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\a \x01(\tR\tcreatedBy\"0\n" +
+	"\x15ListExemptionsRequest\x12\x17\n" +
+	"\ahost_id\x18\x01 \x01(\tR\x06hostId\"O\n" +
+	"\x16ListExemptionsResponse\x125\n" +
+	"\n" +
+	"exemptions\x18\x01 \x03(\v2\x15.posture.v1.ExemptionR\n" +
+	"exemptions\"\xa1\x01\n" +
+	"\x16CreateExemptionRequest\x12\x17\n" +
+	"\ahost_id\x18\x01 \x01(\tR\x06hostId\x12\x1b\n" +
+	"\tpolicy_id\x18\x02 \x01(\tR\bpolicyId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x129\n" +
+	"\n" +
+	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"(\n" +
+	"\x16DeleteExemptionRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x19\n" +
+	"\x17DeleteExemptionResponse\"U\n" +
+	"\x1bSetHostEntraDeviceIdRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
+	"\x0fentra_device_id\x18\x02 \x01(\tR\rentraDeviceId\"\x1a\n" +
+	"\x18ListUnmappedHostsRequest\"C\n" +
+	"\x19ListUnmappedHostsResponse\x12&\n" +
+	"\x05hosts\x18\x01 \x03(\v2\x10.posture.v1.HostR\x05hosts\"\xf7\a\n" +
+	"\vIntegration\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x14\n" +
+	"\x05cloud\x18\x04 \x01(\tR\x05cloud\x12%\n" +
+	"\x0eauthority_host\x18\x05 \x01(\tR\rauthorityHost\x12$\n" +
+	"\x0egraph_base_url\x18\x06 \x01(\tR\fgraphBaseUrl\x12 \n" +
+	"\fextra_ca_pem\x18\a \x01(\tR\n" +
+	"extraCaPem\x12\x1b\n" +
+	"\ttenant_id\x18\b \x01(\tR\btenantId\x12\x1b\n" +
+	"\tclient_id\x18\t \x01(\tR\bclientId\x12#\n" +
+	"\rclient_secret\x18\n" +
+	" \x01(\tR\fclientSecret\x12 \n" +
+	"\vcertificate\x18\v \x01(\fR\vcertificate\x121\n" +
+	"\x14certificate_password\x18\f \x01(\tR\x13certificatePassword\x12'\n" +
+	"\x0fcredential_kind\x18\r \x01(\tR\x0ecredentialKind\x12F\n" +
+	"\x11secret_expires_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x0fsecretExpiresAt\x12N\n" +
+	"\x15certificate_not_after\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x13certificateNotAfter\x12/\n" +
+	"\x13extension_attribute\x18\x10 \x01(\x05R\x12extensionAttribute\x12'\n" +
+	"\x0fcompliant_value\x18\x11 \x01(\tR\x0ecompliantValue\x12-\n" +
+	"\x12noncompliant_value\x18\x12 \x01(\tR\x11noncompliantValue\x12\x14\n" +
+	"\x05teams\x18\x13 \x03(\tR\x05teams\x12\x16\n" +
+	"\x06health\x18\x14 \x01(\tR\x06health\x12%\n" +
+	"\x0ehealth_message\x18\x15 \x01(\tR\rhealthMessage\x12F\n" +
+	"\x11health_checked_at\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\x0fhealthCheckedAt\x12\x1a\n" +
+	"\bwarnings\x18\x17 \x03(\tR\bwarnings\x129\n" +
+	"\n" +
+	"created_at\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x19\n" +
+	"\x17ListIntegrationsRequest\"W\n" +
+	"\x18ListIntegrationsResponse\x12;\n" +
+	"\fintegrations\x18\x01 \x03(\v2\x17.posture.v1.IntegrationR\fintegrations\"'\n" +
+	"\x15GetIntegrationRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"U\n" +
+	"\x18CreateIntegrationRequest\x129\n" +
+	"\vintegration\x18\x01 \x01(\v2\x17.posture.v1.IntegrationR\vintegration\"U\n" +
+	"\x18UpdateIntegrationRequest\x129\n" +
+	"\vintegration\x18\x01 \x01(\v2\x17.posture.v1.IntegrationR\vintegration\"*\n" +
+	"\x18DeleteIntegrationRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x1b\n" +
+	"\x19DeleteIntegrationResponse\"(\n" +
+	"\x16TestIntegrationRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x9c\x01\n" +
+	"\x17TestIntegrationResponse\x12\x0e\n" +
+	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x19\n" +
+	"\btoken_ok\x18\x02 \x01(\bR\atokenOk\x12$\n" +
+	"\x0edevice_read_ok\x18\x03 \x01(\bR\fdeviceReadOk\x12\x16\n" +
+	"\x06health\x18\x04 \x01(\tR\x06health\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\"\x91\x03\n" +
+	"\bSyncItem\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12%\n" +
+	"\x0eintegration_id\x18\x02 \x01(\tR\rintegrationId\x12\x17\n" +
+	"\ahost_id\x18\x03 \x01(\tR\x06hostId\x12\x1b\n" +
+	"\tdevice_id\x18\x04 \x01(\tR\bdeviceId\x12\x18\n" +
+	"\adesired\x18\x05 \x01(\tR\adesired\x12\x18\n" +
+	"\averdict\x18\x06 \x01(\tR\averdict\x12\x14\n" +
+	"\x05state\x18\a \x01(\tR\x05state\x12\x1a\n" +
+	"\battempts\x18\b \x01(\x05R\battempts\x129\n" +
+	"\n" +
+	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12B\n" +
+	"\x0fnext_attempt_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\v \x01(\tR\terrorCode\x12\x14\n" +
+	"\x05error\x18\f \x01(\tR\x05error\"i\n" +
+	"\x14ListSyncItemsRequest\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\tR\x05state\x12%\n" +
+	"\x0eintegration_id\x18\x02 \x01(\tR\rintegrationId\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"C\n" +
+	"\x15ListSyncItemsResponse\x12*\n" +
+	"\x05items\x18\x01 \x03(\v2\x14.posture.v1.SyncItemR\x05items\"&\n" +
+	"\x14RetrySyncItemRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\"\xc3\x02\n" +
 	"\fEnrollSecret\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04team\x18\x02 \x01(\tR\x04team\x12 \n" +
@@ -2323,8 +4211,7 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x13CHANGE_ACTION_ADDED\x10\x01\x12\x19\n" +
 	"\x15CHANGE_ACTION_CHANGED\x10\x02\x12\x19\n" +
 	"\x15CHANGE_ACTION_REMOVED\x10\x03\x12\x1b\n" +
-	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\x8a\n" +
-	"\n" +
+	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\xfa\x13\n" +
 	"\fAdminService\x12H\n" +
 	"\tListHosts\x12\x1c.posture.v1.ListHostsRequest\x1a\x1d.posture.v1.ListHostsResponse\x127\n" +
 	"\aGetHost\x12\x1a.posture.v1.GetHostRequest\x1a\x10.posture.v1.Host\x12=\n" +
@@ -2337,7 +4224,23 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\tGetPolicy\x12\x1c.posture.v1.GetPolicyRequest\x1a\x12.posture.v1.Policy\x12T\n" +
 	"\rApplyPolicies\x12 .posture.v1.ApplyPoliciesRequest\x1a!.posture.v1.ApplyPoliciesResponse\x12Q\n" +
 	"\fDeletePolicy\x12\x1f.posture.v1.DeletePolicyRequest\x1a .posture.v1.DeletePolicyResponse\x12H\n" +
-	"\tListTeams\x12\x1c.posture.v1.ListTeamsRequest\x1a\x1d.posture.v1.ListTeamsResponse\x12`\n" +
+	"\tListTeams\x12\x1c.posture.v1.ListTeamsRequest\x1a\x1d.posture.v1.ListTeamsResponse\x127\n" +
+	"\aPutTeam\x12\x1a.posture.v1.PutTeamRequest\x1a\x10.posture.v1.Team\x12K\n" +
+	"\n" +
+	"DeleteTeam\x12\x1d.posture.v1.DeleteTeamRequest\x1a\x1e.posture.v1.DeleteTeamResponse\x12W\n" +
+	"\x0eListExemptions\x12!.posture.v1.ListExemptionsRequest\x1a\".posture.v1.ListExemptionsResponse\x12L\n" +
+	"\x0fCreateExemption\x12\".posture.v1.CreateExemptionRequest\x1a\x15.posture.v1.Exemption\x12Z\n" +
+	"\x0fDeleteExemption\x12\".posture.v1.DeleteExemptionRequest\x1a#.posture.v1.DeleteExemptionResponse\x12Q\n" +
+	"\x14SetHostEntraDeviceId\x12'.posture.v1.SetHostEntraDeviceIdRequest\x1a\x10.posture.v1.Host\x12`\n" +
+	"\x11ListUnmappedHosts\x12$.posture.v1.ListUnmappedHostsRequest\x1a%.posture.v1.ListUnmappedHostsResponse\x12]\n" +
+	"\x10ListIntegrations\x12#.posture.v1.ListIntegrationsRequest\x1a$.posture.v1.ListIntegrationsResponse\x12L\n" +
+	"\x0eGetIntegration\x12!.posture.v1.GetIntegrationRequest\x1a\x17.posture.v1.Integration\x12R\n" +
+	"\x11CreateIntegration\x12$.posture.v1.CreateIntegrationRequest\x1a\x17.posture.v1.Integration\x12R\n" +
+	"\x11UpdateIntegration\x12$.posture.v1.UpdateIntegrationRequest\x1a\x17.posture.v1.Integration\x12`\n" +
+	"\x11DeleteIntegration\x12$.posture.v1.DeleteIntegrationRequest\x1a%.posture.v1.DeleteIntegrationResponse\x12Z\n" +
+	"\x0fTestIntegration\x12\".posture.v1.TestIntegrationRequest\x1a#.posture.v1.TestIntegrationResponse\x12T\n" +
+	"\rListSyncItems\x12 .posture.v1.ListSyncItemsRequest\x1a!.posture.v1.ListSyncItemsResponse\x12G\n" +
+	"\rRetrySyncItem\x12 .posture.v1.RetrySyncItemRequest\x1a\x14.posture.v1.SyncItem\x12`\n" +
 	"\x11ListEnrollSecrets\x12$.posture.v1.ListEnrollSecretsRequest\x1a%.posture.v1.ListEnrollSecretsResponse\x12c\n" +
 	"\x12CreateEnrollSecret\x12%.posture.v1.CreateEnrollSecretRequest\x1a&.posture.v1.CreateEnrollSecretResponse\x12U\n" +
 	"\x12RevokeEnrollSecret\x12%.posture.v1.RevokeEnrollSecretRequest\x1a\x18.posture.v1.EnrollSecret\x12T\n" +
@@ -2358,123 +4261,206 @@ func file_posture_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_posture_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_posture_v1_admin_proto_goTypes = []any{
-	(ChangeAction)(0),                  // 0: posture.v1.ChangeAction
-	(*Host)(nil),                       // 1: posture.v1.Host
-	(*HostResult)(nil),                 // 2: posture.v1.HostResult
-	(*ListHostsRequest)(nil),           // 3: posture.v1.ListHostsRequest
-	(*ListHostsResponse)(nil),          // 4: posture.v1.ListHostsResponse
-	(*GetHostRequest)(nil),             // 5: posture.v1.GetHostRequest
-	(*RevokeHostRequest)(nil),          // 6: posture.v1.RevokeHostRequest
-	(*DeleteHostRequest)(nil),          // 7: posture.v1.DeleteHostRequest
-	(*DeleteHostResponse)(nil),         // 8: posture.v1.DeleteHostResponse
-	(*RecheckHostRequest)(nil),         // 9: posture.v1.RecheckHostRequest
-	(*RecheckHostResponse)(nil),        // 10: posture.v1.RecheckHostResponse
-	(*Policy)(nil),                     // 11: posture.v1.Policy
-	(*ListPoliciesRequest)(nil),        // 12: posture.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),       // 13: posture.v1.ListPoliciesResponse
-	(*GetPolicyRequest)(nil),           // 14: posture.v1.GetPolicyRequest
-	(*TeamSettings)(nil),               // 15: posture.v1.TeamSettings
-	(*Team)(nil),                       // 16: posture.v1.Team
-	(*ApplyPoliciesRequest)(nil),       // 17: posture.v1.ApplyPoliciesRequest
-	(*Change)(nil),                     // 18: posture.v1.Change
-	(*ApplyPoliciesResponse)(nil),      // 19: posture.v1.ApplyPoliciesResponse
-	(*DeletePolicyRequest)(nil),        // 20: posture.v1.DeletePolicyRequest
-	(*DeletePolicyResponse)(nil),       // 21: posture.v1.DeletePolicyResponse
-	(*ListTeamsRequest)(nil),           // 22: posture.v1.ListTeamsRequest
-	(*ListTeamsResponse)(nil),          // 23: posture.v1.ListTeamsResponse
-	(*EnrollSecret)(nil),               // 24: posture.v1.EnrollSecret
-	(*ListEnrollSecretsRequest)(nil),   // 25: posture.v1.ListEnrollSecretsRequest
-	(*ListEnrollSecretsResponse)(nil),  // 26: posture.v1.ListEnrollSecretsResponse
-	(*CreateEnrollSecretRequest)(nil),  // 27: posture.v1.CreateEnrollSecretRequest
-	(*CreateEnrollSecretResponse)(nil), // 28: posture.v1.CreateEnrollSecretResponse
-	(*RevokeEnrollSecretRequest)(nil),  // 29: posture.v1.RevokeEnrollSecretRequest
-	(*ApiToken)(nil),                   // 30: posture.v1.ApiToken
-	(*ListApiTokensRequest)(nil),       // 31: posture.v1.ListApiTokensRequest
-	(*ListApiTokensResponse)(nil),      // 32: posture.v1.ListApiTokensResponse
-	(*CreateApiTokenRequest)(nil),      // 33: posture.v1.CreateApiTokenRequest
-	(*CreateApiTokenResponse)(nil),     // 34: posture.v1.CreateApiTokenResponse
-	(*RevokeApiTokenRequest)(nil),      // 35: posture.v1.RevokeApiTokenRequest
-	(*HostFacts)(nil),                  // 36: posture.v1.HostFacts
-	(*timestamppb.Timestamp)(nil),      // 37: google.protobuf.Timestamp
-	(ResultStatus)(0),                  // 38: posture.v1.ResultStatus
-	(*durationpb.Duration)(nil),        // 39: google.protobuf.Duration
+	(ChangeAction)(0),                   // 0: posture.v1.ChangeAction
+	(*Host)(nil),                        // 1: posture.v1.Host
+	(*Verdict)(nil),                     // 2: posture.v1.Verdict
+	(*VerdictReason)(nil),               // 3: posture.v1.VerdictReason
+	(*HostResult)(nil),                  // 4: posture.v1.HostResult
+	(*ListHostsRequest)(nil),            // 5: posture.v1.ListHostsRequest
+	(*ListHostsResponse)(nil),           // 6: posture.v1.ListHostsResponse
+	(*GetHostRequest)(nil),              // 7: posture.v1.GetHostRequest
+	(*RevokeHostRequest)(nil),           // 8: posture.v1.RevokeHostRequest
+	(*DeleteHostRequest)(nil),           // 9: posture.v1.DeleteHostRequest
+	(*DeleteHostResponse)(nil),          // 10: posture.v1.DeleteHostResponse
+	(*RecheckHostRequest)(nil),          // 11: posture.v1.RecheckHostRequest
+	(*RecheckHostResponse)(nil),         // 12: posture.v1.RecheckHostResponse
+	(*Policy)(nil),                      // 13: posture.v1.Policy
+	(*ListPoliciesRequest)(nil),         // 14: posture.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),        // 15: posture.v1.ListPoliciesResponse
+	(*GetPolicyRequest)(nil),            // 16: posture.v1.GetPolicyRequest
+	(*TeamSettings)(nil),                // 17: posture.v1.TeamSettings
+	(*Team)(nil),                        // 18: posture.v1.Team
+	(*ApplyPoliciesRequest)(nil),        // 19: posture.v1.ApplyPoliciesRequest
+	(*Change)(nil),                      // 20: posture.v1.Change
+	(*ApplyPoliciesResponse)(nil),       // 21: posture.v1.ApplyPoliciesResponse
+	(*DeletePolicyRequest)(nil),         // 22: posture.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil),        // 23: posture.v1.DeletePolicyResponse
+	(*ListTeamsRequest)(nil),            // 24: posture.v1.ListTeamsRequest
+	(*ListTeamsResponse)(nil),           // 25: posture.v1.ListTeamsResponse
+	(*PutTeamRequest)(nil),              // 26: posture.v1.PutTeamRequest
+	(*DeleteTeamRequest)(nil),           // 27: posture.v1.DeleteTeamRequest
+	(*DeleteTeamResponse)(nil),          // 28: posture.v1.DeleteTeamResponse
+	(*Exemption)(nil),                   // 29: posture.v1.Exemption
+	(*ListExemptionsRequest)(nil),       // 30: posture.v1.ListExemptionsRequest
+	(*ListExemptionsResponse)(nil),      // 31: posture.v1.ListExemptionsResponse
+	(*CreateExemptionRequest)(nil),      // 32: posture.v1.CreateExemptionRequest
+	(*DeleteExemptionRequest)(nil),      // 33: posture.v1.DeleteExemptionRequest
+	(*DeleteExemptionResponse)(nil),     // 34: posture.v1.DeleteExemptionResponse
+	(*SetHostEntraDeviceIdRequest)(nil), // 35: posture.v1.SetHostEntraDeviceIdRequest
+	(*ListUnmappedHostsRequest)(nil),    // 36: posture.v1.ListUnmappedHostsRequest
+	(*ListUnmappedHostsResponse)(nil),   // 37: posture.v1.ListUnmappedHostsResponse
+	(*Integration)(nil),                 // 38: posture.v1.Integration
+	(*ListIntegrationsRequest)(nil),     // 39: posture.v1.ListIntegrationsRequest
+	(*ListIntegrationsResponse)(nil),    // 40: posture.v1.ListIntegrationsResponse
+	(*GetIntegrationRequest)(nil),       // 41: posture.v1.GetIntegrationRequest
+	(*CreateIntegrationRequest)(nil),    // 42: posture.v1.CreateIntegrationRequest
+	(*UpdateIntegrationRequest)(nil),    // 43: posture.v1.UpdateIntegrationRequest
+	(*DeleteIntegrationRequest)(nil),    // 44: posture.v1.DeleteIntegrationRequest
+	(*DeleteIntegrationResponse)(nil),   // 45: posture.v1.DeleteIntegrationResponse
+	(*TestIntegrationRequest)(nil),      // 46: posture.v1.TestIntegrationRequest
+	(*TestIntegrationResponse)(nil),     // 47: posture.v1.TestIntegrationResponse
+	(*SyncItem)(nil),                    // 48: posture.v1.SyncItem
+	(*ListSyncItemsRequest)(nil),        // 49: posture.v1.ListSyncItemsRequest
+	(*ListSyncItemsResponse)(nil),       // 50: posture.v1.ListSyncItemsResponse
+	(*RetrySyncItemRequest)(nil),        // 51: posture.v1.RetrySyncItemRequest
+	(*EnrollSecret)(nil),                // 52: posture.v1.EnrollSecret
+	(*ListEnrollSecretsRequest)(nil),    // 53: posture.v1.ListEnrollSecretsRequest
+	(*ListEnrollSecretsResponse)(nil),   // 54: posture.v1.ListEnrollSecretsResponse
+	(*CreateEnrollSecretRequest)(nil),   // 55: posture.v1.CreateEnrollSecretRequest
+	(*CreateEnrollSecretResponse)(nil),  // 56: posture.v1.CreateEnrollSecretResponse
+	(*RevokeEnrollSecretRequest)(nil),   // 57: posture.v1.RevokeEnrollSecretRequest
+	(*ApiToken)(nil),                    // 58: posture.v1.ApiToken
+	(*ListApiTokensRequest)(nil),        // 59: posture.v1.ListApiTokensRequest
+	(*ListApiTokensResponse)(nil),       // 60: posture.v1.ListApiTokensResponse
+	(*CreateApiTokenRequest)(nil),       // 61: posture.v1.CreateApiTokenRequest
+	(*CreateApiTokenResponse)(nil),      // 62: posture.v1.CreateApiTokenResponse
+	(*RevokeApiTokenRequest)(nil),       // 63: posture.v1.RevokeApiTokenRequest
+	(*HostFacts)(nil),                   // 64: posture.v1.HostFacts
+	(*timestamppb.Timestamp)(nil),       // 65: google.protobuf.Timestamp
+	(ResultStatus)(0),                   // 66: posture.v1.ResultStatus
+	(*durationpb.Duration)(nil),         // 67: google.protobuf.Duration
+	(*FactQuery)(nil),                   // 68: posture.v1.FactQuery
 }
 var file_posture_v1_admin_proto_depIdxs = []int32{
-	36, // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
-	37, // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
-	37, // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
-	37, // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
-	37, // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
-	2,  // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
-	38, // 6: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
-	37, // 7: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
-	39, // 8: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
-	37, // 9: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
-	1,  // 10: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
-	39, // 11: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
-	37, // 12: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
-	37, // 13: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
-	11, // 14: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
-	39, // 15: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
-	15, // 16: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
-	11, // 17: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
-	16, // 18: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
-	0,  // 19: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
-	18, // 20: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
-	16, // 21: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
-	37, // 22: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	37, // 23: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	37, // 24: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	37, // 25: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
-	24, // 26: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
-	37, // 27: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
-	24, // 28: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
-	37, // 29: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
-	37, // 30: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
-	37, // 31: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
-	37, // 32: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
-	30, // 33: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
-	37, // 34: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
-	30, // 35: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
-	3,  // 36: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
-	5,  // 37: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
-	6,  // 38: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
-	7,  // 39: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
-	9,  // 40: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
-	12, // 41: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
-	14, // 42: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
-	17, // 43: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
-	20, // 44: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
-	22, // 45: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
-	25, // 46: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
-	27, // 47: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
-	29, // 48: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
-	31, // 49: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
-	33, // 50: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
-	35, // 51: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
-	4,  // 52: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
-	1,  // 53: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
-	1,  // 54: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
-	8,  // 55: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
-	10, // 56: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
-	13, // 57: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
-	11, // 58: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
-	19, // 59: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
-	21, // 60: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
-	23, // 61: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
-	26, // 62: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
-	28, // 63: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
-	24, // 64: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
-	32, // 65: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
-	34, // 66: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
-	30, // 67: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
-	52, // [52:68] is the sub-list for method output_type
-	36, // [36:52] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	64, // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
+	65, // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
+	65, // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
+	65, // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
+	65, // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
+	4,  // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
+	2,  // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
+	3,  // 7: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
+	65, // 8: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
+	65, // 9: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
+	66, // 10: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
+	65, // 11: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
+	66, // 12: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
+	65, // 13: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
+	67, // 14: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
+	65, // 15: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
+	1,  // 16: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
+	67, // 17: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
+	65, // 18: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
+	65, // 19: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
+	13, // 20: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
+	67, // 21: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
+	17, // 22: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
+	13, // 23: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
+	18, // 24: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
+	68, // 25: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
+	0,  // 26: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
+	20, // 27: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
+	18, // 28: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
+	18, // 29: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
+	65, // 30: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
+	65, // 31: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
+	29, // 32: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
+	65, // 33: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	1,  // 34: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
+	65, // 35: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
+	65, // 36: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
+	65, // 37: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
+	65, // 38: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
+	65, // 39: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
+	38, // 40: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
+	38, // 41: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	38, // 42: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	65, // 43: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
+	65, // 44: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
+	48, // 45: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
+	65, // 46: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	65, // 47: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	65, // 48: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	65, // 49: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
+	52, // 50: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
+	65, // 51: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
+	52, // 52: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
+	65, // 53: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
+	65, // 54: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
+	65, // 55: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
+	65, // 56: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
+	58, // 57: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
+	65, // 58: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
+	58, // 59: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
+	5,  // 60: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
+	7,  // 61: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
+	8,  // 62: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
+	9,  // 63: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
+	11, // 64: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
+	14, // 65: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
+	16, // 66: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
+	19, // 67: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
+	22, // 68: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
+	24, // 69: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
+	26, // 70: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
+	27, // 71: posture.v1.AdminService.DeleteTeam:input_type -> posture.v1.DeleteTeamRequest
+	30, // 72: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
+	32, // 73: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
+	33, // 74: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
+	35, // 75: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
+	36, // 76: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
+	39, // 77: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
+	41, // 78: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
+	42, // 79: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
+	43, // 80: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
+	44, // 81: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
+	46, // 82: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
+	49, // 83: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
+	51, // 84: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
+	53, // 85: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
+	55, // 86: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
+	57, // 87: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
+	59, // 88: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
+	61, // 89: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
+	63, // 90: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
+	6,  // 91: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
+	1,  // 92: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
+	1,  // 93: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
+	10, // 94: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
+	12, // 95: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
+	15, // 96: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
+	13, // 97: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
+	21, // 98: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
+	23, // 99: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
+	25, // 100: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
+	18, // 101: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
+	28, // 102: posture.v1.AdminService.DeleteTeam:output_type -> posture.v1.DeleteTeamResponse
+	31, // 103: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
+	29, // 104: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
+	34, // 105: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
+	1,  // 106: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
+	37, // 107: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
+	40, // 108: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
+	38, // 109: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
+	38, // 110: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
+	38, // 111: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
+	45, // 112: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
+	47, // 113: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
+	50, // 114: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
+	48, // 115: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
+	54, // 116: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
+	56, // 117: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
+	52, // 118: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
+	60, // 119: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
+	62, // 120: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
+	58, // 121: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
+	91, // [91:122] is the sub-list for method output_type
+	60, // [60:91] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_posture_v1_admin_proto_init() }
@@ -2489,7 +4475,7 @@ func file_posture_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_posture_v1_admin_proto_rawDesc), len(file_posture_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   35,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

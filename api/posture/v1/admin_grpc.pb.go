@@ -19,22 +19,37 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_ListHosts_FullMethodName          = "/posture.v1.AdminService/ListHosts"
-	AdminService_GetHost_FullMethodName            = "/posture.v1.AdminService/GetHost"
-	AdminService_RevokeHost_FullMethodName         = "/posture.v1.AdminService/RevokeHost"
-	AdminService_DeleteHost_FullMethodName         = "/posture.v1.AdminService/DeleteHost"
-	AdminService_RecheckHost_FullMethodName        = "/posture.v1.AdminService/RecheckHost"
-	AdminService_ListPolicies_FullMethodName       = "/posture.v1.AdminService/ListPolicies"
-	AdminService_GetPolicy_FullMethodName          = "/posture.v1.AdminService/GetPolicy"
-	AdminService_ApplyPolicies_FullMethodName      = "/posture.v1.AdminService/ApplyPolicies"
-	AdminService_DeletePolicy_FullMethodName       = "/posture.v1.AdminService/DeletePolicy"
-	AdminService_ListTeams_FullMethodName          = "/posture.v1.AdminService/ListTeams"
-	AdminService_ListEnrollSecrets_FullMethodName  = "/posture.v1.AdminService/ListEnrollSecrets"
-	AdminService_CreateEnrollSecret_FullMethodName = "/posture.v1.AdminService/CreateEnrollSecret"
-	AdminService_RevokeEnrollSecret_FullMethodName = "/posture.v1.AdminService/RevokeEnrollSecret"
-	AdminService_ListApiTokens_FullMethodName      = "/posture.v1.AdminService/ListApiTokens"
-	AdminService_CreateApiToken_FullMethodName     = "/posture.v1.AdminService/CreateApiToken"
-	AdminService_RevokeApiToken_FullMethodName     = "/posture.v1.AdminService/RevokeApiToken"
+	AdminService_ListHosts_FullMethodName            = "/posture.v1.AdminService/ListHosts"
+	AdminService_GetHost_FullMethodName              = "/posture.v1.AdminService/GetHost"
+	AdminService_RevokeHost_FullMethodName           = "/posture.v1.AdminService/RevokeHost"
+	AdminService_DeleteHost_FullMethodName           = "/posture.v1.AdminService/DeleteHost"
+	AdminService_RecheckHost_FullMethodName          = "/posture.v1.AdminService/RecheckHost"
+	AdminService_ListPolicies_FullMethodName         = "/posture.v1.AdminService/ListPolicies"
+	AdminService_GetPolicy_FullMethodName            = "/posture.v1.AdminService/GetPolicy"
+	AdminService_ApplyPolicies_FullMethodName        = "/posture.v1.AdminService/ApplyPolicies"
+	AdminService_DeletePolicy_FullMethodName         = "/posture.v1.AdminService/DeletePolicy"
+	AdminService_ListTeams_FullMethodName            = "/posture.v1.AdminService/ListTeams"
+	AdminService_PutTeam_FullMethodName              = "/posture.v1.AdminService/PutTeam"
+	AdminService_DeleteTeam_FullMethodName           = "/posture.v1.AdminService/DeleteTeam"
+	AdminService_ListExemptions_FullMethodName       = "/posture.v1.AdminService/ListExemptions"
+	AdminService_CreateExemption_FullMethodName      = "/posture.v1.AdminService/CreateExemption"
+	AdminService_DeleteExemption_FullMethodName      = "/posture.v1.AdminService/DeleteExemption"
+	AdminService_SetHostEntraDeviceId_FullMethodName = "/posture.v1.AdminService/SetHostEntraDeviceId"
+	AdminService_ListUnmappedHosts_FullMethodName    = "/posture.v1.AdminService/ListUnmappedHosts"
+	AdminService_ListIntegrations_FullMethodName     = "/posture.v1.AdminService/ListIntegrations"
+	AdminService_GetIntegration_FullMethodName       = "/posture.v1.AdminService/GetIntegration"
+	AdminService_CreateIntegration_FullMethodName    = "/posture.v1.AdminService/CreateIntegration"
+	AdminService_UpdateIntegration_FullMethodName    = "/posture.v1.AdminService/UpdateIntegration"
+	AdminService_DeleteIntegration_FullMethodName    = "/posture.v1.AdminService/DeleteIntegration"
+	AdminService_TestIntegration_FullMethodName      = "/posture.v1.AdminService/TestIntegration"
+	AdminService_ListSyncItems_FullMethodName        = "/posture.v1.AdminService/ListSyncItems"
+	AdminService_RetrySyncItem_FullMethodName        = "/posture.v1.AdminService/RetrySyncItem"
+	AdminService_ListEnrollSecrets_FullMethodName    = "/posture.v1.AdminService/ListEnrollSecrets"
+	AdminService_CreateEnrollSecret_FullMethodName   = "/posture.v1.AdminService/CreateEnrollSecret"
+	AdminService_RevokeEnrollSecret_FullMethodName   = "/posture.v1.AdminService/RevokeEnrollSecret"
+	AdminService_ListApiTokens_FullMethodName        = "/posture.v1.AdminService/ListApiTokens"
+	AdminService_CreateApiToken_FullMethodName       = "/posture.v1.AdminService/CreateApiToken"
+	AdminService_RevokeApiToken_FullMethodName       = "/posture.v1.AdminService/RevokeApiToken"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -60,6 +75,34 @@ type AdminServiceClient interface {
 	ApplyPolicies(ctx context.Context, in *ApplyPoliciesRequest, opts ...grpc.CallOption) (*ApplyPoliciesResponse, error)
 	DeletePolicy(ctx context.Context, in *DeletePolicyRequest, opts ...grpc.CallOption) (*DeletePolicyResponse, error)
 	ListTeams(ctx context.Context, in *ListTeamsRequest, opts ...grpc.CallOption) (*ListTeamsResponse, error)
+	// PutTeam creates or replaces one team's settings.
+	PutTeam(ctx context.Context, in *PutTeamRequest, opts ...grpc.CallOption) (*Team, error)
+	// DeleteTeam removes a team's settings (its hosts fall back to defaults).
+	DeleteTeam(ctx context.Context, in *DeleteTeamRequest, opts ...grpc.CallOption) (*DeleteTeamResponse, error)
+	// Exemptions excuse a host from a policy (or from all) until they expire.
+	ListExemptions(ctx context.Context, in *ListExemptionsRequest, opts ...grpc.CallOption) (*ListExemptionsResponse, error)
+	CreateExemption(ctx context.Context, in *CreateExemptionRequest, opts ...grpc.CallOption) (*Exemption, error)
+	DeleteExemption(ctx context.Context, in *DeleteExemptionRequest, opts ...grpc.CallOption) (*DeleteExemptionResponse, error)
+	// SetHostEntraDeviceId overrides the Entra device id the host reports
+	// ("" clears the override).
+	SetHostEntraDeviceId(ctx context.Context, in *SetHostEntraDeviceIdRequest, opts ...grpc.CallOption) (*Host, error)
+	// ListUnmappedHosts lists hosts no sink can key on, with the reason.
+	ListUnmappedHosts(ctx context.Context, in *ListUnmappedHostsRequest, opts ...grpc.CallOption) (*ListUnmappedHostsResponse, error)
+	// Integrations push verdicts to Microsoft. Credentials are write-only:
+	// stored encrypted, never returned.
+	ListIntegrations(ctx context.Context, in *ListIntegrationsRequest, opts ...grpc.CallOption) (*ListIntegrationsResponse, error)
+	GetIntegration(ctx context.Context, in *GetIntegrationRequest, opts ...grpc.CallOption) (*Integration, error)
+	CreateIntegration(ctx context.Context, in *CreateIntegrationRequest, opts ...grpc.CallOption) (*Integration, error)
+	// UpdateIntegration replaces the integration's settings; empty credential
+	// fields keep the stored credential.
+	UpdateIntegration(ctx context.Context, in *UpdateIntegrationRequest, opts ...grpc.CallOption) (*Integration, error)
+	DeleteIntegration(ctx context.Context, in *DeleteIntegrationRequest, opts ...grpc.CallOption) (*DeleteIntegrationResponse, error)
+	// TestIntegration gets a token, reads one device and says what is missing.
+	TestIntegration(ctx context.Context, in *TestIntegrationRequest, opts ...grpc.CallOption) (*TestIntegrationResponse, error)
+	// ListSyncItems shows the sync outbox: pending writes and dead letters.
+	ListSyncItems(ctx context.Context, in *ListSyncItemsRequest, opts ...grpc.CallOption) (*ListSyncItemsResponse, error)
+	// RetrySyncItem puts a dead letter back in the queue.
+	RetrySyncItem(ctx context.Context, in *RetrySyncItemRequest, opts ...grpc.CallOption) (*SyncItem, error)
 	ListEnrollSecrets(ctx context.Context, in *ListEnrollSecretsRequest, opts ...grpc.CallOption) (*ListEnrollSecretsResponse, error)
 	// CreateEnrollSecret returns the secret once; only its hash is stored.
 	CreateEnrollSecret(ctx context.Context, in *CreateEnrollSecretRequest, opts ...grpc.CallOption) (*CreateEnrollSecretResponse, error)
@@ -178,6 +221,156 @@ func (c *adminServiceClient) ListTeams(ctx context.Context, in *ListTeamsRequest
 	return out, nil
 }
 
+func (c *adminServiceClient) PutTeam(ctx context.Context, in *PutTeamRequest, opts ...grpc.CallOption) (*Team, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Team)
+	err := c.cc.Invoke(ctx, AdminService_PutTeam_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) DeleteTeam(ctx context.Context, in *DeleteTeamRequest, opts ...grpc.CallOption) (*DeleteTeamResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteTeamResponse)
+	err := c.cc.Invoke(ctx, AdminService_DeleteTeam_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListExemptions(ctx context.Context, in *ListExemptionsRequest, opts ...grpc.CallOption) (*ListExemptionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListExemptionsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListExemptions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) CreateExemption(ctx context.Context, in *CreateExemptionRequest, opts ...grpc.CallOption) (*Exemption, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Exemption)
+	err := c.cc.Invoke(ctx, AdminService_CreateExemption_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) DeleteExemption(ctx context.Context, in *DeleteExemptionRequest, opts ...grpc.CallOption) (*DeleteExemptionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteExemptionResponse)
+	err := c.cc.Invoke(ctx, AdminService_DeleteExemption_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) SetHostEntraDeviceId(ctx context.Context, in *SetHostEntraDeviceIdRequest, opts ...grpc.CallOption) (*Host, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Host)
+	err := c.cc.Invoke(ctx, AdminService_SetHostEntraDeviceId_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListUnmappedHosts(ctx context.Context, in *ListUnmappedHostsRequest, opts ...grpc.CallOption) (*ListUnmappedHostsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListUnmappedHostsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListUnmappedHosts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListIntegrations(ctx context.Context, in *ListIntegrationsRequest, opts ...grpc.CallOption) (*ListIntegrationsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListIntegrationsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListIntegrations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetIntegration(ctx context.Context, in *GetIntegrationRequest, opts ...grpc.CallOption) (*Integration, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Integration)
+	err := c.cc.Invoke(ctx, AdminService_GetIntegration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) CreateIntegration(ctx context.Context, in *CreateIntegrationRequest, opts ...grpc.CallOption) (*Integration, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Integration)
+	err := c.cc.Invoke(ctx, AdminService_CreateIntegration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) UpdateIntegration(ctx context.Context, in *UpdateIntegrationRequest, opts ...grpc.CallOption) (*Integration, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Integration)
+	err := c.cc.Invoke(ctx, AdminService_UpdateIntegration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) DeleteIntegration(ctx context.Context, in *DeleteIntegrationRequest, opts ...grpc.CallOption) (*DeleteIntegrationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteIntegrationResponse)
+	err := c.cc.Invoke(ctx, AdminService_DeleteIntegration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) TestIntegration(ctx context.Context, in *TestIntegrationRequest, opts ...grpc.CallOption) (*TestIntegrationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TestIntegrationResponse)
+	err := c.cc.Invoke(ctx, AdminService_TestIntegration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListSyncItems(ctx context.Context, in *ListSyncItemsRequest, opts ...grpc.CallOption) (*ListSyncItemsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSyncItemsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListSyncItems_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RetrySyncItem(ctx context.Context, in *RetrySyncItemRequest, opts ...grpc.CallOption) (*SyncItem, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SyncItem)
+	err := c.cc.Invoke(ctx, AdminService_RetrySyncItem_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) ListEnrollSecrets(ctx context.Context, in *ListEnrollSecretsRequest, opts ...grpc.CallOption) (*ListEnrollSecretsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListEnrollSecretsResponse)
@@ -261,6 +454,34 @@ type AdminServiceServer interface {
 	ApplyPolicies(context.Context, *ApplyPoliciesRequest) (*ApplyPoliciesResponse, error)
 	DeletePolicy(context.Context, *DeletePolicyRequest) (*DeletePolicyResponse, error)
 	ListTeams(context.Context, *ListTeamsRequest) (*ListTeamsResponse, error)
+	// PutTeam creates or replaces one team's settings.
+	PutTeam(context.Context, *PutTeamRequest) (*Team, error)
+	// DeleteTeam removes a team's settings (its hosts fall back to defaults).
+	DeleteTeam(context.Context, *DeleteTeamRequest) (*DeleteTeamResponse, error)
+	// Exemptions excuse a host from a policy (or from all) until they expire.
+	ListExemptions(context.Context, *ListExemptionsRequest) (*ListExemptionsResponse, error)
+	CreateExemption(context.Context, *CreateExemptionRequest) (*Exemption, error)
+	DeleteExemption(context.Context, *DeleteExemptionRequest) (*DeleteExemptionResponse, error)
+	// SetHostEntraDeviceId overrides the Entra device id the host reports
+	// ("" clears the override).
+	SetHostEntraDeviceId(context.Context, *SetHostEntraDeviceIdRequest) (*Host, error)
+	// ListUnmappedHosts lists hosts no sink can key on, with the reason.
+	ListUnmappedHosts(context.Context, *ListUnmappedHostsRequest) (*ListUnmappedHostsResponse, error)
+	// Integrations push verdicts to Microsoft. Credentials are write-only:
+	// stored encrypted, never returned.
+	ListIntegrations(context.Context, *ListIntegrationsRequest) (*ListIntegrationsResponse, error)
+	GetIntegration(context.Context, *GetIntegrationRequest) (*Integration, error)
+	CreateIntegration(context.Context, *CreateIntegrationRequest) (*Integration, error)
+	// UpdateIntegration replaces the integration's settings; empty credential
+	// fields keep the stored credential.
+	UpdateIntegration(context.Context, *UpdateIntegrationRequest) (*Integration, error)
+	DeleteIntegration(context.Context, *DeleteIntegrationRequest) (*DeleteIntegrationResponse, error)
+	// TestIntegration gets a token, reads one device and says what is missing.
+	TestIntegration(context.Context, *TestIntegrationRequest) (*TestIntegrationResponse, error)
+	// ListSyncItems shows the sync outbox: pending writes and dead letters.
+	ListSyncItems(context.Context, *ListSyncItemsRequest) (*ListSyncItemsResponse, error)
+	// RetrySyncItem puts a dead letter back in the queue.
+	RetrySyncItem(context.Context, *RetrySyncItemRequest) (*SyncItem, error)
 	ListEnrollSecrets(context.Context, *ListEnrollSecretsRequest) (*ListEnrollSecretsResponse, error)
 	// CreateEnrollSecret returns the secret once; only its hash is stored.
 	CreateEnrollSecret(context.Context, *CreateEnrollSecretRequest) (*CreateEnrollSecretResponse, error)
@@ -308,6 +529,51 @@ func (UnimplementedAdminServiceServer) DeletePolicy(context.Context, *DeletePoli
 }
 func (UnimplementedAdminServiceServer) ListTeams(context.Context, *ListTeamsRequest) (*ListTeamsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListTeams not implemented")
+}
+func (UnimplementedAdminServiceServer) PutTeam(context.Context, *PutTeamRequest) (*Team, error) {
+	return nil, status.Error(codes.Unimplemented, "method PutTeam not implemented")
+}
+func (UnimplementedAdminServiceServer) DeleteTeam(context.Context, *DeleteTeamRequest) (*DeleteTeamResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteTeam not implemented")
+}
+func (UnimplementedAdminServiceServer) ListExemptions(context.Context, *ListExemptionsRequest) (*ListExemptionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListExemptions not implemented")
+}
+func (UnimplementedAdminServiceServer) CreateExemption(context.Context, *CreateExemptionRequest) (*Exemption, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateExemption not implemented")
+}
+func (UnimplementedAdminServiceServer) DeleteExemption(context.Context, *DeleteExemptionRequest) (*DeleteExemptionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteExemption not implemented")
+}
+func (UnimplementedAdminServiceServer) SetHostEntraDeviceId(context.Context, *SetHostEntraDeviceIdRequest) (*Host, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetHostEntraDeviceId not implemented")
+}
+func (UnimplementedAdminServiceServer) ListUnmappedHosts(context.Context, *ListUnmappedHostsRequest) (*ListUnmappedHostsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListUnmappedHosts not implemented")
+}
+func (UnimplementedAdminServiceServer) ListIntegrations(context.Context, *ListIntegrationsRequest) (*ListIntegrationsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListIntegrations not implemented")
+}
+func (UnimplementedAdminServiceServer) GetIntegration(context.Context, *GetIntegrationRequest) (*Integration, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetIntegration not implemented")
+}
+func (UnimplementedAdminServiceServer) CreateIntegration(context.Context, *CreateIntegrationRequest) (*Integration, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateIntegration not implemented")
+}
+func (UnimplementedAdminServiceServer) UpdateIntegration(context.Context, *UpdateIntegrationRequest) (*Integration, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateIntegration not implemented")
+}
+func (UnimplementedAdminServiceServer) DeleteIntegration(context.Context, *DeleteIntegrationRequest) (*DeleteIntegrationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteIntegration not implemented")
+}
+func (UnimplementedAdminServiceServer) TestIntegration(context.Context, *TestIntegrationRequest) (*TestIntegrationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TestIntegration not implemented")
+}
+func (UnimplementedAdminServiceServer) ListSyncItems(context.Context, *ListSyncItemsRequest) (*ListSyncItemsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSyncItems not implemented")
+}
+func (UnimplementedAdminServiceServer) RetrySyncItem(context.Context, *RetrySyncItemRequest) (*SyncItem, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetrySyncItem not implemented")
 }
 func (UnimplementedAdminServiceServer) ListEnrollSecrets(context.Context, *ListEnrollSecretsRequest) (*ListEnrollSecretsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListEnrollSecrets not implemented")
@@ -528,6 +794,276 @@ func _AdminService_ListTeams_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_PutTeam_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutTeamRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).PutTeam(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_PutTeam_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).PutTeam(ctx, req.(*PutTeamRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_DeleteTeam_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteTeamRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DeleteTeam(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DeleteTeam_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DeleteTeam(ctx, req.(*DeleteTeamRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListExemptions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListExemptionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListExemptions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListExemptions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListExemptions(ctx, req.(*ListExemptionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_CreateExemption_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateExemptionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).CreateExemption(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_CreateExemption_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).CreateExemption(ctx, req.(*CreateExemptionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_DeleteExemption_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteExemptionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DeleteExemption(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DeleteExemption_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DeleteExemption(ctx, req.(*DeleteExemptionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_SetHostEntraDeviceId_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetHostEntraDeviceIdRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SetHostEntraDeviceId(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SetHostEntraDeviceId_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SetHostEntraDeviceId(ctx, req.(*SetHostEntraDeviceIdRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListUnmappedHosts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListUnmappedHostsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListUnmappedHosts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListUnmappedHosts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListUnmappedHosts(ctx, req.(*ListUnmappedHostsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListIntegrations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListIntegrationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListIntegrations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListIntegrations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListIntegrations(ctx, req.(*ListIntegrationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetIntegration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetIntegrationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetIntegration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetIntegration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetIntegration(ctx, req.(*GetIntegrationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_CreateIntegration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateIntegrationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).CreateIntegration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_CreateIntegration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).CreateIntegration(ctx, req.(*CreateIntegrationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_UpdateIntegration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateIntegrationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UpdateIntegration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_UpdateIntegration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UpdateIntegration(ctx, req.(*UpdateIntegrationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_DeleteIntegration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteIntegrationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DeleteIntegration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DeleteIntegration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DeleteIntegration(ctx, req.(*DeleteIntegrationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_TestIntegration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TestIntegrationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).TestIntegration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_TestIntegration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).TestIntegration(ctx, req.(*TestIntegrationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListSyncItems_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSyncItemsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListSyncItems(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListSyncItems_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListSyncItems(ctx, req.(*ListSyncItemsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RetrySyncItem_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetrySyncItemRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RetrySyncItem(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RetrySyncItem_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RetrySyncItem(ctx, req.(*RetrySyncItemRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_ListEnrollSecrets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListEnrollSecretsRequest)
 	if err := dec(in); err != nil {
@@ -682,6 +1218,66 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListTeams",
 			Handler:    _AdminService_ListTeams_Handler,
+		},
+		{
+			MethodName: "PutTeam",
+			Handler:    _AdminService_PutTeam_Handler,
+		},
+		{
+			MethodName: "DeleteTeam",
+			Handler:    _AdminService_DeleteTeam_Handler,
+		},
+		{
+			MethodName: "ListExemptions",
+			Handler:    _AdminService_ListExemptions_Handler,
+		},
+		{
+			MethodName: "CreateExemption",
+			Handler:    _AdminService_CreateExemption_Handler,
+		},
+		{
+			MethodName: "DeleteExemption",
+			Handler:    _AdminService_DeleteExemption_Handler,
+		},
+		{
+			MethodName: "SetHostEntraDeviceId",
+			Handler:    _AdminService_SetHostEntraDeviceId_Handler,
+		},
+		{
+			MethodName: "ListUnmappedHosts",
+			Handler:    _AdminService_ListUnmappedHosts_Handler,
+		},
+		{
+			MethodName: "ListIntegrations",
+			Handler:    _AdminService_ListIntegrations_Handler,
+		},
+		{
+			MethodName: "GetIntegration",
+			Handler:    _AdminService_GetIntegration_Handler,
+		},
+		{
+			MethodName: "CreateIntegration",
+			Handler:    _AdminService_CreateIntegration_Handler,
+		},
+		{
+			MethodName: "UpdateIntegration",
+			Handler:    _AdminService_UpdateIntegration_Handler,
+		},
+		{
+			MethodName: "DeleteIntegration",
+			Handler:    _AdminService_DeleteIntegration_Handler,
+		},
+		{
+			MethodName: "TestIntegration",
+			Handler:    _AdminService_TestIntegration_Handler,
+		},
+		{
+			MethodName: "ListSyncItems",
+			Handler:    _AdminService_ListSyncItems_Handler,
+		},
+		{
+			MethodName: "RetrySyncItem",
+			Handler:    _AdminService_RetrySyncItem_Handler,
 		},
 		{
 			MethodName: "ListEnrollSecrets",

@@ -958,7 +958,9 @@ type FactQuery struct {
 	// Fact name, e.g. "entra_device_id", "user_principal_name".
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// First column of the first row is the value.
-	Query         string `protobuf:"bytes,2,opt,name=query,proto3" json:"query,omitempty"`
+	Query string `protobuf:"bytes,2,opt,name=query,proto3" json:"query,omitempty"`
+	// darwin | windows | linux ("" = any); the hub sends a host only its own.
+	Platform      string `protobuf:"bytes,3,opt,name=platform,proto3" json:"platform,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1003,6 +1005,13 @@ func (x *FactQuery) GetName() string {
 func (x *FactQuery) GetQuery() string {
 	if x != nil {
 		return x.Query
+	}
+	return ""
+}
+
+func (x *FactQuery) GetPlatform() string {
+	if x != nil {
+		return x.Platform
 	}
 	return ""
 }
@@ -1289,10 +1298,11 @@ const file_posture_v1_agent_proto_rawDesc = "" +
 	"\vAgentPolicy\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12\x14\n" +
-	"\x05query\x18\x03 \x01(\tR\x05query\"5\n" +
+	"\x05query\x18\x03 \x01(\tR\x05query\"Q\n" +
 	"\tFactQuery\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05query\x18\x02 \x01(\tR\x05query\"\xbe\x01\n" +
+	"\x05query\x18\x02 \x01(\tR\x05query\x12\x1a\n" +
+	"\bplatform\x18\x03 \x01(\tR\bplatform\"\xbe\x01\n" +
 	"\tPolicySet\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x123\n" +
 	"\bpolicies\x18\x02 \x03(\v2\x17.posture.v1.AgentPolicyR\bpolicies\x125\n" +
