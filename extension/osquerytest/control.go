@@ -17,6 +17,7 @@ const maxControlBody = 1 << 20
 //	POST /exec           body = SQL, run with Exec (writes allowed) -> 204
 //	POST /query          body = SQL, run like a Thrift query -> 200 JSON rows
 //	POST /delay?d=2s     set the answer delay for query/getQueryColumns -> 204
+//	POST /hang?on=true   stop answering every Thrift call (ping too); ?on=false resumes -> 204
 //	POST /break?policy=ID apply the shipped policy's flip (see Flips) -> 204
 //	POST /reset          restore the healthy fixture host -> 204
 //
@@ -59,6 +60,18 @@ func (s *Server) ControlHandler() http.Handler {
 			return
 		}
 		s.SetDelay(d)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /hang", func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Query().Get("on") {
+		case "true", "1":
+			s.SetHang(true)
+		case "false", "0":
+			s.SetHang(false)
+		default:
+			http.Error(w, "hang: want ?on=true or ?on=false", http.StatusBadRequest)
+			return
+		}
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("POST /break", func(w http.ResponseWriter, r *http.Request) {

@@ -25,12 +25,14 @@ func failed(msg string) *osquery.ExtensionResponse {
 }
 
 func (h *handler) Ping(ctx context.Context) (*osquery.ExtensionStatus, error) {
+	h.s.hold(ctx)
 	return &osquery.ExtensionStatus{Code: 0, Message: "pong"}, nil
 }
 
 // Call serves an extension's request into the core registry. Only the table
 // registry is meaningful here: "columns" and "generate" on a fixture table.
 func (h *handler) Call(ctx context.Context, registry, item string, request osquery.ExtensionPluginRequest) (*osquery.ExtensionResponse, error) {
+	h.s.hold(ctx)
 	if registry != "table" {
 		return failed("Unknown registry: " + registry), nil
 	}
@@ -62,10 +64,12 @@ func (h *handler) Call(ctx context.Context, registry, item string, request osque
 func (h *handler) Shutdown(ctx context.Context) error { return nil }
 
 func (h *handler) Extensions(ctx context.Context) (osquery.InternalExtensionList, error) {
+	h.s.hold(ctx)
 	return h.s.ext.list(), nil
 }
 
 func (h *handler) Options(ctx context.Context) (osquery.InternalOptionList, error) {
+	h.s.hold(ctx)
 	o := h.s.opts
 	opt := func(v, def, typ string) *osquery.InternalOptionInfo {
 		return &osquery.InternalOptionInfo{Value: v, DefaultValue: def, Type: typ}
@@ -85,10 +89,12 @@ func (h *handler) Options(ctx context.Context) (osquery.InternalOptionList, erro
 }
 
 func (h *handler) RegisterExtension(ctx context.Context, info *osquery.InternalExtensionInfo, registry osquery.ExtensionRegistry) (*osquery.ExtensionStatus, error) {
+	h.s.hold(ctx)
 	return h.s.ext.register(ctx, info, registry), nil
 }
 
 func (h *handler) DeregisterExtension(ctx context.Context, uuid osquery.ExtensionRouteUUID) (*osquery.ExtensionStatus, error) {
+	h.s.hold(ctx)
 	return h.s.ext.deregister(ctx, uuid), nil
 }
 

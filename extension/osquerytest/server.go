@@ -76,6 +76,7 @@ type Server struct {
 
 	delayMu sync.Mutex
 	delay   time.Duration
+	hang    chan struct{} // non-nil while every call is held (SetHang)
 
 	ext *extensionRegistry
 
@@ -196,6 +197,36 @@ func (s *Server) SetDelay(d time.Duration) {
 	s.delayMu.Unlock()
 }
 
+// SetHang(true) makes the server accept connections but answer no call at
+// all (ping included) until SetHang(false), like a wedged osqueryd; held calls
+// end when the client disconnects or the server closes.
+func (s *Server) SetHang(on bool) {
+	s.delayMu.Lock()
+	defer s.delayMu.Unlock()
+	switch {
+	case on && s.hang == nil:
+		s.hang = make(chan struct{})
+	case !on && s.hang != nil:
+		close(s.hang)
+		s.hang = nil
+	}
+}
+
+// hold blocks while the server is hung.
+func (s *Server) hold(ctx context.Context) {
+	s.delayMu.Lock()
+	ch := s.hang
+	s.delayMu.Unlock()
+	if ch == nil {
+		return
+	}
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	case <-s.ctx.Done():
+	}
+}
+
 func (s *Server) currentDelay() time.Duration {
 	s.delayMu.Lock()
 	defer s.delayMu.Unlock()
@@ -292,6 +323,7 @@ func isDisconnect(err error) bool {
 
 // wait sleeps for the configured delay, ending early if ctx or the server ends.
 func (s *Server) wait(ctx context.Context) {
+	s.hold(ctx)
 	d := s.currentDelay()
 	if d <= 0 {
 		return

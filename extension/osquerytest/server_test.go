@@ -398,6 +398,20 @@ func TestDelayTimesOutClient(t *testing.T) {
 	}
 }
 
+func TestHang(t *testing.T) {
+	s := startServer(t, "windows")
+	s.SetHang(true)
+	stuck := newClient(t, s, 200*time.Millisecond)
+	if _, err := stuck.Ping(); err == nil {
+		t.Fatal("ping answered while hung")
+	}
+	s.SetHang(false)
+	c := newClient(t, s, 5*time.Second)
+	if st, err := c.Ping(); err != nil || st.Code != 0 {
+		t.Fatalf("ping after SetHang(false): %v %v", st, err)
+	}
+}
+
 func TestManyHostsAtOnce(t *testing.T) {
 	var servers []*Server
 	for i := 0; i < 5; i++ {
