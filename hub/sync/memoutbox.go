@@ -56,7 +56,10 @@ func NewMemOutbox() *MemOutbox {
 }
 
 // Enqueue adds a pending row due at once. CreatedAt must be set.
-func (m *MemOutbox) Enqueue(_ context.Context, c Change) (int64, error) {
+func (m *MemOutbox) Enqueue(ctx context.Context, c Change) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	if err := validateChange(c); err != nil {
 		return 0, err
 	}
@@ -94,7 +97,10 @@ func validateChange(c Change) error {
 }
 
 // Claim implements Outbox.
-func (m *MemOutbox) Claim(_ context.Context, owner string, now time.Time, maxDevices int, lease time.Duration) ([]DeviceWork, error) {
+func (m *MemOutbox) Claim(ctx context.Context, owner string, now time.Time, maxDevices int, lease time.Duration) ([]DeviceWork, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if owner == "" || maxDevices <= 0 || lease <= 0 {
 		return nil, errors.New("outbox: claim needs an owner, a positive limit and a lease")
 	}
@@ -154,7 +160,10 @@ func sortChanges(cs []Change) {
 }
 
 // Settle implements Outbox.
-func (m *MemOutbox) Settle(_ context.Context, owner string, ss []Settlement) error {
+func (m *MemOutbox) Settle(ctx context.Context, owner string, ss []Settlement) error {
+	if err := ctx.Err(); err != nil {
+		return err // like a database, a cancelled context changes nothing
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var lost []DeviceKey

@@ -571,3 +571,21 @@ func waitUntil(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+// A shutdown during a send must still record the write, or the device would
+// be sent again once its lease lapses.
+func TestSettleSurvivesShutdown(t *testing.T) {
+	clk := clocktest.New(t0)
+	ob := NewMemOutbox()
+	sink := newFakeSink("A", clk)
+	ctx, cancel := context.WithCancel(context.Background())
+	sink.onApply = func(int) { cancel() }
+	w := newWorker(t, ob, clk, resolver(sink), nil)
+	enqueue(t, ob, "A", "T", "d", DesiredNoncompliant, t0)
+	if _, err := w.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ob.PendingCount() != 0 || ob.Written(DeviceKey{"A", "d"}) != DesiredNoncompliant {
+		t.Fatalf("write not recorded: pending %d", ob.PendingCount())
+	}
+}
