@@ -65,6 +65,8 @@ func storeErr(what string, err error) error {
 		return status.Errorf(codes.NotFound, "%s not found", what)
 	case errors.Is(err, store.ErrConflict):
 		return status.Errorf(codes.AlreadyExists, "%s: %v", what, err)
+	case errors.Is(err, store.ErrInvalid):
+		return status.Errorf(codes.InvalidArgument, "%s: %v", what, err)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
 	default:

@@ -442,7 +442,16 @@ func (s *Server) recordBatch(ctx context.Context, hostID string, b *posturev1.Re
 	}
 	start := time.Now()
 	out, err := s.cfg.Store.RecordResults(ctx, hostID, rs, now)
-	if err != nil {
+	switch {
+	case errors.Is(err, store.ErrRevoked):
+		return status.Error(codes.PermissionDenied, "host is revoked")
+	case errors.Is(err, store.ErrInvalid):
+		// Resending cannot fix a batch the store refuses: drop it (acked)
+		// so the host's spool drains, and say so loudly.
+		s.m.results.WithLabelValues(outcomeInvalid).Add(float64(len(rs)))
+		s.cfg.Logger.Error("dropped a batch the store refused", "host", hostID, "seq", b.GetSeq(), "err", err)
+		return nil
+	case err != nil:
 		return status.Errorf(codes.Unavailable, "record results: %v", err)
 	}
 	s.m.recordDB.Observe(time.Since(start).Seconds())
