@@ -51,8 +51,8 @@ func LintCommand(args []string, stdout, stderr io.Writer) int {
 
 // ApplyCommand is `posture-hub policies apply DIR|FILE [--dry-run]
 // [--prune]`. It lints locally first (nothing is sent when that fails), then
-// calls AdminService.ApplyPolicies, which applies all or nothing, and prints
-// the diff.
+// calls AdminService.ApplyPolicies with the tree's policies, teams and fact
+// queries (the hub applies all or nothing) and prints the diff.
 func ApplyCommand(ctx context.Context, client posturev1.AdminServiceClient, args []string, stdout, stderr io.Writer) int {
 	fset := flag.NewFlagSet("policies apply", flag.ContinueOnError)
 	fset.SetOutput(stderr)
@@ -79,9 +79,6 @@ func ApplyCommand(ctx context.Context, client posturev1.AdminServiceClient, args
 		// An empty folder (a bad checkout, a wrong path) must not wipe the hub.
 		fmt.Fprintln(stderr, "refusing --prune with no policies in the tree: it would delete every policy on the hub")
 		return ExitLint
-	}
-	if len(tree.Facts) > 0 {
-		fmt.Fprintf(stderr, "note: %d fact query(ies) linted; apply does not send facts (ApplyPolicies carries policies and teams)\n", len(tree.Facts))
 	}
 	resp, err := client.ApplyPolicies(ctx, tree.ApplyRequest(*dryRun, *prune))
 	if err != nil {

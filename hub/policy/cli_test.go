@@ -118,8 +118,12 @@ func TestApplyCommandDryRun(t *testing.T) {
 	if got := trimLines(out.String()); got != want {
 		t.Errorf("stdout:\n%s\nwant:\n%s", got, want)
 	}
-	if !strings.Contains(errb.String(), "note: 3 fact query(ies) linted; apply does not send facts") {
-		t.Errorf("stderr lacks the facts note: %s", errb.String())
+	var facts []string
+	for _, f := range fake.req.GetFacts() {
+		facts = append(facts, f.GetName()+"/"+f.GetPlatform())
+	}
+	if got := strings.Join(facts, " "); got != "entra_device_id/darwin entra_device_id/windows user_principal_name/" {
+		t.Errorf("sent facts %s", got)
 	}
 }
 

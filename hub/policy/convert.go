@@ -57,24 +57,37 @@ func (t Tree) FactsFor(platform string) []Fact {
 	return out
 }
 
-// ProtoFactQueries converts facts into what a PolicySet carries.
+// ProtoFactQueries converts facts to the wire form, one FactQuery per
+// platform of a fact (Platform "" for a fact that runs everywhere).
 func ProtoFactQueries(fs []Fact) []*posturev1.FactQuery {
-	out := make([]*posturev1.FactQuery, len(fs))
-	for i, f := range fs {
-		out[i] = &posturev1.FactQuery{Name: f.Name, Query: f.Query}
+	var out []*posturev1.FactQuery
+	for _, f := range fs {
+		if len(f.Platforms) == 0 {
+			out = append(out, &posturev1.FactQuery{Name: f.Name, Query: f.Query})
+			continue
+		}
+		for _, pl := range f.Platforms {
+			out = append(out, &posturev1.FactQuery{Name: f.Name, Query: f.Query, Platform: pl})
+		}
 	}
 	return out
 }
 
-// FactQueries is FactsFor in the form a PolicySet carries; it fits
-// agentapi's Config.Facts.
+// FactQueries is what a host of that platform gets in its PolicySet.
 func (t Tree) FactQueries(platform string) []*posturev1.FactQuery {
-	return ProtoFactQueries(t.FactsFor(platform))
+	var out []*posturev1.FactQuery
+	for _, q := range ProtoFactQueries(t.FactsFor(platform)) {
+		if q.GetPlatform() == "" || q.GetPlatform() == platform {
+			out = append(out, q)
+		}
+	}
+	return out
 }
 
-// ApplyRequest builds the AdminService request for the whole tree.
+// ApplyRequest builds the AdminService request for the whole tree,
+// policies, teams and fact queries.
 func (t Tree) ApplyRequest(dryRun, prune bool) *posturev1.ApplyPoliciesRequest {
-	req := &posturev1.ApplyPoliciesRequest{DryRun: dryRun, Prune: prune}
+	req := &posturev1.ApplyPoliciesRequest{DryRun: dryRun, Prune: prune, Facts: ProtoFactQueries(t.Facts)}
 	for _, p := range t.StorePolicies() {
 		req.Policies = append(req.Policies, PolicyToProto(p))
 	}
@@ -82,6 +95,49 @@ func (t Tree) ApplyRequest(dryRun, prune bool) *posturev1.ApplyPoliciesRequest {
 		req.Teams = append(req.Teams, TeamToProto(tm))
 	}
 	return req
+}
+
+// ValidateFactQueries applies the linter's fact rules to fact queries
+// received over the API: a valid name, a known platform (or "" for all),
+// one read-only SELECT, and one query per fact and platform.
+func ValidateFactQueries(fqs []*posturev1.FactQuery) Errors {
+	var errs Errors
+	add := func(subject, format string, args ...any) {
+		errs = append(errs, Issue{Subject: subject, Msg: fmt.Sprintf(format, args...)})
+	}
+	seen := map[string]bool{}
+	for i, q := range fqs {
+		subj := fmt.Sprintf("fact %q", q.GetName())
+		if q.GetPlatform() != "" {
+			subj = fmt.Sprintf("fact %q (%s)", q.GetName(), q.GetPlatform())
+		}
+		if q.GetName() == "" {
+			subj = fmt.Sprintf("facts[%d]", i)
+			add(subj, "name is required")
+		} else if !factNameRe.MatchString(q.GetName()) {
+			add(subj, "invalid name: use lower case letters, digits and '_', starting with a letter")
+		}
+		plats := []string{q.GetPlatform()}
+		if q.GetPlatform() == "" {
+			plats = []string{"darwin", "linux", "windows"}
+		} else if !knownPlatforms[q.GetPlatform()] {
+			add(subj, "unknown platform %q (want darwin, windows, linux or empty)", q.GetPlatform())
+		}
+		if err := CheckQuery(q.GetQuery()); err != nil {
+			add(subj, "%v", err)
+		}
+		for _, pl := range plats {
+			key := q.GetName() + "\x00" + pl
+			if seen[key] {
+				add(subj, "duplicate fact for platform %s", pl)
+				break
+			}
+		}
+		for _, pl := range plats {
+			seen[q.GetName()+"\x00"+pl] = true
+		}
+	}
+	return errs
 }
 
 // PolicyToProto converts a stored policy. Host counts are left zero: they

@@ -59,8 +59,24 @@ func TestTreeToStoreAndRequest(t *testing.T) {
 		t.Errorf("proto team settings = %v", s)
 	}
 	fq := tree.FactQueries("darwin")
-	if len(fq) != 2 || fq[0].GetName() != "entra_device_id" || fq[0].GetQuery() != "SELECT device_id FROM posture_entra;" {
+	if len(fq) != 2 || fq[0].GetName() != "entra_device_id" || fq[0].GetPlatform() != "darwin" ||
+		fq[0].GetQuery() != "SELECT device_id FROM posture_entra;" || fq[1].GetPlatform() != "" {
 		t.Errorf("fact queries = %v", fq)
+	}
+	// A fact for several platforms becomes one query per platform; a host
+	// gets only its own.
+	multi := Tree{Facts: []Fact{{Name: "serial", Platforms: []string{"darwin", "linux"}, Query: "SELECT 1"}}}
+	if got := ProtoFactQueries(multi.Facts); len(got) != 2 || got[0].GetPlatform() != "darwin" || got[1].GetPlatform() != "linux" {
+		t.Errorf("expanded = %v", got)
+	}
+	if got := multi.FactQueries("linux"); len(got) != 1 || got[0].GetPlatform() != "linux" {
+		t.Errorf("linux facts = %v", got)
+	}
+	if got := multi.FactQueries("windows"); len(got) != 0 {
+		t.Errorf("windows facts = %v", got)
+	}
+	if errs := ValidateFactQueries(req.GetFacts()); len(errs) != 0 {
+		t.Errorf("linted facts fail ValidateFactQueries: %v", errs)
 	}
 }
 
@@ -156,5 +172,24 @@ func TestValidate(t *testing.T) {
 	got := issueStrings(Validate(bad, teams))
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Validate:\n got:\n%s\n want:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestValidateFactQueries(t *testing.T) {
+	got := issueStrings(ValidateFactQueries([]*posturev1.FactQuery{
+		{Name: "upn", Query: "SELECT 1"},
+		{Name: "upn", Platform: "linux", Query: "SELECT 2"},
+		{Name: "Bad-Name", Platform: "chrome", Query: "PRAGMA x"},
+		{Query: "SELECT 1"},
+	}))
+	want := []string{
+		`fact "upn" (linux): duplicate fact for platform linux`,
+		`fact "Bad-Name" (chrome): invalid name: use lower case letters, digits and '_', starting with a letter`,
+		`fact "Bad-Name" (chrome): unknown platform "chrome" (want darwin, windows, linux or empty)`,
+		`fact "Bad-Name" (chrome): query starts with PRAGMA; only a read-only SELECT or WITH … SELECT is allowed`,
+		`facts[3]: name is required`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ValidateFactQueries:\n got:\n%s\n want:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -91,7 +91,8 @@
 //	  query: SELECT device_id FROM posture_entra;
 //	  description: …
 //
-// A fact name may appear once per platform. The hub reads entra_device_id
+// A fact name may appear once per platform. apply sends the tree's facts
+// with the policies (ApplyPoliciesRequest.facts, one FactQuery per platform); The hub reads entra_device_id
 // and user_principal_name (KnownFacts); other names get a warning.
 // Tree.FactQueries(platform) gives what a host's PolicySet carries.
 //

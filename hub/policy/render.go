@@ -105,8 +105,10 @@ func kindRank(kind string) int {
 		return 0
 	case "team":
 		return 1
+	case "fact":
+		return 2
 	}
-	return 2
+	return 3
 }
 
 func plural(kind string) string {
@@ -115,6 +117,8 @@ func plural(kind string) string {
 		return "policies"
 	case "team":
 		return "teams"
+	case "fact":
+		return "facts"
 	}
 	return kind
 }
