@@ -92,9 +92,10 @@
 //	  description: …
 //
 // A fact name may appear once per platform. apply sends the tree's facts
-// with the policies (ApplyPoliciesRequest.facts, one FactQuery per platform); The hub reads entra_device_id
-// and user_principal_name (KnownFacts); other names get a warning.
-// Tree.FactQueries(platform) gives what a host's PolicySet carries.
+// with the policies (ApplyPoliciesRequest.facts, one FactQuery per
+// platform); Tree.FactQueries(platform) gives what a host's PolicySet
+// carries. The hub reads entra_device_id and user_principal_name
+// (KnownFacts); other names get a warning.
 //
 // # Lint
 //
