@@ -20,6 +20,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -33,14 +34,20 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stderr, nil)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "fakeosqueryd:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string) error {
+// run serves until ctx ends. ready, if not nil, receives the server once it
+// is listening (for tests).
+func run(ctx context.Context, args []string, stderr io.Writer, ready chan<- *osquerytest.Server) error {
 	fs := flag.NewFlagSet("fakeosqueryd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	socket := fs.String("socket", "", "unix socket to serve the extension manager on (required)")
 	platform := fs.String("platform", "darwin", "fixture platform: darwin, windows or linux")
 	hostname := fs.String("hostname", "", "host name fact (default depends on platform)")
@@ -65,7 +72,7 @@ func run(args []string) error {
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	var extra string
 	if *fixtureSQL != "" {
@@ -76,7 +83,7 @@ func run(args []string) error {
 		extra = string(b)
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 
 	srv, err := osquerytest.Start(ctx, osquerytest.Options{
@@ -109,6 +116,9 @@ func run(args []string) error {
 			}
 		}()
 		log.Info("control API listening", "addr", ln.Addr().String())
+	}
+	if ready != nil {
+		ready <- srv
 	}
 	log.Info("fakeosqueryd ready", "socket", srv.SocketPath(), "platform", srv.Platform(),
 		"hostname", srv.Hostname(), "uuid", srv.UUID(), "serial", srv.Serial())
