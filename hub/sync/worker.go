@@ -346,6 +346,12 @@ func (w *Worker) sendGroup(ctx context.Context, key string, g *group, works []De
 	items := g.items
 	for len(items) > 0 {
 		now := cfg.Clock.Now()
+		if ctx.Err() != nil { // shutting down: leave the rest for the next owner
+			for _, it := range items {
+				w.deferTo(&settles[it.idx], it.c, now, r)
+			}
+			return
+		}
 		if until := w.PausedUntil(key); until.After(now) {
 			for _, it := range items {
 				w.deferTo(&settles[it.idx], it.c, until, r)

@@ -580,12 +580,18 @@ func TestSettleSurvivesShutdown(t *testing.T) {
 	sink := newFakeSink("A", clk)
 	ctx, cancel := context.WithCancel(context.Background())
 	sink.onApply = func(int) { cancel() }
-	w := newWorker(t, ob, clk, resolver(sink), nil)
+	w := newWorker(t, ob, clk, resolver(sink), func(c *Config) { c.BatchSize = 1; c.Concurrency = 1 })
 	enqueue(t, ob, "A", "T", "d", DesiredNoncompliant, t0)
-	if _, err := w.RunOnce(ctx); err != nil {
+	later := enqueue(t, ob, "A", "T", "e", DesiredNoncompliant, t0)
+	r, err := w.RunOnce(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if ob.PendingCount() != 0 || ob.Written(DeviceKey{"A", "d"}) != DesiredNoncompliant {
-		t.Fatalf("write not recorded: pending %d", ob.PendingCount())
+	if r.Written != 1 || r.Deferred != 1 || ob.Written(DeviceKey{"A", "d"}) != DesiredNoncompliant {
+		t.Fatalf("write not recorded: %+v", r)
+	}
+	// The device not yet sent is left pending, with no attempt counted.
+	if row := rowByID(ob, later); row.State != RowPending || row.Attempts != 0 || len(sink.callsCopy()) != 1 {
+		t.Fatalf("row %+v, %d calls", row, len(sink.callsCopy()))
 	}
 }
