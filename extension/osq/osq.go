@@ -13,8 +13,9 @@ import (
 	"sync"
 	"time"
 
-	osquery "github.com/osquery/osquery-go"
+	"github.com/apache/thrift/lib/go/thrift"
 	gen "github.com/osquery/osquery-go/gen/osquery"
+	"github.com/osquery/osquery-go/transport"
 )
 
 // QueryError is osquery's own refusal of a query (bad SQL, no such table):
@@ -46,8 +47,9 @@ type Client struct {
 	opts Options
 	log  *slog.Logger
 
-	mu sync.Mutex // serializes calls and guards c
-	c  *osquery.ExtensionManagerClient
+	mu   sync.Mutex // serializes calls and guards c and sock
+	c    *gen.ExtensionManagerClient
+	sock *thrift.TSocket
 }
 
 // New returns a Client; it does not dial until the first call.
@@ -82,8 +84,8 @@ func (c *Client) WaitReady(ctx context.Context, poll time.Duration) error {
 
 // Ping checks the extension manager is alive.
 func (c *Client) Ping(ctx context.Context) error {
-	return c.do(ctx, func(ctx context.Context, cl *osquery.ExtensionManagerClient) error {
-		st, err := cl.PingContext(ctx)
+	return c.do(ctx, func(ctx context.Context, cl *gen.ExtensionManagerClient) error {
+		st, err := cl.Ping(ctx)
 		if err != nil {
 			return err
 		}
@@ -98,8 +100,8 @@ func (c *Client) Ping(ctx context.Context) error {
 // a transport failure or timeout wraps ErrUnavailable or the context error.
 func (c *Client) Query(ctx context.Context, sql string) ([]map[string]string, error) {
 	var rows []map[string]string
-	err := c.do(ctx, func(ctx context.Context, cl *osquery.ExtensionManagerClient) error {
-		resp, err := cl.QueryContext(ctx, sql)
+	err := c.do(ctx, func(ctx context.Context, cl *gen.ExtensionManagerClient) error {
+		resp, err := cl.Query(ctx, sql)
 		if err != nil {
 			return err
 		}
@@ -116,8 +118,8 @@ func (c *Client) Query(ctx context.Context, sql string) ([]map[string]string, er
 // (getQueryColumns); it returns the column names or osquery's refusal.
 func (c *Client) QueryColumns(ctx context.Context, sql string) ([]string, error) {
 	var cols []string
-	err := c.do(ctx, func(ctx context.Context, cl *osquery.ExtensionManagerClient) error {
-		resp, err := cl.GetQueryColumnsContext(ctx, sql)
+	err := c.do(ctx, func(ctx context.Context, cl *gen.ExtensionManagerClient) error {
+		resp, err := cl.GetQueryColumns(ctx, sql)
 		if err != nil {
 			return err
 		}
@@ -151,21 +153,23 @@ func statusErr(resp *gen.ExtensionResponse) error {
 	return nil
 }
 
+// resetLocked drops the connection. It closes the net.Conn directly: the
+// Thrift transport's own Close first runs a liveness check that clears the
+// read deadline and then waits for the blocked reader, which never returns.
 func (c *Client) resetLocked() {
-	if c.c != nil {
-		c.c.Close()
-		c.c = nil
+	if c.sock != nil {
+		if conn := c.sock.Conn(); conn != nil {
+			_ = conn.Close()
+		}
 	}
+	c.sock, c.c = nil, nil
 }
 
 // do runs fn with a live client under the call deadline. The Thrift client
 // does not watch the context while blocked on the socket, so fn runs in a
 // goroutine and, when the deadline passes first, the transport is closed to
 // unblock it and the client is discarded.
-func (c *Client) do(ctx context.Context, fn func(context.Context, *osquery.ExtensionManagerClient) error) error {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.QueryTimeout)
-	defer cancel()
-
+func (c *Client) do(ctx context.Context, fn func(context.Context, *gen.ExtensionManagerClient) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := ctx.Err(); err != nil {
@@ -175,13 +179,18 @@ func (c *Client) do(ctx context.Context, fn func(context.Context, *osquery.Exten
 		if _, err := os.Stat(c.opts.Socket); err != nil && !isWindowsPipe(c.opts.Socket) {
 			return fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
-		cl, err := osquery.NewClient(c.opts.Socket, c.opts.QueryTimeout,
-			osquery.DefaultWaitTime(10*time.Millisecond), osquery.MaxWaitTime(c.opts.QueryTimeout))
+		// The same transport and protocol osquery-go's NewClient uses, kept
+		// here so the connection can be cut when a call overruns.
+		// transport.Open polls for the socket every 200 ms before dialling.
+		sock, err := transport.Open(c.opts.Socket, c.opts.QueryTimeout+time.Second)
 		if err != nil {
 			return fmt.Errorf("%w: connecting to %s: %v", ErrUnavailable, c.opts.Socket, err)
 		}
-		c.c = cl
+		c.sock = sock
+		c.c = gen.NewExtensionManagerClientFactory(sock, thrift.NewTBinaryProtocolFactoryDefault())
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.QueryTimeout)
+	defer cancel()
 	cl := c.c
 	done := make(chan error, 1)
 	go func() { done <- fn(ctx, cl) }()
@@ -199,7 +208,7 @@ func (c *Client) do(ctx context.Context, fn func(context.Context, *osquery.Exten
 		return err
 	case <-ctx.Done():
 		c.resetLocked()
-		<-done // closing the transport unblocks fn
+		<-done // closing the connection unblocks fn
 		return ctx.Err()
 	}
 }
