@@ -9,8 +9,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/base64"
-	"encoding/pem"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"log/slog"
 	"math/big"
@@ -228,7 +228,7 @@ func TestLookupByPlatform(t *testing.T) {
 	ctx := context.Background()
 	der := entraCert(t, deviceID, "MS-Organization-P2P-Access [2025]")
 	mac := fakeRunner{
-		"/usr/bin/stat -f %Su %u /dev/console": "alex 501\n",
+		"/usr/bin/stat -f %Su %u /dev/console":                                "alex 501\n",
 		"launchctl asuser 501 sudo -u alex /usr/bin/app-sso platform --state": appSSOOutput(base64.RawURLEncoding.EncodeToString(der), userSection),
 	}
 	rows, err := Lookup(ctx, "darwin", mac, log)
@@ -239,7 +239,7 @@ func TestLookupByPlatform(t *testing.T) {
 	var b strings.Builder
 	pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: entraCert(t, deviceID, "MS-Organization-Access")})
 	legacy := fakeRunner{
-		"/usr/bin/stat -f %Su %u /dev/console":                                "root 0\n",
+		"/usr/bin/stat -f %Su %u /dev/console":                               "root 0\n",
 		"/usr/bin/security find-certificate -a -c MS-Organization-Access -p": b.String(),
 	}
 	rows, err = Lookup(ctx, "darwin", legacy, log)
