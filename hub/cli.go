@@ -393,12 +393,15 @@ func cmdPolicies(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		if err := parseFlags(fs, clientArgs); err != nil {
 			return 2
 		}
+		// Lint errors come first: a broken tree is reported even when the
+		// hub is unreachable (ApplyCommand lints before it calls the hub).
+		var client posturev1.AdminServiceClient
 		client, closeFn, err := cf.dial(ctx)
 		if err != nil {
-			fmt.Fprintln(stderr, "posture-hub:", err)
-			return 1
+			client = unreachable{err: err}
+		} else {
+			defer closeFn()
 		}
-		defer closeFn()
 		ctx, cancel := context.WithTimeout(ctx, cf.timeout)
 		defer cancel()
 		return policy.ApplyCommand(ctx, client, applyArgs, stdout, stderr)
@@ -420,6 +423,16 @@ func cmdPolicies(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	fmt.Fprintf(stderr, "policies: unknown subcommand %q\n", verb)
 	return 2
+}
+
+// unreachable answers every call with the dial error.
+type unreachable struct {
+	posturev1.AdminServiceClient // nil: only ApplyPolicies is called
+	err                          error
+}
+
+func (u unreachable) ApplyPolicies(context.Context, *posturev1.ApplyPoliciesRequest, ...grpc.CallOption) (*posturev1.ApplyPoliciesResponse, error) {
+	return nil, u.err
 }
 
 // splitFlags moves the named flags (and their values) out of args.

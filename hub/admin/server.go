@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
+	"github.com/posture-dev/posture/hub/policy"
 	"github.com/posture-dev/posture/hub/store"
 	"github.com/posture-dev/posture/hub/tokens"
 )
@@ -36,9 +36,6 @@ type Config struct {
 	Streams Streams
 	Logger  *slog.Logger
 	Now     func() time.Time
-	// Validate checks an apply before it reaches the store (policy lint);
-	// nil uses the built-in field checks only.
-	Validate func(policies []store.Policy, teams []store.Team) error
 }
 
 // Server implements posturev1.AdminServiceServer.
@@ -268,132 +265,29 @@ func (s *Server) counts(ctx context.Context) (map[string]store.PolicyCounts, err
 	return m, nil
 }
 
-// PolicyProto converts a stored policy.
+// PolicyProto converts a stored policy with its host counts.
 func PolicyProto(p store.Policy, c store.PolicyCounts) *posturev1.Policy {
-	pp := &posturev1.Policy{
-		Id: p.ID, Name: p.Name, Query: p.Query, Description: p.Description, Resolution: p.Resolution,
-		Platforms: p.Platforms, Severity: p.Severity, ConditionalAccess: p.ConditionalAccess,
-		Team: p.Team, Revision: p.Revision, CreatedAt: ts(p.CreatedAt), UpdatedAt: ts(p.UpdatedAt),
-		Passing: int32(c.Passing), Failing: int32(c.Failing), Errors: int32(c.Errors),
-	}
-	if p.GracePeriod > 0 {
-		pp.GracePeriod = durationpb.New(p.GracePeriod)
-	}
+	pp := policy.PolicyToProto(p)
+	pp.Passing, pp.Failing, pp.Errors = int32(c.Passing), int32(c.Failing), int32(c.Errors)
 	return pp
-}
-
-// PolicyFromProto converts an API policy for storing.
-func PolicyFromProto(p *posturev1.Policy) store.Policy {
-	sp := store.Policy{
-		ID: strings.TrimSpace(p.GetId()), Name: strings.TrimSpace(p.GetName()), Query: strings.TrimSpace(p.GetQuery()),
-		Description: p.GetDescription(), Resolution: p.GetResolution(), Platforms: p.GetPlatforms(),
-		Severity: p.GetSeverity(), ConditionalAccess: p.GetConditionalAccess(), Team: p.GetTeam(),
-	}
-	if p.GetGracePeriod() != nil {
-		sp.GracePeriod = p.GetGracePeriod().AsDuration()
-	}
-	return sp
-}
-
-// TeamProto converts a stored team.
-func TeamProto(t store.Team) *posturev1.Team {
-	return &posturev1.Team{Name: t.Name, Settings: &posturev1.TeamSettings{
-		ConditionalAccess: t.Settings.ConditionalAccess, MaxAllowedSeverity: t.Settings.MaxAllowedSeverity,
-		ErrorsAsFailures: t.Settings.ErrorsAsFailures, StaleAfter: durationpb.New(t.Settings.StaleAfter),
-	}}
-}
-
-// TeamFromProto converts an API team for storing.
-func TeamFromProto(t *posturev1.Team) store.Team {
-	st := t.GetSettings()
-	team := store.Team{Name: strings.TrimSpace(t.GetName()), Settings: store.TeamSettings{
-		ConditionalAccess: st.GetConditionalAccess(), MaxAllowedSeverity: st.GetMaxAllowedSeverity(),
-		ErrorsAsFailures: st.GetErrorsAsFailures(),
-	}}
-	if st.GetStaleAfter() != nil {
-		team.Settings.StaleAfter = st.GetStaleAfter().AsDuration()
-	}
-	return team
-}
-
-var (
-	slugRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,127}$`)
-	severities = map[string]bool{"low": true, "medium": true, "high": true, "critical": true}
-	allowedMax = map[string]bool{"": true, "low": true, "medium": true, "high": true}
-	platformOK = map[string]bool{"darwin": true, "windows": true, "linux": true}
-)
-
-// checkFields is the server-side floor every apply must pass, whatever the
-// client linted: the API is reachable without the CLI.
-func checkFields(ps []store.Policy, ts []store.Team) error {
-	var errs []string
-	seen := map[string]bool{}
-	for i, p := range ps {
-		where := fmt.Sprintf("policies[%d] (%s)", i, p.ID)
-		if !slugRE.MatchString(p.ID) {
-			errs = append(errs, where+": id must be a slug of a-z, 0-9, '-' and '_'")
-		}
-		if seen[p.ID] {
-			errs = append(errs, where+": duplicate id")
-		}
-		seen[p.ID] = true
-		if p.Name == "" {
-			errs = append(errs, where+": name is empty")
-		}
-		if p.Query == "" {
-			errs = append(errs, where+": query is empty")
-		}
-		if !severities[p.Severity] {
-			errs = append(errs, where+": severity must be low, medium, high or critical")
-		}
-		for _, pl := range p.Platforms {
-			if !platformOK[pl] {
-				errs = append(errs, fmt.Sprintf("%s: platform %q is not darwin, windows or linux", where, pl))
-			}
-		}
-		if p.GracePeriod < 0 {
-			errs = append(errs, where+": grace period is negative")
-		}
-	}
-	teams := map[string]bool{}
-	for i, t := range ts {
-		where := fmt.Sprintf("teams[%d] (%s)", i, t.Name)
-		if !slugRE.MatchString(t.Name) {
-			errs = append(errs, where+": name must be a slug of a-z, 0-9, '-' and '_'")
-		}
-		if teams[t.Name] {
-			errs = append(errs, where+": duplicate team")
-		}
-		teams[t.Name] = true
-		if !allowedMax[t.Settings.MaxAllowedSeverity] {
-			errs = append(errs, where+": max_allowed_severity must be low, medium or high")
-		}
-		if t.Settings.StaleAfter < 0 {
-			errs = append(errs, where+": stale_after is negative")
-		}
-	}
-	if len(errs) > 0 {
-		return errors.New(strings.Join(errs, "; "))
-	}
-	return nil
 }
 
 func (s *Server) ApplyPolicies(ctx context.Context, req *posturev1.ApplyPoliciesRequest) (*posturev1.ApplyPoliciesResponse, error) {
 	ps := make([]store.Policy, 0, len(req.GetPolicies()))
 	for _, p := range req.GetPolicies() {
-		ps = append(ps, PolicyFromProto(p))
+		ps = append(ps, policy.PolicyFromProto(p))
 	}
 	tms := make([]store.Team, 0, len(req.GetTeams()))
 	for _, t := range req.GetTeams() {
-		tms = append(tms, TeamFromProto(t))
+		tms = append(tms, policy.TeamFromProto(t))
 	}
-	if err := checkFields(ps, tms); err != nil {
+	// The API is reachable without the CLI: the hub applies the linter's
+	// rules itself.
+	if err := policy.ValidateApply(ps, tms); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
-	if s.cfg.Validate != nil {
-		if err := s.cfg.Validate(ps, tms); err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "%v", err)
-		}
+	if errs := policy.ValidateFactQueries(req.GetFacts()); len(errs) > 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "%v", errs)
 	}
 	changes, err := s.cfg.Store.ApplyPolicies(ctx, store.ApplyRequest{
 		Policies: ps, Teams: tms, DryRun: req.GetDryRun(), Prune: req.GetPrune(), At: s.cfg.Now(),
@@ -448,7 +342,7 @@ func (s *Server) ListTeams(ctx context.Context, _ *posturev1.ListTeamsRequest) (
 	}
 	resp := &posturev1.ListTeamsResponse{}
 	for _, t := range ts {
-		resp.Teams = append(resp.Teams, TeamProto(t))
+		resp.Teams = append(resp.Teams, policy.TeamToProto(t))
 	}
 	return resp, nil
 }
@@ -479,8 +373,8 @@ func (s *Server) CreateEnrollSecret(ctx context.Context, req *posturev1.CreateEn
 	if team == "" {
 		team = store.DefaultTeam
 	}
-	if !slugRE.MatchString(team) {
-		return nil, status.Error(codes.InvalidArgument, "team must be a slug of a-z, 0-9, '-' and '_'")
+	if err := policy.ValidateApply(nil, []store.Team{{Name: team, Settings: verdictsDefault}}); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "team: %v", err)
 	}
 	now := s.cfg.Now()
 	es, err := NewEnrollSecret(team, req.GetDescription(), now, req.GetExpiresAt())
@@ -522,6 +416,9 @@ func (s *Server) RevokeEnrollSecret(ctx context.Context, req *posturev1.RevokeEn
 	s.audit(ctx, "enroll secret revoked", "id", es.ID)
 	return secretProto(es), nil
 }
+
+// verdictsDefault only makes a team name checkable on its own.
+var verdictsDefault = store.TeamSettings{ConditionalAccess: true}
 
 // --- API tokens ---
 

@@ -28,20 +28,3 @@ func BenchmarkEvaluate(b *testing.B) {
 		_ = Evaluate(in)
 	}
 }
-
-// BenchmarkSchedulerSet: rescheduling among 100k hosts.
-func BenchmarkSchedulerSet(b *testing.B) {
-	s := NewScheduler()
-	const hosts = 100_000
-	ids := make([]string, hosts)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("host-%06d", i)
-		s.Set(ids[i], t0.Add(time.Duration(i)*time.Second))
-	}
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		s.Set(ids[i%hosts], t0.Add(time.Duration(i*7919%hosts)*time.Second))
-		i++
-	}
-}

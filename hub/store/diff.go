@@ -10,6 +10,7 @@ import (
 
 // Change kinds in PolicyChange.Kind.
 const (
+	KindFact   = "fact"
 	KindPolicy = "policy"
 	KindTeam   = "team"
 )
@@ -69,12 +70,16 @@ type ApplyPlan struct {
 	Remove []string
 	// UpsertTeams holds added and changed teams, sorted by name.
 	UpsertTeams []Team
+	// ReplaceFacts: the stored fact queries become Facts (sorted by name,
+	// then platform). Set only when the request's set differs.
+	ReplaceFacts bool
+	Facts        []FactQuery
 }
 
 // Empty reports whether the plan writes nothing (the policy set version must
 // then stay as it is).
 func (p ApplyPlan) Empty() bool {
-	return len(p.Upsert) == 0 && len(p.Remove) == 0 && len(p.UpsertTeams) == 0
+	return len(p.Upsert) == 0 && len(p.Remove) == 0 && len(p.UpsertTeams) == 0 && !p.ReplaceFacts
 }
 
 // NormalizePolicy gives a policy the form it is stored and compared in.
@@ -119,12 +124,12 @@ func ValidateApply(req ApplyRequest) error {
 		}
 		seenTeam[t.Name] = true
 	}
-	return nil
+	return ValidateFacts(req.Facts)
 }
 
-// PlanApply compares a request with the stored policies and teams. at is the
-// apply time (already defaulted by the caller).
-func PlanApply(cur []Policy, curTeams []Team, req ApplyRequest, at time.Time) (ApplyPlan, error) {
+// PlanApply compares a request with the stored policies, teams and fact
+// queries. at is the apply time (already defaulted by the caller).
+func PlanApply(cur []Policy, curTeams []Team, curFacts []FactQuery, req ApplyRequest, at time.Time) (ApplyPlan, error) {
 	if err := ValidateApply(req); err != nil {
 		return ApplyPlan{}, err
 	}
@@ -185,6 +190,13 @@ func PlanApply(cur []Policy, curTeams []Team, req ApplyRequest, at time.Time) (A
 		}
 		plan.UpsertTeams = append(plan.UpsertTeams, t)
 		plan.Changes = append(plan.Changes, PolicyChange{Kind: KindTeam, ID: t.Name, Action: ActionChanged, Fields: fields})
+	}
+	if req.Facts != nil {
+		changes, replace := planFacts(curFacts, req.Facts)
+		plan.Changes = append(plan.Changes, changes...)
+		if replace {
+			plan.ReplaceFacts, plan.Facts = true, SortFacts(req.Facts)
+		}
 	}
 	sort.Slice(plan.Changes, func(i, j int) bool {
 		a, b := plan.Changes[i], plan.Changes[j]

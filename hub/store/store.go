@@ -46,6 +46,10 @@ type Host struct {
 	EntraDeviceID         string // as reported by the host's fact queries
 	EntraDeviceIDOverride string // set by an admin; wins when not empty
 	UserPrincipalName     string
+	// IdentityAt is when the host last reported its identity facts (set by
+	// SetHostIdentity even when they were empty: the host looked and found no
+	// Entra registration); nil = never reported.
+	IdentityAt *time.Time
 
 	EnrolledAt   time.Time
 	LastSeenAt   time.Time
@@ -81,7 +85,8 @@ type Hosts interface {
 	ListHosts(ctx context.Context, f HostFilter) ([]Host, error)
 	// UpdateHostFacts stores facts from a Hello (not team, cert or identity).
 	UpdateHostFacts(ctx context.Context, h Host) error
-	// SetHostIdentity stores the Entra device id and UPN reported by the host.
+	// SetHostIdentity stores the Entra device id and UPN reported by the host
+	// (empty values too) and sets IdentityAt to now.
 	SetHostIdentity(ctx context.Context, id, entraDeviceID, upn string) error
 	// SetHostEntraOverride sets (or clears, with "") the admin override.
 	SetHostEntraOverride(ctx context.Context, id, entraDeviceID string) error
@@ -89,7 +94,8 @@ type Hosts interface {
 	// TouchHost coalesces last-seen; it never moves last-seen backwards.
 	TouchHost(ctx context.Context, id string, seen time.Time) error
 	RevokeHost(ctx context.Context, id string, at time.Time) (Host, error)
-	// DeleteHost removes the host with its results and history.
+	// DeleteHost removes the host with its results, history, verdict and
+	// exemptions (its outbox rows stay: they are history).
 	DeleteHost(ctx context.Context, id string) error
 }
 
@@ -142,7 +148,7 @@ type Team struct {
 
 // PolicyChange says what an apply did (or would do) to one policy or team.
 type PolicyChange struct {
-	Kind     string // "policy" | "team"
+	Kind     string // "fact" | "policy" | "team"
 	ID       string
 	Action   string // added | changed | removed | unchanged
 	Fields   []string
@@ -164,6 +170,9 @@ type ApplyRequest struct {
 	DryRun   bool
 	// Prune deletes policies (not teams) missing from the request.
 	Prune bool
+	// Facts, when not nil, replaces the stored fact queries as a set (an
+	// empty non-nil slice removes them all); nil keeps them.
+	Facts []FactQuery
 	At    time.Time
 }
 
@@ -180,7 +189,8 @@ type Policies interface {
 	// GetTeam returns ErrNotFound for a team never applied; callers then use
 	// default settings.
 	GetTeam(ctx context.Context, name string) (Team, error)
-	// PolicySetVersion changes whenever any policy or team changes; agents
+	// PolicySetVersion changes whenever any policy, team or fact query
+	// changes; agents
 	// compare it to know their set is current.
 	PolicySetVersion(ctx context.Context) (string, error)
 }

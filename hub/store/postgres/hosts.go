@@ -15,7 +15,7 @@ import (
 const hostCols = `id, team, hostname, platform, os_platform, os_name, os_version, osquery_version,
 	hardware_serial, hardware_uuid, hardware_model, ext_version, entra_device_id,
 	entra_device_id_override, user_principal_name, enrolled_at, last_seen_at, cert_serial,
-	cert_not_after, revoked_at`
+	cert_not_after, revoked_at, identity_at`
 
 type hostRow struct {
 	ID                    string     `db:"id"`
@@ -38,6 +38,7 @@ type hostRow struct {
 	CertSerial            string     `db:"cert_serial"`
 	CertNotAfter          *time.Time `db:"cert_not_after"`
 	RevokedAt             *time.Time `db:"revoked_at"`
+	IdentityAt            *time.Time `db:"identity_at"`
 }
 
 func (r hostRow) host() store.Host {
@@ -49,6 +50,7 @@ func (r hostRow) host() store.Host {
 		EntraDeviceID: r.EntraDeviceID, EntraDeviceIDOverride: r.EntraDeviceIDOverride,
 		UserPrincipalName: r.UserPrincipalName, EnrolledAt: utc(r.EnrolledAt),
 		LastSeenAt: utc(r.LastSeenAt), CertSerial: r.CertSerial, RevokedAt: utcPtr(r.RevokedAt),
+		IdentityAt: utcPtr(r.IdentityAt),
 	}
 	if r.CertNotAfter != nil {
 		h.CertNotAfter = r.CertNotAfter.UTC()
@@ -66,7 +68,7 @@ func (s *Store) EnrollHost(ctx context.Context, h store.Host) (store.Host, error
 		h.EntraDeviceID, h.EntraDeviceIDOverride, h.UserPrincipalName, h.EnrolledAt, h.LastSeenAt,
 		h.CertSerial, nullTime(h.CertNotAfter)}
 	insert := `INSERT INTO hosts (` + hostCols + `) VALUES
-		($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, NULL)`
+		($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, NULL, NULL)`
 	var row hostRow
 	if h.HardwareUUID == "" {
 		if err := s.db.GetContext(ctx, &row, insert+` RETURNING `+hostCols, args...); err != nil {
@@ -130,10 +132,11 @@ func (s *Store) UpdateHostFacts(ctx context.Context, h store.Host) error {
 	return affected(res, err, "update facts of host", h.ID)
 }
 
-// SetHostIdentity stores the Entra device id and UPN the host reported.
+// SetHostIdentity stores the Entra device id and UPN the host reported, and
+// when it reported them.
 func (s *Store) SetHostIdentity(ctx context.Context, id, entraDeviceID, upn string) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE hosts SET entra_device_id = $2, user_principal_name = $3
-		WHERE id = $1`, id, entraDeviceID, upn)
+	res, err := s.db.ExecContext(ctx, `UPDATE hosts SET entra_device_id = $2, user_principal_name = $3,
+		identity_at = $4 WHERE id = $1`, id, entraDeviceID, upn, store.StoredTime(time.Now()))
 	return affected(res, err, "set identity of host", id)
 }
 

@@ -120,7 +120,11 @@ func (s *Store) ApplyPolicies(ctx context.Context, req store.ApplyRequest) ([]st
 		if err != nil {
 			return err
 		}
-		plan, err := store.PlanApply(cur, teams, req, at)
+		facts, err := listFacts(ctx, tx)
+		if err != nil {
+			return err
+		}
+		plan, err := store.PlanApply(cur, teams, facts, req, at)
 		if err != nil {
 			return err
 		}
@@ -199,6 +203,11 @@ func (s *Store) writePlan(ctx context.Context, tx *sqlx.Tx, plan store.ApplyPlan
 			t.Settings.ErrorsAsFailures, int64(t.Settings.StaleAfter), at)
 		if err != nil {
 			return fmt.Errorf("team %q: %w", t.Name, mapErr(err))
+		}
+	}
+	if plan.ReplaceFacts {
+		if err := replaceFacts(ctx, tx, plan.Facts); err != nil {
+			return err
 		}
 	}
 	return bumpVersion(ctx, tx)

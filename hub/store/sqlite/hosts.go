@@ -15,7 +15,7 @@ import (
 const hostCols = `id, team, hostname, platform, os_platform, os_name, os_version, osquery_version,
 	hardware_serial, hardware_uuid, hardware_model, ext_version, entra_device_id,
 	entra_device_id_override, user_principal_name, enrolled_at, last_seen_at, cert_serial,
-	cert_not_after, revoked_at`
+	cert_not_after, revoked_at, identity_at`
 
 type hostRow struct {
 	ID                    string `db:"id"`
@@ -38,6 +38,7 @@ type hostRow struct {
 	CertSerial            string `db:"cert_serial"`
 	CertNotAfter          *int64 `db:"cert_not_after"`
 	RevokedAt             *int64 `db:"revoked_at"`
+	IdentityAt            *int64 `db:"identity_at"`
 }
 
 func (r hostRow) host() store.Host {
@@ -49,6 +50,7 @@ func (r hostRow) host() store.Host {
 		EntraDeviceID: r.EntraDeviceID, EntraDeviceIDOverride: r.EntraDeviceIDOverride,
 		UserPrincipalName: r.UserPrincipalName, EnrolledAt: fromTS(r.EnrolledAt),
 		LastSeenAt: fromTS(r.LastSeenAt), CertSerial: r.CertSerial, RevokedAt: fromNTS(r.RevokedAt),
+		IdentityAt: fromNTS(r.IdentityAt),
 	}
 	if r.CertNotAfter != nil {
 		h.CertNotAfter = fromTS(*r.CertNotAfter)
@@ -86,7 +88,7 @@ func (s *Store) EnrollHost(ctx context.Context, h store.Host) (store.Host, error
 			}
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO hosts (`+hostCols+`) VALUES
-			(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)`,
+			(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)`,
 			h.ID, h.Team, h.Hostname, h.Platform, h.OSPlatform, h.OSName, h.OSVersion,
 			h.OsqueryVersion, h.HardwareSerial, h.HardwareUUID, h.HardwareModel, h.ExtVersion,
 			h.EntraDeviceID, h.EntraDeviceIDOverride, h.UserPrincipalName, ts(h.EnrolledAt),
@@ -143,10 +145,11 @@ func (s *Store) UpdateHostFacts(ctx context.Context, h store.Host) error {
 	return affected(res, err, "update facts of host", h.ID)
 }
 
-// SetHostIdentity stores the Entra device id and UPN the host reported.
+// SetHostIdentity stores the Entra device id and UPN the host reported, and
+// when it reported them.
 func (s *Store) SetHostIdentity(ctx context.Context, id, entraDeviceID, upn string) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE hosts SET entra_device_id = ?, user_principal_name = ?
-		WHERE id = ?`, entraDeviceID, upn, id)
+	res, err := s.w.ExecContext(ctx, `UPDATE hosts SET entra_device_id = ?, user_principal_name = ?,
+		identity_at = ? WHERE id = ?`, entraDeviceID, upn, ts(time.Now()), id)
 	return affected(res, err, "set identity of host", id)
 }
 

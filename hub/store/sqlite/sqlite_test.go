@@ -9,6 +9,7 @@ import (
 	"github.com/posture-dev/posture/hub/store"
 	"github.com/posture-dev/posture/hub/store/sqlite"
 	"github.com/posture-dev/posture/hub/store/storetest"
+	"github.com/posture-dev/posture/hub/sync/outboxtest"
 )
 
 func open(t *testing.T, path string) *sqlite.Store {
@@ -23,6 +24,12 @@ func open(t *testing.T, path string) *sqlite.Store {
 
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
+		return open(t, filepath.Join(t.TempDir(), "posture.db"))
+	})
+}
+
+func TestOutbox(t *testing.T) {
+	outboxtest.Run(t, func(t *testing.T) outboxtest.Backend {
 		return open(t, filepath.Join(t.TempDir(), "posture.db"))
 	})
 }
