@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -16,6 +17,7 @@ import (
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 	"github.com/posture-dev/posture/extension/clock"
+	"github.com/posture-dev/posture/extension/internal/fakehub"
 	"github.com/posture-dev/posture/extension/spool"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -60,9 +62,9 @@ type env struct {
 	t      *testing.T
 	dir    string
 	clk    *clock.Fake
-	ca     *testCA
-	st     *hubState
-	hub    *fakeHub
+	ca     *fakehub.CA
+	st     *fakehub.State
+	hub    *fakehub.Hub
 	sp     *spool.Spool
 	run    *fakeRunner
 	link   *Link
@@ -74,11 +76,11 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	clk := clock.NewFake(time.Now())
-	ca := newTestCA(t, clk)
-	st := newHubState()
+	ca := fakehub.NewCA(t, clk)
+	st := fakehub.NewState()
 	e := &env{t: t, dir: t.TempDir(), clk: clk, ca: ca, st: st, secret: "s3cret"}
-	e.hub = startHub(t, st, ca, "")
-	boot, err := BootstrapTLS(ca.pool, nil)
+	e.hub = fakehub.Start(t, st, ca, "")
+	boot, err := BootstrapTLS(ca.Pool, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +97,7 @@ func (e *env) startLink() {
 	e.sp = sp
 	e.run = &fakeRunner{}
 	l, err := New(Config{
-		Hub:          strings.Replace(e.hub.addr, "127.0.0.1", "localhost", 1),
+		Hub:          strings.Replace(e.hub.Addr, "127.0.0.1", "localhost", 1),
 		EnrollSecret: e.secret,
 		Bootstrap:    e.boot,
 		StateDir:     e.dir,
@@ -132,7 +134,7 @@ func (e *env) stopLink() {
 
 func (e *env) restartHub() {
 	e.hub.Stop()
-	e.hub = startHub(e.t, e.st, e.ca, e.hub.addr)
+	e.hub = fakehub.Start(e.t, e.st, e.ca, e.hub.Addr)
 }
 
 // waitFor polls cond, nudging the fake clock by step between polls so
@@ -159,7 +161,7 @@ func result(id string, st posturev1.ResultStatus) []*posturev1.PolicyResult {
 
 func (e *env) connected(n int) func() bool {
 	return func() bool {
-		return e.st.count(func() int { return e.st.connects }) >= n && e.run.get(func() int { return len(e.run.applied) }) >= 1
+		return e.st.Count(func() int { return e.st.Connects }) >= n && e.run.get(func() int { return len(e.run.applied) }) >= 1
 	}
 }
 
@@ -168,7 +170,7 @@ func TestEnrollStreamAckFactsRecheck(t *testing.T) {
 	e.startLink()
 	e.waitFor("stream with policy set", time.Second, e.connected(1))
 
-	if n := e.st.count(func() int { return e.st.enrolls }); n != 1 {
+	if n := e.st.Count(func() int { return e.st.Enrolls }); n != 1 {
 		t.Fatalf("enrolls = %d, want 1", n)
 	}
 	fi, err := os.Stat(filepath.Join(e.dir, "key.pem"))
@@ -178,9 +180,9 @@ func TestEnrollStreamAckFactsRecheck(t *testing.T) {
 	if id := e.link.Identity(); id == nil || id.HostID != "host-uuid-1" {
 		t.Fatalf("identity = %+v", id)
 	}
-	e.st.mu.Lock()
-	hello := e.st.hellos[0]
-	e.st.mu.Unlock()
+	e.st.Mu.Lock()
+	hello := e.st.Hellos[0]
+	e.st.Mu.Unlock()
 	if hello.GetFacts().GetHardwareUuid() != "UUID-1" || hello.GetFacts().GetPlatform() != "darwin" {
 		t.Fatalf("hello facts = %v", hello.GetFacts())
 	}
@@ -192,21 +194,21 @@ func TestEnrollStreamAckFactsRecheck(t *testing.T) {
 	}
 
 	e.link.Results(context.Background(), result("disk", posturev1.ResultStatus_RESULT_STATUS_PASS))
-	e.waitFor("batch 1 acked", 0, func() bool { return eq(e.st.seqs(0), []uint64{1}) && len(e.sp.Pending()) == 0 })
+	e.waitFor("batch 1 acked", 0, func() bool { return eq(e.st.Seqs(0), []uint64{1}) && len(e.sp.Pending()) == 0 })
 
 	// Facts go once per stream and again only when they change.
 	e.link.Facts(context.Background(), map[string]string{"entra_device_id": "dev-1"})
-	e.waitFor("facts", 0, func() bool { return e.st.count(func() int { return len(e.st.facts) }) == 1 })
+	e.waitFor("facts", 0, func() bool { return e.st.Count(func() int { return len(e.st.Facts) }) == 1 })
 	e.link.Facts(context.Background(), map[string]string{"entra_device_id": "dev-1"})
 	e.link.Results(context.Background(), result("disk", posturev1.ResultStatus_RESULT_STATUS_FAIL))
-	e.waitFor("batch 2", 0, func() bool { return eq(e.st.seqs(0), []uint64{1, 2}) })
-	if n := e.st.count(func() int { return len(e.st.facts) }); n != 1 {
+	e.waitFor("batch 2", 0, func() bool { return eq(e.st.Seqs(0), []uint64{1, 2}) })
+	if n := e.st.Count(func() int { return len(e.st.Facts) }); n != 1 {
 		t.Fatalf("unchanged facts sent again (%d reports)", n)
 	}
 	e.link.Facts(context.Background(), map[string]string{"entra_device_id": "dev-2"})
-	e.waitFor("changed facts", 0, func() bool { return e.st.count(func() int { return len(e.st.facts) }) == 2 })
+	e.waitFor("changed facts", 0, func() bool { return e.st.Count(func() int { return len(e.st.Facts) }) == 2 })
 
-	e.st.sendLatest(&posturev1.HubMessage{Msg: &posturev1.HubMessage_Recheck{Recheck: &posturev1.Recheck{All: true}}})
+	e.st.SendLatest(&posturev1.HubMessage{Msg: &posturev1.HubMessage_Recheck{Recheck: &posturev1.Recheck{All: true}}})
 	e.waitFor("recheck", 0, func() bool { return e.run.get(func() int { return e.run.alls }) == 1 })
 }
 
@@ -214,8 +216,8 @@ func TestWrongSecretNeverConnects(t *testing.T) {
 	e := newEnv(t)
 	e.secret = "wrong"
 	e.startLink()
-	e.waitFor("three enroll attempts", time.Second, func() bool { return e.st.count(func() int { return e.st.enrolls }) >= 3 })
-	if n := e.st.count(func() int { return e.st.connects }); n != 0 {
+	e.waitFor("three enroll attempts", time.Second, func() bool { return e.st.Count(func() int { return e.st.Enrolls }) >= 3 })
+	if n := e.st.Count(func() int { return e.st.Connects }); n != 0 {
 		t.Fatalf("connected %d times without a certificate", n)
 	}
 	if _, err := os.Stat(filepath.Join(e.dir, "cert.pem")); !os.IsNotExist(err) {
@@ -225,12 +227,12 @@ func TestWrongSecretNeverConnects(t *testing.T) {
 
 func TestNothingLostAcrossHubAndAgentRestarts(t *testing.T) {
 	e := newEnv(t)
-	e.st.ackOff = true
+	e.st.AckOff = true
 	e.startLink()
 	e.waitFor("connected", time.Second, e.connected(1))
 	e.link.Results(context.Background(), result("a", posturev1.ResultStatus_RESULT_STATUS_PASS))
 	e.link.Results(context.Background(), result("b", posturev1.ResultStatus_RESULT_STATUS_FAIL))
-	e.waitFor("two batches sent", 0, func() bool { return eq(e.st.seqs(1), []uint64{1, 2}) })
+	e.waitFor("two batches sent", 0, func() bool { return eq(e.st.Seqs(1), []uint64{1, 2}) })
 
 	// Hub goes away with both batches unacknowledged; a third is produced
 	// while it is down.
@@ -239,40 +241,40 @@ func TestNothingLostAcrossHubAndAgentRestarts(t *testing.T) {
 	if got := len(e.sp.Pending()); got != 3 {
 		t.Fatalf("pending while hub down = %d, want 3", got)
 	}
-	e.st.mu.Lock()
-	e.st.ackOff = false
-	e.st.mu.Unlock()
-	e.hub = startHub(t, e.st, e.ca, e.hub.addr)
+	e.st.Mu.Lock()
+	e.st.AckOff = false
+	e.st.Mu.Unlock()
+	e.hub = fakehub.Start(t, e.st, e.ca, e.hub.Addr)
 	e.waitFor("resend in order after reconnect", time.Second, func() bool {
-		return eq(e.st.seqs(2), []uint64{1, 2, 3}) && len(e.sp.Pending()) == 0
+		return eq(e.st.Seqs(2), []uint64{1, 2, 3}) && len(e.sp.Pending()) == 0
 	})
-	e.st.mu.Lock()
-	last := e.st.batches[len(e.st.batches)-1].batch
-	e.st.mu.Unlock()
+	e.st.Mu.Lock()
+	last := e.st.Batches[len(e.st.Batches)-1].Batch
+	e.st.Mu.Unlock()
 	if last.GetResults()[0].GetPolicyId() != "c" {
 		t.Fatalf("batch 3 = %v", last)
 	}
 
 	// The agent restarts with a batch unacknowledged.
-	e.st.mu.Lock()
-	e.st.ackOff = true
-	e.st.mu.Unlock()
+	e.st.Mu.Lock()
+	e.st.AckOff = true
+	e.st.Mu.Unlock()
 	e.link.Results(context.Background(), result("d", posturev1.ResultStatus_RESULT_STATUS_PASS))
-	e.waitFor("batch 4 sent", 0, func() bool { return eq(e.st.seqs(2), []uint64{1, 2, 3, 4}) })
+	e.waitFor("batch 4 sent", 0, func() bool { return eq(e.st.Seqs(2), []uint64{1, 2, 3, 4}) })
 	e.stopLink()
 	e.startLink()
 	if e.run.get(func() int { return len(e.run.applied) }) != 1 {
 		t.Fatal("cached policy set not applied at start")
 	}
-	e.waitFor("resend after agent restart", time.Second, func() bool { return eq(e.st.seqs(3), []uint64{4}) })
-	if n := e.st.count(func() int { return e.st.enrolls }); n != 1 {
+	e.waitFor("resend after agent restart", time.Second, func() bool { return eq(e.st.Seqs(3), []uint64{4}) })
+	if n := e.st.Count(func() int { return e.st.Enrolls }); n != 1 {
 		t.Fatalf("enrolled %d times, want once", n)
 	}
-	e.st.mu.Lock()
-	e.st.ackOff = false
-	e.st.mu.Unlock()
+	e.st.Mu.Lock()
+	e.st.AckOff = false
+	e.st.Mu.Unlock()
 	e.link.Results(context.Background(), result("e", posturev1.ResultStatus_RESULT_STATUS_PASS))
-	e.waitFor("batch 5", 0, func() bool { return eq(e.st.seqs(3), []uint64{4, 5}) })
+	e.waitFor("batch 5", 0, func() bool { return eq(e.st.Seqs(3), []uint64{4, 5}) })
 	if p := e.sp.Pending(); len(p) != 1 || p[0].GetSeq() != 4 {
 		t.Fatalf("pending = %v, want only the unacked seq 4", p)
 	}
@@ -302,26 +304,26 @@ func TestRenewHotSwapKeepsStreamOpen(t *testing.T) {
 	e.clk.Advance(45 * time.Minute)
 	e.waitFor("renewed", 0, func() bool {
 		id := e.link.Identity()
-		return e.st.count(func() int { return e.st.renews }) == 1 && id.Leaf.SerialNumber.String() != old
+		return e.st.Count(func() int { return e.st.Renews }) == 1 && id.Leaf.SerialNumber.String() != old
 	})
 	renewed := e.link.Identity().Leaf.SerialNumber.String()
 	if got := serialOf(t, filepath.Join(e.dir, "cert.pem")); got != renewed {
 		t.Fatalf("cert.pem serial %s, want the renewed %s", got, renewed)
 	}
 	// Same stream still carries messages both ways.
-	e.st.sendLatest(&posturev1.HubMessage{Msg: &posturev1.HubMessage_Recheck{Recheck: &posturev1.Recheck{PolicyIds: []string{"disk"}}}})
+	e.st.SendLatest(&posturev1.HubMessage{Msg: &posturev1.HubMessage_Recheck{Recheck: &posturev1.Recheck{PolicyIds: []string{"disk"}}}})
 	e.waitFor("recheck on the old stream", 0, func() bool { return e.run.get(func() int { return e.run.rechecks }) == 1 })
 	e.link.Results(context.Background(), result("disk", posturev1.ResultStatus_RESULT_STATUS_PASS))
-	e.waitFor("results on the old stream", 0, func() bool { return eq(e.st.seqs(1), []uint64{1}) })
-	if n := e.st.count(func() int { return e.st.connects }); n != 1 {
+	e.waitFor("results on the old stream", 0, func() bool { return eq(e.st.Seqs(1), []uint64{1}) })
+	if n := e.st.Count(func() int { return e.st.Connects }); n != 1 {
 		t.Fatalf("renewal reconnected the stream (%d connects)", n)
 	}
 	// The next handshake presents the renewed certificate.
 	e.restartHub()
-	e.waitFor("reconnected", time.Second, func() bool { return e.st.count(func() int { return e.st.connects }) == 2 })
-	e.st.mu.Lock()
-	got := e.st.peerSer[1].String()
-	e.st.mu.Unlock()
+	e.waitFor("reconnected", time.Second, func() bool { return e.st.Count(func() int { return e.st.Connects }) == 2 })
+	e.st.Mu.Lock()
+	got := e.st.PeerSerials[1].String()
+	e.st.Mu.Unlock()
 	if got != renewed {
 		t.Fatalf("new handshake used serial %s, want renewed %s", got, renewed)
 	}
@@ -329,10 +331,10 @@ func TestRenewHotSwapKeepsStreamOpen(t *testing.T) {
 
 func TestDisableStopsPoliciesAndRetriesRarely(t *testing.T) {
 	e := newEnv(t)
-	e.st.life = 24 * time.Hour // outlive the hour of waiting
+	e.st.Life = 24 * time.Hour // outlive the hour of waiting
 	e.startLink()
 	e.waitFor("connected", time.Second, e.connected(1))
-	e.st.sendLatest(&posturev1.HubMessage{Msg: &posturev1.HubMessage_Disable{Disable: &posturev1.Disable{Reason: "revoked by admin"}}})
+	e.st.SendLatest(&posturev1.HubMessage{Msg: &posturev1.HubMessage_Disable{Disable: &posturev1.Disable{Reason: "revoked by admin"}}})
 	e.waitFor("cleared", 0, func() bool { return e.run.get(func() int { return e.run.clears }) == 1 })
 	if _, err := os.Stat(filepath.Join(e.dir, PolicySetFile)); !os.IsNotExist(err) {
 		t.Fatalf("cached policy set kept after Disable: %v", err)
@@ -341,18 +343,18 @@ func TestDisableStopsPoliciesAndRetriesRarely(t *testing.T) {
 	for i := 0; i < 59; i++ {
 		e.clk.Advance(time.Minute)
 	}
-	if n := e.st.count(func() int { return e.st.connects }); n != 1 {
+	if n := e.st.Count(func() int { return e.st.Connects }); n != 1 {
 		t.Fatalf("reconnected %d times within the hour", n-1)
 	}
-	e.waitFor("hourly retry", time.Minute, func() bool { return e.st.count(func() int { return e.st.connects }) == 2 })
+	e.waitFor("hourly retry", time.Minute, func() bool { return e.st.Count(func() int { return e.st.Connects }) == 2 })
 
 	// A revoked host is refused at Connect: same treatment.
-	e.st.mu.Lock()
-	e.st.hosts["host-uuid-1"] = true
-	e.st.mu.Unlock()
+	e.st.Mu.Lock()
+	e.st.Hosts["host-uuid-1"] = true
+	e.st.Mu.Unlock()
 	e.restartHub()
 	e.waitFor("cleared after PermissionDenied", time.Second, func() bool { return e.run.get(func() int { return e.run.clears }) == 2 })
-	if n := e.st.count(func() int { return e.st.enrolls }); n != 1 {
+	if n := e.st.Count(func() int { return e.st.Enrolls }); n != 1 {
 		t.Fatalf("a revoked host re-enrolled (%d enrolls)", n)
 	}
 }
@@ -361,12 +363,12 @@ func TestUnknownCertificateReenrolls(t *testing.T) {
 	e := newEnv(t)
 	e.startLink()
 	e.waitFor("connected", time.Second, e.connected(1))
-	e.st.mu.Lock()
-	delete(e.st.hosts, "host-uuid-1")
-	e.st.mu.Unlock()
+	e.st.Mu.Lock()
+	delete(e.st.Hosts, "host-uuid-1")
+	e.st.Mu.Unlock()
 	e.restartHub()
 	e.waitFor("re-enrolled and connected", time.Second, func() bool {
-		return e.st.count(func() int { return e.st.enrolls }) == 2 && e.st.count(func() int { return e.st.connects }) == 2
+		return e.st.Count(func() int { return e.st.Enrolls }) == 2 && e.st.Count(func() int { return e.st.Connects }) == 2
 	})
 }
 
@@ -378,13 +380,13 @@ func TestExpiredCertificateReenrolls(t *testing.T) {
 	e.clk.Advance(2 * time.Hour) // well past the one-hour certificate
 	e.startLink()
 	e.waitFor("re-enrolled", time.Second, func() bool {
-		return e.st.count(func() int { return e.st.enrolls }) == 2 && e.st.count(func() int { return e.st.connects }) == 2
+		return e.st.Count(func() int { return e.st.Enrolls }) == 2 && e.st.Count(func() int { return e.st.Connects }) == 2
 	})
 }
 
 func TestPinnedBootstrap(t *testing.T) {
 	e := newEnv(t)
-	good, err := ParsePin(SPKIPin(e.ca.cert))
+	good, err := ParsePin(SPKIPin(e.ca.Cert))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +396,7 @@ func TestPinnedBootstrap(t *testing.T) {
 			return err
 		}
 		cfg.ServerName = "localhost"
-		c, err := tls.Dial("tcp", e.hub.addr, cfg)
+		c, err := tls.Dial("tcp", e.hub.Addr, cfg)
 		if err == nil {
 			c.Close()
 		}
@@ -446,3 +448,5 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+func eq(a, b []uint64) bool { return fmt.Sprint(a) == fmt.Sprint(b) }

@@ -1,4 +1,6 @@
-package hublink
+// Package fakehub is a small AgentService stand-in for posture.ext tests:
+// a throw-away CA, real TLS on loopback, and a record of what the agent sent.
+package fakehub
 
 import (
 	"context"
@@ -9,7 +11,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"fmt"
 	"math/big"
 	"net"
 	"net/url"
@@ -29,19 +30,20 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// testCA is a throw-away CA that signs the hub's server certificate and the
+// CA is a throw-away CA that signs the hub's server certificate and the
 // host certificates, as the real hub does.
-type testCA struct {
+type CA struct {
 	key   *ecdsa.PrivateKey
-	cert  *x509.Certificate
-	pem   []byte
-	pool  *x509.CertPool
+	Cert  *x509.Certificate
+	PEM   []byte
+	Pool  *x509.CertPool
 	clk   clock.Clock
 	mu    sync.Mutex
 	nextS int64
 }
 
-func newTestCA(t *testing.T, clk clock.Clock) *testCA {
+// NewCA makes a CA valid around clk's time.
+func NewCA(t testing.TB, clk clock.Clock) *CA {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	now := clk.Now()
@@ -61,18 +63,18 @@ func newTestCA(t *testing.T, clk clock.Clock) *testCA {
 	cert, _ := x509.ParseCertificate(der)
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
-	return &testCA{key: key, cert: cert, pool: pool, clk: clk, nextS: 100,
-		pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	return &CA{key: key, Cert: cert, Pool: pool, clk: clk, nextS: 100,
+		PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
-func (ca *testCA) serial() *big.Int {
+func (ca *CA) serial() *big.Int {
 	ca.mu.Lock()
 	defer ca.mu.Unlock()
 	ca.nextS++
 	return big.NewInt(ca.nextS)
 }
 
-func (ca *testCA) serverCert(t *testing.T) tls.Certificate {
+func (ca *CA) serverCert(t testing.TB) tls.Certificate {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	// The agent checks the server certificate against the real clock.
@@ -90,14 +92,14 @@ func (ca *testCA) serverCert(t *testing.T) tls.Certificate {
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tls.Certificate{Certificate: [][]byte{der, ca.cert.Raw}, PrivateKey: key}
+	return tls.Certificate{Certificate: [][]byte{der, ca.Cert.Raw}, PrivateKey: key}
 }
 
-func (ca *testCA) hostCert(csrDER []byte, hostID string, life time.Duration) ([]byte, *x509.Certificate, error) {
+func (ca *CA) hostCert(csrDER []byte, hostID string, life time.Duration) ([]byte, *x509.Certificate, error) {
 	csr, err := x509.ParseCertificateRequest(csrDER)
 	if err != nil {
 		return nil, nil, err
@@ -116,7 +118,7 @@ func (ca *testCA) hostCert(csrDER []byte, hostID string, life time.Duration) ([]
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, csr.PublicKey, ca.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, csr.PublicKey, ca.key)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -124,48 +126,54 @@ func (ca *testCA) hostCert(csrDER []byte, hostID string, life time.Duration) ([]
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), c, nil
 }
 
-// hubState survives "restarts" of the fake hub, like the real hub's store.
-type hubState struct {
-	mu        sync.Mutex
-	secret    string
-	life      time.Duration
-	hosts     map[string]bool // host id -> revoked
-	enrolls   int
-	renews    int
-	connects  int
-	hellos    []*posturev1.Hello
-	batches   []received
-	facts     []map[string]string
-	peerSer   []*big.Int // client cert serial per Connect
-	ackOff    bool
-	policySet *posturev1.PolicySet
-	streams   []chan *posturev1.HubMessage
+// State survives "restarts" of the fake hub, like the real hub's store.
+type State struct {
+	Mu          sync.Mutex
+	Secret      string
+	Life        time.Duration
+	Hosts       map[string]bool // host id -> revoked
+	Enrolls     int
+	Renews      int
+	Connects    int
+	Hellos      []*posturev1.Hello
+	Batches     []Received
+	Facts       []map[string]string
+	PeerSerials []*big.Int // client cert serial per Connect
+	AckOff      bool
+	PolicySet   *posturev1.PolicySet
+	streams     []chan *posturev1.HubMessage
 }
 
-type received struct {
-	conn  int // which Connect call carried it
-	batch *posturev1.ResultBatch
+// Received is one ResultBatch as the hub got it.
+type Received struct {
+	Conn  int // which Connect call carried it
+	Batch *posturev1.ResultBatch
 }
 
-func newHubState() *hubState {
-	return &hubState{
-		secret: "s3cret", life: time.Hour, hosts: map[string]bool{},
-		policySet: &posturev1.PolicySet{Version: "v1", Interval: durationpb.New(time.Hour),
+// NewState accepts the secret "s3cret", issues one-hour certificates and
+// serves one policy ("disk", SELECT 1) every hour.
+func NewState() *State {
+	return &State{
+		Secret: "s3cret", Life: time.Hour, Hosts: map[string]bool{},
+		PolicySet: &posturev1.PolicySet{Version: "v1", Interval: durationpb.New(time.Hour),
 			Policies: []*posturev1.AgentPolicy{{Id: "disk", Revision: 1, Query: "SELECT 1"}}},
 	}
 }
 
-func (s *hubState) lock() func() { s.mu.Lock(); return s.mu.Unlock }
+func (s *State) lock() func() { s.Mu.Lock(); return s.Mu.Unlock }
 
-type fakeHub struct {
+// Hub is one running instance serving a State; Stop and Start again on the
+// same Addr to simulate a hub restart.
+type Hub struct {
 	posturev1.UnimplementedAgentServiceServer
-	st   *hubState
-	ca   *testCA
+	st   *State
+	ca   *CA
 	srv  *grpc.Server
-	addr string
+	Addr string
 }
 
-func startHub(t *testing.T, st *hubState, ca *testCA, addr string) *fakeHub {
+// Start serves st on addr ("" for a free loopback port) until the test ends.
+func Start(t testing.TB, st *State, ca *CA, addr string) *Hub {
 	t.Helper()
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -178,6 +186,7 @@ func startHub(t *testing.T, st *hubState, ca *testCA, addr string) *fakeHub {
 		if err == nil || time.Now().After(deadline) {
 			break
 		}
+		<-time.After(10 * time.Millisecond) // the old listener is still closing
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -185,31 +194,32 @@ func startHub(t *testing.T, st *hubState, ca *testCA, addr string) *fakeHub {
 	tc := &tls.Config{
 		Certificates: []tls.Certificate{ca.serverCert(t)},
 		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    ca.pool,
+		ClientCAs:    ca.Pool,
 		Time:         ca.clk.Now,
 	}
-	h := &fakeHub{st: st, ca: ca, srv: grpc.NewServer(grpc.Creds(credentials.NewTLS(tc))), addr: lis.Addr().String()}
+	h := &Hub{st: st, ca: ca, srv: grpc.NewServer(grpc.Creds(credentials.NewTLS(tc))), Addr: lis.Addr().String()}
 	posturev1.RegisterAgentServiceServer(h.srv, h)
 	go func() { _ = h.srv.Serve(lis) }()
 	t.Cleanup(h.srv.Stop)
 	return h
 }
 
-func (h *fakeHub) Stop() { h.srv.Stop() }
+// Stop ends the hub and every open stream.
+func (h *Hub) Stop() { h.srv.Stop() }
 
-func (h *fakeHub) Enroll(_ context.Context, req *posturev1.EnrollRequest) (*posturev1.EnrollResponse, error) {
+func (h *Hub) Enroll(_ context.Context, req *posturev1.EnrollRequest) (*posturev1.EnrollResponse, error) {
 	defer h.st.lock()()
-	h.st.enrolls++
-	if req.GetEnrollSecret() != h.st.secret {
+	h.st.Enrolls++
+	if req.GetEnrollSecret() != h.st.Secret {
 		return nil, status.Error(codes.Unauthenticated, "invalid enroll secret")
 	}
 	id := "host-" + strings.ToLower(req.GetFacts().GetHardwareUuid())
-	certPEM, c, err := h.ca.hostCert(req.GetCsrDer(), id, h.st.life)
+	certPEM, c, err := h.ca.hostCert(req.GetCsrDer(), id, h.st.Life)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	h.st.hosts[id] = false
-	return &posturev1.EnrollResponse{HostId: id, CertificatePem: certPEM, CaBundlePem: h.ca.pem, NotAfter: timestamppb.New(c.NotAfter)}, nil
+	h.st.Hosts[id] = false
+	return &posturev1.EnrollResponse{HostId: id, CertificatePem: certPEM, CaBundlePem: h.ca.PEM, NotAfter: timestamppb.New(c.NotAfter)}, nil
 }
 
 func peerHost(ctx context.Context) (string, *x509.Certificate, error) {
@@ -230,13 +240,13 @@ func peerHost(ctx context.Context) (string, *x509.Certificate, error) {
 	return "", nil, status.Error(codes.Unauthenticated, "no host id")
 }
 
-func (h *fakeHub) auth(ctx context.Context) (string, *x509.Certificate, error) {
+func (h *Hub) auth(ctx context.Context) (string, *x509.Certificate, error) {
 	id, leaf, err := peerHost(ctx)
 	if err != nil {
 		return "", nil, err
 	}
 	defer h.st.lock()()
-	revoked, known := h.st.hosts[id]
+	revoked, known := h.st.Hosts[id]
 	switch {
 	case !known:
 		return "", nil, status.Error(codes.Unauthenticated, "unknown host")
@@ -246,32 +256,32 @@ func (h *fakeHub) auth(ctx context.Context) (string, *x509.Certificate, error) {
 	return id, leaf, nil
 }
 
-func (h *fakeHub) Renew(ctx context.Context, req *posturev1.RenewRequest) (*posturev1.RenewResponse, error) {
+func (h *Hub) Renew(ctx context.Context, req *posturev1.RenewRequest) (*posturev1.RenewResponse, error) {
 	id, _, err := h.auth(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer h.st.lock()()
-	h.st.renews++
-	certPEM, c, err := h.ca.hostCert(req.GetCsrDer(), id, h.st.life)
+	h.st.Renews++
+	certPEM, c, err := h.ca.hostCert(req.GetCsrDer(), id, h.st.Life)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	return &posturev1.RenewResponse{CertificatePem: certPEM, CaBundlePem: h.ca.pem, NotAfter: timestamppb.New(c.NotAfter)}, nil
+	return &posturev1.RenewResponse{CertificatePem: certPEM, CaBundlePem: h.ca.PEM, NotAfter: timestamppb.New(c.NotAfter)}, nil
 }
 
-func (h *fakeHub) Connect(stream posturev1.AgentService_ConnectServer) error {
+func (h *Hub) Connect(stream posturev1.AgentService_ConnectServer) error {
 	_, leaf, err := h.auth(stream.Context())
 	if err != nil {
 		return err
 	}
 	out := make(chan *posturev1.HubMessage, 64)
-	h.st.mu.Lock()
-	h.st.connects++
-	conn := h.st.connects
-	h.st.peerSer = append(h.st.peerSer, leaf.SerialNumber)
+	h.st.Mu.Lock()
+	h.st.Connects++
+	conn := h.st.Connects
+	h.st.PeerSerials = append(h.st.PeerSerials, leaf.SerialNumber)
 	h.st.streams = append(h.st.streams, out)
-	h.st.mu.Unlock()
+	h.st.Mu.Unlock()
 
 	errc := make(chan error, 2)
 	go func() {
@@ -298,43 +308,42 @@ func (h *fakeHub) Connect(stream posturev1.AgentService_ConnectServer) error {
 				errc <- err
 				return
 			}
-			h.st.mu.Lock()
+			h.st.Mu.Lock()
 			switch msg := m.GetMsg().(type) {
 			case *posturev1.AgentMessage_Hello:
-				h.st.hellos = append(h.st.hellos, msg.Hello)
-				out <- &posturev1.HubMessage{Msg: &posturev1.HubMessage_PolicySet{PolicySet: h.st.policySet}}
+				h.st.Hellos = append(h.st.Hellos, msg.Hello)
+				out <- &posturev1.HubMessage{Msg: &posturev1.HubMessage_PolicySet{PolicySet: h.st.PolicySet}}
 			case *posturev1.AgentMessage_Results:
-				h.st.batches = append(h.st.batches, received{conn: conn, batch: msg.Results})
-				if !h.st.ackOff {
+				h.st.Batches = append(h.st.Batches, Received{Conn: conn, Batch: msg.Results})
+				if !h.st.AckOff {
 					out <- &posturev1.HubMessage{Msg: &posturev1.HubMessage_Ack{Ack: &posturev1.Ack{Seq: msg.Results.GetSeq()}}}
 				}
 			case *posturev1.AgentMessage_Facts:
-				h.st.facts = append(h.st.facts, msg.Facts.GetValues())
+				h.st.Facts = append(h.st.Facts, msg.Facts.GetValues())
 			}
-			h.st.mu.Unlock()
+			h.st.Mu.Unlock()
 		}
 	}()
 	return <-errc
 }
 
-// sendLatest pushes a message down the most recent stream.
-func (s *hubState) sendLatest(m *posturev1.HubMessage) {
+// SendLatest pushes a message down the most recent stream.
+func (s *State) SendLatest(m *posturev1.HubMessage) {
 	defer s.lock()()
 	s.streams[len(s.streams)-1] <- m
 }
 
-// seqs lists the seqs received on Connect number conn (0: all).
-func (s *hubState) seqs(conn int) []uint64 {
+// Seqs lists the seqs received on Connect number conn (0: all).
+func (s *State) Seqs(conn int) []uint64 {
 	defer s.lock()()
 	var out []uint64
-	for _, r := range s.batches {
-		if conn == 0 || r.conn == conn {
-			out = append(out, r.batch.GetSeq())
+	for _, r := range s.Batches {
+		if conn == 0 || r.Conn == conn {
+			out = append(out, r.Batch.GetSeq())
 		}
 	}
 	return out
 }
 
-func (s *hubState) count(f func() int) int { defer s.lock()(); return f() }
-
-func eq(a, b []uint64) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
+// Count reads state under the lock.
+func (s *State) Count(f func() int) int { defer s.lock()(); return f() }
