@@ -44,6 +44,9 @@ type Config struct {
 	HelloTimeout time.Duration
 	// Observer, if set, is told about every committed batch (verdicts hook).
 	Observer func(ctx context.Context, hostID string, out store.RecordOutcome)
+	// IdentityChanged, if set, is told when a host reports a different
+	// Entra device id or UPN.
+	IdentityChanged func(hostID string)
 	Now      func() time.Time
 	Metrics  prometheus.Registerer
 }
@@ -324,10 +327,10 @@ func (s *Server) applyHello(ctx context.Context, h *store.Host, hello *posturev1
 	if err := s.cfg.Store.TouchHost(ctx, h.ID, s.cfg.Now()); err != nil {
 		return status.Errorf(codes.Unavailable, "touch host: %v", err)
 	}
-	team, platform := h.Team, nh.Platform
+	// Keep what the hub, not the Hello, decides: team and identity.
+	nh.Team, nh.EntraDeviceID, nh.EntraDeviceIDOverride, nh.UserPrincipalName = h.Team, h.EntraDeviceID, h.EntraDeviceIDOverride, h.UserPrincipalName
+	nh.EnrolledAt, nh.LastSeenAt, nh.RevokedAt = h.EnrolledAt, h.LastSeenAt, h.RevokedAt
 	*h = nh
-	h.Team = team
-	h.Platform = platform
 	return nil
 }
 
@@ -405,9 +408,15 @@ func (s *Server) recvLoop(ctx context.Context, stream posturev1.AgentService_Con
 			}
 		case *posturev1.AgentMessage_Facts:
 			v := msg.Facts.GetValues()
-			if err := s.cfg.Store.SetHostIdentity(ctx, h.ID, clean(v["entra_device_id"], 128), clean(v["user_principal_name"], 256)); err != nil {
+			dev := strings.ToLower(clean(v["entra_device_id"], 128))
+			upn := clean(v["user_principal_name"], 256)
+			if err := s.cfg.Store.SetHostIdentity(ctx, h.ID, dev, upn); err != nil {
 				return status.Errorf(codes.Unavailable, "store identity: %v", err)
 			}
+			if (dev != h.EntraDeviceID || upn != h.UserPrincipalName) && s.cfg.IdentityChanged != nil {
+				s.cfg.IdentityChanged(h.ID)
+			}
+			h.EntraDeviceID, h.UserPrincipalName = dev, upn
 		case *posturev1.AgentMessage_Hello:
 			if err := s.applyHello(ctx, h, msg.Hello); err != nil {
 				return err

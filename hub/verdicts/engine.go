@@ -56,6 +56,10 @@ type Config struct {
 	// CacheTTL bounds how stale cached policies and integrations may be
 	// when another replica changed them (default 1 s).
 	CacheTTL time.Duration
+	// RecheckEvery re-evaluates a host whose batches change nothing at
+	// most this often (default 1 min), which is what notices a stale host
+	// reporting again.
+	RecheckEvery time.Duration
 }
 
 // Engine evaluates and saves verdicts.
@@ -66,6 +70,11 @@ type Engine struct {
 	mu      sync.Mutex
 	pending map[string]bool // host id → force
 	wake    chan struct{}
+
+	// checked remembers when a host without status changes was last
+	// re-evaluated, so a host recovering from staleness is noticed within
+	// RecheckEvery without an evaluation per unchanged batch.
+	checked map[string]time.Time
 
 	cacheMu      sync.Mutex
 	policies     []store.Policy
@@ -91,10 +100,13 @@ func New(cfg Config) *Engine {
 	if cfg.CacheTTL <= 0 {
 		cfg.CacheTTL = time.Second
 	}
+	if cfg.RecheckEvery <= 0 {
+		cfg.RecheckEvery = time.Minute
+	}
 	if cfg.Enqueued == nil {
 		cfg.Enqueued = func() {}
 	}
-	return &Engine{cfg: cfg, log: cfg.Logger, pending: map[string]bool{}, wake: make(chan struct{}, 1)}
+	return &Engine{cfg: cfg, log: cfg.Logger, pending: map[string]bool{}, checked: map[string]time.Time{}, wake: make(chan struct{}, 1)}
 }
 
 // Notify queues a host for evaluation. force re-enqueues its desired state
@@ -107,6 +119,20 @@ func (e *Engine) Notify(hostID string, force bool) {
 	select {
 	case e.wake <- struct{}{}:
 	default:
+	}
+}
+
+// Observe is told about every committed result batch of a host.
+func (e *Engine) Observe(hostID string, statusChanged bool) {
+	now := time.Now()
+	e.mu.Lock()
+	due := statusChanged || now.Sub(e.checked[hostID]) >= e.cfg.RecheckEvery
+	if due {
+		e.checked[hostID] = now
+	}
+	e.mu.Unlock()
+	if due {
+		e.Notify(hostID, false)
 	}
 }
 
