@@ -20,9 +20,6 @@
 // name decoding, user agent, gzip compression, then retry) rather than
 // taken from kiota's defaults, whose order is random and whose retry
 // handler truncates fractional Retry-After values.
-//
-// Not done: writing isCompliant/isManaged for an approved Windows MDM app
-// (DESIGN §4) — hub/sync's Change does not carry the platform yet.
 package graph
 
 import (
@@ -104,6 +101,13 @@ type Config struct {
 	// Values written; empty means the defaults. Never written as null/empty.
 	CompliantValue    string
 	NoncompliantValue string
+
+	// WindowsMDM: the app is an approved Windows MDM app, which Graph lets
+	// write isCompliant / isManaged. Windows devices then also get
+	// isCompliant (and isManaged = true) in the same PATCH as the attribute.
+	// The sink learns each device's operatingSystem with one read and
+	// caches it.
+	WindowsMDM bool
 
 	// DisableCompression turns off gzip request bodies.
 	DisableCompression bool

@@ -740,3 +740,45 @@ func TestWrongBaseURL404IsNotDeviceNotFound(t *testing.T) {
 		t.Fatalf("%+v", o)
 	}
 }
+
+func TestWindowsMDMRoute(t *testing.T) {
+	e := newEnv(t, 2) // devices 1 and 2 are macOS
+	win := devID(3)
+	e.pair.Graph.AddDevice(standin.Device{DeviceID: win, OperatingSystem: "Windows"})
+	cfg := e.config()
+	cfg.WindowsMDM = true
+
+	// Not an approved MDM app: Graph refuses isCompliant, which surfaces as a
+	// permission problem rather than a silent attribute-only write.
+	s := e.sink(t, cfg)
+	out := s.apply(ctx(t), []change{{DeviceID: win}})
+	if o := out[0]; o.Status != failed || o.Health != HealthPermissionMissing || !strings.Contains(o.Message, "approved Windows MDM app") {
+		t.Fatalf("non-MDM app: %+v", o)
+	}
+
+	e.pair.Entra.RegisterApp(standin.App{ClientID: clientID, Secrets: []standin.Secret{{Value: secret}}, Permissions: []string{standin.PermDeviceReadWriteAll}, MDM: true})
+	e.pair.Entra.RevokeTokens()
+	s = e.sink(t, cfg)
+	out = s.apply(ctx(t), []change{{DeviceID: devID(1)}, {DeviceID: win}})
+	if out[0].Status != applied || out[1].Status != applied {
+		t.Fatalf("%+v", out)
+	}
+	d, _ := e.pair.Graph.Device(win)
+	if d.IsCompliant == nil || *d.IsCompliant || d.IsManaged == nil || !*d.IsManaged || d.ExtensionAttributes["extensionAttribute3"] != "Non-compliant" {
+		t.Fatalf("windows device %+v", d)
+	}
+	if mac, _ := e.pair.Graph.Device(devID(1)); mac.IsCompliant != nil || mac.ExtensionAttributes["extensionAttribute3"] != "Non-compliant" {
+		t.Fatalf("mac device %+v", mac)
+	}
+	// The operating system is read once, then cached.
+	before := e.pair.Graph.Stats().Requests
+	if out := s.apply(ctx(t), []change{{DeviceID: win, Compliant: true}}); out[0].Status != applied {
+		t.Fatalf("%+v", out)
+	}
+	if n := e.pair.Graph.Stats().Requests - before; n != 1 {
+		t.Fatalf("%d requests for a cached device, want 1", n)
+	}
+	if d, _ := e.pair.Graph.Device(win); d.IsCompliant == nil || !*d.IsCompliant {
+		t.Fatalf("flip back %+v", d)
+	}
+}

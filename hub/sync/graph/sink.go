@@ -94,7 +94,8 @@ type Sink struct {
 	credKind string // "client secret" or "certificate"
 
 	hmu         gosync.Mutex
-	credExpires time.Time // guarded: RefreshSecretExpiry updates it
+	credExpires time.Time         // guarded: RefreshSecretExpiry updates it
+	osCache     map[string]string // deviceId → operatingSystem, for WindowsMDM
 	health      HealthStatus
 }
 
@@ -248,7 +249,7 @@ func (s *Sink) deviceBuilder(id string) *deviceswithdeviceid.DevicesWithDeviceId
 	return deviceswithdeviceid.NewDevicesWithDeviceIdRequestBuilderInternal(map[string]string{"baseurl": s.adapter.GetBaseUrl()}, s.adapter, &id)
 }
 
-func (s *Sink) patchBody(compliant bool) models.Deviceable {
+func (s *Sink) patchBody(compliant, windows bool) models.Deviceable {
 	ea := models.NewOnPremisesExtensionAttributes()
 	v := s.Value(compliant)
 	setters := [...]func(*string){ea.SetExtensionAttribute1, ea.SetExtensionAttribute2, ea.SetExtensionAttribute3,
@@ -259,8 +260,63 @@ func (s *Sink) patchBody(compliant bool) models.Deviceable {
 	d := models.NewDevice()
 	// v1.0's device model has no typed extensionAttributes property.
 	d.SetAdditionalData(map[string]any{"extensionAttributes": ea})
+	if windows {
+		managed := true
+		d.SetIsCompliant(&compliant)
+		d.SetIsManaged(&managed)
+	}
 	return d
 }
+
+// windowsDevices returns which of ids are Windows devices, for the
+// WindowsMDM route. Operating systems are read once (a $batch of GETs) and
+// cached; a device whose read fails is treated as not Windows this time
+// and gets the attribute only.
+func (s *Sink) windowsDevices(ctx context.Context, ids []string) map[string]bool {
+	out := map[string]bool{}
+	if !s.cfg.WindowsMDM {
+		return out
+	}
+	var unknown []string
+	s.hmu.Lock()
+	for _, id := range ids {
+		if os, ok := s.osCache[id]; ok {
+			out[id] = isWindows(os)
+		} else {
+			unknown = append(unknown, id)
+		}
+	}
+	s.hmu.Unlock()
+	for start := 0; start < len(unknown); start += MaxBatch {
+		chunk := unknown[start:min(start+MaxBatch, len(unknown))]
+		reqs := make([]*abstractions.RequestInformation, len(chunk))
+		for j, id := range chunk {
+			ri, err := s.deviceBuilder(id).ToGetRequestInformation(ctx, &deviceswithdeviceid.DevicesWithDeviceIdRequestBuilderGetRequestConfiguration{
+				Headers:         s.headers(ctx),
+				QueryParameters: &deviceswithdeviceid.DevicesWithDeviceIdRequestBuilderGetQueryParameters{Select: []string{"id", "operatingSystem"}},
+			})
+			if err == nil {
+				reqs[j] = ri
+			}
+		}
+		for j, r := range s.runBatch(ctx, reqs, false) {
+			if reqs[j] == nil || r.outcome != nil || r.status != http.StatusOK {
+				continue
+			}
+			os := str(r.body["operatingSystem"])
+			s.hmu.Lock()
+			if s.osCache == nil {
+				s.osCache = map[string]string{}
+			}
+			s.osCache[chunk[j]] = os
+			s.hmu.Unlock()
+			out[chunk[j]] = isWindows(os)
+		}
+	}
+	return out
+}
+
+func isWindows(os string) bool { return strings.HasPrefix(strings.ToLower(os), "windows") }
 
 // apply writes each change's attribute value: a single PATCH for one
 // change, $batch requests of up to 20 otherwise. Throttled (429) and failed
@@ -279,9 +335,14 @@ func (s *Sink) apply(ctx context.Context, changes []change) []outcome {
 		}
 		todo = append(todo, i)
 	}
+	var ids []string
+	for _, i := range todo {
+		ids = append(ids, changes[i].DeviceID)
+	}
+	windows := s.windowsDevices(ctx, ids)
 	if len(todo) == 1 {
 		i := todo[0]
-		_, err := s.deviceBuilder(changes[i].DeviceID).Patch(ctx, s.patchBody(changes[i].Compliant),
+		_, err := s.deviceBuilder(changes[i].DeviceID).Patch(ctx, s.patchBody(changes[i].Compliant, windows[changes[i].DeviceID]),
 			&deviceswithdeviceid.DevicesWithDeviceIdRequestBuilderPatchRequestConfiguration{Headers: s.headers(ctx)})
 		if err != nil {
 			out[i] = s.outcomeFromError(changes[i].DeviceID, err, true)
@@ -294,7 +355,7 @@ func (s *Sink) apply(ctx context.Context, changes []change) []outcome {
 		chunk := todo[start:min(start+MaxBatch, len(todo))]
 		reqs := make([]*abstractions.RequestInformation, len(chunk))
 		for j, i := range chunk {
-			ri, err := s.deviceBuilder(changes[i].DeviceID).ToPatchRequestInformation(ctx, s.patchBody(changes[i].Compliant),
+			ri, err := s.deviceBuilder(changes[i].DeviceID).ToPatchRequestInformation(ctx, s.patchBody(changes[i].Compliant, windows[changes[i].DeviceID]),
 				&deviceswithdeviceid.DevicesWithDeviceIdRequestBuilderPatchRequestConfiguration{Headers: s.headers(ctx)})
 			if err != nil {
 				out[i] = outcome{DeviceID: changes[i].DeviceID, Status: failed, Code: "request_build_failed", Message: err.Error()}
@@ -475,6 +536,9 @@ func (s *Sink) outcomeFromGraph(deviceID string, ge graphError, write bool) outc
 	case ge.Status == http.StatusForbidden:
 		he := permissionHealth(ge, write)
 		o.Status, o.Health, o.Message = failed, he.Health, he.Message
+		if write && s.cfg.WindowsMDM {
+			o.Message += "; or, with WindowsMDM on, the app is not an approved Windows MDM app (only those may write isCompliant/isManaged): turn WindowsMDM off"
+		}
 	case ge.Status == http.StatusUnauthorized:
 		o.Status, o.Health = failed, HealthAuthFailed
 		o.Message = "Graph rejected the access token: " + ge.Message
