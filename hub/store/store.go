@@ -315,6 +315,11 @@ type Store interface {
 	Results
 	EnrollSecrets
 	Tokens
+	Exemptions
+	Verdicts
+	Integrations
+	Facts
+	SyncItems
 	Ping(ctx context.Context) error
 	Close() error
 }

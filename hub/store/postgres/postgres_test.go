@@ -9,6 +9,7 @@ import (
 	"github.com/posture-dev/posture/hub/store/postgres"
 	"github.com/posture-dev/posture/hub/store/postgres/pgtest"
 	"github.com/posture-dev/posture/hub/store/storetest"
+	"github.com/posture-dev/posture/hub/sync/outboxtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -25,6 +26,10 @@ func open(t *testing.T) *postgres.Store {
 
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return open(t) })
+}
+
+func TestOutbox(t *testing.T) {
+	outboxtest.Run(t, func(t *testing.T) outboxtest.Backend { return open(t) })
 }
 
 // Replicas starting together on one database migrate once and agree.

@@ -1,0 +1,303 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+
+	"github.com/posture-dev/posture/hub/store"
+	hubsync "github.com/posture-dev/posture/hub/sync"
+)
+
+// The sync outbox (hub/sync.Outbox, Enqueuer, DeviceStates). Claim locks
+// device rows FOR UPDATE SKIP LOCKED, so replicas on one database share the
+// work and never hold one device at once.
+
+var (
+	_ hubsync.Outbox       = (*Store)(nil)
+	_ hubsync.Enqueuer     = (*Store)(nil)
+	_ hubsync.DeviceStates = (*Store)(nil)
+)
+
+// enqueue inserts a pending row due at its created-at and upserts its device
+// row: a non-Force row becomes the device's desired state unless a newer one
+// is recorded.
+func enqueue(ctx context.Context, tx *sqlx.Tx, r store.OutboxRow, force, lowPriority bool) (int64, error) {
+	if err := store.ValidateOutboxRow(r); err != nil {
+		return 0, err
+	}
+	created := store.StoredTime(r.CreatedAt)
+	var id int64
+	if err := tx.GetContext(ctx, &id, `INSERT INTO sync_outbox (integration_id, tenant_id, device_id, host_id,
+		desired, verdict, created_at, force, low_priority, next_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $7)
+		RETURNING id`, r.IntegrationID, r.TenantID, r.DeviceID, r.HostID, r.Desired, r.Verdict, created,
+		force, lowPriority); err != nil {
+		return 0, fmt.Errorf("enqueue: %w", mapErr(err))
+	}
+	desired, desiredAt := r.Desired, &created
+	if force {
+		desired, desiredAt = "", nil
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO sync_device (integration_id, device_id, tenant_id, host_id,
+		desired, desired_at) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (integration_id, device_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id,
+			host_id = EXCLUDED.host_id,
+			desired = CASE WHEN EXCLUDED.desired_at IS NOT NULL AND (sync_device.desired_at IS NULL
+				OR EXCLUDED.desired_at >= sync_device.desired_at) THEN EXCLUDED.desired ELSE sync_device.desired END,
+			desired_at = CASE WHEN EXCLUDED.desired_at IS NOT NULL AND (sync_device.desired_at IS NULL
+				OR EXCLUDED.desired_at >= sync_device.desired_at) THEN EXCLUDED.desired_at ELSE sync_device.desired_at END`,
+		r.IntegrationID, r.DeviceID, r.TenantID, r.HostID, desired, desiredAt)
+	if err != nil {
+		return 0, fmt.Errorf("enqueue: device %s/%s: %w", r.IntegrationID, r.DeviceID, mapErr(err))
+	}
+	return id, nil
+}
+
+// Enqueue adds one row (reconcile repairs) and returns its id.
+func (s *Store) Enqueue(ctx context.Context, c hubsync.Change) (int64, error) {
+	var id int64
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		var err error
+		id, err = enqueue(ctx, tx, changeRow(c), c.Force, c.LowPriority)
+		return err
+	})
+	return id, err
+}
+
+func changeRow(c hubsync.Change) store.OutboxRow {
+	return store.OutboxRow{IntegrationID: c.IntegrationID, TenantID: c.TenantID, DeviceID: c.DeviceID,
+		HostID: c.HostID, Desired: c.Desired, Verdict: c.Verdict, CreatedAt: c.CreatedAt}
+}
+
+const outboxCols = `id, integration_id, tenant_id, device_id, host_id, desired, verdict, created_at,
+	force, low_priority, state, attempts, next_at, last_code, last_error, dead_reason, dead_at`
+
+type outboxRow struct {
+	ID            int64      `db:"id"`
+	IntegrationID string     `db:"integration_id"`
+	TenantID      string     `db:"tenant_id"`
+	DeviceID      string     `db:"device_id"`
+	HostID        string     `db:"host_id"`
+	Desired       string     `db:"desired"`
+	Verdict       string     `db:"verdict"`
+	CreatedAt     time.Time  `db:"created_at"`
+	Force         bool       `db:"force"`
+	LowPriority   bool       `db:"low_priority"`
+	State         string     `db:"state"`
+	Attempts      int        `db:"attempts"`
+	NextAt        time.Time  `db:"next_at"`
+	LastCode      string     `db:"last_code"`
+	LastError     string     `db:"last_error"`
+	DeadReason    string     `db:"dead_reason"`
+	DeadAt        *time.Time `db:"dead_at"`
+}
+
+func (r outboxRow) change() hubsync.Change {
+	return hubsync.Change{OutboxID: r.ID, IntegrationID: r.IntegrationID, TenantID: r.TenantID,
+		DeviceID: r.DeviceID, HostID: r.HostID, Desired: r.Desired, Verdict: r.Verdict,
+		CreatedAt: utc(r.CreatedAt), Attempts: r.Attempts, Force: r.Force, LowPriority: r.LowPriority}
+}
+
+func (r outboxRow) item() store.SyncItem {
+	it := store.SyncItem{ID: r.ID, IntegrationID: r.IntegrationID, HostID: r.HostID, DeviceID: r.DeviceID,
+		Desired: r.Desired, Verdict: r.Verdict, State: r.State, Attempts: r.Attempts,
+		CreatedAt: utc(r.CreatedAt), NextAt: utc(r.NextAt), Code: r.LastCode, Error: r.LastError}
+	if r.State == store.SyncDead && r.DeadReason != "" {
+		it.Error = r.DeadReason
+	}
+	return it
+}
+
+// Claim leases up to maxDevices devices with a due pending row and no live
+// lease, earliest due first, and returns all their pending rows. Device rows
+// another transaction holds are skipped, not waited for.
+func (s *Store) Claim(ctx context.Context, owner string, now time.Time, maxDevices int, lease time.Duration) ([]hubsync.DeviceWork, error) {
+	if owner == "" || maxDevices <= 0 || lease <= 0 {
+		return nil, fmt.Errorf("outbox claim needs an owner, a positive limit and a lease: %w", store.ErrInvalid)
+	}
+	nowTS, until := store.StoredTime(now), store.StoredTime(now.Add(lease))
+	var out []hubsync.DeviceWork
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		out = nil
+		var devs []struct {
+			IntegrationID string    `db:"integration_id"`
+			DeviceID      string    `db:"device_id"`
+			Written       string    `db:"written"`
+			Due           time.Time `db:"due"`
+		}
+		if err := tx.SelectContext(ctx, &devs, `UPDATE sync_device d SET lease_owner = $3, lease_until = $4
+			FROM (SELECT c.integration_id, c.device_id, o.due FROM sync_device c
+				JOIN (SELECT integration_id, device_id, min(next_at) AS due FROM sync_outbox
+					WHERE state = 'pending' AND next_at <= $1 GROUP BY integration_id, device_id) o
+					ON o.integration_id = c.integration_id AND o.device_id = c.device_id
+				WHERE c.lease_until IS NULL OR c.lease_until <= $1
+				ORDER BY o.due, c.integration_id, c.device_id LIMIT $2
+				FOR UPDATE OF c SKIP LOCKED) p
+			WHERE d.integration_id = p.integration_id AND d.device_id = p.device_id
+			RETURNING d.integration_id, d.device_id, d.written, p.due`, nowTS, maxDevices, owner, until); err != nil {
+			return fmt.Errorf("outbox claim: %w", err)
+		}
+		if len(devs) == 0 {
+			return nil
+		}
+		sort.Slice(devs, func(i, j int) bool {
+			a, b := devs[i], devs[j]
+			if !a.Due.Equal(b.Due) {
+				return a.Due.Before(b.Due)
+			}
+			if a.IntegrationID != b.IntegrationID {
+				return a.IntegrationID < b.IntegrationID
+			}
+			return a.DeviceID < b.DeviceID
+		})
+		integ := make([]string, len(devs))
+		dev := make([]string, len(devs))
+		index := make(map[hubsync.DeviceKey]int, len(devs))
+		out = make([]hubsync.DeviceWork, len(devs))
+		for i, d := range devs {
+			k := hubsync.DeviceKey{IntegrationID: d.IntegrationID, DeviceID: d.DeviceID}
+			integ[i], dev[i] = d.IntegrationID, d.DeviceID
+			index[k] = i
+			out[i] = hubsync.DeviceWork{Key: k, LastWritten: d.Written, LeaseUntil: until}
+		}
+		var rows []outboxRow
+		if err := tx.SelectContext(ctx, &rows, `SELECT `+outboxCols+` FROM sync_outbox
+			WHERE state = 'pending' AND (integration_id, device_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+			ORDER BY created_at, id`, pq.Array(integ), pq.Array(dev)); err != nil {
+			return fmt.Errorf("outbox claim: rows: %w", err)
+		}
+		for _, r := range rows {
+			i := index[hubsync.DeviceKey{IntegrationID: r.IntegrationID, DeviceID: r.DeviceID}]
+			out[i].Changes = append(out[i].Changes, r.change())
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Settle records what became of leased devices and releases them. A device
+// whose lease another owner holds is skipped and reported as ErrLeaseLost.
+// Device rows are locked in key order, so concurrent settles and enqueues
+// cannot deadlock.
+func (s *Store) Settle(ctx context.Context, owner string, ss []hubsync.Settlement) error {
+	ss = append([]hubsync.Settlement(nil), ss...)
+	sort.SliceStable(ss, func(i, j int) bool {
+		a, b := ss[i].Key, ss[j].Key
+		if a.IntegrationID != b.IntegrationID {
+			return a.IntegrationID < b.IntegrationID
+		}
+		return a.DeviceID < b.DeviceID
+	})
+	var lost []hubsync.DeviceKey
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		lost = nil
+		for _, st := range ss {
+			k := st.Key
+			var held []int
+			if err := tx.SelectContext(ctx, &held, `SELECT 1 FROM sync_device
+				WHERE integration_id = $1 AND device_id = $2 AND lease_owner = $3 FOR UPDATE`,
+				k.IntegrationID, k.DeviceID, owner); err != nil {
+				return fmt.Errorf("outbox settle: %w", err)
+			}
+			if len(held) == 0 {
+				lost = append(lost, k)
+				continue
+			}
+			if err := settleDevice(ctx, tx, st); err != nil {
+				return fmt.Errorf("outbox settle %s/%s: %w", k.IntegrationID, k.DeviceID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(lost) > 0 {
+		return fmt.Errorf("%w: %d device(s), first %s/%s", hubsync.ErrLeaseLost, len(lost), lost[0].IntegrationID, lost[0].DeviceID)
+	}
+	return nil
+}
+
+// settleDevice applies one settlement to rows that are still pending and
+// belong to the device, then releases the lease.
+func settleDevice(ctx context.Context, tx *sqlx.Tx, st hubsync.Settlement) error {
+	k := st.Key
+	if len(st.Done) > 0 {
+		if _, err := tx.ExecContext(ctx, `UPDATE sync_outbox SET state = 'done'
+			WHERE id = ANY($1) AND integration_id = $2 AND device_id = $3 AND state = 'pending'`,
+			pq.Array(st.Done), k.IntegrationID, k.DeviceID); err != nil {
+			return fmt.Errorf("done: %w", err)
+		}
+	}
+	for _, r := range st.Retry {
+		if _, err := tx.ExecContext(ctx, `UPDATE sync_outbox SET attempts = $1, next_at = $2,
+			last_code = CASE WHEN $3 = '' AND $4 = '' THEN last_code ELSE $3 END,
+			last_error = CASE WHEN $3 = '' AND $4 = '' THEN last_error ELSE $4 END
+			WHERE id = $5 AND integration_id = $6 AND device_id = $7 AND state = 'pending'`,
+			r.Attempts, store.StoredTime(r.NextAt), r.Code, r.Error, r.ID, k.IntegrationID, k.DeviceID); err != nil {
+			return fmt.Errorf("retry row %d: %w", r.ID, err)
+		}
+	}
+	for _, d := range st.Dead {
+		if _, err := tx.ExecContext(ctx, `UPDATE sync_outbox SET state = 'dead', attempts = $1, last_code = $2,
+			dead_reason = $3, dead_at = $4
+			WHERE id = $5 AND integration_id = $6 AND device_id = $7 AND state = 'pending'`,
+			d.Attempts, d.Code, d.Reason, nullTime(d.At), d.ID, k.IntegrationID, k.DeviceID); err != nil {
+			return fmt.Errorf("dead row %d: %w", d.ID, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE sync_device SET lease_owner = NULL, lease_until = NULL,
+		written = CASE WHEN $3 = '' THEN written ELSE $3 END,
+		written_at = CASE WHEN $3 = '' THEN written_at ELSE $4 END
+		WHERE integration_id = $1 AND device_id = $2`, k.IntegrationID, k.DeviceID, st.Written, nullTime(st.WrittenAt)); err != nil {
+		return fmt.Errorf("release: %w", err)
+	}
+	return nil
+}
+
+// DeviceStates pages through every device that ever had a row, ordered by
+// (integration, device), after the given key.
+func (s *Store) DeviceStates(ctx context.Context, after hubsync.DeviceKey, limit int) ([]hubsync.DeviceState, error) {
+	var lim *int
+	if limit > 0 {
+		lim = &limit
+	}
+	var rows []struct {
+		IntegrationID string     `db:"integration_id"`
+		DeviceID      string     `db:"device_id"`
+		TenantID      string     `db:"tenant_id"`
+		HostID        string     `db:"host_id"`
+		Desired       string     `db:"desired"`
+		DesiredAt     *time.Time `db:"desired_at"`
+		Written       string     `db:"written"`
+		Pending       bool       `db:"pending"`
+	}
+	// The key columns are COLLATE "C" (see the migration): byte order, as
+	// in Go and SQLite, on the primary key index.
+	if err := s.db.SelectContext(ctx, &rows, `SELECT d.integration_id, d.device_id, d.tenant_id, d.host_id,
+		d.desired, d.desired_at, d.written,
+		EXISTS (SELECT 1 FROM sync_outbox o WHERE o.integration_id = d.integration_id
+			AND o.device_id = d.device_id AND o.state = 'pending') AS pending
+		FROM sync_device d
+		WHERE (d.integration_id, d.device_id) > ($1, $2)
+		ORDER BY d.integration_id, d.device_id LIMIT $3`,
+		after.IntegrationID, after.DeviceID, lim); err != nil {
+		return nil, fmt.Errorf("device states: %w", err)
+	}
+	out := make([]hubsync.DeviceState, len(rows))
+	for i, r := range rows {
+		out[i] = hubsync.DeviceState{Key: hubsync.DeviceKey{IntegrationID: r.IntegrationID, DeviceID: r.DeviceID},
+			TenantID: r.TenantID, HostID: r.HostID, Desired: r.Desired, Written: r.Written, Pending: r.Pending}
+		if r.DesiredAt != nil {
+			out[i].DesiredAt = r.DesiredAt.UTC()
+		}
+	}
+	return out, nil
+}

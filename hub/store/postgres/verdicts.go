@@ -1,0 +1,114 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/posture-dev/posture/hub/store"
+)
+
+const verdictCols = `host_id, state, cause, desired, reasons, next_transition, updated_at, version`
+
+type verdictRow struct {
+	HostID         string     `db:"host_id"`
+	State          string     `db:"state"`
+	Cause          string     `db:"cause"`
+	Desired        string     `db:"desired"`
+	Reasons        []byte     `db:"reasons"`
+	NextTransition *time.Time `db:"next_transition"`
+	UpdatedAt      time.Time  `db:"updated_at"`
+	Version        int64      `db:"version"`
+}
+
+func (r verdictRow) verdict() store.Verdict {
+	v := store.Verdict{HostID: r.HostID, State: r.State, Cause: r.Cause, Desired: r.Desired,
+		Reasons: r.Reasons, NextTransition: utcPtr(r.NextTransition), UpdatedAt: utc(r.UpdatedAt),
+		Version: r.Version}
+	if len(v.Reasons) == 0 {
+		v.Reasons = nil
+	}
+	return v
+}
+
+// GetVerdict returns a host's stored verdict.
+func (s *Store) GetVerdict(ctx context.Context, hostID string) (store.Verdict, error) {
+	var row verdictRow
+	if err := s.db.GetContext(ctx, &row, `SELECT `+verdictCols+` FROM verdicts WHERE host_id = $1`, hostID); err != nil {
+		return store.Verdict{}, notFound(err, "verdict of host", hostID)
+	}
+	return row.verdict(), nil
+}
+
+// ListVerdicts returns every stored verdict sorted by host id.
+func (s *Store) ListVerdicts(ctx context.Context) ([]store.Verdict, error) {
+	var rows []verdictRow
+	if err := s.db.SelectContext(ctx, &rows, `SELECT `+verdictCols+` FROM verdicts ORDER BY host_id`); err != nil {
+		return nil, fmt.Errorf("list verdicts: %w", err)
+	}
+	out := make([]store.Verdict, len(rows))
+	for i, r := range rows {
+		out[i] = r.verdict()
+	}
+	return out, nil
+}
+
+// SaveVerdict stores v as version prevVersion+1 if the stored version is
+// still prevVersion, and enqueues rows in the same transaction. Two replicas
+// saving from one version: the second INSERT ... ON CONFLICT DO NOTHING or
+// UPDATE ... WHERE version = prev waits for the first to commit, then finds
+// nothing to write, and its transaction (with its rows) rolls back.
+func (s *Store) SaveVerdict(ctx context.Context, v store.Verdict, prevVersion int64, rows []store.OutboxRow) error {
+	v, rows, err := store.PrepareVerdict(v, prevVersion, rows, time.Now())
+	if err != nil {
+		return fmt.Errorf("save verdict: %w", err)
+	}
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		if err := lockHostKey(ctx, tx, v.HostID); err != nil {
+			return fmt.Errorf("save verdict: %w", err)
+		}
+		args := []any{v.HostID, v.State, v.Cause, v.Desired, v.Reasons, v.NextTransition, v.UpdatedAt, v.Version}
+		var q string
+		if prevVersion == 0 {
+			q = `INSERT INTO verdicts (` + verdictCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+				ON CONFLICT (host_id) DO NOTHING`
+		} else {
+			q = `UPDATE verdicts SET state = $2, cause = $3, desired = $4, reasons = $5, next_transition = $6,
+				updated_at = $7, version = $8 WHERE host_id = $1 AND version = $9`
+			args = append(args, prevVersion)
+		}
+		res, err := tx.ExecContext(ctx, q, args...)
+		if err != nil {
+			return fmt.Errorf("save verdict of host %q: %w", v.HostID, mapErr(err))
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("save verdict of host %q: %w", v.HostID, err)
+		} else if n == 0 {
+			return fmt.Errorf("save verdict of host %q: version %d is no longer current: %w", v.HostID, prevVersion, store.ErrConflict)
+		}
+		for _, r := range rows {
+			if _, err := enqueue(ctx, tx, r, false, false); err != nil {
+				return fmt.Errorf("save verdict of host %q: %w", v.HostID, err)
+			}
+		}
+		return nil
+	})
+}
+
+// DueVerdicts lists hosts whose next transition is at or before now,
+// earliest first; limit <= 0 means all.
+func (s *Store) DueVerdicts(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	var lim *int
+	if limit > 0 {
+		lim = &limit
+	}
+	var ids []string
+	if err := s.db.SelectContext(ctx, &ids, `SELECT host_id FROM verdicts
+		WHERE next_transition IS NOT NULL AND next_transition <= $1
+		ORDER BY next_transition, host_id LIMIT $2`, store.StoredTime(now), lim); err != nil {
+		return nil, fmt.Errorf("due verdicts: %w", err)
+	}
+	return ids, nil
+}
