@@ -17,29 +17,29 @@ const integrationCols = `id, name, kind, cloud, authority_host, graph_base_url, 
 	health_checked_at, created_at, updated_at`
 
 type integrationRow struct {
-	ID                 string `db:"id"`
-	Name               string `db:"name"`
-	Kind               string `db:"kind"`
-	Cloud              string `db:"cloud"`
-	AuthorityHost      string `db:"authority_host"`
-	GraphBaseURL       string `db:"graph_base_url"`
-	ExtraCAPEM         string `db:"extra_ca_pem"`
-	TenantID           string `db:"tenant_id"`
-	ClientID           string `db:"client_id"`
-	CredentialKind     string `db:"credential_kind"`
-	SealedCredential   []byte `db:"sealed_credential"`
-	SealedCertPassword []byte `db:"sealed_cert_password"`
+	ID                 string     `db:"id"`
+	Name               string     `db:"name"`
+	Kind               string     `db:"kind"`
+	Cloud              string     `db:"cloud"`
+	AuthorityHost      string     `db:"authority_host"`
+	GraphBaseURL       string     `db:"graph_base_url"`
+	ExtraCAPEM         string     `db:"extra_ca_pem"`
+	TenantID           string     `db:"tenant_id"`
+	ClientID           string     `db:"client_id"`
+	CredentialKind     string     `db:"credential_kind"`
+	SealedCredential   []byte     `db:"sealed_credential"`
+	SealedCertPassword []byte     `db:"sealed_cert_password"`
 	SecretExpiresAt    *time.Time `db:"secret_expires_at"`
 	CertNotAfter       *time.Time `db:"cert_not_after"`
-	ExtensionAttribute int    `db:"extension_attribute"`
-	CompliantValue     string `db:"compliant_value"`
-	NoncompliantValue  string `db:"noncompliant_value"`
-	Teams              string `db:"teams"`
-	Health             string `db:"health"`
-	HealthMessage      string `db:"health_message"`
+	ExtensionAttribute int        `db:"extension_attribute"`
+	CompliantValue     string     `db:"compliant_value"`
+	NoncompliantValue  string     `db:"noncompliant_value"`
+	Teams              string     `db:"teams"`
+	Health             string     `db:"health"`
+	HealthMessage      string     `db:"health_message"`
 	HealthCheckedAt    *time.Time `db:"health_checked_at"`
-	CreatedAt          time.Time `db:"created_at"`
-	UpdatedAt          time.Time `db:"updated_at"`
+	CreatedAt          time.Time  `db:"created_at"`
+	UpdatedAt          time.Time  `db:"updated_at"`
 }
 
 func (r integrationRow) integration() (store.Integration, error) {
