@@ -27,6 +27,8 @@ type config struct {
 	showVersion     bool
 	ignoredFlags    []string
 	fromEnvironment []string
+	// firstRunSplay is not a flag: tests shorten the scheduler's spread.
+	firstRunSplay time.Duration
 }
 
 func defaultStateDir() string {

@@ -130,7 +130,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 		return err
 	}
 	sink := &lateSink{}
-	sched := scheduler.New(q, sink, scheduler.Options{QueryTimeout: cfg.queryTimeout, Logger: log.With("component", "scheduler")})
+	sched := scheduler.New(q, sink, scheduler.Options{QueryTimeout: cfg.queryTimeout, FirstRunSplay: cfg.firstRunSplay, Logger: log.With("component", "scheduler")})
 	link, err := hublink.New(hublink.Config{
 		Hub:          cfg.hub,
 		EnrollSecret: secret,

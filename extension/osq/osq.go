@@ -165,30 +165,51 @@ func (c *Client) resetLocked() {
 	c.sock, c.c = nil, nil
 }
 
-// do runs fn with a live client under the call deadline. The Thrift client
-// does not watch the context while blocked on the socket, so fn runs in a
-// goroutine and, when the deadline passes first, the transport is closed to
-// unblock it and the client is discarded.
+// do runs fn with a live client under the call deadline. A call that fails
+// at the transport level on a reused connection (osqueryd restarted since)
+// is retried once on a fresh one; calls are read-only, so that is safe.
 func (c *Client) do(ctx context.Context, fn func(context.Context, *gen.ExtensionManagerClient) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if c.c == nil {
-		if _, err := os.Stat(c.opts.Socket); err != nil && !isWindowsPipe(c.opts.Socket) {
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err
 		}
-		// The same transport and protocol osquery-go's NewClient uses, kept
-		// here so the connection can be cut when a call overruns.
-		// transport.Open polls for the socket every 200 ms before dialling.
-		sock, err := transport.Open(c.opts.Socket, c.opts.QueryTimeout+time.Second)
-		if err != nil {
-			return fmt.Errorf("%w: connecting to %s: %v", ErrUnavailable, c.opts.Socket, err)
+		reused := c.c != nil
+		if err := c.connectLocked(); err != nil {
+			return err
 		}
-		c.sock = sock
-		c.c = gen.NewExtensionManagerClientFactory(sock, thrift.NewTBinaryProtocolFactoryDefault())
+		err := c.callLocked(ctx, fn)
+		if err == nil || attempt > 0 || !reused || !errors.Is(err, ErrUnavailable) {
+			return err
+		}
+		c.log.Debug("osquery connection broken; retrying on a fresh one", "err", err)
 	}
+}
+
+func (c *Client) connectLocked() error {
+	if c.c != nil {
+		return nil
+	}
+	if _, err := os.Stat(c.opts.Socket); err != nil && !isWindowsPipe(c.opts.Socket) {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	// The same transport and protocol osquery-go's NewClient uses, kept
+	// here so the connection can be cut when a call overruns.
+	// transport.Open polls for the socket every 200 ms before dialling.
+	sock, err := transport.Open(c.opts.Socket, c.opts.QueryTimeout+time.Second)
+	if err != nil {
+		return fmt.Errorf("%w: connecting to %s: %v", ErrUnavailable, c.opts.Socket, err)
+	}
+	c.sock = sock
+	c.c = gen.NewExtensionManagerClientFactory(sock, thrift.NewTBinaryProtocolFactoryDefault())
+	return nil
+}
+
+// callLocked runs fn in a goroutine because the Thrift client does not
+// watch the context while blocked on the socket: when the deadline passes
+// first, the connection is cut to unblock it and discarded.
+func (c *Client) callLocked(ctx context.Context, fn func(context.Context, *gen.ExtensionManagerClient) error) error {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.QueryTimeout)
 	defer cancel()
 	cl := c.c
@@ -208,7 +229,7 @@ func (c *Client) do(ctx context.Context, fn func(context.Context, *gen.Extension
 		return err
 	case <-ctx.Done():
 		c.resetLocked()
-		<-done // closing the connection unblocks fn
+		<-done // cutting the connection unblocks fn
 		return ctx.Err()
 	}
 }
