@@ -14,12 +14,14 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 	"github.com/posture-dev/posture/extension/atomicfile"
 	"github.com/posture-dev/posture/extension/clock"
+	"github.com/posture-dev/posture/extension/hostfacts"
 	"github.com/posture-dev/posture/extension/identity"
 	"github.com/posture-dev/posture/extension/spool"
 	"google.golang.org/grpc"
@@ -245,20 +247,23 @@ func (l *Link) once(ctx context.Context) (healthy bool, err error) {
 	return healthy, err
 }
 
-func (l *Link) gatherFacts(ctx context.Context) *posturev1.HostFacts {
+// gatherFacts asks osquery for the host facts. When osquery cannot answer,
+// the last good facts (or a minimal set from the OS) stand in and ok is
+// false: good enough for a Hello, not for an enrollment.
+func (l *Link) gatherFacts(ctx context.Context) (facts *posturev1.HostFacts, ok bool) {
 	f, err := l.cfg.HostFacts(ctx)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err != nil {
-		l.log.Warn("could not gather host facts from osquery; using the last known", "err", err)
-		if l.hostFacts != nil {
-			return l.hostFacts
-		}
-		h, _ := os.Hostname()
-		return &posturev1.HostFacts{Hostname: h}
+	if err == nil {
+		l.hostFacts = f
+		return f, true
 	}
-	l.hostFacts = f
-	return f
+	l.log.Warn("could not gather host facts from osquery; using the last known", "err", err)
+	if l.hostFacts != nil {
+		return l.hostFacts, false
+	}
+	h, _ := os.Hostname()
+	return &posturev1.HostFacts{Hostname: h, Platform: hostfacts.Family(runtime.GOOS, "")}, false
 }
 
 func (l *Link) enroll(ctx context.Context) (*identity.Identity, error) {
@@ -268,7 +273,12 @@ func (l *Link) enroll(ctx context.Context) (*identity.Identity, error) {
 	if l.cfg.Bootstrap == nil {
 		return nil, errors.New("not enrolled and no trust for the hub given (--hub-ca or --hub-ca-pin)")
 	}
-	facts := l.gatherFacts(ctx)
+	facts, ok := l.gatherFacts(ctx)
+	if !ok {
+		// The hub matches a re-enrolling host by system_info.uuid: do not
+		// enroll without it.
+		return nil, errors.New("enroll postponed: osquery has not answered the host facts yet")
+	}
 	cn := facts.GetHardwareUuid()
 	if cn == "" {
 		cn = facts.GetHostname()
@@ -295,6 +305,10 @@ func (l *Link) enroll(ctx context.Context) (*identity.Identity, error) {
 			return nil, fmt.Errorf("enroll refused: the enroll secret is wrong, revoked or expired: %w", err)
 		case codes.ResourceExhausted:
 			return nil, fmt.Errorf("enroll rate limited by the hub: %w", err)
+		case codes.PermissionDenied:
+			l.cfg.Runner.Clear()
+			l.dropPolicySet()
+			return nil, fmt.Errorf("%w: enroll refused: %w", errDisabled, err)
 		}
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
@@ -320,8 +334,8 @@ func (l *Link) mtlsConfig(id *identity.Identity) *tls.Config {
 func (l *Link) dial(tc *tls.Config) (*grpc.ClientConn, error) {
 	opts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(credentials.NewTLS(tc)),
-		// Detect a vanished hub; above the gRPC server's 5-minute minimum.
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 6 * time.Minute, Timeout: 30 * time.Second}),
+		// Notice a vanished hub (the hub permits pings every 15 s).
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}),
 	}, l.cfg.DialOptions...)
 	conn, err := grpc.NewClient(l.cfg.Hub, opts...)
 	if err != nil {
@@ -345,7 +359,8 @@ func (l *Link) session(ctx context.Context, id *identity.Identity) (healthy bool
 	if err != nil {
 		return false, err
 	}
-	hello := &posturev1.Hello{Facts: l.gatherFacts(ctx), PolicySetVersion: l.cfg.Runner.Version()}
+	facts, _ := l.gatherFacts(ctx)
+	hello := &posturev1.Hello{Facts: facts, PolicySetVersion: l.cfg.Runner.Version()}
 	if err := stream.Send(&posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Hello{Hello: hello}}); err != nil {
 		return false, recvErr(stream, err)
 	}

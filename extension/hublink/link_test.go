@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,8 +72,11 @@ type env struct {
 	link   *Link
 	boot   *tls.Config
 	secret string
-	cancel context.CancelFunc
-	done   chan error
+	// factsDown makes HostFacts fail, as when osqueryd is not up yet.
+	factsDown  atomic.Bool
+	factsCalls atomic.Int32
+	cancel     context.CancelFunc
+	done       chan error
 }
 
 func newEnv(t *testing.T) *env {
@@ -104,6 +109,10 @@ func (e *env) startLink() {
 		Spool:        sp,
 		Runner:       e.run,
 		HostFacts: func(context.Context) (*posturev1.HostFacts, error) {
+			e.factsCalls.Add(1)
+			if e.factsDown.Load() {
+				return nil, errors.New("osquery unavailable")
+			}
 			return &posturev1.HostFacts{Hostname: "mbp", Platform: "darwin", HardwareUuid: "UUID-1"}, nil
 		},
 		Clock:       e.clk,
@@ -450,3 +459,39 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 func eq(a, b []uint64) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
+
+func TestEnrollWaitsForOsqueryFacts(t *testing.T) {
+	e := newEnv(t)
+	e.factsDown.Store(true)
+	e.startLink()
+	// Several retry rounds pass without an enrollment attempt.
+	e.waitFor("three attempts", time.Second, func() bool { return e.factsCalls.Load() >= 3 })
+	if n := e.st.Count(func() int { return e.st.Enrolls }); n != 0 {
+		t.Fatalf("enrolled %d times without osquery facts", n)
+	}
+	e.factsDown.Store(false)
+	e.waitFor("enrolled once facts are there", time.Second, e.connected(1))
+	e.st.Mu.Lock()
+	got := e.st.Hellos[0].GetFacts().GetHardwareUuid()
+	e.st.Mu.Unlock()
+	if got != "UUID-1" {
+		t.Fatalf("hello hardware uuid %q", got)
+	}
+}
+
+func TestRevokedHostEnrollIsTreatedAsDisabled(t *testing.T) {
+	e := newEnv(t)
+	e.st.Hosts["host-uuid-1"] = true // revoked earlier, e.g. before a reinstall
+	e.startLink()
+	e.waitFor("enroll refused", time.Second, func() bool { return e.st.Count(func() int { return e.st.Enrolls }) == 1 })
+	e.waitFor("cleared", 0, func() bool { return e.run.get(func() int { return e.run.clears }) == 1 })
+	// The link now waits an hour: it sleeps on exactly that timer.
+	e.waitFor("hour-long wait", 0, func() bool {
+		d := e.clk.NextDeadline()
+		return !d.IsZero() && d.Sub(e.clk.Now()) > 59*time.Minute
+	})
+	e.clk.Advance(30 * time.Minute)
+	if n := e.st.Count(func() int { return e.st.Enrolls }); n != 1 {
+		t.Fatalf("retried enrollment %d times within half an hour", n-1)
+	}
+}

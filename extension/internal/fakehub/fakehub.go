@@ -218,6 +218,9 @@ func (h *Hub) Enroll(_ context.Context, req *posturev1.EnrollRequest) (*posturev
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
+	if revoked := h.st.Hosts[id]; revoked {
+		return nil, status.Error(codes.PermissionDenied, "this host was revoked")
+	}
 	h.st.Hosts[id] = false
 	return &posturev1.EnrollResponse{HostId: id, CertificatePem: certPEM, CaBundlePem: h.ca.PEM, NotAfter: timestamppb.New(c.NotAfter)}, nil
 }
