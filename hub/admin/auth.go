@@ -44,7 +44,6 @@ var required = map[string]string{
 	"GetIntegration":       store.RoleObserver,
 	"ListSyncItems":        store.RoleObserver,
 	"PutTeam":              store.RoleMaintainer,
-	"DeleteTeam":           store.RoleMaintainer,
 	"CreateExemption":      store.RoleMaintainer,
 	"DeleteExemption":      store.RoleMaintainer,
 	"SetHostEntraDeviceId": store.RoleMaintainer,

@@ -36,6 +36,12 @@ type Config struct {
 	Streams Streams
 	Logger  *slog.Logger
 	Now     func() time.Time
+	// Verdicts re-evaluates hosts after changes (nil: none).
+	Verdicts Verdicts
+	// Integrations seals and tests credentials (nil: integration writes refused).
+	Integrations Integrations
+	// SyncNotify wakes the sync worker (nil: it polls).
+	SyncNotify func()
 }
 
 // Server implements posturev1.AdminServiceServer.
@@ -174,7 +180,13 @@ func (s *Server) hostProto(ctx context.Context, h store.Host, names map[string]s
 		CertificateNotAfter:   ts(h.CertNotAfter),
 		Revoked:               h.Revoked(),
 		Connected:             s.cfg.Streams.Connected(h.ID),
+		UnmappedReason:        UnmappedReason(h),
 	}
+	v, err := s.verdictProto(ctx, h.ID, names)
+	if err != nil {
+		return nil, err
+	}
+	ph.Verdict = v
 	if h.RevokedAt != nil {
 		ph.RevokedAt = ts(*h.RevokedAt)
 	}
@@ -289,8 +301,12 @@ func (s *Server) ApplyPolicies(ctx context.Context, req *posturev1.ApplyPolicies
 	if errs := policy.ValidateFactQueries(req.GetFacts()); len(errs) > 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "%v", errs)
 	}
+	var facts []store.FactQuery // nil keeps the stored fact queries
+	for _, f := range req.GetFacts() {
+		facts = append(facts, store.FactQuery{Name: f.GetName(), Platform: f.GetPlatform(), Query: strings.TrimSpace(f.GetQuery())})
+	}
 	changes, err := s.cfg.Store.ApplyPolicies(ctx, store.ApplyRequest{
-		Policies: ps, Teams: tms, DryRun: req.GetDryRun(), Prune: req.GetPrune(), At: s.cfg.Now(),
+		Policies: ps, Teams: tms, Facts: facts, DryRun: req.GetDryRun(), Prune: req.GetPrune(), At: s.cfg.Now(),
 	})
 	if err != nil {
 		return nil, storeErr("apply", err)
@@ -307,6 +323,7 @@ func (s *Server) ApplyPolicies(ctx context.Context, req *posturev1.ApplyPolicies
 	}
 	if !req.GetDryRun() && changed > 0 {
 		s.cfg.Streams.PoliciesChanged()
+		s.notifyAll(ctx, false)
 		s.audit(ctx, "policies applied", "changes", changed, "prune", req.GetPrune())
 	}
 	return resp, nil
@@ -331,6 +348,7 @@ func (s *Server) DeletePolicy(ctx context.Context, req *posturev1.DeletePolicyRe
 		return nil, storeErr("policy "+req.GetId(), err)
 	}
 	s.cfg.Streams.PoliciesChanged()
+	s.notifyAll(ctx, false)
 	s.audit(ctx, "policy deleted", "policy", req.GetId())
 	return &posturev1.DeletePolicyResponse{}, nil
 }

@@ -38,8 +38,6 @@ type Config struct {
 	CertLifetime time.Duration
 	// PolicyInterval sent to agents (default 60 s).
 	PolicyInterval time.Duration
-	// Facts returns the fact queries for a platform (nil: none).
-	Facts func(platform string) []*posturev1.FactQuery
 	// HelloTimeout bounds the wait for the first message (default 30 s).
 	HelloTimeout time.Duration
 	// Observer, if set, is told about every committed batch (verdicts hook).
@@ -382,8 +380,14 @@ func (s *Server) PolicySetFor(ctx context.Context, h store.Host) (*posturev1.Pol
 			ps.Policies = append(ps.Policies, &posturev1.AgentPolicy{Id: p.ID, Revision: p.Revision, Query: p.Query})
 		}
 	}
-	if s.cfg.Facts != nil {
-		ps.Facts = s.cfg.Facts(h.Platform)
+	facts, err := s.cfg.Store.ListFactQueries(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range facts {
+		if f.Platform == "" || f.Platform == h.Platform {
+			ps.Facts = append(ps.Facts, &posturev1.FactQuery{Name: f.Name, Query: f.Query, Platform: f.Platform})
+		}
 	}
 	return ps, nil
 }

@@ -40,7 +40,7 @@ func TestApplyAgainstHub(t *testing.T) {
 	t.Cleanup(func() { st.Close() })
 	streams := &quietStreams{}
 	srv := admin.New(admin.Config{
-		Store: st, Streams: streams, Validate: policy.ValidateApply,
+		Store: st, Streams: streams,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -79,9 +79,13 @@ func TestApplyAgainstHub(t *testing.T) {
 + policy  windows-bitlocker-enabled          (revision 1)
 + team    contractors
 + team    engineering
++ fact    entra_device_id:darwin
++ fact    entra_device_id:windows
++ fact    user_principal_name
 
 policies: 6 added, 0 changed, 0 removed, 0 unchanged
 teams: 2 added, 0 changed, 0 removed, 0 unchanged
+facts: 3 added, 0 changed, 0 removed, 0 unchanged
 `
 	if out != wantDry {
 		t.Errorf("dry run output:\n%s\nwant:\n%s", out, wantDry)
@@ -131,6 +135,7 @@ teams: 2 added, 0 changed, 0 removed, 0 unchanged
 
 policies: 0 added, 1 changed, 1 removed, 4 unchanged
 teams: 0 added, 0 changed, 0 removed, 2 unchanged
+facts: 0 added, 0 changed, 0 removed, 3 unchanged
 `
 	if out != wantEdit {
 		t.Errorf("edit dry run output:\n%s\nwant:\n%s", out, wantEdit)

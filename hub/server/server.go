@@ -35,9 +35,12 @@ import (
 	"github.com/posture-dev/posture/hub/admin"
 	"github.com/posture-dev/posture/hub/agentapi"
 	"github.com/posture-dev/posture/hub/ca"
+	"github.com/posture-dev/posture/hub/integrations"
 	"github.com/posture-dev/posture/hub/store"
 	"github.com/posture-dev/posture/hub/store/postgres"
 	"github.com/posture-dev/posture/hub/store/sqlite"
+	hubsync "github.com/posture-dev/posture/hub/sync"
+	"github.com/posture-dev/posture/hub/verdicts"
 )
 
 // Config is everything `posture-hub serve` can set.
@@ -65,6 +68,17 @@ type Config struct {
 	Logger     *slog.Logger
 	// Version is reported in logs and metrics.
 	Version string
+	// SecretsKeyFile seals integration credentials (else POSTURE_SECRETS_KEY,
+	// else secrets.key in DataDir, created on first start).
+	SecretsKeyFile string
+	// ReconcileInterval between read-backs of what Entra holds (default 1h).
+	ReconcileInterval time.Duration
+	// SyncPoll is the sync worker's idle poll (default 1 s); it is also woken
+	// at once by verdict changes on this replica.
+	SyncPoll time.Duration
+	// DuePoll is how often due time-driven verdict changes are looked for
+	// (default 1 s).
+	DuePoll time.Duration
 }
 
 // Hub is a running (or ready to run) hub.
@@ -76,6 +90,11 @@ type Hub struct {
 	Registry *agentapi.Registry
 	Agent    *agentapi.Server
 	Admin    *admin.Server
+	Engine   *verdicts.Engine
+	Worker   *hubsync.Worker
+	// Integrations builds the sinks verdicts are pushed to.
+	Integrations *integrations.Registry
+	reconciler   *hubsync.Reconciler
 
 	grpcLn, httpLn, gwLn net.Listener
 	gwDir                string
@@ -129,12 +148,47 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	h.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	st, ok := h.Store.(syncStore)
+	if !ok {
+		return nil, fmt.Errorf("store %T has no sync outbox", h.Store)
+	}
+	keys, err := loadKeys(cfg)
+	if err != nil {
+		return nil, err
+	}
+	h.Integrations = integrations.New(st, keys, h.log)
+	syncMetrics, err := hubsync.NewPromMetrics(h.metrics)
+	if err != nil {
+		return nil, err
+	}
+	if h.Worker, err = hubsync.NewWorker(hubsync.Config{
+		Outbox: st, Sinks: h.Integrations.Sink, Logger: h.log.With("component", "sync"),
+		Metrics: syncMetrics, PollInterval: cfg.SyncPoll,
+	}); err != nil {
+		return nil, err
+	}
+	if h.reconciler, err = hubsync.NewReconciler(hubsync.ReconcilerConfig{
+		Devices: st, Outbox: st, Sinks: h.Integrations.Sink, Logger: h.log.With("component", "reconcile"),
+		Interval: cfg.ReconcileInterval, OnEnqueue: h.Worker.Notify,
+	}); err != nil {
+		return nil, err
+	}
+	h.Engine = verdicts.New(verdicts.Config{
+		Store: st, Logger: h.log.With("component", "verdicts"), Enqueued: h.Worker.Notify, DuePoll: cfg.DuePoll,
+	})
 	h.Registry = agentapi.NewRegistry()
 	h.Agent = agentapi.New(agentapi.Config{
 		Store: h.Store, CA: h.CA, Registry: h.Registry, Logger: h.log,
 		CertLifetime: cfg.CertLifetime, PolicyInterval: cfg.PolicyInterval, Metrics: h.metrics,
+		Observer: func(_ context.Context, hostID string, out store.RecordOutcome) {
+			h.Engine.Observe(hostID, len(out.Changed) > 0)
+		},
+		IdentityChanged: func(hostID string) { h.Engine.Notify(hostID, true) },
 	})
-	h.Admin = admin.New(admin.Config{Store: h.Store, Streams: h.Registry, Logger: h.log})
+	h.Admin = admin.New(admin.Config{
+		Store: h.Store, Streams: h.Registry, Logger: h.log, Verdicts: h.Engine,
+		Integrations: adminIntegrations{h.Integrations}, SyncNotify: h.Worker.Notify,
+	})
 
 	serverCert, err := h.CA.ServerCert(append([]string{"localhost", "127.0.0.1", "::1"}, cfg.ServerNames...), 365*24*time.Hour)
 	if err != nil {
@@ -238,9 +292,23 @@ func (h *Hub) Run(ctx context.Context) error {
 		}
 		return h.httpSrv.Serve(h.httpLn)
 	})
-	pollCtx, stopPoll := context.WithCancel(ctx)
-	defer stopPoll()
-	go h.watchPolicies(pollCtx)
+	bgCtx, stopBG := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	background := func(name string, f func(context.Context) error) {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			if err := f(bgCtx); err != nil && bgCtx.Err() == nil {
+				h.log.Error("background task failed", "task", name, "err", err)
+			}
+		}()
+	}
+	background("policy watch", func(ctx context.Context) error { h.watchPolicies(ctx); return nil })
+	background("verdicts", h.Engine.Run)
+	background("sync", h.Worker.Run)
+	background("reconcile", h.reconciler.Run)
+	background("integration health", func(ctx context.Context) error { h.Integrations.Run(ctx, 15*time.Second); return nil })
+	defer func() { stopBG(); bg.Wait() }()
 	h.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	h.health.SetServingStatus(posturev1.AgentService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	h.health.SetServingStatus(posturev1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)

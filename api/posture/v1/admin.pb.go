@@ -1760,86 +1760,6 @@ func (x *PutTeamRequest) GetTeam() *Team {
 	return nil
 }
 
-type DeleteTeamRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *DeleteTeamRequest) Reset() {
-	*x = DeleteTeamRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[26]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *DeleteTeamRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*DeleteTeamRequest) ProtoMessage() {}
-
-func (x *DeleteTeamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[26]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use DeleteTeamRequest.ProtoReflect.Descriptor instead.
-func (*DeleteTeamRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{26}
-}
-
-func (x *DeleteTeamRequest) GetName() string {
-	if x != nil {
-		return x.Name
-	}
-	return ""
-}
-
-type DeleteTeamResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *DeleteTeamResponse) Reset() {
-	*x = DeleteTeamResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[27]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *DeleteTeamResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*DeleteTeamResponse) ProtoMessage() {}
-
-func (x *DeleteTeamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[27]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use DeleteTeamResponse.ProtoReflect.Descriptor instead.
-func (*DeleteTeamResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{27}
-}
-
 type Exemption struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Id     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1856,7 +1776,7 @@ type Exemption struct {
 
 func (x *Exemption) Reset() {
 	*x = Exemption{}
-	mi := &file_posture_v1_admin_proto_msgTypes[28]
+	mi := &file_posture_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1868,7 +1788,7 @@ func (x *Exemption) String() string {
 func (*Exemption) ProtoMessage() {}
 
 func (x *Exemption) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[28]
+	mi := &file_posture_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1881,7 +1801,7 @@ func (x *Exemption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exemption.ProtoReflect.Descriptor instead.
 func (*Exemption) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Exemption) GetId() string {
@@ -1943,7 +1863,7 @@ type ListExemptionsRequest struct {
 
 func (x *ListExemptionsRequest) Reset() {
 	*x = ListExemptionsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[29]
+	mi := &file_posture_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +1875,7 @@ func (x *ListExemptionsRequest) String() string {
 func (*ListExemptionsRequest) ProtoMessage() {}
 
 func (x *ListExemptionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[29]
+	mi := &file_posture_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +1888,7 @@ func (x *ListExemptionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExemptionsRequest.ProtoReflect.Descriptor instead.
 func (*ListExemptionsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListExemptionsRequest) GetHostId() string {
@@ -1987,7 +1907,7 @@ type ListExemptionsResponse struct {
 
 func (x *ListExemptionsResponse) Reset() {
 	*x = ListExemptionsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[30]
+	mi := &file_posture_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1999,7 +1919,7 @@ func (x *ListExemptionsResponse) String() string {
 func (*ListExemptionsResponse) ProtoMessage() {}
 
 func (x *ListExemptionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[30]
+	mi := &file_posture_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2012,7 +1932,7 @@ func (x *ListExemptionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExemptionsResponse.ProtoReflect.Descriptor instead.
 func (*ListExemptionsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListExemptionsResponse) GetExemptions() []*Exemption {
@@ -2035,7 +1955,7 @@ type CreateExemptionRequest struct {
 
 func (x *CreateExemptionRequest) Reset() {
 	*x = CreateExemptionRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[31]
+	mi := &file_posture_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2047,7 +1967,7 @@ func (x *CreateExemptionRequest) String() string {
 func (*CreateExemptionRequest) ProtoMessage() {}
 
 func (x *CreateExemptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[31]
+	mi := &file_posture_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2060,7 +1980,7 @@ func (x *CreateExemptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateExemptionRequest.ProtoReflect.Descriptor instead.
 func (*CreateExemptionRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CreateExemptionRequest) GetHostId() string {
@@ -2100,7 +2020,7 @@ type DeleteExemptionRequest struct {
 
 func (x *DeleteExemptionRequest) Reset() {
 	*x = DeleteExemptionRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[32]
+	mi := &file_posture_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2112,7 +2032,7 @@ func (x *DeleteExemptionRequest) String() string {
 func (*DeleteExemptionRequest) ProtoMessage() {}
 
 func (x *DeleteExemptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[32]
+	mi := &file_posture_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2125,7 +2045,7 @@ func (x *DeleteExemptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteExemptionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteExemptionRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DeleteExemptionRequest) GetId() string {
@@ -2143,7 +2063,7 @@ type DeleteExemptionResponse struct {
 
 func (x *DeleteExemptionResponse) Reset() {
 	*x = DeleteExemptionResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[33]
+	mi := &file_posture_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2155,7 +2075,7 @@ func (x *DeleteExemptionResponse) String() string {
 func (*DeleteExemptionResponse) ProtoMessage() {}
 
 func (x *DeleteExemptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[33]
+	mi := &file_posture_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2168,7 +2088,7 @@ func (x *DeleteExemptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteExemptionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteExemptionResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 type SetHostEntraDeviceIdRequest struct {
@@ -2181,7 +2101,7 @@ type SetHostEntraDeviceIdRequest struct {
 
 func (x *SetHostEntraDeviceIdRequest) Reset() {
 	*x = SetHostEntraDeviceIdRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[34]
+	mi := &file_posture_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2193,7 +2113,7 @@ func (x *SetHostEntraDeviceIdRequest) String() string {
 func (*SetHostEntraDeviceIdRequest) ProtoMessage() {}
 
 func (x *SetHostEntraDeviceIdRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[34]
+	mi := &file_posture_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2206,7 +2126,7 @@ func (x *SetHostEntraDeviceIdRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetHostEntraDeviceIdRequest.ProtoReflect.Descriptor instead.
 func (*SetHostEntraDeviceIdRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SetHostEntraDeviceIdRequest) GetId() string {
@@ -2231,7 +2151,7 @@ type ListUnmappedHostsRequest struct {
 
 func (x *ListUnmappedHostsRequest) Reset() {
 	*x = ListUnmappedHostsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[35]
+	mi := &file_posture_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2243,7 +2163,7 @@ func (x *ListUnmappedHostsRequest) String() string {
 func (*ListUnmappedHostsRequest) ProtoMessage() {}
 
 func (x *ListUnmappedHostsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[35]
+	mi := &file_posture_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2256,7 +2176,7 @@ func (x *ListUnmappedHostsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnmappedHostsRequest.ProtoReflect.Descriptor instead.
 func (*ListUnmappedHostsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 type ListUnmappedHostsResponse struct {
@@ -2268,7 +2188,7 @@ type ListUnmappedHostsResponse struct {
 
 func (x *ListUnmappedHostsResponse) Reset() {
 	*x = ListUnmappedHostsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[36]
+	mi := &file_posture_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2280,7 +2200,7 @@ func (x *ListUnmappedHostsResponse) String() string {
 func (*ListUnmappedHostsResponse) ProtoMessage() {}
 
 func (x *ListUnmappedHostsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[36]
+	mi := &file_posture_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2293,7 +2213,7 @@ func (x *ListUnmappedHostsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnmappedHostsResponse.ProtoReflect.Descriptor instead.
 func (*ListUnmappedHostsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListUnmappedHostsResponse) GetHosts() []*Host {
@@ -2351,7 +2271,7 @@ type Integration struct {
 
 func (x *Integration) Reset() {
 	*x = Integration{}
-	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	mi := &file_posture_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2363,7 +2283,7 @@ func (x *Integration) String() string {
 func (*Integration) ProtoMessage() {}
 
 func (x *Integration) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	mi := &file_posture_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2376,7 +2296,7 @@ func (x *Integration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Integration.ProtoReflect.Descriptor instead.
 func (*Integration) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Integration) GetId() string {
@@ -2562,7 +2482,7 @@ type ListIntegrationsRequest struct {
 
 func (x *ListIntegrationsRequest) Reset() {
 	*x = ListIntegrationsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	mi := &file_posture_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2574,7 +2494,7 @@ func (x *ListIntegrationsRequest) String() string {
 func (*ListIntegrationsRequest) ProtoMessage() {}
 
 func (x *ListIntegrationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	mi := &file_posture_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2587,7 +2507,7 @@ func (x *ListIntegrationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIntegrationsRequest.ProtoReflect.Descriptor instead.
 func (*ListIntegrationsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 type ListIntegrationsResponse struct {
@@ -2599,7 +2519,7 @@ type ListIntegrationsResponse struct {
 
 func (x *ListIntegrationsResponse) Reset() {
 	*x = ListIntegrationsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	mi := &file_posture_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2611,7 +2531,7 @@ func (x *ListIntegrationsResponse) String() string {
 func (*ListIntegrationsResponse) ProtoMessage() {}
 
 func (x *ListIntegrationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	mi := &file_posture_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2624,7 +2544,7 @@ func (x *ListIntegrationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIntegrationsResponse.ProtoReflect.Descriptor instead.
 func (*ListIntegrationsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListIntegrationsResponse) GetIntegrations() []*Integration {
@@ -2643,7 +2563,7 @@ type GetIntegrationRequest struct {
 
 func (x *GetIntegrationRequest) Reset() {
 	*x = GetIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	mi := &file_posture_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2655,7 +2575,7 @@ func (x *GetIntegrationRequest) String() string {
 func (*GetIntegrationRequest) ProtoMessage() {}
 
 func (x *GetIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	mi := &file_posture_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2668,7 +2588,7 @@ func (x *GetIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*GetIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetIntegrationRequest) GetId() string {
@@ -2687,7 +2607,7 @@ type CreateIntegrationRequest struct {
 
 func (x *CreateIntegrationRequest) Reset() {
 	*x = CreateIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	mi := &file_posture_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2699,7 +2619,7 @@ func (x *CreateIntegrationRequest) String() string {
 func (*CreateIntegrationRequest) ProtoMessage() {}
 
 func (x *CreateIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	mi := &file_posture_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2712,7 +2632,7 @@ func (x *CreateIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*CreateIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CreateIntegrationRequest) GetIntegration() *Integration {
@@ -2731,7 +2651,7 @@ type UpdateIntegrationRequest struct {
 
 func (x *UpdateIntegrationRequest) Reset() {
 	*x = UpdateIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	mi := &file_posture_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2743,7 +2663,7 @@ func (x *UpdateIntegrationRequest) String() string {
 func (*UpdateIntegrationRequest) ProtoMessage() {}
 
 func (x *UpdateIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	mi := &file_posture_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2756,7 +2676,7 @@ func (x *UpdateIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*UpdateIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UpdateIntegrationRequest) GetIntegration() *Integration {
@@ -2775,7 +2695,7 @@ type DeleteIntegrationRequest struct {
 
 func (x *DeleteIntegrationRequest) Reset() {
 	*x = DeleteIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[43]
+	mi := &file_posture_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2787,7 +2707,7 @@ func (x *DeleteIntegrationRequest) String() string {
 func (*DeleteIntegrationRequest) ProtoMessage() {}
 
 func (x *DeleteIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[43]
+	mi := &file_posture_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2800,7 +2720,7 @@ func (x *DeleteIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DeleteIntegrationRequest) GetId() string {
@@ -2818,7 +2738,7 @@ type DeleteIntegrationResponse struct {
 
 func (x *DeleteIntegrationResponse) Reset() {
 	*x = DeleteIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[44]
+	mi := &file_posture_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2830,7 +2750,7 @@ func (x *DeleteIntegrationResponse) String() string {
 func (*DeleteIntegrationResponse) ProtoMessage() {}
 
 func (x *DeleteIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[44]
+	mi := &file_posture_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2843,7 +2763,7 @@ func (x *DeleteIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*DeleteIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 type TestIntegrationRequest struct {
@@ -2855,7 +2775,7 @@ type TestIntegrationRequest struct {
 
 func (x *TestIntegrationRequest) Reset() {
 	*x = TestIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	mi := &file_posture_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2867,7 +2787,7 @@ func (x *TestIntegrationRequest) String() string {
 func (*TestIntegrationRequest) ProtoMessage() {}
 
 func (x *TestIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	mi := &file_posture_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2880,7 +2800,7 @@ func (x *TestIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*TestIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *TestIntegrationRequest) GetId() string {
@@ -2904,7 +2824,7 @@ type TestIntegrationResponse struct {
 
 func (x *TestIntegrationResponse) Reset() {
 	*x = TestIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	mi := &file_posture_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2916,7 +2836,7 @@ func (x *TestIntegrationResponse) String() string {
 func (*TestIntegrationResponse) ProtoMessage() {}
 
 func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	mi := &file_posture_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2929,7 +2849,7 @@ func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*TestIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *TestIntegrationResponse) GetOk() bool {
@@ -2990,7 +2910,7 @@ type SyncItem struct {
 
 func (x *SyncItem) Reset() {
 	*x = SyncItem{}
-	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3002,7 +2922,7 @@ func (x *SyncItem) String() string {
 func (*SyncItem) ProtoMessage() {}
 
 func (x *SyncItem) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3015,7 +2935,7 @@ func (x *SyncItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncItem.ProtoReflect.Descriptor instead.
 func (*SyncItem) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SyncItem) GetId() int64 {
@@ -3114,7 +3034,7 @@ type ListSyncItemsRequest struct {
 
 func (x *ListSyncItemsRequest) Reset() {
 	*x = ListSyncItemsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3126,7 +3046,7 @@ func (x *ListSyncItemsRequest) String() string {
 func (*ListSyncItemsRequest) ProtoMessage() {}
 
 func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3139,7 +3059,7 @@ func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsRequest.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListSyncItemsRequest) GetState() string {
@@ -3172,7 +3092,7 @@ type ListSyncItemsResponse struct {
 
 func (x *ListSyncItemsResponse) Reset() {
 	*x = ListSyncItemsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3184,7 +3104,7 @@ func (x *ListSyncItemsResponse) String() string {
 func (*ListSyncItemsResponse) ProtoMessage() {}
 
 func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3197,7 +3117,7 @@ func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsResponse.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListSyncItemsResponse) GetItems() []*SyncItem {
@@ -3216,7 +3136,7 @@ type RetrySyncItemRequest struct {
 
 func (x *RetrySyncItemRequest) Reset() {
 	*x = RetrySyncItemRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3228,7 +3148,7 @@ func (x *RetrySyncItemRequest) String() string {
 func (*RetrySyncItemRequest) ProtoMessage() {}
 
 func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3241,7 +3161,7 @@ func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetrySyncItemRequest.ProtoReflect.Descriptor instead.
 func (*RetrySyncItemRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RetrySyncItemRequest) GetId() int64 {
@@ -3266,7 +3186,7 @@ type EnrollSecret struct {
 
 func (x *EnrollSecret) Reset() {
 	*x = EnrollSecret{}
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3278,7 +3198,7 @@ func (x *EnrollSecret) String() string {
 func (*EnrollSecret) ProtoMessage() {}
 
 func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3291,7 +3211,7 @@ func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollSecret.ProtoReflect.Descriptor instead.
 func (*EnrollSecret) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *EnrollSecret) GetId() string {
@@ -3351,7 +3271,7 @@ type ListEnrollSecretsRequest struct {
 
 func (x *ListEnrollSecretsRequest) Reset() {
 	*x = ListEnrollSecretsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3363,7 +3283,7 @@ func (x *ListEnrollSecretsRequest) String() string {
 func (*ListEnrollSecretsRequest) ProtoMessage() {}
 
 func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3376,7 +3296,7 @@ func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 type ListEnrollSecretsResponse struct {
@@ -3388,7 +3308,7 @@ type ListEnrollSecretsResponse struct {
 
 func (x *ListEnrollSecretsResponse) Reset() {
 	*x = ListEnrollSecretsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3400,7 +3320,7 @@ func (x *ListEnrollSecretsResponse) String() string {
 func (*ListEnrollSecretsResponse) ProtoMessage() {}
 
 func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3413,7 +3333,7 @@ func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListEnrollSecretsResponse) GetEnrollSecrets() []*EnrollSecret {
@@ -3434,7 +3354,7 @@ type CreateEnrollSecretRequest struct {
 
 func (x *CreateEnrollSecretRequest) Reset() {
 	*x = CreateEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3446,7 +3366,7 @@ func (x *CreateEnrollSecretRequest) String() string {
 func (*CreateEnrollSecretRequest) ProtoMessage() {}
 
 func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3459,7 +3379,7 @@ func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CreateEnrollSecretRequest) GetTeam() string {
@@ -3494,7 +3414,7 @@ type CreateEnrollSecretResponse struct {
 
 func (x *CreateEnrollSecretResponse) Reset() {
 	*x = CreateEnrollSecretResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3506,7 +3426,7 @@ func (x *CreateEnrollSecretResponse) String() string {
 func (*CreateEnrollSecretResponse) ProtoMessage() {}
 
 func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3519,7 +3439,7 @@ func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CreateEnrollSecretResponse) GetSecret() string {
@@ -3545,7 +3465,7 @@ type RevokeEnrollSecretRequest struct {
 
 func (x *RevokeEnrollSecretRequest) Reset() {
 	*x = RevokeEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3557,7 +3477,7 @@ func (x *RevokeEnrollSecretRequest) String() string {
 func (*RevokeEnrollSecretRequest) ProtoMessage() {}
 
 func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3570,7 +3490,7 @@ func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*RevokeEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RevokeEnrollSecretRequest) GetId() string {
@@ -3596,7 +3516,7 @@ type ApiToken struct {
 
 func (x *ApiToken) Reset() {
 	*x = ApiToken{}
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3608,7 +3528,7 @@ func (x *ApiToken) String() string {
 func (*ApiToken) ProtoMessage() {}
 
 func (x *ApiToken) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3621,7 +3541,7 @@ func (x *ApiToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiToken.ProtoReflect.Descriptor instead.
 func (*ApiToken) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ApiToken) GetId() string {
@@ -3681,7 +3601,7 @@ type ListApiTokensRequest struct {
 
 func (x *ListApiTokensRequest) Reset() {
 	*x = ListApiTokensRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3693,7 +3613,7 @@ func (x *ListApiTokensRequest) String() string {
 func (*ListApiTokensRequest) ProtoMessage() {}
 
 func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3706,7 +3626,7 @@ func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListApiTokensRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 type ListApiTokensResponse struct {
@@ -3718,7 +3638,7 @@ type ListApiTokensResponse struct {
 
 func (x *ListApiTokensResponse) Reset() {
 	*x = ListApiTokensResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3730,7 +3650,7 @@ func (x *ListApiTokensResponse) String() string {
 func (*ListApiTokensResponse) ProtoMessage() {}
 
 func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3743,7 +3663,7 @@ func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListApiTokensResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ListApiTokensResponse) GetApiTokens() []*ApiToken {
@@ -3764,7 +3684,7 @@ type CreateApiTokenRequest struct {
 
 func (x *CreateApiTokenRequest) Reset() {
 	*x = CreateApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3776,7 +3696,7 @@ func (x *CreateApiTokenRequest) String() string {
 func (*CreateApiTokenRequest) ProtoMessage() {}
 
 func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3789,7 +3709,7 @@ func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *CreateApiTokenRequest) GetName() string {
@@ -3824,7 +3744,7 @@ type CreateApiTokenResponse struct {
 
 func (x *CreateApiTokenResponse) Reset() {
 	*x = CreateApiTokenResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[61]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3836,7 +3756,7 @@ func (x *CreateApiTokenResponse) String() string {
 func (*CreateApiTokenResponse) ProtoMessage() {}
 
 func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[61]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3849,7 +3769,7 @@ func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{61}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *CreateApiTokenResponse) GetToken() string {
@@ -3875,7 +3795,7 @@ type RevokeApiTokenRequest struct {
 
 func (x *RevokeApiTokenRequest) Reset() {
 	*x = RevokeApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[62]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3887,7 +3807,7 @@ func (x *RevokeApiTokenRequest) String() string {
 func (*RevokeApiTokenRequest) ProtoMessage() {}
 
 func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[62]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3900,7 +3820,7 @@ func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{62}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RevokeApiTokenRequest) GetId() string {
@@ -4045,10 +3965,7 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x11ListTeamsResponse\x12&\n" +
 	"\x05teams\x18\x01 \x03(\v2\x10.posture.v1.TeamR\x05teams\"6\n" +
 	"\x0ePutTeamRequest\x12$\n" +
-	"\x04team\x18\x01 \x01(\v2\x10.posture.v1.TeamR\x04team\"'\n" +
-	"\x11DeleteTeamRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\x14\n" +
-	"\x12DeleteTeamResponse\"\xfe\x01\n" +
+	"\x04team\x18\x01 \x01(\v2\x10.posture.v1.TeamR\x04team\"\xfe\x01\n" +
 	"\tExemption\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\ahost_id\x18\x02 \x01(\tR\x06hostId\x12\x1b\n" +
@@ -4211,7 +4128,7 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x13CHANGE_ACTION_ADDED\x10\x01\x12\x19\n" +
 	"\x15CHANGE_ACTION_CHANGED\x10\x02\x12\x19\n" +
 	"\x15CHANGE_ACTION_REMOVED\x10\x03\x12\x1b\n" +
-	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\xfa\x13\n" +
+	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\xad\x13\n" +
 	"\fAdminService\x12H\n" +
 	"\tListHosts\x12\x1c.posture.v1.ListHostsRequest\x1a\x1d.posture.v1.ListHostsResponse\x127\n" +
 	"\aGetHost\x12\x1a.posture.v1.GetHostRequest\x1a\x10.posture.v1.Host\x12=\n" +
@@ -4225,9 +4142,7 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\rApplyPolicies\x12 .posture.v1.ApplyPoliciesRequest\x1a!.posture.v1.ApplyPoliciesResponse\x12Q\n" +
 	"\fDeletePolicy\x12\x1f.posture.v1.DeletePolicyRequest\x1a .posture.v1.DeletePolicyResponse\x12H\n" +
 	"\tListTeams\x12\x1c.posture.v1.ListTeamsRequest\x1a\x1d.posture.v1.ListTeamsResponse\x127\n" +
-	"\aPutTeam\x12\x1a.posture.v1.PutTeamRequest\x1a\x10.posture.v1.Team\x12K\n" +
-	"\n" +
-	"DeleteTeam\x12\x1d.posture.v1.DeleteTeamRequest\x1a\x1e.posture.v1.DeleteTeamResponse\x12W\n" +
+	"\aPutTeam\x12\x1a.posture.v1.PutTeamRequest\x1a\x10.posture.v1.Team\x12W\n" +
 	"\x0eListExemptions\x12!.posture.v1.ListExemptionsRequest\x1a\".posture.v1.ListExemptionsResponse\x12L\n" +
 	"\x0fCreateExemption\x12\".posture.v1.CreateExemptionRequest\x1a\x15.posture.v1.Exemption\x12Z\n" +
 	"\x0fDeleteExemption\x12\".posture.v1.DeleteExemptionRequest\x1a#.posture.v1.DeleteExemptionResponse\x12Q\n" +
@@ -4261,7 +4176,7 @@ func file_posture_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_posture_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
+var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_posture_v1_admin_proto_goTypes = []any{
 	(ChangeAction)(0),                   // 0: posture.v1.ChangeAction
 	(*Host)(nil),                        // 1: posture.v1.Host
@@ -4290,110 +4205,108 @@ var file_posture_v1_admin_proto_goTypes = []any{
 	(*ListTeamsRequest)(nil),            // 24: posture.v1.ListTeamsRequest
 	(*ListTeamsResponse)(nil),           // 25: posture.v1.ListTeamsResponse
 	(*PutTeamRequest)(nil),              // 26: posture.v1.PutTeamRequest
-	(*DeleteTeamRequest)(nil),           // 27: posture.v1.DeleteTeamRequest
-	(*DeleteTeamResponse)(nil),          // 28: posture.v1.DeleteTeamResponse
-	(*Exemption)(nil),                   // 29: posture.v1.Exemption
-	(*ListExemptionsRequest)(nil),       // 30: posture.v1.ListExemptionsRequest
-	(*ListExemptionsResponse)(nil),      // 31: posture.v1.ListExemptionsResponse
-	(*CreateExemptionRequest)(nil),      // 32: posture.v1.CreateExemptionRequest
-	(*DeleteExemptionRequest)(nil),      // 33: posture.v1.DeleteExemptionRequest
-	(*DeleteExemptionResponse)(nil),     // 34: posture.v1.DeleteExemptionResponse
-	(*SetHostEntraDeviceIdRequest)(nil), // 35: posture.v1.SetHostEntraDeviceIdRequest
-	(*ListUnmappedHostsRequest)(nil),    // 36: posture.v1.ListUnmappedHostsRequest
-	(*ListUnmappedHostsResponse)(nil),   // 37: posture.v1.ListUnmappedHostsResponse
-	(*Integration)(nil),                 // 38: posture.v1.Integration
-	(*ListIntegrationsRequest)(nil),     // 39: posture.v1.ListIntegrationsRequest
-	(*ListIntegrationsResponse)(nil),    // 40: posture.v1.ListIntegrationsResponse
-	(*GetIntegrationRequest)(nil),       // 41: posture.v1.GetIntegrationRequest
-	(*CreateIntegrationRequest)(nil),    // 42: posture.v1.CreateIntegrationRequest
-	(*UpdateIntegrationRequest)(nil),    // 43: posture.v1.UpdateIntegrationRequest
-	(*DeleteIntegrationRequest)(nil),    // 44: posture.v1.DeleteIntegrationRequest
-	(*DeleteIntegrationResponse)(nil),   // 45: posture.v1.DeleteIntegrationResponse
-	(*TestIntegrationRequest)(nil),      // 46: posture.v1.TestIntegrationRequest
-	(*TestIntegrationResponse)(nil),     // 47: posture.v1.TestIntegrationResponse
-	(*SyncItem)(nil),                    // 48: posture.v1.SyncItem
-	(*ListSyncItemsRequest)(nil),        // 49: posture.v1.ListSyncItemsRequest
-	(*ListSyncItemsResponse)(nil),       // 50: posture.v1.ListSyncItemsResponse
-	(*RetrySyncItemRequest)(nil),        // 51: posture.v1.RetrySyncItemRequest
-	(*EnrollSecret)(nil),                // 52: posture.v1.EnrollSecret
-	(*ListEnrollSecretsRequest)(nil),    // 53: posture.v1.ListEnrollSecretsRequest
-	(*ListEnrollSecretsResponse)(nil),   // 54: posture.v1.ListEnrollSecretsResponse
-	(*CreateEnrollSecretRequest)(nil),   // 55: posture.v1.CreateEnrollSecretRequest
-	(*CreateEnrollSecretResponse)(nil),  // 56: posture.v1.CreateEnrollSecretResponse
-	(*RevokeEnrollSecretRequest)(nil),   // 57: posture.v1.RevokeEnrollSecretRequest
-	(*ApiToken)(nil),                    // 58: posture.v1.ApiToken
-	(*ListApiTokensRequest)(nil),        // 59: posture.v1.ListApiTokensRequest
-	(*ListApiTokensResponse)(nil),       // 60: posture.v1.ListApiTokensResponse
-	(*CreateApiTokenRequest)(nil),       // 61: posture.v1.CreateApiTokenRequest
-	(*CreateApiTokenResponse)(nil),      // 62: posture.v1.CreateApiTokenResponse
-	(*RevokeApiTokenRequest)(nil),       // 63: posture.v1.RevokeApiTokenRequest
-	(*HostFacts)(nil),                   // 64: posture.v1.HostFacts
-	(*timestamppb.Timestamp)(nil),       // 65: google.protobuf.Timestamp
-	(ResultStatus)(0),                   // 66: posture.v1.ResultStatus
-	(*durationpb.Duration)(nil),         // 67: google.protobuf.Duration
-	(*FactQuery)(nil),                   // 68: posture.v1.FactQuery
+	(*Exemption)(nil),                   // 27: posture.v1.Exemption
+	(*ListExemptionsRequest)(nil),       // 28: posture.v1.ListExemptionsRequest
+	(*ListExemptionsResponse)(nil),      // 29: posture.v1.ListExemptionsResponse
+	(*CreateExemptionRequest)(nil),      // 30: posture.v1.CreateExemptionRequest
+	(*DeleteExemptionRequest)(nil),      // 31: posture.v1.DeleteExemptionRequest
+	(*DeleteExemptionResponse)(nil),     // 32: posture.v1.DeleteExemptionResponse
+	(*SetHostEntraDeviceIdRequest)(nil), // 33: posture.v1.SetHostEntraDeviceIdRequest
+	(*ListUnmappedHostsRequest)(nil),    // 34: posture.v1.ListUnmappedHostsRequest
+	(*ListUnmappedHostsResponse)(nil),   // 35: posture.v1.ListUnmappedHostsResponse
+	(*Integration)(nil),                 // 36: posture.v1.Integration
+	(*ListIntegrationsRequest)(nil),     // 37: posture.v1.ListIntegrationsRequest
+	(*ListIntegrationsResponse)(nil),    // 38: posture.v1.ListIntegrationsResponse
+	(*GetIntegrationRequest)(nil),       // 39: posture.v1.GetIntegrationRequest
+	(*CreateIntegrationRequest)(nil),    // 40: posture.v1.CreateIntegrationRequest
+	(*UpdateIntegrationRequest)(nil),    // 41: posture.v1.UpdateIntegrationRequest
+	(*DeleteIntegrationRequest)(nil),    // 42: posture.v1.DeleteIntegrationRequest
+	(*DeleteIntegrationResponse)(nil),   // 43: posture.v1.DeleteIntegrationResponse
+	(*TestIntegrationRequest)(nil),      // 44: posture.v1.TestIntegrationRequest
+	(*TestIntegrationResponse)(nil),     // 45: posture.v1.TestIntegrationResponse
+	(*SyncItem)(nil),                    // 46: posture.v1.SyncItem
+	(*ListSyncItemsRequest)(nil),        // 47: posture.v1.ListSyncItemsRequest
+	(*ListSyncItemsResponse)(nil),       // 48: posture.v1.ListSyncItemsResponse
+	(*RetrySyncItemRequest)(nil),        // 49: posture.v1.RetrySyncItemRequest
+	(*EnrollSecret)(nil),                // 50: posture.v1.EnrollSecret
+	(*ListEnrollSecretsRequest)(nil),    // 51: posture.v1.ListEnrollSecretsRequest
+	(*ListEnrollSecretsResponse)(nil),   // 52: posture.v1.ListEnrollSecretsResponse
+	(*CreateEnrollSecretRequest)(nil),   // 53: posture.v1.CreateEnrollSecretRequest
+	(*CreateEnrollSecretResponse)(nil),  // 54: posture.v1.CreateEnrollSecretResponse
+	(*RevokeEnrollSecretRequest)(nil),   // 55: posture.v1.RevokeEnrollSecretRequest
+	(*ApiToken)(nil),                    // 56: posture.v1.ApiToken
+	(*ListApiTokensRequest)(nil),        // 57: posture.v1.ListApiTokensRequest
+	(*ListApiTokensResponse)(nil),       // 58: posture.v1.ListApiTokensResponse
+	(*CreateApiTokenRequest)(nil),       // 59: posture.v1.CreateApiTokenRequest
+	(*CreateApiTokenResponse)(nil),      // 60: posture.v1.CreateApiTokenResponse
+	(*RevokeApiTokenRequest)(nil),       // 61: posture.v1.RevokeApiTokenRequest
+	(*HostFacts)(nil),                   // 62: posture.v1.HostFacts
+	(*timestamppb.Timestamp)(nil),       // 63: google.protobuf.Timestamp
+	(ResultStatus)(0),                   // 64: posture.v1.ResultStatus
+	(*durationpb.Duration)(nil),         // 65: google.protobuf.Duration
+	(*FactQuery)(nil),                   // 66: posture.v1.FactQuery
 }
 var file_posture_v1_admin_proto_depIdxs = []int32{
-	64, // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
-	65, // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
-	65, // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
-	65, // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
-	65, // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
+	62, // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
+	63, // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
+	63, // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
+	63, // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
+	63, // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
 	4,  // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
 	2,  // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
 	3,  // 7: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
-	65, // 8: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
-	65, // 9: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
-	66, // 10: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
-	65, // 11: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
-	66, // 12: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
-	65, // 13: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
-	67, // 14: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
-	65, // 15: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
+	63, // 8: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
+	63, // 9: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
+	64, // 10: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
+	63, // 11: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
+	64, // 12: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
+	63, // 13: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
+	65, // 14: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
+	63, // 15: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
 	1,  // 16: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
-	67, // 17: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
-	65, // 18: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
-	65, // 19: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
+	65, // 17: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
+	63, // 18: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
+	63, // 19: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
 	13, // 20: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
-	67, // 21: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
+	65, // 21: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
 	17, // 22: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
 	13, // 23: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
 	18, // 24: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
-	68, // 25: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
+	66, // 25: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
 	0,  // 26: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
 	20, // 27: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
 	18, // 28: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
 	18, // 29: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
-	65, // 30: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
-	65, // 31: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
-	29, // 32: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
-	65, // 33: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	63, // 30: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
+	63, // 31: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
+	27, // 32: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
+	63, // 33: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
 	1,  // 34: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
-	65, // 35: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
-	65, // 36: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
-	65, // 37: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
-	65, // 38: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
-	65, // 39: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
-	38, // 40: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
-	38, // 41: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	38, // 42: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	65, // 43: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
-	65, // 44: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
-	48, // 45: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
-	65, // 46: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	65, // 47: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	65, // 48: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	65, // 49: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
-	52, // 50: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
-	65, // 51: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
-	52, // 52: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
-	65, // 53: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
-	65, // 54: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
-	65, // 55: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
-	65, // 56: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
-	58, // 57: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
-	65, // 58: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
-	58, // 59: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
+	63, // 35: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
+	63, // 36: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
+	63, // 37: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
+	63, // 38: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
+	63, // 39: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
+	36, // 40: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
+	36, // 41: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	36, // 42: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	63, // 43: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
+	63, // 44: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
+	46, // 45: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
+	63, // 46: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	63, // 47: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	63, // 48: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	63, // 49: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
+	50, // 50: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
+	63, // 51: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
+	50, // 52: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
+	63, // 53: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
+	63, // 54: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
+	63, // 55: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
+	63, // 56: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
+	56, // 57: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
+	63, // 58: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
+	56, // 59: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
 	5,  // 60: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
 	7,  // 61: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
 	8,  // 62: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
@@ -4405,59 +4318,57 @@ var file_posture_v1_admin_proto_depIdxs = []int32{
 	22, // 68: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
 	24, // 69: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
 	26, // 70: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
-	27, // 71: posture.v1.AdminService.DeleteTeam:input_type -> posture.v1.DeleteTeamRequest
-	30, // 72: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
-	32, // 73: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
-	33, // 74: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
-	35, // 75: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
-	36, // 76: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
-	39, // 77: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
-	41, // 78: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
-	42, // 79: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
-	43, // 80: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
-	44, // 81: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
-	46, // 82: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
-	49, // 83: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
-	51, // 84: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
-	53, // 85: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
-	55, // 86: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
-	57, // 87: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
-	59, // 88: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
-	61, // 89: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
-	63, // 90: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
-	6,  // 91: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
-	1,  // 92: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
-	1,  // 93: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
-	10, // 94: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
-	12, // 95: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
-	15, // 96: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
-	13, // 97: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
-	21, // 98: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
-	23, // 99: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
-	25, // 100: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
-	18, // 101: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
-	28, // 102: posture.v1.AdminService.DeleteTeam:output_type -> posture.v1.DeleteTeamResponse
-	31, // 103: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
-	29, // 104: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
-	34, // 105: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
-	1,  // 106: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
-	37, // 107: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
-	40, // 108: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
-	38, // 109: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
-	38, // 110: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
-	38, // 111: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
-	45, // 112: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
-	47, // 113: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
-	50, // 114: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
-	48, // 115: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
-	54, // 116: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
-	56, // 117: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
-	52, // 118: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
-	60, // 119: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
-	62, // 120: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
-	58, // 121: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
-	91, // [91:122] is the sub-list for method output_type
-	60, // [60:91] is the sub-list for method input_type
+	28, // 71: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
+	30, // 72: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
+	31, // 73: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
+	33, // 74: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
+	34, // 75: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
+	37, // 76: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
+	39, // 77: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
+	40, // 78: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
+	41, // 79: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
+	42, // 80: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
+	44, // 81: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
+	47, // 82: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
+	49, // 83: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
+	51, // 84: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
+	53, // 85: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
+	55, // 86: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
+	57, // 87: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
+	59, // 88: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
+	61, // 89: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
+	6,  // 90: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
+	1,  // 91: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
+	1,  // 92: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
+	10, // 93: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
+	12, // 94: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
+	15, // 95: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
+	13, // 96: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
+	21, // 97: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
+	23, // 98: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
+	25, // 99: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
+	18, // 100: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
+	29, // 101: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
+	27, // 102: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
+	32, // 103: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
+	1,  // 104: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
+	35, // 105: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
+	38, // 106: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
+	36, // 107: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
+	36, // 108: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
+	36, // 109: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
+	43, // 110: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
+	45, // 111: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
+	48, // 112: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
+	46, // 113: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
+	52, // 114: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
+	54, // 115: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
+	50, // 116: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
+	58, // 117: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
+	60, // 118: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
+	56, // 119: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
+	90, // [90:120] is the sub-list for method output_type
+	60, // [60:90] is the sub-list for method input_type
 	60, // [60:60] is the sub-list for extension type_name
 	60, // [60:60] is the sub-list for extension extendee
 	0,  // [0:60] is the sub-list for field type_name
@@ -4475,7 +4386,7 @@ func file_posture_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_posture_v1_admin_proto_rawDesc), len(file_posture_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   63,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

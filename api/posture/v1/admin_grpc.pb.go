@@ -30,7 +30,6 @@ const (
 	AdminService_DeletePolicy_FullMethodName         = "/posture.v1.AdminService/DeletePolicy"
 	AdminService_ListTeams_FullMethodName            = "/posture.v1.AdminService/ListTeams"
 	AdminService_PutTeam_FullMethodName              = "/posture.v1.AdminService/PutTeam"
-	AdminService_DeleteTeam_FullMethodName           = "/posture.v1.AdminService/DeleteTeam"
 	AdminService_ListExemptions_FullMethodName       = "/posture.v1.AdminService/ListExemptions"
 	AdminService_CreateExemption_FullMethodName      = "/posture.v1.AdminService/CreateExemption"
 	AdminService_DeleteExemption_FullMethodName      = "/posture.v1.AdminService/DeleteExemption"
@@ -77,8 +76,6 @@ type AdminServiceClient interface {
 	ListTeams(ctx context.Context, in *ListTeamsRequest, opts ...grpc.CallOption) (*ListTeamsResponse, error)
 	// PutTeam creates or replaces one team's settings.
 	PutTeam(ctx context.Context, in *PutTeamRequest, opts ...grpc.CallOption) (*Team, error)
-	// DeleteTeam removes a team's settings (its hosts fall back to defaults).
-	DeleteTeam(ctx context.Context, in *DeleteTeamRequest, opts ...grpc.CallOption) (*DeleteTeamResponse, error)
 	// Exemptions excuse a host from a policy (or from all) until they expire.
 	ListExemptions(ctx context.Context, in *ListExemptionsRequest, opts ...grpc.CallOption) (*ListExemptionsResponse, error)
 	CreateExemption(ctx context.Context, in *CreateExemptionRequest, opts ...grpc.CallOption) (*Exemption, error)
@@ -225,16 +222,6 @@ func (c *adminServiceClient) PutTeam(ctx context.Context, in *PutTeamRequest, op
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Team)
 	err := c.cc.Invoke(ctx, AdminService_PutTeam_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *adminServiceClient) DeleteTeam(ctx context.Context, in *DeleteTeamRequest, opts ...grpc.CallOption) (*DeleteTeamResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(DeleteTeamResponse)
-	err := c.cc.Invoke(ctx, AdminService_DeleteTeam_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -456,8 +443,6 @@ type AdminServiceServer interface {
 	ListTeams(context.Context, *ListTeamsRequest) (*ListTeamsResponse, error)
 	// PutTeam creates or replaces one team's settings.
 	PutTeam(context.Context, *PutTeamRequest) (*Team, error)
-	// DeleteTeam removes a team's settings (its hosts fall back to defaults).
-	DeleteTeam(context.Context, *DeleteTeamRequest) (*DeleteTeamResponse, error)
 	// Exemptions excuse a host from a policy (or from all) until they expire.
 	ListExemptions(context.Context, *ListExemptionsRequest) (*ListExemptionsResponse, error)
 	CreateExemption(context.Context, *CreateExemptionRequest) (*Exemption, error)
@@ -532,9 +517,6 @@ func (UnimplementedAdminServiceServer) ListTeams(context.Context, *ListTeamsRequ
 }
 func (UnimplementedAdminServiceServer) PutTeam(context.Context, *PutTeamRequest) (*Team, error) {
 	return nil, status.Error(codes.Unimplemented, "method PutTeam not implemented")
-}
-func (UnimplementedAdminServiceServer) DeleteTeam(context.Context, *DeleteTeamRequest) (*DeleteTeamResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method DeleteTeam not implemented")
 }
 func (UnimplementedAdminServiceServer) ListExemptions(context.Context, *ListExemptionsRequest) (*ListExemptionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListExemptions not implemented")
@@ -808,24 +790,6 @@ func _AdminService_PutTeam_Handler(srv interface{}, ctx context.Context, dec fun
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServiceServer).PutTeam(ctx, req.(*PutTeamRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _AdminService_DeleteTeam_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(DeleteTeamRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(AdminServiceServer).DeleteTeam(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: AdminService_DeleteTeam_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(AdminServiceServer).DeleteTeam(ctx, req.(*DeleteTeamRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1222,10 +1186,6 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PutTeam",
 			Handler:    _AdminService_PutTeam_Handler,
-		},
-		{
-			MethodName: "DeleteTeam",
-			Handler:    _AdminService_DeleteTeam_Handler,
 		},
 		{
 			MethodName: "ListExemptions",

@@ -1,0 +1,67 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/posture-dev/posture/hub/admin"
+	"github.com/posture-dev/posture/hub/integrations"
+	"github.com/posture-dev/posture/hub/secrets"
+	"github.com/posture-dev/posture/hub/store"
+	hubsync "github.com/posture-dev/posture/hub/sync"
+)
+
+// syncStore is what both backends offer beyond store.Store: the outbox the
+// sync worker drains and the device states reconcile reads.
+type syncStore interface {
+	store.Store
+	hubsync.Outbox
+	hubsync.Enqueuer
+	hubsync.DeviceStates
+}
+
+// SecretsKeyFile is the default key file in the data dir.
+const SecretsKeyFile = "secrets.key"
+
+// loadKeys finds the key that seals integration credentials: --secrets-key-file,
+// else POSTURE_SECRETS_KEY, else a key file in the data dir made on first
+// start (fine for one hub; replicas must share one key, given explicitly).
+func loadKeys(cfg Config) (*secrets.Keyring, error) {
+	if cfg.SecretsKeyFile != "" || os.Getenv(secrets.EnvKey) != "" {
+		return secrets.Load(cfg.SecretsKeyFile)
+	}
+	path := filepath.Join(cfg.DataDir, SecretsKeyFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		if err := secrets.GenerateKeyFile(path); err != nil {
+			return nil, err
+		}
+	}
+	return secrets.LoadFile(path)
+}
+
+// adminIntegrations adapts the registry to the admin API's small interface.
+type adminIntegrations struct{ r *integrations.Registry }
+
+func (a adminIntegrations) Prepare(in *store.Integration, secret string, cert []byte, certPassword string) error {
+	return a.r.Prepare(in, integrations.Credential{ClientSecret: secret, Certificate: cert, CertificatePassword: certPassword})
+}
+
+func (a adminIntegrations) Test(ctx context.Context, id string) (admin.TestReport, error) {
+	rep, err := a.r.Test(ctx, id)
+	if err != nil {
+		return admin.TestReport{}, err
+	}
+	msg := "token issued and a device read: the integration works"
+	if !rep.OK {
+		msg = fmt.Sprint(rep.Problems)
+	}
+	return admin.TestReport{OK: rep.OK, TokenOK: rep.TokenOK, ReadOK: rep.ReadOK, Health: string(rep.Health), Message: msg}, nil
+}
+
+func (a adminIntegrations) Warnings(in store.Integration, now time.Time) []string {
+	return integrations.Warnings(in, now)
+}
