@@ -41,6 +41,7 @@ func Run(t *testing.T, open Opener) {
 	tests = append(tests, resultTests...)
 	tests = append(tests, secretTests...)
 	tests = append(tests, concurrencyTests...)
+	tests = append(tests, syncTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // every test has its own store
