@@ -325,7 +325,7 @@ func fullIntegration(id string) store.Integration {
 		ID: id, Name: "Contoso " + id, Kind: "graph", Cloud: "custom",
 		AuthorityHost: "https://login.example.test/", GraphBaseURL: "https://graph.example.test/v1.0",
 		ExtraCAPEM: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
-		TenantID: "tenant-1", ClientID: "client-1", CredentialKind: "certificate",
+		TenantID:   "tenant-1", ClientID: "client-1", CredentialKind: "certificate",
 		SealedCredential: []byte{0x01, 0x00, 0xff, 0x7f}, SealedCertPassword: []byte{0x02, 0x03},
 		SecretExpiresAt: ptr(at(30 * 24 * time.Hour)), CertNotAfter: ptr(at(365 * 24 * time.Hour)),
 		ExtensionAttribute: 15, CompliantValue: "Yes", NoncompliantValue: "No",
