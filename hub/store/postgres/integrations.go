@@ -93,11 +93,10 @@ func (s *Store) CreateIntegration(ctx context.Context, in store.Integration) err
 	return nil
 }
 
-// UpdateIntegration replaces every field but id, created-at and health;
-// updated-at becomes now.
+// UpdateIntegration replaces every field but id, created-at and health
+// (updated-at as given, or now).
 func (s *Store) UpdateIntegration(ctx context.Context, in store.Integration) error {
-	in.UpdatedAt = time.Now()
-	in, err := store.PrepareIntegration(in, in.UpdatedAt)
+	in, err := store.PrepareIntegration(in, time.Now())
 	if err != nil {
 		return err
 	}
