@@ -149,13 +149,20 @@ func (s *Store) DeleteIntegration(ctx context.Context, id string) error {
 		if err := affected(res, err, "delete integration", id); err != nil {
 			return err
 		}
+		// Device rows first, in key order, as Settle locks them: a settle
+		// running beside this cannot deadlock with it.
+		var keys []string
+		if err := tx.SelectContext(ctx, &keys, `SELECT device_id FROM sync_device WHERE integration_id = $1
+			ORDER BY device_id FOR UPDATE`, id); err != nil {
+			return fmt.Errorf("delete integration %q: lock devices: %w", id, err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM sync_device WHERE integration_id = $1`, id); err != nil {
+			return fmt.Errorf("delete integration %q: devices: %w", id, err)
+		}
 		if _, err := tx.ExecContext(ctx, `UPDATE sync_outbox SET state = 'dead', last_code = $1, dead_reason = $2,
 			dead_at = $3 WHERE integration_id = $4 AND state = 'pending'`,
 			store.CodeIntegrationDeleted, store.ReasonIntegrationDeleted, now, id); err != nil {
 			return fmt.Errorf("delete integration %q: dead-letter rows: %w", id, err)
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM sync_device WHERE integration_id = $1`, id); err != nil {
-			return fmt.Errorf("delete integration %q: devices: %w", id, err)
 		}
 		return nil
 	})
