@@ -54,7 +54,8 @@ func run(args []string) int {
 		fmt.Println("posture.ext", version)
 		return 0
 	}
-	log := newLogger(cfg)
+	base := newLogger(cfg)
+	log := base.With("component", "main")
 	if len(cfg.ignoredFlags) > 0 {
 		log.Info("ignoring unknown arguments", "args", cfg.ignoredFlags)
 	}
@@ -63,7 +64,7 @@ func run(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, cfg, log); err != nil && !errors.Is(err, context.Canceled) {
+	if err := serve(ctx, cfg, base); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("posture.ext stopped", "err", err)
 		return 1
 	}
@@ -81,10 +82,11 @@ func newLogger(cfg *config) *slog.Logger {
 	if cfg.logFormat == "json" {
 		h = slog.NewJSONHandler(os.Stderr, opts)
 	}
-	return slog.New(h).With("component", "posture.ext")
+	return slog.New(h)
 }
 
-func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
+func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
+	log := base.With("component", "main")
 	if cfg.socket == "" {
 		return errors.New("--socket is required (osqueryd passes it when it autoloads the extension)")
 	}
@@ -115,7 +117,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 		return err
 	}
 
-	q := osq.New(osq.Options{Socket: cfg.socket, QueryTimeout: cfg.queryTimeout, Logger: log.With("component", "osquery")})
+	q := osq.New(osq.Options{Socket: cfg.socket, QueryTimeout: cfg.queryTimeout, Logger: base.With("component", "osquery")})
 	defer q.Close()
 	wctx, cancel := context.WithTimeout(ctx, time.Duration(max(cfg.timeout, 1))*time.Second)
 	if err := q.WaitReady(wctx, 200*time.Millisecond); err != nil {
@@ -125,12 +127,12 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 	}
 	cancel()
 
-	sp, err := spool.Open(filepath.Join(cfg.stateDir, "spool"), spool.Options{Logger: log.With("component", "spool")})
+	sp, err := spool.Open(filepath.Join(cfg.stateDir, "spool"), spool.Options{Logger: base.With("component", "spool")})
 	if err != nil {
 		return err
 	}
 	sink := &lateSink{}
-	sched := scheduler.New(q, sink, scheduler.Options{QueryTimeout: cfg.queryTimeout, FirstRunSplay: cfg.firstRunSplay, Logger: log.With("component", "scheduler")})
+	sched := scheduler.New(q, sink, scheduler.Options{QueryTimeout: cfg.queryTimeout, FirstRunSplay: cfg.firstRunSplay, Logger: base.With("component", "scheduler")})
 	link, err := hublink.New(hublink.Config{
 		Hub:          cfg.hub,
 		EnrollSecret: secret,
@@ -141,7 +143,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 		HostFacts: func(ctx context.Context) (*posturev1.HostFacts, error) {
 			return hostfacts.Gather(ctx, q, version)
 		},
-		Logger: log.With("component", "hublink"),
+		Logger: base.With("component", "hublink"),
 	})
 	if err != nil {
 		return err
@@ -165,7 +167,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) error {
 	start("hub link", link.Run)
 	if !cfg.noTable {
 		start("extension server", func(ctx context.Context) error {
-			serveTable(ctx, cfg, log.With("component", "table"))
+			serveTable(ctx, cfg, base.With("component", "table"))
 			return nil
 		})
 	}

@@ -132,6 +132,7 @@ func (s *Scheduler) Apply(ps *posturev1.PolicySet) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.clk.Now()
+	same := s.version == ps.GetVersion()
 	s.version = ps.GetVersion()
 	s.interval = s.opts.DefaultInterval
 	if d := ps.GetInterval().AsDuration(); ps.GetInterval() != nil && d > 0 {
@@ -151,7 +152,11 @@ func (s *Scheduler) Apply(ps *posturev1.PolicySet) {
 	if len(s.facts) > 0 {
 		s.factsNext = now
 	}
-	s.log.Info("policy set applied", "version", s.version, "policies", len(next), "facts", len(s.facts), "interval", s.interval)
+	lvl := slog.LevelInfo
+	if same {
+		lvl = slog.LevelDebug // the hub answers every Hello with the set
+	}
+	s.log.Log(context.Background(), lvl, "policy set applied", "version", s.version, "policies", len(next), "facts", len(s.facts), "interval", s.interval)
 	s.wake()
 }
 
