@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -91,6 +92,7 @@ type Link struct {
 	mu        sync.Mutex
 	facts     map[string]string // latest fact values from the scheduler
 	hostFacts *posturev1.HostFacts
+	knownCAs  *x509.CertPool // last CA bundle from the hub
 	rnd       *rand.Rand
 }
 
@@ -140,7 +142,7 @@ func New(cfg Config) (*Link, error) {
 	id, err := l.store.Load(key)
 	switch {
 	case err == nil:
-		l.id.Set(id)
+		l.setIdentity(id)
 		l.log.Info("loaded identity", "host_id", id.HostID, "not_after", id.Leaf.NotAfter)
 	case errors.Is(err, identity.ErrNotEnrolled):
 	default:
@@ -234,7 +236,7 @@ func (l *Link) once(ctx context.Context) (healthy bool, err error) {
 	healthy, err = l.session(ctx, id)
 	switch status.Code(err) {
 	case codes.Unauthenticated:
-		if l.cfg.EnrollSecret != "" && l.cfg.Bootstrap != nil {
+		if l.cfg.EnrollSecret != "" && l.enrollTLS() != nil {
 			l.id.Set(nil)
 			return healthy, fmt.Errorf("%w: %w", errReenroll, err)
 		}
@@ -270,7 +272,8 @@ func (l *Link) enroll(ctx context.Context) (*identity.Identity, error) {
 	if l.cfg.EnrollSecret == "" {
 		return nil, errors.New("not enrolled and no enroll secret given (--enroll-secret or --enroll-secret-path)")
 	}
-	if l.cfg.Bootstrap == nil {
+	tc := l.enrollTLS()
+	if tc == nil {
 		return nil, errors.New("not enrolled and no trust for the hub given (--hub-ca or --hub-ca-pin)")
 	}
 	facts, ok := l.gatherFacts(ctx)
@@ -287,7 +290,7 @@ func (l *Link) enroll(ctx context.Context) (*identity.Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := l.dial(l.cfg.Bootstrap.Clone())
+	conn, err := l.dial(tc)
 	if err != nil {
 		return nil, err
 	}
@@ -316,9 +319,24 @@ func (l *Link) enroll(ctx context.Context) (*identity.Identity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("enroll: storing the issued certificate: %w", err)
 	}
-	l.id.Set(id)
+	l.setIdentity(id)
 	l.log.Info("enrolled", "host_id", id.HostID, "not_after", id.Leaf.NotAfter)
 	return id, nil
+}
+
+// enrollTLS is the trust for Enroll: the configured bootstrap, else the CA
+// bundle the hub handed out at an earlier enrollment (a host whose
+// certificate expired or was forgotten re-enrolls without --hub-ca).
+func (l *Link) enrollTLS() *tls.Config {
+	if l.cfg.Bootstrap != nil {
+		return l.cfg.Bootstrap.Clone()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.knownCAs == nil {
+		return nil
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: l.knownCAs}
 }
 
 // mtlsConfig trusts the hub's CA bundle and presents whatever certificate
@@ -503,7 +521,7 @@ func (l *Link) renew(ctx context.Context, client posturev1.AgentServiceClient) e
 	if err != nil {
 		return fmt.Errorf("renew: storing the certificate: %w", err)
 	}
-	l.id.Set(id)
+	l.setIdentity(id)
 	l.log.Info("certificate renewed", "host_id", id.HostID, "not_after", id.Leaf.NotAfter)
 	return nil
 }
@@ -522,4 +540,12 @@ func (l *Link) dropPolicySet() {
 	if err := os.Remove(filepath.Join(l.cfg.StateDir, PolicySetFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		l.log.Warn("could not remove the cached policy set", "err", err)
 	}
+}
+
+// setIdentity installs id for later handshakes and remembers its CA bundle.
+func (l *Link) setIdentity(id *identity.Identity) {
+	l.id.Set(id)
+	l.mu.Lock()
+	l.knownCAs = id.CAs
+	l.mu.Unlock()
 }

@@ -495,3 +495,20 @@ func TestRevokedHostEnrollIsTreatedAsDisabled(t *testing.T) {
 		t.Fatalf("retried enrollment %d times within half an hour", n-1)
 	}
 }
+
+func TestReenrollWithStoredCABundleWhenNoBootstrapTrust(t *testing.T) {
+	e := newEnv(t)
+	e.startLink()
+	e.waitFor("connected", time.Second, e.connected(1))
+	e.stopLink()
+	// Restart without --hub-ca: the stored bundle must do, also for
+	// enrolling again once the hub has forgotten the host.
+	e.boot = nil
+	e.st.Mu.Lock()
+	delete(e.st.Hosts, "host-uuid-1")
+	e.st.Mu.Unlock()
+	e.startLink()
+	e.waitFor("re-enrolled with the stored bundle", time.Second, func() bool {
+		return e.st.Count(func() int { return e.st.Enrolls }) == 2 && e.st.Count(func() int { return e.st.Connects }) == 2
+	})
+}
