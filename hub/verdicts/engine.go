@@ -67,8 +67,9 @@ type Engine struct {
 	cfg Config
 	log *slog.Logger
 
-	mu      sync.Mutex
-	pending map[string]bool // host id → force
+	mu       sync.Mutex
+	pending  map[string]bool // host id → force
+	inflight int
 	wake    chan struct{}
 
 	// checked remembers when a host without status changes was last
@@ -195,9 +196,17 @@ func (e *Engine) next() (string, bool, bool) {
 	defer e.mu.Unlock()
 	for id, force := range e.pending {
 		delete(e.pending, id)
+		e.inflight++
 		return id, force, true
 	}
 	return "", false, false
+}
+
+// Pending is the number of hosts queued or being evaluated.
+func (e *Engine) Pending() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.pending) + e.inflight
 }
 
 func (e *Engine) work(ctx context.Context) {
@@ -214,6 +223,9 @@ func (e *Engine) work(ctx context.Context) {
 		if _, err := e.Evaluate(ctx, id, force); err != nil && ctx.Err() == nil {
 			e.log.Error("evaluate verdict", "host", id, "err", err)
 		}
+		e.mu.Lock()
+		e.inflight--
+		e.mu.Unlock()
 		// Keep waking siblings while work remains.
 		select {
 		case e.wake <- struct{}{}:
