@@ -255,6 +255,19 @@ func TestLookupByPlatform(t *testing.T) {
 	if err != nil || len(rows) != 0 {
 		t.Fatalf("linux: rows=%+v err=%v", rows, err)
 	}
+	// app-sso missing (macOS 12) and no keychain match: no rows, no error.
+	rows, err = Lookup(ctx, "darwin", fakeRunner{"/usr/bin/stat -f %Su %u /dev/console": "alex 501\n"}, log)
+	if err != nil || len(rows) != 0 {
+		t.Fatalf("old mac: rows=%+v err=%v", rows, err)
+	}
+	// Unparseable app-sso output is an error the table reports.
+	rows, err = Lookup(ctx, "darwin", fakeRunner{
+		"/usr/bin/stat -f %Su %u /dev/console":                                "alex 501\n",
+		"launchctl asuser 501 sudo -u alex /usr/bin/app-sso platform --state": "Device Configuration:\n {\"deviceSigningCertificate\" : \"@@@\"}\n",
+	}, log)
+	if err == nil {
+		t.Fatalf("broken app-sso output: rows=%+v, want an error", rows)
+	}
 	// Nothing registered on a Mac: no rows, no error.
 	rows, err = Lookup(ctx, "darwin", fakeRunner{"/usr/bin/stat -f %Su %u /dev/console": "root 0\n"}, log)
 	if err != nil || len(rows) != 0 {

@@ -57,13 +57,15 @@ func Lookup(ctx context.Context, goos string, r Runner, log *slog.Logger) ([]Row
 	}
 }
 
+var findOrgAccessCert = []string{"/usr/bin/security", "find-certificate", "-a", "-c", "MS-Organization-Access", "-p"}
+
 func lookupDarwin(ctx context.Context, r Runner, log *slog.Logger) ([]Row, error) {
 	var rows []Row
+	var errs []error
 	seen := map[string]bool{}
 	add := func(rs ...Row) {
 		for _, row := range rs {
-			key := row.Source + "/" + row.DeviceID
-			if !seen[key] {
+			if key := row.Source + "/" + row.DeviceID; !seen[key] {
 				seen[key] = true
 				rows = append(rows, row)
 			}
@@ -74,45 +76,29 @@ func lookupDarwin(ctx context.Context, r Runner, log *slog.Logger) ([]Row, error
 	if err != nil {
 		log.Debug("posture_entra: no console user", "err", err)
 	}
-	asUser := func(args ...string) []string {
-		if user == "" {
-			return args
-		}
-		return append([]string{"asuser", uid, "sudo", "-u", user}, args...)
+	asUser := func(cmd ...string) ([]byte, error) {
+		return r.Run(ctx, "launchctl", append([]string{"asuser", uid, "sudo", "-u", user}, cmd...)...)
 	}
-	run := func(args []string) ([]byte, error) {
-		if user == "" {
-			return r.Run(ctx, args[0], args[1:]...)
-		}
-		return r.Run(ctx, "launchctl", args...)
-	}
-	var errs []error
 	if user != "" {
-		out, err := run(asUser("/usr/bin/app-sso", "platform", "--state"))
-		if err != nil {
-			errs = append(errs, err)
+		// app-sso is missing before macOS 13 and fails where platform SSO
+		// was never configured: that is "not registered", not an error.
+		if out, err := asUser("/usr/bin/app-sso", "platform", "--state"); err != nil {
+			log.Debug("posture_entra: app-sso", "err", err)
 		} else if row, ok, err := ParseAppSSOState(out); err != nil {
 			errs = append(errs, err)
 		} else if ok {
 			add(row)
 		}
 	}
-	for _, args := range [][]string{
-		{"/usr/bin/security", "find-certificate", "-a", "-c", "MS-Organization-Access", "-p"},
-		asUser("/usr/bin/security", "find-certificate", "-a", "-c", "MS-Organization-Access", "-p"),
-	} {
-		if args[0] != "/usr/bin/security" && user == "" {
-			continue
-		}
-		var out []byte
-		var err error
-		if args[0] == "/usr/bin/security" {
-			out, err = r.Run(ctx, args[0], args[1:]...)
-		} else {
-			out, err = run(args)
-		}
+	// Workplace join: the system keychain (we run as root), then the
+	// user's login keychain. security exits non-zero when nothing matches.
+	keychains := []func() ([]byte, error){func() ([]byte, error) { return r.Run(ctx, findOrgAccessCert[0], findOrgAccessCert[1:]...) }}
+	if user != "" {
+		keychains = append(keychains, func() ([]byte, error) { return asUser(findOrgAccessCert...) })
+	}
+	for _, search := range keychains {
+		out, err := search()
 		if err != nil {
-			// security exits non-zero when nothing matches.
 			log.Debug("posture_entra: keychain search", "err", err)
 			continue
 		}
