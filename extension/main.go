@@ -110,6 +110,9 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("enroll secret: %w", err)
 		}
+		if fi, err := os.Stat(cfg.secretPath); err == nil && runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
+			log.Warn("enroll secret file is readable by other users; chmod 600 it", "path", cfg.secretPath, "mode", fi.Mode().Perm())
+		}
 		secret = strings.TrimSpace(string(b))
 	}
 	bootstrap, err := bootstrapTLS(cfg)
