@@ -429,8 +429,24 @@ func (l *Link) session(ctx context.Context, id *identity.Identity) (healthy bool
 		}
 		return nil
 	}
+	// A failed Send only says the stream broke; the reason (the gRPC
+	// status) arrives through the receiving goroutine. Only that goroutine
+	// may call Recv now.
+	sendFailed := func(err error) error {
+		wait := time.NewTimer(5 * time.Second)
+		defer wait.Stop()
+		for {
+			select {
+			case rerr := <-recvDone:
+				return rerr
+			case <-msgs: // the stream is broken; unacked batches are resent
+			case <-wait.C:
+				return err
+			}
+		}
+	}
 	if err := flush(); err != nil {
-		return false, recvErr(stream, err)
+		return false, sendFailed(err)
 	}
 
 	renewRetry := time.Minute
@@ -445,7 +461,7 @@ func (l *Link) session(ctx context.Context, id *identity.Identity) (healthy bool
 			return healthy, err
 		case <-l.notify:
 			if err := flush(); err != nil {
-				return healthy, recvErr(stream, err)
+				return healthy, sendFailed(err)
 			}
 		case <-renewTimer:
 			go func() { renewDone <- l.renew(ctx, client) }()
@@ -484,7 +500,8 @@ func (l *Link) session(ctx context.Context, id *identity.Identity) (healthy bool
 }
 
 // recvErr prefers the stream's status (from Recv) over a Send error, which
-// is only io.EOF when the server ended the stream.
+// is only io.EOF when the server ended the stream. Only for use before the
+// receiving goroutine starts.
 func recvErr(stream grpc.BidiStreamingClient[posturev1.AgentMessage, posturev1.HubMessage], sendErr error) error {
 	if _, err := stream.Recv(); err != nil {
 		return err

@@ -354,7 +354,8 @@ func (s *Scheduler) evaluate(ctx context.Context, j job) outcome {
 		case errors.Is(err, context.DeadlineExceeded):
 			return outcome{result: result(posturev1.ResultStatus_RESULT_STATUS_ERROR, fmt.Sprintf("query validation timed out after %s", s.opts.QueryTimeout))}
 		default:
-			log.Warn("osquery unavailable; will retry", "err", err)
+			// Logged at debug: the outage itself is reported once by main.
+			log.Debug("osquery unavailable; will retry", "err", err)
 			return outcome{unavailable: true}
 		}
 	}
@@ -376,7 +377,7 @@ func (s *Scheduler) evaluate(ctx context.Context, j job) outcome {
 		log.Warn("policy query timed out", "timeout", s.opts.QueryTimeout)
 		return outcome{result: result(posturev1.ResultStatus_RESULT_STATUS_ERROR, fmt.Sprintf("query timed out after %s", s.opts.QueryTimeout)), validated: true}
 	default:
-		log.Warn("osquery unavailable; will retry", "err", err)
+		log.Debug("osquery unavailable; will retry", "err", err)
 		return outcome{unavailable: true, validated: true}
 	}
 }
@@ -399,7 +400,7 @@ func (s *Scheduler) runFacts(ctx context.Context) {
 			s.log.Debug("fact query refused", "fact", f.GetName(), "err", qe.Message)
 			values[f.GetName()] = ""
 		default:
-			s.log.Warn("fact query failed; will retry", "fact", f.GetName(), "err", err)
+			s.log.Debug("fact query failed; will retry", "fact", f.GetName(), "err", err)
 			unavailable = true
 		}
 	}
