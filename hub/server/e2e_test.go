@@ -427,7 +427,7 @@ func withToken(ctx context.Context, tok string) context.Context {
 	return grpcMetadata(ctx, "authorization", "Bearer "+tok)
 }
 
-func dialHub(t *testing.T, addr string, caPEM []byte, cert *tls.Certificate) *grpc.ClientConn {
+func dialHub(t testing.TB, addr string, caPEM []byte, cert *tls.Certificate) *grpc.ClientConn {
 	t.Helper()
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)

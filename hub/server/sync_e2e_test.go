@@ -41,7 +41,7 @@ func values(g *standin.Graph, device string) []string {
 	return out
 }
 
-func startStandins(t *testing.T, devices ...string) *standin.Pair {
+func startStandins(t testing.TB, devices ...string) *standin.Pair {
 	t.Helper()
 	pair, err := standin.Start(standin.Options{})
 	if err != nil {
