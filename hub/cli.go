@@ -275,7 +275,7 @@ func cmdEnrollSecret(ctx context.Context, args []string, stdout, stderr io.Write
 // --- hosts ---
 
 func cmdHosts(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	verb, rest, ok := subcommand(args, stderr, "list, get, revoke, delete, recheck")
+	verb, rest, ok := subcommand(args, stderr, "list, get, revoke, delete, recheck, set-entra-id, unmapped")
 	if !ok {
 		return 2
 	}
@@ -292,10 +292,10 @@ func cmdHosts(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 				return firstErr(err, func() error { return printJSON(stdout, resp) })
 			}
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tHOSTNAME\tPLATFORM\tTEAM\tPASS\tFAIL\tERROR\tLAST SEEN\tSTATE")
+			fmt.Fprintln(tw, "ID\tHOSTNAME\tPLATFORM\tTEAM\tVERDICT\tPASS\tFAIL\tERROR\tLAST SEEN\tSTATE")
 			for _, h := range resp.GetHosts() {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", h.GetId(), h.GetFacts().GetHostname(), h.GetFacts().GetPlatform(),
-					h.GetTeam(), h.GetPassing(), h.GetFailing(), h.GetErrors(), fmtTime(h.GetLastSeenAt()), hostState(h))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", h.GetId(), h.GetFacts().GetHostname(), h.GetFacts().GetPlatform(),
+					h.GetTeam(), verdictState(h), h.GetPassing(), h.GetFailing(), h.GetErrors(), fmtTime(h.GetLastSeenAt()), hostState(h))
 				if results {
 					printResults(tw, h.GetResults(), "\t")
 				}
@@ -311,7 +311,10 @@ func cmdHosts(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			f := h.GetFacts()
 			fmt.Fprintf(stdout, "%s  %s (%s %s)  team %s  %s\n", h.GetId(), f.GetHostname(), f.GetOsName(), f.GetOsVersion(), h.GetTeam(), hostState(h))
 			fmt.Fprintf(stdout, "serial %s  uuid %s  entra device %s  user %s\n", f.GetHardwareSerial(), f.GetHardwareUuid(), orDash(h.GetEntraDeviceId()), orDash(h.GetUserPrincipalName()))
-			fmt.Fprintf(stdout, "enrolled %s  last seen %s  certificate until %s\n\n", fmtTime(h.GetEnrolledAt()), fmtTime(h.GetLastSeenAt()), fmtTime(h.GetCertificateNotAfter()))
+			fmt.Fprintf(stdout, "enrolled %s  last seen %s  certificate until %s\n", fmtTime(h.GetEnrolledAt()), fmtTime(h.GetLastSeenAt()), fmtTime(h.GetCertificateNotAfter()))
+			if err := printVerdict(stdout, h); err != nil {
+				return err
+			}
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "POLICY\tSTATUS\tSINCE\tEVALUATED\tERROR")
 			printResults(tw, h.GetResults(), "")
@@ -333,6 +336,10 @@ func cmdHosts(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			}
 			return err
 		})
+	case "set-entra-id":
+		return hostsSetEntraID(ctx, rest, stdout, stderr)
+	case "unmapped":
+		return hostsUnmapped(ctx, rest, stdout, stderr)
 	case "recheck":
 		return apiCommand(ctx, "hosts recheck", rest, stdout, stderr, nil, 1, func(ctx context.Context, c posturev1.AdminServiceClient, _ *clientFlags, pos []string) error {
 			r, err := c.RecheckHost(ctx, &posturev1.RecheckHostRequest{Id: pos[0]})

@@ -1,5 +1,6 @@
 // Command posture-hub runs the posture hub (`serve`) and administers it:
-// tokens, enroll secrets, hosts and policies.
+// tokens, enroll secrets, hosts, policies, teams, exemptions, integrations
+// and the sync outbox.
 package main
 
 import (
@@ -27,8 +28,12 @@ var commands = map[string]command{
 	"serve":         {"run the hub", cmdServe},
 	"token":         {"API tokens: create (bootstrap, local), list, revoke", cmdToken},
 	"enroll-secret": {"enroll secrets: create, list, revoke", cmdEnrollSecret},
-	"hosts":         {"hosts: list, get, revoke, delete, recheck", cmdHosts},
+	"hosts":         {"hosts: list, get, revoke, delete, recheck, set-entra-id, unmapped", cmdHosts},
 	"policies":      {"policies: lint DIR, apply DIR [--dry-run] [--prune], list", cmdPolicies},
+	"teams":         {"team settings: list, set NAME [--conditional-access] [--max-allowed-severity] ...", cmdTeams},
+	"exemptions":    {"exemptions: list [--host], create --host --reason --expires|--until, delete", cmdExemptions},
+	"integrations":  {"Entra integrations: list, get, create, update, delete, test", cmdIntegrations},
+	"sync":          {"sync outbox: list [--state pending|dead|done], retry ID", cmdSync},
 	"version":       {"print the version", func(_ context.Context, _ []string, out, _ io.Writer) int { fmt.Fprintln(out, version); return 0 }},
 }
 
