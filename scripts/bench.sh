@@ -8,9 +8,10 @@ OUT=${BENCH_JSON:-bench.json}
 LOG=$(mktemp)
 trap 'rm -f "$LOG" "$LOG.json"' EXIT
 
-run() { # run PKG BENCH-REGEX BENCHTIME
-  echo "== go test -bench '$2' -benchtime $3 $1" >&2
-  go test -run '^$' -bench "$2" -benchtime "$3" -count 1 "$1" 2>&1 | grep -v '^time=' | tee -a "$LOG" >&2
+run() { # run KEY-PREFIX PKG BENCH-REGEX BENCHTIME
+  echo "== go test -bench '$3' -benchtime $4 $2" >&2
+  go test -run '^$' -bench "$3" -benchtime "$4" -count 1 "$2" 2>&1 | grep -v '^time=' | tee /dev/stderr |
+    awk -v p="$1" '/^Benchmark/ { $1 = p $1 } { print }' >> "$LOG"
 }
 
 # PostgreSQL for the store benchmark: the caller's, or a throw-away one.
@@ -20,19 +21,18 @@ if [ -z "${POSTURE_TEST_DATABASE_URL:-}" ]; then
   trap 'bash scripts/pg-ephemeral.sh stop >/dev/null 2>&1 || true; rm -f "$LOG" "$LOG.json"' EXIT
 fi
 
-run ./hub/server/ 'BenchmarkTimeToNoncompliant$' 1x
-run ./hub/store/sqlite/ 'BenchmarkRecordResults' 200x
-run ./hub/store/postgres/ 'BenchmarkRecordResults' 200x
-run ./hub/compliance/ 'BenchmarkEvaluate$' 2000x
-run ./hub/sync/ 'BenchmarkWorker$' 2000x
+run "" ./hub/server/ 'BenchmarkTimeToNoncompliant$' 1x
+run sqlite_ ./hub/store/sqlite/ 'BenchmarkRecordResults' 200x
+run postgres_ ./hub/store/postgres/ 'BenchmarkRecordResults' 200x
+run "" ./hub/compliance/ 'BenchmarkEvaluate$' 2000x
+run sync_ ./hub/sync/ 'BenchmarkWorker$' 2000x
 
 # Benchmark lines → flat keys: metric "p50_ms" of BenchmarkTimeToNoncompliant
 # becomes time_to_noncompliant_p50_ms; ns/op of sub-benchmarks becomes
 # <name>_<sub>_ns_per_op.
 awk '
-function snake(s) { gsub(/([a-z0-9])([A-Z])/, "&", s); return s }
-/^Benchmark/ {
-  name = $1; sub(/-[0-9]+$/, "", name); sub(/^Benchmark/, "", name)
+/Benchmark/ {
+  name = $1; sub(/-[0-9]+$/, "", name); sub(/Benchmark/, "", name)
   gsub(/\//, "_", name)
   # CamelCase → snake_case
   out = ""
