@@ -264,6 +264,12 @@ func (h *Hub) readyz(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ready")
 }
 
+// ReconcileNow reads back what every integration holds and enqueues
+// repairs for drift, without waiting for the next scheduled pass.
+func (h *Hub) ReconcileNow(ctx context.Context) (hubsync.ReconcileReport, error) {
+	return h.reconciler.RunOnce(ctx)
+}
+
 // GRPCAddr is the bound TLS address.
 func (h *Hub) GRPCAddr() string { return h.grpcLn.Addr().String() }
 

@@ -207,6 +207,19 @@ func TestEntraSyncEndToEnd(t *testing.T) {
 	if n := len(values(pair.Graph, device)); n != 6 {
 		t.Fatalf("%d writes, want 6: %v", n, values(pair.Graph, device))
 	}
+	// Drift: someone edits the attribute in Entra; reconcile reads it back
+	// and repairs it with low-priority traffic.
+	pair.Graph.SetAttribute(device, testAttr, "Compliant")
+	rep, err := hp.hub.ReconcileNow(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("reconcile: %+v", rep)
+	waitAttr("Non-compliant")
+	ws := pair.Graph.WritesFor(device)
+	if last := ws[len(ws)-1]; last.Priority != "Low" {
+		t.Fatalf("repair write priority %q, want Low", last.Priority)
+	}
 	items, err := adminc.ListSyncItems(actx, &posturev1.ListSyncItemsRequest{State: "dead"})
 	if err != nil || len(items.GetItems()) != 0 {
 		t.Fatalf("dead letters: %v %v", items, err)
