@@ -70,6 +70,14 @@ func given(fs *flag.FlagSet) map[string]bool {
 	return set
 }
 
+// withUsage puts a synopsis above the flag list of -h and of flag errors.
+func withUsage(fs *flag.FlagSet, synopsis string) {
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: posture-hub %s\n\nflags (also after the arguments):\n", synopsis)
+		fs.PrintDefaults()
+	}
+}
+
 func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
 
 // --- teams ---
@@ -139,6 +147,7 @@ func teamsSet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var stale time.Duration
 	extra := func(f *flag.FlagSet) {
 		fs = f
+		withUsage(f, "teams set NAME [flags]\n\nChanges only the settings given; a new team starts with conditional access off.")
 		f.BoolVar(&ca, "conditional-access", false, "enforce verdicts for the team's hosts (false: every host counts as compliant)")
 		f.StringVar(&maxSev, "max-allowed-severity", "", `failures up to this severity are allowed: low, medium, high, or "" (any failure blocks)`)
 		f.BoolVar(&errorsAsFailures, "errors-as-failures", false, "count policy errors as failures")
@@ -231,6 +240,7 @@ func cmdExemptions(ctx context.Context, args []string, stdout, stderr io.Writer)
 		var host, pol, reason, until string
 		var expires time.Duration
 		extra := func(fs *flag.FlagSet) {
+			withUsage(fs, "exemptions create --host ID [--policy ID] --reason TEXT (--expires 72h | --until RFC3339)")
 			fs.StringVar(&host, "host", "", "host id (required)")
 			fs.StringVar(&pol, "policy", "", "policy id (default: every policy)")
 			fs.StringVar(&reason, "reason", "", "why the host is exempt (required; shown to auditors)")
@@ -302,6 +312,7 @@ func oneLine(s string) string {
 func hostsSetEntraID(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var clearID bool
 	extra := func(fs *flag.FlagSet) {
+		withUsage(fs, "hosts set-entra-id HOST_ID DEVICE_ID | HOST_ID --clear\n\nOverrides the Entra device id the host reports (\"\" or --clear removes the override).")
 		fs.BoolVar(&clearID, "clear", false, "remove the override (same as DEVICE_ID \"\"): the id the host reports applies again")
 	}
 	args, probe := interspersed(args, extra)
@@ -406,7 +417,7 @@ func reasonKind(r *posturev1.VerdictReason) string {
 	case r.GetGraceDeadline() != nil:
 		return "grace"
 	case r.GetStatus() == posturev1.ResultStatus_RESULT_STATUS_UNSPECIFIED:
-		return "no result"
+		return "missing" // no result for the policy's current revision yet
 	}
 	return "not counted"
 }
@@ -580,6 +591,12 @@ func integrationWrite(ctx context.Context, args []string, stdout, stderr io.Writ
 	)
 	extra := func(f *flag.FlagSet) {
 		fs = f
+		if update {
+			withUsage(f, "integrations update ID [flags]\n\nChanges only the settings given; without a new credential the stored one is kept.")
+		} else {
+			withUsage(f, "integrations create --name N --tenant-id T --client-id C --attribute 1..15 (--client-secret-file F | --certificate-file F) [flags]\n\n"+
+				"The client secret is read from a file or "+envClientSecret+", never from the command line, where ps and shell history would show it.")
+		}
 		f.StringVar(&intName, "name", "", "a name for the integration")
 		f.StringVar(&cloud, "cloud", "public", "Microsoft cloud: public, usgov (GCC High), usgov-dod, china (21Vianet) or custom")
 		f.StringVar(&authority, "authority-host", "", "custom cloud: Entra authority host (https://…)")
@@ -595,7 +612,7 @@ func integrationWrite(ctx context.Context, args []string, stdout, stderr io.Writ
 		f.IntVar(&attribute, "attribute", 0, "device extension attribute to write, 1..15")
 		f.StringVar(&compliantValue, "compliant-value", "", `value written for compliant devices (default "Compliant")`)
 		f.StringVar(&noncompliantValue, "noncompliant-value", "", `value written for non-compliant devices (default "Non-compliant")`)
-		f.StringVar(&teams, "teams", "", `comma-separated teams whose hosts it syncs (default, or "" on update: every team)`)
+		f.StringVar(&teams, "teams", "", `comma-separated teams whose hosts it syncs (empty: every team)`)
 	}
 	args, _ = interspersed(args, extra)
 	return apiCommand(ctx, name, args, stdout, stderr, extra, nargs, func(ctx context.Context, c posturev1.AdminServiceClient, cf *clientFlags, pos []string) error {
@@ -783,8 +800,12 @@ func cmdSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				if code := it.GetErrorCode(); code != "" {
 					errText = code + ": " + errText
 				}
+				next := fmtTime(it.GetNextAttemptAt())
+				if it.GetState() == "done" {
+					next = "-"
+				}
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", it.GetId(), it.GetIntegrationId(), it.GetHostId(), it.GetDeviceId(),
-					it.GetDesired(), it.GetState(), it.GetAttempts(), fmtTime(it.GetCreatedAt()), fmtTime(it.GetNextAttemptAt()), orDash(oneLine(errText)))
+					it.GetDesired(), it.GetState(), it.GetAttempts(), fmtTime(it.GetCreatedAt()), next, orDash(oneLine(errText)))
 			}
 			return tw.Flush()
 		})
