@@ -3,8 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
 	"log/slog"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -495,5 +501,78 @@ func TestCLIIntegrationsAndSync(t *testing.T) {
 	}
 	if errs := c.fails(t, "sync", "retry", "999999"); !strings.Contains(errs, "NotFound") {
 		t.Fatalf("retry unknown item: %q", errs)
+	}
+}
+
+// appCert makes an app registration's certificate: a PEM file with the
+// certificate and its key, as the CLI reads it.
+func appCert(t *testing.T, notAfter time.Time) (*x509.Certificate, []byte) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "posture-cli-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter, KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemBytes := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})...)
+	return cert, pemBytes
+}
+
+func TestCLIIntegrationCertificate(t *testing.T) {
+	c := startCLIHub(t)
+	pair, err := standin.Start(standin.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pair.Close)
+	notAfter := time.Now().Add(20 * 24 * time.Hour).Truncate(time.Second)
+	cert, pemBytes := appCert(t, notAfter)
+	pair.Entra.RegisterApp(standin.App{ClientID: cliClientID, Certificates: []*x509.Certificate{cert}, Permissions: []string{"Device.ReadWrite.All"}})
+	pair.Graph.AddDevice(standin.Device{ID: "obj-1", DeviceID: "0b6f2c1e-8a55-4c1f-9f3e-6d2a7c9e1b42", DisplayName: "mac-1"})
+
+	dir := t.TempDir()
+	caFile, certFile, pwFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "app.pem"), filepath.Join(dir, "pw")
+	for p, b := range map[string][]byte{caFile: pair.CA.CertPEM(), certFile: pemBytes, pwFile: []byte("pw\n")} {
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := []string{"integrations", "create", "--name", "entra-cert", "--cloud", "custom", "--authority-host", pair.Entra.URL(),
+		"--graph-base-url", pair.Graph.URL(), "--extra-ca-file", caFile, "--tenant-id", pair.Entra.Tenant(),
+		"--client-id", cliClientID, "--attribute", "3"}
+
+	if errs := c.fails(t, append(args, "--certificate-password-file", pwFile)...); !strings.Contains(errs, "needs --certificate-file") {
+		t.Fatalf("password without certificate: %q", errs)
+	}
+	t.Setenv(envClientSecret, "a-secret")
+	if errs := c.fails(t, append(args, "--certificate-file", certFile)...); !strings.Contains(errs, "not both") {
+		t.Fatalf("secret and certificate: %q", errs)
+	}
+	os.Unsetenv(envClientSecret)
+
+	var in posturev1.Integration
+	c.jsonOut(t, &in, append(args, "--certificate-file", certFile)...)
+	if in.GetCredentialKind() != "certificate" || !in.GetCertificateNotAfter().AsTime().Equal(notAfter) || len(in.GetCertificate()) != 0 || len(in.GetWarnings()) != 1 {
+		t.Fatalf("integration with a certificate: %v", &in)
+	}
+	if out := c.ok(t, "integrations", "get", in.GetId()); !strings.Contains(out, "certificate, valid until "+fmtTime(in.GetCertificateNotAfter())) || strings.Contains(out, "PRIVATE KEY") {
+		t.Fatalf("integrations get:\n%s", out)
+	}
+	var tr posturev1.TestIntegrationResponse
+	c.jsonOut(t, &tr, "integrations", "test", in.GetId())
+	if !tr.GetOk() || !tr.GetTokenOk() || !tr.GetDeviceReadOk() {
+		t.Fatalf("test with a certificate: %v", &tr)
 	}
 }
