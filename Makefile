@@ -15,6 +15,7 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/posture-hub ./hub
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/posture.ext ./extension
 	$(GO) build -trimpath -o $(BIN)/fakeosqueryd ./extension/osquerytest/cmd/fakeosqueryd
+	$(GO) build -trimpath -o $(BIN)/msstandin ./hub/sync/graph/standin/cmd/msstandin
 
 # Regenerate Go, gateway and OpenAPI code from api/posture/v1 (local plugins
 # pinned in go.mod's tool block; no network).

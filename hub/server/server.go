@@ -164,6 +164,10 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	if h.Worker, err = hubsync.NewWorker(hubsync.Config{
 		Outbox: st, Sinks: h.Integrations.Sink, Logger: h.log.With("component", "sync"),
 		Metrics: syncMetrics, PollInterval: cfg.SyncPoll,
+		// Graph's device-write quota is per app per tenant, which is what
+		// an integration is; keying by integration also keeps one broken
+		// credential from pausing a working integration of the same tenant.
+		QuotaKey: func(c hubsync.Change) string { return c.IntegrationID },
 	}); err != nil {
 		return nil, err
 	}
