@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -258,7 +259,9 @@ func Warnings(in store.Integration, now time.Time) []string {
 	if th == 0 {
 		return []string{fmt.Sprintf("the %s expired on %s: writes to Entra fail until it is replaced", what, exp.UTC().Format(time.DateOnly))}
 	}
-	days := int(exp.Sub(now).Hours()/24) + 1
+	// Rounded up like graph.Sink.ExpiryWarning: exactly 7 days left is
+	// "7 days", within the 7-day threshold, not 8.
+	days := int(math.Ceil(exp.Sub(now).Hours() / 24))
 	return []string{fmt.Sprintf("the %s expires within %d days (%s, %d days left): add a new one and update the integration", what, th, exp.UTC().Format(time.DateOnly), days)}
 }
 
