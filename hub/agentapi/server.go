@@ -45,8 +45,8 @@ type Config struct {
 	// IdentityChanged, if set, is told when a host reports a different
 	// Entra device id or UPN.
 	IdentityChanged func(hostID string)
-	Now      func() time.Time
-	Metrics  prometheus.Registerer
+	Now             func() time.Time
+	Metrics         prometheus.Registerer
 }
 
 // Server implements posturev1.AgentServiceServer.

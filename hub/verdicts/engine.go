@@ -70,7 +70,7 @@ type Engine struct {
 	mu       sync.Mutex
 	pending  map[string]bool // host id → force
 	inflight int
-	wake    chan struct{}
+	wake     chan struct{}
 
 	// checked remembers when a host without status changes was last
 	// re-evaluated, so a host recovering from staleness is noticed within
