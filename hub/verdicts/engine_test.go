@@ -652,3 +652,91 @@ func TestDeletedHostIsIgnored(t *testing.T) {
 		t.Fatalf("%d rows, want only the one from before the delete", n)
 	}
 }
+
+func TestExemptionExpiryAndStalenessAreTimeDriven(t *testing.T) {
+	f := newFixture(t)
+	f.policies(policy("disk", 0))
+	f.integration("all")
+	f.host("h1", "default", "dev-1")
+	f.result("h1", "disk", store.StatusFail, f.base)
+	expires := f.base.Add(time.Hour)
+	if err := f.st.CreateExemption(f.ctx, store.Exemption{ID: "ex-1", HostID: "h1", PolicyID: "disk", Reason: "replacing the disk", ExpiresAt: expires}); err != nil {
+		t.Fatal(err)
+	}
+	e := f.engine(nil)
+
+	// Exempt: compliant until the exemption ends.
+	v := f.evaluate(e, "h1", false)
+	if v.State != "COMPLIANT" || v.Desired != compliance.DesiredCompliant || v.NextTransition == nil || !v.NextTransition.Equal(expires) {
+		t.Fatalf("exempt: %+v (next %v)", v, v.NextTransition)
+	}
+	f.clock.Set(expires)
+	due, err := f.st.DueVerdicts(f.ctx, f.clock.Now(), 0)
+	if err != nil || len(due) != 1 {
+		t.Fatalf("due at the exemption's end: %v, %v", due, err)
+	}
+	if v := f.evaluate(e, "h1", false); v.State != "NONCOMPLIANT" {
+		t.Fatalf("after the exemption: %+v", v)
+	}
+
+	// Silent for the default stale-after: UNKNOWN, which Entra must see as
+	// non-compliant, but that is already the desired state: no new row.
+	staleAt := f.base.Add(compliance.DefaultStaleAfter)
+	if nt := f.verdict("h1").NextTransition; nt == nil || !nt.Equal(staleAt) {
+		t.Fatalf("next transition %v, want the stale time %v", nt, staleAt)
+	}
+	f.clock.Set(staleAt)
+	if due, err := f.st.DueVerdicts(f.ctx, f.clock.Now(), 0); err != nil || len(due) != 1 {
+		t.Fatalf("due when stale: %v, %v", due, err)
+	}
+	if v := f.evaluate(e, "h1", false); v.State != "UNKNOWN" || v.Cause != compliance.CauseStale || v.Desired != compliance.DesiredNoncompliant {
+		t.Fatalf("stale: %+v", v)
+	}
+	wantRows(t, f.rows(), "all dev-1 compliant COMPLIANT", "all dev-1 noncompliant NONCOMPLIANT")
+
+	// Reporting again, passing: compliant, one row.
+	f.clock.Set(staleAt.Add(time.Minute))
+	f.result("h1", "disk", store.StatusPass, f.clock.Now())
+	if v := f.evaluate(e, "h1", false); v.State != "COMPLIANT" {
+		t.Fatalf("back: %+v", v)
+	}
+	wantRows(t, f.rows()[2:], "all dev-1 compliant COMPLIANT")
+}
+
+func TestNotifyAllForceWritesEveryHostToANewIntegration(t *testing.T) {
+	f := newFixture(t)
+	f.policies(policy("disk", 0))
+	f.integration("old")
+	f.host("h1", "default", "dev-1")
+	f.host("h2", "eng", "dev-2")
+	f.host("h3", "eng", "") // unmapped
+	for _, h := range []string{"h1", "h2", "h3"} {
+		f.result(h, "disk", store.StatusPass, f.base)
+	}
+	e := f.engine(func(c *Config) { c.DuePoll = 10 * time.Millisecond; c.CacheTTL = time.Hour })
+	ctx, cancel := context.WithCancel(f.ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the start-up sweep", func() bool {
+		vs, err := f.st.ListVerdicts(f.ctx)
+		return err == nil && len(vs) == 3 && e.Pending() == 0
+	})
+	if n := len(f.rows()); n != 2 {
+		t.Fatalf("%d rows after the sweep, want 2 (mapped hosts)", n)
+	}
+
+	// A new integration for team eng; NotifyAll drops the cache and forces.
+	f.integration("new", "eng")
+	if err := e.NotifyAll(f.ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the forced sweep", func() bool {
+		items, err := f.st.ListSyncItems(f.ctx, store.SyncPending, "new", 0)
+		return err == nil && len(items) == 1 && e.Pending() == 0
+	})
+	items, err := f.st.ListSyncItems(f.ctx, store.SyncPending, "new", 0)
+	if err != nil || len(items) != 1 || items[0].DeviceID != "dev-2" || items[0].Desired != compliance.DesiredCompliant {
+		t.Fatalf("rows of the new integration: %+v, %v", items, err)
+	}
+}
