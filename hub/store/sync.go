@@ -146,7 +146,19 @@ type SyncItems interface {
 	ListSyncItems(ctx context.Context, state, integrationID string, limit int) ([]SyncItem, error)
 	// RetrySyncItem makes a dead row pending again (attempts 0, due now).
 	RetrySyncItem(ctx context.Context, id int64, now time.Time) (SyncItem, error)
+	// PruneSyncItems deletes done rows created before `before` (dead rows are
+	// kept: they are what an admin must see) and returns how many went.
+	// Pending rows, rows of a device that holds a lease (live or expired but
+	// not yet released) and the device states (sync_device: last written and
+	// desired) are never touched. It deletes in bounded chunks, each its own
+	// short transaction, so a huge backlog holds no long lock; on an error
+	// the count is what earlier chunks deleted. A zero `before` is ErrInvalid.
+	PruneSyncItems(ctx context.Context, before time.Time) (int, error)
 }
+
+// PruneChunk is how many outbox rows PruneSyncItems deletes per statement
+// (and transaction).
+const PruneChunk = 5000
 
 // Facts keeps fact queries; they are replaced as a set by ApplyPolicies
 // (ApplyRequest.Facts, when not nil).

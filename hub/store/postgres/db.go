@@ -34,6 +34,8 @@ const (
 // Store is the PostgreSQL store.
 type Store struct {
 	db *sqlx.DB
+
+	pruneChunk int // rows per PruneSyncItems statement; 0 = store.PruneChunk (tests lower it)
 }
 
 var _ store.Store = (*Store)(nil)

@@ -25,7 +25,11 @@ func open(t *testing.T) *postgres.Store {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store { return open(t) })
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s := open(t)
+		postgres.SetPruneChunk(s, 2) // several chunks with a handful of rows
+		return s
+	})
 }
 
 func TestOutbox(t *testing.T) {

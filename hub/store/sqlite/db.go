@@ -38,6 +38,8 @@ var Migrations fs.FS = migrationFS
 type Store struct {
 	w *sqlx.DB // the one writer connection
 	r *sqlx.DB // read-only pool
+
+	pruneChunk int // rows per PruneSyncItems statement; 0 = store.PruneChunk (tests lower it)
 }
 
 var _ store.Store = (*Store)(nil)

@@ -64,3 +64,47 @@ func (s *Store) RetrySyncItem(ctx context.Context, id int64, now time.Time) (sto
 	})
 	return item, err
 }
+
+// PruneSyncItems deletes done rows created before `before`, oldest first, in
+// chunks of one short immediate transaction each, so other writers get the
+// single writer connection between chunks. The writer lock also means no
+// device can be leased between the lease check and the delete.
+func (s *Store) PruneSyncItems(ctx context.Context, before time.Time) (int, error) {
+	if before.IsZero() {
+		return 0, fmt.Errorf("prune sync items: no cut-off time: %w", store.ErrInvalid)
+	}
+	chunk := s.pruneChunk
+	if chunk <= 0 {
+		chunk = store.PruneChunk
+	}
+	cut := ts(before)
+	total := 0
+	for {
+		var n int64
+		err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+			// Rows of leased devices are filtered before the LIMIT, so a
+			// device holding a lease cannot stall the loop.
+			res, err := tx.ExecContext(ctx, `DELETE FROM sync_outbox WHERE id IN (
+				SELECT o.id FROM sync_outbox o
+				WHERE o.state = 'done' AND o.created_at < ?1
+					AND NOT EXISTS (SELECT 1 FROM sync_device d WHERE d.integration_id = o.integration_id
+						AND d.device_id = o.device_id AND d.lease_owner IS NOT NULL)
+				ORDER BY o.created_at, o.id LIMIT ?2)`, cut, chunk)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("prune sync items: %w", err)
+		}
+		total += int(n)
+		if n < int64(chunk) {
+			return total, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return total, fmt.Errorf("prune sync items: %w", err)
+		}
+	}
+}

@@ -26,6 +26,7 @@ var syncTests = []suiteTest{
 	{"Integrations/DeleteDeadLettersPending", testIntegrationDelete},
 	{"Facts/ReplaceAndDryRun", testFacts},
 	{"SyncItems/ListAndRetry", testSyncItems},
+	{"SyncItems/Prune", testPruneSyncItems},
 }
 
 func orow(integ, dev, desired string, created time.Time) store.OutboxRow {
@@ -611,5 +612,116 @@ func testSyncItems(t *testing.T, s store.Store) {
 	noErr(t, err)
 	if len(w) != 1 || w[0].Key.DeviceID != "d2" {
 		t.Fatalf("claim of a row retried after its integration was deleted: %+v", w)
+	}
+}
+
+// testPruneSyncItems: done rows older than the cut go (also those of an
+// integration deleted since); newer done rows, pending rows, dead rows, the
+// done rows of a leased device and every device state stay; the outbox keeps
+// working afterwards. Backends' tests lower the chunk size so the prune
+// takes several chunks.
+func testPruneSyncItems(t *testing.T, s store.Store) {
+	ob, ok := s.(hubsync.Outbox)
+	if !ok {
+		t.Fatal("store does not implement hub/sync.Outbox")
+	}
+	enq, ok := s.(hubsync.Enqueuer)
+	if !ok {
+		t.Fatal("store does not implement hub/sync.Enqueuer")
+	}
+	ds, ok := s.(hubsync.DeviceStates)
+	if !ok {
+		t.Fatal("store does not implement hub/sync.DeviceStates")
+	}
+	add := func(integ, dev string, created time.Time) int64 {
+		t.Helper()
+		r := orow(integ, dev, "noncompliant", created)
+		return must(enq.Enqueue(ctx(t), hubsync.Change{IntegrationID: r.IntegrationID, TenantID: r.TenantID,
+			DeviceID: r.DeviceID, HostID: r.HostID, Desired: r.Desired, Verdict: r.Verdict, CreatedAt: r.CreatedAt}))(t)
+	}
+	cut := at(30 * time.Minute)
+	noErr(t, s.CreateIntegration(ctx(t), fullIntegration("B")))
+	// Old rows: d1 twice, d2, d3, B/e1 and L delivered; d4 dead; d5 retrying.
+	// New: one more delivered row of d1.
+	oldDone := []int64{add("A", "d1", at(time.Minute)), add("A", "d1", at(2*time.Minute)),
+		add("A", "d2", at(3*time.Minute)), add("A", "d3", at(4*time.Minute)), add("B", "e1", at(5*time.Minute))}
+	oldLeased := add("A", "L", at(6*time.Minute))
+	dead := add("A", "d4", at(7*time.Minute))
+	retrying := add("A", "d5", at(8*time.Minute))
+	newDone := add("A", "d1", cut.Add(10*time.Minute))
+
+	w, err := ob.Claim(ctx(t), "w1", at(time.Hour), 10, time.Minute)
+	noErr(t, err)
+	var settle []hubsync.Settlement
+	for _, x := range w {
+		st := hubsync.Settlement{Key: x.Key}
+		for _, c := range x.Changes {
+			switch c.OutboxID {
+			case dead:
+				st.Dead = append(st.Dead, hubsync.DeadRow{ID: c.OutboxID, Attempts: 1, Code: "Request_ResourceNotFound",
+					Reason: "device not found", At: at(time.Hour)})
+			case retrying:
+				st.Retry = append(st.Retry, hubsync.RetryRow{ID: c.OutboxID, Attempts: 1, NextAt: at(5 * time.Hour),
+					Code: "503", Error: "unavailable"})
+			default:
+				st.Done = append(st.Done, c.OutboxID)
+				st.Written, st.WrittenAt = "noncompliant", at(time.Hour)
+			}
+		}
+		settle = append(settle, st)
+	}
+	eq(t, "claimed devices", len(settle), 7)
+	noErr(t, ob.Settle(ctx(t), "w1", settle))
+	// B is deleted: its device rows go, its done row stays as history.
+	noErr(t, s.DeleteIntegration(ctx(t), "B"))
+	// L gets a new change and is leased by w2 while the prune runs.
+	leasedNew := add("A", "L", at(90*time.Minute))
+	w, err = ob.Claim(ctx(t), "w2", at(2*time.Hour), 10, time.Minute)
+	noErr(t, err)
+	if len(w) != 1 || w[0].Key.DeviceID != "L" {
+		t.Fatalf("claim of L: %+v", w)
+	}
+	statesBefore := must(ds.DeviceStates(ctx(t), hubsync.DeviceKey{}, 0))(t)
+
+	_, err = s.PruneSyncItems(ctx(t), time.Time{})
+	wantErr(t, err, store.ErrInvalid)
+	eq(t, "pruned", must(s.PruneSyncItems(ctx(t), cut))(t), len(oldDone))
+
+	ids := func(state string) []int64 {
+		var out []int64
+		for _, it := range items(t, s, state) {
+			out = append(out, it.ID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	eq(t, "done rows left", ids(store.SyncDone), []int64{oldLeased, newDone})
+	eq(t, "dead rows left", ids(store.SyncDead), []int64{dead})
+	eq(t, "pending rows left", ids(store.SyncPending), []int64{retrying, leasedNew})
+	eq(t, "device states", must(ds.DeviceStates(ctx(t), hubsync.DeviceKey{}, 0))(t), statesBefore)
+	eq(t, "pruned again", must(s.PruneSyncItems(ctx(t), cut))(t), 0)
+
+	// The lease holder settles L; once released, L's old rows can go too.
+	noErr(t, ob.Settle(ctx(t), "w2", []hubsync.Settlement{{Key: w[0].Key, Done: []int64{leasedNew},
+		Written: "noncompliant", WrittenAt: at(2 * time.Hour)}}))
+	eq(t, "pruned after release", must(s.PruneSyncItems(ctx(t), at(3*time.Hour)))(t), 3)
+	eq(t, "done rows after the second prune", len(ids(store.SyncDone)), 0)
+
+	// Claiming, settling and retrying keep working on the pruned outbox.
+	again := add("A", "d2", at(3*time.Hour))
+	w, err = ob.Claim(ctx(t), "w3", at(3*time.Hour), 10, time.Minute)
+	noErr(t, err)
+	if len(w) != 1 || w[0].Key.DeviceID != "d2" || len(w[0].Changes) != 1 || w[0].Changes[0].OutboxID != again ||
+		w[0].LastWritten != "noncompliant" {
+		t.Fatalf("claim after prune: %+v", w)
+	}
+	noErr(t, ob.Settle(ctx(t), "w3", []hubsync.Settlement{{Key: w[0].Key, Done: []int64{again},
+		Written: "noncompliant", WrittenAt: at(3 * time.Hour)}}))
+	eq(t, "done after prune", ids(store.SyncDone), []int64{again})
+	must(s.RetrySyncItem(ctx(t), dead, at(3*time.Hour)))(t)
+	w, err = ob.Claim(ctx(t), "w4", at(3*time.Hour), 10, time.Minute)
+	noErr(t, err)
+	if len(w) != 1 || w[0].Key.DeviceID != "d4" || w[0].Changes[0].OutboxID != dead {
+		t.Fatalf("claim of the retried dead row after prune: %+v", w)
 	}
 }
