@@ -33,6 +33,7 @@ const (
 type Store interface {
 	GetIntegration(ctx context.Context, id string) (store.Integration, error)
 	ListIntegrations(ctx context.Context) ([]store.Integration, error)
+	UpdateIntegration(ctx context.Context, in store.Integration) error
 	SetIntegrationHealth(ctx context.Context, id, health, message string, at time.Time) error
 }
 
@@ -189,6 +190,9 @@ func (r *Registry) build(in store.Integration) (*graph.Sink, error) {
 func (r *Registry) Sink(ctx context.Context, id string) (hubsync.Sink, error) {
 	in, err := r.st.GetIntegration(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
+		r.mu.Lock()
+		delete(r.sinks, id) // deleted: drop its cached sink and token
+		r.mu.Unlock()
 		return nil, fmt.Errorf("integration %s: %w", id, hubsync.ErrUnknownIntegration)
 	}
 	if err != nil {
@@ -230,6 +234,16 @@ func (r *Registry) Test(ctx context.Context, id string) (graph.ConnectionReport,
 		return graph.ConnectionReport{}, err
 	}
 	rep := s.TestConnection(ctx)
+	// With Application.Read.All the test reads the secret's real expiry
+	// from the app registration: keep it, so expiry warnings need no
+	// admin input. UpdatedAt stays, so the cached sink is still current.
+	if kind, exp := s.CredentialExpiry(); in.CredentialKind == CredentialSecret && kind == "client secret" && !exp.IsZero() &&
+		(in.SecretExpiresAt == nil || !in.SecretExpiresAt.Equal(exp)) {
+		in.SecretExpiresAt = &exp
+		if err := r.st.UpdateIntegration(ctx, in); err != nil {
+			r.log.Warn("store secret expiry read from Graph", "integration", id, "err", err)
+		}
+	}
 	msg := strings.Join(rep.Problems, "; ")
 	if rep.OK {
 		msg = "connection test passed"

@@ -477,3 +477,41 @@ func TestRunRecordsHealthSeenByLiveSinks(t *testing.T) {
 		}
 	}
 }
+
+// With Application.Read.All, a connection test reads the secret's real
+// expiry from the app registration and stores it, so warnings need no input.
+func TestTestStoresSecretExpiryReadFromGraph(t *testing.T) {
+	pair, err := standin.Start(standin.Options{Log: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pair.Close)
+	expires := time.Now().Add(10 * 24 * time.Hour).UTC().Truncate(time.Second)
+	pair.Entra.RegisterApp(standin.App{ClientID: "app-2", Secrets: []standin.Secret{{Value: plainSecret, Expires: expires}},
+		Permissions: []string{standin.PermDeviceReadWriteAll, standin.PermApplicationReadAll}})
+	st := openStore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r := New(st, keyring(t, 1), quiet())
+	in := store.Integration{ID: "exp", Name: "exp", Cloud: "custom", AuthorityHost: pair.Entra.URL(), GraphBaseURL: pair.Graph.URL(),
+		ExtraCAPEM: string(pair.CA.CertPEM()), TenantID: pair.Entra.Tenant(), ClientID: "app-2", ExtensionAttribute: 4}
+	if err := r.Prepare(&in, Credential{ClientSecret: plainSecret}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateIntegration(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Test(ctx, "exp"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.GetIntegration(ctx, "exp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.SecretExpiresAt == nil || !got.SecretExpiresAt.Equal(expires) {
+		t.Fatalf("stored secret expiry %v, want %v", got.SecretExpiresAt, expires)
+	}
+	if w := Warnings(got, time.Now()); len(w) != 1 || !strings.Contains(w[0], "within 14 days") {
+		t.Fatalf("warnings %v", w)
+	}
+}

@@ -125,7 +125,7 @@ func (e *Engine) Notify(hostID string, force bool) {
 
 // Observe is told about every committed result batch of a host.
 func (e *Engine) Observe(hostID string, statusChanged bool) {
-	now := time.Now()
+	now := e.cfg.Now()
 	e.mu.Lock()
 	due := statusChanged || now.Sub(e.checked[hostID]) >= e.cfg.RecheckEvery
 	if due {

@@ -527,9 +527,7 @@ func TestObserveRechecksUnchangedHostAtMostOncePerRecheckEvery(t *testing.T) {
 	}
 
 	// Once RecheckEvery has passed, an unchanged batch is evaluated again.
-	e.mu.Lock()
-	e.checked["h1"] = time.Now().Add(-time.Hour)
-	e.mu.Unlock()
+	f.clock.Set(f.clock.Now().Add(time.Hour))
 	e.Observe("h1", false)
 	if n := drain(e); n != 1 {
 		t.Fatalf("unchanged batch after RecheckEvery queued %d, want 1", n)

@@ -153,10 +153,10 @@ func (c *Config) withDefaults() Config {
 func (c *Config) endpoints() (Endpoints, error) {
 	if c.Cloud == CloudCustom {
 		ep := Endpoints{AuthorityHost: strings.TrimSpace(c.AuthorityHost), GraphBaseURL: strings.TrimRight(strings.TrimSpace(c.GraphBaseURL), "/")}
-		for name, v := range map[string]string{"authority host": ep.AuthorityHost, "Graph base URL": ep.GraphBaseURL} {
-			u, err := url.Parse(v)
+		for _, f := range []struct{ name, v string }{{"authority host", ep.AuthorityHost}, {"Graph base URL", ep.GraphBaseURL}} {
+			u, err := url.Parse(f.v)
 			if err != nil || u.Scheme != "https" || u.Host == "" {
-				return Endpoints{}, fmt.Errorf("graph: custom cloud needs an https %s, got %q", name, v)
+				return Endpoints{}, fmt.Errorf("graph: custom cloud needs an https %s, got %q", f.name, f.v)
 			}
 		}
 		if !strings.HasSuffix(ep.AuthorityHost, "/") {
