@@ -37,6 +37,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.DurationVar(&cfg.CertLifetime, "cert-lifetime", 30*24*time.Hour, "lifetime of host client certificates")
 	fs.DurationVar(&cfg.PolicyInterval, "policy-interval", time.Minute, "how often agents run policies")
 	fs.DurationVar(&cfg.PolicyPoll, "policy-poll", 2*time.Second, "how often to check the store for policy changes from other replicas")
+	fs.StringVar(&cfg.SecretsKeyFile, "secrets-key-file", "", "key file sealing integration credentials (default: POSTURE_SECRETS_KEY, else secrets.key in --data-dir, made on first start; replicas must share one key)")
+	fs.DurationVar(&cfg.ReconcileInterval, "reconcile-interval", time.Hour, "how often to read back what Entra holds and repair drift")
+	fs.DurationVar(&cfg.SyncRetention, "sync-retention", 30*24*time.Hour, "how long delivered outbox rows are kept (dead letters stay until retried)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	if err := parseFlags(fs, args); err != nil {

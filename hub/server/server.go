@@ -79,6 +79,9 @@ type Config struct {
 	// DuePoll is how often due time-driven verdict changes are looked for
 	// (default 1 s).
 	DuePoll time.Duration
+	// SyncRetention keeps delivered outbox rows this long (default 30 days);
+	// dead letters are kept until retried.
+	SyncRetention time.Duration
 }
 
 // Hub is a running (or ready to run) hub.
@@ -179,6 +182,7 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 	h.Engine = verdicts.New(verdicts.Config{
 		Store: st, Logger: h.log.With("component", "verdicts"), Enqueued: h.Worker.Notify, DuePoll: cfg.DuePoll,
+		Metrics: h.metrics,
 	})
 	h.Registry = agentapi.NewRegistry()
 	h.Agent = agentapi.New(agentapi.Config{
@@ -318,6 +322,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	background("sync", h.Worker.Run)
 	background("reconcile", h.reconciler.Run)
 	background("integration health", func(ctx context.Context) error { h.Integrations.Run(ctx, 15*time.Second); return nil })
+	background("outbox retention", func(ctx context.Context) error { h.pruneOutbox(ctx, time.Hour); return nil })
 	defer func() { stopBG(); bg.Wait() }()
 	h.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	h.health.SetServingStatus(posturev1.AgentService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
@@ -362,6 +367,30 @@ func (h *Hub) Close() {
 	if h.Store != nil {
 		h.Store.Close()
 		h.Store = nil
+	}
+}
+
+// pruneOutbox deletes delivered outbox rows past the retention, hourly.
+func (h *Hub) pruneOutbox(ctx context.Context, every time.Duration) {
+	retention := h.cfg.SyncRetention
+	if retention <= 0 {
+		retention = 30 * 24 * time.Hour
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		n, err := h.Store.PruneSyncItems(ctx, time.Now().Add(-retention))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			h.log.Warn("prune outbox", "err", err)
+		case n > 0:
+			h.log.Info("pruned delivered outbox rows", "rows", n, "older_than", retention)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 

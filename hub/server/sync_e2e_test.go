@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -219,6 +220,17 @@ func TestEntraSyncEndToEnd(t *testing.T) {
 	ws := pair.Graph.WritesFor(device)
 	if last := ws[len(ws)-1]; last.Priority != "Low" {
 		t.Fatalf("repair write priority %q, want Low", last.Priority)
+	}
+	resp, err := http.Get("http://" + hp.cfg.HTTPAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{`posture_verdict_changes_total{state="NONCOMPLIANT"}`, `posture_sync_writes_total{`} {
+		if !strings.Contains(string(metrics), m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
 	}
 	items, err := adminc.ListSyncItems(actx, &posturev1.ListSyncItemsRequest{State: "dead"})
 	if err != nil || len(items.GetItems()) != 0 {

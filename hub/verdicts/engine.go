@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/posture-dev/posture/hub/compliance"
 	"github.com/posture-dev/posture/hub/store"
 )
@@ -60,6 +62,8 @@ type Config struct {
 	// most this often (default 1 min), which is what notices a stale host
 	// reporting again.
 	RecheckEvery time.Duration
+	// Metrics, if set, gets the engine's collectors.
+	Metrics prometheus.Registerer
 }
 
 // Engine evaluates and saves verdicts.
@@ -76,6 +80,9 @@ type Engine struct {
 	// re-evaluated, so a host recovering from staleness is noticed within
 	// RecheckEvery without an evaluation per unchanged batch.
 	checked map[string]time.Time
+
+	evaluations prometheus.Counter
+	changes     *prometheus.CounterVec
 
 	cacheMu      sync.Mutex
 	policies     []store.Policy
@@ -107,7 +114,19 @@ func New(cfg Config) *Engine {
 	if cfg.Enqueued == nil {
 		cfg.Enqueued = func() {}
 	}
-	return &Engine{cfg: cfg, log: cfg.Logger, pending: map[string]bool{}, checked: map[string]time.Time{}, wake: make(chan struct{}, 1)}
+	e := &Engine{cfg: cfg, log: cfg.Logger, pending: map[string]bool{}, checked: map[string]time.Time{}, wake: make(chan struct{}, 1)}
+	e.evaluations = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "posture_verdict_evaluations_total", Help: "Host verdict evaluations.",
+	})
+	e.changes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "posture_verdict_changes_total", Help: "Saved verdict state changes, by new state.",
+	}, []string{"state"})
+	if cfg.Metrics != nil {
+		cfg.Metrics.MustRegister(e.evaluations, e.changes, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "posture_verdicts_pending", Help: "Hosts queued for or in evaluation.",
+		}, func() float64 { return float64(e.Pending()) }))
+	}
+	return e
 }
 
 // Notify queues a host for evaluation. force re-enqueues its desired state
@@ -306,6 +325,7 @@ func (e *Engine) Evaluate(ctx context.Context, hostID string, force bool) (store
 }
 
 func (e *Engine) evaluateOnce(ctx context.Context, hostID string, force bool) (store.Verdict, error) {
+	e.evaluations.Inc()
 	h, err := e.cfg.Store.GetHost(ctx, hostID)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Verdict{}, nil // deleted meanwhile
@@ -356,6 +376,7 @@ func (e *Engine) evaluateOnce(ctx context.Context, hostID string, force bool) (s
 	}
 	nv.Version = prev.Version + 1
 	if prev.State != nv.State {
+		e.changes.WithLabelValues(nv.State).Inc()
 		e.log.Info("verdict changed", "host", hostID, "hostname", h.Hostname, "from", prev.State, "to", nv.State,
 			"cause", nv.Cause, "desired", nv.Desired, "writes", len(rows))
 	}
