@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,6 +35,7 @@ import (
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 	"github.com/posture-dev/posture/extension/osquerytest"
 	"github.com/posture-dev/posture/hub/admin"
+	"github.com/posture-dev/posture/hub/ca"
 	"github.com/posture-dev/posture/hub/server"
 	"github.com/posture-dev/posture/hub/store"
 )
@@ -331,6 +333,27 @@ func TestEndToEnd(t *testing.T) {
 	}
 	if r := resultOf(h, "wrong-platform-table"); r.GetStatus() != errSt || !strings.Contains(r.GetError(), "no such table: bitlocker_info") {
 		t.Fatalf("wrong-platform-table = %v, want ERROR with osquery's message", r)
+	}
+
+	// Renew: only with the host's certificate; the new one names the same host.
+	hostCert, err := tls.LoadX509KeyPair(filepath.Join(state, "cert.pem"), filepath.Join(state, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := posturev1.NewAgentServiceClient(conn).Renew(ctx, &posturev1.RenewRequest{CsrDer: newCSR(t)}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("Renew without a client certificate: %v, want Unauthenticated", err)
+	}
+	rn, err := posturev1.NewAgentServiceClient(dialHub(t, hp.cfg.GRPCAddr, caPEM, &hostCert)).Renew(ctx, &posturev1.RenewRequest{CsrDer: newCSR(t)})
+	if err != nil {
+		t.Fatalf("Renew: %v", err)
+	}
+	blk, _ := pem.Decode(rn.GetCertificatePem())
+	renewed, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := ca.HostID(renewed); id != hostID || !renewed.NotAfter.After(hostCert.Leaf.NotAfter.Add(-time.Second)) {
+		t.Fatalf("renewed cert names %q until %v", id, renewed.NotAfter)
 	}
 
 	// REST over the gateway: token required, hosts listed with results.
