@@ -356,6 +356,21 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("renewed cert names %q until %v", id, renewed.NotAfter)
 	}
 
+	// A policy applied while the host is connected reaches it at once.
+	pols, err := adminc.ListPolicies(actx, &posturev1.ListPoliciesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := append(pols.GetPolicies(), &posturev1.Policy{Id: "sip-on", Name: "SIP on", Severity: "high", Platforms: []string{"darwin"},
+		Query: "SELECT 1 FROM sip_config WHERE config_flag = 'sip' AND enabled = 1"})
+	if _, err := adminc.ApplyPolicies(actx, &posturev1.ApplyPoliciesRequest{Policies: added}); err != nil {
+		t.Fatal(err)
+	}
+	waitHost("the new policy's first result", func(h *posturev1.Host) bool { return resultOf(h, "sip-on").GetStatus() == passSt })
+	if _, err := adminc.DeletePolicy(actx, &posturev1.DeletePolicyRequest{Id: "sip-on"}); err != nil {
+		t.Fatal(err)
+	}
+
 	// REST over the gateway: token required, hosts listed with results.
 	checkREST(t, "http://"+hp.cfg.HTTPAddr, nt.Plain, hostID)
 
@@ -430,6 +445,15 @@ func TestEndToEnd(t *testing.T) {
 	})
 	if status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("revoked host re-enroll: %v, want PermissionDenied", err)
+	}
+	// Guessing enroll secrets is rate-limited per source address.
+	agent := posturev1.NewAgentServiceClient(conn)
+	var last error
+	for i := 0; i < 12 && status.Code(last) != codes.ResourceExhausted; i++ {
+		_, last = agent.Enroll(ctx, &posturev1.EnrollRequest{EnrollSecret: fmt.Sprintf("pes_guess-%d", i), Facts: h.GetFacts(), CsrDer: newCSR(t)})
+	}
+	if status.Code(last) != codes.ResourceExhausted {
+		t.Fatalf("12 wrong secrets in a row: %v, want ResourceExhausted", last)
 	}
 	if !strings.Contains(ext.log.String(), "revoked") {
 		t.Errorf("the extension did not log its revocation:\n%s", ext.log.String())
