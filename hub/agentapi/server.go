@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -55,6 +56,9 @@ type Server struct {
 	cfg     Config
 	limiter *failureLimiter
 	m       metrics
+
+	snapMu sync.Mutex
+	snap   *policySnapshot
 }
 
 type metrics struct {
@@ -364,27 +368,56 @@ func (s *Server) sendLoop(ctx context.Context, stream posturev1.AgentService_Con
 	}
 }
 
-// PolicySetFor builds the policies that apply to a host.
-func (s *Server) PolicySetFor(ctx context.Context, h store.Host) (*posturev1.PolicySet, error) {
+// policySnapshot is the whole policy and fact set of one PolicySetVersion,
+// shared by every stream: a policy change (or every host reconnecting after
+// a hub restart) then costs one version read per host, not a full listing.
+type policySnapshot struct {
+	version  string
+	policies []store.Policy
+	facts    []store.FactQuery
+}
+
+func (s *Server) snapshot(ctx context.Context) (*policySnapshot, error) {
 	version, err := s.cfg.Store.PolicySetVersion(ctx)
 	if err != nil {
 		return nil, err
+	}
+	s.snapMu.Lock()
+	cur := s.snap
+	s.snapMu.Unlock()
+	if cur != nil && cur.version == version {
+		return cur, nil
 	}
 	all, err := s.cfg.Store.ListPolicies(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ps := &posturev1.PolicySet{Version: version, Interval: durationpb.New(s.cfg.PolicyInterval)}
-	for _, p := range all {
-		if p.AppliesTo(h.Platform, h.Team) {
-			ps.Policies = append(ps.Policies, &posturev1.AgentPolicy{Id: p.ID, Revision: p.Revision, Query: p.Query})
-		}
-	}
 	facts, err := s.cfg.Store.ListFactQueries(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range facts {
+	// Lists read after the version may be newer than it; the next version
+	// change reloads them, so a host never keeps an old set.
+	next := &policySnapshot{version: version, policies: all, facts: facts}
+	s.snapMu.Lock()
+	s.snap = next
+	s.snapMu.Unlock()
+	return next, nil
+}
+
+// PolicySetFor builds the policies that apply to a host.
+func (s *Server) PolicySetFor(ctx context.Context, h store.Host) (*posturev1.PolicySet, error) {
+	snap, err := s.snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ps := &posturev1.PolicySet{Version: snap.version, Interval: durationpb.New(s.cfg.PolicyInterval)}
+	for _, p := range snap.policies {
+		if p.AppliesTo(h.Platform, h.Team) {
+			ps.Policies = append(ps.Policies, &posturev1.AgentPolicy{Id: p.ID, Revision: p.Revision, Query: p.Query})
+		}
+	}
+	for _, f := range snap.facts {
 		if f.Platform == "" || f.Platform == h.Platform {
 			ps.Facts = append(ps.Facts, &posturev1.FactQuery{Name: f.Name, Query: f.Query, Platform: f.Platform})
 		}
