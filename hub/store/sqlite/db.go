@@ -25,6 +25,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/posture-dev/posture/hub/store"
+	"github.com/posture-dev/posture/hub/store/internal/sqlrow"
 )
 
 //go:embed migrations/*.sql
@@ -225,9 +226,9 @@ func affected(res sql.Result, err error, what, id string) error {
 	return nil
 }
 
-// Times are stored as INTEGER microseconds (UTC).
+// Times are stored as INTEGER microseconds (UTC); sqlrow holds the rule.
 
-func ts(t time.Time) int64 { return store.StoredTime(t).UnixMicro() }
+func ts(t time.Time) int64 { return sqlrow.UnixMicro(t) }
 
 // nts stores a zero time as NULL.
 func nts(t time.Time) *int64 {
@@ -236,24 +237,6 @@ func nts(t time.Time) *int64 {
 	}
 	v := ts(t)
 	return &v
-}
-
-func ntsPtr(t *time.Time) *int64 {
-	if t == nil {
-		return nil
-	}
-	v := ts(*t)
-	return &v
-}
-
-func fromTS(v int64) time.Time { return time.UnixMicro(v).UTC() }
-
-func fromNTS(v *int64) *time.Time {
-	if v == nil {
-		return nil
-	}
-	t := fromTS(*v)
-	return &t
 }
 
 func bumpVersion(ctx context.Context, tx *sqlx.Tx) error {

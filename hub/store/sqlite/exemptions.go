@@ -8,19 +8,8 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/posture-dev/posture/hub/store"
+	"github.com/posture-dev/posture/hub/store/internal/sqlrow"
 )
-
-const exemptionCols = `id, host_id, policy_id, reason, created_by, created_at, expires_at`
-
-type exemptionRow struct {
-	ID        string `db:"id"`
-	HostID    string `db:"host_id"`
-	PolicyID  string `db:"policy_id"`
-	Reason    string `db:"reason"`
-	CreatedBy string `db:"created_by"`
-	CreatedAt int64  `db:"created_at"`
-	ExpiresAt int64  `db:"expires_at"`
-}
 
 // CreateExemption stores an exemption of an existing host.
 func (s *Store) CreateExemption(ctx context.Context, e store.Exemption) error {
@@ -32,8 +21,8 @@ func (s *Store) CreateExemption(ctx context.Context, e store.Exemption) error {
 		if _, err := getHost(ctx, tx, e.HostID); err != nil {
 			return fmt.Errorf("create exemption %q: %w", e.ID, err)
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO exemptions (`+exemptionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			e.ID, e.HostID, e.PolicyID, e.Reason, e.CreatedBy, ts(e.CreatedAt), ts(e.ExpiresAt))
+		_, err := tx.ExecContext(ctx, `INSERT INTO exemptions (`+sqlrow.ExemptionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			sqlrow.ExemptionArgs(e, sqlrow.Micros)...)
 		if err != nil {
 			return fmt.Errorf("create exemption %q: %w", e.ID, mapErr(err))
 		}
@@ -44,17 +33,12 @@ func (s *Store) CreateExemption(ctx context.Context, e store.Exemption) error {
 // ListExemptions lists exemptions of a host ("" = all), expired ones too,
 // oldest first.
 func (s *Store) ListExemptions(ctx context.Context, hostID string) ([]store.Exemption, error) {
-	var rows []exemptionRow
-	if err := s.r.SelectContext(ctx, &rows, `SELECT `+exemptionCols+` FROM exemptions
+	var rows []sqlrow.Exemption
+	if err := s.r.SelectContext(ctx, &rows, `SELECT `+sqlrow.ExemptionCols+` FROM exemptions
 		WHERE (?1 = '' OR host_id = ?1) ORDER BY created_at, id`, hostID); err != nil {
 		return nil, fmt.Errorf("list exemptions: %w", err)
 	}
-	out := make([]store.Exemption, len(rows))
-	for i, r := range rows {
-		out[i] = store.Exemption{ID: r.ID, HostID: r.HostID, PolicyID: r.PolicyID, Reason: r.Reason,
-			CreatedBy: r.CreatedBy, CreatedAt: fromTS(r.CreatedAt), ExpiresAt: fromTS(r.ExpiresAt)}
-	}
-	return out, nil
+	return sqlrow.Exemptions(rows), nil
 }
 
 // DeleteExemption removes an exemption.

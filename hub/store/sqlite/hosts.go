@@ -10,53 +10,8 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/posture-dev/posture/hub/store"
+	"github.com/posture-dev/posture/hub/store/internal/sqlrow"
 )
-
-const hostCols = `id, team, hostname, platform, os_platform, os_name, os_version, osquery_version,
-	hardware_serial, hardware_uuid, hardware_model, ext_version, entra_device_id,
-	entra_device_id_override, user_principal_name, enrolled_at, last_seen_at, cert_serial,
-	cert_not_after, revoked_at, identity_at`
-
-type hostRow struct {
-	ID                    string `db:"id"`
-	Team                  string `db:"team"`
-	Hostname              string `db:"hostname"`
-	Platform              string `db:"platform"`
-	OSPlatform            string `db:"os_platform"`
-	OSName                string `db:"os_name"`
-	OSVersion             string `db:"os_version"`
-	OsqueryVersion        string `db:"osquery_version"`
-	HardwareSerial        string `db:"hardware_serial"`
-	HardwareUUID          string `db:"hardware_uuid"`
-	HardwareModel         string `db:"hardware_model"`
-	ExtVersion            string `db:"ext_version"`
-	EntraDeviceID         string `db:"entra_device_id"`
-	EntraDeviceIDOverride string `db:"entra_device_id_override"`
-	UserPrincipalName     string `db:"user_principal_name"`
-	EnrolledAt            int64  `db:"enrolled_at"`
-	LastSeenAt            int64  `db:"last_seen_at"`
-	CertSerial            string `db:"cert_serial"`
-	CertNotAfter          *int64 `db:"cert_not_after"`
-	RevokedAt             *int64 `db:"revoked_at"`
-	IdentityAt            *int64 `db:"identity_at"`
-}
-
-func (r hostRow) host() store.Host {
-	h := store.Host{
-		ID: r.ID, Team: r.Team, Hostname: r.Hostname, Platform: r.Platform,
-		OSPlatform: r.OSPlatform, OSName: r.OSName, OSVersion: r.OSVersion,
-		OsqueryVersion: r.OsqueryVersion, HardwareSerial: r.HardwareSerial,
-		HardwareUUID: r.HardwareUUID, HardwareModel: r.HardwareModel, ExtVersion: r.ExtVersion,
-		EntraDeviceID: r.EntraDeviceID, EntraDeviceIDOverride: r.EntraDeviceIDOverride,
-		UserPrincipalName: r.UserPrincipalName, EnrolledAt: fromTS(r.EnrolledAt),
-		LastSeenAt: fromTS(r.LastSeenAt), CertSerial: r.CertSerial, RevokedAt: fromNTS(r.RevokedAt),
-		IdentityAt: fromNTS(r.IdentityAt),
-	}
-	if r.CertNotAfter != nil {
-		h.CertNotAfter = fromTS(*r.CertNotAfter)
-	}
-	return h
-}
 
 // EnrollHost creates a host or refreshes the one with the same hardware UUID.
 func (s *Store) EnrollHost(ctx context.Context, h store.Host) (store.Host, error) {
@@ -64,11 +19,11 @@ func (s *Store) EnrollHost(ctx context.Context, h store.Host) (store.Host, error
 	var out store.Host
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
 		if h.HardwareUUID != "" {
-			var row hostRow
-			err := tx.GetContext(ctx, &row, `SELECT `+hostCols+` FROM hosts WHERE hardware_uuid = ?`, h.HardwareUUID)
+			var row sqlrow.Host
+			err := tx.GetContext(ctx, &row, `SELECT `+sqlrow.HostCols+` FROM hosts WHERE hardware_uuid = ?`, h.HardwareUUID)
 			switch {
 			case err == nil:
-				if row.RevokedAt != nil {
+				if row.RevokedAt.Valid {
 					return fmt.Errorf("enroll host with hardware uuid %q: %w", h.HardwareUUID, store.ErrRevoked)
 				}
 				_, err = tx.ExecContext(ctx, `UPDATE hosts SET team = ?, hostname = ?, platform = ?,
@@ -87,12 +42,9 @@ func (s *Store) EnrollHost(ctx context.Context, h store.Host) (store.Host, error
 				return fmt.Errorf("enroll host: %w", err)
 			}
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO hosts (`+hostCols+`) VALUES
+		_, err := tx.ExecContext(ctx, `INSERT INTO hosts (`+sqlrow.HostCols+`) VALUES
 			(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)`,
-			h.ID, h.Team, h.Hostname, h.Platform, h.OSPlatform, h.OSName, h.OSVersion,
-			h.OsqueryVersion, h.HardwareSerial, h.HardwareUUID, h.HardwareModel, h.ExtVersion,
-			h.EntraDeviceID, h.EntraDeviceIDOverride, h.UserPrincipalName, ts(h.EnrolledAt),
-			ts(h.LastSeenAt), h.CertSerial, nts(h.CertNotAfter))
+			sqlrow.HostArgs(h, sqlrow.Micros)...)
 		if err != nil {
 			return fmt.Errorf("enroll host %q: %w", h.ID, mapErr(err))
 		}
@@ -107,11 +59,11 @@ type getter interface {
 }
 
 func getHost(ctx context.Context, q getter, id string) (store.Host, error) {
-	var row hostRow
-	if err := q.GetContext(ctx, &row, `SELECT `+hostCols+` FROM hosts WHERE id = ?`, id); err != nil {
+	var row sqlrow.Host
+	if err := q.GetContext(ctx, &row, `SELECT `+sqlrow.HostCols+` FROM hosts WHERE id = ?`, id); err != nil {
 		return store.Host{}, notFound(err, "host", id)
 	}
-	return row.host(), nil
+	return row.Host(), nil
 }
 
 // GetHost returns one host.
@@ -121,16 +73,12 @@ func (s *Store) GetHost(ctx context.Context, id string) (store.Host, error) {
 
 // ListHosts returns hosts sorted by hostname, then id.
 func (s *Store) ListHosts(ctx context.Context, f store.HostFilter) ([]store.Host, error) {
-	var rows []hostRow
-	q := `SELECT ` + hostCols + ` FROM hosts WHERE (?1 = '' OR team = ?1) ORDER BY hostname, id`
+	var rows []sqlrow.Host
+	q := `SELECT ` + sqlrow.HostCols + ` FROM hosts WHERE (?1 = '' OR team = ?1) ORDER BY hostname, id`
 	if err := s.r.SelectContext(ctx, &rows, q, f.Team); err != nil {
 		return nil, fmt.Errorf("list hosts: %w", err)
 	}
-	hs := make([]store.Host, len(rows))
-	for i, r := range rows {
-		hs[i] = r.host()
-	}
-	return hs, nil
+	return sqlrow.Hosts(rows), nil
 }
 
 // UpdateHostFacts stores facts from a Hello. An empty hardware UUID keeps the
@@ -192,13 +140,13 @@ func (s *Store) moveForward(ctx context.Context, table, column, what, id string,
 
 // RevokeHost marks the host revoked; a second revoke keeps the first time.
 func (s *Store) RevokeHost(ctx context.Context, id string, at time.Time) (store.Host, error) {
-	var row hostRow
+	var row sqlrow.Host
 	err := s.w.GetContext(ctx, &row, `UPDATE hosts SET revoked_at = coalesce(revoked_at, ?)
-		WHERE id = ? RETURNING `+hostCols, ts(at), id)
+		WHERE id = ? RETURNING `+sqlrow.HostCols, ts(at), id)
 	if err != nil {
 		return store.Host{}, notFound(err, "revoke host", id)
 	}
-	return row.host(), nil
+	return row.Host(), nil
 }
 
 // DeleteHost removes the host, its results and history, and takes its latest

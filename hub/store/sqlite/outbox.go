@@ -10,6 +10,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/posture-dev/posture/hub/store"
+	"github.com/posture-dev/posture/hub/store/internal/sqlrow"
 	hubsync "github.com/posture-dev/posture/hub/sync"
 )
 
@@ -65,54 +66,10 @@ func (s *Store) Enqueue(ctx context.Context, c hubsync.Change) (int64, error) {
 	var id int64
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
 		var err error
-		id, err = enqueue(ctx, tx, changeRow(c), c.Force, c.LowPriority)
+		id, err = enqueue(ctx, tx, sqlrow.ChangeRow(c), c.Force, c.LowPriority)
 		return err
 	})
 	return id, err
-}
-
-func changeRow(c hubsync.Change) store.OutboxRow {
-	return store.OutboxRow{IntegrationID: c.IntegrationID, TenantID: c.TenantID, DeviceID: c.DeviceID,
-		HostID: c.HostID, Desired: c.Desired, Verdict: c.Verdict, CreatedAt: c.CreatedAt}
-}
-
-const outboxCols = `id, integration_id, tenant_id, device_id, host_id, desired, verdict, created_at,
-	force, low_priority, state, attempts, next_at, last_code, last_error, dead_reason, dead_at`
-
-type outboxRow struct {
-	ID            int64  `db:"id"`
-	IntegrationID string `db:"integration_id"`
-	TenantID      string `db:"tenant_id"`
-	DeviceID      string `db:"device_id"`
-	HostID        string `db:"host_id"`
-	Desired       string `db:"desired"`
-	Verdict       string `db:"verdict"`
-	CreatedAt     int64  `db:"created_at"`
-	Force         bool   `db:"force"`
-	LowPriority   bool   `db:"low_priority"`
-	State         string `db:"state"`
-	Attempts      int    `db:"attempts"`
-	NextAt        int64  `db:"next_at"`
-	LastCode      string `db:"last_code"`
-	LastError     string `db:"last_error"`
-	DeadReason    string `db:"dead_reason"`
-	DeadAt        *int64 `db:"dead_at"`
-}
-
-func (r outboxRow) change() hubsync.Change {
-	return hubsync.Change{OutboxID: r.ID, IntegrationID: r.IntegrationID, TenantID: r.TenantID,
-		DeviceID: r.DeviceID, HostID: r.HostID, Desired: r.Desired, Verdict: r.Verdict,
-		CreatedAt: fromTS(r.CreatedAt), Attempts: r.Attempts, Force: r.Force, LowPriority: r.LowPriority}
-}
-
-func (r outboxRow) item() store.SyncItem {
-	it := store.SyncItem{ID: r.ID, IntegrationID: r.IntegrationID, HostID: r.HostID, DeviceID: r.DeviceID,
-		Desired: r.Desired, Verdict: r.Verdict, State: r.State, Attempts: r.Attempts,
-		CreatedAt: fromTS(r.CreatedAt), NextAt: fromTS(r.NextAt), Code: r.LastCode, Error: r.LastError}
-	if r.State == store.SyncDead && r.DeadReason != "" {
-		it.Error = r.DeadReason
-	}
-	return it
 }
 
 // Claim leases up to maxDevices devices with a due pending row and no live
@@ -124,11 +81,7 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, maxDevic
 	nowTS, until := ts(now), ts(now.Add(lease))
 	var out []hubsync.DeviceWork
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		var devs []struct {
-			IntegrationID string `db:"integration_id"`
-			DeviceID      string `db:"device_id"`
-			Written       string `db:"written"`
-		}
+		var devs []sqlrow.Claimed
 		if err := tx.SelectContext(ctx, &devs, `SELECT d.integration_id, d.device_id, d.written
 			FROM sync_device d
 			JOIN (SELECT integration_id, device_id, min(next_at) AS due FROM sync_outbox
@@ -141,14 +94,10 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, maxDevic
 		if len(devs) == 0 {
 			return nil
 		}
+		work := sqlrow.NewWork(devs, sqlrow.FromUnixMicro(until))
 		keys := make([]any, 0, 2*len(devs))
-		index := make(map[hubsync.DeviceKey]int, len(devs))
-		out = make([]hubsync.DeviceWork, len(devs))
-		for i, d := range devs {
-			k := hubsync.DeviceKey{IntegrationID: d.IntegrationID, DeviceID: d.DeviceID}
+		for _, d := range devs {
 			keys = append(keys, d.IntegrationID, d.DeviceID)
-			index[k] = i
-			out[i] = hubsync.DeviceWork{Key: k, LastWritten: d.Written, LeaseUntil: fromTS(until)}
 		}
 		in := placeholders(len(devs), 2)
 		args := append([]any{owner, until}, keys...)
@@ -156,16 +105,14 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, maxDevic
 			WHERE (integration_id, device_id) IN (VALUES `+in+`)`, args...); err != nil {
 			return fmt.Errorf("outbox claim: lease: %w", err)
 		}
-		var rows []outboxRow
-		if err := tx.SelectContext(ctx, &rows, `SELECT `+outboxCols+` FROM sync_outbox
+		var rows []sqlrow.Outbox
+		if err := tx.SelectContext(ctx, &rows, `SELECT `+sqlrow.OutboxCols+` FROM sync_outbox
 			WHERE state = 'pending' AND (integration_id, device_id) IN (VALUES `+in+`)
 			ORDER BY created_at, id`, keys...); err != nil {
 			return fmt.Errorf("outbox claim: rows: %w", err)
 		}
-		for _, r := range rows {
-			i := index[hubsync.DeviceKey{IntegrationID: r.IntegrationID, DeviceID: r.DeviceID}]
-			out[i].Changes = append(out[i].Changes, r.change())
-		}
+		work.Add(rows)
+		out = work.Out
 		return nil
 	})
 	if err != nil {
@@ -179,31 +126,19 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, maxDevic
 func (s *Store) Settle(ctx context.Context, owner string, ss []hubsync.Settlement) error {
 	var lost []hubsync.DeviceKey
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		lost = nil
-		for _, st := range ss {
-			k := st.Key
+		var err error
+		lost, err = sqlrow.SettleHeld(ss, func(k hubsync.DeviceKey) (bool, error) {
 			var held int
-			if err := tx.GetContext(ctx, &held, `SELECT count(*) FROM sync_device
-				WHERE integration_id = ? AND device_id = ? AND lease_owner = ?`, k.IntegrationID, k.DeviceID, owner); err != nil {
-				return fmt.Errorf("outbox settle: %w", err)
-			}
-			if held == 0 {
-				lost = append(lost, k)
-				continue
-			}
-			if err := settleDevice(ctx, tx, st); err != nil {
-				return fmt.Errorf("outbox settle %s/%s: %w", k.IntegrationID, k.DeviceID, err)
-			}
-		}
-		return nil
+			err := tx.GetContext(ctx, &held, `SELECT count(*) FROM sync_device
+				WHERE integration_id = ? AND device_id = ? AND lease_owner = ?`, k.IntegrationID, k.DeviceID, owner)
+			return held > 0, err
+		}, func(st hubsync.Settlement) error { return settleDevice(ctx, tx, st) })
+		return err
 	})
 	if err != nil {
 		return err
 	}
-	if len(lost) > 0 {
-		return fmt.Errorf("%w: %d device(s), first %s/%s", hubsync.ErrLeaseLost, len(lost), lost[0].IntegrationID, lost[0].DeviceID)
-	}
-	return nil
+	return sqlrow.LeaseLost(lost)
 }
 
 // settleDevice applies one settlement to rows that are still pending and
@@ -257,16 +192,7 @@ func (s *Store) DeviceStates(ctx context.Context, after hubsync.DeviceKey, limit
 	if limit <= 0 {
 		limit = -1 // SQLite: no limit
 	}
-	var rows []struct {
-		IntegrationID string `db:"integration_id"`
-		DeviceID      string `db:"device_id"`
-		TenantID      string `db:"tenant_id"`
-		HostID        string `db:"host_id"`
-		Desired       string `db:"desired"`
-		DesiredAt     *int64 `db:"desired_at"`
-		Written       string `db:"written"`
-		Pending       bool   `db:"pending"`
-	}
+	var rows []sqlrow.DeviceState
 	if err := s.r.SelectContext(ctx, &rows, `SELECT d.integration_id, d.device_id, d.tenant_id, d.host_id,
 		d.desired, d.desired_at, d.written,
 		EXISTS (SELECT 1 FROM sync_outbox o WHERE o.integration_id = d.integration_id
@@ -275,13 +201,5 @@ func (s *Store) DeviceStates(ctx context.Context, after hubsync.DeviceKey, limit
 		ORDER BY d.integration_id, d.device_id LIMIT ?`, after.IntegrationID, after.DeviceID, limit); err != nil {
 		return nil, fmt.Errorf("device states: %w", err)
 	}
-	out := make([]hubsync.DeviceState, len(rows))
-	for i, r := range rows {
-		out[i] = hubsync.DeviceState{Key: hubsync.DeviceKey{IntegrationID: r.IntegrationID, DeviceID: r.DeviceID},
-			TenantID: r.TenantID, HostID: r.HostID, Desired: r.Desired, Written: r.Written, Pending: r.Pending}
-		if r.DesiredAt != nil {
-			out[i].DesiredAt = fromTS(*r.DesiredAt)
-		}
-	}
-	return out, nil
+	return sqlrow.DeviceStates(rows), nil
 }

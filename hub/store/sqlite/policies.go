@@ -2,100 +2,14 @@ package sqlite
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 
 	"github.com/posture-dev/posture/hub/store"
+	"github.com/posture-dev/posture/hub/store/internal/sqlrow"
 )
-
-const policyCols = `id, name, query, description, resolution, platforms, severity,
-	conditional_access, grace_period_ns, team, revision, created_at, updated_at`
-
-type policyRow struct {
-	ID                string `db:"id"`
-	Name              string `db:"name"`
-	Query             string `db:"query"`
-	Description       string `db:"description"`
-	Resolution        string `db:"resolution"`
-	Platforms         string `db:"platforms"`
-	Severity          string `db:"severity"`
-	ConditionalAccess bool   `db:"conditional_access"`
-	GracePeriodNS     int64  `db:"grace_period_ns"`
-	Team              string `db:"team"`
-	Revision          int64  `db:"revision"`
-	CreatedAt         int64  `db:"created_at"`
-	UpdatedAt         int64  `db:"updated_at"`
-}
-
-func (r policyRow) policy() (store.Policy, error) {
-	p := store.Policy{
-		ID: r.ID, Name: r.Name, Query: r.Query, Description: r.Description,
-		Resolution: r.Resolution, Severity: r.Severity, ConditionalAccess: r.ConditionalAccess,
-		GracePeriod: time.Duration(r.GracePeriodNS), Team: r.Team, Revision: r.Revision,
-		CreatedAt: fromTS(r.CreatedAt), UpdatedAt: fromTS(r.UpdatedAt),
-	}
-	if err := json.Unmarshal([]byte(r.Platforms), &p.Platforms); err != nil {
-		return store.Policy{}, fmt.Errorf("policy %q: platforms: %w", r.ID, err)
-	}
-	if len(p.Platforms) == 0 {
-		p.Platforms = nil
-	}
-	return p, nil
-}
-
-const teamCols = `name, conditional_access, max_allowed_severity, errors_as_failures, stale_after_ns, created_at, updated_at`
-
-type teamRow struct {
-	Name               string `db:"name"`
-	ConditionalAccess  bool   `db:"conditional_access"`
-	MaxAllowedSeverity string `db:"max_allowed_severity"`
-	ErrorsAsFailures   bool   `db:"errors_as_failures"`
-	StaleAfterNS       int64  `db:"stale_after_ns"`
-	CreatedAt          int64  `db:"created_at"`
-	UpdatedAt          int64  `db:"updated_at"`
-}
-
-func (r teamRow) team() store.Team {
-	return store.Team{Name: r.Name, Settings: store.TeamSettings{
-		ConditionalAccess: r.ConditionalAccess, MaxAllowedSeverity: r.MaxAllowedSeverity,
-		ErrorsAsFailures: r.ErrorsAsFailures, StaleAfter: time.Duration(r.StaleAfterNS),
-	}}
-}
-
-type querier interface {
-	SelectContext(ctx context.Context, dest any, query string, args ...any) error
-}
-
-func listPolicies(ctx context.Context, q querier) ([]store.Policy, error) {
-	var rows []policyRow
-	if err := q.SelectContext(ctx, &rows, `SELECT `+policyCols+` FROM policies ORDER BY id`); err != nil {
-		return nil, fmt.Errorf("list policies: %w", err)
-	}
-	ps := make([]store.Policy, 0, len(rows))
-	for _, r := range rows {
-		p, err := r.policy()
-		if err != nil {
-			return nil, err
-		}
-		ps = append(ps, p)
-	}
-	return ps, nil
-}
-
-func listTeams(ctx context.Context, q querier) ([]store.Team, error) {
-	var rows []teamRow
-	if err := q.SelectContext(ctx, &rows, `SELECT `+teamCols+` FROM teams ORDER BY name`); err != nil {
-		return nil, fmt.Errorf("list teams: %w", err)
-	}
-	ts := make([]store.Team, len(rows))
-	for i, r := range rows {
-		ts[i] = r.team()
-	}
-	return ts, nil
-}
 
 // ApplyPolicies applies a policy tree atomically (one writer transaction).
 func (s *Store) ApplyPolicies(ctx context.Context, req store.ApplyRequest) ([]store.PolicyChange, error) {
@@ -105,15 +19,15 @@ func (s *Store) ApplyPolicies(ctx context.Context, req store.ApplyRequest) ([]st
 	}
 	var changes []store.PolicyChange
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		cur, err := listPolicies(ctx, tx)
+		cur, err := sqlrow.ListPolicies(ctx, tx)
 		if err != nil {
 			return err
 		}
-		teams, err := listTeams(ctx, tx)
+		teams, err := sqlrow.ListTeams(ctx, tx)
 		if err != nil {
 			return err
 		}
-		facts, err := listFacts(ctx, tx)
+		facts, err := sqlrow.ListFacts(ctx, tx)
 		if err != nil {
 			return err
 		}
@@ -135,24 +49,21 @@ func (s *Store) ApplyPolicies(ctx context.Context, req store.ApplyRequest) ([]st
 
 func writePlan(ctx context.Context, tx *sqlx.Tx, plan store.ApplyPlan, at time.Time) error {
 	for _, p := range plan.Upsert {
-		platforms, err := json.Marshal(nonNil(p.Platforms))
+		args, err := sqlrow.PolicyArgs(p, sqlrow.Micros)
 		if err != nil {
-			return fmt.Errorf("policy %q: %w", p.ID, err)
+			return err
 		}
-		args := []any{p.Name, p.Query, p.Description, p.Resolution, string(platforms), p.Severity,
-			p.ConditionalAccess, int64(p.GracePeriod), p.Team, p.Revision, ts(p.CreatedAt), ts(p.UpdatedAt), p.ID}
 		if plan.Added[p.ID] {
-			_, err = tx.ExecContext(ctx, `INSERT INTO policies (name, query, description, resolution,
-				platforms, severity, conditional_access, grace_period_ns, team, revision, created_at,
-				updated_at, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
+			_, err = tx.ExecContext(ctx, `INSERT INTO policies (`+sqlrow.PolicyCols+`)
+				VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)`, args...)
 			if err == nil {
 				_, err = tx.ExecContext(ctx, `INSERT INTO policy_counts (policy_id) VALUES (?)`, p.ID)
 			}
 		} else {
-			_, err = tx.ExecContext(ctx, `UPDATE policies SET name = ?, query = ?, description = ?,
-				resolution = ?, platforms = ?, severity = ?, conditional_access = ?,
-				grace_period_ns = ?, team = ?, revision = ?, created_at = ?, updated_at = ?
-				WHERE id = ?`, args...)
+			_, err = tx.ExecContext(ctx, `UPDATE policies SET name = ?2, query = ?3, description = ?4,
+				resolution = ?5, platforms = ?6, severity = ?7, conditional_access = ?8,
+				grace_period_ns = ?9, team = ?10, revision = ?11, created_at = ?12, updated_at = ?13
+				WHERE id = ?1`, args...)
 		}
 		if err != nil {
 			return fmt.Errorf("policy %q: %w", p.ID, mapErr(err))
@@ -174,7 +85,7 @@ func writePlan(ctx context.Context, tx *sqlx.Tx, plan store.ApplyPlan, at time.T
 		}
 	}
 	for _, t := range plan.UpsertTeams {
-		_, err := tx.ExecContext(ctx, `INSERT INTO teams (`+teamCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)
+		_, err := tx.ExecContext(ctx, `INSERT INTO teams (`+sqlrow.TeamCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET conditional_access = excluded.conditional_access,
 				max_allowed_severity = excluded.max_allowed_severity,
 				errors_as_failures = excluded.errors_as_failures,
@@ -193,25 +104,18 @@ func writePlan(ctx context.Context, tx *sqlx.Tx, plan store.ApplyPlan, at time.T
 	return bumpVersion(ctx, tx)
 }
 
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
-
 // ListPolicies returns all policies sorted by id.
 func (s *Store) ListPolicies(ctx context.Context) ([]store.Policy, error) {
-	return listPolicies(ctx, s.r)
+	return sqlrow.ListPolicies(ctx, s.r)
 }
 
 // GetPolicy returns one policy.
 func (s *Store) GetPolicy(ctx context.Context, id string) (store.Policy, error) {
-	var row policyRow
-	if err := s.r.GetContext(ctx, &row, `SELECT `+policyCols+` FROM policies WHERE id = ?`, id); err != nil {
+	var row sqlrow.Policy
+	if err := s.r.GetContext(ctx, &row, `SELECT `+sqlrow.PolicyCols+` FROM policies WHERE id = ?`, id); err != nil {
 		return store.Policy{}, notFound(err, "policy", id)
 	}
-	return row.policy()
+	return row.Policy()
 }
 
 // DeletePolicy removes a policy with its latest results and counts; history
@@ -228,16 +132,16 @@ func (s *Store) DeletePolicy(ctx context.Context, id string) error {
 
 // ListTeams returns applied teams sorted by name.
 func (s *Store) ListTeams(ctx context.Context) ([]store.Team, error) {
-	return listTeams(ctx, s.r)
+	return sqlrow.ListTeams(ctx, s.r)
 }
 
 // GetTeam returns one applied team.
 func (s *Store) GetTeam(ctx context.Context, name string) (store.Team, error) {
-	var row teamRow
-	if err := s.r.GetContext(ctx, &row, `SELECT `+teamCols+` FROM teams WHERE name = ?`, name); err != nil {
+	var row sqlrow.Team
+	if err := s.r.GetContext(ctx, &row, `SELECT `+sqlrow.TeamCols+` FROM teams WHERE name = ?`, name); err != nil {
 		return store.Team{}, notFound(err, "team", name)
 	}
-	return row.team(), nil
+	return row.Team(), nil
 }
 
 // PolicySetVersion returns the opaque version of the policy set.

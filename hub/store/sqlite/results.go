@@ -10,28 +10,8 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/posture-dev/posture/hub/store"
+	"github.com/posture-dev/posture/hub/store/internal/sqlrow"
 )
-
-type resultRow struct {
-	HostID      string `db:"host_id"`
-	PolicyID    string `db:"policy_id"`
-	Revision    int64  `db:"revision"`
-	Status      string `db:"status"`
-	Error       string `db:"error"`
-	EvaluatedAt int64  `db:"evaluated_at"`
-	DurationNS  int64  `db:"duration_ns"`
-	StatusSince int64  `db:"status_since"`
-}
-
-func (r resultRow) result() store.Result {
-	return store.Result{
-		HostID: r.HostID, PolicyID: r.PolicyID, Revision: r.Revision, Status: r.Status,
-		Error: r.Error, EvaluatedAt: fromTS(r.EvaluatedAt), Duration: time.Duration(r.DurationNS),
-		StatusSince: fromTS(r.StatusSince),
-	}
-}
-
-const resultCols = `host_id, policy_id, revision, status, error, evaluated_at, duration_ns, status_since`
 
 // RecordResults applies one batch in one writer transaction.
 func (s *Store) RecordResults(ctx context.Context, hostID string, rs []store.Result, seen time.Time) (store.RecordOutcome, error) {
@@ -40,11 +20,11 @@ func (s *Store) RecordResults(ctx context.Context, hostID string, rs []store.Res
 	}
 	var out store.RecordOutcome
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		var revoked *int64
+		var revoked sqlrow.NullTime
 		if err := tx.GetContext(ctx, &revoked, `SELECT revoked_at FROM hosts WHERE id = ?`, hostID); err != nil {
 			return notFound(err, "host", hostID)
 		}
-		if revoked != nil {
+		if revoked.Valid {
 			return fmt.Errorf("host %q: %w", hostID, store.ErrRevoked)
 		}
 		plan, err := planBatch(ctx, tx, hostID, rs)
@@ -90,14 +70,14 @@ func planBatch(ctx context.Context, tx *sqlx.Tx, hostID string, rs []store.Resul
 		for _, p := range pols {
 			revisions[p.ID] = p.Revision
 		}
-		var rows []resultRow
+		var rows []sqlrow.Result
 		args := append([]any{hostID}, ids...)
-		if err := tx.SelectContext(ctx, &rows, `SELECT `+resultCols+` FROM results
+		if err := tx.SelectContext(ctx, &rows, `SELECT `+sqlrow.ResultCols+` FROM results
 			WHERE host_id = ? AND policy_id IN `+in, args...); err != nil {
 			return store.RecordPlan{}, fmt.Errorf("read results: %w", err)
 		}
 		for _, r := range rows {
-			stored[r.PolicyID] = r.result()
+			stored[r.PolicyID] = r.Result()
 		}
 	}
 	return store.PlanRecord(hostID, rs, revisions, stored)
@@ -115,7 +95,7 @@ func writeResults(ctx context.Context, tx *sqlx.Tx, hostID string, plan store.Re
 			args = append(args, hostID, r.PolicyID, r.Revision, r.Status, r.Error,
 				ts(r.EvaluatedAt), int64(r.Duration), ts(r.StatusSince))
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO results (`+resultCols+`) VALUES `+
+		_, err := tx.ExecContext(ctx, `INSERT INTO results (`+sqlrow.ResultCols+`) VALUES `+
 			placeholders(len(rows), 8)+`
 			ON CONFLICT (host_id, policy_id) DO UPDATE SET revision = excluded.revision,
 				status = excluded.status, error = excluded.error, evaluated_at = excluded.evaluated_at,
@@ -158,16 +138,12 @@ func applyDeltas(ctx context.Context, tx *sqlx.Tx, ds []store.PolicyCounts) erro
 
 // LatestResults returns the host's latest results sorted by policy id.
 func (s *Store) LatestResults(ctx context.Context, hostID string) ([]store.Result, error) {
-	var rows []resultRow
-	if err := s.r.SelectContext(ctx, &rows, `SELECT `+resultCols+` FROM results WHERE host_id = ?
+	var rows []sqlrow.Result
+	if err := s.r.SelectContext(ctx, &rows, `SELECT `+sqlrow.ResultCols+` FROM results WHERE host_id = ?
 		ORDER BY policy_id`, hostID); err != nil {
 		return nil, fmt.Errorf("latest results of host %q: %w", hostID, err)
 	}
-	out := make([]store.Result, len(rows))
-	for i, r := range rows {
-		out[i] = r.result()
-	}
-	return out, nil
+	return sqlrow.Results(rows), nil
 }
 
 // History returns status changes of one (host, policy), newest first; limit
@@ -176,42 +152,16 @@ func (s *Store) History(ctx context.Context, hostID, policyID string, limit int)
 	if limit <= 0 {
 		limit = -1 // SQLite: no limit
 	}
-	var rows []struct {
-		HostID      string `db:"host_id"`
-		PolicyID    string `db:"policy_id"`
-		Revision    int64  `db:"revision"`
-		Status      string `db:"status"`
-		Error       string `db:"error"`
-		EvaluatedAt int64  `db:"evaluated_at"`
-	}
-	if err := s.r.SelectContext(ctx, &rows, `SELECT host_id, policy_id, revision, status, error, evaluated_at
+	var rows []sqlrow.History
+	if err := s.r.SelectContext(ctx, &rows, `SELECT `+sqlrow.HistoryCols+`
 		FROM result_history WHERE host_id = ? AND policy_id = ? ORDER BY id DESC LIMIT ?`,
 		hostID, policyID, limit); err != nil {
 		return nil, fmt.Errorf("history of host %q policy %q: %w", hostID, policyID, err)
 	}
-	out := make([]store.HistoryEntry, len(rows))
-	for i, r := range rows {
-		out[i] = store.HistoryEntry{HostID: r.HostID, PolicyID: r.PolicyID, Revision: r.Revision,
-			Status: r.Status, Error: r.Error, EvaluatedAt: fromTS(r.EvaluatedAt)}
-	}
-	return out, nil
+	return sqlrow.Histories(rows), nil
 }
 
 // PolicyCounts returns the maintained counts of every policy, sorted by id.
 func (s *Store) PolicyCounts(ctx context.Context) ([]store.PolicyCounts, error) {
-	var rows []struct {
-		PolicyID string `db:"policy_id"`
-		Passing  int    `db:"passing"`
-		Failing  int    `db:"failing"`
-		Errors   int    `db:"errors"`
-	}
-	if err := s.r.SelectContext(ctx, &rows, `SELECT policy_id, passing, failing, errors FROM policy_counts
-		ORDER BY policy_id`); err != nil {
-		return nil, fmt.Errorf("policy counts: %w", err)
-	}
-	out := make([]store.PolicyCounts, len(rows))
-	for i, r := range rows {
-		out[i] = store.PolicyCounts{PolicyID: r.PolicyID, Passing: r.Passing, Failing: r.Failing, Errors: r.Errors}
-	}
-	return out, nil
+	return sqlrow.PolicyCounts(ctx, s.r)
 }

@@ -1,0 +1,107 @@
+// Package sqlrow holds what the SQL backends of hub/store share that is not
+// SQL dialect: row structs, their conversions to and from store types,
+// column lists, argument builders and dialect-free queries. A mapping bug is
+// fixed here once for both backends.
+//
+// The one difference it has to bridge is how times are stored: SQLite keeps
+// INTEGER microseconds, PostgreSQL timestamptz. Reads go through Time and
+// NullTime, which scan either; writes go through a backend's Dialect.
+package sqlrow
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/posture-dev/posture/hub/store"
+)
+
+// Time is a NOT NULL stored time, read as UTC.
+type Time time.Time
+
+// Scan accepts INTEGER microseconds (SQLite) or a time (PostgreSQL).
+func (t *Time) Scan(src any) error {
+	v, ok, err := scanTime(src)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("scan time: NULL in a NOT NULL column")
+	}
+	*t = Time(v)
+	return nil
+}
+
+// T returns the time.
+func (t Time) T() time.Time { return time.Time(t) }
+
+// NullTime is a nullable stored time, read as UTC.
+type NullTime struct {
+	Time  time.Time
+	Valid bool
+}
+
+// Scan accepts NULL, INTEGER microseconds (SQLite) or a time (PostgreSQL).
+func (n *NullTime) Scan(src any) error {
+	v, ok, err := scanTime(src)
+	if err != nil {
+		return err
+	}
+	*n = NullTime{Time: v, Valid: ok}
+	return nil
+}
+
+// Ptr returns the time, or nil for NULL.
+func (n NullTime) Ptr() *time.Time {
+	if !n.Valid {
+		return nil
+	}
+	v := n.Time
+	return &v
+}
+
+func scanTime(src any) (time.Time, bool, error) {
+	switch v := src.(type) {
+	case nil:
+		return time.Time{}, false, nil
+	case int64:
+		return FromUnixMicro(v), true, nil
+	case time.Time:
+		return v.UTC(), true, nil
+	}
+	return time.Time{}, false, fmt.Errorf("scan time: unsupported %T", src)
+}
+
+// Dialect is how a backend binds times in writes.
+type Dialect struct {
+	// Time is the argument that stores t.
+	Time func(t time.Time) any
+}
+
+// UnixMicro is t as SQLite stores it: INTEGER microseconds (UTC), in store
+// precision.
+func UnixMicro(t time.Time) int64 { return store.StoredTime(t).UnixMicro() }
+
+// FromUnixMicro reads a time SQLite stored.
+func FromUnixMicro(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+// Micros stores times as INTEGER microseconds (SQLite).
+var Micros = Dialect{Time: func(t time.Time) any { return UnixMicro(t) }}
+
+// Timestamptz passes times as they are (PostgreSQL timestamptz).
+var Timestamptz = Dialect{Time: func(t time.Time) any { return t }}
+
+// TimePtr stores nil as NULL.
+func (d Dialect) TimePtr(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return d.Time(*t)
+}
+
+// NullTime stores a zero time as NULL and any other in store precision.
+func (d Dialect) NullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return d.Time(store.StoredTime(t))
+}
