@@ -16,6 +16,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/posture-dev/posture/hub/store"
+	"github.com/posture-dev/posture/hub/store/internal/sqlrow"
 )
 
 //go:embed migrations/*.sql
@@ -184,23 +185,7 @@ func notFound(err error, what, id string) error {
 }
 
 // nullTime stores a zero time as NULL.
-func nullTime(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	v := store.StoredTime(t)
-	return &v
-}
-
-func utc(t time.Time) time.Time { return t.UTC() }
-
-func utcPtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	v := t.UTC()
-	return &v
-}
+func nullTime(t time.Time) any { return sqlrow.Timestamptz.NullTime(t) }
 
 func bumpVersion(ctx context.Context, tx *sqlx.Tx) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('policy_set_version', $1)

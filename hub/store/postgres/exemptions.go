@@ -8,19 +8,8 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/posture-dev/posture/hub/store"
+	"github.com/posture-dev/posture/hub/store/internal/sqlrow"
 )
-
-const exemptionCols = `id, host_id, policy_id, reason, created_by, created_at, expires_at`
-
-type exemptionRow struct {
-	ID        string    `db:"id"`
-	HostID    string    `db:"host_id"`
-	PolicyID  string    `db:"policy_id"`
-	Reason    string    `db:"reason"`
-	CreatedBy string    `db:"created_by"`
-	CreatedAt time.Time `db:"created_at"`
-	ExpiresAt time.Time `db:"expires_at"`
-}
 
 // CreateExemption stores an exemption of an existing host. The host row is
 // key-share locked so a concurrent delete cannot slip in between.
@@ -33,8 +22,8 @@ func (s *Store) CreateExemption(ctx context.Context, e store.Exemption) error {
 		if err := lockHostKey(ctx, tx, e.HostID); err != nil {
 			return fmt.Errorf("create exemption %q: %w", e.ID, err)
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO exemptions (`+exemptionCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			e.ID, e.HostID, e.PolicyID, e.Reason, e.CreatedBy, e.CreatedAt, e.ExpiresAt)
+		_, err := tx.ExecContext(ctx, `INSERT INTO exemptions (`+sqlrow.ExemptionCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			sqlrow.ExemptionArgs(e, sqlrow.Timestamptz)...)
 		if err != nil {
 			return fmt.Errorf("create exemption %q: %w", e.ID, mapErr(err))
 		}
@@ -55,17 +44,12 @@ func lockHostKey(ctx context.Context, tx *sqlx.Tx, id string) error {
 // ListExemptions lists exemptions of a host ("" = all), expired ones too,
 // oldest first.
 func (s *Store) ListExemptions(ctx context.Context, hostID string) ([]store.Exemption, error) {
-	var rows []exemptionRow
-	if err := s.db.SelectContext(ctx, &rows, `SELECT `+exemptionCols+` FROM exemptions
+	var rows []sqlrow.Exemption
+	if err := s.db.SelectContext(ctx, &rows, `SELECT `+sqlrow.ExemptionCols+` FROM exemptions
 		WHERE ($1 = '' OR host_id = $1) ORDER BY created_at, id`, hostID); err != nil {
 		return nil, fmt.Errorf("list exemptions: %w", err)
 	}
-	out := make([]store.Exemption, len(rows))
-	for i, r := range rows {
-		out[i] = store.Exemption{ID: r.ID, HostID: r.HostID, PolicyID: r.PolicyID, Reason: r.Reason,
-			CreatedBy: r.CreatedBy, CreatedAt: utc(r.CreatedAt), ExpiresAt: utc(r.ExpiresAt)}
-	}
-	return out, nil
+	return sqlrow.Exemptions(rows), nil
 }
 
 // DeleteExemption removes an exemption.

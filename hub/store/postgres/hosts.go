@@ -10,71 +10,23 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/posture-dev/posture/hub/store"
+	"github.com/posture-dev/posture/hub/store/internal/sqlrow"
 )
-
-const hostCols = `id, team, hostname, platform, os_platform, os_name, os_version, osquery_version,
-	hardware_serial, hardware_uuid, hardware_model, ext_version, entra_device_id,
-	entra_device_id_override, user_principal_name, enrolled_at, last_seen_at, cert_serial,
-	cert_not_after, revoked_at, identity_at`
-
-type hostRow struct {
-	ID                    string     `db:"id"`
-	Team                  string     `db:"team"`
-	Hostname              string     `db:"hostname"`
-	Platform              string     `db:"platform"`
-	OSPlatform            string     `db:"os_platform"`
-	OSName                string     `db:"os_name"`
-	OSVersion             string     `db:"os_version"`
-	OsqueryVersion        string     `db:"osquery_version"`
-	HardwareSerial        string     `db:"hardware_serial"`
-	HardwareUUID          string     `db:"hardware_uuid"`
-	HardwareModel         string     `db:"hardware_model"`
-	ExtVersion            string     `db:"ext_version"`
-	EntraDeviceID         string     `db:"entra_device_id"`
-	EntraDeviceIDOverride string     `db:"entra_device_id_override"`
-	UserPrincipalName     string     `db:"user_principal_name"`
-	EnrolledAt            time.Time  `db:"enrolled_at"`
-	LastSeenAt            time.Time  `db:"last_seen_at"`
-	CertSerial            string     `db:"cert_serial"`
-	CertNotAfter          *time.Time `db:"cert_not_after"`
-	RevokedAt             *time.Time `db:"revoked_at"`
-	IdentityAt            *time.Time `db:"identity_at"`
-}
-
-func (r hostRow) host() store.Host {
-	h := store.Host{
-		ID: r.ID, Team: r.Team, Hostname: r.Hostname, Platform: r.Platform,
-		OSPlatform: r.OSPlatform, OSName: r.OSName, OSVersion: r.OSVersion,
-		OsqueryVersion: r.OsqueryVersion, HardwareSerial: r.HardwareSerial,
-		HardwareUUID: r.HardwareUUID, HardwareModel: r.HardwareModel, ExtVersion: r.ExtVersion,
-		EntraDeviceID: r.EntraDeviceID, EntraDeviceIDOverride: r.EntraDeviceIDOverride,
-		UserPrincipalName: r.UserPrincipalName, EnrolledAt: utc(r.EnrolledAt),
-		LastSeenAt: utc(r.LastSeenAt), CertSerial: r.CertSerial, RevokedAt: utcPtr(r.RevokedAt),
-		IdentityAt: utcPtr(r.IdentityAt),
-	}
-	if r.CertNotAfter != nil {
-		h.CertNotAfter = r.CertNotAfter.UTC()
-	}
-	return h
-}
 
 // EnrollHost creates a host or refreshes the one with the same hardware UUID.
 // The upsert is one statement on the partial unique index, so concurrent
 // enrolls of one machine on several replicas end in one row.
 func (s *Store) EnrollHost(ctx context.Context, h store.Host) (store.Host, error) {
 	h = store.PrepareEnroll(h, time.Now())
-	args := []any{h.ID, h.Team, h.Hostname, h.Platform, h.OSPlatform, h.OSName, h.OSVersion,
-		h.OsqueryVersion, h.HardwareSerial, h.HardwareUUID, h.HardwareModel, h.ExtVersion,
-		h.EntraDeviceID, h.EntraDeviceIDOverride, h.UserPrincipalName, h.EnrolledAt, h.LastSeenAt,
-		h.CertSerial, nullTime(h.CertNotAfter)}
-	insert := `INSERT INTO hosts (` + hostCols + `) VALUES
+	args := sqlrow.HostArgs(h, sqlrow.Timestamptz)
+	insert := `INSERT INTO hosts (` + sqlrow.HostCols + `) VALUES
 		($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, NULL, NULL)`
-	var row hostRow
+	var row sqlrow.Host
 	if h.HardwareUUID == "" {
-		if err := s.db.GetContext(ctx, &row, insert+` RETURNING `+hostCols, args...); err != nil {
+		if err := s.db.GetContext(ctx, &row, insert+` RETURNING `+sqlrow.HostCols, args...); err != nil {
 			return store.Host{}, fmt.Errorf("enroll host %q: %w", h.ID, mapErr(err))
 		}
-		return row.host(), nil
+		return row.Host(), nil
 	}
 	err := s.db.GetContext(ctx, &row, insert+`
 		ON CONFLICT (hardware_uuid) WHERE hardware_uuid <> '' DO UPDATE SET
@@ -86,7 +38,7 @@ func (s *Store) EnrollHost(ctx context.Context, h store.Host) (store.Host, error
 			last_seen_at = GREATEST(hosts.last_seen_at, EXCLUDED.last_seen_at),
 			cert_serial = EXCLUDED.cert_serial, cert_not_after = EXCLUDED.cert_not_after
 		WHERE hosts.revoked_at IS NULL
-		RETURNING `+hostCols, args...)
+		RETURNING `+sqlrow.HostCols, args...)
 	if errors.Is(err, sql.ErrNoRows) {
 		// The conflicting row exists but the WHERE refused it: revoked.
 		return store.Host{}, fmt.Errorf("enroll host with hardware uuid %q: %w", h.HardwareUUID, store.ErrRevoked)
@@ -94,30 +46,26 @@ func (s *Store) EnrollHost(ctx context.Context, h store.Host) (store.Host, error
 	if err != nil {
 		return store.Host{}, fmt.Errorf("enroll host %q: %w", h.ID, mapErr(err))
 	}
-	return row.host(), nil
+	return row.Host(), nil
 }
 
 // GetHost returns one host.
 func (s *Store) GetHost(ctx context.Context, id string) (store.Host, error) {
-	var row hostRow
-	if err := s.db.GetContext(ctx, &row, `SELECT `+hostCols+` FROM hosts WHERE id = $1`, id); err != nil {
+	var row sqlrow.Host
+	if err := s.db.GetContext(ctx, &row, `SELECT `+sqlrow.HostCols+` FROM hosts WHERE id = $1`, id); err != nil {
 		return store.Host{}, notFound(err, "host", id)
 	}
-	return row.host(), nil
+	return row.Host(), nil
 }
 
 // ListHosts returns hosts sorted by hostname, then id.
 func (s *Store) ListHosts(ctx context.Context, f store.HostFilter) ([]store.Host, error) {
-	var rows []hostRow
-	q := `SELECT ` + hostCols + ` FROM hosts WHERE ($1 = '' OR team = $1) ORDER BY hostname, id`
+	var rows []sqlrow.Host
+	q := `SELECT ` + sqlrow.HostCols + ` FROM hosts WHERE ($1 = '' OR team = $1) ORDER BY hostname, id`
 	if err := s.db.SelectContext(ctx, &rows, q, f.Team); err != nil {
 		return nil, fmt.Errorf("list hosts: %w", err)
 	}
-	hs := make([]store.Host, len(rows))
-	for i, r := range rows {
-		hs[i] = r.host()
-	}
-	return hs, nil
+	return sqlrow.Hosts(rows), nil
 }
 
 // UpdateHostFacts stores facts from a Hello. An empty hardware UUID keeps the
@@ -179,13 +127,13 @@ func (s *Store) moveForward(ctx context.Context, table, column, what, id string,
 
 // RevokeHost marks the host revoked; a second revoke keeps the first time.
 func (s *Store) RevokeHost(ctx context.Context, id string, at time.Time) (store.Host, error) {
-	var row hostRow
+	var row sqlrow.Host
 	err := s.db.GetContext(ctx, &row, `UPDATE hosts SET revoked_at = COALESCE(revoked_at, $2)
-		WHERE id = $1 RETURNING `+hostCols, id, store.StoredTime(at))
+		WHERE id = $1 RETURNING `+sqlrow.HostCols, id, store.StoredTime(at))
 	if err != nil {
 		return store.Host{}, notFound(err, "revoke host", id)
 	}
-	return row.host(), nil
+	return row.Host(), nil
 }
 
 // DeleteHost removes the host, its results and history, and takes its latest

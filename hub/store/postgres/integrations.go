@@ -2,79 +2,14 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 
 	"github.com/posture-dev/posture/hub/store"
+	"github.com/posture-dev/posture/hub/store/internal/sqlrow"
 )
-
-const integrationCols = `id, name, kind, cloud, authority_host, graph_base_url, extra_ca_pem, tenant_id,
-	client_id, credential_kind, sealed_credential, sealed_cert_password, secret_expires_at, cert_not_after,
-	extension_attribute, compliant_value, noncompliant_value, teams, health, health_message,
-	health_checked_at, created_at, updated_at`
-
-type integrationRow struct {
-	ID                 string     `db:"id"`
-	Name               string     `db:"name"`
-	Kind               string     `db:"kind"`
-	Cloud              string     `db:"cloud"`
-	AuthorityHost      string     `db:"authority_host"`
-	GraphBaseURL       string     `db:"graph_base_url"`
-	ExtraCAPEM         string     `db:"extra_ca_pem"`
-	TenantID           string     `db:"tenant_id"`
-	ClientID           string     `db:"client_id"`
-	CredentialKind     string     `db:"credential_kind"`
-	SealedCredential   []byte     `db:"sealed_credential"`
-	SealedCertPassword []byte     `db:"sealed_cert_password"`
-	SecretExpiresAt    *time.Time `db:"secret_expires_at"`
-	CertNotAfter       *time.Time `db:"cert_not_after"`
-	ExtensionAttribute int        `db:"extension_attribute"`
-	CompliantValue     string     `db:"compliant_value"`
-	NoncompliantValue  string     `db:"noncompliant_value"`
-	Teams              string     `db:"teams"`
-	Health             string     `db:"health"`
-	HealthMessage      string     `db:"health_message"`
-	HealthCheckedAt    *time.Time `db:"health_checked_at"`
-	CreatedAt          time.Time  `db:"created_at"`
-	UpdatedAt          time.Time  `db:"updated_at"`
-}
-
-func (r integrationRow) integration() (store.Integration, error) {
-	in := store.Integration{ID: r.ID, Name: r.Name, Kind: r.Kind, Cloud: r.Cloud, AuthorityHost: r.AuthorityHost,
-		GraphBaseURL: r.GraphBaseURL, ExtraCAPEM: r.ExtraCAPEM, TenantID: r.TenantID, ClientID: r.ClientID,
-		CredentialKind: r.CredentialKind, SealedCredential: r.SealedCredential,
-		SealedCertPassword: r.SealedCertPassword, SecretExpiresAt: utcPtr(r.SecretExpiresAt),
-		CertNotAfter: utcPtr(r.CertNotAfter), ExtensionAttribute: r.ExtensionAttribute,
-		CompliantValue: r.CompliantValue, NoncompliantValue: r.NoncompliantValue, Health: r.Health,
-		HealthMessage: r.HealthMessage, HealthCheckedAt: utcPtr(r.HealthCheckedAt),
-		CreatedAt: utc(r.CreatedAt), UpdatedAt: utc(r.UpdatedAt)}
-	if err := json.Unmarshal([]byte(r.Teams), &in.Teams); err != nil {
-		return store.Integration{}, fmt.Errorf("integration %q: teams: %w", r.ID, err)
-	}
-	if len(in.Teams) == 0 {
-		in.Teams = nil
-	}
-	if len(in.SealedCertPassword) == 0 {
-		in.SealedCertPassword = nil
-	}
-	return in, nil
-}
-
-// integrationArgs are the values of integrationCols in order.
-func integrationArgs(in store.Integration) ([]any, error) {
-	teams, err := json.Marshal(nonNil(in.Teams))
-	if err != nil {
-		return nil, fmt.Errorf("integration %q: teams: %w", in.ID, err)
-	}
-	return []any{in.ID, in.Name, in.Kind, in.Cloud, in.AuthorityHost, in.GraphBaseURL, in.ExtraCAPEM,
-		in.TenantID, in.ClientID, in.CredentialKind, in.SealedCredential, in.SealedCertPassword,
-		in.SecretExpiresAt, in.CertNotAfter, in.ExtensionAttribute, in.CompliantValue,
-		in.NoncompliantValue, string(teams), in.Health, in.HealthMessage, in.HealthCheckedAt,
-		in.CreatedAt, in.UpdatedAt}, nil
-}
 
 // CreateIntegration stores a new integration; a reused id is ErrConflict.
 func (s *Store) CreateIntegration(ctx context.Context, in store.Integration) error {
@@ -82,11 +17,11 @@ func (s *Store) CreateIntegration(ctx context.Context, in store.Integration) err
 	if err != nil {
 		return err
 	}
-	args, err := integrationArgs(in)
+	args, err := sqlrow.IntegrationArgs(in, sqlrow.Timestamptz)
 	if err != nil {
 		return err
 	}
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO integrations (`+integrationCols+`) VALUES ($1, $2, $3, $4, $5, $6,
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO integrations (`+sqlrow.IntegrationCols+`) VALUES ($1, $2, $3, $4, $5, $6,
 		$7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)`, args...); err != nil {
 		return fmt.Errorf("create integration %q: %w", in.ID, mapErr(err))
 	}
@@ -100,7 +35,7 @@ func (s *Store) UpdateIntegration(ctx context.Context, in store.Integration) err
 	if err != nil {
 		return err
 	}
-	args, err := integrationArgs(in)
+	args, err := sqlrow.IntegrationArgs(in, sqlrow.Timestamptz)
 	if err != nil {
 		return err
 	}
@@ -115,28 +50,16 @@ func (s *Store) UpdateIntegration(ctx context.Context, in store.Integration) err
 
 // GetIntegration returns one integration.
 func (s *Store) GetIntegration(ctx context.Context, id string) (store.Integration, error) {
-	var row integrationRow
-	if err := s.db.GetContext(ctx, &row, `SELECT `+integrationCols+` FROM integrations WHERE id = $1`, id); err != nil {
+	var row sqlrow.Integration
+	if err := s.db.GetContext(ctx, &row, `SELECT `+sqlrow.IntegrationCols+` FROM integrations WHERE id = $1`, id); err != nil {
 		return store.Integration{}, notFound(err, "integration", id)
 	}
-	return row.integration()
+	return row.Integration()
 }
 
 // ListIntegrations returns every integration sorted by id.
 func (s *Store) ListIntegrations(ctx context.Context) ([]store.Integration, error) {
-	var rows []integrationRow
-	if err := s.db.SelectContext(ctx, &rows, `SELECT `+integrationCols+` FROM integrations ORDER BY id`); err != nil {
-		return nil, fmt.Errorf("list integrations: %w", err)
-	}
-	out := make([]store.Integration, 0, len(rows))
-	for _, r := range rows {
-		in, err := r.integration()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, in)
-	}
-	return out, nil
+	return sqlrow.ListIntegrations(ctx, s.db)
 }
 
 // DeleteIntegration removes an integration, dead-letters its pending outbox

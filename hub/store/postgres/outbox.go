@@ -10,6 +10,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/posture-dev/posture/hub/store"
+	"github.com/posture-dev/posture/hub/store/internal/sqlrow"
 	hubsync "github.com/posture-dev/posture/hub/sync"
 )
 
@@ -62,54 +63,10 @@ func (s *Store) Enqueue(ctx context.Context, c hubsync.Change) (int64, error) {
 	var id int64
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
 		var err error
-		id, err = enqueue(ctx, tx, changeRow(c), c.Force, c.LowPriority)
+		id, err = enqueue(ctx, tx, sqlrow.ChangeRow(c), c.Force, c.LowPriority)
 		return err
 	})
 	return id, err
-}
-
-func changeRow(c hubsync.Change) store.OutboxRow {
-	return store.OutboxRow{IntegrationID: c.IntegrationID, TenantID: c.TenantID, DeviceID: c.DeviceID,
-		HostID: c.HostID, Desired: c.Desired, Verdict: c.Verdict, CreatedAt: c.CreatedAt}
-}
-
-const outboxCols = `id, integration_id, tenant_id, device_id, host_id, desired, verdict, created_at,
-	force, low_priority, state, attempts, next_at, last_code, last_error, dead_reason, dead_at`
-
-type outboxRow struct {
-	ID            int64      `db:"id"`
-	IntegrationID string     `db:"integration_id"`
-	TenantID      string     `db:"tenant_id"`
-	DeviceID      string     `db:"device_id"`
-	HostID        string     `db:"host_id"`
-	Desired       string     `db:"desired"`
-	Verdict       string     `db:"verdict"`
-	CreatedAt     time.Time  `db:"created_at"`
-	Force         bool       `db:"force"`
-	LowPriority   bool       `db:"low_priority"`
-	State         string     `db:"state"`
-	Attempts      int        `db:"attempts"`
-	NextAt        time.Time  `db:"next_at"`
-	LastCode      string     `db:"last_code"`
-	LastError     string     `db:"last_error"`
-	DeadReason    string     `db:"dead_reason"`
-	DeadAt        *time.Time `db:"dead_at"`
-}
-
-func (r outboxRow) change() hubsync.Change {
-	return hubsync.Change{OutboxID: r.ID, IntegrationID: r.IntegrationID, TenantID: r.TenantID,
-		DeviceID: r.DeviceID, HostID: r.HostID, Desired: r.Desired, Verdict: r.Verdict,
-		CreatedAt: utc(r.CreatedAt), Attempts: r.Attempts, Force: r.Force, LowPriority: r.LowPriority}
-}
-
-func (r outboxRow) item() store.SyncItem {
-	it := store.SyncItem{ID: r.ID, IntegrationID: r.IntegrationID, HostID: r.HostID, DeviceID: r.DeviceID,
-		Desired: r.Desired, Verdict: r.Verdict, State: r.State, Attempts: r.Attempts,
-		CreatedAt: utc(r.CreatedAt), NextAt: utc(r.NextAt), Code: r.LastCode, Error: r.LastError}
-	if r.State == store.SyncDead && r.DeadReason != "" {
-		it.Error = r.DeadReason
-	}
-	return it
 }
 
 // Claim leases up to maxDevices devices with a due pending row and no live
@@ -123,12 +80,7 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, maxDevic
 	var out []hubsync.DeviceWork
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
 		out = nil
-		var devs []struct {
-			IntegrationID string    `db:"integration_id"`
-			DeviceID      string    `db:"device_id"`
-			Written       string    `db:"written"`
-			Due           time.Time `db:"due"`
-		}
+		var devs []sqlrow.Claimed
 		if err := tx.SelectContext(ctx, &devs, `UPDATE sync_device d SET lease_owner = $3, lease_until = $4
 			FROM (SELECT c.integration_id, c.device_id, o.due FROM sync_device c
 				JOIN (SELECT integration_id, device_id, min(next_at) AS due FROM sync_outbox
@@ -146,34 +98,28 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, maxDevic
 		}
 		sort.Slice(devs, func(i, j int) bool {
 			a, b := devs[i], devs[j]
-			if !a.Due.Equal(b.Due) {
-				return a.Due.Before(b.Due)
+			if !a.Due.T().Equal(b.Due.T()) {
+				return a.Due.T().Before(b.Due.T())
 			}
 			if a.IntegrationID != b.IntegrationID {
 				return a.IntegrationID < b.IntegrationID
 			}
 			return a.DeviceID < b.DeviceID
 		})
+		work := sqlrow.NewWork(devs, until)
 		integ := make([]string, len(devs))
 		dev := make([]string, len(devs))
-		index := make(map[hubsync.DeviceKey]int, len(devs))
-		out = make([]hubsync.DeviceWork, len(devs))
 		for i, d := range devs {
-			k := hubsync.DeviceKey{IntegrationID: d.IntegrationID, DeviceID: d.DeviceID}
 			integ[i], dev[i] = d.IntegrationID, d.DeviceID
-			index[k] = i
-			out[i] = hubsync.DeviceWork{Key: k, LastWritten: d.Written, LeaseUntil: until}
 		}
-		var rows []outboxRow
-		if err := tx.SelectContext(ctx, &rows, `SELECT `+outboxCols+` FROM sync_outbox
+		var rows []sqlrow.Outbox
+		if err := tx.SelectContext(ctx, &rows, `SELECT `+sqlrow.OutboxCols+` FROM sync_outbox
 			WHERE state = 'pending' AND (integration_id, device_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
 			ORDER BY created_at, id`, pq.Array(integ), pq.Array(dev)); err != nil {
 			return fmt.Errorf("outbox claim: rows: %w", err)
 		}
-		for _, r := range rows {
-			i := index[hubsync.DeviceKey{IntegrationID: r.IntegrationID, DeviceID: r.DeviceID}]
-			out[i].Changes = append(out[i].Changes, r.change())
-		}
+		work.Add(rows)
+		out = work.Out
 		return nil
 	})
 	if err != nil {
@@ -197,32 +143,20 @@ func (s *Store) Settle(ctx context.Context, owner string, ss []hubsync.Settlemen
 	})
 	var lost []hubsync.DeviceKey
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		lost = nil
-		for _, st := range ss {
-			k := st.Key
+		var err error
+		lost, err = sqlrow.SettleHeld(ss, func(k hubsync.DeviceKey) (bool, error) {
 			var held []int
-			if err := tx.SelectContext(ctx, &held, `SELECT 1 FROM sync_device
+			err := tx.SelectContext(ctx, &held, `SELECT 1 FROM sync_device
 				WHERE integration_id = $1 AND device_id = $2 AND lease_owner = $3 FOR UPDATE`,
-				k.IntegrationID, k.DeviceID, owner); err != nil {
-				return fmt.Errorf("outbox settle: %w", err)
-			}
-			if len(held) == 0 {
-				lost = append(lost, k)
-				continue
-			}
-			if err := settleDevice(ctx, tx, st); err != nil {
-				return fmt.Errorf("outbox settle %s/%s: %w", k.IntegrationID, k.DeviceID, err)
-			}
-		}
-		return nil
+				k.IntegrationID, k.DeviceID, owner)
+			return len(held) > 0, err
+		}, func(st hubsync.Settlement) error { return settleDevice(ctx, tx, st) })
+		return err
 	})
 	if err != nil {
 		return err
 	}
-	if len(lost) > 0 {
-		return fmt.Errorf("%w: %d device(s), first %s/%s", hubsync.ErrLeaseLost, len(lost), lost[0].IntegrationID, lost[0].DeviceID)
-	}
-	return nil
+	return sqlrow.LeaseLost(lost)
 }
 
 // settleDevice applies one settlement to rows that are still pending and
@@ -269,16 +203,7 @@ func (s *Store) DeviceStates(ctx context.Context, after hubsync.DeviceKey, limit
 	if limit > 0 {
 		lim = &limit
 	}
-	var rows []struct {
-		IntegrationID string     `db:"integration_id"`
-		DeviceID      string     `db:"device_id"`
-		TenantID      string     `db:"tenant_id"`
-		HostID        string     `db:"host_id"`
-		Desired       string     `db:"desired"`
-		DesiredAt     *time.Time `db:"desired_at"`
-		Written       string     `db:"written"`
-		Pending       bool       `db:"pending"`
-	}
+	var rows []sqlrow.DeviceState
 	// The key columns are COLLATE "C" (see the migration): byte order, as
 	// in Go and SQLite, on the primary key index.
 	if err := s.db.SelectContext(ctx, &rows, `SELECT d.integration_id, d.device_id, d.tenant_id, d.host_id,
@@ -291,13 +216,5 @@ func (s *Store) DeviceStates(ctx context.Context, after hubsync.DeviceKey, limit
 		after.IntegrationID, after.DeviceID, lim); err != nil {
 		return nil, fmt.Errorf("device states: %w", err)
 	}
-	out := make([]hubsync.DeviceState, len(rows))
-	for i, r := range rows {
-		out[i] = hubsync.DeviceState{Key: hubsync.DeviceKey{IntegrationID: r.IntegrationID, DeviceID: r.DeviceID},
-			TenantID: r.TenantID, HostID: r.HostID, Desired: r.Desired, Written: r.Written, Pending: r.Pending}
-		if r.DesiredAt != nil {
-			out[i].DesiredAt = r.DesiredAt.UTC()
-		}
-	}
-	return out, nil
+	return sqlrow.DeviceStates(rows), nil
 }

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -10,93 +9,8 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/posture-dev/posture/hub/store"
+	"github.com/posture-dev/posture/hub/store/internal/sqlrow"
 )
-
-const policyCols = `id, name, query, description, resolution, platforms, severity,
-	conditional_access, grace_period_ns, team, revision, created_at, updated_at`
-
-type policyRow struct {
-	ID                string    `db:"id"`
-	Name              string    `db:"name"`
-	Query             string    `db:"query"`
-	Description       string    `db:"description"`
-	Resolution        string    `db:"resolution"`
-	Platforms         string    `db:"platforms"`
-	Severity          string    `db:"severity"`
-	ConditionalAccess bool      `db:"conditional_access"`
-	GracePeriodNS     int64     `db:"grace_period_ns"`
-	Team              string    `db:"team"`
-	Revision          int64     `db:"revision"`
-	CreatedAt         time.Time `db:"created_at"`
-	UpdatedAt         time.Time `db:"updated_at"`
-}
-
-func (r policyRow) policy() (store.Policy, error) {
-	p := store.Policy{
-		ID: r.ID, Name: r.Name, Query: r.Query, Description: r.Description,
-		Resolution: r.Resolution, Severity: r.Severity, ConditionalAccess: r.ConditionalAccess,
-		GracePeriod: time.Duration(r.GracePeriodNS), Team: r.Team, Revision: r.Revision,
-		CreatedAt: utc(r.CreatedAt), UpdatedAt: utc(r.UpdatedAt),
-	}
-	if err := json.Unmarshal([]byte(r.Platforms), &p.Platforms); err != nil {
-		return store.Policy{}, fmt.Errorf("policy %q: platforms: %w", r.ID, err)
-	}
-	if len(p.Platforms) == 0 {
-		p.Platforms = nil
-	}
-	return p, nil
-}
-
-type teamRow struct {
-	Name               string    `db:"name"`
-	ConditionalAccess  bool      `db:"conditional_access"`
-	MaxAllowedSeverity string    `db:"max_allowed_severity"`
-	ErrorsAsFailures   bool      `db:"errors_as_failures"`
-	StaleAfterNS       int64     `db:"stale_after_ns"`
-	CreatedAt          time.Time `db:"created_at"`
-	UpdatedAt          time.Time `db:"updated_at"`
-}
-
-func (r teamRow) team() store.Team {
-	return store.Team{Name: r.Name, Settings: store.TeamSettings{
-		ConditionalAccess: r.ConditionalAccess, MaxAllowedSeverity: r.MaxAllowedSeverity,
-		ErrorsAsFailures: r.ErrorsAsFailures, StaleAfter: time.Duration(r.StaleAfterNS),
-	}}
-}
-
-const teamCols = `name, conditional_access, max_allowed_severity, errors_as_failures, stale_after_ns, created_at, updated_at`
-
-type querier interface {
-	SelectContext(ctx context.Context, dest any, query string, args ...any) error
-}
-
-func listPolicies(ctx context.Context, q querier) ([]store.Policy, error) {
-	var rows []policyRow
-	if err := q.SelectContext(ctx, &rows, `SELECT `+policyCols+` FROM policies ORDER BY id`); err != nil {
-		return nil, fmt.Errorf("list policies: %w", err)
-	}
-	ps := make([]store.Policy, 0, len(rows))
-	for _, r := range rows {
-		p, err := r.policy()
-		if err != nil {
-			return nil, err
-		}
-		ps = append(ps, p)
-	}
-	return ps, nil
-}
-
-func listTeams(ctx context.Context, q querier) ([]store.Team, error) {
-	var rows []teamRow
-	if err := q.SelectContext(ctx, &rows, `SELECT `+teamCols+` FROM teams ORDER BY name`); err != nil {
-		return nil, fmt.Errorf("list teams: %w", err)
-	}
-	ts := make([]store.Team, len(rows))
-	for i, r := range rows {
-		ts[i] = r.team()
-	}
-	return ts, nil
-}
 
 // ApplyPolicies applies a policy tree atomically. Applies are serialised by
 // an advisory lock so the plan, computed from what is stored, stays true
@@ -112,15 +26,15 @@ func (s *Store) ApplyPolicies(ctx context.Context, req store.ApplyRequest) ([]st
 		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(lockApply)); err != nil {
 			return fmt.Errorf("apply lock: %w", err)
 		}
-		cur, err := listPolicies(ctx, tx)
+		cur, err := sqlrow.ListPolicies(ctx, tx)
 		if err != nil {
 			return err
 		}
-		teams, err := listTeams(ctx, tx)
+		teams, err := sqlrow.ListTeams(ctx, tx)
 		if err != nil {
 			return err
 		}
-		facts, err := listFacts(ctx, tx)
+		facts, err := sqlrow.ListFacts(ctx, tx)
 		if err != nil {
 			return err
 		}
@@ -156,14 +70,12 @@ func (s *Store) writePlan(ctx context.Context, tx *sqlx.Tx, plan store.ApplyPlan
 		}
 	}
 	for _, p := range plan.Upsert {
-		platforms, err := json.Marshal(nonNil(p.Platforms))
+		args, err := sqlrow.PolicyArgs(p, sqlrow.Timestamptz)
 		if err != nil {
-			return fmt.Errorf("policy %q: %w", p.ID, err)
+			return err
 		}
-		args := []any{p.ID, p.Name, p.Query, p.Description, p.Resolution, string(platforms), p.Severity,
-			p.ConditionalAccess, int64(p.GracePeriod), p.Team, p.Revision, p.CreatedAt, p.UpdatedAt}
 		if plan.Added[p.ID] {
-			_, err = tx.ExecContext(ctx, `INSERT INTO policies (`+policyCols+`)
+			_, err = tx.ExecContext(ctx, `INSERT INTO policies (`+sqlrow.PolicyCols+`)
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`, args...)
 			if err == nil {
 				_, err = tx.ExecContext(ctx, `INSERT INTO policy_counts (policy_id) VALUES ($1)`, p.ID)
@@ -194,7 +106,7 @@ func (s *Store) writePlan(ctx context.Context, tx *sqlx.Tx, plan store.ApplyPlan
 		}
 	}
 	for _, t := range plan.UpsertTeams {
-		_, err := tx.ExecContext(ctx, `INSERT INTO teams (`+teamCols+`) VALUES ($1, $2, $3, $4, $5, $6, $6)
+		_, err := tx.ExecContext(ctx, `INSERT INTO teams (`+sqlrow.TeamCols+`) VALUES ($1, $2, $3, $4, $5, $6, $6)
 			ON CONFLICT (name) DO UPDATE SET conditional_access = EXCLUDED.conditional_access,
 				max_allowed_severity = EXCLUDED.max_allowed_severity,
 				errors_as_failures = EXCLUDED.errors_as_failures,
@@ -213,25 +125,18 @@ func (s *Store) writePlan(ctx context.Context, tx *sqlx.Tx, plan store.ApplyPlan
 	return bumpVersion(ctx, tx)
 }
 
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
-
 // ListPolicies returns all policies sorted by id.
 func (s *Store) ListPolicies(ctx context.Context) ([]store.Policy, error) {
-	return listPolicies(ctx, s.db)
+	return sqlrow.ListPolicies(ctx, s.db)
 }
 
 // GetPolicy returns one policy.
 func (s *Store) GetPolicy(ctx context.Context, id string) (store.Policy, error) {
-	var row policyRow
-	if err := s.db.GetContext(ctx, &row, `SELECT `+policyCols+` FROM policies WHERE id = $1`, id); err != nil {
+	var row sqlrow.Policy
+	if err := s.db.GetContext(ctx, &row, `SELECT `+sqlrow.PolicyCols+` FROM policies WHERE id = $1`, id); err != nil {
 		return store.Policy{}, notFound(err, "policy", id)
 	}
-	return row.policy()
+	return row.Policy()
 }
 
 // DeletePolicy removes a policy with its latest results and counts; history
@@ -251,16 +156,16 @@ func (s *Store) DeletePolicy(ctx context.Context, id string) error {
 
 // ListTeams returns applied teams sorted by name.
 func (s *Store) ListTeams(ctx context.Context) ([]store.Team, error) {
-	return listTeams(ctx, s.db)
+	return sqlrow.ListTeams(ctx, s.db)
 }
 
 // GetTeam returns one applied team.
 func (s *Store) GetTeam(ctx context.Context, name string) (store.Team, error) {
-	var row teamRow
-	if err := s.db.GetContext(ctx, &row, `SELECT `+teamCols+` FROM teams WHERE name = $1`, name); err != nil {
+	var row sqlrow.Team
+	if err := s.db.GetContext(ctx, &row, `SELECT `+sqlrow.TeamCols+` FROM teams WHERE name = $1`, name); err != nil {
 		return store.Team{}, notFound(err, "team", name)
 	}
-	return row.team(), nil
+	return row.Team(), nil
 }
 
 // PolicySetVersion returns the opaque version of the policy set.

@@ -10,28 +10,8 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/posture-dev/posture/hub/store"
+	"github.com/posture-dev/posture/hub/store/internal/sqlrow"
 )
-
-type resultRow struct {
-	HostID      string    `db:"host_id"`
-	PolicyID    string    `db:"policy_id"`
-	Revision    int64     `db:"revision"`
-	Status      string    `db:"status"`
-	Error       string    `db:"error"`
-	EvaluatedAt time.Time `db:"evaluated_at"`
-	DurationNS  int64     `db:"duration_ns"`
-	StatusSince time.Time `db:"status_since"`
-}
-
-func (r resultRow) result() store.Result {
-	return store.Result{
-		HostID: r.HostID, PolicyID: r.PolicyID, Revision: r.Revision, Status: r.Status,
-		Error: r.Error, EvaluatedAt: utc(r.EvaluatedAt), Duration: time.Duration(r.DurationNS),
-		StatusSince: utc(r.StatusSince),
-	}
-}
-
-const resultCols = `host_id, policy_id, revision, status, error, evaluated_at, duration_ns, status_since`
 
 // RecordResults applies one batch in one transaction. The host row is locked
 // first, so batches of one host (even on two replicas) apply one after the
@@ -43,11 +23,11 @@ func (s *Store) RecordResults(ctx context.Context, hostID string, rs []store.Res
 	}
 	var out store.RecordOutcome
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		var revoked *time.Time
+		var revoked sqlrow.NullTime
 		if err := tx.GetContext(ctx, &revoked, `SELECT revoked_at FROM hosts WHERE id = $1 FOR NO KEY UPDATE`, hostID); err != nil {
 			return notFound(err, "host", hostID)
 		}
-		if revoked != nil {
+		if revoked.Valid {
 			return fmt.Errorf("host %q: %w", hostID, store.ErrRevoked)
 		}
 		plan, err := planBatch(ctx, tx, hostID, rs)
@@ -93,13 +73,13 @@ func planBatch(ctx context.Context, tx *sqlx.Tx, hostID string, rs []store.Resul
 		for _, p := range pols {
 			revisions[p.ID] = p.Revision
 		}
-		var rows []resultRow
-		if err := tx.SelectContext(ctx, &rows, `SELECT `+resultCols+` FROM results
+		var rows []sqlrow.Result
+		if err := tx.SelectContext(ctx, &rows, `SELECT `+sqlrow.ResultCols+` FROM results
 			WHERE host_id = $1 AND policy_id = ANY($2)`, hostID, pq.Array(ids)); err != nil {
 			return store.RecordPlan{}, fmt.Errorf("read results: %w", err)
 		}
 		for _, r := range rows {
-			stored[r.PolicyID] = r.result()
+			stored[r.PolicyID] = r.Result()
 		}
 	}
 	return store.PlanRecord(hostID, rs, revisions, stored)
@@ -113,7 +93,7 @@ func writeResults(ctx context.Context, tx *sqlx.Tx, hostID string, plan store.Re
 			ids[i], revs[i], sts[i], errs[i] = r.PolicyID, r.Revision, r.Status, pgText(r.Error)
 			evs[i], durs[i], since[i] = pgTime(r.EvaluatedAt), int64(r.Duration), pgTime(r.StatusSince)
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO results (`+resultCols+`)
+		_, err := tx.ExecContext(ctx, `INSERT INTO results (`+sqlrow.ResultCols+`)
 			SELECT $1, u.policy_id, u.revision, u.status, u.error, u.evaluated_at, u.duration_ns, u.status_since
 			FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[], $7::bigint[], $8::timestamptz[])
 				AS u(policy_id, revision, status, error, evaluated_at, duration_ns, status_since)
@@ -181,62 +161,32 @@ func pgText(s string) string { return strings.ReplaceAll(s, "\x00", "") }
 
 // LatestResults returns the host's latest results sorted by policy id.
 func (s *Store) LatestResults(ctx context.Context, hostID string) ([]store.Result, error) {
-	var rows []resultRow
-	if err := s.db.SelectContext(ctx, &rows, `SELECT `+resultCols+` FROM results WHERE host_id = $1
+	var rows []sqlrow.Result
+	if err := s.db.SelectContext(ctx, &rows, `SELECT `+sqlrow.ResultCols+` FROM results WHERE host_id = $1
 		ORDER BY policy_id`, hostID); err != nil {
 		return nil, fmt.Errorf("latest results of host %q: %w", hostID, err)
 	}
-	out := make([]store.Result, len(rows))
-	for i, r := range rows {
-		out[i] = r.result()
-	}
-	return out, nil
+	return sqlrow.Results(rows), nil
 }
 
 // History returns status changes of one (host, policy), newest first; limit
 // <= 0 means all.
 func (s *Store) History(ctx context.Context, hostID, policyID string, limit int) ([]store.HistoryEntry, error) {
-	q := `SELECT host_id, policy_id, revision, status, error, evaluated_at FROM result_history
+	q := `SELECT ` + sqlrow.HistoryCols + ` FROM result_history
 		WHERE host_id = $1 AND policy_id = $2 ORDER BY id DESC`
 	args := []any{hostID, policyID}
 	if limit > 0 {
 		q += ` LIMIT $3`
 		args = append(args, limit)
 	}
-	var rows []struct {
-		HostID      string    `db:"host_id"`
-		PolicyID    string    `db:"policy_id"`
-		Revision    int64     `db:"revision"`
-		Status      string    `db:"status"`
-		Error       string    `db:"error"`
-		EvaluatedAt time.Time `db:"evaluated_at"`
-	}
+	var rows []sqlrow.History
 	if err := s.db.SelectContext(ctx, &rows, q, args...); err != nil {
 		return nil, fmt.Errorf("history of host %q policy %q: %w", hostID, policyID, err)
 	}
-	out := make([]store.HistoryEntry, len(rows))
-	for i, r := range rows {
-		out[i] = store.HistoryEntry{HostID: r.HostID, PolicyID: r.PolicyID, Revision: r.Revision,
-			Status: r.Status, Error: r.Error, EvaluatedAt: utc(r.EvaluatedAt)}
-	}
-	return out, nil
+	return sqlrow.Histories(rows), nil
 }
 
 // PolicyCounts returns the maintained counts of every policy, sorted by id.
 func (s *Store) PolicyCounts(ctx context.Context) ([]store.PolicyCounts, error) {
-	var rows []struct {
-		PolicyID string `db:"policy_id"`
-		Passing  int    `db:"passing"`
-		Failing  int    `db:"failing"`
-		Errors   int    `db:"errors"`
-	}
-	if err := s.db.SelectContext(ctx, &rows, `SELECT policy_id, passing, failing, errors FROM policy_counts
-		ORDER BY policy_id`); err != nil {
-		return nil, fmt.Errorf("policy counts: %w", err)
-	}
-	out := make([]store.PolicyCounts, len(rows))
-	for i, r := range rows {
-		out[i] = store.PolicyCounts{PolicyID: r.PolicyID, Passing: r.Passing, Failing: r.Failing, Errors: r.Errors}
-	}
-	return out, nil
+	return sqlrow.PolicyCounts(ctx, s.db)
 }

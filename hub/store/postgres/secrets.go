@@ -6,26 +6,8 @@ import (
 	"time"
 
 	"github.com/posture-dev/posture/hub/store"
+	"github.com/posture-dev/posture/hub/store/internal/sqlrow"
 )
-
-const secretCols = `id, team, description, hash, created_at, expires_at, revoked_at, last_used_at`
-
-type secretRow struct {
-	ID          string     `db:"id"`
-	Team        string     `db:"team"`
-	Description string     `db:"description"`
-	Hash        []byte     `db:"hash"`
-	CreatedAt   time.Time  `db:"created_at"`
-	ExpiresAt   *time.Time `db:"expires_at"`
-	RevokedAt   *time.Time `db:"revoked_at"`
-	LastUsedAt  *time.Time `db:"last_used_at"`
-}
-
-func (r secretRow) secret() store.EnrollSecret {
-	return store.EnrollSecret{ID: r.ID, Team: r.Team, Description: r.Description, Hash: r.Hash,
-		CreatedAt: utc(r.CreatedAt), ExpiresAt: utcPtr(r.ExpiresAt), RevokedAt: utcPtr(r.RevokedAt),
-		LastUsedAt: utcPtr(r.LastUsedAt)}
-}
 
 // CreateEnrollSecret stores a secret's hash; a reused id or hash is ErrConflict.
 func (s *Store) CreateEnrollSecret(ctx context.Context, sec store.EnrollSecret) error {
@@ -33,9 +15,8 @@ func (s *Store) CreateEnrollSecret(ctx context.Context, sec store.EnrollSecret) 
 	if err != nil {
 		return err
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO enroll_secrets (`+secretCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, sec.ID, sec.Team, sec.Description, sec.Hash,
-		sec.CreatedAt, sec.ExpiresAt, sec.RevokedAt, sec.LastUsedAt)
+	_, err = s.db.ExecContext(ctx, `INSERT INTO enroll_secrets (`+sqlrow.SecretCols+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, sqlrow.SecretArgs(sec, sqlrow.Timestamptz)...)
 	if err != nil {
 		return fmt.Errorf("create enroll secret %q: %w", sec.ID, mapErr(err))
 	}
@@ -44,34 +25,26 @@ func (s *Store) CreateEnrollSecret(ctx context.Context, sec store.EnrollSecret) 
 
 // FindEnrollSecret looks a secret up by its hash, whatever its state.
 func (s *Store) FindEnrollSecret(ctx context.Context, hash []byte) (store.EnrollSecret, error) {
-	var row secretRow
-	if err := s.db.GetContext(ctx, &row, `SELECT `+secretCols+` FROM enroll_secrets WHERE hash = $1`, hash); err != nil {
+	var row sqlrow.Secret
+	if err := s.db.GetContext(ctx, &row, `SELECT `+sqlrow.SecretCols+` FROM enroll_secrets WHERE hash = $1`, hash); err != nil {
 		return store.EnrollSecret{}, notFound(err, "enroll secret", "by hash")
 	}
-	return row.secret(), nil
+	return row.Secret(), nil
 }
 
 // ListEnrollSecrets returns all secrets, oldest first.
 func (s *Store) ListEnrollSecrets(ctx context.Context) ([]store.EnrollSecret, error) {
-	var rows []secretRow
-	if err := s.db.SelectContext(ctx, &rows, `SELECT `+secretCols+` FROM enroll_secrets ORDER BY created_at, id`); err != nil {
-		return nil, fmt.Errorf("list enroll secrets: %w", err)
-	}
-	out := make([]store.EnrollSecret, len(rows))
-	for i, r := range rows {
-		out[i] = r.secret()
-	}
-	return out, nil
+	return sqlrow.ListSecrets(ctx, s.db)
 }
 
 // RevokeEnrollSecret revokes a secret; a second revoke keeps the first time.
 func (s *Store) RevokeEnrollSecret(ctx context.Context, id string, at time.Time) (store.EnrollSecret, error) {
-	var row secretRow
+	var row sqlrow.Secret
 	if err := s.db.GetContext(ctx, &row, `UPDATE enroll_secrets SET revoked_at = COALESCE(revoked_at, $2)
-		WHERE id = $1 RETURNING `+secretCols, id, store.StoredTime(at)); err != nil {
+		WHERE id = $1 RETURNING `+sqlrow.SecretCols, id, store.StoredTime(at)); err != nil {
 		return store.EnrollSecret{}, notFound(err, "revoke enroll secret", id)
 	}
-	return row.secret(), nil
+	return row.Secret(), nil
 }
 
 // MarkEnrollSecretUsed moves last-used forward to at.

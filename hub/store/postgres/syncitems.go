@@ -10,6 +10,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/posture-dev/posture/hub/store"
+	"github.com/posture-dev/posture/hub/store/internal/sqlrow"
 )
 
 // ListSyncItems lists outbox rows in a state ("" = pending and dead), newest
@@ -22,17 +23,13 @@ func (s *Store) ListSyncItems(ctx context.Context, state, integrationID string, 
 	if limit > 0 {
 		lim = &limit
 	}
-	var rows []outboxRow
-	if err := s.db.SelectContext(ctx, &rows, `SELECT `+outboxCols+` FROM sync_outbox
+	var rows []sqlrow.Outbox
+	if err := s.db.SelectContext(ctx, &rows, `SELECT `+sqlrow.OutboxCols+` FROM sync_outbox
 		WHERE ($1 = '' AND state <> 'done' OR state = $1) AND ($2 = '' OR integration_id = $2)
 		ORDER BY id DESC LIMIT $3`, state, integrationID, lim); err != nil {
 		return nil, fmt.Errorf("list sync items: %w", err)
 	}
-	out := make([]store.SyncItem, len(rows))
-	for i, r := range rows {
-		out[i] = r.item()
-	}
-	return out, nil
+	return sqlrow.Items(rows), nil
 }
 
 // RetrySyncItem makes a dead row pending again, due at now with no attempts.
@@ -40,8 +37,8 @@ func (s *Store) RetrySyncItem(ctx context.Context, id int64, now time.Time) (sto
 	var item store.SyncItem
 	key := strconv.FormatInt(id, 10)
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		var row outboxRow
-		if err := tx.GetContext(ctx, &row, `SELECT `+outboxCols+` FROM sync_outbox WHERE id = $1 FOR UPDATE`, id); err != nil {
+		var row sqlrow.Outbox
+		if err := tx.GetContext(ctx, &row, `SELECT `+sqlrow.OutboxCols+` FROM sync_outbox WHERE id = $1 FOR UPDATE`, id); err != nil {
 			return notFound(err, "sync item", key)
 		}
 		if row.State != store.SyncDead {
@@ -51,7 +48,7 @@ func (s *Store) RetrySyncItem(ctx context.Context, id int64, now time.Time) (sto
 		// why it failed before the retry.
 		if err := tx.GetContext(ctx, &row, `UPDATE sync_outbox SET state = 'pending', attempts = 0, next_at = $1,
 			last_error = CASE WHEN dead_reason <> '' THEN dead_reason ELSE last_error END,
-			dead_reason = '', dead_at = NULL WHERE id = $2 RETURNING `+outboxCols, store.StoredTime(now), id); err != nil {
+			dead_reason = '', dead_at = NULL WHERE id = $2 RETURNING `+sqlrow.OutboxCols, store.StoredTime(now), id); err != nil {
 			return fmt.Errorf("retry sync item %d: %w", id, err)
 		}
 		// The device row is gone if the integration was deleted; without it
@@ -61,7 +58,7 @@ func (s *Store) RetrySyncItem(ctx context.Context, id int64, now time.Time) (sto
 			row.IntegrationID, row.DeviceID, row.TenantID, row.HostID); err != nil {
 			return fmt.Errorf("retry sync item %d: device row: %w", id, err)
 		}
-		item = row.item()
+		item = row.Item()
 		return nil
 	})
 	return item, err

@@ -8,51 +8,21 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/posture-dev/posture/hub/store"
+	"github.com/posture-dev/posture/hub/store/internal/sqlrow"
 )
-
-const verdictCols = `host_id, state, cause, desired, reasons, next_transition, updated_at, version`
-
-type verdictRow struct {
-	HostID         string     `db:"host_id"`
-	State          string     `db:"state"`
-	Cause          string     `db:"cause"`
-	Desired        string     `db:"desired"`
-	Reasons        []byte     `db:"reasons"`
-	NextTransition *time.Time `db:"next_transition"`
-	UpdatedAt      time.Time  `db:"updated_at"`
-	Version        int64      `db:"version"`
-}
-
-func (r verdictRow) verdict() store.Verdict {
-	v := store.Verdict{HostID: r.HostID, State: r.State, Cause: r.Cause, Desired: r.Desired,
-		Reasons: r.Reasons, NextTransition: utcPtr(r.NextTransition), UpdatedAt: utc(r.UpdatedAt),
-		Version: r.Version}
-	if len(v.Reasons) == 0 {
-		v.Reasons = nil
-	}
-	return v
-}
 
 // GetVerdict returns a host's stored verdict.
 func (s *Store) GetVerdict(ctx context.Context, hostID string) (store.Verdict, error) {
-	var row verdictRow
-	if err := s.db.GetContext(ctx, &row, `SELECT `+verdictCols+` FROM verdicts WHERE host_id = $1`, hostID); err != nil {
+	var row sqlrow.Verdict
+	if err := s.db.GetContext(ctx, &row, `SELECT `+sqlrow.VerdictCols+` FROM verdicts WHERE host_id = $1`, hostID); err != nil {
 		return store.Verdict{}, notFound(err, "verdict of host", hostID)
 	}
-	return row.verdict(), nil
+	return row.Verdict(), nil
 }
 
 // ListVerdicts returns every stored verdict sorted by host id.
 func (s *Store) ListVerdicts(ctx context.Context) ([]store.Verdict, error) {
-	var rows []verdictRow
-	if err := s.db.SelectContext(ctx, &rows, `SELECT `+verdictCols+` FROM verdicts ORDER BY host_id`); err != nil {
-		return nil, fmt.Errorf("list verdicts: %w", err)
-	}
-	out := make([]store.Verdict, len(rows))
-	for i, r := range rows {
-		out[i] = r.verdict()
-	}
-	return out, nil
+	return sqlrow.ListVerdicts(ctx, s.db)
 }
 
 // SaveVerdict stores v as version prevVersion+1 if the stored version is
@@ -69,10 +39,10 @@ func (s *Store) SaveVerdict(ctx context.Context, v store.Verdict, prevVersion in
 		if err := lockHostKey(ctx, tx, v.HostID); err != nil {
 			return fmt.Errorf("save verdict: %w", err)
 		}
-		args := []any{v.HostID, v.State, v.Cause, v.Desired, v.Reasons, v.NextTransition, v.UpdatedAt, v.Version}
+		args := sqlrow.VerdictArgs(v, sqlrow.Timestamptz)
 		var q string
 		if prevVersion == 0 {
-			q = `INSERT INTO verdicts (` + verdictCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			q = `INSERT INTO verdicts (` + sqlrow.VerdictCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 				ON CONFLICT (host_id) DO NOTHING`
 		} else {
 			q = `UPDATE verdicts SET state = $2, cause = $3, desired = $4, reasons = $5, next_transition = $6,

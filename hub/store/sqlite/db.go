@@ -231,13 +231,7 @@ func affected(res sql.Result, err error, what, id string) error {
 func ts(t time.Time) int64 { return sqlrow.UnixMicro(t) }
 
 // nts stores a zero time as NULL.
-func nts(t time.Time) *int64 {
-	if t.IsZero() {
-		return nil
-	}
-	v := ts(t)
-	return &v
-}
+func nts(t time.Time) any { return sqlrow.Micros.NullTime(t) }
 
 func bumpVersion(ctx context.Context, tx *sqlx.Tx) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('policy_set_version', ?)
