@@ -4,7 +4,6 @@ package postgres
 
 import (
 	"context"
-	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
@@ -177,12 +176,7 @@ func mapErr(err error) error {
 	return err
 }
 
-func notFound(err error, what, id string) error {
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("%s %q: %w", what, id, store.ErrNotFound)
-	}
-	return fmt.Errorf("%s %q: %w", what, id, mapErr(err))
-}
+func notFound(err error, what, id string) error { return sqlrow.NotFound(err, mapErr, what, id) }
 
 // nullTime stores a zero time as NULL.
 func nullTime(t time.Time) any { return sqlrow.Timestamptz.NullTime(t) }

@@ -22,7 +22,7 @@ func (s *Store) CreateExemption(ctx context.Context, e store.Exemption) error {
 		if err := lockHostKey(ctx, tx, e.HostID); err != nil {
 			return fmt.Errorf("create exemption %q: %w", e.ID, err)
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO exemptions (`+sqlrow.ExemptionCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		_, err := tx.ExecContext(ctx, sqlrow.InsertExemption,
 			sqlrow.ExemptionArgs(e, sqlrow.Timestamptz)...)
 		if err != nil {
 			return fmt.Errorf("create exemption %q: %w", e.ID, mapErr(err))

@@ -168,15 +168,5 @@ func (s *Store) DeleteHost(ctx context.Context, id string) error {
 }
 
 func affected(res sql.Result, err error, what, id string) error {
-	if err != nil {
-		return fmt.Errorf("%s %q: %w", what, id, mapErr(err))
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("%s %q: %w", what, id, err)
-	}
-	if n == 0 {
-		return fmt.Errorf("%s %q: %w", what, id, store.ErrNotFound)
-	}
-	return nil
+	return sqlrow.Affected(res, err, mapErr, what, id)
 }

@@ -21,8 +21,7 @@ func (s *Store) CreateIntegration(ctx context.Context, in store.Integration) err
 	if err != nil {
 		return err
 	}
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO integrations (`+sqlrow.IntegrationCols+`) VALUES ($1, $2, $3, $4, $5, $6,
-		$7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)`, args...); err != nil {
+	if _, err := s.db.ExecContext(ctx, sqlrow.InsertIntegration, args...); err != nil {
 		return fmt.Errorf("create integration %q: %w", in.ID, mapErr(err))
 	}
 	return nil

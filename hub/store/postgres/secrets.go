@@ -15,8 +15,7 @@ func (s *Store) CreateEnrollSecret(ctx context.Context, sec store.EnrollSecret) 
 	if err != nil {
 		return err
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO enroll_secrets (`+sqlrow.SecretCols+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, sqlrow.SecretArgs(sec, sqlrow.Timestamptz)...)
+	_, err = s.db.ExecContext(ctx, sqlrow.InsertSecret, sqlrow.SecretArgs(sec, sqlrow.Timestamptz)...)
 	if err != nil {
 		return fmt.Errorf("create enroll secret %q: %w", sec.ID, mapErr(err))
 	}

@@ -205,25 +205,10 @@ func mapErr(err error) error {
 	return err
 }
 
-func notFound(err error, what, id string) error {
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("%s %q: %w", what, id, store.ErrNotFound)
-	}
-	return fmt.Errorf("%s %q: %w", what, id, mapErr(err))
-}
+func notFound(err error, what, id string) error { return sqlrow.NotFound(err, mapErr, what, id) }
 
 func affected(res sql.Result, err error, what, id string) error {
-	if err != nil {
-		return fmt.Errorf("%s %q: %w", what, id, mapErr(err))
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("%s %q: %w", what, id, err)
-	}
-	if n == 0 {
-		return fmt.Errorf("%s %q: %w", what, id, store.ErrNotFound)
-	}
-	return nil
+	return sqlrow.Affected(res, err, mapErr, what, id)
 }
 
 // Times are stored as INTEGER microseconds (UTC); sqlrow holds the rule.

@@ -21,7 +21,7 @@ func (s *Store) CreateExemption(ctx context.Context, e store.Exemption) error {
 		if _, err := getHost(ctx, tx, e.HostID); err != nil {
 			return fmt.Errorf("create exemption %q: %w", e.ID, err)
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO exemptions (`+sqlrow.ExemptionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		_, err := tx.ExecContext(ctx, sqlrow.InsertExemption,
 			sqlrow.ExemptionArgs(e, sqlrow.Micros)...)
 		if err != nil {
 			return fmt.Errorf("create exemption %q: %w", e.ID, mapErr(err))

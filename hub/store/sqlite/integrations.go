@@ -21,8 +21,7 @@ func (s *Store) CreateIntegration(ctx context.Context, in store.Integration) err
 	if err != nil {
 		return err
 	}
-	if _, err := s.w.ExecContext(ctx, `INSERT INTO integrations (`+sqlrow.IntegrationCols+`) VALUES `+
-		placeholders(1, len(args)), args...); err != nil {
+	if _, err := s.w.ExecContext(ctx, sqlrow.InsertIntegration, args...); err != nil {
 		return fmt.Errorf("create integration %q: %w", in.ID, mapErr(err))
 	}
 	return nil

@@ -54,8 +54,7 @@ func writePlan(ctx context.Context, tx *sqlx.Tx, plan store.ApplyPlan, at time.T
 			return err
 		}
 		if plan.Added[p.ID] {
-			_, err = tx.ExecContext(ctx, `INSERT INTO policies (`+sqlrow.PolicyCols+`)
-				VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)`, args...)
+			_, err = tx.ExecContext(ctx, sqlrow.InsertPolicy, args...)
 			if err == nil {
 				_, err = tx.ExecContext(ctx, `INSERT INTO policy_counts (policy_id) VALUES (?)`, p.ID)
 			}

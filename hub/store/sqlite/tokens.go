@@ -15,8 +15,7 @@ func (s *Store) CreateAPIToken(ctx context.Context, t store.APIToken) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO api_tokens (`+sqlrow.TokenCols+`)
-		VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)`, sqlrow.TokenArgs(t, sqlrow.Micros)...)
+	_, err = s.w.ExecContext(ctx, sqlrow.InsertToken, sqlrow.TokenArgs(t, sqlrow.Micros)...)
 	if err != nil {
 		return fmt.Errorf("create api token %q: %w", t.ID, mapErr(err))
 	}

@@ -39,7 +39,7 @@ func (s *Store) SaveVerdict(ctx context.Context, v store.Verdict, prevVersion in
 		args := sqlrow.VerdictArgs(v, sqlrow.Micros)
 		var q string
 		if prevVersion == 0 {
-			q = `INSERT INTO verdicts (` + sqlrow.VerdictCols + `) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+			q = sqlrow.InsertVerdict + `
 				ON CONFLICT (host_id) DO NOTHING`
 		} else {
 			q = `UPDATE verdicts SET state = ?2, cause = ?3, desired = ?4, reasons = ?5, next_transition = ?6,

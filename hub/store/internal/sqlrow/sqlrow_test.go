@@ -2,6 +2,7 @@ package sqlrow
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,12 +100,18 @@ func TestIntegrationArgsMatchColumns(t *testing.T) {
 		cols string
 		n    int
 	}{
-		"policy":    {PolicyCols, len(must(PolicyArgs(store.Policy{}, Micros)))},
-		"host":      {HostCols, len(HostArgs(store.Host{}, Micros)) + 2},
-		"secret":    {SecretCols, len(SecretArgs(store.EnrollSecret{}, Micros))},
-		"token":     {TokenCols, len(TokenArgs(store.APIToken{}, Micros))},
-		"verdict":   {VerdictCols, len(VerdictArgs(store.Verdict{}, Micros))},
-		"exemption": {ExemptionCols, len(ExemptionArgs(store.Exemption{}, Micros))},
+		"policy":             {PolicyCols, len(must(PolicyArgs(store.Policy{}, Micros)))},
+		"integration insert": {IntegrationCols, strings.Count(InsertIntegration, "$")},
+		"policy insert":      {PolicyCols, strings.Count(InsertPolicy, "$")},
+		"secret insert":      {SecretCols, strings.Count(InsertSecret, "$")},
+		"token insert":       {TokenCols, strings.Count(InsertToken, "$")},
+		"verdict insert":     {VerdictCols, strings.Count(InsertVerdict, "$")},
+		"exemption insert":   {ExemptionCols, strings.Count(InsertExemption, "$")},
+		"host":               {HostCols, len(HostArgs(store.Host{}, Micros)) + 2},
+		"secret":             {SecretCols, len(SecretArgs(store.EnrollSecret{}, Micros))},
+		"token":              {TokenCols, len(TokenArgs(store.APIToken{}, Micros))},
+		"verdict":            {VerdictCols, len(VerdictArgs(store.Verdict{}, Micros))},
+		"exemption":          {ExemptionCols, len(ExemptionArgs(store.Exemption{}, Micros))},
 	} {
 		if n := countCols(c.cols); c.n != n {
 			t.Errorf("%s: %d args for %d columns", name, c.n, n)
