@@ -122,6 +122,11 @@ func (s *Store) migrate(ctx context.Context) error {
 	})
 }
 
+// shared runs the queries both backends share.
+func (s *Store) shared() sqlrow.DB {
+	return sqlrow.DB{R: s.db, W: s.db, Dialect: sqlrow.Timestamptz, MapErr: mapErr}
+}
+
 // inTx runs fn in a READ COMMITTED transaction, retrying a few times when
 // PostgreSQL aborts it for a deadlock or serialization failure.
 func (s *Store) inTx(ctx context.Context, fn func(*sqlx.Tx) error) error {

@@ -51,21 +51,12 @@ func (s *Store) EnrollHost(ctx context.Context, h store.Host) (store.Host, error
 
 // GetHost returns one host.
 func (s *Store) GetHost(ctx context.Context, id string) (store.Host, error) {
-	var row sqlrow.Host
-	if err := s.db.GetContext(ctx, &row, `SELECT `+sqlrow.HostCols+` FROM hosts WHERE id = $1`, id); err != nil {
-		return store.Host{}, notFound(err, "host", id)
-	}
-	return row.Host(), nil
+	return s.shared().GetHost(ctx, id)
 }
 
 // ListHosts returns hosts sorted by hostname, then id.
 func (s *Store) ListHosts(ctx context.Context, f store.HostFilter) ([]store.Host, error) {
-	var rows []sqlrow.Host
-	q := `SELECT ` + sqlrow.HostCols + ` FROM hosts WHERE ($1 = '' OR team = $1) ORDER BY hostname, id`
-	if err := s.db.SelectContext(ctx, &rows, q, f.Team); err != nil {
-		return nil, fmt.Errorf("list hosts: %w", err)
-	}
-	return sqlrow.Hosts(rows), nil
+	return s.shared().ListHosts(ctx, f)
 }
 
 // UpdateHostFacts stores facts from a Hello. An empty hardware UUID keeps the

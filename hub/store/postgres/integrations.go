@@ -13,47 +13,18 @@ import (
 
 // CreateIntegration stores a new integration; a reused id is ErrConflict.
 func (s *Store) CreateIntegration(ctx context.Context, in store.Integration) error {
-	in, err := store.PrepareIntegration(in, time.Now())
-	if err != nil {
-		return err
-	}
-	args, err := sqlrow.IntegrationArgs(in, sqlrow.Timestamptz)
-	if err != nil {
-		return err
-	}
-	if _, err := s.db.ExecContext(ctx, sqlrow.InsertIntegration, args...); err != nil {
-		return fmt.Errorf("create integration %q: %w", in.ID, mapErr(err))
-	}
-	return nil
+	return s.shared().CreateIntegration(ctx, in)
 }
 
 // UpdateIntegration replaces every field but id, created-at and health
 // (updated-at as given, or now).
 func (s *Store) UpdateIntegration(ctx context.Context, in store.Integration) error {
-	in, err := store.PrepareIntegration(in, time.Now())
-	if err != nil {
-		return err
-	}
-	args, err := sqlrow.IntegrationArgs(in, sqlrow.Timestamptz)
-	if err != nil {
-		return err
-	}
-	res, err := s.db.ExecContext(ctx, `UPDATE integrations SET name = $2, kind = $3, cloud = $4,
-		authority_host = $5, graph_base_url = $6, extra_ca_pem = $7, tenant_id = $8, client_id = $9,
-		credential_kind = $10, sealed_credential = $11, sealed_cert_password = $12,
-		secret_expires_at = $13, cert_not_after = $14, extension_attribute = $15,
-		compliant_value = $16, noncompliant_value = $17, teams = $18, updated_at = $19
-		WHERE id = $1`, append(args[:18:18], in.UpdatedAt)...) // not health (19-21) or created-at (22)
-	return affected(res, err, "update integration", in.ID)
+	return s.shared().UpdateIntegration(ctx, in)
 }
 
 // GetIntegration returns one integration.
 func (s *Store) GetIntegration(ctx context.Context, id string) (store.Integration, error) {
-	var row sqlrow.Integration
-	if err := s.db.GetContext(ctx, &row, `SELECT `+sqlrow.IntegrationCols+` FROM integrations WHERE id = $1`, id); err != nil {
-		return store.Integration{}, notFound(err, "integration", id)
-	}
-	return row.Integration()
+	return s.shared().GetIntegration(ctx, id)
 }
 
 // ListIntegrations returns every integration sorted by id.
@@ -92,7 +63,5 @@ func (s *Store) DeleteIntegration(ctx context.Context, id string) error {
 
 // SetIntegrationHealth records the latest health check.
 func (s *Store) SetIntegrationHealth(ctx context.Context, id, health, message string, at time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE integrations SET health = $2, health_message = $3, health_checked_at = $4
-		WHERE id = $1`, id, health, message, store.StoredTime(at))
-	return affected(res, err, "set health of integration", id)
+	return s.shared().SetIntegrationHealth(ctx, id, health, message, at)
 }

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/posture-dev/posture/hub/store"
@@ -11,24 +10,12 @@ import (
 
 // CreateEnrollSecret stores a secret's hash; a reused id or hash is ErrConflict.
 func (s *Store) CreateEnrollSecret(ctx context.Context, sec store.EnrollSecret) error {
-	sec, err := store.PrepareEnrollSecret(sec, time.Now())
-	if err != nil {
-		return err
-	}
-	_, err = s.db.ExecContext(ctx, sqlrow.InsertSecret, sqlrow.SecretArgs(sec, sqlrow.Timestamptz)...)
-	if err != nil {
-		return fmt.Errorf("create enroll secret %q: %w", sec.ID, mapErr(err))
-	}
-	return nil
+	return s.shared().CreateEnrollSecret(ctx, sec)
 }
 
 // FindEnrollSecret looks a secret up by its hash, whatever its state.
 func (s *Store) FindEnrollSecret(ctx context.Context, hash []byte) (store.EnrollSecret, error) {
-	var row sqlrow.Secret
-	if err := s.db.GetContext(ctx, &row, `SELECT `+sqlrow.SecretCols+` FROM enroll_secrets WHERE hash = $1`, hash); err != nil {
-		return store.EnrollSecret{}, notFound(err, "enroll secret", "by hash")
-	}
-	return row.Secret(), nil
+	return s.shared().FindEnrollSecret(ctx, hash)
 }
 
 // ListEnrollSecrets returns all secrets, oldest first.
@@ -38,12 +25,7 @@ func (s *Store) ListEnrollSecrets(ctx context.Context) ([]store.EnrollSecret, er
 
 // RevokeEnrollSecret revokes a secret; a second revoke keeps the first time.
 func (s *Store) RevokeEnrollSecret(ctx context.Context, id string, at time.Time) (store.EnrollSecret, error) {
-	var row sqlrow.Secret
-	if err := s.db.GetContext(ctx, &row, `UPDATE enroll_secrets SET revoked_at = COALESCE(revoked_at, $2)
-		WHERE id = $1 RETURNING `+sqlrow.SecretCols, id, store.StoredTime(at)); err != nil {
-		return store.EnrollSecret{}, notFound(err, "revoke enroll secret", id)
-	}
-	return row.Secret(), nil
+	return s.shared().RevokeEnrollSecret(ctx, id, at)
 }
 
 // MarkEnrollSecretUsed moves last-used forward to at.

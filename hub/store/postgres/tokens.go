@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/posture-dev/posture/hub/store"
@@ -11,24 +10,12 @@ import (
 
 // CreateAPIToken stores a token's hash; a reused id or hash is ErrConflict.
 func (s *Store) CreateAPIToken(ctx context.Context, t store.APIToken) error {
-	t, err := store.PrepareAPIToken(t, time.Now())
-	if err != nil {
-		return err
-	}
-	_, err = s.db.ExecContext(ctx, sqlrow.InsertToken, sqlrow.TokenArgs(t, sqlrow.Timestamptz)...)
-	if err != nil {
-		return fmt.Errorf("create api token %q: %w", t.ID, mapErr(err))
-	}
-	return nil
+	return s.shared().CreateAPIToken(ctx, t)
 }
 
 // FindAPIToken looks a token up by its hash, whatever its state.
 func (s *Store) FindAPIToken(ctx context.Context, hash []byte) (store.APIToken, error) {
-	var row sqlrow.Token
-	if err := s.db.GetContext(ctx, &row, `SELECT `+sqlrow.TokenCols+` FROM api_tokens WHERE hash = $1`, hash); err != nil {
-		return store.APIToken{}, notFound(err, "api token", "by hash")
-	}
-	return row.Token(), nil
+	return s.shared().FindAPIToken(ctx, hash)
 }
 
 // ListAPITokens returns all tokens, oldest first.
@@ -38,12 +25,7 @@ func (s *Store) ListAPITokens(ctx context.Context) ([]store.APIToken, error) {
 
 // RevokeAPIToken revokes a token; a second revoke keeps the first time.
 func (s *Store) RevokeAPIToken(ctx context.Context, id string, at time.Time) (store.APIToken, error) {
-	var row sqlrow.Token
-	if err := s.db.GetContext(ctx, &row, `UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $2)
-		WHERE id = $1 RETURNING `+sqlrow.TokenCols, id, store.StoredTime(at)); err != nil {
-		return store.APIToken{}, notFound(err, "revoke api token", id)
-	}
-	return row.Token(), nil
+	return s.shared().RevokeAPIToken(ctx, id, at)
 }
 
 // TouchAPIToken moves last-used forward to at.

@@ -13,11 +13,7 @@ import (
 
 // GetVerdict returns a host's stored verdict.
 func (s *Store) GetVerdict(ctx context.Context, hostID string) (store.Verdict, error) {
-	var row sqlrow.Verdict
-	if err := s.db.GetContext(ctx, &row, `SELECT `+sqlrow.VerdictCols+` FROM verdicts WHERE host_id = $1`, hostID); err != nil {
-		return store.Verdict{}, notFound(err, "verdict of host", hostID)
-	}
-	return row.Verdict(), nil
+	return s.shared().GetVerdict(ctx, hostID)
 }
 
 // ListVerdicts returns every stored verdict sorted by host id.

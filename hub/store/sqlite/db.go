@@ -173,6 +173,11 @@ func (s *Store) migrate(ctx context.Context) error {
 	})
 }
 
+// shared runs the queries both backends share.
+func (s *Store) shared() sqlrow.DB {
+	return sqlrow.DB{R: s.r, W: s.w, Dialect: sqlrow.Micros, MapErr: mapErr}
+}
+
 // inTx runs fn in an immediate transaction on the writer.
 func (s *Store) inTx(ctx context.Context, fn func(*sqlx.Tx) error) error {
 	tx, err := s.w.BeginTxx(ctx, nil)

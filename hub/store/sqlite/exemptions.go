@@ -33,16 +33,10 @@ func (s *Store) CreateExemption(ctx context.Context, e store.Exemption) error {
 // ListExemptions lists exemptions of a host ("" = all), expired ones too,
 // oldest first.
 func (s *Store) ListExemptions(ctx context.Context, hostID string) ([]store.Exemption, error) {
-	var rows []sqlrow.Exemption
-	if err := s.r.SelectContext(ctx, &rows, `SELECT `+sqlrow.ExemptionCols+` FROM exemptions
-		WHERE (?1 = '' OR host_id = ?1) ORDER BY created_at, id`, hostID); err != nil {
-		return nil, fmt.Errorf("list exemptions: %w", err)
-	}
-	return sqlrow.Exemptions(rows), nil
+	return s.shared().ListExemptions(ctx, hostID)
 }
 
 // DeleteExemption removes an exemption.
 func (s *Store) DeleteExemption(ctx context.Context, id string) error {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM exemptions WHERE id = ?`, id)
-	return affected(res, err, "delete exemption", id)
+	return s.shared().DeleteExemption(ctx, id)
 }

@@ -54,31 +54,18 @@ func (s *Store) EnrollHost(ctx context.Context, h store.Host) (store.Host, error
 	return out, err
 }
 
-type getter interface {
-	GetContext(ctx context.Context, dest any, query string, args ...any) error
-}
-
-func getHost(ctx context.Context, q getter, id string) (store.Host, error) {
-	var row sqlrow.Host
-	if err := q.GetContext(ctx, &row, `SELECT `+sqlrow.HostCols+` FROM hosts WHERE id = ?`, id); err != nil {
-		return store.Host{}, notFound(err, "host", id)
-	}
-	return row.Host(), nil
+func getHost(ctx context.Context, q sqlrow.Conn, id string) (store.Host, error) {
+	return sqlrow.GetHost(ctx, q, mapErr, id)
 }
 
 // GetHost returns one host.
 func (s *Store) GetHost(ctx context.Context, id string) (store.Host, error) {
-	return getHost(ctx, s.r, id)
+	return s.shared().GetHost(ctx, id)
 }
 
 // ListHosts returns hosts sorted by hostname, then id.
 func (s *Store) ListHosts(ctx context.Context, f store.HostFilter) ([]store.Host, error) {
-	var rows []sqlrow.Host
-	q := `SELECT ` + sqlrow.HostCols + ` FROM hosts WHERE (?1 = '' OR team = ?1) ORDER BY hostname, id`
-	if err := s.r.SelectContext(ctx, &rows, q, f.Team); err != nil {
-		return nil, fmt.Errorf("list hosts: %w", err)
-	}
-	return sqlrow.Hosts(rows), nil
+	return s.shared().ListHosts(ctx, f)
 }
 
 // UpdateHostFacts stores facts from a Hello. An empty hardware UUID keeps the

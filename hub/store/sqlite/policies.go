@@ -110,11 +110,7 @@ func (s *Store) ListPolicies(ctx context.Context) ([]store.Policy, error) {
 
 // GetPolicy returns one policy.
 func (s *Store) GetPolicy(ctx context.Context, id string) (store.Policy, error) {
-	var row sqlrow.Policy
-	if err := s.r.GetContext(ctx, &row, `SELECT `+sqlrow.PolicyCols+` FROM policies WHERE id = ?`, id); err != nil {
-		return store.Policy{}, notFound(err, "policy", id)
-	}
-	return row.Policy()
+	return s.shared().GetPolicy(ctx, id)
 }
 
 // DeletePolicy removes a policy with its latest results and counts; history
@@ -136,18 +132,10 @@ func (s *Store) ListTeams(ctx context.Context) ([]store.Team, error) {
 
 // GetTeam returns one applied team.
 func (s *Store) GetTeam(ctx context.Context, name string) (store.Team, error) {
-	var row sqlrow.Team
-	if err := s.r.GetContext(ctx, &row, `SELECT `+sqlrow.TeamCols+` FROM teams WHERE name = ?`, name); err != nil {
-		return store.Team{}, notFound(err, "team", name)
-	}
-	return row.Team(), nil
+	return s.shared().GetTeam(ctx, name)
 }
 
 // PolicySetVersion returns the opaque version of the policy set.
 func (s *Store) PolicySetVersion(ctx context.Context) (string, error) {
-	var v string
-	if err := s.r.GetContext(ctx, &v, `SELECT value FROM meta WHERE key = 'policy_set_version'`); err != nil {
-		return "", fmt.Errorf("policy set version: %w", err)
-	}
-	return v, nil
+	return s.shared().PolicySetVersion(ctx)
 }

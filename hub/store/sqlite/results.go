@@ -138,12 +138,7 @@ func applyDeltas(ctx context.Context, tx *sqlx.Tx, ds []store.PolicyCounts) erro
 
 // LatestResults returns the host's latest results sorted by policy id.
 func (s *Store) LatestResults(ctx context.Context, hostID string) ([]store.Result, error) {
-	var rows []sqlrow.Result
-	if err := s.r.SelectContext(ctx, &rows, `SELECT `+sqlrow.ResultCols+` FROM results WHERE host_id = ?
-		ORDER BY policy_id`, hostID); err != nil {
-		return nil, fmt.Errorf("latest results of host %q: %w", hostID, err)
-	}
-	return sqlrow.Results(rows), nil
+	return s.shared().LatestResults(ctx, hostID)
 }
 
 // History returns status changes of one (host, policy), newest first; limit
