@@ -185,12 +185,3 @@ func notFound(err error, what, id string) error { return sqlrow.NotFound(err, ma
 
 // nullTime stores a zero time as NULL.
 func nullTime(t time.Time) any { return sqlrow.Timestamptz.NullTime(t) }
-
-func bumpVersion(ctx context.Context, tx *sqlx.Tx) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('policy_set_version', $1)
-		ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, uuid.NewString())
-	if err != nil {
-		return fmt.Errorf("bump policy set version: %w", err)
-	}
-	return nil
-}

@@ -69,59 +69,15 @@ func (s *Store) writePlan(ctx context.Context, tx *sqlx.Tx, plan store.ApplyPlan
 			return fmt.Errorf("lock policies: %w", err)
 		}
 	}
-	for _, p := range plan.Upsert {
-		args, err := sqlrow.PolicyArgs(p, sqlrow.Timestamptz)
-		if err != nil {
-			return err
-		}
-		if plan.Added[p.ID] {
-			_, err = tx.ExecContext(ctx, sqlrow.InsertPolicy, args...)
-			if err == nil {
-				_, err = tx.ExecContext(ctx, `INSERT INTO policy_counts (policy_id) VALUES ($1)`, p.ID)
-			}
-		} else {
-			_, err = tx.ExecContext(ctx, `UPDATE policies SET name = $2, query = $3, description = $4,
-				resolution = $5, platforms = $6, severity = $7, conditional_access = $8,
-				grace_period_ns = $9, team = $10, revision = $11, created_at = $12, updated_at = $13
-				WHERE id = $1`, args...)
-		}
-		if err != nil {
-			return fmt.Errorf("policy %q: %w", p.ID, mapErr(err))
-		}
-	}
-	for _, id := range plan.Bumped {
-		// Old-revision results stop counting the moment the query changes.
-		if _, err := tx.ExecContext(ctx, `DELETE FROM results WHERE policy_id = $1`, id); err != nil {
-			return fmt.Errorf("policy %q: drop old results: %w", id, err)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE policy_counts SET passing = 0, failing = 0, errors = 0
-			WHERE policy_id = $1`, id); err != nil {
-			return fmt.Errorf("policy %q: reset counts: %w", id, err)
-		}
+	if err := sqlrow.WritePolicies(ctx, tx, plan, sqlrow.Timestamptz, mapErr); err != nil {
+		return err
 	}
 	if len(plan.Remove) > 0 {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM policies WHERE id = ANY($1)`, pq.Array(plan.Remove)); err != nil {
 			return fmt.Errorf("prune policies: %w", err)
 		}
 	}
-	for _, t := range plan.UpsertTeams {
-		_, err := tx.ExecContext(ctx, `INSERT INTO teams (`+sqlrow.TeamCols+`) VALUES ($1, $2, $3, $4, $5, $6, $6)
-			ON CONFLICT (name) DO UPDATE SET conditional_access = EXCLUDED.conditional_access,
-				max_allowed_severity = EXCLUDED.max_allowed_severity,
-				errors_as_failures = EXCLUDED.errors_as_failures,
-				stale_after_ns = EXCLUDED.stale_after_ns, updated_at = EXCLUDED.updated_at`,
-			t.Name, t.Settings.ConditionalAccess, t.Settings.MaxAllowedSeverity,
-			t.Settings.ErrorsAsFailures, int64(t.Settings.StaleAfter), at)
-		if err != nil {
-			return fmt.Errorf("team %q: %w", t.Name, mapErr(err))
-		}
-	}
-	if plan.ReplaceFacts {
-		if err := replaceFacts(ctx, tx, plan.Facts); err != nil {
-			return err
-		}
-	}
-	return bumpVersion(ctx, tx)
+	return sqlrow.FinishPlan(ctx, tx, plan, at, sqlrow.Timestamptz, mapErr)
 }
 
 // ListPolicies returns all policies sorted by id.
@@ -145,7 +101,7 @@ func (s *Store) DeletePolicy(ctx context.Context, id string) error {
 		if err := affected(res, err, "delete policy", id); err != nil {
 			return err
 		}
-		return bumpVersion(ctx, tx)
+		return sqlrow.BumpVersion(ctx, tx)
 	})
 }
 

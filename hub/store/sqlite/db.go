@@ -222,12 +222,3 @@ func ts(t time.Time) int64 { return sqlrow.UnixMicro(t) }
 
 // nts stores a zero time as NULL.
 func nts(t time.Time) any { return sqlrow.Micros.NullTime(t) }
-
-func bumpVersion(ctx context.Context, tx *sqlx.Tx) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('policy_set_version', ?)
-		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, uuid.NewString())
-	if err != nil {
-		return fmt.Errorf("bump policy set version: %w", err)
-	}
-	return nil
-}
