@@ -124,7 +124,7 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // shared runs the queries both backends share.
 func (s *Store) shared() sqlrow.DB {
-	return sqlrow.DB{R: s.db, W: s.db, Dialect: sqlrow.Timestamptz, MapErr: mapErr}
+	return sqlrow.DB{R: s.db, W: s.db, Dialect: sqlrow.Postgres, MapErr: mapErr}
 }
 
 // inTx runs fn in a READ COMMITTED transaction, retrying a few times when
@@ -184,4 +184,4 @@ func mapErr(err error) error {
 func notFound(err error, what, id string) error { return sqlrow.NotFound(err, mapErr, what, id) }
 
 // nullTime stores a zero time as NULL.
-func nullTime(t time.Time) any { return sqlrow.Timestamptz.NullTime(t) }
+func nullTime(t time.Time) any { return sqlrow.Postgres.NullTime(t) }

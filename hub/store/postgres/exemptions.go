@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -19,26 +18,8 @@ func (s *Store) CreateExemption(ctx context.Context, e store.Exemption) error {
 		return err
 	}
 	return s.inTx(ctx, func(tx *sqlx.Tx) error {
-		if err := lockHostKey(ctx, tx, e.HostID); err != nil {
-			return fmt.Errorf("create exemption %q: %w", e.ID, err)
-		}
-		_, err := tx.ExecContext(ctx, sqlrow.InsertExemption,
-			sqlrow.ExemptionArgs(e, sqlrow.Timestamptz)...)
-		if err != nil {
-			return fmt.Errorf("create exemption %q: %w", e.ID, mapErr(err))
-		}
-		return nil
+		return sqlrow.CreateExemption(ctx, tx, sqlrow.Postgres, mapErr, e)
 	})
-}
-
-// lockHostKey checks the host exists and keeps it from being deleted until
-// the transaction ends.
-func lockHostKey(ctx context.Context, tx *sqlx.Tx, id string) error {
-	var one int
-	if err := tx.GetContext(ctx, &one, `SELECT 1 FROM hosts WHERE id = $1 FOR KEY SHARE`, id); err != nil {
-		return notFound(err, "host", id)
-	}
-	return nil
 }
 
 // ListExemptions lists exemptions of a host ("" = all), expired ones too,

@@ -18,7 +18,7 @@ import (
 // enrolls of one machine on several replicas end in one row.
 func (s *Store) EnrollHost(ctx context.Context, h store.Host) (store.Host, error) {
 	h = store.PrepareEnroll(h, time.Now())
-	args := sqlrow.HostArgs(h, sqlrow.Timestamptz)
+	args := sqlrow.HostArgs(h, sqlrow.Postgres)
 	insert := `INSERT INTO hosts (` + sqlrow.HostCols + `) VALUES
 		($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, NULL, NULL)`
 	var row sqlrow.Host

@@ -24,46 +24,12 @@ var (
 	_ hubsync.DeviceStates = (*Store)(nil)
 )
 
-// enqueue inserts a pending row due at its created-at and upserts its device
-// row: a non-Force row becomes the device's desired state unless a newer one
-// is recorded.
-func enqueue(ctx context.Context, tx *sqlx.Tx, r store.OutboxRow, force, lowPriority bool) (int64, error) {
-	if err := store.ValidateOutboxRow(r); err != nil {
-		return 0, err
-	}
-	created := store.StoredTime(r.CreatedAt)
-	var id int64
-	if err := tx.GetContext(ctx, &id, `INSERT INTO sync_outbox (integration_id, tenant_id, device_id, host_id,
-		desired, verdict, created_at, force, low_priority, next_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $7)
-		RETURNING id`, r.IntegrationID, r.TenantID, r.DeviceID, r.HostID, r.Desired, r.Verdict, created,
-		force, lowPriority); err != nil {
-		return 0, fmt.Errorf("enqueue: %w", mapErr(err))
-	}
-	desired, desiredAt := r.Desired, &created
-	if force {
-		desired, desiredAt = "", nil
-	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO sync_device (integration_id, device_id, tenant_id, host_id,
-		desired, desired_at) VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT (integration_id, device_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id,
-			host_id = EXCLUDED.host_id,
-			desired = CASE WHEN EXCLUDED.desired_at IS NOT NULL AND (sync_device.desired_at IS NULL
-				OR EXCLUDED.desired_at >= sync_device.desired_at) THEN EXCLUDED.desired ELSE sync_device.desired END,
-			desired_at = CASE WHEN EXCLUDED.desired_at IS NOT NULL AND (sync_device.desired_at IS NULL
-				OR EXCLUDED.desired_at >= sync_device.desired_at) THEN EXCLUDED.desired_at ELSE sync_device.desired_at END`,
-		r.IntegrationID, r.DeviceID, r.TenantID, r.HostID, desired, desiredAt)
-	if err != nil {
-		return 0, fmt.Errorf("enqueue: device %s/%s: %w", r.IntegrationID, r.DeviceID, mapErr(err))
-	}
-	return id, nil
-}
-
 // Enqueue adds one row (reconcile repairs) and returns its id.
 func (s *Store) Enqueue(ctx context.Context, c hubsync.Change) (int64, error) {
 	var id int64
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
 		var err error
-		id, err = enqueue(ctx, tx, sqlrow.ChangeRow(c), c.Force, c.LowPriority)
+		id, err = sqlrow.Enqueue(ctx, tx, sqlrow.Postgres, mapErr, sqlrow.ChangeRow(c), c.Force, c.LowPriority)
 		return err
 	})
 	return id, err

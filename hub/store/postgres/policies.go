@@ -69,7 +69,7 @@ func (s *Store) writePlan(ctx context.Context, tx *sqlx.Tx, plan store.ApplyPlan
 			return fmt.Errorf("lock policies: %w", err)
 		}
 	}
-	if err := sqlrow.WritePolicies(ctx, tx, plan, sqlrow.Timestamptz, mapErr); err != nil {
+	if err := sqlrow.WritePolicies(ctx, tx, plan, sqlrow.Postgres, mapErr); err != nil {
 		return err
 	}
 	if len(plan.Remove) > 0 {
@@ -77,7 +77,7 @@ func (s *Store) writePlan(ctx context.Context, tx *sqlx.Tx, plan store.ApplyPlan
 			return fmt.Errorf("prune policies: %w", err)
 		}
 	}
-	return sqlrow.FinishPlan(ctx, tx, plan, at, sqlrow.Timestamptz, mapErr)
+	return sqlrow.FinishPlan(ctx, tx, plan, at, sqlrow.Postgres, mapErr)
 }
 
 // ListPolicies returns all policies sorted by id.

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -35,31 +34,10 @@ func (s *Store) ListSyncItems(ctx context.Context, state, integrationID string, 
 // RetrySyncItem makes a dead row pending again, due at now with no attempts.
 func (s *Store) RetrySyncItem(ctx context.Context, id int64, now time.Time) (store.SyncItem, error) {
 	var item store.SyncItem
-	key := strconv.FormatInt(id, 10)
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		var row sqlrow.Outbox
-		if err := tx.GetContext(ctx, &row, `SELECT `+sqlrow.OutboxCols+` FROM sync_outbox WHERE id = $1 FOR UPDATE`, id); err != nil {
-			return notFound(err, "sync item", key)
-		}
-		if row.State != store.SyncDead {
-			return fmt.Errorf("sync item %d is %s; only dead items can be retried: %w", id, row.State, store.ErrInvalid)
-		}
-		// The dead-letter reason moves to last_error so the item still shows
-		// why it failed before the retry.
-		if err := tx.GetContext(ctx, &row, `UPDATE sync_outbox SET state = 'pending', attempts = 0, next_at = $1,
-			last_error = CASE WHEN dead_reason <> '' THEN dead_reason ELSE last_error END,
-			dead_reason = '', dead_at = NULL WHERE id = $2 RETURNING `+sqlrow.OutboxCols, store.StoredTime(now), id); err != nil {
-			return fmt.Errorf("retry sync item %d: %w", id, err)
-		}
-		// The device row is gone if the integration was deleted; without it
-		// the row could never be claimed.
-		if _, err := tx.ExecContext(ctx, `INSERT INTO sync_device (integration_id, device_id, tenant_id, host_id)
-			VALUES ($1, $2, $3, $4) ON CONFLICT (integration_id, device_id) DO NOTHING`,
-			row.IntegrationID, row.DeviceID, row.TenantID, row.HostID); err != nil {
-			return fmt.Errorf("retry sync item %d: device row: %w", id, err)
-		}
-		item = row.Item()
-		return nil
+		var err error
+		item, err = sqlrow.RetryDead(ctx, tx, sqlrow.Postgres, mapErr, id, now)
+		return err
 	})
 	return item, err
 }

@@ -175,7 +175,7 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // shared runs the queries both backends share.
 func (s *Store) shared() sqlrow.DB {
-	return sqlrow.DB{R: s.r, W: s.w, Dialect: sqlrow.Micros, MapErr: mapErr}
+	return sqlrow.DB{R: s.r, W: s.w, Dialect: sqlrow.SQLite, MapErr: mapErr}
 }
 
 // inTx runs fn in an immediate transaction on the writer.
@@ -221,4 +221,4 @@ func affected(res sql.Result, err error, what, id string) error {
 func ts(t time.Time) int64 { return sqlrow.UnixMicro(t) }
 
 // nts stores a zero time as NULL.
-func nts(t time.Time) any { return sqlrow.Micros.NullTime(t) }
+func nts(t time.Time) any { return sqlrow.SQLite.NullTime(t) }

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -18,15 +17,7 @@ func (s *Store) CreateExemption(ctx context.Context, e store.Exemption) error {
 		return err
 	}
 	return s.inTx(ctx, func(tx *sqlx.Tx) error {
-		if _, err := getHost(ctx, tx, e.HostID); err != nil {
-			return fmt.Errorf("create exemption %q: %w", e.ID, err)
-		}
-		_, err := tx.ExecContext(ctx, sqlrow.InsertExemption,
-			sqlrow.ExemptionArgs(e, sqlrow.Micros)...)
-		if err != nil {
-			return fmt.Errorf("create exemption %q: %w", e.ID, mapErr(err))
-		}
-		return nil
+		return sqlrow.CreateExemption(ctx, tx, sqlrow.SQLite, mapErr, e)
 	})
 }
 

@@ -44,7 +44,7 @@ func (s *Store) EnrollHost(ctx context.Context, h store.Host) (store.Host, error
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO hosts (`+sqlrow.HostCols+`) VALUES
 			(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)`,
-			sqlrow.HostArgs(h, sqlrow.Micros)...)
+			sqlrow.HostArgs(h, sqlrow.SQLite)...)
 		if err != nil {
 			return fmt.Errorf("enroll host %q: %w", h.ID, mapErr(err))
 		}

@@ -48,7 +48,7 @@ func (s *Store) ApplyPolicies(ctx context.Context, req store.ApplyRequest) ([]st
 }
 
 func writePlan(ctx context.Context, tx *sqlx.Tx, plan store.ApplyPlan, at time.Time) error {
-	if err := sqlrow.WritePolicies(ctx, tx, plan, sqlrow.Micros, mapErr); err != nil {
+	if err := sqlrow.WritePolicies(ctx, tx, plan, sqlrow.SQLite, mapErr); err != nil {
 		return err
 	}
 	for _, id := range plan.Remove {
@@ -56,7 +56,7 @@ func writePlan(ctx context.Context, tx *sqlx.Tx, plan store.ApplyPlan, at time.T
 			return fmt.Errorf("prune policy %q: %w", id, err)
 		}
 	}
-	return sqlrow.FinishPlan(ctx, tx, plan, at, sqlrow.Micros, mapErr)
+	return sqlrow.FinishPlan(ctx, tx, plan, at, sqlrow.SQLite, mapErr)
 }
 
 // ListPolicies returns all policies sorted by id.

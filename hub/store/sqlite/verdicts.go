@@ -29,34 +29,7 @@ func (s *Store) SaveVerdict(ctx context.Context, v store.Verdict, prevVersion in
 		return fmt.Errorf("save verdict: %w", err)
 	}
 	return s.inTx(ctx, func(tx *sqlx.Tx) error {
-		if _, err := getHost(ctx, tx, v.HostID); err != nil {
-			return fmt.Errorf("save verdict: %w", err)
-		}
-		args := sqlrow.VerdictArgs(v, sqlrow.Micros)
-		var q string
-		if prevVersion == 0 {
-			q = sqlrow.InsertVerdict + `
-				ON CONFLICT (host_id) DO NOTHING`
-		} else {
-			q = `UPDATE verdicts SET state = ?2, cause = ?3, desired = ?4, reasons = ?5, next_transition = ?6,
-				updated_at = ?7, version = ?8 WHERE host_id = ?1 AND version = ?9`
-			args = append(args, prevVersion)
-		}
-		res, err := tx.ExecContext(ctx, q, args...)
-		if err != nil {
-			return fmt.Errorf("save verdict of host %q: %w", v.HostID, mapErr(err))
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return fmt.Errorf("save verdict of host %q: %w", v.HostID, err)
-		} else if n == 0 {
-			return fmt.Errorf("save verdict of host %q: version %d is no longer current: %w", v.HostID, prevVersion, store.ErrConflict)
-		}
-		for _, r := range rows {
-			if _, err := enqueue(ctx, tx, r, false, false); err != nil {
-				return fmt.Errorf("save verdict of host %q: %w", v.HostID, err)
-			}
-		}
-		return nil
+		return sqlrow.SaveVerdict(ctx, tx, sqlrow.SQLite, mapErr, v, prevVersion, rows)
 	})
 }
 

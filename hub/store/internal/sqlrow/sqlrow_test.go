@@ -58,17 +58,17 @@ func TestTimeScanRejectsNullAndOtherTypes(t *testing.T) {
 func TestDialectsBindTimes(t *testing.T) {
 	at := time.Date(2026, 3, 4, 5, 6, 7, 123456789, time.FixedZone("x", -7200))
 	stored := store.StoredTime(at)
-	if got := Micros.Time(at); got != stored.UnixMicro() {
+	if got := SQLite.Time(at); got != stored.UnixMicro() {
 		t.Errorf("micros: %v, want %v", got, stored.UnixMicro())
 	}
 	if got := FromUnixMicro(UnixMicro(at)); !got.Equal(stored) || got.Location() != time.UTC {
 		t.Errorf("micros round trip: %v, want %v", got, stored)
 	}
 	// PostgreSQL gets what it is given: callers pass stored times.
-	if got := Timestamptz.Time(at); got != any(at) {
+	if got := Postgres.Time(at); got != any(at) {
 		t.Errorf("timestamptz: %v, want %v", got, at)
 	}
-	for _, d := range []Dialect{Micros, Timestamptz} {
+	for _, d := range []Dialect{SQLite, Postgres} {
 		if v := d.NullTime(time.Time{}); v != nil {
 			t.Errorf("zero time bound as %v, want NULL", v)
 		}
@@ -86,7 +86,7 @@ func TestDialectsBindTimes(t *testing.T) {
 
 func TestIntegrationArgsMatchColumns(t *testing.T) {
 	in := store.Integration{ID: "i", Teams: nil}
-	args, err := IntegrationArgs(in, Micros)
+	args, err := IntegrationArgs(in, SQLite)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,18 +100,18 @@ func TestIntegrationArgsMatchColumns(t *testing.T) {
 		cols string
 		n    int
 	}{
-		"policy":             {PolicyCols, len(must(PolicyArgs(store.Policy{}, Micros)))},
+		"policy":             {PolicyCols, len(must(PolicyArgs(store.Policy{}, SQLite)))},
 		"integration insert": {IntegrationCols, strings.Count(InsertIntegration, "$")},
 		"policy insert":      {PolicyCols, strings.Count(InsertPolicy, "$")},
 		"secret insert":      {SecretCols, strings.Count(InsertSecret, "$")},
 		"token insert":       {TokenCols, strings.Count(InsertToken, "$")},
 		"verdict insert":     {VerdictCols, strings.Count(InsertVerdict, "$")},
 		"exemption insert":   {ExemptionCols, strings.Count(InsertExemption, "$")},
-		"host":               {HostCols, len(HostArgs(store.Host{}, Micros)) + 2},
-		"secret":             {SecretCols, len(SecretArgs(store.EnrollSecret{}, Micros))},
-		"token":              {TokenCols, len(TokenArgs(store.APIToken{}, Micros))},
-		"verdict":            {VerdictCols, len(VerdictArgs(store.Verdict{}, Micros))},
-		"exemption":          {ExemptionCols, len(ExemptionArgs(store.Exemption{}, Micros))},
+		"host":               {HostCols, len(HostArgs(store.Host{}, SQLite)) + 2},
+		"secret":             {SecretCols, len(SecretArgs(store.EnrollSecret{}, SQLite))},
+		"token":              {TokenCols, len(TokenArgs(store.APIToken{}, SQLite))},
+		"verdict":            {VerdictCols, len(VerdictArgs(store.Verdict{}, SQLite))},
+		"exemption":          {ExemptionCols, len(ExemptionArgs(store.Exemption{}, SQLite))},
 	} {
 		if n := countCols(c.cols); c.n != n {
 			t.Errorf("%s: %d args for %d columns", name, c.n, n)

@@ -71,10 +71,14 @@ func scanTime(src any) (time.Time, bool, error) {
 	return time.Time{}, false, fmt.Errorf("scan time: unsupported %T", src)
 }
 
-// Dialect is how a backend binds times in writes.
+// Dialect is what the shared code needs to know of a backend.
 type Dialect struct {
 	// Time is the argument that stores t.
 	Time func(t time.Time) any
+	// RowLock and KeyLock end a SELECT whose rows must not change (RowLock)
+	// or be deleted (KeyLock) before the transaction ends. Empty on SQLite,
+	// whose one writer transaction at a time already excludes other writers.
+	RowLock, KeyLock string
 }
 
 // UnixMicro is t as SQLite stores it: INTEGER microseconds (UTC), in store
@@ -84,11 +88,11 @@ func UnixMicro(t time.Time) int64 { return store.StoredTime(t).UnixMicro() }
 // FromUnixMicro reads a time SQLite stored.
 func FromUnixMicro(v int64) time.Time { return time.UnixMicro(v).UTC() }
 
-// Micros stores times as INTEGER microseconds (SQLite).
-var Micros = Dialect{Time: func(t time.Time) any { return UnixMicro(t) }}
+// SQLite stores times as INTEGER microseconds.
+var SQLite = Dialect{Time: func(t time.Time) any { return UnixMicro(t) }}
 
-// Timestamptz passes times as they are (PostgreSQL timestamptz).
-var Timestamptz = Dialect{Time: func(t time.Time) any { return t }}
+// Postgres passes times as they are (timestamptz) and locks rows.
+var Postgres = Dialect{Time: func(t time.Time) any { return t }, RowLock: " FOR UPDATE", KeyLock: " FOR KEY SHARE"}
 
 // TimePtr stores nil as NULL.
 func (d Dialect) TimePtr(t *time.Time) any {
