@@ -26,19 +26,7 @@ func (s *Store) ApplyPolicies(ctx context.Context, req store.ApplyRequest) ([]st
 		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(lockApply)); err != nil {
 			return fmt.Errorf("apply lock: %w", err)
 		}
-		cur, err := sqlrow.ListPolicies(ctx, tx)
-		if err != nil {
-			return err
-		}
-		teams, err := sqlrow.ListTeams(ctx, tx)
-		if err != nil {
-			return err
-		}
-		facts, err := sqlrow.ListFacts(ctx, tx)
-		if err != nil {
-			return err
-		}
-		plan, err := store.PlanApply(cur, teams, facts, req, at)
+		plan, err := sqlrow.PlanApply(ctx, tx, req, at)
 		if err != nil {
 			return err
 		}

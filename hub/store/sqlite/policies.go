@@ -19,19 +19,7 @@ func (s *Store) ApplyPolicies(ctx context.Context, req store.ApplyRequest) ([]st
 	}
 	var changes []store.PolicyChange
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		cur, err := sqlrow.ListPolicies(ctx, tx)
-		if err != nil {
-			return err
-		}
-		teams, err := sqlrow.ListTeams(ctx, tx)
-		if err != nil {
-			return err
-		}
-		facts, err := sqlrow.ListFacts(ctx, tx)
-		if err != nil {
-			return err
-		}
-		plan, err := store.PlanApply(cur, teams, facts, req, at)
+		plan, err := sqlrow.PlanApply(ctx, tx, req, at)
 		if err != nil {
 			return err
 		}

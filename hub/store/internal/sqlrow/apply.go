@@ -10,6 +10,23 @@ import (
 	"github.com/posture-dev/posture/hub/store"
 )
 
+// PlanApply plans an apply against what tx reads as stored.
+func PlanApply(ctx context.Context, tx Conn, req store.ApplyRequest, at time.Time) (store.ApplyPlan, error) {
+	cur, err := ListPolicies(ctx, tx)
+	if err != nil {
+		return store.ApplyPlan{}, err
+	}
+	teams, err := ListTeams(ctx, tx)
+	if err != nil {
+		return store.ApplyPlan{}, err
+	}
+	facts, err := ListFacts(ctx, tx)
+	if err != nil {
+		return store.ApplyPlan{}, err
+	}
+	return store.PlanApply(cur, teams, facts, req, at)
+}
+
 // WritePolicies writes a plan's new and changed policies and drops the
 // results of those whose query changed (inside the apply transaction, after
 // any locks the backend takes).
