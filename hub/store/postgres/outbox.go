@@ -165,22 +165,5 @@ func settleDevice(ctx context.Context, tx *sqlx.Tx, st hubsync.Settlement) error
 // DeviceStates pages through every device that ever had a row, ordered by
 // (integration, device), after the given key.
 func (s *Store) DeviceStates(ctx context.Context, after hubsync.DeviceKey, limit int) ([]hubsync.DeviceState, error) {
-	var lim *int
-	if limit > 0 {
-		lim = &limit
-	}
-	var rows []sqlrow.DeviceState
-	// The key columns are COLLATE "C" (see the migration): byte order, as
-	// in Go and SQLite, on the primary key index.
-	if err := s.db.SelectContext(ctx, &rows, `SELECT d.integration_id, d.device_id, d.tenant_id, d.host_id,
-		d.desired, d.desired_at, d.written,
-		EXISTS (SELECT 1 FROM sync_outbox o WHERE o.integration_id = d.integration_id
-			AND o.device_id = d.device_id AND o.state = 'pending') AS pending
-		FROM sync_device d
-		WHERE (d.integration_id, d.device_id) > ($1, $2)
-		ORDER BY d.integration_id, d.device_id LIMIT $3`,
-		after.IntegrationID, after.DeviceID, lim); err != nil {
-		return nil, fmt.Errorf("device states: %w", err)
-	}
-	return sqlrow.DeviceStates(rows), nil
+	return s.shared().DeviceStates(ctx, after, limit)
 }

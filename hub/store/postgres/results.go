@@ -167,18 +167,7 @@ func (s *Store) LatestResults(ctx context.Context, hostID string) ([]store.Resul
 // History returns status changes of one (host, policy), newest first; limit
 // <= 0 means all.
 func (s *Store) History(ctx context.Context, hostID, policyID string, limit int) ([]store.HistoryEntry, error) {
-	q := `SELECT ` + sqlrow.HistoryCols + ` FROM result_history
-		WHERE host_id = $1 AND policy_id = $2 ORDER BY id DESC`
-	args := []any{hostID, policyID}
-	if limit > 0 {
-		q += ` LIMIT $3`
-		args = append(args, limit)
-	}
-	var rows []sqlrow.History
-	if err := s.db.SelectContext(ctx, &rows, q, args...); err != nil {
-		return nil, fmt.Errorf("history of host %q policy %q: %w", hostID, policyID, err)
-	}
-	return sqlrow.Histories(rows), nil
+	return s.shared().History(ctx, hostID, policyID, limit)
 }
 
 // PolicyCounts returns the maintained counts of every policy, sorted by id.

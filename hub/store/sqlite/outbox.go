@@ -152,17 +152,5 @@ func settleDevice(ctx context.Context, tx *sqlx.Tx, st hubsync.Settlement) error
 // DeviceStates pages through every device that ever had a row, ordered by
 // (integration, device), after the given key.
 func (s *Store) DeviceStates(ctx context.Context, after hubsync.DeviceKey, limit int) ([]hubsync.DeviceState, error) {
-	if limit <= 0 {
-		limit = -1 // SQLite: no limit
-	}
-	var rows []sqlrow.DeviceState
-	if err := s.r.SelectContext(ctx, &rows, `SELECT d.integration_id, d.device_id, d.tenant_id, d.host_id,
-		d.desired, d.desired_at, d.written,
-		EXISTS (SELECT 1 FROM sync_outbox o WHERE o.integration_id = d.integration_id
-			AND o.device_id = d.device_id AND o.state = 'pending') AS pending
-		FROM sync_device d WHERE (d.integration_id, d.device_id) > (?, ?)
-		ORDER BY d.integration_id, d.device_id LIMIT ?`, after.IntegrationID, after.DeviceID, limit); err != nil {
-		return nil, fmt.Errorf("device states: %w", err)
-	}
-	return sqlrow.DeviceStates(rows), nil
+	return s.shared().DeviceStates(ctx, after, limit)
 }

@@ -144,16 +144,7 @@ func (s *Store) LatestResults(ctx context.Context, hostID string) ([]store.Resul
 // History returns status changes of one (host, policy), newest first; limit
 // <= 0 means all.
 func (s *Store) History(ctx context.Context, hostID, policyID string, limit int) ([]store.HistoryEntry, error) {
-	if limit <= 0 {
-		limit = -1 // SQLite: no limit
-	}
-	var rows []sqlrow.History
-	if err := s.r.SelectContext(ctx, &rows, `SELECT `+sqlrow.HistoryCols+`
-		FROM result_history WHERE host_id = ? AND policy_id = ? ORDER BY id DESC LIMIT ?`,
-		hostID, policyID, limit); err != nil {
-		return nil, fmt.Errorf("history of host %q policy %q: %w", hostID, policyID, err)
-	}
-	return sqlrow.Histories(rows), nil
+	return s.shared().History(ctx, hostID, policyID, limit)
 }
 
 // PolicyCounts returns the maintained counts of every policy, sorted by id.

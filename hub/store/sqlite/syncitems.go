@@ -14,19 +14,7 @@ import (
 // ListSyncItems lists outbox rows in a state ("" = pending and dead), newest
 // first, of one integration ("" = all); limit <= 0 means all.
 func (s *Store) ListSyncItems(ctx context.Context, state, integrationID string, limit int) ([]store.SyncItem, error) {
-	if !store.ValidSyncState(state) {
-		return nil, fmt.Errorf("list sync items: state %q not pending, done or dead: %w", state, store.ErrInvalid)
-	}
-	if limit <= 0 {
-		limit = -1 // SQLite: no limit
-	}
-	var rows []sqlrow.Outbox
-	if err := s.r.SelectContext(ctx, &rows, `SELECT `+sqlrow.OutboxCols+` FROM sync_outbox
-		WHERE (?1 = '' AND state <> 'done' OR state = ?1) AND (?2 = '' OR integration_id = ?2)
-		ORDER BY id DESC LIMIT ?3`, state, integrationID, limit); err != nil {
-		return nil, fmt.Errorf("list sync items: %w", err)
-	}
-	return sqlrow.Items(rows), nil
+	return s.shared().ListSyncItems(ctx, state, integrationID, limit)
 }
 
 // RetrySyncItem makes a dead row pending again, due at now with no attempts.

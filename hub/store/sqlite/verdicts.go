@@ -36,14 +36,5 @@ func (s *Store) SaveVerdict(ctx context.Context, v store.Verdict, prevVersion in
 // DueVerdicts lists hosts whose next transition is at or before now,
 // earliest first; limit <= 0 means all.
 func (s *Store) DueVerdicts(ctx context.Context, now time.Time, limit int) ([]string, error) {
-	if limit <= 0 {
-		limit = -1 // SQLite: no limit
-	}
-	var ids []string
-	if err := s.r.SelectContext(ctx, &ids, `SELECT host_id FROM verdicts
-		WHERE next_transition IS NOT NULL AND next_transition <= ?
-		ORDER BY next_transition, host_id LIMIT ?`, ts(now), limit); err != nil {
-		return nil, fmt.Errorf("due verdicts: %w", err)
-	}
-	return ids, nil
+	return s.shared().DueVerdicts(ctx, now, limit)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/posture-dev/posture/hub/store"
+	hubsync "github.com/posture-dev/posture/hub/sync"
 )
 
 // Conn is a pool or a transaction.
@@ -65,6 +66,18 @@ func (db DB) LatestResults(ctx context.Context, hostID string) ([]store.Result, 
 	return Results(rows), nil
 }
 
+// History returns status changes of one (host, policy), newest first; limit
+// <= 0 means all.
+func (db DB) History(ctx context.Context, hostID, policyID string, limit int) ([]store.HistoryEntry, error) {
+	var rows []History
+	if err := db.R.SelectContext(ctx, &rows, `SELECT `+HistoryCols+` FROM result_history
+		WHERE host_id = $1 AND policy_id = $2 ORDER BY id DESC LIMIT $3`,
+		hostID, policyID, db.Dialect.Limit(limit)); err != nil {
+		return nil, fmt.Errorf("history of host %q policy %q: %w", hostID, policyID, err)
+	}
+	return Histories(rows), nil
+}
+
 // GetPolicy returns one policy.
 func (db DB) GetPolicy(ctx context.Context, id string) (store.Policy, error) {
 	var row Policy
@@ -99,6 +112,18 @@ func (db DB) GetVerdict(ctx context.Context, hostID string) (store.Verdict, erro
 		return store.Verdict{}, db.notFound(err, "verdict of host", hostID)
 	}
 	return row.Verdict(), nil
+}
+
+// DueVerdicts lists hosts whose next transition is at or before now,
+// earliest first; limit <= 0 means all.
+func (db DB) DueVerdicts(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	var ids []string
+	if err := db.R.SelectContext(ctx, &ids, `SELECT host_id FROM verdicts
+		WHERE next_transition IS NOT NULL AND next_transition <= $1
+		ORDER BY next_transition, host_id LIMIT $2`, db.Dialect.Time(store.StoredTime(now)), db.Dialect.Limit(limit)); err != nil {
+		return nil, fmt.Errorf("due verdicts: %w", err)
+	}
+	return ids, nil
 }
 
 // ListExemptions lists exemptions of a host ("" = all), expired ones too,
@@ -230,4 +255,38 @@ func (db DB) RevokeAPIToken(ctx context.Context, id string, at time.Time) (store
 		return store.APIToken{}, db.notFound(err, "revoke api token", id)
 	}
 	return row.Token(), nil
+}
+
+// ListSyncItems lists outbox rows in a state ("" = pending and dead), newest
+// first, of one integration ("" = all); limit <= 0 means all.
+func (db DB) ListSyncItems(ctx context.Context, state, integrationID string, limit int) ([]store.SyncItem, error) {
+	if !store.ValidSyncState(state) {
+		return nil, fmt.Errorf("list sync items: state %q not pending, done or dead: %w", state, store.ErrInvalid)
+	}
+	var rows []Outbox
+	if err := db.R.SelectContext(ctx, &rows, `SELECT `+OutboxCols+` FROM sync_outbox
+		WHERE ($1 = '' AND state <> 'done' OR state = $1) AND ($2 = '' OR integration_id = $2)
+		ORDER BY id DESC LIMIT $3`, state, integrationID, db.Dialect.Limit(limit)); err != nil {
+		return nil, fmt.Errorf("list sync items: %w", err)
+	}
+	return Items(rows), nil
+}
+
+// DeviceStates pages through every device that ever had a row, ordered by
+// (integration, device), after the given key. On PostgreSQL the key columns
+// are COLLATE "C" (see its migration): byte order, as in Go and SQLite, on
+// the primary key index.
+func (db DB) DeviceStates(ctx context.Context, after hubsync.DeviceKey, limit int) ([]hubsync.DeviceState, error) {
+	var rows []DeviceState
+	if err := db.R.SelectContext(ctx, &rows, `SELECT d.integration_id, d.device_id, d.tenant_id, d.host_id,
+		d.desired, d.desired_at, d.written,
+		EXISTS (SELECT 1 FROM sync_outbox o WHERE o.integration_id = d.integration_id
+			AND o.device_id = d.device_id AND o.state = 'pending') AS pending
+		FROM sync_device d
+		WHERE (d.integration_id, d.device_id) > ($1, $2)
+		ORDER BY d.integration_id, d.device_id LIMIT $3`,
+		after.IntegrationID, after.DeviceID, db.Dialect.Limit(limit)); err != nil {
+		return nil, fmt.Errorf("device states: %w", err)
+	}
+	return DeviceStates(rows), nil
 }

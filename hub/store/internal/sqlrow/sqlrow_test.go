@@ -212,3 +212,17 @@ func TestRowsConvert(t *testing.T) {
 		t.Errorf("host NULL times: %+v", h)
 	}
 }
+
+func TestLimitMeansAllAtZeroOrBelow(t *testing.T) {
+	for _, n := range []int{0, -3} {
+		if got := SQLite.Limit(n); got != -1 {
+			t.Errorf("sqlite limit %d: %v, want -1", n, got)
+		}
+		if got := Postgres.Limit(n); got != nil {
+			t.Errorf("postgres limit %d: %v, want NULL", n, got)
+		}
+	}
+	if got := Postgres.Limit(5); got != 5 {
+		t.Errorf("limit 5: %v", got)
+	}
+}

@@ -79,6 +79,16 @@ type Dialect struct {
 	// or be deleted (KeyLock) before the transaction ends. Empty on SQLite,
 	// whose one writer transaction at a time already excludes other writers.
 	RowLock, KeyLock string
+	// NoLimit is the LIMIT argument that means all rows.
+	NoLimit any
+}
+
+// Limit is the LIMIT argument of a limit where <= 0 means all.
+func (d Dialect) Limit(n int) any {
+	if n <= 0 {
+		return d.NoLimit
+	}
+	return n
 }
 
 // UnixMicro is t as SQLite stores it: INTEGER microseconds (UTC), in store
@@ -89,10 +99,11 @@ func UnixMicro(t time.Time) int64 { return store.StoredTime(t).UnixMicro() }
 func FromUnixMicro(v int64) time.Time { return time.UnixMicro(v).UTC() }
 
 // SQLite stores times as INTEGER microseconds.
-var SQLite = Dialect{Time: func(t time.Time) any { return UnixMicro(t) }}
+var SQLite = Dialect{Time: func(t time.Time) any { return UnixMicro(t) }, NoLimit: -1}
 
 // Postgres passes times as they are (timestamptz) and locks rows.
-var Postgres = Dialect{Time: func(t time.Time) any { return t }, RowLock: " FOR UPDATE", KeyLock: " FOR KEY SHARE"}
+var Postgres = Dialect{Time: func(t time.Time) any { return t }, RowLock: " FOR UPDATE", KeyLock: " FOR KEY SHARE",
+	NoLimit: nil}
 
 // TimePtr stores nil as NULL.
 func (d Dialect) TimePtr(t *time.Time) any {
