@@ -62,69 +62,33 @@ func (s *Store) ListHosts(ctx context.Context, f store.HostFilter) ([]store.Host
 // UpdateHostFacts stores facts from a Hello. An empty hardware UUID keeps the
 // stored one, so a host stays matchable at re-enroll.
 func (s *Store) UpdateHostFacts(ctx context.Context, h store.Host) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE hosts SET hostname = $2, platform = $3,
-		os_platform = $4, os_name = $5, os_version = $6, osquery_version = $7,
-		hardware_serial = $8, hardware_uuid = COALESCE(NULLIF($9, ''), hardware_uuid),
-		hardware_model = $10, ext_version = $11
-		WHERE id = $1`, h.ID, h.Hostname, h.Platform, h.OSPlatform, h.OSName, h.OSVersion,
-		h.OsqueryVersion, h.HardwareSerial, h.HardwareUUID, h.HardwareModel, h.ExtVersion)
-	return affected(res, err, "update facts of host", h.ID)
+	return s.shared().UpdateHostFacts(ctx, h)
 }
 
 // SetHostIdentity stores the Entra device id and UPN the host reported, and
 // when it reported them.
 func (s *Store) SetHostIdentity(ctx context.Context, id, entraDeviceID, upn string) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE hosts SET entra_device_id = $2, user_principal_name = $3,
-		identity_at = $4 WHERE id = $1`, id, entraDeviceID, upn, store.StoredTime(time.Now()))
-	return affected(res, err, "set identity of host", id)
+	return s.shared().SetHostIdentity(ctx, id, entraDeviceID, upn)
 }
 
 // SetHostEntraOverride sets or clears the admin's device id override.
 func (s *Store) SetHostEntraOverride(ctx context.Context, id, entraDeviceID string) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE hosts SET entra_device_id_override = $2 WHERE id = $1`, id, entraDeviceID)
-	return affected(res, err, "set entra override of host", id)
+	return s.shared().SetHostEntraOverride(ctx, id, entraDeviceID)
 }
 
 // SetHostCert records the host's current certificate.
 func (s *Store) SetHostCert(ctx context.Context, id, serial string, notAfter time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE hosts SET cert_serial = $2, cert_not_after = $3 WHERE id = $1`,
-		id, serial, nullTime(notAfter))
-	return affected(res, err, "set certificate of host", id)
+	return s.shared().SetHostCert(ctx, id, serial, notAfter)
 }
 
 // TouchHost moves last-seen forward to seen; an older seen writes nothing.
 func (s *Store) TouchHost(ctx context.Context, id string, seen time.Time) error {
-	return s.moveForward(ctx, "hosts", "last_seen_at", "touch host", id, seen)
-}
-
-// moveForward sets table.column of row id to t unless it already holds t or
-// later. A row that is not moved costs no write; only then is existence
-// checked. table and column are constants of this package.
-func (s *Store) moveForward(ctx context.Context, table, column, what, id string, t time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE `+table+` SET `+column+` = $2
-		WHERE id = $1 AND (`+column+` IS NULL OR `+column+` < $2)`, id, store.StoredTime(t))
-	if err != nil {
-		return fmt.Errorf("%s %q: %w", what, id, err)
-	}
-	if n, err := res.RowsAffected(); err == nil && n > 0 {
-		return nil
-	}
-	var one int
-	if err := s.db.GetContext(ctx, &one, `SELECT 1 FROM `+table+` WHERE id = $1`, id); err != nil {
-		return notFound(err, what, id)
-	}
-	return nil
+	return s.shared().TouchHost(ctx, id, seen)
 }
 
 // RevokeHost marks the host revoked; a second revoke keeps the first time.
 func (s *Store) RevokeHost(ctx context.Context, id string, at time.Time) (store.Host, error) {
-	var row sqlrow.Host
-	err := s.db.GetContext(ctx, &row, `UPDATE hosts SET revoked_at = COALESCE(revoked_at, $2)
-		WHERE id = $1 RETURNING `+sqlrow.HostCols, id, store.StoredTime(at))
-	if err != nil {
-		return store.Host{}, notFound(err, "revoke host", id)
-	}
-	return row.Host(), nil
+	return s.shared().RevokeHost(ctx, id, at)
 }
 
 // DeleteHost removes the host, its results and history, and takes its latest

@@ -30,5 +30,5 @@ func (s *Store) RevokeEnrollSecret(ctx context.Context, id string, at time.Time)
 
 // MarkEnrollSecretUsed moves last-used forward to at.
 func (s *Store) MarkEnrollSecretUsed(ctx context.Context, id string, at time.Time) error {
-	return s.moveForward(ctx, "enroll_secrets", "last_used_at", "mark enroll secret used", id, at)
+	return s.shared().MarkEnrollSecretUsed(ctx, id, at)
 }

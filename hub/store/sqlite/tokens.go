@@ -30,5 +30,5 @@ func (s *Store) RevokeAPIToken(ctx context.Context, id string, at time.Time) (st
 
 // TouchAPIToken moves last-used forward to at.
 func (s *Store) TouchAPIToken(ctx context.Context, id string, at time.Time) error {
-	return s.moveForward(ctx, "api_tokens", "last_used_at", "touch api token", id, at)
+	return s.shared().TouchAPIToken(ctx, id, at)
 }
