@@ -1,11 +1,14 @@
-// Package sqlrow holds what the SQL backends of hub/store share that is not
-// SQL dialect: row structs, their conversions to and from store types,
-// column lists, argument builders and dialect-free queries. A mapping bug is
-// fixed here once for both backends.
+// Package sqlrow holds what the SQL backends of hub/store share: row
+// structs and their conversions to and from store types, column lists and
+// argument builders, and the queries whose SQL is the same on both (written
+// with $N placeholders, which lib/pq and modernc sqlite both bind by
+// position). A mapping bug is fixed here once for both backends; SQL that
+// differs (locking, arrays, upsert forms) stays in each backend.
 //
-// The one difference it has to bridge is how times are stored: SQLite keeps
-// INTEGER microseconds, PostgreSQL timestamptz. Reads go through Time and
-// NullTime, which scan either; writes go through a backend's Dialect.
+// What differs is carried by a Dialect value: how times are bound (SQLite
+// keeps INTEGER microseconds, PostgreSQL timestamptz), PostgreSQL's row
+// locks, and what LIMIT means all. Reads scan either time form through Time
+// and NullTime.
 package sqlrow
 
 import (
