@@ -440,6 +440,7 @@ type AgentMessage struct {
 	//	*AgentMessage_Hello
 	//	*AgentMessage_Results
 	//	*AgentMessage_Facts
+	//	*AgentMessage_Health
 	Msg           isAgentMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -509,6 +510,15 @@ func (x *AgentMessage) GetFacts() *FactReport {
 	return nil
 }
 
+func (x *AgentMessage) GetHealth() *AgentHealth {
+	if x != nil {
+		if x, ok := x.Msg.(*AgentMessage_Health); ok {
+			return x.Health
+		}
+	}
+	return nil
+}
+
 type isAgentMessage_Msg interface {
 	isAgentMessage_Msg()
 }
@@ -525,11 +535,100 @@ type AgentMessage_Facts struct {
 	Facts *FactReport `protobuf:"bytes,3,opt,name=facts,proto3,oneof"`
 }
 
+type AgentMessage_Health struct {
+	Health *AgentHealth `protobuf:"bytes,4,opt,name=health,proto3,oneof"`
+}
+
 func (*AgentMessage_Hello) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Results) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Facts) isAgentMessage_Msg() {}
+
+func (*AgentMessage_Health) isAgentMessage_Msg() {}
+
+// AgentHealth tells the hub what keeps the agent from reporting: sent when a
+// condition starts or ends (and with every Hello), so a host that is connected
+// but cannot run policies or persist results is visible and fails closed.
+type AgentHealth struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// osqueryd answers queries.
+	OsqueryOk bool `protobuf:"varint,1,opt,name=osquery_ok,json=osqueryOk,proto3" json:"osquery_ok,omitempty"`
+	// Results can be written to the on-disk spool.
+	SpoolOk bool `protobuf:"varint,2,opt,name=spool_ok,json=spoolOk,proto3" json:"spool_ok,omitempty"`
+	// Human-readable detail of what is wrong ("" when healthy).
+	Detail     string                 `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	ObservedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
+	// Spooled batches not yet acked.
+	SpoolDepth    uint32 `protobuf:"varint,5,opt,name=spool_depth,json=spoolDepth,proto3" json:"spool_depth,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentHealth) Reset() {
+	*x = AgentHealth{}
+	mi := &file_posture_v1_agent_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentHealth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentHealth) ProtoMessage() {}
+
+func (x *AgentHealth) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_agent_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentHealth.ProtoReflect.Descriptor instead.
+func (*AgentHealth) Descriptor() ([]byte, []int) {
+	return file_posture_v1_agent_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AgentHealth) GetOsqueryOk() bool {
+	if x != nil {
+		return x.OsqueryOk
+	}
+	return false
+}
+
+func (x *AgentHealth) GetSpoolOk() bool {
+	if x != nil {
+		return x.SpoolOk
+	}
+	return false
+}
+
+func (x *AgentHealth) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *AgentHealth) GetObservedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ObservedAt
+	}
+	return nil
+}
+
+func (x *AgentHealth) GetSpoolDepth() uint32 {
+	if x != nil {
+		return x.SpoolDepth
+	}
+	return 0
+}
 
 // Hello opens every stream.
 type Hello struct {
@@ -543,7 +642,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_posture_v1_agent_proto_msgTypes[6]
+	mi := &file_posture_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -555,7 +654,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_agent_proto_msgTypes[6]
+	mi := &file_posture_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -568,7 +667,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_posture_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_posture_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Hello) GetFacts() *HostFacts {
@@ -601,7 +700,7 @@ type PolicyResult struct {
 
 func (x *PolicyResult) Reset() {
 	*x = PolicyResult{}
-	mi := &file_posture_v1_agent_proto_msgTypes[7]
+	mi := &file_posture_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +712,7 @@ func (x *PolicyResult) String() string {
 func (*PolicyResult) ProtoMessage() {}
 
 func (x *PolicyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_agent_proto_msgTypes[7]
+	mi := &file_posture_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +725,7 @@ func (x *PolicyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyResult.ProtoReflect.Descriptor instead.
 func (*PolicyResult) Descriptor() ([]byte, []int) {
-	return file_posture_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_posture_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PolicyResult) GetPolicyId() string {
@@ -683,7 +782,7 @@ type ResultBatch struct {
 
 func (x *ResultBatch) Reset() {
 	*x = ResultBatch{}
-	mi := &file_posture_v1_agent_proto_msgTypes[8]
+	mi := &file_posture_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -695,7 +794,7 @@ func (x *ResultBatch) String() string {
 func (*ResultBatch) ProtoMessage() {}
 
 func (x *ResultBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_agent_proto_msgTypes[8]
+	mi := &file_posture_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -708,7 +807,7 @@ func (x *ResultBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResultBatch.ProtoReflect.Descriptor instead.
 func (*ResultBatch) Descriptor() ([]byte, []int) {
-	return file_posture_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_posture_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ResultBatch) GetSeq() uint64 {
@@ -737,7 +836,7 @@ type FactReport struct {
 
 func (x *FactReport) Reset() {
 	*x = FactReport{}
-	mi := &file_posture_v1_agent_proto_msgTypes[9]
+	mi := &file_posture_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -749,7 +848,7 @@ func (x *FactReport) String() string {
 func (*FactReport) ProtoMessage() {}
 
 func (x *FactReport) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_agent_proto_msgTypes[9]
+	mi := &file_posture_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -762,7 +861,7 @@ func (x *FactReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FactReport.ProtoReflect.Descriptor instead.
 func (*FactReport) Descriptor() ([]byte, []int) {
-	return file_posture_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_posture_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *FactReport) GetValues() map[string]string {
@@ -787,6 +886,7 @@ type HubMessage struct {
 	//	*HubMessage_Ack
 	//	*HubMessage_Recheck
 	//	*HubMessage_Disable
+	//	*HubMessage_Status
 	Msg           isHubMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -794,7 +894,7 @@ type HubMessage struct {
 
 func (x *HubMessage) Reset() {
 	*x = HubMessage{}
-	mi := &file_posture_v1_agent_proto_msgTypes[10]
+	mi := &file_posture_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +906,7 @@ func (x *HubMessage) String() string {
 func (*HubMessage) ProtoMessage() {}
 
 func (x *HubMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_agent_proto_msgTypes[10]
+	mi := &file_posture_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +919,7 @@ func (x *HubMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HubMessage.ProtoReflect.Descriptor instead.
 func (*HubMessage) Descriptor() ([]byte, []int) {
-	return file_posture_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_posture_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HubMessage) GetMsg() isHubMessage_Msg {
@@ -865,6 +965,15 @@ func (x *HubMessage) GetDisable() *Disable {
 	return nil
 }
 
+func (x *HubMessage) GetStatus() *DeviceStatus {
+	if x != nil {
+		if x, ok := x.Msg.(*HubMessage_Status); ok {
+			return x.Status
+		}
+	}
+	return nil
+}
+
 type isHubMessage_Msg interface {
 	isHubMessage_Msg()
 }
@@ -885,6 +994,10 @@ type HubMessage_Disable struct {
 	Disable *Disable `protobuf:"bytes,4,opt,name=disable,proto3,oneof"`
 }
 
+type HubMessage_Status struct {
+	Status *DeviceStatus `protobuf:"bytes,5,opt,name=status,proto3,oneof"`
+}
+
 func (*HubMessage_PolicySet) isHubMessage_Msg() {}
 
 func (*HubMessage_Ack) isHubMessage_Msg() {}
@@ -892,6 +1005,82 @@ func (*HubMessage_Ack) isHubMessage_Msg() {}
 func (*HubMessage_Recheck) isHubMessage_Msg() {}
 
 func (*HubMessage_Disable) isHubMessage_Msg() {}
+
+func (*HubMessage_Status) isHubMessage_Msg() {}
+
+// DeviceStatus tells the agent its host's verdict as the hub last computed it
+// (sent after Hello and on every verdict change), and a signed, expiring link
+// to the host's remediation page when the hub has a public portal URL. The
+// extension shows both in its posture_status table.
+type DeviceStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// COMPLIANT | NONCOMPLIANT | GRACE | UNKNOWN (the Verdict state names).
+	Verdict string `protobuf:"bytes,1,opt,name=verdict,proto3" json:"verdict,omitempty"`
+	// Absolute https URL of /remediate with a signed token; "" if none.
+	RemediationUrl          string                 `protobuf:"bytes,2,opt,name=remediation_url,json=remediationUrl,proto3" json:"remediation_url,omitempty"`
+	RemediationUrlExpiresAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=remediation_url_expires_at,json=remediationUrlExpiresAt,proto3" json:"remediation_url_expires_at,omitempty"`
+	EvaluatedAt             *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=evaluated_at,json=evaluatedAt,proto3" json:"evaluated_at,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
+}
+
+func (x *DeviceStatus) Reset() {
+	*x = DeviceStatus{}
+	mi := &file_posture_v1_agent_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceStatus) ProtoMessage() {}
+
+func (x *DeviceStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_agent_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceStatus.ProtoReflect.Descriptor instead.
+func (*DeviceStatus) Descriptor() ([]byte, []int) {
+	return file_posture_v1_agent_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *DeviceStatus) GetVerdict() string {
+	if x != nil {
+		return x.Verdict
+	}
+	return ""
+}
+
+func (x *DeviceStatus) GetRemediationUrl() string {
+	if x != nil {
+		return x.RemediationUrl
+	}
+	return ""
+}
+
+func (x *DeviceStatus) GetRemediationUrlExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RemediationUrlExpiresAt
+	}
+	return nil
+}
+
+func (x *DeviceStatus) GetEvaluatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EvaluatedAt
+	}
+	return nil
+}
 
 type AgentPolicy struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -904,7 +1093,7 @@ type AgentPolicy struct {
 
 func (x *AgentPolicy) Reset() {
 	*x = AgentPolicy{}
-	mi := &file_posture_v1_agent_proto_msgTypes[11]
+	mi := &file_posture_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -916,7 +1105,7 @@ func (x *AgentPolicy) String() string {
 func (*AgentPolicy) ProtoMessage() {}
 
 func (x *AgentPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_agent_proto_msgTypes[11]
+	mi := &file_posture_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -929,7 +1118,7 @@ func (x *AgentPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentPolicy.ProtoReflect.Descriptor instead.
 func (*AgentPolicy) Descriptor() ([]byte, []int) {
-	return file_posture_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_posture_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AgentPolicy) GetId() string {
@@ -967,7 +1156,7 @@ type FactQuery struct {
 
 func (x *FactQuery) Reset() {
 	*x = FactQuery{}
-	mi := &file_posture_v1_agent_proto_msgTypes[12]
+	mi := &file_posture_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1168,7 @@ func (x *FactQuery) String() string {
 func (*FactQuery) ProtoMessage() {}
 
 func (x *FactQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_agent_proto_msgTypes[12]
+	mi := &file_posture_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1181,7 @@ func (x *FactQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FactQuery.ProtoReflect.Descriptor instead.
 func (*FactQuery) Descriptor() ([]byte, []int) {
-	return file_posture_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_posture_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *FactQuery) GetName() string {
@@ -1029,7 +1218,7 @@ type PolicySet struct {
 
 func (x *PolicySet) Reset() {
 	*x = PolicySet{}
-	mi := &file_posture_v1_agent_proto_msgTypes[13]
+	mi := &file_posture_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1230,7 @@ func (x *PolicySet) String() string {
 func (*PolicySet) ProtoMessage() {}
 
 func (x *PolicySet) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_agent_proto_msgTypes[13]
+	mi := &file_posture_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1243,7 @@ func (x *PolicySet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicySet.ProtoReflect.Descriptor instead.
 func (*PolicySet) Descriptor() ([]byte, []int) {
-	return file_posture_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_posture_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PolicySet) GetVersion() string {
@@ -1094,7 +1283,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_posture_v1_agent_proto_msgTypes[14]
+	mi := &file_posture_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1295,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_agent_proto_msgTypes[14]
+	mi := &file_posture_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1308,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_posture_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_posture_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Ack) GetSeq() uint64 {
@@ -1140,7 +1329,7 @@ type Recheck struct {
 
 func (x *Recheck) Reset() {
 	*x = Recheck{}
-	mi := &file_posture_v1_agent_proto_msgTypes[15]
+	mi := &file_posture_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1152,7 +1341,7 @@ func (x *Recheck) String() string {
 func (*Recheck) ProtoMessage() {}
 
 func (x *Recheck) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_agent_proto_msgTypes[15]
+	mi := &file_posture_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1165,7 +1354,7 @@ func (x *Recheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recheck.ProtoReflect.Descriptor instead.
 func (*Recheck) Descriptor() ([]byte, []int) {
-	return file_posture_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_posture_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Recheck) GetPolicyIds() []string {
@@ -1192,7 +1381,7 @@ type Disable struct {
 
 func (x *Disable) Reset() {
 	*x = Disable{}
-	mi := &file_posture_v1_agent_proto_msgTypes[16]
+	mi := &file_posture_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1393,7 @@ func (x *Disable) String() string {
 func (*Disable) ProtoMessage() {}
 
 func (x *Disable) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_agent_proto_msgTypes[16]
+	mi := &file_posture_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1406,7 @@ func (x *Disable) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disable.ProtoReflect.Descriptor instead.
 func (*Disable) Descriptor() ([]byte, []int) {
-	return file_posture_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_posture_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Disable) GetReason() string {
@@ -1261,12 +1450,22 @@ const file_posture_v1_agent_proto_rawDesc = "" +
 	"\rRenewResponse\x12'\n" +
 	"\x0fcertificate_pem\x18\x01 \x01(\fR\x0ecertificatePem\x12\"\n" +
 	"\rca_bundle_pem\x18\x02 \x01(\fR\vcaBundlePem\x127\n" +
-	"\tnot_after\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"\xa5\x01\n" +
+	"\tnot_after\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\"\xd8\x01\n" +
 	"\fAgentMessage\x12)\n" +
 	"\x05hello\x18\x01 \x01(\v2\x11.posture.v1.HelloH\x00R\x05hello\x123\n" +
 	"\aresults\x18\x02 \x01(\v2\x17.posture.v1.ResultBatchH\x00R\aresults\x12.\n" +
-	"\x05facts\x18\x03 \x01(\v2\x16.posture.v1.FactReportH\x00R\x05factsB\x05\n" +
-	"\x03msg\"b\n" +
+	"\x05facts\x18\x03 \x01(\v2\x16.posture.v1.FactReportH\x00R\x05facts\x121\n" +
+	"\x06health\x18\x04 \x01(\v2\x17.posture.v1.AgentHealthH\x00R\x06healthB\x05\n" +
+	"\x03msg\"\xbd\x01\n" +
+	"\vAgentHealth\x12\x1d\n" +
+	"\n" +
+	"osquery_ok\x18\x01 \x01(\bR\tosqueryOk\x12\x19\n" +
+	"\bspool_ok\x18\x02 \x01(\bR\aspoolOk\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\x12;\n" +
+	"\vobserved_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"observedAt\x12\x1f\n" +
+	"\vspool_depth\x18\x05 \x01(\rR\n" +
+	"spoolDepth\"b\n" +
 	"\x05Hello\x12+\n" +
 	"\x05facts\x18\x01 \x01(\v2\x15.posture.v1.HostFactsR\x05facts\x12,\n" +
 	"\x12policy_set_version\x18\x02 \x01(\tR\x10policySetVersion\"\x85\x02\n" +
@@ -1286,15 +1485,21 @@ const file_posture_v1_agent_proto_rawDesc = "" +
 	"\fevaluated_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vevaluatedAt\x1a9\n" +
 	"\vValuesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd2\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x86\x02\n" +
 	"\n" +
 	"HubMessage\x126\n" +
 	"\n" +
 	"policy_set\x18\x01 \x01(\v2\x15.posture.v1.PolicySetH\x00R\tpolicySet\x12#\n" +
 	"\x03ack\x18\x02 \x01(\v2\x0f.posture.v1.AckH\x00R\x03ack\x12/\n" +
 	"\arecheck\x18\x03 \x01(\v2\x13.posture.v1.RecheckH\x00R\arecheck\x12/\n" +
-	"\adisable\x18\x04 \x01(\v2\x13.posture.v1.DisableH\x00R\adisableB\x05\n" +
-	"\x03msg\"O\n" +
+	"\adisable\x18\x04 \x01(\v2\x13.posture.v1.DisableH\x00R\adisable\x122\n" +
+	"\x06status\x18\x05 \x01(\v2\x18.posture.v1.DeviceStatusH\x00R\x06statusB\x05\n" +
+	"\x03msg\"\xe9\x01\n" +
+	"\fDeviceStatus\x12\x18\n" +
+	"\averdict\x18\x01 \x01(\tR\averdict\x12'\n" +
+	"\x0fremediation_url\x18\x02 \x01(\tR\x0eremediationUrl\x12W\n" +
+	"\x1aremediation_url_expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x17remediationUrlExpiresAt\x12=\n" +
+	"\fevaluated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vevaluatedAt\"O\n" +
 	"\vAgentPolicy\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12\x14\n" +
@@ -1339,7 +1544,7 @@ func file_posture_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_posture_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_posture_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_posture_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_posture_v1_agent_proto_goTypes = []any{
 	(ResultStatus)(0),             // 0: posture.v1.ResultStatus
 	(*HostFacts)(nil),             // 1: posture.v1.HostFacts
@@ -1348,53 +1553,60 @@ var file_posture_v1_agent_proto_goTypes = []any{
 	(*RenewRequest)(nil),          // 4: posture.v1.RenewRequest
 	(*RenewResponse)(nil),         // 5: posture.v1.RenewResponse
 	(*AgentMessage)(nil),          // 6: posture.v1.AgentMessage
-	(*Hello)(nil),                 // 7: posture.v1.Hello
-	(*PolicyResult)(nil),          // 8: posture.v1.PolicyResult
-	(*ResultBatch)(nil),           // 9: posture.v1.ResultBatch
-	(*FactReport)(nil),            // 10: posture.v1.FactReport
-	(*HubMessage)(nil),            // 11: posture.v1.HubMessage
-	(*AgentPolicy)(nil),           // 12: posture.v1.AgentPolicy
-	(*FactQuery)(nil),             // 13: posture.v1.FactQuery
-	(*PolicySet)(nil),             // 14: posture.v1.PolicySet
-	(*Ack)(nil),                   // 15: posture.v1.Ack
-	(*Recheck)(nil),               // 16: posture.v1.Recheck
-	(*Disable)(nil),               // 17: posture.v1.Disable
-	nil,                           // 18: posture.v1.FactReport.ValuesEntry
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
+	(*AgentHealth)(nil),           // 7: posture.v1.AgentHealth
+	(*Hello)(nil),                 // 8: posture.v1.Hello
+	(*PolicyResult)(nil),          // 9: posture.v1.PolicyResult
+	(*ResultBatch)(nil),           // 10: posture.v1.ResultBatch
+	(*FactReport)(nil),            // 11: posture.v1.FactReport
+	(*HubMessage)(nil),            // 12: posture.v1.HubMessage
+	(*DeviceStatus)(nil),          // 13: posture.v1.DeviceStatus
+	(*AgentPolicy)(nil),           // 14: posture.v1.AgentPolicy
+	(*FactQuery)(nil),             // 15: posture.v1.FactQuery
+	(*PolicySet)(nil),             // 16: posture.v1.PolicySet
+	(*Ack)(nil),                   // 17: posture.v1.Ack
+	(*Recheck)(nil),               // 18: posture.v1.Recheck
+	(*Disable)(nil),               // 19: posture.v1.Disable
+	nil,                           // 20: posture.v1.FactReport.ValuesEntry
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
 }
 var file_posture_v1_agent_proto_depIdxs = []int32{
 	1,  // 0: posture.v1.EnrollRequest.facts:type_name -> posture.v1.HostFacts
-	19, // 1: posture.v1.EnrollResponse.not_after:type_name -> google.protobuf.Timestamp
-	19, // 2: posture.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
-	7,  // 3: posture.v1.AgentMessage.hello:type_name -> posture.v1.Hello
-	9,  // 4: posture.v1.AgentMessage.results:type_name -> posture.v1.ResultBatch
-	10, // 5: posture.v1.AgentMessage.facts:type_name -> posture.v1.FactReport
-	1,  // 6: posture.v1.Hello.facts:type_name -> posture.v1.HostFacts
-	0,  // 7: posture.v1.PolicyResult.status:type_name -> posture.v1.ResultStatus
-	19, // 8: posture.v1.PolicyResult.evaluated_at:type_name -> google.protobuf.Timestamp
-	20, // 9: posture.v1.PolicyResult.duration:type_name -> google.protobuf.Duration
-	8,  // 10: posture.v1.ResultBatch.results:type_name -> posture.v1.PolicyResult
-	18, // 11: posture.v1.FactReport.values:type_name -> posture.v1.FactReport.ValuesEntry
-	19, // 12: posture.v1.FactReport.evaluated_at:type_name -> google.protobuf.Timestamp
-	14, // 13: posture.v1.HubMessage.policy_set:type_name -> posture.v1.PolicySet
-	15, // 14: posture.v1.HubMessage.ack:type_name -> posture.v1.Ack
-	16, // 15: posture.v1.HubMessage.recheck:type_name -> posture.v1.Recheck
-	17, // 16: posture.v1.HubMessage.disable:type_name -> posture.v1.Disable
-	12, // 17: posture.v1.PolicySet.policies:type_name -> posture.v1.AgentPolicy
-	20, // 18: posture.v1.PolicySet.interval:type_name -> google.protobuf.Duration
-	13, // 19: posture.v1.PolicySet.facts:type_name -> posture.v1.FactQuery
-	2,  // 20: posture.v1.AgentService.Enroll:input_type -> posture.v1.EnrollRequest
-	4,  // 21: posture.v1.AgentService.Renew:input_type -> posture.v1.RenewRequest
-	6,  // 22: posture.v1.AgentService.Connect:input_type -> posture.v1.AgentMessage
-	3,  // 23: posture.v1.AgentService.Enroll:output_type -> posture.v1.EnrollResponse
-	5,  // 24: posture.v1.AgentService.Renew:output_type -> posture.v1.RenewResponse
-	11, // 25: posture.v1.AgentService.Connect:output_type -> posture.v1.HubMessage
-	23, // [23:26] is the sub-list for method output_type
-	20, // [20:23] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	21, // 1: posture.v1.EnrollResponse.not_after:type_name -> google.protobuf.Timestamp
+	21, // 2: posture.v1.RenewResponse.not_after:type_name -> google.protobuf.Timestamp
+	8,  // 3: posture.v1.AgentMessage.hello:type_name -> posture.v1.Hello
+	10, // 4: posture.v1.AgentMessage.results:type_name -> posture.v1.ResultBatch
+	11, // 5: posture.v1.AgentMessage.facts:type_name -> posture.v1.FactReport
+	7,  // 6: posture.v1.AgentMessage.health:type_name -> posture.v1.AgentHealth
+	21, // 7: posture.v1.AgentHealth.observed_at:type_name -> google.protobuf.Timestamp
+	1,  // 8: posture.v1.Hello.facts:type_name -> posture.v1.HostFacts
+	0,  // 9: posture.v1.PolicyResult.status:type_name -> posture.v1.ResultStatus
+	21, // 10: posture.v1.PolicyResult.evaluated_at:type_name -> google.protobuf.Timestamp
+	22, // 11: posture.v1.PolicyResult.duration:type_name -> google.protobuf.Duration
+	9,  // 12: posture.v1.ResultBatch.results:type_name -> posture.v1.PolicyResult
+	20, // 13: posture.v1.FactReport.values:type_name -> posture.v1.FactReport.ValuesEntry
+	21, // 14: posture.v1.FactReport.evaluated_at:type_name -> google.protobuf.Timestamp
+	16, // 15: posture.v1.HubMessage.policy_set:type_name -> posture.v1.PolicySet
+	17, // 16: posture.v1.HubMessage.ack:type_name -> posture.v1.Ack
+	18, // 17: posture.v1.HubMessage.recheck:type_name -> posture.v1.Recheck
+	19, // 18: posture.v1.HubMessage.disable:type_name -> posture.v1.Disable
+	13, // 19: posture.v1.HubMessage.status:type_name -> posture.v1.DeviceStatus
+	21, // 20: posture.v1.DeviceStatus.remediation_url_expires_at:type_name -> google.protobuf.Timestamp
+	21, // 21: posture.v1.DeviceStatus.evaluated_at:type_name -> google.protobuf.Timestamp
+	14, // 22: posture.v1.PolicySet.policies:type_name -> posture.v1.AgentPolicy
+	22, // 23: posture.v1.PolicySet.interval:type_name -> google.protobuf.Duration
+	15, // 24: posture.v1.PolicySet.facts:type_name -> posture.v1.FactQuery
+	2,  // 25: posture.v1.AgentService.Enroll:input_type -> posture.v1.EnrollRequest
+	4,  // 26: posture.v1.AgentService.Renew:input_type -> posture.v1.RenewRequest
+	6,  // 27: posture.v1.AgentService.Connect:input_type -> posture.v1.AgentMessage
+	3,  // 28: posture.v1.AgentService.Enroll:output_type -> posture.v1.EnrollResponse
+	5,  // 29: posture.v1.AgentService.Renew:output_type -> posture.v1.RenewResponse
+	12, // 30: posture.v1.AgentService.Connect:output_type -> posture.v1.HubMessage
+	28, // [28:31] is the sub-list for method output_type
+	25, // [25:28] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_posture_v1_agent_proto_init() }
@@ -1406,12 +1618,14 @@ func file_posture_v1_agent_proto_init() {
 		(*AgentMessage_Hello)(nil),
 		(*AgentMessage_Results)(nil),
 		(*AgentMessage_Facts)(nil),
+		(*AgentMessage_Health)(nil),
 	}
-	file_posture_v1_agent_proto_msgTypes[10].OneofWrappers = []any{
+	file_posture_v1_agent_proto_msgTypes[11].OneofWrappers = []any{
 		(*HubMessage_PolicySet)(nil),
 		(*HubMessage_Ack)(nil),
 		(*HubMessage_Recheck)(nil),
 		(*HubMessage_Disable)(nil),
+		(*HubMessage_Status)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1419,7 +1633,7 @@ func file_posture_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_posture_v1_agent_proto_rawDesc), len(file_posture_v1_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
