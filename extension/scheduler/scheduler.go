@@ -117,7 +117,7 @@ func New(q Querier, sink Sink, opts Options) *Scheduler {
 	}
 	return &Scheduler{
 		q: q, sink: sink, opts: opts, clk: opts.Clock, log: opts.Logger, rnd: opts.Rand,
-		interval: opts.DefaultInterval,
+		interval:  opts.DefaultInterval,
 		policies:  map[string]*policyState{},
 		factsHeld: opts.HoldFacts,
 		kick:      make(chan struct{}, 1),

@@ -15,7 +15,7 @@
 //
 // The spool survives its own corruption: a garbled seq copy is ignored (the
 // other copy, the spooled and quarantined batches and, when no copy is
-// readable, a safety jump rebuild it), and a batch whose checksum does not
+// readable, the clock rebuild it), and a batch whose checksum does not
 // match is moved into quarantine/ and reported (Quarantined), never sent.
 //
 // Bound: when more than MaxBatches are pending or they exceed MaxBytes, all
@@ -49,10 +49,6 @@ const (
 	seqFile       = "seq"
 	seqBackupFile = "seq.bak"
 	quarantineDir = "quarantine"
-	// seqSafetyJump is added to the rebuilt seq when no copy of the
-	// high-water mark is readable: acked batches leave no trace on disk, so
-	// the jump keeps new seqs clear of any the hub may already have acked.
-	seqSafetyJump = 1 << 20
 )
 
 // magic starts every batch file written by this version.
@@ -147,8 +143,12 @@ func Open(dir string, opts Options) (*Spool, error) {
 	}
 	s.seq = max(hw, maxSeen)
 	if !hwOK {
-		s.seq += seqSafetyJump
-		s.log.Error("spool: seq high-water mark unreadable; rebuilt from the spool with a safety jump so no acked seq is reused",
+		// Acked batches leave no trace on disk, so the spool alone cannot
+		// say which seqs the hub has seen. Seqs grow by one per batch
+		// (a few per second at most), so the wall clock in milliseconds
+		// is past any seq handed out since the last such rebuild.
+		s.seq = max(s.seq, uint64(max(time.Now().UnixMilli(), 0)))
+		s.log.Error("spool: seq high-water mark unreadable; rebuilt from the spool and the clock so no acked seq is reused",
 			"spooled_max", maxSeen, "seq", s.seq)
 		if err := s.persistSeq(s.seq); err != nil {
 			return nil, fmt.Errorf("spool: rewrite seq: %w", err)
