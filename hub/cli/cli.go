@@ -1,5 +1,8 @@
 package cli
 
+// This file holds what every admin command shares: the client flags, the
+// TLS dial with a bearer token, and the output helpers.
+
 import (
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 
@@ -133,7 +136,6 @@ func fmtTime(t *timestamppb.Timestamp) string {
 	return t.AsTime().Local().Format("2006-01-02 15:04:05")
 }
 
-// --- token ---
 
 func firstErr(err error, f func() error) error {
 	if err != nil {
@@ -211,7 +213,6 @@ func withUsage(fs *flag.FlagSet, synopsis string) {
 
 func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
 
-// --- teams ---
 
 func yesNo(b bool) string {
 	if b {
@@ -225,7 +226,6 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// --- hosts: identity and verdicts ---
 
 func orNone(s string) string {
 	if s == "" {

@@ -66,4 +66,3 @@ func cmdEnrollSecret(ctx context.Context, args []string, stdout, stderr io.Write
 	return 2
 }
 
-// --- hosts ---

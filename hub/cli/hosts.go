@@ -111,7 +111,6 @@ func printResults(tw io.Writer, rs []*posturev1.HostResult, indent string) {
 	}
 }
 
-// --- policies ---
 
 func hostsSetEntraID(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var clearID bool
@@ -219,4 +218,3 @@ func reasonKind(r *posturev1.VerdictReason) string {
 	return "not counted"
 }
 
-// --- integrations ---

@@ -354,4 +354,3 @@ func parseDateOrTime(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q: want an RFC 3339 date (2027-01-31) or time (2027-01-31T00:00:00Z)", s)
 }
 
-// --- sync outbox ---

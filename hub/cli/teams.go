@@ -136,4 +136,3 @@ func teamsSet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	})
 }
 
-// --- exemptions ---

@@ -88,4 +88,3 @@ func tokenCreateLocal(ctx context.Context, args []string, stdout, stderr io.Writ
 	return 0
 }
 
-// --- enroll secrets ---
