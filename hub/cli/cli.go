@@ -4,8 +4,6 @@ package cli
 // TLS dial with a bearer token, and the output helpers.
 
 import (
-	posturev1 "github.com/posture-dev/posture/api/posture/v1"
-
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -19,6 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 	"github.com/posture-dev/posture/hub/ca"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -136,7 +135,6 @@ func fmtTime(t *timestamppb.Timestamp) string {
 	return t.AsTime().Local().Format("2006-01-02 15:04:05")
 }
 
-
 func firstErr(err error, f func() error) error {
 	if err != nil {
 		return err
@@ -213,7 +211,6 @@ func withUsage(fs *flag.FlagSet, synopsis string) {
 
 func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
 
-
 func yesNo(b bool) string {
 	if b {
 		return "yes"
@@ -225,7 +222,6 @@ func yesNo(b bool) string {
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
-
 
 func orNone(s string) string {
 	if s == "" {

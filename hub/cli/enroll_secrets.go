@@ -1,8 +1,6 @@
 package cli
 
 import (
-	posturev1 "github.com/posture-dev/posture/api/posture/v1"
-
 	"context"
 	"flag"
 	"fmt"
@@ -11,6 +9,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 )
 
 func cmdEnrollSecret(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -65,4 +65,3 @@ func cmdEnrollSecret(ctx context.Context, args []string, stdout, stderr io.Write
 	fmt.Fprintf(stderr, "enroll-secret: unknown subcommand %q\n", verb)
 	return 2
 }
-

@@ -1,8 +1,6 @@
 package cli
 
 import (
-	posturev1 "github.com/posture-dev/posture/api/posture/v1"
-
 	"context"
 	"errors"
 	"flag"
@@ -12,6 +10,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 )
 
 func cmdExemptions(ctx context.Context, args []string, stdout, stderr io.Writer) int {

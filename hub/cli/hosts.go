@@ -1,14 +1,14 @@
 package cli
 
 import (
-	posturev1 "github.com/posture-dev/posture/api/posture/v1"
-
 	"context"
 	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 )
 
 func cmdHosts(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -110,7 +110,6 @@ func printResults(tw io.Writer, rs []*posturev1.HostResult, indent string) {
 		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\n", indent, r.GetPolicyId(), st, fmtTime(r.GetStatusSince()), fmtTime(r.GetEvaluatedAt()), r.GetError())
 	}
 }
-
 
 func hostsSetEntraID(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var clearID bool
@@ -217,4 +216,3 @@ func reasonKind(r *posturev1.VerdictReason) string {
 	}
 	return "not counted"
 }
-

@@ -6,8 +6,9 @@ import (
 	"testing"
 	"time"
 
-	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 )
 
 func TestCLIHostsIdentityAndVerdict(t *testing.T) {

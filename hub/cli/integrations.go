@@ -1,8 +1,6 @@
 package cli
 
 import (
-	posturev1 "github.com/posture-dev/posture/api/posture/v1"
-
 	"context"
 	"errors"
 	"flag"
@@ -13,6 +11,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 )
 
 func cmdIntegrations(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -353,4 +353,3 @@ func parseDateOrTime(s string) (time.Time, error) {
 	}
 	return time.Time{}, fmt.Errorf("%q: want an RFC 3339 date (2027-01-31) or time (2027-01-31T00:00:00Z)", s)
 }
-

@@ -1,8 +1,6 @@
 package cli
 
 import (
-	posturev1 "github.com/posture-dev/posture/api/posture/v1"
-
 	"context"
 	"flag"
 	"fmt"
@@ -10,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 	"github.com/posture-dev/posture/hub/policy"
 	"google.golang.org/grpc"
 )

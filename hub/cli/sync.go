@@ -1,13 +1,13 @@
 package cli
 
 import (
-	posturev1 "github.com/posture-dev/posture/api/posture/v1"
-
 	"context"
 	"flag"
 	"fmt"
 	"io"
 	"strconv"
+
+	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 )
 
 func cmdSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -1,8 +1,6 @@
 package cli
 
 import (
-	posturev1 "github.com/posture-dev/posture/api/posture/v1"
-
 	"context"
 	"flag"
 	"fmt"
@@ -10,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 	"github.com/posture-dev/posture/hub/admin"
 	"github.com/posture-dev/posture/hub/server"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -87,4 +86,3 @@ func tokenCreateLocal(ctx context.Context, args []string, stdout, stderr io.Writ
 	fmt.Fprintln(stdout, nt.Plain)
 	return 0
 }
-
