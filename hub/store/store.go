@@ -7,6 +7,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -56,6 +57,15 @@ type Host struct {
 	CertSerial   string
 	CertNotAfter time.Time
 	RevokedAt    *time.Time
+
+	// DuplicateOf names the host that already held this hardware UUID when
+	// this one enrolled with another team's secret ("" = not a duplicate).
+	DuplicateOf string
+	// ReenrolledAt is the last enroll that reused this host (same hardware
+	// UUID, same team; nil = never) and ReenrollCount how many there were.
+	// Each re-enroll retires the host's earlier certificates.
+	ReenrolledAt  *time.Time
+	ReenrollCount int
 }
 
 // Revoked reports whether the host was revoked.
@@ -76,14 +86,20 @@ type HostFilter struct {
 
 // Hosts keeps enrolled devices.
 type Hosts interface {
-	// EnrollHost creates the host, or - when a host with the same
-	// HardwareUUID exists (and HardwareUUID is not empty) - refreshes its facts,
-	// team, enrolled-at and certificate and returns it with its old ID. A
-	// revoked existing host yields ErrRevoked and changes nothing.
+	// EnrollHost creates the host, or re-enrolls an existing one. With a
+	// HardwareUUID, a host of the same team holding it is refreshed (facts,
+	// enrolled-at, certificate cleared until SetHostCert, ReenrolledAt set to
+	// the enroll time, ReenrollCount bumped) and returned with its old ID;
+	// a host never changes team here. When only a host of another team holds
+	// it, a new host with DuplicateOf set to that host is created. A revoked
+	// host of the same team, or a revoked original, yields ErrRevoked and
+	// changes nothing. A returned host with ReenrolledAt set was re-enrolled
+	// by this call (new hosts never have it).
 	EnrollHost(ctx context.Context, h Host) (Host, error)
 	GetHost(ctx context.Context, id string) (Host, error)
 	ListHosts(ctx context.Context, f HostFilter) ([]Host, error)
-	// UpdateHostFacts stores facts from a Hello (not team, cert or identity).
+	// UpdateHostFacts stores facts from a Hello (not team, cert, identity or
+	// the hardware UUID, which is fixed at enrollment).
 	UpdateHostFacts(ctx context.Context, h Host) error
 	// SetHostIdentity stores the Entra device id and UPN reported by the host
 	// (empty values too) and sets IdentityAt to now.
@@ -97,6 +113,39 @@ type Hosts interface {
 	// DeleteHost removes the host with its results, history, verdict and
 	// exemptions (its outbox rows stay: they are history).
 	DeleteHost(ctx context.Context, id string) error
+	// HostsByEntraDeviceID lists every host (revoked too) that reports the
+	// device id or has it as its override, sorted by id.
+	HostsByEntraDeviceID(ctx context.Context, deviceID string) ([]Host, error)
+}
+
+// ErrSuperseded: the caller spoke for a host with a certificate of an
+// earlier enrollment (see WithEnrollment).
+var ErrSuperseded = errors.New("host re-enrolled since this certificate was issued")
+
+type enrollmentKey struct{}
+
+// WithEnrollment marks ctx as speaking for the host enrollment whose
+// ReenrollCount was n. RecordResults under such a ctx refuses with
+// ErrSuperseded, inside its transaction, once the host was re-enrolled:
+// a stream opened with an older certificate cannot write a result, on
+// whichever replica it is connected.
+func WithEnrollment(ctx context.Context, n int) context.Context {
+	return context.WithValue(ctx, enrollmentKey{}, n)
+}
+
+// Enrollment returns the value set by WithEnrollment.
+func Enrollment(ctx context.Context) (int, bool) {
+	n, ok := ctx.Value(enrollmentKey{}).(int)
+	return n, ok
+}
+
+// CheckEnrollment returns ErrSuperseded when ctx speaks for an enrollment
+// other than the stored reenrollCount.
+func CheckEnrollment(ctx context.Context, hostID string, reenrollCount int) error {
+	if n, ok := Enrollment(ctx); ok && n != reenrollCount {
+		return fmt.Errorf("host %q: %w", hostID, ErrSuperseded)
+	}
+	return nil
 }
 
 // Policy is a compliance check. A host passes when Query returns a row.

@@ -20,12 +20,18 @@ func (s *Store) RecordResults(ctx context.Context, hostID string, rs []store.Res
 	}
 	var out store.RecordOutcome
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		var revoked sqlrow.NullTime
-		if err := tx.GetContext(ctx, &revoked, `SELECT revoked_at FROM hosts WHERE id = ?`, hostID); err != nil {
+		var host struct {
+			RevokedAt     sqlrow.NullTime `db:"revoked_at"`
+			ReenrollCount int             `db:"reenroll_count"`
+		}
+		if err := tx.GetContext(ctx, &host, `SELECT revoked_at, reenroll_count FROM hosts WHERE id = ?`, hostID); err != nil {
 			return notFound(err, "host", hostID)
 		}
-		if revoked.Valid {
+		if host.RevokedAt.Valid {
 			return fmt.Errorf("host %q: %w", hostID, store.ErrRevoked)
+		}
+		if err := store.CheckEnrollment(ctx, hostID, host.ReenrollCount); err != nil {
+			return err
 		}
 		plan, err := planBatch(ctx, tx, hostID, rs)
 		if err != nil {
