@@ -27,6 +27,10 @@ const (
 	CauseNoResults  = "no_results"
 	CauseGrace      = "grace"
 	CausePassing    = "passing"
+	// CauseDeviceConflict: another host claims the same Entra device.
+	CauseDeviceConflict = "device_conflict"
+	// CauseDeviceRevoked: a revoked host claimed the same Entra device.
+	CauseDeviceRevoked = "device_revoked"
 )
 
 // StatusMissing marks a Reason for a conditional-access policy that has no
@@ -62,6 +66,8 @@ type Input struct {
 	Results    []store.Result
 	Exemptions []Exemption
 	Now        time.Time
+	// Device is the host's claim on its Entra device (ResolveDevice).
+	Device DeviceClaim
 }
 
 // Reason describes one conditional-access policy that is not passing.
@@ -150,6 +156,14 @@ func Evaluate(in Input) Verdict {
 	now := in.Now
 	if in.Host.Revoked() {
 		return Verdict{State: Noncompliant, Cause: CauseRevoked}
+	}
+	// Before team settings: a team with conditional access off must not
+	// release a device another host also speaks for.
+	switch in.Device.State {
+	case ClaimConflict:
+		return Verdict{State: Noncompliant, Cause: CauseDeviceConflict}
+	case ClaimRevoked:
+		return Verdict{State: Noncompliant, Cause: CauseDeviceRevoked}
 	}
 	if !in.Settings.ConditionalAccess {
 		return Verdict{State: Compliant, Cause: CauseCADisabled}
