@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
+	"github.com/posture-dev/posture/hub/compliance"
 	"github.com/posture-dev/posture/hub/policy"
 	"github.com/posture-dev/posture/hub/store"
 	"github.com/posture-dev/posture/hub/verdicts"
@@ -20,6 +21,18 @@ import (
 type Verdicts interface {
 	Notify(hostID string, force bool)
 	NotifyAll(ctx context.Context, force bool) error
+	// NotifyDevice queues every host naming the Entra device.
+	NotifyDevice(ctx context.Context, deviceID string) error
+}
+
+// notifyDevice re-evaluates the hosts naming a device whose claims changed.
+func (s *Server) notifyDevice(ctx context.Context, deviceID string) {
+	if s.cfg.Verdicts == nil || deviceID == "" {
+		return
+	}
+	if err := s.cfg.Verdicts.NotifyDevice(ctx, deviceID); err != nil {
+		s.cfg.Logger.Warn("re-evaluate device claimants", "device", deviceID, "err", err)
+	}
 }
 
 // Integrations checks, seals and tests integration credentials (backed by
@@ -206,9 +219,18 @@ func (s *Server) SetHostEntraDeviceId(ctx context.Context, req *posturev1.SetHos
 	if id != "" && !isGUID(id) {
 		return nil, status.Error(codes.InvalidArgument, "entra_device_id must be a GUID like 3fa85f64-5717-4562-b3fc-2c963f66afa6, or empty to clear the override")
 	}
+	before, err := s.cfg.Store.GetHost(ctx, req.GetId())
+	if err != nil {
+		return nil, storeErr("host "+req.GetId(), err)
+	}
 	if err := s.cfg.Store.SetHostEntraOverride(ctx, req.GetId(), strings.ToLower(id)); err != nil {
 		return nil, storeErr("host "+req.GetId(), err)
 	}
+	// The admin's pick settles a conflict: every claimant of the old and
+	// the new device re-checks.
+	s.notifyDevice(ctx, before.EffectiveEntraDeviceID())
+	s.notifyDevice(ctx, before.EntraDeviceID)
+	s.notifyDevice(ctx, strings.ToLower(id))
 	s.audit(ctx, "entra device id override set", "host", req.GetId(), "device", id)
 	if s.cfg.Verdicts != nil {
 		s.cfg.Verdicts.Notify(req.GetId(), true) // the (new) device needs its state written
@@ -246,8 +268,17 @@ func (s *Server) ListUnmappedHosts(ctx context.Context, _ *posturev1.ListUnmappe
 	}
 	resp := &posturev1.ListUnmappedHostsResponse{}
 	for _, h := range hosts {
-		if UnmappedReason(h) == "" || h.Revoked() {
+		if h.Revoked() {
 			continue
+		}
+		if UnmappedReason(h) == "" {
+			claim, err := s.deviceClaim(ctx, h)
+			if err != nil {
+				return nil, err
+			}
+			if claim.State == compliance.ClaimOwner {
+				continue
+			}
 		}
 		ph, err := s.hostProto(ctx, h, names, false)
 		if err != nil {

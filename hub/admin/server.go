@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
+	"github.com/posture-dev/posture/hub/compliance"
 	"github.com/posture-dev/posture/hub/policy"
 	"github.com/posture-dev/posture/hub/store"
 	"github.com/posture-dev/posture/hub/tokens"
@@ -126,6 +127,11 @@ func (s *Server) RevokeHost(ctx context.Context, req *posturev1.RevokeHostReques
 	}
 	s.cfg.Streams.Disable(h.ID, "host revoked by an admin")
 	s.audit(ctx, "host revoked", "host", h.ID, "hostname", h.Hostname)
+	if s.cfg.Verdicts != nil {
+		s.cfg.Verdicts.Notify(h.ID, true)
+	}
+	// Its device stays blocked for any other claimant.
+	s.notifyDevice(ctx, h.EffectiveEntraDeviceID())
 	names, err := s.policyNames(ctx)
 	if err != nil {
 		return nil, err
@@ -134,9 +140,15 @@ func (s *Server) RevokeHost(ctx context.Context, req *posturev1.RevokeHostReques
 }
 
 func (s *Server) DeleteHost(ctx context.Context, req *posturev1.DeleteHostRequest) (*posturev1.DeleteHostResponse, error) {
+	before, err := s.cfg.Store.GetHost(ctx, req.GetId())
+	if err != nil {
+		return nil, storeErr("host "+req.GetId(), err)
+	}
 	if err := s.cfg.Store.DeleteHost(ctx, req.GetId()); err != nil {
 		return nil, storeErr("host "+req.GetId(), err)
 	}
+	// A deleted host no longer claims (or blocks) its device.
+	s.notifyDevice(ctx, before.EffectiveEntraDeviceID())
 	s.cfg.Streams.Disable(req.GetId(), "host deleted by an admin")
 	s.audit(ctx, "host deleted", "host", req.GetId())
 	return &posturev1.DeleteHostResponse{}, nil
@@ -190,6 +202,12 @@ func (s *Server) hostProto(ctx context.Context, h store.Host, names map[string]s
 	if h.RevokedAt != nil {
 		ph.RevokedAt = ts(*h.RevokedAt)
 	}
+	ph.DuplicateOf, ph.ReenrolledAt, ph.ReenrollCount = h.DuplicateOf, tsPtr(h.ReenrolledAt), int32(h.ReenrollCount)
+	claim, err := s.deviceClaim(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	ph.EntraClaim, ph.EntraClaimHosts, ph.EntraClaimReason = claim.State, claim.Others, claim.Reason()
 	rs, err := s.cfg.Store.LatestResults(ctx, h.ID)
 	if err != nil {
 		return nil, storeErr("results", err)
@@ -506,4 +524,14 @@ func (s *Server) RevokeApiToken(ctx context.Context, req *posturev1.RevokeApiTok
 	}
 	s.audit(ctx, "api token revoked", "id", t.ID, "name", t.Name)
 	return tokenProto(t), nil
+}
+
+// deviceClaim resolves the host's claim on its Entra device as the verdict
+// engine does.
+func (s *Server) deviceClaim(ctx context.Context, h store.Host) (compliance.DeviceClaim, error) {
+	claimants, err := s.cfg.Store.HostsByEntraDeviceID(ctx, h.EffectiveEntraDeviceID())
+	if err != nil {
+		return compliance.DeviceClaim{}, storeErr("device claimants", err)
+	}
+	return compliance.ResolveDevice(h, claimants), nil
 }

@@ -18,6 +18,8 @@ func NewRegistry() *Registry { return &Registry{sessions: map[string]*session{}}
 
 type session struct {
 	hostID string
+	// enrollment is the host's ReenrollCount when the stream opened.
+	enrollment int
 	// out carries acks, rechecks and disables in order. Never dropped.
 	out chan *posturev1.HubMessage
 	// dirty asks the sender to build and send a fresh PolicySet; coalesced.
@@ -51,6 +53,16 @@ func (r *Registry) remove(s *session) {
 		delete(r.sessions, s.hostID)
 	}
 	r.mu.Unlock()
+}
+
+// kick ends the host's stream on this replica (its certificate was retired).
+func (r *Registry) kick(hostID string) {
+	r.mu.Lock()
+	s := r.sessions[hostID]
+	r.mu.Unlock()
+	if s != nil {
+		s.cancel()
+	}
 }
 
 // Connected reports whether the host has a stream open to this replica.

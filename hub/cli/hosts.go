@@ -49,6 +49,7 @@ func cmdHosts(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			fmt.Fprintf(stdout, "%s  %s (%s %s)  team %s  %s\n", h.GetId(), f.GetHostname(), f.GetOsName(), f.GetOsVersion(), h.GetTeam(), hostState(h))
 			fmt.Fprintf(stdout, "serial %s  uuid %s  entra device %s  user %s\n", f.GetHardwareSerial(), f.GetHardwareUuid(), orDash(h.GetEntraDeviceId()), orDash(h.GetUserPrincipalName()))
 			fmt.Fprintf(stdout, "enrolled %s  last seen %s  certificate until %s\n", fmtTime(h.GetEnrolledAt()), fmtTime(h.GetLastSeenAt()), fmtTime(h.GetCertificateNotAfter()))
+			printTrust(stdout, h)
 			if err := printVerdict(stdout, h); err != nil {
 				return err
 			}
@@ -149,7 +150,7 @@ func hostsUnmapped(ctx context.Context, args []string, stdout, stderr io.Writer)
 		tw := newTable(stdout)
 		fmt.Fprintln(tw, "ID\tHOSTNAME\tREASON")
 		for _, h := range resp.GetHosts() {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", h.GetId(), h.GetFacts().GetHostname(), h.GetUnmappedReason())
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", h.GetId(), h.GetFacts().GetHostname(), unmappedReason(h))
 		}
 		return tw.Flush()
 	})
@@ -215,4 +216,38 @@ func reasonKind(r *posturev1.VerdictReason) string {
 		return "missing" // no result for the policy's current revision yet
 	}
 	return "not counted"
+}
+
+// printTrust is the identity part of `hosts get`: duplicate and re-enroll
+// flags, and a device claim that is not plain ownership.
+func printTrust(w io.Writer, h *posturev1.Host) {
+	if d := h.GetDuplicateOf(); d != "" {
+		fmt.Fprintf(w, "DUPLICATE of host %s: enrolled with another team's secret for that host's hardware uuid\n", d)
+	}
+	if n := h.GetReenrollCount(); n > 0 {
+		fmt.Fprintf(w, "re-enrolled %d time(s), last %s (earlier certificates retired)\n", n, fmtTime(h.GetReenrolledAt()))
+	}
+	if r := claimReason(h); r != "" {
+		fmt.Fprintf(w, "entra claim %s: %s\n", h.GetEntraClaim(), r)
+	}
+}
+
+// claimReason is the device claim's reason with the other hosts named.
+func claimReason(h *posturev1.Host) string {
+	r := h.GetEntraClaimReason()
+	if r == "" {
+		return ""
+	}
+	if others := h.GetEntraClaimHosts(); len(others) > 0 {
+		r += " [other hosts: " + strings.Join(others, ", ") + "]"
+	}
+	return r
+}
+
+// unmappedReason is the REASON column of `hosts unmapped`.
+func unmappedReason(h *posturev1.Host) string {
+	if r := h.GetUnmappedReason(); r != "" {
+		return r
+	}
+	return claimReason(h)
 }

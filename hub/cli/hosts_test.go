@@ -120,3 +120,25 @@ func TestPrintVerdictReasons(t *testing.T) {
 		}
 	}
 }
+
+func TestPrintTrust(t *testing.T) {
+	h := &posturev1.Host{
+		Id: "h2", DuplicateOf: "h1", ReenrollCount: 2, ReenrolledAt: timestamppb.New(time.Date(2030, 1, 2, 12, 0, 0, 0, time.UTC)),
+		EntraClaim: "conflict", EntraClaimHosts: []string{"h1", "h3"}, EntraClaimReason: "Entra device d is also claimed by another host",
+	}
+	var b bytes.Buffer
+	printTrust(&b, h)
+	for _, want := range []string{"DUPLICATE of host h1", "re-enrolled 2 time(s), last 2030-01-02", "entra claim conflict: Entra device d", "[other hosts: h1, h3]"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("printTrust lacks %q:\n%s", want, b.String())
+		}
+	}
+	if got := unmappedReason(h); !strings.Contains(got, "h3") {
+		t.Errorf("unmapped reason %q", got)
+	}
+	b.Reset()
+	printTrust(&b, &posturev1.Host{Id: "plain", EntraClaim: "owner"})
+	if b.Len() != 0 {
+		t.Errorf("a plain host prints trust lines: %q", b.String())
+	}
+}

@@ -192,6 +192,11 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 			h.Engine.Observe(hostID, len(out.Changed) > 0)
 		},
 		IdentityChanged: func(hostID string) { h.Engine.Notify(hostID, true) },
+		DeviceReleased: func(ctx context.Context, deviceID string) {
+			if err := h.Engine.NotifyDevice(ctx, deviceID); err != nil {
+				h.log.Warn("re-evaluate device claimants", "device", deviceID, "err", err)
+			}
+		},
 	})
 	h.Admin = admin.New(admin.Config{
 		Store: h.Store, Streams: h.Registry, Logger: h.log, Verdicts: h.Engine,

@@ -36,6 +36,7 @@ type Store interface {
 	SaveVerdict(ctx context.Context, v store.Verdict, prevVersion int64, rows []store.OutboxRow) error
 	DueVerdicts(ctx context.Context, now time.Time, limit int) ([]string, error)
 	ListIntegrations(ctx context.Context) ([]store.Integration, error)
+	HostsByEntraDeviceID(ctx context.Context, deviceID string) ([]store.Host, error)
 }
 
 // DefaultSettings apply to a team that has none stored: conditional access
@@ -140,6 +141,22 @@ func (e *Engine) Notify(hostID string, force bool) {
 	case e.wake <- struct{}{}:
 	default:
 	}
+}
+
+// NotifyDevice queues every host naming the Entra device (after a host
+// stopped naming it, was revoked or deleted: a conflict may have ended).
+func (e *Engine) NotifyDevice(ctx context.Context, deviceID string) error {
+	if deviceID == "" {
+		return nil
+	}
+	hs, err := e.cfg.Store.HostsByEntraDeviceID(ctx, deviceID)
+	if err != nil {
+		return fmt.Errorf("hosts of device %s: %w", deviceID, err)
+	}
+	for _, h := range hs {
+		e.Notify(h.ID, true)
+	}
+	return nil
 }
 
 // Observe is told about every committed result batch of a host.
@@ -301,7 +318,12 @@ func (e *Engine) Inputs(ctx context.Context, h store.Host) (compliance.Input, er
 	if err != nil {
 		return compliance.Input{}, fmt.Errorf("exemptions: %w", err)
 	}
-	in := compliance.Input{Host: h, Settings: settings, Policies: policies, Results: results, Now: e.cfg.Now()}
+	claimants, err := e.cfg.Store.HostsByEntraDeviceID(ctx, h.EffectiveEntraDeviceID())
+	if err != nil {
+		return compliance.Input{}, fmt.Errorf("device claimants: %w", err)
+	}
+	in := compliance.Input{Host: h, Settings: settings, Policies: policies, Results: results, Now: e.cfg.Now(),
+		Device: compliance.ResolveDevice(h, claimants)}
 	for _, x := range exs {
 		in.Exemptions = append(in.Exemptions, compliance.Exemption{PolicyID: x.PolicyID, ExpiresAt: x.ExpiresAt, Reason: x.Reason})
 	}
@@ -364,8 +386,15 @@ func (e *Engine) evaluateOnce(ctx context.Context, hostID string, force bool) (s
 	if same && !force {
 		return prev, nil
 	}
+	// The other hosts naming this device may change with this one (a
+	// conflict starts or ends); they re-check. Only on a change or a forced
+	// evaluation, so two claimants settle instead of waking each other
+	// forever.
+	for _, other := range in.Device.Others {
+		e.Notify(other, false)
+	}
 	var rows []store.OutboxRow
-	if nv.Desired != "" && (nv.Desired != prev.Desired || force) {
+	if nv.Desired != "" && (nv.Desired != prev.Desired || force) && in.Device.Writes() {
 		rows, err = e.rowsFor(ctx, h, nv, in.Now)
 		if err != nil {
 			return store.Verdict{}, err
@@ -387,7 +416,8 @@ func (e *Engine) evaluateOnce(ctx context.Context, hostID string, force bool) (s
 }
 
 // rowsFor is one outbox row per integration that covers the host's team;
-// none for a host without an Entra device id (it is listed as unmapped).
+// none for a host without an Entra device id (it is listed as unmapped) or
+// whose device an admin gave to another host (the caller checks that).
 func (e *Engine) rowsFor(ctx context.Context, h store.Host, v store.Verdict, now time.Time) ([]store.OutboxRow, error) {
 	device := h.EffectiveEntraDeviceID()
 	if device == "" {

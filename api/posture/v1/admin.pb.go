@@ -104,8 +104,23 @@ type Host struct {
 	Verdict *Verdict `protobuf:"bytes,17,opt,name=verdict,proto3" json:"verdict,omitempty"`
 	// Why no sink can key on this host ("" when it has an Entra device id).
 	UnmappedReason string `protobuf:"bytes,18,opt,name=unmapped_reason,json=unmappedReason,proto3" json:"unmapped_reason,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The host this one duplicates: it enrolled with another team's secret
+	// for a hardware UUID that host already held ("" = not a duplicate).
+	DuplicateOf string `protobuf:"bytes,19,opt,name=duplicate_of,json=duplicateOf,proto3" json:"duplicate_of,omitempty"`
+	// The last re-enroll (same hardware UUID, same team) and how many there
+	// were; each retires the host's earlier certificates.
+	ReenrolledAt  *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=reenrolled_at,json=reenrolledAt,proto3" json:"reenrolled_at,omitempty"`
+	ReenrollCount int32                  `protobuf:"varint,21,opt,name=reenroll_count,json=reenrollCount,proto3" json:"reenroll_count,omitempty"`
+	// The host's claim on its Entra device: "" (none), owner, conflict,
+	// revoked_device (a revoked host named it) or displaced (an admin gave
+	// the device to another host).
+	EntraClaim string `protobuf:"bytes,22,opt,name=entra_claim,json=entraClaim,proto3" json:"entra_claim,omitempty"`
+	// The other hosts naming the same Entra device.
+	EntraClaimHosts []string `protobuf:"bytes,23,rep,name=entra_claim_hosts,json=entraClaimHosts,proto3" json:"entra_claim_hosts,omitempty"`
+	// Why the claim is not plain ownership ("" for owner or none).
+	EntraClaimReason string `protobuf:"bytes,24,opt,name=entra_claim_reason,json=entraClaimReason,proto3" json:"entra_claim_reason,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Host) Reset() {
@@ -264,13 +279,55 @@ func (x *Host) GetUnmappedReason() string {
 	return ""
 }
 
+func (x *Host) GetDuplicateOf() string {
+	if x != nil {
+		return x.DuplicateOf
+	}
+	return ""
+}
+
+func (x *Host) GetReenrolledAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReenrolledAt
+	}
+	return nil
+}
+
+func (x *Host) GetReenrollCount() int32 {
+	if x != nil {
+		return x.ReenrollCount
+	}
+	return 0
+}
+
+func (x *Host) GetEntraClaim() string {
+	if x != nil {
+		return x.EntraClaim
+	}
+	return ""
+}
+
+func (x *Host) GetEntraClaimHosts() []string {
+	if x != nil {
+		return x.EntraClaimHosts
+	}
+	return nil
+}
+
+func (x *Host) GetEntraClaimReason() string {
+	if x != nil {
+		return x.EntraClaimReason
+	}
+	return ""
+}
+
 // Verdict is a host's compliance state as the hub computed it.
 type Verdict struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// COMPLIANT | NONCOMPLIANT | GRACE | UNKNOWN
 	State string `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
-	// What decided it: revoked, ca_disabled, stale, failing, no_results,
-	// grace, passing.
+	// What decided it: revoked, device_conflict, device_revoked, ca_disabled,
+	// stale, failing, no_results, grace, passing.
 	Cause string `protobuf:"bytes,2,opt,name=cause,proto3" json:"cause,omitempty"`
 	// What sinks write: compliant, noncompliant, or "" (no write).
 	Desired string           `protobuf:"bytes,3,opt,name=desired,proto3" json:"desired,omitempty"`
@@ -3835,7 +3892,7 @@ var File_posture_v1_admin_proto protoreflect.FileDescriptor
 const file_posture_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x16posture/v1/admin.proto\x12\n" +
-	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\xfc\x05\n" +
+	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\x82\b\n" +
 	"\x04Host\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04team\x18\x02 \x01(\tR\x04team\x12+\n" +
@@ -3858,7 +3915,14 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\afailing\x18\x0f \x01(\x05R\afailing\x12\x16\n" +
 	"\x06errors\x18\x10 \x01(\x05R\x06errors\x12-\n" +
 	"\averdict\x18\x11 \x01(\v2\x13.posture.v1.VerdictR\averdict\x12'\n" +
-	"\x0funmapped_reason\x18\x12 \x01(\tR\x0eunmappedReason\"\x84\x02\n" +
+	"\x0funmapped_reason\x18\x12 \x01(\tR\x0eunmappedReason\x12!\n" +
+	"\fduplicate_of\x18\x13 \x01(\tR\vduplicateOf\x12?\n" +
+	"\rreenrolled_at\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\freenrolledAt\x12%\n" +
+	"\x0ereenroll_count\x18\x15 \x01(\x05R\rreenrollCount\x12\x1f\n" +
+	"\ventra_claim\x18\x16 \x01(\tR\n" +
+	"entraClaim\x12*\n" +
+	"\x11entra_claim_hosts\x18\x17 \x03(\tR\x0fentraClaimHosts\x12,\n" +
+	"\x12entra_claim_reason\x18\x18 \x01(\tR\x10entraClaimReason\"\x84\x02\n" +
 	"\aVerdict\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12\x14\n" +
 	"\x05cause\x18\x02 \x01(\tR\x05cause\x12\x18\n" +
@@ -4254,124 +4318,125 @@ var file_posture_v1_admin_proto_depIdxs = []int32{
 	63, // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
 	4,  // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
 	2,  // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
-	3,  // 7: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
-	63, // 8: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
-	63, // 9: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
-	64, // 10: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
-	63, // 11: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
-	64, // 12: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
-	63, // 13: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
-	65, // 14: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
-	63, // 15: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
-	1,  // 16: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
-	65, // 17: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
-	63, // 18: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
-	63, // 19: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
-	13, // 20: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
-	65, // 21: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
-	17, // 22: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
-	13, // 23: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
-	18, // 24: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
-	66, // 25: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
-	0,  // 26: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
-	20, // 27: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
-	18, // 28: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
-	18, // 29: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
-	63, // 30: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
-	63, // 31: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
-	27, // 32: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
-	63, // 33: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 34: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
-	63, // 35: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
-	63, // 36: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
-	63, // 37: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
-	63, // 38: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
-	63, // 39: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
-	36, // 40: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
-	36, // 41: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	36, // 42: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	63, // 43: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
-	63, // 44: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
-	46, // 45: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
-	63, // 46: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	63, // 47: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	63, // 48: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	63, // 49: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
-	50, // 50: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
-	63, // 51: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
-	50, // 52: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
-	63, // 53: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
-	63, // 54: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
-	63, // 55: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
-	63, // 56: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
-	56, // 57: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
-	63, // 58: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
-	56, // 59: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
-	5,  // 60: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
-	7,  // 61: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
-	8,  // 62: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
-	9,  // 63: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
-	11, // 64: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
-	14, // 65: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
-	16, // 66: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
-	19, // 67: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
-	22, // 68: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
-	24, // 69: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
-	26, // 70: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
-	28, // 71: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
-	30, // 72: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
-	31, // 73: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
-	33, // 74: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
-	34, // 75: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
-	37, // 76: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
-	39, // 77: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
-	40, // 78: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
-	41, // 79: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
-	42, // 80: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
-	44, // 81: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
-	47, // 82: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
-	49, // 83: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
-	51, // 84: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
-	53, // 85: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
-	55, // 86: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
-	57, // 87: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
-	59, // 88: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
-	61, // 89: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
-	6,  // 90: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
-	1,  // 91: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
-	1,  // 92: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
-	10, // 93: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
-	12, // 94: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
-	15, // 95: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
-	13, // 96: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
-	21, // 97: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
-	23, // 98: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
-	25, // 99: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
-	18, // 100: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
-	29, // 101: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
-	27, // 102: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
-	32, // 103: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
-	1,  // 104: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
-	35, // 105: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
-	38, // 106: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
-	36, // 107: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
-	36, // 108: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
-	36, // 109: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
-	43, // 110: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
-	45, // 111: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
-	48, // 112: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
-	46, // 113: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
-	52, // 114: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
-	54, // 115: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
-	50, // 116: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
-	58, // 117: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
-	60, // 118: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
-	56, // 119: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
-	90, // [90:120] is the sub-list for method output_type
-	60, // [60:90] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	63, // 7: posture.v1.Host.reenrolled_at:type_name -> google.protobuf.Timestamp
+	3,  // 8: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
+	63, // 9: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
+	63, // 10: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
+	64, // 11: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
+	63, // 12: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
+	64, // 13: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
+	63, // 14: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
+	65, // 15: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
+	63, // 16: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
+	1,  // 17: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
+	65, // 18: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
+	63, // 19: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
+	63, // 20: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
+	13, // 21: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
+	65, // 22: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
+	17, // 23: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
+	13, // 24: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
+	18, // 25: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
+	66, // 26: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
+	0,  // 27: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
+	20, // 28: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
+	18, // 29: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
+	18, // 30: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
+	63, // 31: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
+	63, // 32: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
+	27, // 33: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
+	63, // 34: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	1,  // 35: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
+	63, // 36: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
+	63, // 37: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
+	63, // 38: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
+	63, // 39: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
+	63, // 40: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
+	36, // 41: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
+	36, // 42: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	36, // 43: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	63, // 44: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
+	63, // 45: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
+	46, // 46: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
+	63, // 47: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	63, // 48: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	63, // 49: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	63, // 50: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
+	50, // 51: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
+	63, // 52: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
+	50, // 53: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
+	63, // 54: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
+	63, // 55: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
+	63, // 56: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
+	63, // 57: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
+	56, // 58: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
+	63, // 59: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
+	56, // 60: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
+	5,  // 61: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
+	7,  // 62: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
+	8,  // 63: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
+	9,  // 64: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
+	11, // 65: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
+	14, // 66: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
+	16, // 67: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
+	19, // 68: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
+	22, // 69: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
+	24, // 70: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
+	26, // 71: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
+	28, // 72: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
+	30, // 73: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
+	31, // 74: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
+	33, // 75: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
+	34, // 76: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
+	37, // 77: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
+	39, // 78: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
+	40, // 79: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
+	41, // 80: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
+	42, // 81: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
+	44, // 82: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
+	47, // 83: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
+	49, // 84: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
+	51, // 85: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
+	53, // 86: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
+	55, // 87: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
+	57, // 88: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
+	59, // 89: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
+	61, // 90: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
+	6,  // 91: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
+	1,  // 92: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
+	1,  // 93: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
+	10, // 94: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
+	12, // 95: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
+	15, // 96: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
+	13, // 97: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
+	21, // 98: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
+	23, // 99: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
+	25, // 100: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
+	18, // 101: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
+	29, // 102: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
+	27, // 103: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
+	32, // 104: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
+	1,  // 105: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
+	35, // 106: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
+	38, // 107: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
+	36, // 108: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
+	36, // 109: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
+	36, // 110: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
+	43, // 111: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
+	45, // 112: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
+	48, // 113: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
+	46, // 114: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
+	52, // 115: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
+	54, // 116: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
+	50, // 117: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
+	58, // 118: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
+	60, // 119: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
+	56, // 120: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
+	91, // [91:121] is the sub-list for method output_type
+	61, // [61:91] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_posture_v1_admin_proto_init() }
