@@ -210,6 +210,12 @@ func TestEntraSyncEndToEnd(t *testing.T) {
 	}
 	// Drift: someone edits the attribute in Entra; reconcile reads it back
 	// and repairs it with low-priority traffic.
+	// The last write lands in Graph before the worker settles its row;
+	// reconcile skips devices with a pending row, so wait for it first.
+	eventually(t, "the outbox to settle", 30*time.Second, func() (bool, string) {
+		items, err := adminc.ListSyncItems(actx, &posturev1.ListSyncItemsRequest{State: "pending"})
+		return err == nil && len(items.GetItems()) == 0, fmt.Sprint(items, err)
+	})
 	pair.Graph.SetAttribute(device, testAttr, "Compliant")
 	rep, err := hp.hub.ReconcileNow(ctx)
 	if err != nil {
