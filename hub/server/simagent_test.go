@@ -35,6 +35,8 @@ type simAgent struct {
 	acked    map[uint64]chan struct{}
 	policies map[string]int64 // id → revision of the last PolicySet
 	gotSet   chan struct{}
+	ended    chan struct{} // closed when the stream ends; endErr says why
+	endErr   error
 }
 
 func startSimAgent(ctx context.Context, addr string, caPEM []byte, secret, hostname, uuid string) (*simAgent, error) {
@@ -81,7 +83,7 @@ func startSimAgent(ctx context.Context, addr string, caPEM []byte, secret, hostn
 		return nil, err
 	}
 	a := &simAgent{HostID: resp.GetHostId(), conn: conn, stream: stream, cancel: cancel,
-		acked: map[uint64]chan struct{}{}, policies: map[string]int64{}, gotSet: make(chan struct{})}
+		acked: map[uint64]chan struct{}{}, policies: map[string]int64{}, gotSet: make(chan struct{}), ended: make(chan struct{})}
 	if err := stream.Send(&posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Hello{Hello: &posturev1.Hello{Facts: facts}}}); err != nil {
 		a.Close()
 		return nil, err
@@ -101,6 +103,8 @@ func (a *simAgent) recv() {
 	for {
 		m, err := a.stream.Recv()
 		if err != nil {
+			a.endErr = err
+			close(a.ended)
 			return
 		}
 		a.mu.Lock()

@@ -26,6 +26,7 @@ import (
 	"github.com/posture-dev/posture/hub/admin"
 	"github.com/posture-dev/posture/hub/server"
 	"github.com/posture-dev/posture/hub/store"
+	"github.com/posture-dev/posture/hub/store/postgres/pgtest"
 )
 
 // trustHub is an in-process hub with an admin client, for the attacks below.
@@ -445,4 +446,70 @@ func TestRevokedDeviceStaysBlocked(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "Compliant once the revoked host is deleted", 30*time.Second, func() (bool, string) { return attr() == "Compliant", attr() })
+}
+
+// Across replicas: a stream opened with the old certificate on replica A
+// cannot write a result once the host re-enrolled through replica B.
+func TestReenrollOnAnotherReplicaRetiresTheOldStream(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dbURL := pgtest.URL(t)
+	work := t.TempDir()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := server.Config{
+		DataDir: filepath.Join(work, "shared"), DatabaseURL: dbURL, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		PolicyPoll: time.Hour, DuePoll: 100 * time.Millisecond, SyncPoll: 50 * time.Millisecond, Logger: quiet,
+	}
+	a, b := startHub(t, cfg), startHub(t, cfg)
+	nt, _ := admin.NewAPIToken("trust", store.RoleAdmin, time.Now(), nil)
+	if err := a.hub.Store.CreateAPIToken(ctx, nt.Stored); err != nil {
+		t.Fatal(err)
+	}
+	caPEM := a.hub.CA.CertPEM()
+	adminc := posturev1.NewAdminServiceClient(dialHub(t, a.cfg.GRPCAddr, caPEM, nil))
+	actx := withToken(ctx, nt.Plain)
+	if _, err := adminc.ApplyPolicies(actx, &posturev1.ApplyPoliciesRequest{Policies: []*posturev1.Policy{
+		{Id: "disk", Name: "Disk", Severity: "critical", ConditionalAccess: true, Query: "SELECT 1"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	sec, err := adminc.CreateEnrollSecret(actx, &posturev1.CreateEnrollSecretRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := startSimAgent(ctx, a.cfg.GRPCAddr, caPEM, sec.GetSecret(), "mac", "UUID-R")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	ack, err := old.Send(passSt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitAck(t, ack)
+
+	thB := &trustHub{hp: b, caPEM: caPEM}
+	again, _, err := thB.enrollRaw(ctx, sec.GetSecret(), macFacts("mac", "UUID-R"))
+	if err != nil || again.GetHostId() != old.HostID {
+		t.Fatalf("re-enroll through B: %v %v", again, err)
+	}
+	// The old stream on A sends FAIL: it must be refused, not recorded.
+	if _, err := old.Send(failSt, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-old.ended:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the retired certificate's stream stayed open")
+	}
+	if status.Code(old.endErr) != codes.Unauthenticated {
+		t.Fatalf("old stream ended with %v, want Unauthenticated", old.endErr)
+	}
+	h, err := adminc.GetHost(actx, &posturev1.GetHostRequest{Id: old.HostID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := resultOf(h, "disk"); r.GetStatus() != passSt {
+		t.Fatalf("a retired certificate's batch was recorded: %v", r)
+	}
 }
