@@ -11,7 +11,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
-	"github.com/posture-dev/posture/hub/policy"
 	"github.com/posture-dev/posture/hub/store"
 	"github.com/posture-dev/posture/hub/verdicts"
 )
@@ -104,29 +103,6 @@ func UnmappedReason(h store.Host) string {
 }
 
 // --- teams ---
-
-func (s *Server) PutTeam(ctx context.Context, req *posturev1.PutTeamRequest) (*posturev1.Team, error) {
-	if req.GetTeam() == nil {
-		return nil, status.Error(codes.InvalidArgument, "team is required")
-	}
-	t := policy.TeamFromProto(req.GetTeam())
-	if err := policy.ValidateApply(nil, []store.Team{t}); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
-	}
-	// One team through the atomic apply: the current policies go along
-	// unchanged (no prune), so only the team can change.
-	current, err := s.cfg.Store.ListPolicies(ctx)
-	if err != nil {
-		return nil, storeErr("policies", err)
-	}
-	if _, err := s.cfg.Store.ApplyPolicies(ctx, store.ApplyRequest{Policies: current, Teams: []store.Team{t}, At: s.cfg.Now()}); err != nil {
-		return nil, storeErr("team "+t.Name, err)
-	}
-	s.audit(ctx, "team settings set", "team", t.Name)
-	s.cfg.Streams.PoliciesChanged()
-	s.notifyAll(ctx, false)
-	return policy.TeamToProto(t), nil
-}
 
 // --- exemptions ---
 

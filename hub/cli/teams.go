@@ -111,13 +111,13 @@ func teamsSet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			}
 		}
 		if set["conditional-access"] {
-			settings.ConditionalAccess = ca
+			settings.ConditionalAccess = &ca
 		}
 		if set["max-allowed-severity"] {
-			settings.MaxAllowedSeverity = maxSev
+			settings.MaxAllowedSeverity = &maxSev
 		}
 		if set["errors-as-failures"] {
-			settings.ErrorsAsFailures = errorsAsFailures
+			settings.ErrorsAsFailures = &errorsAsFailures
 		}
 		if set["stale-after"] {
 			settings.StaleAfter = nil

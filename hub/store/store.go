@@ -360,3 +360,14 @@ type Audit interface {
 	// ListAuditEvents returns matching events newest first.
 	ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
 }
+
+// Audit actors and results that are not a token's name or a gRPC code.
+const (
+	// AuditActorLocal is the CLI working on the store directly (e.g. token
+	// creation before any token exists).
+	AuditActorLocal = "local"
+	// AuditActorHub is the hub acting on its own (e.g. a host re-enrolled).
+	AuditActorHub = "hub"
+	// AuditOK is the result of an action that succeeded.
+	AuditOK = "ok"
+)

@@ -10,6 +10,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -1223,13 +1224,15 @@ func (x *GetPolicyRequest) GetId() string {
 
 type TeamSettings struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
+	// Fields have presence so that PutTeam can refuse a partial object (an
+	// absent conditional_access must not mean "off").
 	// Off: every host of the team counts as compliant.
-	ConditionalAccess bool `protobuf:"varint,1,opt,name=conditional_access,json=conditionalAccess,proto3" json:"conditional_access,omitempty"`
+	ConditionalAccess *bool `protobuf:"varint,1,opt,name=conditional_access,json=conditionalAccess,proto3,oneof" json:"conditional_access,omitempty"`
 	// Failures of policies above this severity make a host non-compliant:
 	// low | medium | high ("" = any failing policy counts).
-	MaxAllowedSeverity string `protobuf:"bytes,2,opt,name=max_allowed_severity,json=maxAllowedSeverity,proto3" json:"max_allowed_severity,omitempty"`
-	ErrorsAsFailures   bool   `protobuf:"varint,3,opt,name=errors_as_failures,json=errorsAsFailures,proto3" json:"errors_as_failures,omitempty"`
-	// A host silent longer than this is UNKNOWN (default 24h).
+	MaxAllowedSeverity *string `protobuf:"bytes,2,opt,name=max_allowed_severity,json=maxAllowedSeverity,proto3,oneof" json:"max_allowed_severity,omitempty"`
+	ErrorsAsFailures   *bool   `protobuf:"varint,3,opt,name=errors_as_failures,json=errorsAsFailures,proto3,oneof" json:"errors_as_failures,omitempty"`
+	// A host silent longer than this is UNKNOWN ("0s" = the default, 24h).
 	StaleAfter    *durationpb.Duration `protobuf:"bytes,4,opt,name=stale_after,json=staleAfter,proto3" json:"stale_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1266,22 +1269,22 @@ func (*TeamSettings) Descriptor() ([]byte, []int) {
 }
 
 func (x *TeamSettings) GetConditionalAccess() bool {
-	if x != nil {
-		return x.ConditionalAccess
+	if x != nil && x.ConditionalAccess != nil {
+		return *x.ConditionalAccess
 	}
 	return false
 }
 
 func (x *TeamSettings) GetMaxAllowedSeverity() string {
-	if x != nil {
-		return x.MaxAllowedSeverity
+	if x != nil && x.MaxAllowedSeverity != nil {
+		return *x.MaxAllowedSeverity
 	}
 	return ""
 }
 
 func (x *TeamSettings) GetErrorsAsFailures() bool {
-	if x != nil {
-		return x.ErrorsAsFailures
+	if x != nil && x.ErrorsAsFailures != nil {
+		return *x.ErrorsAsFailures
 	}
 	return false
 }
@@ -2643,8 +2646,11 @@ func (x *CreateIntegrationRequest) GetIntegration() *Integration {
 }
 
 type UpdateIntegrationRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Integration   *Integration           `protobuf:"bytes,1,opt,name=integration,proto3" json:"integration,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Integration *Integration           `protobuf:"bytes,1,opt,name=integration,proto3" json:"integration,omitempty"`
+	// The fields to change (REST PATCH: filled from the JSON body's keys).
+	// Empty over gRPC: every writable field is replaced (the old behaviour).
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2682,6 +2688,13 @@ func (*UpdateIntegrationRequest) Descriptor() ([]byte, []int) {
 func (x *UpdateIntegrationRequest) GetIntegration() *Integration {
 	if x != nil {
 		return x.Integration
+	}
+	return nil
+}
+
+func (x *UpdateIntegrationRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
 	}
 	return nil
 }
@@ -3830,12 +3843,309 @@ func (x *RevokeApiTokenRequest) GetId() string {
 	return ""
 }
 
+type UpdateTeamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// team.name selects the team; team.settings carries the new values.
+	Team *Team `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	// Paths such as "settings.conditional_access"; required over gRPC.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateTeamRequest) Reset() {
+	*x = UpdateTeamRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTeamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTeamRequest) ProtoMessage() {}
+
+func (x *UpdateTeamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTeamRequest.ProtoReflect.Descriptor instead.
+func (*UpdateTeamRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *UpdateTeamRequest) GetTeam() *Team {
+	if x != nil {
+		return x.Team
+	}
+	return nil
+}
+
+func (x *UpdateTeamRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+type AuditEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	At    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	// Token name, or "local" for the CLI working on the store directly.
+	Actor     string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	ActorRole string `protobuf:"bytes,4,opt,name=actor_role,json=actorRole,proto3" json:"actor_role,omitempty"`
+	// The method, e.g. "UpdateTeam", or a CLI action such as "tokens create".
+	Action string `protobuf:"bytes,5,opt,name=action,proto3" json:"action,omitempty"`
+	// What it acted on, e.g. "team/default".
+	Target string `protobuf:"bytes,6,opt,name=target,proto3" json:"target,omitempty"`
+	// The client's address (the HTTP client's for REST calls).
+	Source string `protobuf:"bytes,7,opt,name=source,proto3" json:"source,omitempty"`
+	// "ok" or the gRPC status code, e.g. "PermissionDenied".
+	Result string `protobuf:"bytes,8,opt,name=result,proto3" json:"result,omitempty"`
+	Error  string `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	// Settings before and after a change (JSON, secrets redacted).
+	Before        string `protobuf:"bytes,10,opt,name=before,proto3" json:"before,omitempty"`
+	After         string `protobuf:"bytes,11,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEvent) Reset() {
+	*x = AuditEvent{}
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEvent) ProtoMessage() {}
+
+func (x *AuditEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
+func (*AuditEvent) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *AuditEvent) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *AuditEvent) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetActorRole() string {
+	if x != nil {
+		return x.ActorRole
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetBefore() string {
+	if x != nil {
+		return x.Before
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+type ListAuditEventsRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Actor  string                 `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	Action string                 `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	Since  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	// Default 100, at most 1000.
+	Limit         int32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsRequest) Reset() {
+	*x = ListAuditEventsRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsRequest) ProtoMessage() {}
+
+func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *ListAuditEventsRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *ListAuditEventsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListAuditEventsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsResponse) Reset() {
+	*x = ListAuditEventsResponse{}
+	mi := &file_posture_v1_admin_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsResponse) ProtoMessage() {}
+
+func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 var File_posture_v1_admin_proto protoreflect.FileDescriptor
 
 const file_posture_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x16posture/v1/admin.proto\x12\n" +
-	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\xfc\x05\n" +
+	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\xfc\x05\n" +
 	"\x04Host\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04team\x18\x02 \x01(\tR\x04team\x12+\n" +
@@ -3933,13 +4243,16 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x14ListPoliciesResponse\x12.\n" +
 	"\bpolicies\x18\x01 \x03(\v2\x12.posture.v1.PolicyR\bpolicies\"\"\n" +
 	"\x10GetPolicyRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xd9\x01\n" +
-	"\fTeamSettings\x12-\n" +
-	"\x12conditional_access\x18\x01 \x01(\bR\x11conditionalAccess\x120\n" +
-	"\x14max_allowed_severity\x18\x02 \x01(\tR\x12maxAllowedSeverity\x12,\n" +
-	"\x12errors_as_failures\x18\x03 \x01(\bR\x10errorsAsFailures\x12:\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xaf\x02\n" +
+	"\fTeamSettings\x122\n" +
+	"\x12conditional_access\x18\x01 \x01(\bH\x00R\x11conditionalAccess\x88\x01\x01\x125\n" +
+	"\x14max_allowed_severity\x18\x02 \x01(\tH\x01R\x12maxAllowedSeverity\x88\x01\x01\x121\n" +
+	"\x12errors_as_failures\x18\x03 \x01(\bH\x02R\x10errorsAsFailures\x88\x01\x01\x12:\n" +
 	"\vstale_after\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"staleAfter\"P\n" +
+	"staleAfterB\x15\n" +
+	"\x13_conditional_accessB\x17\n" +
+	"\x15_max_allowed_severityB\x15\n" +
+	"\x13_errors_as_failures\"P\n" +
 	"\x04Team\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\bsettings\x18\x02 \x01(\v2\x18.posture.v1.TeamSettingsR\bsettings\"\xca\x01\n" +
@@ -4034,9 +4347,11 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x15GetIntegrationRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"U\n" +
 	"\x18CreateIntegrationRequest\x129\n" +
-	"\vintegration\x18\x01 \x01(\v2\x17.posture.v1.IntegrationR\vintegration\"U\n" +
+	"\vintegration\x18\x01 \x01(\v2\x17.posture.v1.IntegrationR\vintegration\"\x92\x01\n" +
 	"\x18UpdateIntegrationRequest\x129\n" +
-	"\vintegration\x18\x01 \x01(\v2\x17.posture.v1.IntegrationR\vintegration\"*\n" +
+	"\vintegration\x18\x01 \x01(\v2\x17.posture.v1.IntegrationR\vintegration\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"*\n" +
 	"\x18DeleteIntegrationRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x1b\n" +
 	"\x19DeleteIntegrationResponse\"(\n" +
@@ -4122,13 +4437,39 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x121\n" +
 	"\tapi_token\x18\x02 \x01(\v2\x14.posture.v1.ApiTokenR\bapiToken\"'\n" +
 	"\x15RevokeApiTokenRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id*\x99\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"v\n" +
+	"\x11UpdateTeamRequest\x12$\n" +
+	"\x04team\x18\x01 \x01(\v2\x10.posture.v1.TeamR\x04team\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"\xa1\x02\n" +
+	"\n" +
+	"AuditEvent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x1d\n" +
+	"\n" +
+	"actor_role\x18\x04 \x01(\tR\tactorRole\x12\x16\n" +
+	"\x06action\x18\x05 \x01(\tR\x06action\x12\x16\n" +
+	"\x06target\x18\x06 \x01(\tR\x06target\x12\x16\n" +
+	"\x06source\x18\a \x01(\tR\x06source\x12\x16\n" +
+	"\x06result\x18\b \x01(\tR\x06result\x12\x14\n" +
+	"\x05error\x18\t \x01(\tR\x05error\x12\x16\n" +
+	"\x06before\x18\n" +
+	" \x01(\tR\x06before\x12\x14\n" +
+	"\x05after\x18\v \x01(\tR\x05after\"\x8e\x01\n" +
+	"\x16ListAuditEventsRequest\x12\x14\n" +
+	"\x05actor\x18\x01 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\"I\n" +
+	"\x17ListAuditEventsResponse\x12.\n" +
+	"\x06events\x18\x01 \x03(\v2\x16.posture.v1.AuditEventR\x06events*\x99\x01\n" +
 	"\fChangeAction\x12\x1d\n" +
 	"\x19CHANGE_ACTION_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CHANGE_ACTION_ADDED\x10\x01\x12\x19\n" +
 	"\x15CHANGE_ACTION_CHANGED\x10\x02\x12\x19\n" +
 	"\x15CHANGE_ACTION_REMOVED\x10\x03\x12\x1b\n" +
-	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\xad\x13\n" +
+	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\xc8\x14\n" +
 	"\fAdminService\x12H\n" +
 	"\tListHosts\x12\x1c.posture.v1.ListHostsRequest\x1a\x1d.posture.v1.ListHostsResponse\x127\n" +
 	"\aGetHost\x12\x1a.posture.v1.GetHostRequest\x1a\x10.posture.v1.Host\x12=\n" +
@@ -4161,7 +4502,10 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x12RevokeEnrollSecret\x12%.posture.v1.RevokeEnrollSecretRequest\x1a\x18.posture.v1.EnrollSecret\x12T\n" +
 	"\rListApiTokens\x12 .posture.v1.ListApiTokensRequest\x1a!.posture.v1.ListApiTokensResponse\x12W\n" +
 	"\x0eCreateApiToken\x12!.posture.v1.CreateApiTokenRequest\x1a\".posture.v1.CreateApiTokenResponse\x12I\n" +
-	"\x0eRevokeApiToken\x12!.posture.v1.RevokeApiTokenRequest\x1a\x14.posture.v1.ApiTokenB9Z7github.com/posture-dev/posture/api/posture/v1;posturev1b\x06proto3"
+	"\x0eRevokeApiToken\x12!.posture.v1.RevokeApiTokenRequest\x1a\x14.posture.v1.ApiToken\x12=\n" +
+	"\n" +
+	"UpdateTeam\x12\x1d.posture.v1.UpdateTeamRequest\x1a\x10.posture.v1.Team\x12Z\n" +
+	"\x0fListAuditEvents\x12\".posture.v1.ListAuditEventsRequest\x1a#.posture.v1.ListAuditEventsResponseB9Z7github.com/posture-dev/posture/api/posture/v1;posturev1b\x06proto3"
 
 var (
 	file_posture_v1_admin_proto_rawDescOnce sync.Once
@@ -4176,7 +4520,7 @@ func file_posture_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_posture_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_posture_v1_admin_proto_goTypes = []any{
 	(ChangeAction)(0),                   // 0: posture.v1.ChangeAction
 	(*Host)(nil),                        // 1: posture.v1.Host
@@ -4240,138 +4584,153 @@ var file_posture_v1_admin_proto_goTypes = []any{
 	(*CreateApiTokenRequest)(nil),       // 59: posture.v1.CreateApiTokenRequest
 	(*CreateApiTokenResponse)(nil),      // 60: posture.v1.CreateApiTokenResponse
 	(*RevokeApiTokenRequest)(nil),       // 61: posture.v1.RevokeApiTokenRequest
-	(*HostFacts)(nil),                   // 62: posture.v1.HostFacts
-	(*timestamppb.Timestamp)(nil),       // 63: google.protobuf.Timestamp
-	(ResultStatus)(0),                   // 64: posture.v1.ResultStatus
-	(*durationpb.Duration)(nil),         // 65: google.protobuf.Duration
-	(*FactQuery)(nil),                   // 66: posture.v1.FactQuery
+	(*UpdateTeamRequest)(nil),           // 62: posture.v1.UpdateTeamRequest
+	(*AuditEvent)(nil),                  // 63: posture.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),      // 64: posture.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),     // 65: posture.v1.ListAuditEventsResponse
+	(*HostFacts)(nil),                   // 66: posture.v1.HostFacts
+	(*timestamppb.Timestamp)(nil),       // 67: google.protobuf.Timestamp
+	(ResultStatus)(0),                   // 68: posture.v1.ResultStatus
+	(*durationpb.Duration)(nil),         // 69: google.protobuf.Duration
+	(*FactQuery)(nil),                   // 70: posture.v1.FactQuery
+	(*fieldmaskpb.FieldMask)(nil),       // 71: google.protobuf.FieldMask
 }
 var file_posture_v1_admin_proto_depIdxs = []int32{
-	62, // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
-	63, // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
-	63, // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
-	63, // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
-	63, // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
+	66, // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
+	67, // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
+	67, // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
+	67, // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
+	67, // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
 	4,  // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
 	2,  // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
 	3,  // 7: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
-	63, // 8: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
-	63, // 9: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
-	64, // 10: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
-	63, // 11: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
-	64, // 12: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
-	63, // 13: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
-	65, // 14: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
-	63, // 15: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
+	67, // 8: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
+	67, // 9: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
+	68, // 10: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
+	67, // 11: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
+	68, // 12: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
+	67, // 13: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
+	69, // 14: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
+	67, // 15: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
 	1,  // 16: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
-	65, // 17: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
-	63, // 18: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
-	63, // 19: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
+	69, // 17: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
+	67, // 18: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
+	67, // 19: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
 	13, // 20: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
-	65, // 21: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
+	69, // 21: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
 	17, // 22: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
 	13, // 23: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
 	18, // 24: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
-	66, // 25: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
+	70, // 25: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
 	0,  // 26: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
 	20, // 27: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
 	18, // 28: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
 	18, // 29: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
-	63, // 30: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
-	63, // 31: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
+	67, // 30: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
+	67, // 31: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
 	27, // 32: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
-	63, // 33: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	67, // 33: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
 	1,  // 34: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
-	63, // 35: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
-	63, // 36: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
-	63, // 37: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
-	63, // 38: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
-	63, // 39: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
+	67, // 35: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
+	67, // 36: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
+	67, // 37: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
+	67, // 38: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
+	67, // 39: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
 	36, // 40: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
 	36, // 41: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
 	36, // 42: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	63, // 43: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
-	63, // 44: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
-	46, // 45: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
-	63, // 46: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	63, // 47: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	63, // 48: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	63, // 49: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
-	50, // 50: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
-	63, // 51: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
-	50, // 52: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
-	63, // 53: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
-	63, // 54: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
-	63, // 55: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
-	63, // 56: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
-	56, // 57: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
-	63, // 58: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
-	56, // 59: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
-	5,  // 60: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
-	7,  // 61: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
-	8,  // 62: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
-	9,  // 63: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
-	11, // 64: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
-	14, // 65: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
-	16, // 66: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
-	19, // 67: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
-	22, // 68: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
-	24, // 69: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
-	26, // 70: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
-	28, // 71: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
-	30, // 72: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
-	31, // 73: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
-	33, // 74: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
-	34, // 75: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
-	37, // 76: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
-	39, // 77: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
-	40, // 78: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
-	41, // 79: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
-	42, // 80: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
-	44, // 81: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
-	47, // 82: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
-	49, // 83: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
-	51, // 84: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
-	53, // 85: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
-	55, // 86: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
-	57, // 87: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
-	59, // 88: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
-	61, // 89: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
-	6,  // 90: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
-	1,  // 91: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
-	1,  // 92: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
-	10, // 93: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
-	12, // 94: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
-	15, // 95: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
-	13, // 96: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
-	21, // 97: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
-	23, // 98: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
-	25, // 99: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
-	18, // 100: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
-	29, // 101: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
-	27, // 102: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
-	32, // 103: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
-	1,  // 104: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
-	35, // 105: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
-	38, // 106: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
-	36, // 107: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
-	36, // 108: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
-	36, // 109: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
-	43, // 110: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
-	45, // 111: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
-	48, // 112: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
-	46, // 113: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
-	52, // 114: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
-	54, // 115: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
-	50, // 116: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
-	58, // 117: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
-	60, // 118: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
-	56, // 119: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
-	90, // [90:120] is the sub-list for method output_type
-	60, // [60:90] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	71, // 43: posture.v1.UpdateIntegrationRequest.update_mask:type_name -> google.protobuf.FieldMask
+	67, // 44: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
+	67, // 45: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
+	46, // 46: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
+	67, // 47: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	67, // 48: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	67, // 49: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	67, // 50: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
+	50, // 51: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
+	67, // 52: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
+	50, // 53: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
+	67, // 54: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
+	67, // 55: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
+	67, // 56: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
+	67, // 57: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
+	56, // 58: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
+	67, // 59: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
+	56, // 60: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
+	18, // 61: posture.v1.UpdateTeamRequest.team:type_name -> posture.v1.Team
+	71, // 62: posture.v1.UpdateTeamRequest.update_mask:type_name -> google.protobuf.FieldMask
+	67, // 63: posture.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
+	67, // 64: posture.v1.ListAuditEventsRequest.since:type_name -> google.protobuf.Timestamp
+	63, // 65: posture.v1.ListAuditEventsResponse.events:type_name -> posture.v1.AuditEvent
+	5,  // 66: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
+	7,  // 67: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
+	8,  // 68: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
+	9,  // 69: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
+	11, // 70: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
+	14, // 71: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
+	16, // 72: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
+	19, // 73: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
+	22, // 74: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
+	24, // 75: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
+	26, // 76: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
+	28, // 77: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
+	30, // 78: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
+	31, // 79: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
+	33, // 80: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
+	34, // 81: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
+	37, // 82: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
+	39, // 83: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
+	40, // 84: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
+	41, // 85: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
+	42, // 86: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
+	44, // 87: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
+	47, // 88: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
+	49, // 89: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
+	51, // 90: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
+	53, // 91: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
+	55, // 92: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
+	57, // 93: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
+	59, // 94: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
+	61, // 95: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
+	62, // 96: posture.v1.AdminService.UpdateTeam:input_type -> posture.v1.UpdateTeamRequest
+	64, // 97: posture.v1.AdminService.ListAuditEvents:input_type -> posture.v1.ListAuditEventsRequest
+	6,  // 98: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
+	1,  // 99: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
+	1,  // 100: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
+	10, // 101: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
+	12, // 102: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
+	15, // 103: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
+	13, // 104: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
+	21, // 105: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
+	23, // 106: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
+	25, // 107: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
+	18, // 108: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
+	29, // 109: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
+	27, // 110: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
+	32, // 111: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
+	1,  // 112: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
+	35, // 113: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
+	38, // 114: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
+	36, // 115: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
+	36, // 116: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
+	36, // 117: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
+	43, // 118: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
+	45, // 119: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
+	48, // 120: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
+	46, // 121: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
+	52, // 122: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
+	54, // 123: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
+	50, // 124: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
+	58, // 125: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
+	60, // 126: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
+	56, // 127: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
+	18, // 128: posture.v1.AdminService.UpdateTeam:output_type -> posture.v1.Team
+	65, // 129: posture.v1.AdminService.ListAuditEvents:output_type -> posture.v1.ListAuditEventsResponse
+	98, // [98:130] is the sub-list for method output_type
+	66, // [66:98] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_posture_v1_admin_proto_init() }
@@ -4380,13 +4739,14 @@ func file_posture_v1_admin_proto_init() {
 		return
 	}
 	file_posture_v1_agent_proto_init()
+	file_posture_v1_admin_proto_msgTypes[16].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_posture_v1_admin_proto_rawDesc), len(file_posture_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   61,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
