@@ -183,4 +183,3 @@ func (s *Server) checkApplyTeams(ctx context.Context, teams []store.Team) error 
 	}
 	return nil
 }
-

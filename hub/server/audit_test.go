@@ -90,8 +90,8 @@ func TestRESTPatchTeamRolesAndAudit(t *testing.T) {
 	}
 	for body, want := range map[string]string{
 		`{"settings":{"conditonalAccess":false}}`: "conditonalAccess",
-		`{"setings":{}}`:                          "setings",
-		`{}`:                                      "update_mask",
+		`{"setings":{}}`: "setings",
+		`{}`:             "update_mask",
 	} {
 		if code, resp := patch(q.admin, body); code != http.StatusBadRequest || !strings.Contains(resp, want) {
 			t.Errorf("PATCH %s: %d %s, want 400 naming %s", body, code, resp, want)
@@ -174,5 +174,48 @@ func TestRESTPatchTeamRolesAndAudit(t *testing.T) {
 	// The log names tokens and addresses: admins only.
 	if code, _ := q.do(t, "GET", "/api/v1/audit", q.maintainer, ""); code != http.StatusForbidden {
 		t.Errorf("maintainer reading the audit log: %d, want 403", code)
+	}
+}
+
+// PATCH on an integration changes only the fields sent: the tenant, the
+// attribute and the sealed credential stay (a REST PATCH used to replace
+// the whole integration).
+func TestRESTPatchIntegrationKeepsOtherFields(t *testing.T) {
+	q := startQuickHub(t, server.Config{})
+	conn := dialHub(t, q.cfg.GRPCAddr, q.hub.CA.CertPEM(), nil)
+	in, err := posturev1.NewAdminServiceClient(conn).CreateIntegration(withToken(context.Background(), q.admin),
+		&posturev1.CreateIntegrationRequest{Integration: &posturev1.Integration{
+			Name: "entra", Kind: "graph", TenantId: "11111111-1111-1111-1111-111111111111", ClientId: testClientID,
+			ClientSecret: testSecret, ExtensionAttribute: 7,
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/api/v1/integrations/" + in.GetId()
+	if code, body := q.do(t, "PATCH", path, q.admin, `{"compliantValue":"OK"}`); code != http.StatusOK {
+		t.Fatalf("PATCH: %d %s", code, body)
+	}
+	code, body := q.do(t, "GET", path, q.observer, "")
+	var got struct {
+		TenantID           string `json:"tenantId"`
+		ClientID           string `json:"clientId"`
+		ExtensionAttribute int    `json:"extensionAttribute"`
+		CompliantValue     string `json:"compliantValue"`
+		CredentialKind     string `json:"credentialKind"`
+	}
+	if err := json.Unmarshal([]byte(body), &got); err != nil || code != http.StatusOK {
+		t.Fatalf("GET: %d %s", code, body)
+	}
+	if got.TenantID != in.GetTenantId() || got.ClientID != testClientID || got.ExtensionAttribute != 7 ||
+		got.CompliantValue != "OK" || got.CredentialKind != "secret" {
+		t.Fatalf("after PATCH: %+v", got)
+	}
+	if code, body := q.do(t, "PATCH", path, q.admin, `{"health":"ok"}`); code != http.StatusBadRequest || !strings.Contains(body, "health") {
+		t.Errorf("PATCH of an output field: %d %s, want 400 naming it", code, body)
+	}
+	// The change is in the audit log, credential redacted.
+	events := q.audit(t, "?action=UpdateIntegration")
+	if len(events) != 2 || !strings.Contains(events[1].After, `"compliantValue":"OK"`) || strings.Contains(events[1].After+events[1].Before, testSecret) {
+		t.Errorf("audit: %+v", events)
 	}
 }

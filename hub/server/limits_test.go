@@ -27,11 +27,11 @@ import (
 // quickHub starts a hub (no agents) with tokens of each role.
 type quickHub struct {
 	*hubProc
-	base                         string
+	base                        string
 	admin, maintainer, observer string
 }
 
-func startQuickHub(t *testing.T, cfg server.Config) *quickHub {
+func startQuickHub(t testing.TB, cfg server.Config) *quickHub {
 	t.Helper()
 	if cfg.DataDir == "" {
 		cfg.DataDir = filepath.Join(t.TempDir(), "hub")
@@ -64,7 +64,7 @@ func startQuickHub(t *testing.T, cfg server.Config) *quickHub {
 }
 
 // do sends one REST request and returns the status and body.
-func (q *quickHub) do(t *testing.T, method, path, token, body string) (int, string) {
+func (q *quickHub) do(t testing.TB, method, path, token, body string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, q.base+path, strings.NewReader(body))
 	if err != nil {
