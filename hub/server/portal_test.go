@@ -6,8 +6,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -223,7 +223,7 @@ func startPortalEnv(t *testing.T, ctx context.Context) *portalEnv {
 		Portal: server.PortalConfig{
 			OrgName: "Contoso", SupportURL: "https://help.contoso.example/", PublicURL: base,
 			OIDCIssuer: pair.Entra.Issuer(), OIDCClientID: portalClient, OIDCClientSecret: portalSecret,
-			OIDCHTTPClient: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pair.CA.Pool()}}},
+			OIDCHTTPClient:   &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pair.CA.Pool()}}},
 			RecheckPerDevice: portal.Limit{Burst: 20, Every: time.Second},
 		},
 	})
