@@ -37,6 +37,8 @@ type simAgent struct {
 	gotSet   chan struct{}
 	statuses []*posturev1.DeviceStatus
 	rechecks int
+	// onRecheck, if set, runs (in its own goroutine) on every Recheck.
+	onRecheck func()
 }
 
 func startSimAgent(ctx context.Context, addr string, caPEM []byte, secret, hostname, uuid string) (*simAgent, error) {
@@ -120,6 +122,9 @@ func (a *simAgent) recv() {
 			a.statuses = append(a.statuses, m.GetStatus())
 		case m.GetRecheck() != nil:
 			a.rechecks++
+			if f := a.onRecheck; f != nil {
+				go f()
+			}
 		case m.GetAck() != nil:
 			if ch, ok := a.acked[m.GetAck().GetSeq()]; ok {
 				close(ch)
@@ -163,6 +168,13 @@ func (a *simAgent) Statuses() []*posturev1.DeviceStatus {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return append([]*posturev1.DeviceStatus(nil), a.statuses...)
+}
+
+// OnRecheck sets what the agent does when told to recheck.
+func (a *simAgent) OnRecheck(f func()) {
+	a.mu.Lock()
+	a.onRecheck = f
+	a.mu.Unlock()
 }
 
 // Rechecks is the number of Recheck messages received.
