@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -69,7 +69,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		cfg.ServerNames = append(cfg.ServerNames, h)
 	}
 	cfg.Logger = log
-	cfg.Version = version
+	cfg.Version = Version
 	hub, err := server.New(ctx, cfg)
 	if err != nil {
 		log.Error("start failed", "err", err)

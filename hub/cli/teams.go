@@ -1,0 +1,137 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	posturev1 "github.com/posture-dev/posture/api/posture/v1"
+)
+
+func cmdTeams(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	verb, rest, ok := subcommand(args, stderr, "list, set")
+	if !ok {
+		return 2
+	}
+	switch verb {
+	case "list":
+		return apiCommand(ctx, "teams list", rest, stdout, stderr, nil, 0, func(ctx context.Context, c posturev1.AdminServiceClient, cf *clientFlags, _ []string) error {
+			resp, err := c.ListTeams(ctx, &posturev1.ListTeamsRequest{})
+			if err != nil || cf.json {
+				return firstErr(err, func() error { return printJSON(stdout, resp) })
+			}
+			tw := newTable(stdout)
+			fmt.Fprintln(tw, "NAME\tCONDITIONAL ACCESS\tMAX ALLOWED SEVERITY\tERRORS AS FAILURES\tSTALE AFTER")
+			for _, t := range resp.GetTeams() {
+				s := t.GetSettings()
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.GetName(), onOff(s.GetConditionalAccess()),
+					maxSeverity(s.GetMaxAllowedSeverity()), yesNo(s.GetErrorsAsFailures()), staleAfter(s.GetStaleAfter()))
+			}
+			return tw.Flush()
+		})
+	case "set":
+		return teamsSet(ctx, rest, stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "teams: unknown subcommand %q\n", verb)
+	return 2
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+func maxSeverity(s string) string {
+	if s == "" {
+		return "none (any failure blocks)"
+	}
+	return s
+}
+
+func staleAfter(d *durationpb.Duration) string {
+	if d == nil || d.AsDuration() == 0 {
+		return "24h (default)"
+	}
+	return d.AsDuration().String()
+}
+
+// teamsSet changes only the settings given: PutTeam replaces the whole
+// team, so the current settings are read first.
+func teamsSet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var fs *flag.FlagSet
+	var ca, errorsAsFailures bool
+	var maxSev string
+	var stale time.Duration
+	extra := func(f *flag.FlagSet) {
+		fs = f
+		withUsage(f, "teams set NAME [flags]\n\nChanges only the settings given; a new team starts with conditional access off.")
+		f.BoolVar(&ca, "conditional-access", false, "enforce verdicts for the team's hosts (false: every host counts as compliant)")
+		f.StringVar(&maxSev, "max-allowed-severity", "", `failures up to this severity are allowed: low, medium, high, or "" (any failure blocks)`)
+		f.BoolVar(&errorsAsFailures, "errors-as-failures", false, "count policy errors as failures")
+		f.DurationVar(&stale, "stale-after", 0, "a host silent longer than this is UNKNOWN (0: the default, 24h)")
+	}
+	args, _ = interspersed(args, extra)
+	return apiCommand(ctx, "teams set", args, stdout, stderr, extra, 1, func(ctx context.Context, c posturev1.AdminServiceClient, cf *clientFlags, pos []string) error {
+		name := strings.TrimSpace(pos[0])
+		if name == "" {
+			return errors.New("team name is required")
+		}
+		set := given(fs)
+		switch sev := strings.ToLower(strings.TrimSpace(maxSev)); sev {
+		case "", "low", "medium", "high":
+			maxSev = sev
+		default:
+			return fmt.Errorf(`--max-allowed-severity %q: want low, medium, high or "" (any failure blocks)`, maxSev)
+		}
+		if stale < 0 {
+			return errors.New("--stale-after must not be negative")
+		}
+		teams, err := c.ListTeams(ctx, &posturev1.ListTeamsRequest{})
+		if err != nil {
+			return err
+		}
+		var settings *posturev1.TeamSettings
+		for _, t := range teams.GetTeams() {
+			if t.GetName() == name {
+				settings = t.GetSettings()
+			}
+		}
+		if settings == nil {
+			settings = &posturev1.TeamSettings{}
+			if !set["conditional-access"] {
+				fmt.Fprintf(stderr, "team %q is new: conditional access stays off until you set --conditional-access=true\n", name)
+			}
+		}
+		if set["conditional-access"] {
+			settings.ConditionalAccess = ca
+		}
+		if set["max-allowed-severity"] {
+			settings.MaxAllowedSeverity = maxSev
+		}
+		if set["errors-as-failures"] {
+			settings.ErrorsAsFailures = errorsAsFailures
+		}
+		if set["stale-after"] {
+			settings.StaleAfter = nil
+			if stale > 0 {
+				settings.StaleAfter = durationpb.New(stale)
+			}
+		}
+		t, err := c.PutTeam(ctx, &posturev1.PutTeamRequest{Team: &posturev1.Team{Name: name, Settings: settings}})
+		if err != nil || cf.json {
+			return firstErr(err, func() error { return printJSON(stdout, t) })
+		}
+		s := t.GetSettings()
+		fmt.Fprintf(stdout, "team %s: conditional access %s, max allowed severity %s, errors as failures %s, stale after %s\n", t.GetName(),
+			onOff(s.GetConditionalAccess()), maxSeverity(s.GetMaxAllowedSeverity()), yesNo(s.GetErrorsAsFailures()), staleAfter(s.GetStaleAfter()))
+		return nil
+	})
+}
