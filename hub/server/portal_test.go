@@ -440,6 +440,16 @@ func TestPortalSignInInBrowser(t *testing.T) {
 	if host != "ada-mac" || state != "NONCOMPLIANT" {
 		t.Fatalf("opened device %q in state %q", host, state)
 	}
+	// The enroll page: the hub knows the device, it has no Entra
+	// registration yet, and the macOS steps are shown.
+	do(t, bctx, "open /enroll for the device", chromedp.Navigate(env.base+"/enroll?device_id="+env.hostID), chromedp.WaitVisible(chromedp.CSS("#steps-darwin")))
+	if known := pageText(t, bctx, "#known"); !strings.Contains(known, "ada-mac") || !strings.Contains(known, "not yet registered") {
+		t.Fatalf("enroll page says %q", known)
+	}
+	if n := pageEval[int](t, bctx, `document.querySelectorAll('#steps-windows, #steps-linux').length`); n != 0 {
+		t.Fatalf("enroll page for a Mac shows %d other platforms' steps", n)
+	}
+	screenshot(t, bctx, shots, "3-enroll.png")
 	// The session works for the JSON API (the page's script uses it).
 	apiState := pageEval[string](t, bctx, `fetch('/api/v1/portal/devices/`+env.hostID+`').then(r => r.json()).then(d => d.state)`, chromedp.EvalAwaitPromise)
 	if apiState != "NONCOMPLIANT" {
