@@ -36,6 +36,7 @@ import (
 	"github.com/posture-dev/posture/hub/agentapi"
 	"github.com/posture-dev/posture/hub/ca"
 	"github.com/posture-dev/posture/hub/integrations"
+	"github.com/posture-dev/posture/hub/portal"
 	"github.com/posture-dev/posture/hub/store"
 	"github.com/posture-dev/posture/hub/store/postgres"
 	"github.com/posture-dev/posture/hub/store/sqlite"
@@ -86,6 +87,8 @@ type Config struct {
 	// HTTPMaxApplyBody caps policy apply's (default 16 MiB), which is also
 	// ApplyPolicies' gRPC message cap.
 	HTTPMaxBody, HTTPMaxApplyBody int64
+	// Portal configures the end-user pages.
+	Portal PortalConfig
 }
 
 // Hub is a running (or ready to run) hub.
@@ -102,6 +105,13 @@ type Hub struct {
 	// Integrations builds the sinks verdicts are pushed to.
 	Integrations *integrations.Registry
 	reconciler   *hubsync.Reconciler
+	// Router reaches a host's stream on whichever replica holds it.
+	Router *agentapi.Router
+	// Portal serves PortalService (the end-user pages' data).
+	Portal       *portal.Service
+	portalSigner *portal.Signer
+	portalConn   *grpc.ClientConn
+	bus          *agentapi.PGBus
 
 	grpcLn, httpLn, gwLn net.Listener
 	gwDir                string
@@ -195,9 +205,12 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 	h.Engine = verdicts.New(verdicts.Config{
 		Store: st, Logger: h.log.With("component", "verdicts"), Enqueued: h.Worker.Notify, DuePoll: cfg.DuePoll,
-		Metrics: h.metrics,
+		Metrics: h.metrics, Changed: h.verdictChanged,
 	})
 	h.Registry = agentapi.NewRegistry()
+	if err := h.setupPortal(ctx); err != nil {
+		return nil, err
+	}
 	h.Agent = agentapi.New(agentapi.Config{
 		Store: h.Store, CA: h.CA, Registry: h.Registry, Logger: h.log,
 		CertLifetime: cfg.CertLifetime, PolicyInterval: cfg.PolicyInterval, Metrics: h.metrics,
@@ -205,9 +218,10 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 			h.Engine.Observe(hostID, len(out.Changed) > 0)
 		},
 		IdentityChanged: func(hostID string) { h.Engine.Notify(hostID, true) },
+		Status:          h.Portal.DeviceStatus,
 	})
 	h.Admin = admin.New(admin.Config{
-		Store: h.Store, Streams: h.Registry, Logger: h.log, Verdicts: h.Engine,
+		Store: h.Store, Streams: h.Router, Logger: h.log, Verdicts: h.Engine,
 		Integrations: adminIntegrations{h.Integrations}, SyncNotify: h.Worker.Notify,
 	})
 
@@ -241,6 +255,7 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	)
 	posturev1.RegisterAgentServiceServer(h.grpcSrv, h.Agent)
 	posturev1.RegisterAdminServiceServer(h.grpcSrv, h.Admin)
+	posturev1.RegisterPortalServiceServer(h.grpcSrv, h.Portal)
 	h.health = health.NewServer()
 	healthpb.RegisterHealthServer(h.grpcSrv, h.health)
 	reflection.Register(h.grpcSrv)
@@ -267,8 +282,15 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 			grpc.MaxCallSendMsgSize(caps.apply), grpc.MaxCallRecvMsgSize(gatewayMaxRecv))}); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	if err := h.registerPortal(ctx, gwMux, "unix://"+sock, gwCreds); err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/api/", &apiGuard{next: gwMux, tokens: h.Store, maxBody: cfg.HTTPMaxBody, maxApp: cfg.HTTPMaxApplyBody, log: h.log})
+	guard := &apiGuard{next: gwMux, tokens: h.Store, maxBody: cfg.HTTPMaxBody, maxApp: cfg.HTTPMaxApplyBody, log: h.log}
+	mux.Handle("/api/", guard)
+	for _, p := range []string{"/remediate", "/remediate/", "/enroll", "/portal/"} {
+		mux.Handle(p, guard)
+	}
 	mux.Handle("GET /healthz", withWriteDeadline(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
@@ -364,10 +386,14 @@ func (h *Hub) Run(ctx context.Context) error {
 	background("reconcile", h.reconciler.Run)
 	background("integration health", func(ctx context.Context) error { h.Integrations.Run(ctx, 15*time.Second); return nil })
 	background("outbox retention", func(ctx context.Context) error { h.pruneOutbox(ctx, time.Hour); return nil })
+	if h.bus != nil {
+		background("event bus", func(ctx context.Context) error { h.bus.Run(ctx, h.Router.Handle); return nil })
+	}
 	defer func() { stopBG(); bg.Wait() }()
 	h.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	h.health.SetServingStatus(posturev1.AgentService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	h.health.SetServingStatus(posturev1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	h.health.SetServingStatus(posturev1.PortalService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	h.log.Info("hub serving", "grpc", h.GRPCAddr(), "http", h.HTTPAddr(), "version", h.cfg.Version,
 		"store", map[bool]string{true: "postgres", false: "sqlite"}[h.cfg.DatabaseURL != ""])
 
@@ -400,6 +426,14 @@ func (h *Hub) Close() {
 		if ln != nil {
 			ln.Close()
 		}
+	}
+	if h.portalConn != nil {
+		h.portalConn.Close()
+		h.portalConn = nil
+	}
+	if h.bus != nil {
+		h.bus.Close()
+		h.bus = nil
 	}
 	if h.gwDir != "" {
 		os.RemoveAll(h.gwDir)
