@@ -49,13 +49,14 @@ var required = map[string]string{
 	"SetHostEntraDeviceId": store.RoleMaintainer,
 	"RetrySyncItem":        store.RoleMaintainer,
 	// Integrations hold Microsoft credentials: admin only.
-	"CreateIntegration": store.RoleAdmin,
-	"UpdateIntegration": store.RoleAdmin,
-	"DeleteIntegration": store.RoleAdmin,
-	"TestIntegration":   store.RoleAdmin,
-	"ListApiTokens":     store.RoleAdmin,
-	"CreateApiToken":    store.RoleAdmin,
-	"RevokeApiToken":    store.RoleAdmin,
+	"CreateIntegration":      store.RoleAdmin,
+	"UpdateIntegration":      store.RoleAdmin,
+	"DeleteIntegration":      store.RoleAdmin,
+	"TestIntegration":        store.RoleAdmin,
+	"DeprovisionIntegration": store.RoleAdmin,
+	"ListApiTokens":          store.RoleAdmin,
+	"CreateApiToken":         store.RoleAdmin,
+	"RevokeApiToken":         store.RoleAdmin,
 }
 
 type callerKey struct{}

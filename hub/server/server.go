@@ -160,6 +160,7 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 		return nil, err
 	}
 	h.Integrations = integrations.New(st, keys, h.log)
+	h.Integrations.SetHosts(st) // webhook events name the host and its failing policies
 	syncMetrics, err := hubsync.NewPromMetrics(h.metrics)
 	if err != nil {
 		return nil, err

@@ -2227,7 +2227,8 @@ type Integration struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	// "graph" (Entra device extension attribute).
+	// "graph" (Entra device extension attribute), "intune-partner" (Intune
+	// device-compliance partner API) or "webhook" (signed JSON).
 	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
 	// public | usgov | usgov-dod | china | custom
 	Cloud string `protobuf:"bytes,4,opt,name=cloud,proto3" json:"cloud,omitempty"`
@@ -2262,9 +2263,24 @@ type Integration struct {
 	HealthMessage   string                 `protobuf:"bytes,21,opt,name=health_message,json=healthMessage,proto3" json:"health_message,omitempty"`
 	HealthCheckedAt *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=health_checked_at,json=healthCheckedAt,proto3" json:"health_checked_at,omitempty"`
 	// Output: e.g. credential expiry at 30/14/7 days.
-	Warnings      []string               `protobuf:"bytes,23,rep,name=warnings,proto3" json:"warnings,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Warnings  []string               `protobuf:"bytes,23,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// kind "webhook": where signed events are POSTed (https, or http to
+	// loopback); client_secret is the HMAC signing secret.
+	WebhookUrl string `protobuf:"bytes,26,opt,name=webhook_url,json=webhookUrl,proto3" json:"webhook_url,omitempty"`
+	// kind "intune-partner": the hub's public base URL; Intune sends users to
+	// {portal_url}/enroll and {portal_url}/remediate. Default: the hub's
+	// --public-url.
+	PortalUrl string `protobuf:"bytes,27,opt,name=portal_url,json=portalUrl,proto3" json:"portal_url,omitempty"`
+	// kind "intune-partner": platforms that get a partner compliance policy
+	// (macos, windows, ios, android); default macos and windows.
+	PartnerPlatforms []string `protobuf:"bytes,28,rep,name=partner_platforms,json=partnerPlatforms,proto3" json:"partner_platforms,omitempty"`
+	// kind "intune-partner": the Entra group (object id or display name) the
+	// partner compliance policies are assigned to.
+	PartnerGroup string `protobuf:"bytes,29,opt,name=partner_group,json=partnerGroup,proto3" json:"partner_group,omitempty"`
+	// Output, kind "intune-partner": activation, heartbeat and policies.
+	PartnerStatus *PartnerStatus `protobuf:"bytes,30,opt,name=partner_status,json=partnerStatus,proto3" json:"partner_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2474,6 +2490,285 @@ func (x *Integration) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Integration) GetWebhookUrl() string {
+	if x != nil {
+		return x.WebhookUrl
+	}
+	return ""
+}
+
+func (x *Integration) GetPortalUrl() string {
+	if x != nil {
+		return x.PortalUrl
+	}
+	return ""
+}
+
+func (x *Integration) GetPartnerPlatforms() []string {
+	if x != nil {
+		return x.PartnerPlatforms
+	}
+	return nil
+}
+
+func (x *Integration) GetPartnerGroup() string {
+	if x != nil {
+		return x.PartnerGroup
+	}
+	return ""
+}
+
+func (x *Integration) GetPartnerStatus() *PartnerStatus {
+	if x != nil {
+		return x.PartnerStatus
+	}
+	return nil
+}
+
+// PartnerStatus is what Intune holds for a partner integration.
+type PartnerStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// not_activated | activated | failed | deprovisioned
+	Activation string `protobuf:"bytes,1,opt,name=activation,proto3" json:"activation,omitempty"`
+	// Intune's answer when activation did not take (verbatim).
+	ActivationMessage string                 `protobuf:"bytes,2,opt,name=activation_message,json=activationMessage,proto3" json:"activation_message,omitempty"`
+	ActivatedAt       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=activated_at,json=activatedAt,proto3" json:"activated_at,omitempty"`
+	LastHeartbeatAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_heartbeat_at,json=lastHeartbeatAt,proto3" json:"last_heartbeat_at,omitempty"`
+	// Empty when the last heartbeat was accepted.
+	HeartbeatError string `protobuf:"bytes,5,opt,name=heartbeat_error,json=heartbeatError,proto3" json:"heartbeat_error,omitempty"`
+	// The partner_group resolved to its object id.
+	GroupId  string                 `protobuf:"bytes,6,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	Policies []*PartnerPolicyStatus `protobuf:"bytes,7,rep,name=policies,proto3" json:"policies,omitempty"`
+	// Discovered Intune endpoints.
+	TenantSyncUrl string `protobuf:"bytes,8,opt,name=tenant_sync_url,json=tenantSyncUrl,proto3" json:"tenant_sync_url,omitempty"`
+	DeviceSyncUrl string `protobuf:"bytes,9,opt,name=device_sync_url,json=deviceSyncUrl,proto3" json:"device_sync_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartnerStatus) Reset() {
+	*x = PartnerStatus{}
+	mi := &file_posture_v1_admin_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartnerStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartnerStatus) ProtoMessage() {}
+
+func (x *PartnerStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartnerStatus.ProtoReflect.Descriptor instead.
+func (*PartnerStatus) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *PartnerStatus) GetActivation() string {
+	if x != nil {
+		return x.Activation
+	}
+	return ""
+}
+
+func (x *PartnerStatus) GetActivationMessage() string {
+	if x != nil {
+		return x.ActivationMessage
+	}
+	return ""
+}
+
+func (x *PartnerStatus) GetActivatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ActivatedAt
+	}
+	return nil
+}
+
+func (x *PartnerStatus) GetLastHeartbeatAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastHeartbeatAt
+	}
+	return nil
+}
+
+func (x *PartnerStatus) GetHeartbeatError() string {
+	if x != nil {
+		return x.HeartbeatError
+	}
+	return ""
+}
+
+func (x *PartnerStatus) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *PartnerStatus) GetPolicies() []*PartnerPolicyStatus {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *PartnerStatus) GetTenantSyncUrl() string {
+	if x != nil {
+		return x.TenantSyncUrl
+	}
+	return ""
+}
+
+func (x *PartnerStatus) GetDeviceSyncUrl() string {
+	if x != nil {
+		return x.DeviceSyncUrl
+	}
+	return ""
+}
+
+// PartnerPolicyStatus is one platform's partner compliance policy.
+type PartnerPolicyStatus struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Platform string                 `protobuf:"bytes,1,opt,name=platform,proto3" json:"platform,omitempty"`
+	// assigned | created | platform_not_registered | failed
+	State         string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	PolicyId      string                 `protobuf:"bytes,3,opt,name=policy_id,json=policyId,proto3" json:"policy_id,omitempty"`
+	GroupId       string                 `protobuf:"bytes,4,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	Message       string                 `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartnerPolicyStatus) Reset() {
+	*x = PartnerPolicyStatus{}
+	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartnerPolicyStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartnerPolicyStatus) ProtoMessage() {}
+
+func (x *PartnerPolicyStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartnerPolicyStatus.ProtoReflect.Descriptor instead.
+func (*PartnerPolicyStatus) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *PartnerPolicyStatus) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *PartnerPolicyStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *PartnerPolicyStatus) GetPolicyId() string {
+	if x != nil {
+		return x.PolicyId
+	}
+	return ""
+}
+
+func (x *PartnerPolicyStatus) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *PartnerPolicyStatus) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *PartnerPolicyStatus) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+type DeprovisionIntegrationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeprovisionIntegrationRequest) Reset() {
+	*x = DeprovisionIntegrationRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeprovisionIntegrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeprovisionIntegrationRequest) ProtoMessage() {}
+
+func (x *DeprovisionIntegrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeprovisionIntegrationRequest.ProtoReflect.Descriptor instead.
+func (*DeprovisionIntegrationRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *DeprovisionIntegrationRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 type ListIntegrationsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2482,7 +2777,7 @@ type ListIntegrationsRequest struct {
 
 func (x *ListIntegrationsRequest) Reset() {
 	*x = ListIntegrationsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[36]
+	mi := &file_posture_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2494,7 +2789,7 @@ func (x *ListIntegrationsRequest) String() string {
 func (*ListIntegrationsRequest) ProtoMessage() {}
 
 func (x *ListIntegrationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[36]
+	mi := &file_posture_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2507,7 +2802,7 @@ func (x *ListIntegrationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIntegrationsRequest.ProtoReflect.Descriptor instead.
 func (*ListIntegrationsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 type ListIntegrationsResponse struct {
@@ -2519,7 +2814,7 @@ type ListIntegrationsResponse struct {
 
 func (x *ListIntegrationsResponse) Reset() {
 	*x = ListIntegrationsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	mi := &file_posture_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2531,7 +2826,7 @@ func (x *ListIntegrationsResponse) String() string {
 func (*ListIntegrationsResponse) ProtoMessage() {}
 
 func (x *ListIntegrationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	mi := &file_posture_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2544,7 +2839,7 @@ func (x *ListIntegrationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIntegrationsResponse.ProtoReflect.Descriptor instead.
 func (*ListIntegrationsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListIntegrationsResponse) GetIntegrations() []*Integration {
@@ -2563,7 +2858,7 @@ type GetIntegrationRequest struct {
 
 func (x *GetIntegrationRequest) Reset() {
 	*x = GetIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	mi := &file_posture_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2575,7 +2870,7 @@ func (x *GetIntegrationRequest) String() string {
 func (*GetIntegrationRequest) ProtoMessage() {}
 
 func (x *GetIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	mi := &file_posture_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2588,7 +2883,7 @@ func (x *GetIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*GetIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetIntegrationRequest) GetId() string {
@@ -2607,7 +2902,7 @@ type CreateIntegrationRequest struct {
 
 func (x *CreateIntegrationRequest) Reset() {
 	*x = CreateIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	mi := &file_posture_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2619,7 +2914,7 @@ func (x *CreateIntegrationRequest) String() string {
 func (*CreateIntegrationRequest) ProtoMessage() {}
 
 func (x *CreateIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	mi := &file_posture_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2632,7 +2927,7 @@ func (x *CreateIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*CreateIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CreateIntegrationRequest) GetIntegration() *Integration {
@@ -2651,7 +2946,7 @@ type UpdateIntegrationRequest struct {
 
 func (x *UpdateIntegrationRequest) Reset() {
 	*x = UpdateIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	mi := &file_posture_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2663,7 +2958,7 @@ func (x *UpdateIntegrationRequest) String() string {
 func (*UpdateIntegrationRequest) ProtoMessage() {}
 
 func (x *UpdateIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	mi := &file_posture_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2676,7 +2971,7 @@ func (x *UpdateIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*UpdateIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UpdateIntegrationRequest) GetIntegration() *Integration {
@@ -2695,7 +2990,7 @@ type DeleteIntegrationRequest struct {
 
 func (x *DeleteIntegrationRequest) Reset() {
 	*x = DeleteIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	mi := &file_posture_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2707,7 +3002,7 @@ func (x *DeleteIntegrationRequest) String() string {
 func (*DeleteIntegrationRequest) ProtoMessage() {}
 
 func (x *DeleteIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	mi := &file_posture_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2720,7 +3015,7 @@ func (x *DeleteIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *DeleteIntegrationRequest) GetId() string {
@@ -2738,7 +3033,7 @@ type DeleteIntegrationResponse struct {
 
 func (x *DeleteIntegrationResponse) Reset() {
 	*x = DeleteIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2750,7 +3045,7 @@ func (x *DeleteIntegrationResponse) String() string {
 func (*DeleteIntegrationResponse) ProtoMessage() {}
 
 func (x *DeleteIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2763,7 +3058,7 @@ func (x *DeleteIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*DeleteIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 type TestIntegrationRequest struct {
@@ -2775,7 +3070,7 @@ type TestIntegrationRequest struct {
 
 func (x *TestIntegrationRequest) Reset() {
 	*x = TestIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[43]
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2787,7 +3082,7 @@ func (x *TestIntegrationRequest) String() string {
 func (*TestIntegrationRequest) ProtoMessage() {}
 
 func (x *TestIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[43]
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2800,7 +3095,7 @@ func (x *TestIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*TestIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *TestIntegrationRequest) GetId() string {
@@ -2824,7 +3119,7 @@ type TestIntegrationResponse struct {
 
 func (x *TestIntegrationResponse) Reset() {
 	*x = TestIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[44]
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2836,7 +3131,7 @@ func (x *TestIntegrationResponse) String() string {
 func (*TestIntegrationResponse) ProtoMessage() {}
 
 func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[44]
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2849,7 +3144,7 @@ func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*TestIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *TestIntegrationResponse) GetOk() bool {
@@ -2910,7 +3205,7 @@ type SyncItem struct {
 
 func (x *SyncItem) Reset() {
 	*x = SyncItem{}
-	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2922,7 +3217,7 @@ func (x *SyncItem) String() string {
 func (*SyncItem) ProtoMessage() {}
 
 func (x *SyncItem) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2935,7 +3230,7 @@ func (x *SyncItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncItem.ProtoReflect.Descriptor instead.
 func (*SyncItem) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SyncItem) GetId() int64 {
@@ -3034,7 +3329,7 @@ type ListSyncItemsRequest struct {
 
 func (x *ListSyncItemsRequest) Reset() {
 	*x = ListSyncItemsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3046,7 +3341,7 @@ func (x *ListSyncItemsRequest) String() string {
 func (*ListSyncItemsRequest) ProtoMessage() {}
 
 func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3059,7 +3354,7 @@ func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsRequest.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListSyncItemsRequest) GetState() string {
@@ -3092,7 +3387,7 @@ type ListSyncItemsResponse struct {
 
 func (x *ListSyncItemsResponse) Reset() {
 	*x = ListSyncItemsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3104,7 +3399,7 @@ func (x *ListSyncItemsResponse) String() string {
 func (*ListSyncItemsResponse) ProtoMessage() {}
 
 func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3117,7 +3412,7 @@ func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsResponse.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListSyncItemsResponse) GetItems() []*SyncItem {
@@ -3136,7 +3431,7 @@ type RetrySyncItemRequest struct {
 
 func (x *RetrySyncItemRequest) Reset() {
 	*x = RetrySyncItemRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3148,7 +3443,7 @@ func (x *RetrySyncItemRequest) String() string {
 func (*RetrySyncItemRequest) ProtoMessage() {}
 
 func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3161,7 +3456,7 @@ func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetrySyncItemRequest.ProtoReflect.Descriptor instead.
 func (*RetrySyncItemRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RetrySyncItemRequest) GetId() int64 {
@@ -3186,7 +3481,7 @@ type EnrollSecret struct {
 
 func (x *EnrollSecret) Reset() {
 	*x = EnrollSecret{}
-	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3198,7 +3493,7 @@ func (x *EnrollSecret) String() string {
 func (*EnrollSecret) ProtoMessage() {}
 
 func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3211,7 +3506,7 @@ func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollSecret.ProtoReflect.Descriptor instead.
 func (*EnrollSecret) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *EnrollSecret) GetId() string {
@@ -3271,7 +3566,7 @@ type ListEnrollSecretsRequest struct {
 
 func (x *ListEnrollSecretsRequest) Reset() {
 	*x = ListEnrollSecretsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3283,7 +3578,7 @@ func (x *ListEnrollSecretsRequest) String() string {
 func (*ListEnrollSecretsRequest) ProtoMessage() {}
 
 func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3296,7 +3591,7 @@ func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 type ListEnrollSecretsResponse struct {
@@ -3308,7 +3603,7 @@ type ListEnrollSecretsResponse struct {
 
 func (x *ListEnrollSecretsResponse) Reset() {
 	*x = ListEnrollSecretsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3320,7 +3615,7 @@ func (x *ListEnrollSecretsResponse) String() string {
 func (*ListEnrollSecretsResponse) ProtoMessage() {}
 
 func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3333,7 +3628,7 @@ func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListEnrollSecretsResponse) GetEnrollSecrets() []*EnrollSecret {
@@ -3354,7 +3649,7 @@ type CreateEnrollSecretRequest struct {
 
 func (x *CreateEnrollSecretRequest) Reset() {
 	*x = CreateEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3366,7 +3661,7 @@ func (x *CreateEnrollSecretRequest) String() string {
 func (*CreateEnrollSecretRequest) ProtoMessage() {}
 
 func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3379,7 +3674,7 @@ func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *CreateEnrollSecretRequest) GetTeam() string {
@@ -3414,7 +3709,7 @@ type CreateEnrollSecretResponse struct {
 
 func (x *CreateEnrollSecretResponse) Reset() {
 	*x = CreateEnrollSecretResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3426,7 +3721,7 @@ func (x *CreateEnrollSecretResponse) String() string {
 func (*CreateEnrollSecretResponse) ProtoMessage() {}
 
 func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3439,7 +3734,7 @@ func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *CreateEnrollSecretResponse) GetSecret() string {
@@ -3465,7 +3760,7 @@ type RevokeEnrollSecretRequest struct {
 
 func (x *RevokeEnrollSecretRequest) Reset() {
 	*x = RevokeEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3477,7 +3772,7 @@ func (x *RevokeEnrollSecretRequest) String() string {
 func (*RevokeEnrollSecretRequest) ProtoMessage() {}
 
 func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3490,7 +3785,7 @@ func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*RevokeEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RevokeEnrollSecretRequest) GetId() string {
@@ -3516,7 +3811,7 @@ type ApiToken struct {
 
 func (x *ApiToken) Reset() {
 	*x = ApiToken{}
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3528,7 +3823,7 @@ func (x *ApiToken) String() string {
 func (*ApiToken) ProtoMessage() {}
 
 func (x *ApiToken) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3541,7 +3836,7 @@ func (x *ApiToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiToken.ProtoReflect.Descriptor instead.
 func (*ApiToken) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ApiToken) GetId() string {
@@ -3601,7 +3896,7 @@ type ListApiTokensRequest struct {
 
 func (x *ListApiTokensRequest) Reset() {
 	*x = ListApiTokensRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3613,7 +3908,7 @@ func (x *ListApiTokensRequest) String() string {
 func (*ListApiTokensRequest) ProtoMessage() {}
 
 func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3626,7 +3921,7 @@ func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListApiTokensRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
 type ListApiTokensResponse struct {
@@ -3638,7 +3933,7 @@ type ListApiTokensResponse struct {
 
 func (x *ListApiTokensResponse) Reset() {
 	*x = ListApiTokensResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3650,7 +3945,7 @@ func (x *ListApiTokensResponse) String() string {
 func (*ListApiTokensResponse) ProtoMessage() {}
 
 func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3663,7 +3958,7 @@ func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListApiTokensResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListApiTokensResponse) GetApiTokens() []*ApiToken {
@@ -3684,7 +3979,7 @@ type CreateApiTokenRequest struct {
 
 func (x *CreateApiTokenRequest) Reset() {
 	*x = CreateApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3696,7 +3991,7 @@ func (x *CreateApiTokenRequest) String() string {
 func (*CreateApiTokenRequest) ProtoMessage() {}
 
 func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3709,7 +4004,7 @@ func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *CreateApiTokenRequest) GetName() string {
@@ -3744,7 +4039,7 @@ type CreateApiTokenResponse struct {
 
 func (x *CreateApiTokenResponse) Reset() {
 	*x = CreateApiTokenResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3756,7 +4051,7 @@ func (x *CreateApiTokenResponse) String() string {
 func (*CreateApiTokenResponse) ProtoMessage() {}
 
 func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3769,7 +4064,7 @@ func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CreateApiTokenResponse) GetToken() string {
@@ -3795,7 +4090,7 @@ type RevokeApiTokenRequest struct {
 
 func (x *RevokeApiTokenRequest) Reset() {
 	*x = RevokeApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3807,7 +4102,7 @@ func (x *RevokeApiTokenRequest) String() string {
 func (*RevokeApiTokenRequest) ProtoMessage() {}
 
 func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3820,7 +4115,7 @@ func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RevokeApiTokenRequest) GetId() string {
@@ -3997,7 +4292,7 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x0fentra_device_id\x18\x02 \x01(\tR\rentraDeviceId\"\x1a\n" +
 	"\x18ListUnmappedHostsRequest\"C\n" +
 	"\x19ListUnmappedHostsResponse\x12&\n" +
-	"\x05hosts\x18\x01 \x03(\v2\x10.posture.v1.HostR\x05hosts\"\xf7\a\n" +
+	"\x05hosts\x18\x01 \x03(\v2\x10.posture.v1.HostR\x05hosts\"\xcb\t\n" +
 	"\vIntegration\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -4027,7 +4322,36 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x19\n" +
+	"updated_at\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1f\n" +
+	"\vwebhook_url\x18\x1a \x01(\tR\n" +
+	"webhookUrl\x12\x1d\n" +
+	"\n" +
+	"portal_url\x18\x1b \x01(\tR\tportalUrl\x12+\n" +
+	"\x11partner_platforms\x18\x1c \x03(\tR\x10partnerPlatforms\x12#\n" +
+	"\rpartner_group\x18\x1d \x01(\tR\fpartnerGroup\x12@\n" +
+	"\x0epartner_status\x18\x1e \x01(\v2\x19.posture.v1.PartnerStatusR\rpartnerStatus\"\xb6\x03\n" +
+	"\rPartnerStatus\x12\x1e\n" +
+	"\n" +
+	"activation\x18\x01 \x01(\tR\n" +
+	"activation\x12-\n" +
+	"\x12activation_message\x18\x02 \x01(\tR\x11activationMessage\x12=\n" +
+	"\factivated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vactivatedAt\x12F\n" +
+	"\x11last_heartbeat_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastHeartbeatAt\x12'\n" +
+	"\x0fheartbeat_error\x18\x05 \x01(\tR\x0eheartbeatError\x12\x19\n" +
+	"\bgroup_id\x18\x06 \x01(\tR\agroupId\x12;\n" +
+	"\bpolicies\x18\a \x03(\v2\x1f.posture.v1.PartnerPolicyStatusR\bpolicies\x12&\n" +
+	"\x0ftenant_sync_url\x18\b \x01(\tR\rtenantSyncUrl\x12&\n" +
+	"\x0fdevice_sync_url\x18\t \x01(\tR\rdeviceSyncUrl\"\xd4\x01\n" +
+	"\x13PartnerPolicyStatus\x12\x1a\n" +
+	"\bplatform\x18\x01 \x01(\tR\bplatform\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
+	"\tpolicy_id\x18\x03 \x01(\tR\bpolicyId\x12\x19\n" +
+	"\bgroup_id\x18\x04 \x01(\tR\agroupId\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\x129\n" +
+	"\n" +
+	"updated_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"/\n" +
+	"\x1dDeprovisionIntegrationRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x19\n" +
 	"\x17ListIntegrationsRequest\"W\n" +
 	"\x18ListIntegrationsResponse\x12;\n" +
 	"\fintegrations\x18\x01 \x03(\v2\x17.posture.v1.IntegrationR\fintegrations\"'\n" +
@@ -4128,7 +4452,7 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x13CHANGE_ACTION_ADDED\x10\x01\x12\x19\n" +
 	"\x15CHANGE_ACTION_CHANGED\x10\x02\x12\x19\n" +
 	"\x15CHANGE_ACTION_REMOVED\x10\x03\x12\x1b\n" +
-	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\xad\x13\n" +
+	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\x8b\x14\n" +
 	"\fAdminService\x12H\n" +
 	"\tListHosts\x12\x1c.posture.v1.ListHostsRequest\x1a\x1d.posture.v1.ListHostsResponse\x127\n" +
 	"\aGetHost\x12\x1a.posture.v1.GetHostRequest\x1a\x10.posture.v1.Host\x12=\n" +
@@ -4153,7 +4477,8 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x11CreateIntegration\x12$.posture.v1.CreateIntegrationRequest\x1a\x17.posture.v1.Integration\x12R\n" +
 	"\x11UpdateIntegration\x12$.posture.v1.UpdateIntegrationRequest\x1a\x17.posture.v1.Integration\x12`\n" +
 	"\x11DeleteIntegration\x12$.posture.v1.DeleteIntegrationRequest\x1a%.posture.v1.DeleteIntegrationResponse\x12Z\n" +
-	"\x0fTestIntegration\x12\".posture.v1.TestIntegrationRequest\x1a#.posture.v1.TestIntegrationResponse\x12T\n" +
+	"\x0fTestIntegration\x12\".posture.v1.TestIntegrationRequest\x1a#.posture.v1.TestIntegrationResponse\x12\\\n" +
+	"\x16DeprovisionIntegration\x12).posture.v1.DeprovisionIntegrationRequest\x1a\x17.posture.v1.Integration\x12T\n" +
 	"\rListSyncItems\x12 .posture.v1.ListSyncItemsRequest\x1a!.posture.v1.ListSyncItemsResponse\x12G\n" +
 	"\rRetrySyncItem\x12 .posture.v1.RetrySyncItemRequest\x1a\x14.posture.v1.SyncItem\x12`\n" +
 	"\x11ListEnrollSecrets\x12$.posture.v1.ListEnrollSecretsRequest\x1a%.posture.v1.ListEnrollSecretsResponse\x12c\n" +
@@ -4176,202 +4501,212 @@ func file_posture_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_posture_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_posture_v1_admin_proto_goTypes = []any{
-	(ChangeAction)(0),                   // 0: posture.v1.ChangeAction
-	(*Host)(nil),                        // 1: posture.v1.Host
-	(*Verdict)(nil),                     // 2: posture.v1.Verdict
-	(*VerdictReason)(nil),               // 3: posture.v1.VerdictReason
-	(*HostResult)(nil),                  // 4: posture.v1.HostResult
-	(*ListHostsRequest)(nil),            // 5: posture.v1.ListHostsRequest
-	(*ListHostsResponse)(nil),           // 6: posture.v1.ListHostsResponse
-	(*GetHostRequest)(nil),              // 7: posture.v1.GetHostRequest
-	(*RevokeHostRequest)(nil),           // 8: posture.v1.RevokeHostRequest
-	(*DeleteHostRequest)(nil),           // 9: posture.v1.DeleteHostRequest
-	(*DeleteHostResponse)(nil),          // 10: posture.v1.DeleteHostResponse
-	(*RecheckHostRequest)(nil),          // 11: posture.v1.RecheckHostRequest
-	(*RecheckHostResponse)(nil),         // 12: posture.v1.RecheckHostResponse
-	(*Policy)(nil),                      // 13: posture.v1.Policy
-	(*ListPoliciesRequest)(nil),         // 14: posture.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),        // 15: posture.v1.ListPoliciesResponse
-	(*GetPolicyRequest)(nil),            // 16: posture.v1.GetPolicyRequest
-	(*TeamSettings)(nil),                // 17: posture.v1.TeamSettings
-	(*Team)(nil),                        // 18: posture.v1.Team
-	(*ApplyPoliciesRequest)(nil),        // 19: posture.v1.ApplyPoliciesRequest
-	(*Change)(nil),                      // 20: posture.v1.Change
-	(*ApplyPoliciesResponse)(nil),       // 21: posture.v1.ApplyPoliciesResponse
-	(*DeletePolicyRequest)(nil),         // 22: posture.v1.DeletePolicyRequest
-	(*DeletePolicyResponse)(nil),        // 23: posture.v1.DeletePolicyResponse
-	(*ListTeamsRequest)(nil),            // 24: posture.v1.ListTeamsRequest
-	(*ListTeamsResponse)(nil),           // 25: posture.v1.ListTeamsResponse
-	(*PutTeamRequest)(nil),              // 26: posture.v1.PutTeamRequest
-	(*Exemption)(nil),                   // 27: posture.v1.Exemption
-	(*ListExemptionsRequest)(nil),       // 28: posture.v1.ListExemptionsRequest
-	(*ListExemptionsResponse)(nil),      // 29: posture.v1.ListExemptionsResponse
-	(*CreateExemptionRequest)(nil),      // 30: posture.v1.CreateExemptionRequest
-	(*DeleteExemptionRequest)(nil),      // 31: posture.v1.DeleteExemptionRequest
-	(*DeleteExemptionResponse)(nil),     // 32: posture.v1.DeleteExemptionResponse
-	(*SetHostEntraDeviceIdRequest)(nil), // 33: posture.v1.SetHostEntraDeviceIdRequest
-	(*ListUnmappedHostsRequest)(nil),    // 34: posture.v1.ListUnmappedHostsRequest
-	(*ListUnmappedHostsResponse)(nil),   // 35: posture.v1.ListUnmappedHostsResponse
-	(*Integration)(nil),                 // 36: posture.v1.Integration
-	(*ListIntegrationsRequest)(nil),     // 37: posture.v1.ListIntegrationsRequest
-	(*ListIntegrationsResponse)(nil),    // 38: posture.v1.ListIntegrationsResponse
-	(*GetIntegrationRequest)(nil),       // 39: posture.v1.GetIntegrationRequest
-	(*CreateIntegrationRequest)(nil),    // 40: posture.v1.CreateIntegrationRequest
-	(*UpdateIntegrationRequest)(nil),    // 41: posture.v1.UpdateIntegrationRequest
-	(*DeleteIntegrationRequest)(nil),    // 42: posture.v1.DeleteIntegrationRequest
-	(*DeleteIntegrationResponse)(nil),   // 43: posture.v1.DeleteIntegrationResponse
-	(*TestIntegrationRequest)(nil),      // 44: posture.v1.TestIntegrationRequest
-	(*TestIntegrationResponse)(nil),     // 45: posture.v1.TestIntegrationResponse
-	(*SyncItem)(nil),                    // 46: posture.v1.SyncItem
-	(*ListSyncItemsRequest)(nil),        // 47: posture.v1.ListSyncItemsRequest
-	(*ListSyncItemsResponse)(nil),       // 48: posture.v1.ListSyncItemsResponse
-	(*RetrySyncItemRequest)(nil),        // 49: posture.v1.RetrySyncItemRequest
-	(*EnrollSecret)(nil),                // 50: posture.v1.EnrollSecret
-	(*ListEnrollSecretsRequest)(nil),    // 51: posture.v1.ListEnrollSecretsRequest
-	(*ListEnrollSecretsResponse)(nil),   // 52: posture.v1.ListEnrollSecretsResponse
-	(*CreateEnrollSecretRequest)(nil),   // 53: posture.v1.CreateEnrollSecretRequest
-	(*CreateEnrollSecretResponse)(nil),  // 54: posture.v1.CreateEnrollSecretResponse
-	(*RevokeEnrollSecretRequest)(nil),   // 55: posture.v1.RevokeEnrollSecretRequest
-	(*ApiToken)(nil),                    // 56: posture.v1.ApiToken
-	(*ListApiTokensRequest)(nil),        // 57: posture.v1.ListApiTokensRequest
-	(*ListApiTokensResponse)(nil),       // 58: posture.v1.ListApiTokensResponse
-	(*CreateApiTokenRequest)(nil),       // 59: posture.v1.CreateApiTokenRequest
-	(*CreateApiTokenResponse)(nil),      // 60: posture.v1.CreateApiTokenResponse
-	(*RevokeApiTokenRequest)(nil),       // 61: posture.v1.RevokeApiTokenRequest
-	(*HostFacts)(nil),                   // 62: posture.v1.HostFacts
-	(*timestamppb.Timestamp)(nil),       // 63: google.protobuf.Timestamp
-	(ResultStatus)(0),                   // 64: posture.v1.ResultStatus
-	(*durationpb.Duration)(nil),         // 65: google.protobuf.Duration
-	(*FactQuery)(nil),                   // 66: posture.v1.FactQuery
+	(ChangeAction)(0),                     // 0: posture.v1.ChangeAction
+	(*Host)(nil),                          // 1: posture.v1.Host
+	(*Verdict)(nil),                       // 2: posture.v1.Verdict
+	(*VerdictReason)(nil),                 // 3: posture.v1.VerdictReason
+	(*HostResult)(nil),                    // 4: posture.v1.HostResult
+	(*ListHostsRequest)(nil),              // 5: posture.v1.ListHostsRequest
+	(*ListHostsResponse)(nil),             // 6: posture.v1.ListHostsResponse
+	(*GetHostRequest)(nil),                // 7: posture.v1.GetHostRequest
+	(*RevokeHostRequest)(nil),             // 8: posture.v1.RevokeHostRequest
+	(*DeleteHostRequest)(nil),             // 9: posture.v1.DeleteHostRequest
+	(*DeleteHostResponse)(nil),            // 10: posture.v1.DeleteHostResponse
+	(*RecheckHostRequest)(nil),            // 11: posture.v1.RecheckHostRequest
+	(*RecheckHostResponse)(nil),           // 12: posture.v1.RecheckHostResponse
+	(*Policy)(nil),                        // 13: posture.v1.Policy
+	(*ListPoliciesRequest)(nil),           // 14: posture.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),          // 15: posture.v1.ListPoliciesResponse
+	(*GetPolicyRequest)(nil),              // 16: posture.v1.GetPolicyRequest
+	(*TeamSettings)(nil),                  // 17: posture.v1.TeamSettings
+	(*Team)(nil),                          // 18: posture.v1.Team
+	(*ApplyPoliciesRequest)(nil),          // 19: posture.v1.ApplyPoliciesRequest
+	(*Change)(nil),                        // 20: posture.v1.Change
+	(*ApplyPoliciesResponse)(nil),         // 21: posture.v1.ApplyPoliciesResponse
+	(*DeletePolicyRequest)(nil),           // 22: posture.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil),          // 23: posture.v1.DeletePolicyResponse
+	(*ListTeamsRequest)(nil),              // 24: posture.v1.ListTeamsRequest
+	(*ListTeamsResponse)(nil),             // 25: posture.v1.ListTeamsResponse
+	(*PutTeamRequest)(nil),                // 26: posture.v1.PutTeamRequest
+	(*Exemption)(nil),                     // 27: posture.v1.Exemption
+	(*ListExemptionsRequest)(nil),         // 28: posture.v1.ListExemptionsRequest
+	(*ListExemptionsResponse)(nil),        // 29: posture.v1.ListExemptionsResponse
+	(*CreateExemptionRequest)(nil),        // 30: posture.v1.CreateExemptionRequest
+	(*DeleteExemptionRequest)(nil),        // 31: posture.v1.DeleteExemptionRequest
+	(*DeleteExemptionResponse)(nil),       // 32: posture.v1.DeleteExemptionResponse
+	(*SetHostEntraDeviceIdRequest)(nil),   // 33: posture.v1.SetHostEntraDeviceIdRequest
+	(*ListUnmappedHostsRequest)(nil),      // 34: posture.v1.ListUnmappedHostsRequest
+	(*ListUnmappedHostsResponse)(nil),     // 35: posture.v1.ListUnmappedHostsResponse
+	(*Integration)(nil),                   // 36: posture.v1.Integration
+	(*PartnerStatus)(nil),                 // 37: posture.v1.PartnerStatus
+	(*PartnerPolicyStatus)(nil),           // 38: posture.v1.PartnerPolicyStatus
+	(*DeprovisionIntegrationRequest)(nil), // 39: posture.v1.DeprovisionIntegrationRequest
+	(*ListIntegrationsRequest)(nil),       // 40: posture.v1.ListIntegrationsRequest
+	(*ListIntegrationsResponse)(nil),      // 41: posture.v1.ListIntegrationsResponse
+	(*GetIntegrationRequest)(nil),         // 42: posture.v1.GetIntegrationRequest
+	(*CreateIntegrationRequest)(nil),      // 43: posture.v1.CreateIntegrationRequest
+	(*UpdateIntegrationRequest)(nil),      // 44: posture.v1.UpdateIntegrationRequest
+	(*DeleteIntegrationRequest)(nil),      // 45: posture.v1.DeleteIntegrationRequest
+	(*DeleteIntegrationResponse)(nil),     // 46: posture.v1.DeleteIntegrationResponse
+	(*TestIntegrationRequest)(nil),        // 47: posture.v1.TestIntegrationRequest
+	(*TestIntegrationResponse)(nil),       // 48: posture.v1.TestIntegrationResponse
+	(*SyncItem)(nil),                      // 49: posture.v1.SyncItem
+	(*ListSyncItemsRequest)(nil),          // 50: posture.v1.ListSyncItemsRequest
+	(*ListSyncItemsResponse)(nil),         // 51: posture.v1.ListSyncItemsResponse
+	(*RetrySyncItemRequest)(nil),          // 52: posture.v1.RetrySyncItemRequest
+	(*EnrollSecret)(nil),                  // 53: posture.v1.EnrollSecret
+	(*ListEnrollSecretsRequest)(nil),      // 54: posture.v1.ListEnrollSecretsRequest
+	(*ListEnrollSecretsResponse)(nil),     // 55: posture.v1.ListEnrollSecretsResponse
+	(*CreateEnrollSecretRequest)(nil),     // 56: posture.v1.CreateEnrollSecretRequest
+	(*CreateEnrollSecretResponse)(nil),    // 57: posture.v1.CreateEnrollSecretResponse
+	(*RevokeEnrollSecretRequest)(nil),     // 58: posture.v1.RevokeEnrollSecretRequest
+	(*ApiToken)(nil),                      // 59: posture.v1.ApiToken
+	(*ListApiTokensRequest)(nil),          // 60: posture.v1.ListApiTokensRequest
+	(*ListApiTokensResponse)(nil),         // 61: posture.v1.ListApiTokensResponse
+	(*CreateApiTokenRequest)(nil),         // 62: posture.v1.CreateApiTokenRequest
+	(*CreateApiTokenResponse)(nil),        // 63: posture.v1.CreateApiTokenResponse
+	(*RevokeApiTokenRequest)(nil),         // 64: posture.v1.RevokeApiTokenRequest
+	(*HostFacts)(nil),                     // 65: posture.v1.HostFacts
+	(*timestamppb.Timestamp)(nil),         // 66: google.protobuf.Timestamp
+	(ResultStatus)(0),                     // 67: posture.v1.ResultStatus
+	(*durationpb.Duration)(nil),           // 68: google.protobuf.Duration
+	(*FactQuery)(nil),                     // 69: posture.v1.FactQuery
 }
 var file_posture_v1_admin_proto_depIdxs = []int32{
-	62, // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
-	63, // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
-	63, // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
-	63, // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
-	63, // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
+	65, // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
+	66, // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
+	66, // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
+	66, // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
+	66, // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
 	4,  // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
 	2,  // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
 	3,  // 7: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
-	63, // 8: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
-	63, // 9: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
-	64, // 10: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
-	63, // 11: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
-	64, // 12: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
-	63, // 13: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
-	65, // 14: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
-	63, // 15: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
+	66, // 8: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
+	66, // 9: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
+	67, // 10: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
+	66, // 11: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
+	67, // 12: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
+	66, // 13: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
+	68, // 14: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
+	66, // 15: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
 	1,  // 16: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
-	65, // 17: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
-	63, // 18: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
-	63, // 19: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
+	68, // 17: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
+	66, // 18: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
+	66, // 19: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
 	13, // 20: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
-	65, // 21: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
+	68, // 21: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
 	17, // 22: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
 	13, // 23: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
 	18, // 24: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
-	66, // 25: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
+	69, // 25: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
 	0,  // 26: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
 	20, // 27: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
 	18, // 28: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
 	18, // 29: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
-	63, // 30: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
-	63, // 31: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
+	66, // 30: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
+	66, // 31: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
 	27, // 32: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
-	63, // 33: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	66, // 33: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
 	1,  // 34: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
-	63, // 35: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
-	63, // 36: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
-	63, // 37: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
-	63, // 38: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
-	63, // 39: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
-	36, // 40: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
-	36, // 41: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	36, // 42: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	63, // 43: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
-	63, // 44: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
-	46, // 45: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
-	63, // 46: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	63, // 47: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	63, // 48: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	63, // 49: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
-	50, // 50: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
-	63, // 51: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
-	50, // 52: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
-	63, // 53: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
-	63, // 54: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
-	63, // 55: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
-	63, // 56: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
-	56, // 57: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
-	63, // 58: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
-	56, // 59: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
-	5,  // 60: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
-	7,  // 61: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
-	8,  // 62: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
-	9,  // 63: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
-	11, // 64: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
-	14, // 65: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
-	16, // 66: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
-	19, // 67: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
-	22, // 68: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
-	24, // 69: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
-	26, // 70: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
-	28, // 71: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
-	30, // 72: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
-	31, // 73: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
-	33, // 74: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
-	34, // 75: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
-	37, // 76: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
-	39, // 77: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
-	40, // 78: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
-	41, // 79: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
-	42, // 80: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
-	44, // 81: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
-	47, // 82: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
-	49, // 83: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
-	51, // 84: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
-	53, // 85: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
-	55, // 86: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
-	57, // 87: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
-	59, // 88: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
-	61, // 89: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
-	6,  // 90: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
-	1,  // 91: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
-	1,  // 92: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
-	10, // 93: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
-	12, // 94: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
-	15, // 95: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
-	13, // 96: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
-	21, // 97: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
-	23, // 98: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
-	25, // 99: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
-	18, // 100: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
-	29, // 101: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
-	27, // 102: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
-	32, // 103: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
-	1,  // 104: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
-	35, // 105: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
-	38, // 106: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
-	36, // 107: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
-	36, // 108: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
-	36, // 109: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
-	43, // 110: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
-	45, // 111: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
-	48, // 112: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
-	46, // 113: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
-	52, // 114: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
-	54, // 115: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
-	50, // 116: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
-	58, // 117: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
-	60, // 118: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
-	56, // 119: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
-	90, // [90:120] is the sub-list for method output_type
-	60, // [60:90] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	66, // 35: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
+	66, // 36: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
+	66, // 37: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
+	66, // 38: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
+	66, // 39: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
+	37, // 40: posture.v1.Integration.partner_status:type_name -> posture.v1.PartnerStatus
+	66, // 41: posture.v1.PartnerStatus.activated_at:type_name -> google.protobuf.Timestamp
+	66, // 42: posture.v1.PartnerStatus.last_heartbeat_at:type_name -> google.protobuf.Timestamp
+	38, // 43: posture.v1.PartnerStatus.policies:type_name -> posture.v1.PartnerPolicyStatus
+	66, // 44: posture.v1.PartnerPolicyStatus.updated_at:type_name -> google.protobuf.Timestamp
+	36, // 45: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
+	36, // 46: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	36, // 47: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	66, // 48: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
+	66, // 49: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
+	49, // 50: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
+	66, // 51: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	66, // 52: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	66, // 53: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	66, // 54: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
+	53, // 55: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
+	66, // 56: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
+	53, // 57: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
+	66, // 58: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
+	66, // 59: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
+	66, // 60: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
+	66, // 61: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
+	59, // 62: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
+	66, // 63: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
+	59, // 64: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
+	5,  // 65: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
+	7,  // 66: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
+	8,  // 67: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
+	9,  // 68: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
+	11, // 69: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
+	14, // 70: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
+	16, // 71: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
+	19, // 72: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
+	22, // 73: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
+	24, // 74: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
+	26, // 75: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
+	28, // 76: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
+	30, // 77: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
+	31, // 78: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
+	33, // 79: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
+	34, // 80: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
+	40, // 81: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
+	42, // 82: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
+	43, // 83: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
+	44, // 84: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
+	45, // 85: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
+	47, // 86: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
+	39, // 87: posture.v1.AdminService.DeprovisionIntegration:input_type -> posture.v1.DeprovisionIntegrationRequest
+	50, // 88: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
+	52, // 89: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
+	54, // 90: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
+	56, // 91: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
+	58, // 92: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
+	60, // 93: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
+	62, // 94: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
+	64, // 95: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
+	6,  // 96: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
+	1,  // 97: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
+	1,  // 98: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
+	10, // 99: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
+	12, // 100: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
+	15, // 101: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
+	13, // 102: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
+	21, // 103: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
+	23, // 104: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
+	25, // 105: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
+	18, // 106: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
+	29, // 107: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
+	27, // 108: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
+	32, // 109: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
+	1,  // 110: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
+	35, // 111: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
+	41, // 112: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
+	36, // 113: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
+	36, // 114: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
+	36, // 115: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
+	46, // 116: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
+	48, // 117: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
+	36, // 118: posture.v1.AdminService.DeprovisionIntegration:output_type -> posture.v1.Integration
+	51, // 119: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
+	49, // 120: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
+	55, // 121: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
+	57, // 122: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
+	53, // 123: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
+	61, // 124: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
+	63, // 125: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
+	59, // 126: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
+	96, // [96:127] is the sub-list for method output_type
+	65, // [65:96] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_posture_v1_admin_proto_init() }
@@ -4386,7 +4721,7 @@ func file_posture_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_posture_v1_admin_proto_rawDesc), len(file_posture_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   61,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
