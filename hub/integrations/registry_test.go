@@ -143,11 +143,17 @@ func TestPrepareRejectsInvalidConfigs(t *testing.T) {
 		{"custom cloud without Graph URL", func(in *store.Integration) { in.Cloud, in.AuthorityHost = "custom", "https://login.example.com/" }, Credential{ClientSecret: plainSecret}, "custom cloud needs an https Graph base URL"},
 		{"other kind", func(in *store.Integration) { in.Kind = "pigeon" }, Credential{ClientSecret: plainSecret}, `kind "pigeon" is not supported`},
 		{"webhook without url", func(in *store.Integration) { in.Kind = "webhook" }, Credential{ClientSecret: plainSecret}, "webhook url"},
-		{"webhook to plain http", func(in *store.Integration) { in.Kind, in.Settings = "webhook", []byte(`{"url":"http://siem.example.com/x"}`) },
+		{"webhook to plain http", func(in *store.Integration) {
+			in.Kind, in.Settings = "webhook", []byte(`{"url":"http://siem.example.com/x"}`)
+		},
 			Credential{ClientSecret: plainSecret}, "plain http only to loopback"},
-		{"webhook with a certificate", func(in *store.Integration) { in.Kind, in.Settings = "webhook", []byte(`{"url":"https://siem.example.com/x"}`) },
+		{"webhook with a certificate", func(in *store.Integration) {
+			in.Kind, in.Settings = "webhook", []byte(`{"url":"https://siem.example.com/x"}`)
+		},
 			Credential{Certificate: []byte("pem")}, "not a certificate"},
-		{"webhook unknown setting", func(in *store.Integration) { in.Kind, in.Settings = "webhook", []byte(`{"url":"https://siem.example.com/x","urll":"y"}`) },
+		{"webhook unknown setting", func(in *store.Integration) {
+			in.Kind, in.Settings = "webhook", []byte(`{"url":"https://siem.example.com/x","urll":"y"}`)
+		},
 			Credential{ClientSecret: plainSecret}, "unknown field"},
 		{"same values", func(in *store.Integration) { in.CompliantValue, in.NoncompliantValue = "x", "x" }, Credential{ClientSecret: plainSecret}, "must differ"},
 		{"not a certificate", nil, Credential{Certificate: []byte("not a pem")}, ""},
