@@ -40,6 +40,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&cfg.SecretsKeyFile, "secrets-key-file", "", "key file sealing integration credentials (default: POSTURE_SECRETS_KEY, else secrets.key in --data-dir, made on first start; replicas must share one key)")
 	fs.DurationVar(&cfg.ReconcileInterval, "reconcile-interval", time.Hour, "how often to read back what Entra holds and repair drift")
 	fs.DurationVar(&cfg.SyncRetention, "sync-retention", 30*24*time.Hour, "how long delivered outbox rows are kept (dead letters stay until retried)")
+	fs.StringVar(&cfg.PublicURL, "public-url", "", "the hub's public https base URL (users reach /enroll and /remediate there; Intune partner integrations send them to it)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	if err := parseFlags(fs, args); err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/posture-dev/posture/hub/store"
 	hubsync "github.com/posture-dev/posture/hub/sync"
 	"github.com/posture-dev/posture/hub/sync/graph"
+	"github.com/posture-dev/posture/hub/sync/intune"
 	"github.com/posture-dev/posture/hub/sync/webhook"
 	"github.com/posture-dev/posture/hub/verdicts"
 )
@@ -82,6 +83,8 @@ func (r *Registry) prepareOther(in *store.Integration, cred Credential) error {
 		}
 		in.SealedCredential, in.SealedCertPassword, in.CertNotAfter = []byte(sealed), nil, nil
 		return nil
+	case KindPartner:
+		return r.preparePartner(in, cred)
 	}
 	return fmt.Errorf("kind %q is not supported (want graph, intune-partner or webhook)", in.Kind)
 }
@@ -110,6 +113,8 @@ func (r *Registry) buildOther(in store.Integration) (hubsync.Sink, error) {
 	switch in.Kind {
 	case KindWebhook:
 		return r.buildWebhook(in, cred)
+	case KindPartner:
+		return r.partnerSink(in, cred)
 	}
 	return nil, fmt.Errorf("integration %s: kind %q is not supported", in.ID, in.Kind)
 }
@@ -128,6 +133,12 @@ func (r *Registry) testOther(ctx context.Context, in store.Integration) (graph.C
 		if o.Kind != hubsync.OutcomeOK {
 			rep = graph.ConnectionReport{Health: graph.HealthUnreachable, TokenOK: true,
 				Problems: []string{fmt.Sprintf("test event refused: %s %s", o.Code, o.Message)}}
+		}
+	case *intune.Sink:
+		// Discovery, activation (its answer's body checked), the group,
+		// the policies and a heartbeat when due.
+		if _, err := s.Maintain(ctx); err != nil {
+			rep = graph.ConnectionReport{Health: healthNotActivated, Problems: []string{err.Error()}}
 		}
 	case testable:
 		rep = s.TestConnection(ctx)

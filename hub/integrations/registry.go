@@ -44,9 +44,10 @@ type Registry struct {
 	log  *slog.Logger
 	now  func() time.Time
 
-	mu    sync.Mutex
-	sinks map[string]cachedSink
-	hosts HostStore // for webhook events; see SetHosts
+	mu      sync.Mutex
+	sinks   map[string]cachedSink
+	hosts   HostStore // for webhook events; see SetHosts
+	partner PartnerDefaults
 }
 
 type cachedSink struct {

@@ -82,6 +82,15 @@ type Config struct {
 	// SyncRetention keeps delivered outbox rows this long (default 30 days);
 	// dead letters are kept until retried.
 	SyncRetention time.Duration
+	// PublicURL is the hub's public https base URL, where users reach
+	// /enroll and /remediate (Intune partner integrations send them there).
+	PublicURL string
+	// PartnerMaintain is how often partner integrations are checked
+	// (activation, policies) and their heartbeat sent when due (default 1m);
+	// PartnerHeartbeat is the heartbeat interval (default 15m).
+	PartnerMaintain, PartnerHeartbeat time.Duration
+	// PartnerPoll is the wait between upload status reads (default 1s).
+	PartnerPoll time.Duration
 }
 
 // Hub is a running (or ready to run) hub.
@@ -161,6 +170,8 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 	h.Integrations = integrations.New(st, keys, h.log)
 	h.Integrations.SetHosts(st) // webhook events name the host and its failing policies
+	h.Integrations.SetPartnerDefaults(integrations.PartnerDefaults{PortalURL: cfg.PublicURL,
+		HeartbeatEvery: cfg.PartnerHeartbeat, PollInterval: cfg.PartnerPoll})
 	syncMetrics, err := hubsync.NewPromMetrics(h.metrics)
 	if err != nil {
 		return nil, err
@@ -324,6 +335,14 @@ func (h *Hub) Run(ctx context.Context) error {
 	background("reconcile", h.reconciler.Run)
 	background("integration health", func(ctx context.Context) error { h.Integrations.Run(ctx, 15*time.Second); return nil })
 	background("outbox retention", func(ctx context.Context) error { h.pruneOutbox(ctx, time.Hour); return nil })
+	background("intune partners", func(ctx context.Context) error {
+		every := h.cfg.PartnerMaintain
+		if every <= 0 {
+			every = time.Minute
+		}
+		h.Integrations.RunPartners(ctx, every)
+		return nil
+	})
 	defer func() { stopBG(); bg.Wait() }()
 	h.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	h.health.SetServingStatus(posturev1.AgentService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)

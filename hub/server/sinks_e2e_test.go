@@ -21,6 +21,8 @@ import (
 	"github.com/posture-dev/posture/hub/policy"
 	"github.com/posture-dev/posture/hub/server"
 	"github.com/posture-dev/posture/hub/store"
+	"github.com/posture-dev/posture/hub/sync/graph/standin"
+	intunestandin "github.com/posture-dev/posture/hub/sync/intune/standin"
 	"github.com/posture-dev/posture/hub/sync/webhook"
 )
 
@@ -84,6 +86,13 @@ func newFleet(t *testing.T, cfg server.Config) *fleet {
 	}
 	req := tree.ApplyRequest(false, false)
 	req.Policies = []*posturev1.Policy{findPolicy(t, tree, "macos-filevault")}
+	// The stand-in's macOS has no platform SSO state, so the shipped UPN
+	// fact finds nothing there; read it from the fixture user instead.
+	for _, fq := range req.GetFacts() {
+		if fq.GetName() == "user_principal_name" && fq.GetPlatform() == "darwin" {
+			fq.Query = "SELECT '" + upnOf(f) + "'"
+		}
+	}
 	if _, err := f.adminc.ApplyPolicies(f.actx, req); err != nil {
 		t.Fatal(err)
 	}
@@ -95,6 +104,8 @@ func newFleet(t *testing.T, cfg server.Config) *fleet {
 	os.WriteFile(f.secret, []byte(sec.GetSecret()), 0o600)
 	return f
 }
+
+func upnOf(*fleet) string { return "alex.morgan@contoso.com" } // osquerytest's default user
 
 func (f *fleet) startExt() {
 	f.ext = startExtension(f.t, f.extBin, "--socket", f.oq.SocketPath(), "--timeout", "10", "--hub", f.hp.cfg.GRPCAddr,
@@ -224,5 +235,107 @@ func TestWebhookSinkEndToEnd(t *testing.T) {
 	items, err := f.adminc.ListSyncItems(f.actx, &posturev1.ListSyncItemsRequest{State: "dead"})
 	if err != nil || len(items.GetItems()) != 0 {
 		t.Fatalf("dead letters: %v %v", items, err)
+	}
+}
+
+func TestIntunePartnerEndToEnd(t *testing.T) {
+	f := newFleet(t, server.Config{PublicURL: "https://posture.example.com", PartnerMaintain: 200 * time.Millisecond,
+		PartnerPoll: 50 * time.Millisecond})
+	pair, err := standin.Start(standin.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pair.Close()
+	const partnerApp, partnerSecret = "77777777-2222-3333-4444-555555555555", "partner-app-secret"
+	pair.Entra.RegisterApp(standin.App{ClientID: partnerApp, Secrets: []standin.Secret{{Value: partnerSecret}}})
+	itn, err := intunestandin.New(pair.CA, pair.Entra, intunestandin.Options{PartnerClientID: partnerApp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer itn.Close()
+	const userOID, groupID = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0", "5e6f7a8b-9c0d-1e2f-3a4b-5c6d7e8f9a0b"
+	itn.AddUser(upnOf(f), userOID)
+	itn.AddGroup(groupID, "Posture devices")
+	// Freshly issued tokens are rejected once, as Intune sometimes does.
+	itn.RejectFreshTokens(1)
+
+	in, err := f.adminc.CreateIntegration(f.actx, &posturev1.CreateIntegrationRequest{Integration: &posturev1.Integration{
+		Name: "intune", Kind: "intune-partner", Cloud: "custom", AuthorityHost: pair.Entra.URL(), GraphBaseUrl: itn.GraphBaseURL(),
+		ExtraCaPem: string(pair.CA.CertPEM()), TenantId: pair.Entra.Tenant(), ClientId: partnerApp, ClientSecret: partnerSecret,
+		PartnerPlatforms: []string{"windows", "macos", "ios"}, PartnerGroup: "Posture devices"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.startExt()
+	uploads := func() string {
+		var s []string
+		for _, u := range itn.UploadsFor(f.device) {
+			s = append(s, u.ComplianceState)
+		}
+		return strings.Join(s, ",")
+	}
+	waitState := func(want string) {
+		t.Helper()
+		eventually(t, "Intune holds "+want, 60*time.Second, func() (bool, string) {
+			return itn.Compliance(f.device) == want, fmt.Sprintf("uploads=%s counts=%+v ext:\n%s", uploads(), itn.Counts(), f.ext.log.String())
+		})
+	}
+	waitState("compliant")
+	if err := f.oq.Break(f.ctx, "macos-filevault"); err != nil {
+		t.Fatal(err)
+	}
+	waitState("notCompliant")
+	us := itn.UploadsFor(f.device)
+	if last := us[len(us)-1]; last.UserID != userOID {
+		t.Fatalf("upload for user %q, want %s", last.UserID, userOID)
+	}
+	if err := f.oq.Reset(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitState("compliant")
+
+	// Activation, heartbeat and policies are visible in the API.
+	var got *posturev1.Integration
+	eventually(t, "partner status", 30*time.Second, func() (bool, string) {
+		got, err = f.adminc.GetIntegration(f.actx, &posturev1.GetIntegrationRequest{Id: in.GetId()})
+		ps := got.GetPartnerStatus()
+		return err == nil && ps.GetActivation() == "activated" && ps.GetLastHeartbeatAt() != nil && len(ps.GetPolicies()) == 3, fmt.Sprint(got, err)
+	})
+	states := map[string]string{}
+	for _, p := range got.GetPartnerStatus().GetPolicies() {
+		states[p.GetPlatform()] = p.GetState()
+	}
+	if states["macos"] != "assigned" || states["windows"] != "assigned" || states["ios"] != "platform_not_registered" || got.GetPartnerStatus().GetGroupId() != groupID {
+		t.Fatalf("policy states %v group %s", states, got.GetPartnerStatus().GetGroupId())
+	}
+	if prov, enroll, remediate := itn.Provisioned(); prov != 1 || enroll != "https://posture.example.com/enroll" || remediate != "https://posture.example.com/remediate" {
+		t.Fatalf("tenant %d %s %s", prov, enroll, remediate)
+	}
+	before := itn.Counts()
+	if before.Activations != 1 || before.PolicyCreates != 3 || before.Assigns != 2 {
+		t.Fatalf("counts %+v: activation and policies must happen once", before)
+	}
+
+	// Restart the hub: another transition flows, nothing is provisioned again.
+	f.hp = f.hp.restart()
+	if err := f.oq.Break(f.ctx, "macos-filevault"); err != nil {
+		t.Fatal(err)
+	}
+	waitState("notCompliant")
+	after := itn.Counts()
+	if after.Activations != 1 || after.PolicyCreates != 3 || after.Assigns != 2 {
+		t.Fatalf("after restart %+v (before %+v): provisioning repeated", after, before)
+	}
+	if got, want := uploads(), "compliant,notCompliant,compliant,notCompliant"; got != want {
+		t.Fatalf("uploads %s, want %s", got, want)
+	}
+
+	// Deprovision: Provisioned 2 in Intune, shown in the API.
+	dep, err := f.adminc.DeprovisionIntegration(f.actx, &posturev1.DeprovisionIntegrationRequest{Id: in.GetId()})
+	if err != nil || dep.GetPartnerStatus().GetActivation() != "deprovisioned" {
+		t.Fatalf("deprovision: %v %v", dep.GetPartnerStatus(), err)
+	}
+	if prov, _, _ := itn.Provisioned(); prov != 2 {
+		t.Fatalf("provisioned %d after deprovision", prov)
 	}
 }
