@@ -19,13 +19,20 @@ type PartnerControl interface {
 	PartnerStatus(in store.Integration) *posturev1.PartnerStatus
 }
 
+// HostScoper is optionally implemented by Integrations: a host's Entra
+// group scope per integration.
+type HostScoper interface {
+	HostScopes(ctx context.Context, h store.Host) ([]*posturev1.HostScope, error)
+}
+
 // kindSettings are the settings JSON keys the admin API maps to fields;
 // hub/integrations decodes them per kind (and refuses unknown keys).
 type kindSettings struct {
-	URL       string   `json:"url,omitempty"`
-	PortalURL string   `json:"portal_url,omitempty"`
-	Platforms []string `json:"platforms,omitempty"`
-	GroupRef  string   `json:"group,omitempty"`
+	URL         string   `json:"url,omitempty"`
+	PortalURL   string   `json:"portal_url,omitempty"`
+	Platforms   []string `json:"platforms,omitempty"`
+	GroupRef    string   `json:"group,omitempty"`
+	ScopeGroups []string `json:"scope_groups,omitempty"`
 }
 
 // settingsFromProto builds the kind's settings from the API fields.
@@ -38,8 +45,11 @@ func settingsFromProto(p *posturev1.Integration) []byte {
 		ks.PortalURL = strings.TrimRight(strings.TrimSpace(p.GetPortalUrl()), "/")
 		ks.Platforms = p.GetPartnerPlatforms()
 		ks.GroupRef = strings.TrimSpace(p.GetPartnerGroup())
-	default:
-		return nil
+	}
+	for _, g := range p.GetScopeGroups() {
+		if g = strings.ToLower(strings.TrimSpace(g)); g != "" {
+			ks.ScopeGroups = append(ks.ScopeGroups, g)
+		}
 	}
 	b, _ := json.Marshal(ks) // plain strings: cannot fail
 	return b
@@ -48,12 +58,13 @@ func settingsFromProto(p *posturev1.Integration) []byte {
 // kindFieldsToProto copies the kind's settings and state out; graph-only
 // fields are cleared on other kinds (they mean nothing there).
 func (s *Server) kindFieldsToProto(in store.Integration, pi *posturev1.Integration) {
+	var ks kindSettings
+	_ = json.Unmarshal(in.Settings, &ks) // validated on write
+	pi.ScopeGroups = ks.ScopeGroups
 	if in.Kind == "" || in.Kind == store.IntegrationKindGraph {
 		return
 	}
 	pi.ExtensionAttribute, pi.CompliantValue, pi.NoncompliantValue = 0, "", ""
-	var ks kindSettings
-	_ = json.Unmarshal(in.Settings, &ks) // validated on write
 	pi.WebhookUrl, pi.PortalUrl, pi.PartnerPlatforms, pi.PartnerGroup = ks.URL, ks.PortalURL, ks.Platforms, ks.GroupRef
 	if pc, ok := s.cfg.Integrations.(PartnerControl); ok && in.Kind == store.IntegrationKindPartner {
 		pi.PartnerStatus = pc.PartnerStatus(in)

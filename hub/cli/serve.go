@@ -41,6 +41,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.DurationVar(&cfg.ReconcileInterval, "reconcile-interval", time.Hour, "how often to read back what Entra holds and repair drift")
 	fs.DurationVar(&cfg.SyncRetention, "sync-retention", 30*24*time.Hour, "how long delivered outbox rows are kept (dead letters stay until retried)")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "the hub's public https base URL (users reach /enroll and /remediate there; Intune partner integrations send them to it)")
+	fs.DurationVar(&cfg.ScopeRefresh, "scope-refresh", 15*time.Minute, "how often Entra group membership of group-scoped integrations is read again")
+	fs.DurationVar(&cfg.PartnerHeartbeat, "partner-heartbeat", 15*time.Minute, "how often Intune partner integrations send their tenant heartbeat")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	if err := parseFlags(fs, args); err != nil {

@@ -17,9 +17,10 @@ import (
 
 // PartnerSettings are an intune-partner integration's settings.
 type PartnerSettings struct {
-	PortalURL string   `json:"portal_url,omitempty"`
-	Platforms []string `json:"platforms,omitempty"`
-	Group     string   `json:"group,omitempty"`
+	PortalURL   string   `json:"portal_url,omitempty"`
+	Platforms   []string `json:"platforms,omitempty"`
+	Group       string   `json:"group,omitempty"`
+	ScopeGroups []string `json:"scope_groups,omitempty"` // see scope.go
 }
 
 // PartnerDefaults apply to every partner integration.

@@ -48,6 +48,7 @@ type Registry struct {
 	sinks   map[string]cachedSink
 	hosts   HostStore // for webhook events; see SetHosts
 	partner PartnerDefaults
+	scope   *scopes // Entra group scoping; see scope.go
 }
 
 type cachedSink struct {
@@ -87,6 +88,9 @@ func aad(id string) []byte { return []byte("posture integration " + id) }
 func (r *Registry) Prepare(in *store.Integration, cred Credential) error {
 	if in.Kind == "" {
 		in.Kind = KindGraph
+	}
+	if err := checkScope(*in); err != nil {
+		return err
 	}
 	if in.Kind != KindGraph {
 		return r.prepareOther(in, cred)

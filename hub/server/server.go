@@ -91,6 +91,9 @@ type Config struct {
 	PartnerMaintain, PartnerHeartbeat time.Duration
 	// PartnerPoll is the wait between upload status reads (default 1s).
 	PartnerPoll time.Duration
+	// ScopeRefresh is how often Entra group membership of scoped
+	// integrations is read again (default 15m).
+	ScopeRefresh time.Duration
 }
 
 // Hub is a running (or ready to run) hub.
@@ -194,7 +197,7 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 	h.Engine = verdicts.New(verdicts.Config{
 		Store: st, Logger: h.log.With("component", "verdicts"), Enqueued: h.Worker.Notify, DuePoll: cfg.DuePoll,
-		Metrics: h.metrics,
+		Metrics: h.metrics, Scope: h.Integrations.Covers,
 	})
 	h.Registry = agentapi.NewRegistry()
 	h.Agent = agentapi.New(agentapi.Config{
@@ -341,6 +344,18 @@ func (h *Hub) Run(ctx context.Context) error {
 			every = time.Minute
 		}
 		h.Integrations.RunPartners(ctx, every)
+		return nil
+	})
+	background("group scopes", func(ctx context.Context) error {
+		every := h.cfg.ScopeRefresh
+		if every <= 0 {
+			every = 15 * time.Minute
+		}
+		h.Integrations.RunScopes(ctx, every, func(ids []string) {
+			for _, id := range ids {
+				h.Engine.Notify(id, true) // entering a scope: write it
+			}
+		})
 		return nil
 	})
 	defer func() { stopBG(); bg.Wait() }()

@@ -339,3 +339,83 @@ func TestIntunePartnerEndToEnd(t *testing.T) {
 		t.Fatalf("provisioned %d after deprovision", prov)
 	}
 }
+
+func TestGroupScopingEndToEnd(t *testing.T) {
+	f := newFleet(t, server.Config{PublicURL: "https://posture.example.com", PartnerMaintain: 200 * time.Millisecond,
+		PartnerPoll: 50 * time.Millisecond, ScopeRefresh: 300 * time.Millisecond})
+	pair, err := standin.Start(standin.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pair.Close()
+	const partnerApp, partnerSecret = "77777777-2222-3333-4444-555555555555", "partner-app-secret"
+	pair.Entra.RegisterApp(standin.App{ClientID: partnerApp, Secrets: []standin.Secret{{Value: partnerSecret}}})
+	itn, err := intunestandin.New(pair.CA, pair.Entra, intunestandin.Options{PartnerClientID: partnerApp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer itn.Close()
+	const scopeGroup, nested = "6a7b8c9d-0e1f-2a3b-4c5d-6e7f8a9b0c1d", "7b8c9d0e-1f2a-3b4c-5d6e-7f8a9b0c1d2e"
+	itn.AddUser(upnOf(f), "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0")
+	itn.AddGroup(scopeGroup, "Pilot")
+	itn.AddGroup(nested, "Pilot Macs")
+	itn.AddMember(scopeGroup, intunestandin.Member{GroupID: nested})
+	itn.AddMember(nested, intunestandin.Member{DeviceID: "00000000-1111-2222-3333-444444444444"}) // someone else
+
+	in, err := f.adminc.CreateIntegration(f.actx, &posturev1.CreateIntegrationRequest{Integration: &posturev1.Integration{
+		Name: "intune", Kind: "intune-partner", Cloud: "custom", AuthorityHost: pair.Entra.URL(), GraphBaseUrl: itn.GraphBaseURL(),
+		ExtraCaPem: string(pair.CA.CertPEM()), TenantId: pair.Entra.Tenant(), ClientId: partnerApp, ClientSecret: partnerSecret,
+		PartnerPlatforms: []string{"macos"}, ScopeGroups: []string{scopeGroup}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(in.GetScopeGroups()) != 1 {
+		t.Fatalf("scope groups not kept: %v", in)
+	}
+	f.startExt()
+	hostScope := func() (*posturev1.Host, string) {
+		hs, err := f.adminc.ListHosts(f.actx, &posturev1.ListHostsRequest{})
+		if err != nil || len(hs.GetHosts()) != 1 {
+			return nil, ""
+		}
+		h := hs.GetHosts()[0]
+		for _, s := range h.GetScopes() {
+			if s.GetIntegrationId() == in.GetId() {
+				return h, s.GetState()
+			}
+		}
+		return h, ""
+	}
+	// Out of scope: evaluated, mapped, but never written, also across a
+	// transition.
+	eventually(t, "host out of scope", 60*time.Second, func() (bool, string) {
+		h, st := hostScope()
+		return st == "out_of_scope" && h.GetVerdict().GetState() == "COMPLIANT" && h.GetEntraDeviceId() == f.device, fmt.Sprint(h, st)
+	})
+	if err := f.oq.Break(f.ctx, "macos-filevault"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "NONCOMPLIANT", 30*time.Second, func() (bool, string) {
+		h, _ := hostScope()
+		return h.GetVerdict().GetState() == "NONCOMPLIANT", fmt.Sprint(h)
+	})
+	// One more full refresh passes with the device still outside.
+	reads := itn.MemberReads()
+	eventually(t, "a scope refresh", 30*time.Second, func() (bool, string) { return itn.MemberReads() > reads, "" })
+	items, err := f.adminc.ListSyncItems(f.actx, &posturev1.ListSyncItemsRequest{State: "done"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(itn.UploadsFor(f.device)); n != 0 || len(items.GetItems()) != 0 {
+		t.Fatalf("a device outside the scope was written: uploads %d, sync items %v", n, items)
+	}
+	// Its user joins a nested group: written within one refresh.
+	itn.AddMember(nested, intunestandin.Member{UPN: upnOf(f)})
+	eventually(t, "written after joining the scope", 30*time.Second, func() (bool, string) {
+		_, st := hostScope()
+		return itn.Compliance(f.device) == "notCompliant", fmt.Sprintf("scope=%s uploads=%v", st, itn.UploadsFor(f.device))
+	})
+	if _, st := hostScope(); st != "in_scope" {
+		t.Fatalf("host scope %q after joining", st)
+	}
+}

@@ -97,3 +97,20 @@ func (a adminIntegrations) PartnerStatus(in store.Integration) *posturev1.Partne
 	}
 	return ps
 }
+
+// HostScopes shows a host's Entra group scope per scoped integration.
+func (a adminIntegrations) HostScopes(ctx context.Context, h store.Host) ([]*posturev1.HostScope, error) {
+	ss, err := a.r.HostScopes(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	var out []*posturev1.HostScope
+	for _, s := range ss {
+		hs := &posturev1.HostScope{IntegrationId: s.IntegrationID, State: s.State, Error: s.Error}
+		if !s.RefreshedAt.IsZero() {
+			hs.RefreshedAt = timestamppb.New(s.RefreshedAt)
+		}
+		out = append(out, hs)
+	}
+	return out, nil
+}

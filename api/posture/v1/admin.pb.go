@@ -104,8 +104,10 @@ type Host struct {
 	Verdict *Verdict `protobuf:"bytes,17,opt,name=verdict,proto3" json:"verdict,omitempty"`
 	// Why no sink can key on this host ("" when it has an Entra device id).
 	UnmappedReason string `protobuf:"bytes,18,opt,name=unmapped_reason,json=unmappedReason,proto3" json:"unmapped_reason,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Entra group scoping, per integration that has scope_groups.
+	Scopes        []*HostScope `protobuf:"bytes,19,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Host) Reset() {
@@ -264,6 +266,86 @@ func (x *Host) GetUnmappedReason() string {
 	return ""
 }
 
+func (x *Host) GetScopes() []*HostScope {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+// HostScope says whether an integration with Entra group scoping writes a host.
+type HostScope struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	IntegrationId string                 `protobuf:"bytes,1,opt,name=integration_id,json=integrationId,proto3" json:"integration_id,omitempty"`
+	// in_scope: the device or its user is a (transitive) member of one of the
+	// groups; out_of_scope: left untouched in Entra / Intune; unknown: group
+	// membership not read yet (not written until it is).
+	State       string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	RefreshedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=refreshed_at,json=refreshedAt,proto3" json:"refreshed_at,omitempty"`
+	// Why the membership could not be read.
+	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostScope) Reset() {
+	*x = HostScope{}
+	mi := &file_posture_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostScope) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostScope) ProtoMessage() {}
+
+func (x *HostScope) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostScope.ProtoReflect.Descriptor instead.
+func (*HostScope) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *HostScope) GetIntegrationId() string {
+	if x != nil {
+		return x.IntegrationId
+	}
+	return ""
+}
+
+func (x *HostScope) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *HostScope) GetRefreshedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RefreshedAt
+	}
+	return nil
+}
+
+func (x *HostScope) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // Verdict is a host's compliance state as the hub computed it.
 type Verdict struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -285,7 +367,7 @@ type Verdict struct {
 
 func (x *Verdict) Reset() {
 	*x = Verdict{}
-	mi := &file_posture_v1_admin_proto_msgTypes[1]
+	mi := &file_posture_v1_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -297,7 +379,7 @@ func (x *Verdict) String() string {
 func (*Verdict) ProtoMessage() {}
 
 func (x *Verdict) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[1]
+	mi := &file_posture_v1_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -310,7 +392,7 @@ func (x *Verdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verdict.ProtoReflect.Descriptor instead.
 func (*Verdict) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Verdict) GetState() string {
@@ -373,7 +455,7 @@ type VerdictReason struct {
 
 func (x *VerdictReason) Reset() {
 	*x = VerdictReason{}
-	mi := &file_posture_v1_admin_proto_msgTypes[2]
+	mi := &file_posture_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -385,7 +467,7 @@ func (x *VerdictReason) String() string {
 func (*VerdictReason) ProtoMessage() {}
 
 func (x *VerdictReason) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[2]
+	mi := &file_posture_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -398,7 +480,7 @@ func (x *VerdictReason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerdictReason.ProtoReflect.Descriptor instead.
 func (*VerdictReason) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *VerdictReason) GetPolicyId() string {
@@ -474,7 +556,7 @@ type HostResult struct {
 
 func (x *HostResult) Reset() {
 	*x = HostResult{}
-	mi := &file_posture_v1_admin_proto_msgTypes[3]
+	mi := &file_posture_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -486,7 +568,7 @@ func (x *HostResult) String() string {
 func (*HostResult) ProtoMessage() {}
 
 func (x *HostResult) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[3]
+	mi := &file_posture_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -499,7 +581,7 @@ func (x *HostResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostResult.ProtoReflect.Descriptor instead.
 func (*HostResult) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *HostResult) GetPolicyId() string {
@@ -568,7 +650,7 @@ type ListHostsRequest struct {
 
 func (x *ListHostsRequest) Reset() {
 	*x = ListHostsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[4]
+	mi := &file_posture_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +662,7 @@ func (x *ListHostsRequest) String() string {
 func (*ListHostsRequest) ProtoMessage() {}
 
 func (x *ListHostsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[4]
+	mi := &file_posture_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -593,7 +675,7 @@ func (x *ListHostsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostsRequest.ProtoReflect.Descriptor instead.
 func (*ListHostsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListHostsRequest) GetTeam() string {
@@ -619,7 +701,7 @@ type ListHostsResponse struct {
 
 func (x *ListHostsResponse) Reset() {
 	*x = ListHostsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[5]
+	mi := &file_posture_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -631,7 +713,7 @@ func (x *ListHostsResponse) String() string {
 func (*ListHostsResponse) ProtoMessage() {}
 
 func (x *ListHostsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[5]
+	mi := &file_posture_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -644,7 +726,7 @@ func (x *ListHostsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostsResponse.ProtoReflect.Descriptor instead.
 func (*ListHostsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListHostsResponse) GetHosts() []*Host {
@@ -663,7 +745,7 @@ type GetHostRequest struct {
 
 func (x *GetHostRequest) Reset() {
 	*x = GetHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[6]
+	mi := &file_posture_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -675,7 +757,7 @@ func (x *GetHostRequest) String() string {
 func (*GetHostRequest) ProtoMessage() {}
 
 func (x *GetHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[6]
+	mi := &file_posture_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -688,7 +770,7 @@ func (x *GetHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHostRequest.ProtoReflect.Descriptor instead.
 func (*GetHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetHostRequest) GetId() string {
@@ -707,7 +789,7 @@ type RevokeHostRequest struct {
 
 func (x *RevokeHostRequest) Reset() {
 	*x = RevokeHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[7]
+	mi := &file_posture_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +801,7 @@ func (x *RevokeHostRequest) String() string {
 func (*RevokeHostRequest) ProtoMessage() {}
 
 func (x *RevokeHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[7]
+	mi := &file_posture_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +814,7 @@ func (x *RevokeHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeHostRequest.ProtoReflect.Descriptor instead.
 func (*RevokeHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RevokeHostRequest) GetId() string {
@@ -751,7 +833,7 @@ type DeleteHostRequest struct {
 
 func (x *DeleteHostRequest) Reset() {
 	*x = DeleteHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[8]
+	mi := &file_posture_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +845,7 @@ func (x *DeleteHostRequest) String() string {
 func (*DeleteHostRequest) ProtoMessage() {}
 
 func (x *DeleteHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[8]
+	mi := &file_posture_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +858,7 @@ func (x *DeleteHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteHostRequest.ProtoReflect.Descriptor instead.
 func (*DeleteHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteHostRequest) GetId() string {
@@ -794,7 +876,7 @@ type DeleteHostResponse struct {
 
 func (x *DeleteHostResponse) Reset() {
 	*x = DeleteHostResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[9]
+	mi := &file_posture_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +888,7 @@ func (x *DeleteHostResponse) String() string {
 func (*DeleteHostResponse) ProtoMessage() {}
 
 func (x *DeleteHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[9]
+	mi := &file_posture_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +901,7 @@ func (x *DeleteHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteHostResponse.ProtoReflect.Descriptor instead.
 func (*DeleteHostResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 type RecheckHostRequest struct {
@@ -833,7 +915,7 @@ type RecheckHostRequest struct {
 
 func (x *RecheckHostRequest) Reset() {
 	*x = RecheckHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[10]
+	mi := &file_posture_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +927,7 @@ func (x *RecheckHostRequest) String() string {
 func (*RecheckHostRequest) ProtoMessage() {}
 
 func (x *RecheckHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[10]
+	mi := &file_posture_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +940,7 @@ func (x *RecheckHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecheckHostRequest.ProtoReflect.Descriptor instead.
 func (*RecheckHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RecheckHostRequest) GetId() string {
@@ -885,7 +967,7 @@ type RecheckHostResponse struct {
 
 func (x *RecheckHostResponse) Reset() {
 	*x = RecheckHostResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[11]
+	mi := &file_posture_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -897,7 +979,7 @@ func (x *RecheckHostResponse) String() string {
 func (*RecheckHostResponse) ProtoMessage() {}
 
 func (x *RecheckHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[11]
+	mi := &file_posture_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -910,7 +992,7 @@ func (x *RecheckHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecheckHostResponse.ProtoReflect.Descriptor instead.
 func (*RecheckHostResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RecheckHostResponse) GetDelivered() bool {
@@ -949,7 +1031,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_posture_v1_admin_proto_msgTypes[12]
+	mi := &file_posture_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -961,7 +1043,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[12]
+	mi := &file_posture_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -974,7 +1056,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Policy) GetId() string {
@@ -1098,7 +1180,7 @@ type ListPoliciesRequest struct {
 
 func (x *ListPoliciesRequest) Reset() {
 	*x = ListPoliciesRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[13]
+	mi := &file_posture_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1110,7 +1192,7 @@ func (x *ListPoliciesRequest) String() string {
 func (*ListPoliciesRequest) ProtoMessage() {}
 
 func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[13]
+	mi := &file_posture_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1123,7 +1205,7 @@ func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListPoliciesRequest) GetTeam() string {
@@ -1142,7 +1224,7 @@ type ListPoliciesResponse struct {
 
 func (x *ListPoliciesResponse) Reset() {
 	*x = ListPoliciesResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[14]
+	mi := &file_posture_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1236,7 @@ func (x *ListPoliciesResponse) String() string {
 func (*ListPoliciesResponse) ProtoMessage() {}
 
 func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[14]
+	mi := &file_posture_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1249,7 @@ func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListPoliciesResponse) GetPolicies() []*Policy {
@@ -1186,7 +1268,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[15]
+	mi := &file_posture_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1198,7 +1280,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[15]
+	mi := &file_posture_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1211,7 +1293,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetPolicyRequest) GetId() string {
@@ -1237,7 +1319,7 @@ type TeamSettings struct {
 
 func (x *TeamSettings) Reset() {
 	*x = TeamSettings{}
-	mi := &file_posture_v1_admin_proto_msgTypes[16]
+	mi := &file_posture_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1249,7 +1331,7 @@ func (x *TeamSettings) String() string {
 func (*TeamSettings) ProtoMessage() {}
 
 func (x *TeamSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[16]
+	mi := &file_posture_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1262,7 +1344,7 @@ func (x *TeamSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeamSettings.ProtoReflect.Descriptor instead.
 func (*TeamSettings) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TeamSettings) GetConditionalAccess() bool {
@@ -1303,7 +1385,7 @@ type Team struct {
 
 func (x *Team) Reset() {
 	*x = Team{}
-	mi := &file_posture_v1_admin_proto_msgTypes[17]
+	mi := &file_posture_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1315,7 +1397,7 @@ func (x *Team) String() string {
 func (*Team) ProtoMessage() {}
 
 func (x *Team) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[17]
+	mi := &file_posture_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1328,7 +1410,7 @@ func (x *Team) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Team.ProtoReflect.Descriptor instead.
 func (*Team) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Team) GetName() string {
@@ -1362,7 +1444,7 @@ type ApplyPoliciesRequest struct {
 
 func (x *ApplyPoliciesRequest) Reset() {
 	*x = ApplyPoliciesRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[18]
+	mi := &file_posture_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1456,7 @@ func (x *ApplyPoliciesRequest) String() string {
 func (*ApplyPoliciesRequest) ProtoMessage() {}
 
 func (x *ApplyPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[18]
+	mi := &file_posture_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1469,7 @@ func (x *ApplyPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ApplyPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ApplyPoliciesRequest) GetPolicies() []*Policy {
@@ -1441,7 +1523,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_posture_v1_admin_proto_msgTypes[19]
+	mi := &file_posture_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1453,7 +1535,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[19]
+	mi := &file_posture_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1466,7 +1548,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Change) GetKind() string {
@@ -1514,7 +1596,7 @@ type ApplyPoliciesResponse struct {
 
 func (x *ApplyPoliciesResponse) Reset() {
 	*x = ApplyPoliciesResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[20]
+	mi := &file_posture_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1526,7 +1608,7 @@ func (x *ApplyPoliciesResponse) String() string {
 func (*ApplyPoliciesResponse) ProtoMessage() {}
 
 func (x *ApplyPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[20]
+	mi := &file_posture_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1539,7 +1621,7 @@ func (x *ApplyPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ApplyPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ApplyPoliciesResponse) GetChanges() []*Change {
@@ -1565,7 +1647,7 @@ type DeletePolicyRequest struct {
 
 func (x *DeletePolicyRequest) Reset() {
 	*x = DeletePolicyRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[21]
+	mi := &file_posture_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +1659,7 @@ func (x *DeletePolicyRequest) String() string {
 func (*DeletePolicyRequest) ProtoMessage() {}
 
 func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[21]
+	mi := &file_posture_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +1672,7 @@ func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyRequest.ProtoReflect.Descriptor instead.
 func (*DeletePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeletePolicyRequest) GetId() string {
@@ -1608,7 +1690,7 @@ type DeletePolicyResponse struct {
 
 func (x *DeletePolicyResponse) Reset() {
 	*x = DeletePolicyResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[22]
+	mi := &file_posture_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1620,7 +1702,7 @@ func (x *DeletePolicyResponse) String() string {
 func (*DeletePolicyResponse) ProtoMessage() {}
 
 func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[22]
+	mi := &file_posture_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1633,7 +1715,7 @@ func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyResponse.ProtoReflect.Descriptor instead.
 func (*DeletePolicyResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 type ListTeamsRequest struct {
@@ -1644,7 +1726,7 @@ type ListTeamsRequest struct {
 
 func (x *ListTeamsRequest) Reset() {
 	*x = ListTeamsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[23]
+	mi := &file_posture_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1656,7 +1738,7 @@ func (x *ListTeamsRequest) String() string {
 func (*ListTeamsRequest) ProtoMessage() {}
 
 func (x *ListTeamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[23]
+	mi := &file_posture_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1669,7 +1751,7 @@ func (x *ListTeamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTeamsRequest.ProtoReflect.Descriptor instead.
 func (*ListTeamsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 type ListTeamsResponse struct {
@@ -1681,7 +1763,7 @@ type ListTeamsResponse struct {
 
 func (x *ListTeamsResponse) Reset() {
 	*x = ListTeamsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[24]
+	mi := &file_posture_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1693,7 +1775,7 @@ func (x *ListTeamsResponse) String() string {
 func (*ListTeamsResponse) ProtoMessage() {}
 
 func (x *ListTeamsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[24]
+	mi := &file_posture_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1706,7 +1788,7 @@ func (x *ListTeamsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTeamsResponse.ProtoReflect.Descriptor instead.
 func (*ListTeamsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListTeamsResponse) GetTeams() []*Team {
@@ -1725,7 +1807,7 @@ type PutTeamRequest struct {
 
 func (x *PutTeamRequest) Reset() {
 	*x = PutTeamRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[25]
+	mi := &file_posture_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1737,7 +1819,7 @@ func (x *PutTeamRequest) String() string {
 func (*PutTeamRequest) ProtoMessage() {}
 
 func (x *PutTeamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[25]
+	mi := &file_posture_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1750,7 +1832,7 @@ func (x *PutTeamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutTeamRequest.ProtoReflect.Descriptor instead.
 func (*PutTeamRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PutTeamRequest) GetTeam() *Team {
@@ -1776,7 +1858,7 @@ type Exemption struct {
 
 func (x *Exemption) Reset() {
 	*x = Exemption{}
-	mi := &file_posture_v1_admin_proto_msgTypes[26]
+	mi := &file_posture_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +1870,7 @@ func (x *Exemption) String() string {
 func (*Exemption) ProtoMessage() {}
 
 func (x *Exemption) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[26]
+	mi := &file_posture_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +1883,7 @@ func (x *Exemption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exemption.ProtoReflect.Descriptor instead.
 func (*Exemption) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Exemption) GetId() string {
@@ -1863,7 +1945,7 @@ type ListExemptionsRequest struct {
 
 func (x *ListExemptionsRequest) Reset() {
 	*x = ListExemptionsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[27]
+	mi := &file_posture_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1875,7 +1957,7 @@ func (x *ListExemptionsRequest) String() string {
 func (*ListExemptionsRequest) ProtoMessage() {}
 
 func (x *ListExemptionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[27]
+	mi := &file_posture_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1888,7 +1970,7 @@ func (x *ListExemptionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExemptionsRequest.ProtoReflect.Descriptor instead.
 func (*ListExemptionsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListExemptionsRequest) GetHostId() string {
@@ -1907,7 +1989,7 @@ type ListExemptionsResponse struct {
 
 func (x *ListExemptionsResponse) Reset() {
 	*x = ListExemptionsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[28]
+	mi := &file_posture_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1919,7 +2001,7 @@ func (x *ListExemptionsResponse) String() string {
 func (*ListExemptionsResponse) ProtoMessage() {}
 
 func (x *ListExemptionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[28]
+	mi := &file_posture_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1932,7 +2014,7 @@ func (x *ListExemptionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExemptionsResponse.ProtoReflect.Descriptor instead.
 func (*ListExemptionsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListExemptionsResponse) GetExemptions() []*Exemption {
@@ -1955,7 +2037,7 @@ type CreateExemptionRequest struct {
 
 func (x *CreateExemptionRequest) Reset() {
 	*x = CreateExemptionRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[29]
+	mi := &file_posture_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1967,7 +2049,7 @@ func (x *CreateExemptionRequest) String() string {
 func (*CreateExemptionRequest) ProtoMessage() {}
 
 func (x *CreateExemptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[29]
+	mi := &file_posture_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1980,7 +2062,7 @@ func (x *CreateExemptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateExemptionRequest.ProtoReflect.Descriptor instead.
 func (*CreateExemptionRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CreateExemptionRequest) GetHostId() string {
@@ -2020,7 +2102,7 @@ type DeleteExemptionRequest struct {
 
 func (x *DeleteExemptionRequest) Reset() {
 	*x = DeleteExemptionRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[30]
+	mi := &file_posture_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2032,7 +2114,7 @@ func (x *DeleteExemptionRequest) String() string {
 func (*DeleteExemptionRequest) ProtoMessage() {}
 
 func (x *DeleteExemptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[30]
+	mi := &file_posture_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2045,7 +2127,7 @@ func (x *DeleteExemptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteExemptionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteExemptionRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DeleteExemptionRequest) GetId() string {
@@ -2063,7 +2145,7 @@ type DeleteExemptionResponse struct {
 
 func (x *DeleteExemptionResponse) Reset() {
 	*x = DeleteExemptionResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[31]
+	mi := &file_posture_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2075,7 +2157,7 @@ func (x *DeleteExemptionResponse) String() string {
 func (*DeleteExemptionResponse) ProtoMessage() {}
 
 func (x *DeleteExemptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[31]
+	mi := &file_posture_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2088,7 +2170,7 @@ func (x *DeleteExemptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteExemptionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteExemptionResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 type SetHostEntraDeviceIdRequest struct {
@@ -2101,7 +2183,7 @@ type SetHostEntraDeviceIdRequest struct {
 
 func (x *SetHostEntraDeviceIdRequest) Reset() {
 	*x = SetHostEntraDeviceIdRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[32]
+	mi := &file_posture_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2113,7 +2195,7 @@ func (x *SetHostEntraDeviceIdRequest) String() string {
 func (*SetHostEntraDeviceIdRequest) ProtoMessage() {}
 
 func (x *SetHostEntraDeviceIdRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[32]
+	mi := &file_posture_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2126,7 +2208,7 @@ func (x *SetHostEntraDeviceIdRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetHostEntraDeviceIdRequest.ProtoReflect.Descriptor instead.
 func (*SetHostEntraDeviceIdRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SetHostEntraDeviceIdRequest) GetId() string {
@@ -2151,7 +2233,7 @@ type ListUnmappedHostsRequest struct {
 
 func (x *ListUnmappedHostsRequest) Reset() {
 	*x = ListUnmappedHostsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[33]
+	mi := &file_posture_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2163,7 +2245,7 @@ func (x *ListUnmappedHostsRequest) String() string {
 func (*ListUnmappedHostsRequest) ProtoMessage() {}
 
 func (x *ListUnmappedHostsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[33]
+	mi := &file_posture_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2176,7 +2258,7 @@ func (x *ListUnmappedHostsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnmappedHostsRequest.ProtoReflect.Descriptor instead.
 func (*ListUnmappedHostsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 type ListUnmappedHostsResponse struct {
@@ -2188,7 +2270,7 @@ type ListUnmappedHostsResponse struct {
 
 func (x *ListUnmappedHostsResponse) Reset() {
 	*x = ListUnmappedHostsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[34]
+	mi := &file_posture_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2200,7 +2282,7 @@ func (x *ListUnmappedHostsResponse) String() string {
 func (*ListUnmappedHostsResponse) ProtoMessage() {}
 
 func (x *ListUnmappedHostsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[34]
+	mi := &file_posture_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2213,7 +2295,7 @@ func (x *ListUnmappedHostsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnmappedHostsResponse.ProtoReflect.Descriptor instead.
 func (*ListUnmappedHostsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListUnmappedHostsResponse) GetHosts() []*Host {
@@ -2281,13 +2363,18 @@ type Integration struct {
 	PartnerGroup string `protobuf:"bytes,29,opt,name=partner_group,json=partnerGroup,proto3" json:"partner_group,omitempty"`
 	// Output, kind "intune-partner": activation, heartbeat and policies.
 	PartnerStatus *PartnerStatus `protobuf:"bytes,30,opt,name=partner_status,json=partnerStatus,proto3" json:"partner_status,omitempty"`
+	// Entra group scoping (graph and intune-partner): only devices whose
+	// Entra device or user is a transitive member of one of these groups
+	// (object ids) are written; empty = every device of the integration's
+	// teams. Needs GroupMember.Read.All.
+	ScopeGroups   []string `protobuf:"bytes,31,rep,name=scope_groups,json=scopeGroups,proto3" json:"scope_groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Integration) Reset() {
 	*x = Integration{}
-	mi := &file_posture_v1_admin_proto_msgTypes[35]
+	mi := &file_posture_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2299,7 +2386,7 @@ func (x *Integration) String() string {
 func (*Integration) ProtoMessage() {}
 
 func (x *Integration) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[35]
+	mi := &file_posture_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2312,7 +2399,7 @@ func (x *Integration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Integration.ProtoReflect.Descriptor instead.
 func (*Integration) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Integration) GetId() string {
@@ -2525,6 +2612,13 @@ func (x *Integration) GetPartnerStatus() *PartnerStatus {
 	return nil
 }
 
+func (x *Integration) GetScopeGroups() []string {
+	if x != nil {
+		return x.ScopeGroups
+	}
+	return nil
+}
+
 // PartnerStatus is what Intune holds for a partner integration.
 type PartnerStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2548,7 +2642,7 @@ type PartnerStatus struct {
 
 func (x *PartnerStatus) Reset() {
 	*x = PartnerStatus{}
-	mi := &file_posture_v1_admin_proto_msgTypes[36]
+	mi := &file_posture_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2560,7 +2654,7 @@ func (x *PartnerStatus) String() string {
 func (*PartnerStatus) ProtoMessage() {}
 
 func (x *PartnerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[36]
+	mi := &file_posture_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2573,7 +2667,7 @@ func (x *PartnerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartnerStatus.ProtoReflect.Descriptor instead.
 func (*PartnerStatus) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *PartnerStatus) GetActivation() string {
@@ -2655,7 +2749,7 @@ type PartnerPolicyStatus struct {
 
 func (x *PartnerPolicyStatus) Reset() {
 	*x = PartnerPolicyStatus{}
-	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	mi := &file_posture_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2667,7 +2761,7 @@ func (x *PartnerPolicyStatus) String() string {
 func (*PartnerPolicyStatus) ProtoMessage() {}
 
 func (x *PartnerPolicyStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	mi := &file_posture_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2680,7 +2774,7 @@ func (x *PartnerPolicyStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartnerPolicyStatus.ProtoReflect.Descriptor instead.
 func (*PartnerPolicyStatus) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PartnerPolicyStatus) GetPlatform() string {
@@ -2734,7 +2828,7 @@ type DeprovisionIntegrationRequest struct {
 
 func (x *DeprovisionIntegrationRequest) Reset() {
 	*x = DeprovisionIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	mi := &file_posture_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2746,7 +2840,7 @@ func (x *DeprovisionIntegrationRequest) String() string {
 func (*DeprovisionIntegrationRequest) ProtoMessage() {}
 
 func (x *DeprovisionIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	mi := &file_posture_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2759,7 +2853,7 @@ func (x *DeprovisionIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeprovisionIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*DeprovisionIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *DeprovisionIntegrationRequest) GetId() string {
@@ -2777,7 +2871,7 @@ type ListIntegrationsRequest struct {
 
 func (x *ListIntegrationsRequest) Reset() {
 	*x = ListIntegrationsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	mi := &file_posture_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2789,7 +2883,7 @@ func (x *ListIntegrationsRequest) String() string {
 func (*ListIntegrationsRequest) ProtoMessage() {}
 
 func (x *ListIntegrationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	mi := &file_posture_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2802,7 +2896,7 @@ func (x *ListIntegrationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIntegrationsRequest.ProtoReflect.Descriptor instead.
 func (*ListIntegrationsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 type ListIntegrationsResponse struct {
@@ -2814,7 +2908,7 @@ type ListIntegrationsResponse struct {
 
 func (x *ListIntegrationsResponse) Reset() {
 	*x = ListIntegrationsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	mi := &file_posture_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2826,7 +2920,7 @@ func (x *ListIntegrationsResponse) String() string {
 func (*ListIntegrationsResponse) ProtoMessage() {}
 
 func (x *ListIntegrationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	mi := &file_posture_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2839,7 +2933,7 @@ func (x *ListIntegrationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIntegrationsResponse.ProtoReflect.Descriptor instead.
 func (*ListIntegrationsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListIntegrationsResponse) GetIntegrations() []*Integration {
@@ -2858,7 +2952,7 @@ type GetIntegrationRequest struct {
 
 func (x *GetIntegrationRequest) Reset() {
 	*x = GetIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	mi := &file_posture_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2870,7 +2964,7 @@ func (x *GetIntegrationRequest) String() string {
 func (*GetIntegrationRequest) ProtoMessage() {}
 
 func (x *GetIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	mi := &file_posture_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2883,7 +2977,7 @@ func (x *GetIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*GetIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetIntegrationRequest) GetId() string {
@@ -2902,7 +2996,7 @@ type CreateIntegrationRequest struct {
 
 func (x *CreateIntegrationRequest) Reset() {
 	*x = CreateIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	mi := &file_posture_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2914,7 +3008,7 @@ func (x *CreateIntegrationRequest) String() string {
 func (*CreateIntegrationRequest) ProtoMessage() {}
 
 func (x *CreateIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	mi := &file_posture_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2927,7 +3021,7 @@ func (x *CreateIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*CreateIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CreateIntegrationRequest) GetIntegration() *Integration {
@@ -2946,7 +3040,7 @@ type UpdateIntegrationRequest struct {
 
 func (x *UpdateIntegrationRequest) Reset() {
 	*x = UpdateIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[43]
+	mi := &file_posture_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2958,7 +3052,7 @@ func (x *UpdateIntegrationRequest) String() string {
 func (*UpdateIntegrationRequest) ProtoMessage() {}
 
 func (x *UpdateIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[43]
+	mi := &file_posture_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2971,7 +3065,7 @@ func (x *UpdateIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*UpdateIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *UpdateIntegrationRequest) GetIntegration() *Integration {
@@ -2990,7 +3084,7 @@ type DeleteIntegrationRequest struct {
 
 func (x *DeleteIntegrationRequest) Reset() {
 	*x = DeleteIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[44]
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3002,7 +3096,7 @@ func (x *DeleteIntegrationRequest) String() string {
 func (*DeleteIntegrationRequest) ProtoMessage() {}
 
 func (x *DeleteIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[44]
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3015,7 +3109,7 @@ func (x *DeleteIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *DeleteIntegrationRequest) GetId() string {
@@ -3033,7 +3127,7 @@ type DeleteIntegrationResponse struct {
 
 func (x *DeleteIntegrationResponse) Reset() {
 	*x = DeleteIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3045,7 +3139,7 @@ func (x *DeleteIntegrationResponse) String() string {
 func (*DeleteIntegrationResponse) ProtoMessage() {}
 
 func (x *DeleteIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3058,7 +3152,7 @@ func (x *DeleteIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*DeleteIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 type TestIntegrationRequest struct {
@@ -3070,7 +3164,7 @@ type TestIntegrationRequest struct {
 
 func (x *TestIntegrationRequest) Reset() {
 	*x = TestIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3082,7 +3176,7 @@ func (x *TestIntegrationRequest) String() string {
 func (*TestIntegrationRequest) ProtoMessage() {}
 
 func (x *TestIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3095,7 +3189,7 @@ func (x *TestIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*TestIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *TestIntegrationRequest) GetId() string {
@@ -3119,7 +3213,7 @@ type TestIntegrationResponse struct {
 
 func (x *TestIntegrationResponse) Reset() {
 	*x = TestIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3131,7 +3225,7 @@ func (x *TestIntegrationResponse) String() string {
 func (*TestIntegrationResponse) ProtoMessage() {}
 
 func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3144,7 +3238,7 @@ func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*TestIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *TestIntegrationResponse) GetOk() bool {
@@ -3205,7 +3299,7 @@ type SyncItem struct {
 
 func (x *SyncItem) Reset() {
 	*x = SyncItem{}
-	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3217,7 +3311,7 @@ func (x *SyncItem) String() string {
 func (*SyncItem) ProtoMessage() {}
 
 func (x *SyncItem) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3230,7 +3324,7 @@ func (x *SyncItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncItem.ProtoReflect.Descriptor instead.
 func (*SyncItem) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SyncItem) GetId() int64 {
@@ -3329,7 +3423,7 @@ type ListSyncItemsRequest struct {
 
 func (x *ListSyncItemsRequest) Reset() {
 	*x = ListSyncItemsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3341,7 +3435,7 @@ func (x *ListSyncItemsRequest) String() string {
 func (*ListSyncItemsRequest) ProtoMessage() {}
 
 func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3354,7 +3448,7 @@ func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsRequest.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListSyncItemsRequest) GetState() string {
@@ -3387,7 +3481,7 @@ type ListSyncItemsResponse struct {
 
 func (x *ListSyncItemsResponse) Reset() {
 	*x = ListSyncItemsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3399,7 +3493,7 @@ func (x *ListSyncItemsResponse) String() string {
 func (*ListSyncItemsResponse) ProtoMessage() {}
 
 func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3412,7 +3506,7 @@ func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsResponse.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListSyncItemsResponse) GetItems() []*SyncItem {
@@ -3431,7 +3525,7 @@ type RetrySyncItemRequest struct {
 
 func (x *RetrySyncItemRequest) Reset() {
 	*x = RetrySyncItemRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3443,7 +3537,7 @@ func (x *RetrySyncItemRequest) String() string {
 func (*RetrySyncItemRequest) ProtoMessage() {}
 
 func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3456,7 +3550,7 @@ func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetrySyncItemRequest.ProtoReflect.Descriptor instead.
 func (*RetrySyncItemRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RetrySyncItemRequest) GetId() int64 {
@@ -3481,7 +3575,7 @@ type EnrollSecret struct {
 
 func (x *EnrollSecret) Reset() {
 	*x = EnrollSecret{}
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3493,7 +3587,7 @@ func (x *EnrollSecret) String() string {
 func (*EnrollSecret) ProtoMessage() {}
 
 func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3506,7 +3600,7 @@ func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollSecret.ProtoReflect.Descriptor instead.
 func (*EnrollSecret) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *EnrollSecret) GetId() string {
@@ -3566,7 +3660,7 @@ type ListEnrollSecretsRequest struct {
 
 func (x *ListEnrollSecretsRequest) Reset() {
 	*x = ListEnrollSecretsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3578,7 +3672,7 @@ func (x *ListEnrollSecretsRequest) String() string {
 func (*ListEnrollSecretsRequest) ProtoMessage() {}
 
 func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3591,7 +3685,7 @@ func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 type ListEnrollSecretsResponse struct {
@@ -3603,7 +3697,7 @@ type ListEnrollSecretsResponse struct {
 
 func (x *ListEnrollSecretsResponse) Reset() {
 	*x = ListEnrollSecretsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3615,7 +3709,7 @@ func (x *ListEnrollSecretsResponse) String() string {
 func (*ListEnrollSecretsResponse) ProtoMessage() {}
 
 func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3628,7 +3722,7 @@ func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ListEnrollSecretsResponse) GetEnrollSecrets() []*EnrollSecret {
@@ -3649,7 +3743,7 @@ type CreateEnrollSecretRequest struct {
 
 func (x *CreateEnrollSecretRequest) Reset() {
 	*x = CreateEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3661,7 +3755,7 @@ func (x *CreateEnrollSecretRequest) String() string {
 func (*CreateEnrollSecretRequest) ProtoMessage() {}
 
 func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3674,7 +3768,7 @@ func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *CreateEnrollSecretRequest) GetTeam() string {
@@ -3709,7 +3803,7 @@ type CreateEnrollSecretResponse struct {
 
 func (x *CreateEnrollSecretResponse) Reset() {
 	*x = CreateEnrollSecretResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3721,7 +3815,7 @@ func (x *CreateEnrollSecretResponse) String() string {
 func (*CreateEnrollSecretResponse) ProtoMessage() {}
 
 func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3734,7 +3828,7 @@ func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *CreateEnrollSecretResponse) GetSecret() string {
@@ -3760,7 +3854,7 @@ type RevokeEnrollSecretRequest struct {
 
 func (x *RevokeEnrollSecretRequest) Reset() {
 	*x = RevokeEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3772,7 +3866,7 @@ func (x *RevokeEnrollSecretRequest) String() string {
 func (*RevokeEnrollSecretRequest) ProtoMessage() {}
 
 func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3785,7 +3879,7 @@ func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*RevokeEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RevokeEnrollSecretRequest) GetId() string {
@@ -3811,7 +3905,7 @@ type ApiToken struct {
 
 func (x *ApiToken) Reset() {
 	*x = ApiToken{}
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3823,7 +3917,7 @@ func (x *ApiToken) String() string {
 func (*ApiToken) ProtoMessage() {}
 
 func (x *ApiToken) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3836,7 +3930,7 @@ func (x *ApiToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiToken.ProtoReflect.Descriptor instead.
 func (*ApiToken) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ApiToken) GetId() string {
@@ -3896,7 +3990,7 @@ type ListApiTokensRequest struct {
 
 func (x *ListApiTokensRequest) Reset() {
 	*x = ListApiTokensRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3908,7 +4002,7 @@ func (x *ListApiTokensRequest) String() string {
 func (*ListApiTokensRequest) ProtoMessage() {}
 
 func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3921,7 +4015,7 @@ func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListApiTokensRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 type ListApiTokensResponse struct {
@@ -3933,7 +4027,7 @@ type ListApiTokensResponse struct {
 
 func (x *ListApiTokensResponse) Reset() {
 	*x = ListApiTokensResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3945,7 +4039,7 @@ func (x *ListApiTokensResponse) String() string {
 func (*ListApiTokensResponse) ProtoMessage() {}
 
 func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3958,7 +4052,7 @@ func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListApiTokensResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ListApiTokensResponse) GetApiTokens() []*ApiToken {
@@ -3979,7 +4073,7 @@ type CreateApiTokenRequest struct {
 
 func (x *CreateApiTokenRequest) Reset() {
 	*x = CreateApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[61]
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3991,7 +4085,7 @@ func (x *CreateApiTokenRequest) String() string {
 func (*CreateApiTokenRequest) ProtoMessage() {}
 
 func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[61]
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4004,7 +4098,7 @@ func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{61}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CreateApiTokenRequest) GetName() string {
@@ -4039,7 +4133,7 @@ type CreateApiTokenResponse struct {
 
 func (x *CreateApiTokenResponse) Reset() {
 	*x = CreateApiTokenResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[62]
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4051,7 +4145,7 @@ func (x *CreateApiTokenResponse) String() string {
 func (*CreateApiTokenResponse) ProtoMessage() {}
 
 func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[62]
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4064,7 +4158,7 @@ func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{62}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *CreateApiTokenResponse) GetToken() string {
@@ -4090,7 +4184,7 @@ type RevokeApiTokenRequest struct {
 
 func (x *RevokeApiTokenRequest) Reset() {
 	*x = RevokeApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[63]
+	mi := &file_posture_v1_admin_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4102,7 +4196,7 @@ func (x *RevokeApiTokenRequest) String() string {
 func (*RevokeApiTokenRequest) ProtoMessage() {}
 
 func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[63]
+	mi := &file_posture_v1_admin_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4115,7 +4209,7 @@ func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{63}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *RevokeApiTokenRequest) GetId() string {
@@ -4130,7 +4224,7 @@ var File_posture_v1_admin_proto protoreflect.FileDescriptor
 const file_posture_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x16posture/v1/admin.proto\x12\n" +
-	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\xfc\x05\n" +
+	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\xab\x06\n" +
 	"\x04Host\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04team\x18\x02 \x01(\tR\x04team\x12+\n" +
@@ -4153,7 +4247,13 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\afailing\x18\x0f \x01(\x05R\afailing\x12\x16\n" +
 	"\x06errors\x18\x10 \x01(\x05R\x06errors\x12-\n" +
 	"\averdict\x18\x11 \x01(\v2\x13.posture.v1.VerdictR\averdict\x12'\n" +
-	"\x0funmapped_reason\x18\x12 \x01(\tR\x0eunmappedReason\"\x84\x02\n" +
+	"\x0funmapped_reason\x18\x12 \x01(\tR\x0eunmappedReason\x12-\n" +
+	"\x06scopes\x18\x13 \x03(\v2\x15.posture.v1.HostScopeR\x06scopes\"\x9d\x01\n" +
+	"\tHostScope\x12%\n" +
+	"\x0eintegration_id\x18\x01 \x01(\tR\rintegrationId\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12=\n" +
+	"\frefreshed_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vrefreshedAt\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\x84\x02\n" +
 	"\aVerdict\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12\x14\n" +
 	"\x05cause\x18\x02 \x01(\tR\x05cause\x12\x18\n" +
@@ -4292,7 +4392,7 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x0fentra_device_id\x18\x02 \x01(\tR\rentraDeviceId\"\x1a\n" +
 	"\x18ListUnmappedHostsRequest\"C\n" +
 	"\x19ListUnmappedHostsResponse\x12&\n" +
-	"\x05hosts\x18\x01 \x03(\v2\x10.posture.v1.HostR\x05hosts\"\xcb\t\n" +
+	"\x05hosts\x18\x01 \x03(\v2\x10.posture.v1.HostR\x05hosts\"\xee\t\n" +
 	"\vIntegration\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -4329,7 +4429,8 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"portal_url\x18\x1b \x01(\tR\tportalUrl\x12+\n" +
 	"\x11partner_platforms\x18\x1c \x03(\tR\x10partnerPlatforms\x12#\n" +
 	"\rpartner_group\x18\x1d \x01(\tR\fpartnerGroup\x12@\n" +
-	"\x0epartner_status\x18\x1e \x01(\v2\x19.posture.v1.PartnerStatusR\rpartnerStatus\"\xb6\x03\n" +
+	"\x0epartner_status\x18\x1e \x01(\v2\x19.posture.v1.PartnerStatusR\rpartnerStatus\x12!\n" +
+	"\fscope_groups\x18\x1f \x03(\tR\vscopeGroups\"\xb6\x03\n" +
 	"\rPartnerStatus\x12\x1e\n" +
 	"\n" +
 	"activation\x18\x01 \x01(\tR\n" +
@@ -4501,212 +4602,215 @@ func file_posture_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_posture_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
+var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_posture_v1_admin_proto_goTypes = []any{
 	(ChangeAction)(0),                     // 0: posture.v1.ChangeAction
 	(*Host)(nil),                          // 1: posture.v1.Host
-	(*Verdict)(nil),                       // 2: posture.v1.Verdict
-	(*VerdictReason)(nil),                 // 3: posture.v1.VerdictReason
-	(*HostResult)(nil),                    // 4: posture.v1.HostResult
-	(*ListHostsRequest)(nil),              // 5: posture.v1.ListHostsRequest
-	(*ListHostsResponse)(nil),             // 6: posture.v1.ListHostsResponse
-	(*GetHostRequest)(nil),                // 7: posture.v1.GetHostRequest
-	(*RevokeHostRequest)(nil),             // 8: posture.v1.RevokeHostRequest
-	(*DeleteHostRequest)(nil),             // 9: posture.v1.DeleteHostRequest
-	(*DeleteHostResponse)(nil),            // 10: posture.v1.DeleteHostResponse
-	(*RecheckHostRequest)(nil),            // 11: posture.v1.RecheckHostRequest
-	(*RecheckHostResponse)(nil),           // 12: posture.v1.RecheckHostResponse
-	(*Policy)(nil),                        // 13: posture.v1.Policy
-	(*ListPoliciesRequest)(nil),           // 14: posture.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),          // 15: posture.v1.ListPoliciesResponse
-	(*GetPolicyRequest)(nil),              // 16: posture.v1.GetPolicyRequest
-	(*TeamSettings)(nil),                  // 17: posture.v1.TeamSettings
-	(*Team)(nil),                          // 18: posture.v1.Team
-	(*ApplyPoliciesRequest)(nil),          // 19: posture.v1.ApplyPoliciesRequest
-	(*Change)(nil),                        // 20: posture.v1.Change
-	(*ApplyPoliciesResponse)(nil),         // 21: posture.v1.ApplyPoliciesResponse
-	(*DeletePolicyRequest)(nil),           // 22: posture.v1.DeletePolicyRequest
-	(*DeletePolicyResponse)(nil),          // 23: posture.v1.DeletePolicyResponse
-	(*ListTeamsRequest)(nil),              // 24: posture.v1.ListTeamsRequest
-	(*ListTeamsResponse)(nil),             // 25: posture.v1.ListTeamsResponse
-	(*PutTeamRequest)(nil),                // 26: posture.v1.PutTeamRequest
-	(*Exemption)(nil),                     // 27: posture.v1.Exemption
-	(*ListExemptionsRequest)(nil),         // 28: posture.v1.ListExemptionsRequest
-	(*ListExemptionsResponse)(nil),        // 29: posture.v1.ListExemptionsResponse
-	(*CreateExemptionRequest)(nil),        // 30: posture.v1.CreateExemptionRequest
-	(*DeleteExemptionRequest)(nil),        // 31: posture.v1.DeleteExemptionRequest
-	(*DeleteExemptionResponse)(nil),       // 32: posture.v1.DeleteExemptionResponse
-	(*SetHostEntraDeviceIdRequest)(nil),   // 33: posture.v1.SetHostEntraDeviceIdRequest
-	(*ListUnmappedHostsRequest)(nil),      // 34: posture.v1.ListUnmappedHostsRequest
-	(*ListUnmappedHostsResponse)(nil),     // 35: posture.v1.ListUnmappedHostsResponse
-	(*Integration)(nil),                   // 36: posture.v1.Integration
-	(*PartnerStatus)(nil),                 // 37: posture.v1.PartnerStatus
-	(*PartnerPolicyStatus)(nil),           // 38: posture.v1.PartnerPolicyStatus
-	(*DeprovisionIntegrationRequest)(nil), // 39: posture.v1.DeprovisionIntegrationRequest
-	(*ListIntegrationsRequest)(nil),       // 40: posture.v1.ListIntegrationsRequest
-	(*ListIntegrationsResponse)(nil),      // 41: posture.v1.ListIntegrationsResponse
-	(*GetIntegrationRequest)(nil),         // 42: posture.v1.GetIntegrationRequest
-	(*CreateIntegrationRequest)(nil),      // 43: posture.v1.CreateIntegrationRequest
-	(*UpdateIntegrationRequest)(nil),      // 44: posture.v1.UpdateIntegrationRequest
-	(*DeleteIntegrationRequest)(nil),      // 45: posture.v1.DeleteIntegrationRequest
-	(*DeleteIntegrationResponse)(nil),     // 46: posture.v1.DeleteIntegrationResponse
-	(*TestIntegrationRequest)(nil),        // 47: posture.v1.TestIntegrationRequest
-	(*TestIntegrationResponse)(nil),       // 48: posture.v1.TestIntegrationResponse
-	(*SyncItem)(nil),                      // 49: posture.v1.SyncItem
-	(*ListSyncItemsRequest)(nil),          // 50: posture.v1.ListSyncItemsRequest
-	(*ListSyncItemsResponse)(nil),         // 51: posture.v1.ListSyncItemsResponse
-	(*RetrySyncItemRequest)(nil),          // 52: posture.v1.RetrySyncItemRequest
-	(*EnrollSecret)(nil),                  // 53: posture.v1.EnrollSecret
-	(*ListEnrollSecretsRequest)(nil),      // 54: posture.v1.ListEnrollSecretsRequest
-	(*ListEnrollSecretsResponse)(nil),     // 55: posture.v1.ListEnrollSecretsResponse
-	(*CreateEnrollSecretRequest)(nil),     // 56: posture.v1.CreateEnrollSecretRequest
-	(*CreateEnrollSecretResponse)(nil),    // 57: posture.v1.CreateEnrollSecretResponse
-	(*RevokeEnrollSecretRequest)(nil),     // 58: posture.v1.RevokeEnrollSecretRequest
-	(*ApiToken)(nil),                      // 59: posture.v1.ApiToken
-	(*ListApiTokensRequest)(nil),          // 60: posture.v1.ListApiTokensRequest
-	(*ListApiTokensResponse)(nil),         // 61: posture.v1.ListApiTokensResponse
-	(*CreateApiTokenRequest)(nil),         // 62: posture.v1.CreateApiTokenRequest
-	(*CreateApiTokenResponse)(nil),        // 63: posture.v1.CreateApiTokenResponse
-	(*RevokeApiTokenRequest)(nil),         // 64: posture.v1.RevokeApiTokenRequest
-	(*HostFacts)(nil),                     // 65: posture.v1.HostFacts
-	(*timestamppb.Timestamp)(nil),         // 66: google.protobuf.Timestamp
-	(ResultStatus)(0),                     // 67: posture.v1.ResultStatus
-	(*durationpb.Duration)(nil),           // 68: google.protobuf.Duration
-	(*FactQuery)(nil),                     // 69: posture.v1.FactQuery
+	(*HostScope)(nil),                     // 2: posture.v1.HostScope
+	(*Verdict)(nil),                       // 3: posture.v1.Verdict
+	(*VerdictReason)(nil),                 // 4: posture.v1.VerdictReason
+	(*HostResult)(nil),                    // 5: posture.v1.HostResult
+	(*ListHostsRequest)(nil),              // 6: posture.v1.ListHostsRequest
+	(*ListHostsResponse)(nil),             // 7: posture.v1.ListHostsResponse
+	(*GetHostRequest)(nil),                // 8: posture.v1.GetHostRequest
+	(*RevokeHostRequest)(nil),             // 9: posture.v1.RevokeHostRequest
+	(*DeleteHostRequest)(nil),             // 10: posture.v1.DeleteHostRequest
+	(*DeleteHostResponse)(nil),            // 11: posture.v1.DeleteHostResponse
+	(*RecheckHostRequest)(nil),            // 12: posture.v1.RecheckHostRequest
+	(*RecheckHostResponse)(nil),           // 13: posture.v1.RecheckHostResponse
+	(*Policy)(nil),                        // 14: posture.v1.Policy
+	(*ListPoliciesRequest)(nil),           // 15: posture.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),          // 16: posture.v1.ListPoliciesResponse
+	(*GetPolicyRequest)(nil),              // 17: posture.v1.GetPolicyRequest
+	(*TeamSettings)(nil),                  // 18: posture.v1.TeamSettings
+	(*Team)(nil),                          // 19: posture.v1.Team
+	(*ApplyPoliciesRequest)(nil),          // 20: posture.v1.ApplyPoliciesRequest
+	(*Change)(nil),                        // 21: posture.v1.Change
+	(*ApplyPoliciesResponse)(nil),         // 22: posture.v1.ApplyPoliciesResponse
+	(*DeletePolicyRequest)(nil),           // 23: posture.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil),          // 24: posture.v1.DeletePolicyResponse
+	(*ListTeamsRequest)(nil),              // 25: posture.v1.ListTeamsRequest
+	(*ListTeamsResponse)(nil),             // 26: posture.v1.ListTeamsResponse
+	(*PutTeamRequest)(nil),                // 27: posture.v1.PutTeamRequest
+	(*Exemption)(nil),                     // 28: posture.v1.Exemption
+	(*ListExemptionsRequest)(nil),         // 29: posture.v1.ListExemptionsRequest
+	(*ListExemptionsResponse)(nil),        // 30: posture.v1.ListExemptionsResponse
+	(*CreateExemptionRequest)(nil),        // 31: posture.v1.CreateExemptionRequest
+	(*DeleteExemptionRequest)(nil),        // 32: posture.v1.DeleteExemptionRequest
+	(*DeleteExemptionResponse)(nil),       // 33: posture.v1.DeleteExemptionResponse
+	(*SetHostEntraDeviceIdRequest)(nil),   // 34: posture.v1.SetHostEntraDeviceIdRequest
+	(*ListUnmappedHostsRequest)(nil),      // 35: posture.v1.ListUnmappedHostsRequest
+	(*ListUnmappedHostsResponse)(nil),     // 36: posture.v1.ListUnmappedHostsResponse
+	(*Integration)(nil),                   // 37: posture.v1.Integration
+	(*PartnerStatus)(nil),                 // 38: posture.v1.PartnerStatus
+	(*PartnerPolicyStatus)(nil),           // 39: posture.v1.PartnerPolicyStatus
+	(*DeprovisionIntegrationRequest)(nil), // 40: posture.v1.DeprovisionIntegrationRequest
+	(*ListIntegrationsRequest)(nil),       // 41: posture.v1.ListIntegrationsRequest
+	(*ListIntegrationsResponse)(nil),      // 42: posture.v1.ListIntegrationsResponse
+	(*GetIntegrationRequest)(nil),         // 43: posture.v1.GetIntegrationRequest
+	(*CreateIntegrationRequest)(nil),      // 44: posture.v1.CreateIntegrationRequest
+	(*UpdateIntegrationRequest)(nil),      // 45: posture.v1.UpdateIntegrationRequest
+	(*DeleteIntegrationRequest)(nil),      // 46: posture.v1.DeleteIntegrationRequest
+	(*DeleteIntegrationResponse)(nil),     // 47: posture.v1.DeleteIntegrationResponse
+	(*TestIntegrationRequest)(nil),        // 48: posture.v1.TestIntegrationRequest
+	(*TestIntegrationResponse)(nil),       // 49: posture.v1.TestIntegrationResponse
+	(*SyncItem)(nil),                      // 50: posture.v1.SyncItem
+	(*ListSyncItemsRequest)(nil),          // 51: posture.v1.ListSyncItemsRequest
+	(*ListSyncItemsResponse)(nil),         // 52: posture.v1.ListSyncItemsResponse
+	(*RetrySyncItemRequest)(nil),          // 53: posture.v1.RetrySyncItemRequest
+	(*EnrollSecret)(nil),                  // 54: posture.v1.EnrollSecret
+	(*ListEnrollSecretsRequest)(nil),      // 55: posture.v1.ListEnrollSecretsRequest
+	(*ListEnrollSecretsResponse)(nil),     // 56: posture.v1.ListEnrollSecretsResponse
+	(*CreateEnrollSecretRequest)(nil),     // 57: posture.v1.CreateEnrollSecretRequest
+	(*CreateEnrollSecretResponse)(nil),    // 58: posture.v1.CreateEnrollSecretResponse
+	(*RevokeEnrollSecretRequest)(nil),     // 59: posture.v1.RevokeEnrollSecretRequest
+	(*ApiToken)(nil),                      // 60: posture.v1.ApiToken
+	(*ListApiTokensRequest)(nil),          // 61: posture.v1.ListApiTokensRequest
+	(*ListApiTokensResponse)(nil),         // 62: posture.v1.ListApiTokensResponse
+	(*CreateApiTokenRequest)(nil),         // 63: posture.v1.CreateApiTokenRequest
+	(*CreateApiTokenResponse)(nil),        // 64: posture.v1.CreateApiTokenResponse
+	(*RevokeApiTokenRequest)(nil),         // 65: posture.v1.RevokeApiTokenRequest
+	(*HostFacts)(nil),                     // 66: posture.v1.HostFacts
+	(*timestamppb.Timestamp)(nil),         // 67: google.protobuf.Timestamp
+	(ResultStatus)(0),                     // 68: posture.v1.ResultStatus
+	(*durationpb.Duration)(nil),           // 69: google.protobuf.Duration
+	(*FactQuery)(nil),                     // 70: posture.v1.FactQuery
 }
 var file_posture_v1_admin_proto_depIdxs = []int32{
-	65, // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
-	66, // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
-	66, // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
-	66, // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
-	66, // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
-	4,  // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
-	2,  // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
-	3,  // 7: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
-	66, // 8: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
-	66, // 9: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
-	67, // 10: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
-	66, // 11: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
-	67, // 12: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
-	66, // 13: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
-	68, // 14: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
-	66, // 15: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
-	1,  // 16: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
-	68, // 17: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
-	66, // 18: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
-	66, // 19: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
-	13, // 20: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
-	68, // 21: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
-	17, // 22: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
-	13, // 23: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
-	18, // 24: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
-	69, // 25: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
-	0,  // 26: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
-	20, // 27: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
-	18, // 28: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
-	18, // 29: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
-	66, // 30: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
-	66, // 31: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
-	27, // 32: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
-	66, // 33: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 34: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
-	66, // 35: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
-	66, // 36: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
-	66, // 37: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
-	66, // 38: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
-	66, // 39: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
-	37, // 40: posture.v1.Integration.partner_status:type_name -> posture.v1.PartnerStatus
-	66, // 41: posture.v1.PartnerStatus.activated_at:type_name -> google.protobuf.Timestamp
-	66, // 42: posture.v1.PartnerStatus.last_heartbeat_at:type_name -> google.protobuf.Timestamp
-	38, // 43: posture.v1.PartnerStatus.policies:type_name -> posture.v1.PartnerPolicyStatus
-	66, // 44: posture.v1.PartnerPolicyStatus.updated_at:type_name -> google.protobuf.Timestamp
-	36, // 45: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
-	36, // 46: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	36, // 47: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	66, // 48: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
-	66, // 49: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
-	49, // 50: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
-	66, // 51: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	66, // 52: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	66, // 53: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	66, // 54: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
-	53, // 55: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
-	66, // 56: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
-	53, // 57: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
-	66, // 58: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
-	66, // 59: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
-	66, // 60: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
-	66, // 61: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
-	59, // 62: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
-	66, // 63: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
-	59, // 64: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
-	5,  // 65: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
-	7,  // 66: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
-	8,  // 67: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
-	9,  // 68: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
-	11, // 69: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
-	14, // 70: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
-	16, // 71: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
-	19, // 72: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
-	22, // 73: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
-	24, // 74: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
-	26, // 75: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
-	28, // 76: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
-	30, // 77: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
-	31, // 78: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
-	33, // 79: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
-	34, // 80: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
-	40, // 81: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
-	42, // 82: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
-	43, // 83: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
-	44, // 84: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
-	45, // 85: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
-	47, // 86: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
-	39, // 87: posture.v1.AdminService.DeprovisionIntegration:input_type -> posture.v1.DeprovisionIntegrationRequest
-	50, // 88: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
-	52, // 89: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
-	54, // 90: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
-	56, // 91: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
-	58, // 92: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
-	60, // 93: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
-	62, // 94: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
-	64, // 95: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
-	6,  // 96: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
-	1,  // 97: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
-	1,  // 98: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
-	10, // 99: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
-	12, // 100: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
-	15, // 101: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
-	13, // 102: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
-	21, // 103: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
-	23, // 104: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
-	25, // 105: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
-	18, // 106: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
-	29, // 107: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
-	27, // 108: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
-	32, // 109: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
-	1,  // 110: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
-	35, // 111: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
-	41, // 112: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
-	36, // 113: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
-	36, // 114: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
-	36, // 115: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
-	46, // 116: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
-	48, // 117: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
-	36, // 118: posture.v1.AdminService.DeprovisionIntegration:output_type -> posture.v1.Integration
-	51, // 119: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
-	49, // 120: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
-	55, // 121: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
-	57, // 122: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
-	53, // 123: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
-	61, // 124: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
-	63, // 125: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
-	59, // 126: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
-	96, // [96:127] is the sub-list for method output_type
-	65, // [65:96] is the sub-list for method input_type
-	65, // [65:65] is the sub-list for extension type_name
-	65, // [65:65] is the sub-list for extension extendee
-	0,  // [0:65] is the sub-list for field type_name
+	66, // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
+	67, // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
+	67, // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
+	67, // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
+	67, // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
+	5,  // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
+	3,  // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
+	2,  // 7: posture.v1.Host.scopes:type_name -> posture.v1.HostScope
+	67, // 8: posture.v1.HostScope.refreshed_at:type_name -> google.protobuf.Timestamp
+	4,  // 9: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
+	67, // 10: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
+	67, // 11: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
+	68, // 12: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
+	67, // 13: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
+	68, // 14: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
+	67, // 15: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
+	69, // 16: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
+	67, // 17: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
+	1,  // 18: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
+	69, // 19: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
+	67, // 20: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
+	67, // 21: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
+	14, // 22: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
+	69, // 23: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
+	18, // 24: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
+	14, // 25: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
+	19, // 26: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
+	70, // 27: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
+	0,  // 28: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
+	21, // 29: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
+	19, // 30: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
+	19, // 31: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
+	67, // 32: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
+	67, // 33: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
+	28, // 34: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
+	67, // 35: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	1,  // 36: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
+	67, // 37: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
+	67, // 38: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
+	67, // 39: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
+	67, // 40: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
+	67, // 41: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
+	38, // 42: posture.v1.Integration.partner_status:type_name -> posture.v1.PartnerStatus
+	67, // 43: posture.v1.PartnerStatus.activated_at:type_name -> google.protobuf.Timestamp
+	67, // 44: posture.v1.PartnerStatus.last_heartbeat_at:type_name -> google.protobuf.Timestamp
+	39, // 45: posture.v1.PartnerStatus.policies:type_name -> posture.v1.PartnerPolicyStatus
+	67, // 46: posture.v1.PartnerPolicyStatus.updated_at:type_name -> google.protobuf.Timestamp
+	37, // 47: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
+	37, // 48: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	37, // 49: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	67, // 50: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
+	67, // 51: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
+	50, // 52: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
+	67, // 53: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	67, // 54: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	67, // 55: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	67, // 56: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
+	54, // 57: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
+	67, // 58: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
+	54, // 59: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
+	67, // 60: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
+	67, // 61: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
+	67, // 62: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
+	67, // 63: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
+	60, // 64: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
+	67, // 65: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
+	60, // 66: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
+	6,  // 67: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
+	8,  // 68: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
+	9,  // 69: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
+	10, // 70: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
+	12, // 71: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
+	15, // 72: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
+	17, // 73: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
+	20, // 74: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
+	23, // 75: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
+	25, // 76: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
+	27, // 77: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
+	29, // 78: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
+	31, // 79: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
+	32, // 80: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
+	34, // 81: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
+	35, // 82: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
+	41, // 83: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
+	43, // 84: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
+	44, // 85: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
+	45, // 86: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
+	46, // 87: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
+	48, // 88: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
+	40, // 89: posture.v1.AdminService.DeprovisionIntegration:input_type -> posture.v1.DeprovisionIntegrationRequest
+	51, // 90: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
+	53, // 91: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
+	55, // 92: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
+	57, // 93: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
+	59, // 94: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
+	61, // 95: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
+	63, // 96: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
+	65, // 97: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
+	7,  // 98: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
+	1,  // 99: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
+	1,  // 100: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
+	11, // 101: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
+	13, // 102: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
+	16, // 103: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
+	14, // 104: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
+	22, // 105: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
+	24, // 106: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
+	26, // 107: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
+	19, // 108: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
+	30, // 109: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
+	28, // 110: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
+	33, // 111: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
+	1,  // 112: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
+	36, // 113: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
+	42, // 114: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
+	37, // 115: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
+	37, // 116: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
+	37, // 117: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
+	47, // 118: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
+	49, // 119: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
+	37, // 120: posture.v1.AdminService.DeprovisionIntegration:output_type -> posture.v1.Integration
+	52, // 121: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
+	50, // 122: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
+	56, // 123: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
+	58, // 124: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
+	54, // 125: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
+	62, // 126: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
+	64, // 127: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
+	60, // 128: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
+	98, // [98:129] is the sub-list for method output_type
+	67, // [67:98] is the sub-list for method input_type
+	67, // [67:67] is the sub-list for extension type_name
+	67, // [67:67] is the sub-list for extension extendee
+	0,  // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_posture_v1_admin_proto_init() }
@@ -4721,7 +4825,7 @@ func file_posture_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_posture_v1_admin_proto_rawDesc), len(file_posture_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   64,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -229,3 +229,31 @@ func TestPartnerEndpointsTakeOnlyIntuneTokens(t *testing.T) {
 		t.Fatal("provisioned with a wrong-audience token")
 	}
 }
+
+func TestGroupMembersTransitiveAndPaged(t *testing.T) {
+	e := start(t)
+	const nested = "22222222-1234-1234-1234-123456789012"
+	e.in.AddGroup(nested, "Nested")
+	e.in.AddMember(groupID, standin.Member{DeviceID: "D1"})
+	e.in.AddMember(groupID, standin.Member{GroupID: nested})
+	e.in.AddMember(nested, standin.Member{DeviceID: "d2"})
+	e.in.AddMember(nested, standin.Member{DeviceID: "d3"})
+	e.in.AddMember(nested, standin.Member{UPN: "Ada@example.com"})
+	c, err := intune.NewClient(e.config(&memState{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.GroupMembers(context.Background(), groupID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(m.DeviceIDs, ",") != "d1,d2,d3" || strings.Join(m.UPNs, ",") != "ada@example.com" {
+		t.Fatalf("members %+v", m)
+	}
+	if e.in.MemberReads() < 3 {
+		t.Fatalf("paging not followed: %d reads", e.in.MemberReads())
+	}
+	if _, err := c.GroupMembers(context.Background(), "33333333-1234-1234-1234-123456789012"); err == nil {
+		t.Fatal("a missing group read as empty")
+	}
+}

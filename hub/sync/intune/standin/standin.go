@@ -86,7 +86,9 @@ type Intune struct {
 	policies        map[string]*Policy
 	users           map[string]string // upn (lower) → object id
 	groups          map[string]string // id → display name
-	devices         map[string]bool   // device ids with inventory
+	members         map[string][]Member
+	memberReads     int
+	devices         map[string]bool // device ids with inventory
 	messages        map[string]*message
 	uploads         []Upload
 	faults          []Fault
@@ -149,7 +151,7 @@ func New(ca *graphstandin.CA, entra *graphstandin.Entra, opts Options) (*Intune,
 	}
 	in := &Intune{entra: entra, tenant: entra.Tenant(), log: opts.Log, partnerApp: opts.PartnerClientID,
 		platforms: map[string]bool{}, policies: map[string]*Policy{}, users: map[string]string{}, groups: map[string]string{},
-		devices: map[string]bool{}, messages: map[string]*message{}, seenTokens: map[string]bool{}}
+		devices: map[string]bool{}, members: map[string][]Member{}, messages: map[string]*message{}, seenTokens: map[string]bool{}}
 	for _, p := range opts.Platforms {
 		in.platforms[p] = true
 	}
@@ -200,6 +202,78 @@ func (in *Intune) AddGroup(id, name string) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.groups[id] = name
+}
+
+// Member is a direct member of a group: a device (by its deviceId), a
+// user (by UPN) or another group (nested: its members count transitively).
+type Member struct {
+	DeviceID, UPN, GroupID string
+}
+
+// AddMember adds a direct member to a group.
+func (in *Intune) AddMember(groupID string, m Member) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.members[groupID] = append(in.members[groupID], m)
+}
+
+// MemberReads counts transitive member page reads.
+func (in *Intune) MemberReads() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.memberReads
+}
+
+// transitive lists a group's members through nested groups.
+func (in *Intune) transitive(groupID string, seen map[string]bool) []Member {
+	if seen[groupID] {
+		return nil
+	}
+	seen[groupID] = true
+	var out []Member
+	for _, m := range in.members[groupID] {
+		if m.GroupID != "" {
+			out = append(out, in.transitive(m.GroupID, seen)...)
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// memberPage is small so clients must follow @odata.nextLink.
+const memberPage = 2
+
+func (in *Intune) serveMembers(w http.ResponseWriter, r *http.Request, groupID, cast string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.memberReads++
+	if _, ok := in.groups[groupID]; !ok {
+		odataError(w, http.StatusNotFound, "Request_ResourceNotFound", fmt.Sprintf("Resource '%s' does not exist or one of its queried reference-property objects are not present.", groupID))
+		return
+	}
+	var vals []any
+	for _, m := range in.transitive(groupID, map[string]bool{}) {
+		switch {
+		case cast == "microsoft.graph.device" && m.DeviceID != "":
+			vals = append(vals, map[string]any{"@odata.type": "#microsoft.graph.device", "id": "obj-" + m.DeviceID, "deviceId": m.DeviceID})
+		case cast == "microsoft.graph.user" && m.UPN != "":
+			vals = append(vals, map[string]any{"@odata.type": "#microsoft.graph.user", "id": "obj-" + m.UPN, "userPrincipalName": m.UPN})
+		}
+	}
+	skip := 0
+	fmt.Sscan(r.URL.Query().Get("$skiptoken"), &skip)
+	end := min(skip+memberPage, len(vals))
+	if skip > len(vals) {
+		skip = len(vals)
+	}
+	body := map[string]any{"value": append([]any{}, vals[skip:end]...)}
+	if end < len(vals) {
+		q := r.URL.Query()
+		q.Set("$skiptoken", fmt.Sprint(end))
+		body["@odata.nextLink"] = in.srv.URL + r.URL.Path + "?" + q.Encode()
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 // InjectFault adds a fault.
@@ -304,6 +378,7 @@ var (
 	reAssign    = regexp.MustCompile(`^/TenantSync/PartnerCompliancePolicies\(guid'([0-9a-fA-F-]{36})'\)/Assign$`)
 	reMessage   = regexp.MustCompile(`^/DeviceSync/DataUploadMessages\(guid'([0-9a-fA-F-]{36})'\)$`)
 	reUser      = regexp.MustCompile(`^/v1\.0/users\('([^']*)'\)$`)
+	reMembers   = regexp.MustCompile(`^/v1\.0/groups/([0-9a-fA-F-]{36})/transitiveMembers/(microsoft\.graph\.(?:device|user))$`)
 )
 
 func (in *Intune) serve(w http.ResponseWriter, r *http.Request) {
@@ -342,6 +417,9 @@ func (in *Intune) serve(w http.ResponseWriter, r *http.Request) {
 		in.serveServicePrincipals(w, r)
 	case reUser.MatchString(path) && r.Method == http.MethodGet:
 		in.serveUser(w, reUser.FindStringSubmatch(path)[1])
+	case reMembers.MatchString(path) && r.Method == http.MethodGet:
+		m := reMembers.FindStringSubmatch(path)
+		in.serveMembers(w, r, strings.ToLower(m[1]), m[2])
 	case path == "/v1.0/groups" && r.Method == http.MethodGet:
 		in.serveGroups(w, r)
 	case reTenant.MatchString(path) && r.Method == http.MethodPut:
