@@ -54,6 +54,7 @@ var required = map[string]string{
 	"DeleteIntegration":      store.RoleAdmin,
 	"TestIntegration":        store.RoleAdmin,
 	"DeprovisionIntegration": store.RoleAdmin,
+	"GetAdminConsentUrl":     store.RoleAdmin,
 	"ListApiTokens":          store.RoleAdmin,
 	"CreateApiToken":         store.RoleAdmin,
 	"RevokeApiToken":         store.RoleAdmin,

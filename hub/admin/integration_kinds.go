@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -88,4 +89,25 @@ func (s *Server) DeprovisionIntegration(ctx context.Context, req *posturev1.Depr
 	}
 	s.audit(ctx, "integration deprovisioned", "id", in.ID, "tenant", in.TenantID)
 	return s.GetIntegration(ctx, &posturev1.GetIntegrationRequest{Id: in.ID})
+}
+
+// ConsentLinker is optionally implemented by Integrations: admin consent links.
+type ConsentLinker interface {
+	ConsentURL(ctx context.Context, id string) (link, redirect string, expires time.Time, err error)
+}
+
+func (s *Server) GetAdminConsentUrl(ctx context.Context, req *posturev1.GetAdminConsentUrlRequest) (*posturev1.AdminConsentUrl, error) {
+	cl, ok := s.cfg.Integrations.(ConsentLinker)
+	if !ok {
+		return nil, status.Error(codes.Unimplemented, "admin consent is not configured on this hub")
+	}
+	if _, err := s.cfg.Store.GetIntegration(ctx, req.GetId()); err != nil {
+		return nil, storeErr("integration "+req.GetId(), err)
+	}
+	link, redirect, exp, err := cl.ConsentURL(ctx, req.GetId())
+	if err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "%v", err)
+	}
+	s.audit(ctx, "admin consent link made", "id", req.GetId())
+	return &posturev1.AdminConsentUrl{Url: link, RedirectUri: redirect, ExpiresAt: ts(exp)}, nil
 }

@@ -122,3 +122,17 @@ func integrationDeprovision(ctx context.Context, args []string, stdout, stderr i
 		return printIntegration(stdout, in)
 	})
 }
+
+func integrationConsentURL(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	args, _ = interspersed(args, nil)
+	return apiCommand(ctx, "integrations consent-url", args, stdout, stderr, nil, 1, func(ctx context.Context, c posturev1.AdminServiceClient, cf *clientFlags, pos []string) error {
+		u, err := c.GetAdminConsentUrl(ctx, &posturev1.GetAdminConsentUrlRequest{Id: pos[0]})
+		if err != nil || cf.json {
+			return firstErr(err, func() error { return printJSON(stdout, u) })
+		}
+		fmt.Fprintf(stderr, "open this link as an administrator of the tenant (valid until %s); redirect URI to register on the app: %s\n",
+			fmtTime(u.GetExpiresAt()), u.GetRedirectUri())
+		fmt.Fprintln(stdout, u.GetUrl())
+		return nil
+	})
+}

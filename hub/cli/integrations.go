@@ -16,7 +16,7 @@ import (
 )
 
 func cmdIntegrations(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	verb, rest, ok := subcommand(args, stderr, "list, get, create, update, delete, test, deprovision")
+	verb, rest, ok := subcommand(args, stderr, "list, get, create, update, delete, test, deprovision, consent-url")
 	if !ok {
 		return 2
 	}
@@ -86,6 +86,8 @@ func cmdIntegrations(ctx context.Context, args []string, stdout, stderr io.Write
 		})
 	case "deprovision":
 		return integrationDeprovision(ctx, rest, stdout, stderr)
+	case "consent-url":
+		return integrationConsentURL(ctx, rest, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "integrations: unknown subcommand %q\n", verb)
 	return 2

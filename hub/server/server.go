@@ -210,7 +210,7 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	})
 	h.Admin = admin.New(admin.Config{
 		Store: h.Store, Streams: h.Registry, Logger: h.log, Verdicts: h.Engine,
-		Integrations: adminIntegrations{h.Integrations}, SyncNotify: h.Worker.Notify,
+		Integrations: adminIntegrations{r: h.Integrations, publicURL: cfg.PublicURL}, SyncNotify: h.Worker.Notify,
 	})
 
 	serverCert, err := h.CA.ServerCert(append([]string{"localhost", "127.0.0.1", "::1"}, cfg.ServerNames...), 365*24*time.Hour)
@@ -269,6 +269,7 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", h.readyz)
+	mux.Handle("GET "+integrations.ConsentCallbackPath, h.Integrations.ConsentHandler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(h.metrics, promhttp.HandlerOpts{}))
 	h.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(h.log.Handler(), slog.LevelWarn)}
 	ok = true

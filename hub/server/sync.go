@@ -49,7 +49,10 @@ func loadKeys(cfg Config) (*secrets.Keyring, error) {
 }
 
 // adminIntegrations adapts the registry to the admin API's small interface.
-type adminIntegrations struct{ r *integrations.Registry }
+type adminIntegrations struct {
+	r         *integrations.Registry
+	publicURL string
+}
 
 func (a adminIntegrations) Prepare(in *store.Integration, secret string, cert []byte, certPassword string) error {
 	return a.r.Prepare(in, integrations.Credential{ClientSecret: secret, Certificate: cert, CertificatePassword: certPassword})
@@ -113,4 +116,9 @@ func (a adminIntegrations) HostScopes(ctx context.Context, h store.Host) ([]*pos
 		out = append(out, hs)
 	}
 	return out, nil
+}
+
+// adminConsent adds the hub's public URL to the registry's consent links.
+func (a adminIntegrations) ConsentURL(ctx context.Context, id string) (string, string, time.Time, error) {
+	return a.r.ConsentURL(ctx, id, a.publicURL)
 }

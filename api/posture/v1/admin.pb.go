@@ -2863,6 +2863,111 @@ func (x *DeprovisionIntegrationRequest) GetId() string {
 	return ""
 }
 
+type GetAdminConsentUrlRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAdminConsentUrlRequest) Reset() {
+	*x = GetAdminConsentUrlRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAdminConsentUrlRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAdminConsentUrlRequest) ProtoMessage() {}
+
+func (x *GetAdminConsentUrlRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAdminConsentUrlRequest.ProtoReflect.Descriptor instead.
+func (*GetAdminConsentUrlRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *GetAdminConsentUrlRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type AdminConsentUrl struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Url   string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// Where Entra sends the admin back (register it on the app).
+	RedirectUri   string                 `protobuf:"bytes,2,opt,name=redirect_uri,json=redirectUri,proto3" json:"redirect_uri,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminConsentUrl) Reset() {
+	*x = AdminConsentUrl{}
+	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminConsentUrl) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminConsentUrl) ProtoMessage() {}
+
+func (x *AdminConsentUrl) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminConsentUrl.ProtoReflect.Descriptor instead.
+func (*AdminConsentUrl) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *AdminConsentUrl) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *AdminConsentUrl) GetRedirectUri() string {
+	if x != nil {
+		return x.RedirectUri
+	}
+	return ""
+}
+
+func (x *AdminConsentUrl) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 type ListIntegrationsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2871,7 +2976,7 @@ type ListIntegrationsRequest struct {
 
 func (x *ListIntegrationsRequest) Reset() {
 	*x = ListIntegrationsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	mi := &file_posture_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2883,7 +2988,7 @@ func (x *ListIntegrationsRequest) String() string {
 func (*ListIntegrationsRequest) ProtoMessage() {}
 
 func (x *ListIntegrationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	mi := &file_posture_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2896,7 +3001,7 @@ func (x *ListIntegrationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIntegrationsRequest.ProtoReflect.Descriptor instead.
 func (*ListIntegrationsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 type ListIntegrationsResponse struct {
@@ -2908,7 +3013,7 @@ type ListIntegrationsResponse struct {
 
 func (x *ListIntegrationsResponse) Reset() {
 	*x = ListIntegrationsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	mi := &file_posture_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2920,7 +3025,7 @@ func (x *ListIntegrationsResponse) String() string {
 func (*ListIntegrationsResponse) ProtoMessage() {}
 
 func (x *ListIntegrationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	mi := &file_posture_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2933,7 +3038,7 @@ func (x *ListIntegrationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIntegrationsResponse.ProtoReflect.Descriptor instead.
 func (*ListIntegrationsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListIntegrationsResponse) GetIntegrations() []*Integration {
@@ -2952,7 +3057,7 @@ type GetIntegrationRequest struct {
 
 func (x *GetIntegrationRequest) Reset() {
 	*x = GetIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	mi := &file_posture_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2964,7 +3069,7 @@ func (x *GetIntegrationRequest) String() string {
 func (*GetIntegrationRequest) ProtoMessage() {}
 
 func (x *GetIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	mi := &file_posture_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2977,7 +3082,7 @@ func (x *GetIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*GetIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetIntegrationRequest) GetId() string {
@@ -2996,7 +3101,7 @@ type CreateIntegrationRequest struct {
 
 func (x *CreateIntegrationRequest) Reset() {
 	*x = CreateIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[43]
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3008,7 +3113,7 @@ func (x *CreateIntegrationRequest) String() string {
 func (*CreateIntegrationRequest) ProtoMessage() {}
 
 func (x *CreateIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[43]
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3021,7 +3126,7 @@ func (x *CreateIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*CreateIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *CreateIntegrationRequest) GetIntegration() *Integration {
@@ -3040,7 +3145,7 @@ type UpdateIntegrationRequest struct {
 
 func (x *UpdateIntegrationRequest) Reset() {
 	*x = UpdateIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[44]
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3052,7 +3157,7 @@ func (x *UpdateIntegrationRequest) String() string {
 func (*UpdateIntegrationRequest) ProtoMessage() {}
 
 func (x *UpdateIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[44]
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3065,7 +3170,7 @@ func (x *UpdateIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*UpdateIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *UpdateIntegrationRequest) GetIntegration() *Integration {
@@ -3084,7 +3189,7 @@ type DeleteIntegrationRequest struct {
 
 func (x *DeleteIntegrationRequest) Reset() {
 	*x = DeleteIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3096,7 +3201,7 @@ func (x *DeleteIntegrationRequest) String() string {
 func (*DeleteIntegrationRequest) ProtoMessage() {}
 
 func (x *DeleteIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3109,7 +3214,7 @@ func (x *DeleteIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *DeleteIntegrationRequest) GetId() string {
@@ -3127,7 +3232,7 @@ type DeleteIntegrationResponse struct {
 
 func (x *DeleteIntegrationResponse) Reset() {
 	*x = DeleteIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3139,7 +3244,7 @@ func (x *DeleteIntegrationResponse) String() string {
 func (*DeleteIntegrationResponse) ProtoMessage() {}
 
 func (x *DeleteIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3152,7 +3257,7 @@ func (x *DeleteIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*DeleteIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 type TestIntegrationRequest struct {
@@ -3164,7 +3269,7 @@ type TestIntegrationRequest struct {
 
 func (x *TestIntegrationRequest) Reset() {
 	*x = TestIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3176,7 +3281,7 @@ func (x *TestIntegrationRequest) String() string {
 func (*TestIntegrationRequest) ProtoMessage() {}
 
 func (x *TestIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3189,7 +3294,7 @@ func (x *TestIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*TestIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *TestIntegrationRequest) GetId() string {
@@ -3213,7 +3318,7 @@ type TestIntegrationResponse struct {
 
 func (x *TestIntegrationResponse) Reset() {
 	*x = TestIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3225,7 +3330,7 @@ func (x *TestIntegrationResponse) String() string {
 func (*TestIntegrationResponse) ProtoMessage() {}
 
 func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3238,7 +3343,7 @@ func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*TestIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *TestIntegrationResponse) GetOk() bool {
@@ -3299,7 +3404,7 @@ type SyncItem struct {
 
 func (x *SyncItem) Reset() {
 	*x = SyncItem{}
-	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3311,7 +3416,7 @@ func (x *SyncItem) String() string {
 func (*SyncItem) ProtoMessage() {}
 
 func (x *SyncItem) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3324,7 +3429,7 @@ func (x *SyncItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncItem.ProtoReflect.Descriptor instead.
 func (*SyncItem) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *SyncItem) GetId() int64 {
@@ -3423,7 +3528,7 @@ type ListSyncItemsRequest struct {
 
 func (x *ListSyncItemsRequest) Reset() {
 	*x = ListSyncItemsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3435,7 +3540,7 @@ func (x *ListSyncItemsRequest) String() string {
 func (*ListSyncItemsRequest) ProtoMessage() {}
 
 func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3448,7 +3553,7 @@ func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsRequest.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListSyncItemsRequest) GetState() string {
@@ -3481,7 +3586,7 @@ type ListSyncItemsResponse struct {
 
 func (x *ListSyncItemsResponse) Reset() {
 	*x = ListSyncItemsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3493,7 +3598,7 @@ func (x *ListSyncItemsResponse) String() string {
 func (*ListSyncItemsResponse) ProtoMessage() {}
 
 func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3506,7 +3611,7 @@ func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsResponse.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ListSyncItemsResponse) GetItems() []*SyncItem {
@@ -3525,7 +3630,7 @@ type RetrySyncItemRequest struct {
 
 func (x *RetrySyncItemRequest) Reset() {
 	*x = RetrySyncItemRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3537,7 +3642,7 @@ func (x *RetrySyncItemRequest) String() string {
 func (*RetrySyncItemRequest) ProtoMessage() {}
 
 func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3550,7 +3655,7 @@ func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetrySyncItemRequest.ProtoReflect.Descriptor instead.
 func (*RetrySyncItemRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RetrySyncItemRequest) GetId() int64 {
@@ -3575,7 +3680,7 @@ type EnrollSecret struct {
 
 func (x *EnrollSecret) Reset() {
 	*x = EnrollSecret{}
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3587,7 +3692,7 @@ func (x *EnrollSecret) String() string {
 func (*EnrollSecret) ProtoMessage() {}
 
 func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3600,7 +3705,7 @@ func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollSecret.ProtoReflect.Descriptor instead.
 func (*EnrollSecret) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *EnrollSecret) GetId() string {
@@ -3660,7 +3765,7 @@ type ListEnrollSecretsRequest struct {
 
 func (x *ListEnrollSecretsRequest) Reset() {
 	*x = ListEnrollSecretsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3672,7 +3777,7 @@ func (x *ListEnrollSecretsRequest) String() string {
 func (*ListEnrollSecretsRequest) ProtoMessage() {}
 
 func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3685,7 +3790,7 @@ func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 type ListEnrollSecretsResponse struct {
@@ -3697,7 +3802,7 @@ type ListEnrollSecretsResponse struct {
 
 func (x *ListEnrollSecretsResponse) Reset() {
 	*x = ListEnrollSecretsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3709,7 +3814,7 @@ func (x *ListEnrollSecretsResponse) String() string {
 func (*ListEnrollSecretsResponse) ProtoMessage() {}
 
 func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3722,7 +3827,7 @@ func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ListEnrollSecretsResponse) GetEnrollSecrets() []*EnrollSecret {
@@ -3743,7 +3848,7 @@ type CreateEnrollSecretRequest struct {
 
 func (x *CreateEnrollSecretRequest) Reset() {
 	*x = CreateEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3755,7 +3860,7 @@ func (x *CreateEnrollSecretRequest) String() string {
 func (*CreateEnrollSecretRequest) ProtoMessage() {}
 
 func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3768,7 +3873,7 @@ func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *CreateEnrollSecretRequest) GetTeam() string {
@@ -3803,7 +3908,7 @@ type CreateEnrollSecretResponse struct {
 
 func (x *CreateEnrollSecretResponse) Reset() {
 	*x = CreateEnrollSecretResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3815,7 +3920,7 @@ func (x *CreateEnrollSecretResponse) String() string {
 func (*CreateEnrollSecretResponse) ProtoMessage() {}
 
 func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3828,7 +3933,7 @@ func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *CreateEnrollSecretResponse) GetSecret() string {
@@ -3854,7 +3959,7 @@ type RevokeEnrollSecretRequest struct {
 
 func (x *RevokeEnrollSecretRequest) Reset() {
 	*x = RevokeEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3866,7 +3971,7 @@ func (x *RevokeEnrollSecretRequest) String() string {
 func (*RevokeEnrollSecretRequest) ProtoMessage() {}
 
 func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3879,7 +3984,7 @@ func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*RevokeEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RevokeEnrollSecretRequest) GetId() string {
@@ -3905,7 +4010,7 @@ type ApiToken struct {
 
 func (x *ApiToken) Reset() {
 	*x = ApiToken{}
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3917,7 +4022,7 @@ func (x *ApiToken) String() string {
 func (*ApiToken) ProtoMessage() {}
 
 func (x *ApiToken) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3930,7 +4035,7 @@ func (x *ApiToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiToken.ProtoReflect.Descriptor instead.
 func (*ApiToken) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ApiToken) GetId() string {
@@ -3990,7 +4095,7 @@ type ListApiTokensRequest struct {
 
 func (x *ListApiTokensRequest) Reset() {
 	*x = ListApiTokensRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4002,7 +4107,7 @@ func (x *ListApiTokensRequest) String() string {
 func (*ListApiTokensRequest) ProtoMessage() {}
 
 func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4015,7 +4120,7 @@ func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListApiTokensRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{62}
 }
 
 type ListApiTokensResponse struct {
@@ -4027,7 +4132,7 @@ type ListApiTokensResponse struct {
 
 func (x *ListApiTokensResponse) Reset() {
 	*x = ListApiTokensResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[61]
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4039,7 +4144,7 @@ func (x *ListApiTokensResponse) String() string {
 func (*ListApiTokensResponse) ProtoMessage() {}
 
 func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[61]
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4052,7 +4157,7 @@ func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListApiTokensResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{61}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListApiTokensResponse) GetApiTokens() []*ApiToken {
@@ -4073,7 +4178,7 @@ type CreateApiTokenRequest struct {
 
 func (x *CreateApiTokenRequest) Reset() {
 	*x = CreateApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[62]
+	mi := &file_posture_v1_admin_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4085,7 +4190,7 @@ func (x *CreateApiTokenRequest) String() string {
 func (*CreateApiTokenRequest) ProtoMessage() {}
 
 func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[62]
+	mi := &file_posture_v1_admin_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4098,7 +4203,7 @@ func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{62}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *CreateApiTokenRequest) GetName() string {
@@ -4133,7 +4238,7 @@ type CreateApiTokenResponse struct {
 
 func (x *CreateApiTokenResponse) Reset() {
 	*x = CreateApiTokenResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[63]
+	mi := &file_posture_v1_admin_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4145,7 +4250,7 @@ func (x *CreateApiTokenResponse) String() string {
 func (*CreateApiTokenResponse) ProtoMessage() {}
 
 func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[63]
+	mi := &file_posture_v1_admin_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4158,7 +4263,7 @@ func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{63}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *CreateApiTokenResponse) GetToken() string {
@@ -4184,7 +4289,7 @@ type RevokeApiTokenRequest struct {
 
 func (x *RevokeApiTokenRequest) Reset() {
 	*x = RevokeApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[64]
+	mi := &file_posture_v1_admin_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4196,7 +4301,7 @@ func (x *RevokeApiTokenRequest) String() string {
 func (*RevokeApiTokenRequest) ProtoMessage() {}
 
 func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[64]
+	mi := &file_posture_v1_admin_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4209,7 +4314,7 @@ func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{64}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RevokeApiTokenRequest) GetId() string {
@@ -4452,7 +4557,14 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"updated_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"/\n" +
 	"\x1dDeprovisionIntegrationRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x19\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"+\n" +
+	"\x19GetAdminConsentUrlRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x81\x01\n" +
+	"\x0fAdminConsentUrl\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12!\n" +
+	"\fredirect_uri\x18\x02 \x01(\tR\vredirectUri\x129\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x19\n" +
 	"\x17ListIntegrationsRequest\"W\n" +
 	"\x18ListIntegrationsResponse\x12;\n" +
 	"\fintegrations\x18\x01 \x03(\v2\x17.posture.v1.IntegrationR\fintegrations\"'\n" +
@@ -4553,7 +4665,7 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x13CHANGE_ACTION_ADDED\x10\x01\x12\x19\n" +
 	"\x15CHANGE_ACTION_CHANGED\x10\x02\x12\x19\n" +
 	"\x15CHANGE_ACTION_REMOVED\x10\x03\x12\x1b\n" +
-	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\x8b\x14\n" +
+	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\xe5\x14\n" +
 	"\fAdminService\x12H\n" +
 	"\tListHosts\x12\x1c.posture.v1.ListHostsRequest\x1a\x1d.posture.v1.ListHostsResponse\x127\n" +
 	"\aGetHost\x12\x1a.posture.v1.GetHostRequest\x1a\x10.posture.v1.Host\x12=\n" +
@@ -4579,7 +4691,8 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x11UpdateIntegration\x12$.posture.v1.UpdateIntegrationRequest\x1a\x17.posture.v1.Integration\x12`\n" +
 	"\x11DeleteIntegration\x12$.posture.v1.DeleteIntegrationRequest\x1a%.posture.v1.DeleteIntegrationResponse\x12Z\n" +
 	"\x0fTestIntegration\x12\".posture.v1.TestIntegrationRequest\x1a#.posture.v1.TestIntegrationResponse\x12\\\n" +
-	"\x16DeprovisionIntegration\x12).posture.v1.DeprovisionIntegrationRequest\x1a\x17.posture.v1.Integration\x12T\n" +
+	"\x16DeprovisionIntegration\x12).posture.v1.DeprovisionIntegrationRequest\x1a\x17.posture.v1.Integration\x12X\n" +
+	"\x12GetAdminConsentUrl\x12%.posture.v1.GetAdminConsentUrlRequest\x1a\x1b.posture.v1.AdminConsentUrl\x12T\n" +
 	"\rListSyncItems\x12 .posture.v1.ListSyncItemsRequest\x1a!.posture.v1.ListSyncItemsResponse\x12G\n" +
 	"\rRetrySyncItem\x12 .posture.v1.RetrySyncItemRequest\x1a\x14.posture.v1.SyncItem\x12`\n" +
 	"\x11ListEnrollSecrets\x12$.posture.v1.ListEnrollSecretsRequest\x1a%.posture.v1.ListEnrollSecretsResponse\x12c\n" +
@@ -4602,7 +4715,7 @@ func file_posture_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_posture_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
+var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
 var file_posture_v1_admin_proto_goTypes = []any{
 	(ChangeAction)(0),                     // 0: posture.v1.ChangeAction
 	(*Host)(nil),                          // 1: posture.v1.Host
@@ -4645,172 +4758,177 @@ var file_posture_v1_admin_proto_goTypes = []any{
 	(*PartnerStatus)(nil),                 // 38: posture.v1.PartnerStatus
 	(*PartnerPolicyStatus)(nil),           // 39: posture.v1.PartnerPolicyStatus
 	(*DeprovisionIntegrationRequest)(nil), // 40: posture.v1.DeprovisionIntegrationRequest
-	(*ListIntegrationsRequest)(nil),       // 41: posture.v1.ListIntegrationsRequest
-	(*ListIntegrationsResponse)(nil),      // 42: posture.v1.ListIntegrationsResponse
-	(*GetIntegrationRequest)(nil),         // 43: posture.v1.GetIntegrationRequest
-	(*CreateIntegrationRequest)(nil),      // 44: posture.v1.CreateIntegrationRequest
-	(*UpdateIntegrationRequest)(nil),      // 45: posture.v1.UpdateIntegrationRequest
-	(*DeleteIntegrationRequest)(nil),      // 46: posture.v1.DeleteIntegrationRequest
-	(*DeleteIntegrationResponse)(nil),     // 47: posture.v1.DeleteIntegrationResponse
-	(*TestIntegrationRequest)(nil),        // 48: posture.v1.TestIntegrationRequest
-	(*TestIntegrationResponse)(nil),       // 49: posture.v1.TestIntegrationResponse
-	(*SyncItem)(nil),                      // 50: posture.v1.SyncItem
-	(*ListSyncItemsRequest)(nil),          // 51: posture.v1.ListSyncItemsRequest
-	(*ListSyncItemsResponse)(nil),         // 52: posture.v1.ListSyncItemsResponse
-	(*RetrySyncItemRequest)(nil),          // 53: posture.v1.RetrySyncItemRequest
-	(*EnrollSecret)(nil),                  // 54: posture.v1.EnrollSecret
-	(*ListEnrollSecretsRequest)(nil),      // 55: posture.v1.ListEnrollSecretsRequest
-	(*ListEnrollSecretsResponse)(nil),     // 56: posture.v1.ListEnrollSecretsResponse
-	(*CreateEnrollSecretRequest)(nil),     // 57: posture.v1.CreateEnrollSecretRequest
-	(*CreateEnrollSecretResponse)(nil),    // 58: posture.v1.CreateEnrollSecretResponse
-	(*RevokeEnrollSecretRequest)(nil),     // 59: posture.v1.RevokeEnrollSecretRequest
-	(*ApiToken)(nil),                      // 60: posture.v1.ApiToken
-	(*ListApiTokensRequest)(nil),          // 61: posture.v1.ListApiTokensRequest
-	(*ListApiTokensResponse)(nil),         // 62: posture.v1.ListApiTokensResponse
-	(*CreateApiTokenRequest)(nil),         // 63: posture.v1.CreateApiTokenRequest
-	(*CreateApiTokenResponse)(nil),        // 64: posture.v1.CreateApiTokenResponse
-	(*RevokeApiTokenRequest)(nil),         // 65: posture.v1.RevokeApiTokenRequest
-	(*HostFacts)(nil),                     // 66: posture.v1.HostFacts
-	(*timestamppb.Timestamp)(nil),         // 67: google.protobuf.Timestamp
-	(ResultStatus)(0),                     // 68: posture.v1.ResultStatus
-	(*durationpb.Duration)(nil),           // 69: google.protobuf.Duration
-	(*FactQuery)(nil),                     // 70: posture.v1.FactQuery
+	(*GetAdminConsentUrlRequest)(nil),     // 41: posture.v1.GetAdminConsentUrlRequest
+	(*AdminConsentUrl)(nil),               // 42: posture.v1.AdminConsentUrl
+	(*ListIntegrationsRequest)(nil),       // 43: posture.v1.ListIntegrationsRequest
+	(*ListIntegrationsResponse)(nil),      // 44: posture.v1.ListIntegrationsResponse
+	(*GetIntegrationRequest)(nil),         // 45: posture.v1.GetIntegrationRequest
+	(*CreateIntegrationRequest)(nil),      // 46: posture.v1.CreateIntegrationRequest
+	(*UpdateIntegrationRequest)(nil),      // 47: posture.v1.UpdateIntegrationRequest
+	(*DeleteIntegrationRequest)(nil),      // 48: posture.v1.DeleteIntegrationRequest
+	(*DeleteIntegrationResponse)(nil),     // 49: posture.v1.DeleteIntegrationResponse
+	(*TestIntegrationRequest)(nil),        // 50: posture.v1.TestIntegrationRequest
+	(*TestIntegrationResponse)(nil),       // 51: posture.v1.TestIntegrationResponse
+	(*SyncItem)(nil),                      // 52: posture.v1.SyncItem
+	(*ListSyncItemsRequest)(nil),          // 53: posture.v1.ListSyncItemsRequest
+	(*ListSyncItemsResponse)(nil),         // 54: posture.v1.ListSyncItemsResponse
+	(*RetrySyncItemRequest)(nil),          // 55: posture.v1.RetrySyncItemRequest
+	(*EnrollSecret)(nil),                  // 56: posture.v1.EnrollSecret
+	(*ListEnrollSecretsRequest)(nil),      // 57: posture.v1.ListEnrollSecretsRequest
+	(*ListEnrollSecretsResponse)(nil),     // 58: posture.v1.ListEnrollSecretsResponse
+	(*CreateEnrollSecretRequest)(nil),     // 59: posture.v1.CreateEnrollSecretRequest
+	(*CreateEnrollSecretResponse)(nil),    // 60: posture.v1.CreateEnrollSecretResponse
+	(*RevokeEnrollSecretRequest)(nil),     // 61: posture.v1.RevokeEnrollSecretRequest
+	(*ApiToken)(nil),                      // 62: posture.v1.ApiToken
+	(*ListApiTokensRequest)(nil),          // 63: posture.v1.ListApiTokensRequest
+	(*ListApiTokensResponse)(nil),         // 64: posture.v1.ListApiTokensResponse
+	(*CreateApiTokenRequest)(nil),         // 65: posture.v1.CreateApiTokenRequest
+	(*CreateApiTokenResponse)(nil),        // 66: posture.v1.CreateApiTokenResponse
+	(*RevokeApiTokenRequest)(nil),         // 67: posture.v1.RevokeApiTokenRequest
+	(*HostFacts)(nil),                     // 68: posture.v1.HostFacts
+	(*timestamppb.Timestamp)(nil),         // 69: google.protobuf.Timestamp
+	(ResultStatus)(0),                     // 70: posture.v1.ResultStatus
+	(*durationpb.Duration)(nil),           // 71: google.protobuf.Duration
+	(*FactQuery)(nil),                     // 72: posture.v1.FactQuery
 }
 var file_posture_v1_admin_proto_depIdxs = []int32{
-	66, // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
-	67, // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
-	67, // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
-	67, // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
-	67, // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
-	5,  // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
-	3,  // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
-	2,  // 7: posture.v1.Host.scopes:type_name -> posture.v1.HostScope
-	67, // 8: posture.v1.HostScope.refreshed_at:type_name -> google.protobuf.Timestamp
-	4,  // 9: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
-	67, // 10: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
-	67, // 11: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
-	68, // 12: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
-	67, // 13: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
-	68, // 14: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
-	67, // 15: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
-	69, // 16: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
-	67, // 17: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
-	1,  // 18: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
-	69, // 19: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
-	67, // 20: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
-	67, // 21: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
-	14, // 22: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
-	69, // 23: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
-	18, // 24: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
-	14, // 25: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
-	19, // 26: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
-	70, // 27: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
-	0,  // 28: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
-	21, // 29: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
-	19, // 30: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
-	19, // 31: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
-	67, // 32: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
-	67, // 33: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
-	28, // 34: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
-	67, // 35: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 36: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
-	67, // 37: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
-	67, // 38: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
-	67, // 39: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
-	67, // 40: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
-	67, // 41: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
-	38, // 42: posture.v1.Integration.partner_status:type_name -> posture.v1.PartnerStatus
-	67, // 43: posture.v1.PartnerStatus.activated_at:type_name -> google.protobuf.Timestamp
-	67, // 44: posture.v1.PartnerStatus.last_heartbeat_at:type_name -> google.protobuf.Timestamp
-	39, // 45: posture.v1.PartnerStatus.policies:type_name -> posture.v1.PartnerPolicyStatus
-	67, // 46: posture.v1.PartnerPolicyStatus.updated_at:type_name -> google.protobuf.Timestamp
-	37, // 47: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
-	37, // 48: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	37, // 49: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	67, // 50: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
-	67, // 51: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
-	50, // 52: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
-	67, // 53: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	67, // 54: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	67, // 55: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	67, // 56: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
-	54, // 57: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
-	67, // 58: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
-	54, // 59: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
-	67, // 60: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
-	67, // 61: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
-	67, // 62: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
-	67, // 63: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
-	60, // 64: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
-	67, // 65: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
-	60, // 66: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
-	6,  // 67: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
-	8,  // 68: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
-	9,  // 69: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
-	10, // 70: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
-	12, // 71: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
-	15, // 72: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
-	17, // 73: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
-	20, // 74: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
-	23, // 75: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
-	25, // 76: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
-	27, // 77: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
-	29, // 78: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
-	31, // 79: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
-	32, // 80: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
-	34, // 81: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
-	35, // 82: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
-	41, // 83: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
-	43, // 84: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
-	44, // 85: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
-	45, // 86: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
-	46, // 87: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
-	48, // 88: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
-	40, // 89: posture.v1.AdminService.DeprovisionIntegration:input_type -> posture.v1.DeprovisionIntegrationRequest
-	51, // 90: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
-	53, // 91: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
-	55, // 92: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
-	57, // 93: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
-	59, // 94: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
-	61, // 95: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
-	63, // 96: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
-	65, // 97: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
-	7,  // 98: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
-	1,  // 99: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
-	1,  // 100: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
-	11, // 101: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
-	13, // 102: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
-	16, // 103: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
-	14, // 104: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
-	22, // 105: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
-	24, // 106: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
-	26, // 107: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
-	19, // 108: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
-	30, // 109: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
-	28, // 110: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
-	33, // 111: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
-	1,  // 112: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
-	36, // 113: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
-	42, // 114: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
-	37, // 115: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
-	37, // 116: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
-	37, // 117: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
-	47, // 118: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
-	49, // 119: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
-	37, // 120: posture.v1.AdminService.DeprovisionIntegration:output_type -> posture.v1.Integration
-	52, // 121: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
-	50, // 122: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
-	56, // 123: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
-	58, // 124: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
-	54, // 125: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
-	62, // 126: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
-	64, // 127: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
-	60, // 128: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
-	98, // [98:129] is the sub-list for method output_type
-	67, // [67:98] is the sub-list for method input_type
-	67, // [67:67] is the sub-list for extension type_name
-	67, // [67:67] is the sub-list for extension extendee
-	0,  // [0:67] is the sub-list for field type_name
+	68,  // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
+	69,  // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
+	69,  // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
+	69,  // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
+	69,  // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
+	5,   // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
+	3,   // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
+	2,   // 7: posture.v1.Host.scopes:type_name -> posture.v1.HostScope
+	69,  // 8: posture.v1.HostScope.refreshed_at:type_name -> google.protobuf.Timestamp
+	4,   // 9: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
+	69,  // 10: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
+	69,  // 11: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
+	70,  // 12: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
+	69,  // 13: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
+	70,  // 14: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
+	69,  // 15: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
+	71,  // 16: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
+	69,  // 17: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
+	1,   // 18: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
+	71,  // 19: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
+	69,  // 20: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
+	69,  // 21: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
+	14,  // 22: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
+	71,  // 23: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
+	18,  // 24: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
+	14,  // 25: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
+	19,  // 26: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
+	72,  // 27: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
+	0,   // 28: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
+	21,  // 29: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
+	19,  // 30: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
+	19,  // 31: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
+	69,  // 32: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
+	69,  // 33: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
+	28,  // 34: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
+	69,  // 35: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	1,   // 36: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
+	69,  // 37: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
+	69,  // 38: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
+	69,  // 39: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
+	69,  // 40: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
+	69,  // 41: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
+	38,  // 42: posture.v1.Integration.partner_status:type_name -> posture.v1.PartnerStatus
+	69,  // 43: posture.v1.PartnerStatus.activated_at:type_name -> google.protobuf.Timestamp
+	69,  // 44: posture.v1.PartnerStatus.last_heartbeat_at:type_name -> google.protobuf.Timestamp
+	39,  // 45: posture.v1.PartnerStatus.policies:type_name -> posture.v1.PartnerPolicyStatus
+	69,  // 46: posture.v1.PartnerPolicyStatus.updated_at:type_name -> google.protobuf.Timestamp
+	69,  // 47: posture.v1.AdminConsentUrl.expires_at:type_name -> google.protobuf.Timestamp
+	37,  // 48: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
+	37,  // 49: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	37,  // 50: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	69,  // 51: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
+	69,  // 52: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
+	52,  // 53: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
+	69,  // 54: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	69,  // 55: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	69,  // 56: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	69,  // 57: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
+	56,  // 58: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
+	69,  // 59: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
+	56,  // 60: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
+	69,  // 61: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
+	69,  // 62: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
+	69,  // 63: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
+	69,  // 64: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
+	62,  // 65: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
+	69,  // 66: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
+	62,  // 67: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
+	6,   // 68: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
+	8,   // 69: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
+	9,   // 70: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
+	10,  // 71: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
+	12,  // 72: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
+	15,  // 73: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
+	17,  // 74: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
+	20,  // 75: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
+	23,  // 76: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
+	25,  // 77: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
+	27,  // 78: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
+	29,  // 79: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
+	31,  // 80: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
+	32,  // 81: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
+	34,  // 82: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
+	35,  // 83: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
+	43,  // 84: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
+	45,  // 85: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
+	46,  // 86: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
+	47,  // 87: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
+	48,  // 88: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
+	50,  // 89: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
+	40,  // 90: posture.v1.AdminService.DeprovisionIntegration:input_type -> posture.v1.DeprovisionIntegrationRequest
+	41,  // 91: posture.v1.AdminService.GetAdminConsentUrl:input_type -> posture.v1.GetAdminConsentUrlRequest
+	53,  // 92: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
+	55,  // 93: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
+	57,  // 94: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
+	59,  // 95: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
+	61,  // 96: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
+	63,  // 97: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
+	65,  // 98: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
+	67,  // 99: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
+	7,   // 100: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
+	1,   // 101: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
+	1,   // 102: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
+	11,  // 103: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
+	13,  // 104: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
+	16,  // 105: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
+	14,  // 106: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
+	22,  // 107: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
+	24,  // 108: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
+	26,  // 109: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
+	19,  // 110: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
+	30,  // 111: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
+	28,  // 112: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
+	33,  // 113: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
+	1,   // 114: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
+	36,  // 115: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
+	44,  // 116: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
+	37,  // 117: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
+	37,  // 118: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
+	37,  // 119: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
+	49,  // 120: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
+	51,  // 121: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
+	37,  // 122: posture.v1.AdminService.DeprovisionIntegration:output_type -> posture.v1.Integration
+	42,  // 123: posture.v1.AdminService.GetAdminConsentUrl:output_type -> posture.v1.AdminConsentUrl
+	54,  // 124: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
+	52,  // 125: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
+	58,  // 126: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
+	60,  // 127: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
+	56,  // 128: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
+	64,  // 129: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
+	66,  // 130: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
+	62,  // 131: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
+	100, // [100:132] is the sub-list for method output_type
+	68,  // [68:100] is the sub-list for method input_type
+	68,  // [68:68] is the sub-list for extension type_name
+	68,  // [68:68] is the sub-list for extension extendee
+	0,   // [0:68] is the sub-list for field type_name
 }
 
 func init() { file_posture_v1_admin_proto_init() }
@@ -4825,7 +4943,7 @@ func file_posture_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_posture_v1_admin_proto_rawDesc), len(file_posture_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   65,
+			NumMessages:   67,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -42,6 +42,7 @@ const (
 	AdminService_DeleteIntegration_FullMethodName      = "/posture.v1.AdminService/DeleteIntegration"
 	AdminService_TestIntegration_FullMethodName        = "/posture.v1.AdminService/TestIntegration"
 	AdminService_DeprovisionIntegration_FullMethodName = "/posture.v1.AdminService/DeprovisionIntegration"
+	AdminService_GetAdminConsentUrl_FullMethodName     = "/posture.v1.AdminService/GetAdminConsentUrl"
 	AdminService_ListSyncItems_FullMethodName          = "/posture.v1.AdminService/ListSyncItems"
 	AdminService_RetrySyncItem_FullMethodName          = "/posture.v1.AdminService/RetrySyncItem"
 	AdminService_ListEnrollSecrets_FullMethodName      = "/posture.v1.AdminService/ListEnrollSecrets"
@@ -101,6 +102,11 @@ type AdminServiceClient interface {
 	// (Provisioned: 2); the integration stays, inactive, until deleted or
 	// activated again by an update.
 	DeprovisionIntegration(ctx context.Context, in *DeprovisionIntegrationRequest, opts ...grpc.CallOption) (*Integration, error)
+	// GetAdminConsentUrl makes a link the tenant's admin opens to grant the
+	// integration's app its permissions; Entra redirects back to the hub,
+	// which records the outcome (a refusal with Microsoft's error text) as
+	// the integration's health.
+	GetAdminConsentUrl(ctx context.Context, in *GetAdminConsentUrlRequest, opts ...grpc.CallOption) (*AdminConsentUrl, error)
 	// ListSyncItems shows the sync outbox: pending writes and dead letters.
 	ListSyncItems(ctx context.Context, in *ListSyncItemsRequest, opts ...grpc.CallOption) (*ListSyncItemsResponse, error)
 	// RetrySyncItem puts a dead letter back in the queue.
@@ -353,6 +359,16 @@ func (c *adminServiceClient) DeprovisionIntegration(ctx context.Context, in *Dep
 	return out, nil
 }
 
+func (c *adminServiceClient) GetAdminConsentUrl(ctx context.Context, in *GetAdminConsentUrlRequest, opts ...grpc.CallOption) (*AdminConsentUrl, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AdminConsentUrl)
+	err := c.cc.Invoke(ctx, AdminService_GetAdminConsentUrl_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) ListSyncItems(ctx context.Context, in *ListSyncItemsRequest, opts ...grpc.CallOption) (*ListSyncItemsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListSyncItemsResponse)
@@ -482,6 +498,11 @@ type AdminServiceServer interface {
 	// (Provisioned: 2); the integration stays, inactive, until deleted or
 	// activated again by an update.
 	DeprovisionIntegration(context.Context, *DeprovisionIntegrationRequest) (*Integration, error)
+	// GetAdminConsentUrl makes a link the tenant's admin opens to grant the
+	// integration's app its permissions; Entra redirects back to the hub,
+	// which records the outcome (a refusal with Microsoft's error text) as
+	// the integration's health.
+	GetAdminConsentUrl(context.Context, *GetAdminConsentUrlRequest) (*AdminConsentUrl, error)
 	// ListSyncItems shows the sync outbox: pending writes and dead letters.
 	ListSyncItems(context.Context, *ListSyncItemsRequest) (*ListSyncItemsResponse, error)
 	// RetrySyncItem puts a dead letter back in the queue.
@@ -572,6 +593,9 @@ func (UnimplementedAdminServiceServer) TestIntegration(context.Context, *TestInt
 }
 func (UnimplementedAdminServiceServer) DeprovisionIntegration(context.Context, *DeprovisionIntegrationRequest) (*Integration, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeprovisionIntegration not implemented")
+}
+func (UnimplementedAdminServiceServer) GetAdminConsentUrl(context.Context, *GetAdminConsentUrlRequest) (*AdminConsentUrl, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetAdminConsentUrl not implemented")
 }
 func (UnimplementedAdminServiceServer) ListSyncItems(context.Context, *ListSyncItemsRequest) (*ListSyncItemsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListSyncItems not implemented")
@@ -1032,6 +1056,24 @@ func _AdminService_DeprovisionIntegration_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_GetAdminConsentUrl_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAdminConsentUrlRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetAdminConsentUrl(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetAdminConsentUrl_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetAdminConsentUrl(ctx, req.(*GetAdminConsentUrlRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_ListSyncItems_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListSyncItemsRequest)
 	if err := dec(in); err != nil {
@@ -1274,6 +1316,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeprovisionIntegration",
 			Handler:    _AdminService_DeprovisionIntegration_Handler,
+		},
+		{
+			MethodName: "GetAdminConsentUrl",
+			Handler:    _AdminService_GetAdminConsentUrl_Handler,
 		},
 		{
 			MethodName: "ListSyncItems",
