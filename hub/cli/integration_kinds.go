@@ -136,3 +136,17 @@ func integrationConsentURL(ctx context.Context, args []string, stdout, stderr io
 		return nil
 	})
 }
+
+// printHostScopes is the Entra group scope part of `hosts get`.
+func printHostScopes(w io.Writer, h *posturev1.Host) {
+	for _, sc := range h.GetScopes() {
+		line := fmt.Sprintf("group scope of integration %s: %s", sc.GetIntegrationId(), sc.GetState())
+		if sc.GetRefreshedAt() != nil {
+			line += " (membership read " + fmtTime(sc.GetRefreshedAt()) + ")"
+		}
+		if sc.GetError() != "" {
+			line += "; last read failed: " + oneLine(sc.GetError())
+		}
+		fmt.Fprintln(w, line)
+	}
+}
