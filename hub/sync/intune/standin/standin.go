@@ -381,8 +381,28 @@ var (
 	reMembers   = regexp.MustCompile(`^/v1\.0/groups/([0-9a-fA-F-]{36})/transitiveMembers/(microsoft\.graph\.(?:device|user))$`)
 )
 
+func partnerOrGraph(path string) bool {
+	return strings.HasPrefix(path, "/v1.0/") || strings.HasPrefix(path, "/TenantSync/") || strings.HasPrefix(path, "/DeviceSync/")
+}
+
 func (in *Intune) serve(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
+	// The control endpoint (demo, out-of-process checks) and unknown paths
+	// need no token.
+	switch {
+	case path == "/_standin/state" && r.Method == http.MethodGet:
+		in.mu.Lock()
+		body := map[string]any{"provisioned": in.provisioned, "enrollmentUrl": in.enrollURL, "remediationUrl": in.remediateURL,
+			"lastHeartbeat": in.lastHeartbeat, "counts": in.counts, "uploads": append([]Upload{}, in.uploads...)}
+		in.mu.Unlock()
+		body["policies"] = in.Policies()
+		writeJSON(w, http.StatusOK, body)
+		return
+	}
+	if !partnerOrGraph(path) {
+		odataError(w, http.StatusNotFound, "ResourceNotFound", "no route for "+r.Method+" "+path)
+		return
+	}
 	in.mu.Lock()
 	in.paths = append(in.paths, r.Method+" "+path)
 	for i, f := range in.faults {
