@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
 )
 
 // ConsentCallbackPath is where Entra sends the admin back after the admin
