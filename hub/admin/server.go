@@ -199,6 +199,11 @@ func (s *Server) hostProto(ctx context.Context, h store.Host, names map[string]s
 		return nil, err
 	}
 	ph.Verdict = v
+	if hs, ok := s.cfg.Integrations.(HostScoper); ok {
+		if ph.Scopes, err = hs.HostScopes(ctx, h); err != nil {
+			return nil, storeErr("host scopes", err)
+		}
+	}
 	if h.RevokedAt != nil {
 		ph.RevokedAt = ts(*h.RevokedAt)
 	}
@@ -319,6 +324,11 @@ func (s *Server) ApplyPolicies(ctx context.Context, req *posturev1.ApplyPolicies
 	if errs := policy.ValidateFactQueries(req.GetFacts()); len(errs) > 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "%v", errs)
 	}
+	if !req.GetDryRun() {
+		if err := s.checkApplyTeams(ctx, tms); err != nil {
+			return nil, err
+		}
+	}
 	var facts []store.FactQuery // nil keeps the stored fact queries
 	for _, f := range req.GetFacts() {
 		facts = append(facts, store.FactQuery{Name: f.GetName(), Platform: f.GetPlatform(), Query: strings.TrimSpace(f.GetQuery())})
@@ -339,6 +349,9 @@ func (s *Server) ApplyPolicies(ctx context.Context, req *posturev1.ApplyPolicies
 			changed++
 		}
 	}
+	// The request can be megabytes of SQL: the audit log keeps what changed.
+	auditTarget(ctx, "policies")
+	auditChange(ctx, nil, resp)
 	if !req.GetDryRun() && changed > 0 {
 		s.cfg.Streams.PoliciesChanged()
 		s.notifyAll(ctx, false)

@@ -10,6 +10,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -104,21 +105,23 @@ type Host struct {
 	Verdict *Verdict `protobuf:"bytes,17,opt,name=verdict,proto3" json:"verdict,omitempty"`
 	// Why no sink can key on this host ("" when it has an Entra device id).
 	UnmappedReason string `protobuf:"bytes,18,opt,name=unmapped_reason,json=unmappedReason,proto3" json:"unmapped_reason,omitempty"`
+	// Entra group scoping, per integration that has scope_groups.
+	Scopes []*HostScope `protobuf:"bytes,19,rep,name=scopes,proto3" json:"scopes,omitempty"`
 	// The host this one duplicates: it enrolled with another team's secret
 	// for a hardware UUID that host already held ("" = not a duplicate).
-	DuplicateOf string `protobuf:"bytes,19,opt,name=duplicate_of,json=duplicateOf,proto3" json:"duplicate_of,omitempty"`
+	DuplicateOf string `protobuf:"bytes,20,opt,name=duplicate_of,json=duplicateOf,proto3" json:"duplicate_of,omitempty"`
 	// The last re-enroll (same hardware UUID, same team) and how many there
 	// were; each retires the host's earlier certificates.
-	ReenrolledAt  *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=reenrolled_at,json=reenrolledAt,proto3" json:"reenrolled_at,omitempty"`
-	ReenrollCount int32                  `protobuf:"varint,21,opt,name=reenroll_count,json=reenrollCount,proto3" json:"reenroll_count,omitempty"`
+	ReenrolledAt  *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=reenrolled_at,json=reenrolledAt,proto3" json:"reenrolled_at,omitempty"`
+	ReenrollCount int32                  `protobuf:"varint,22,opt,name=reenroll_count,json=reenrollCount,proto3" json:"reenroll_count,omitempty"`
 	// The host's claim on its Entra device: "" (none), owner, conflict,
 	// revoked_device (a revoked host named it) or displaced (an admin gave
 	// the device to another host).
-	EntraClaim string `protobuf:"bytes,22,opt,name=entra_claim,json=entraClaim,proto3" json:"entra_claim,omitempty"`
+	EntraClaim string `protobuf:"bytes,23,opt,name=entra_claim,json=entraClaim,proto3" json:"entra_claim,omitempty"`
 	// The other hosts naming the same Entra device.
-	EntraClaimHosts []string `protobuf:"bytes,23,rep,name=entra_claim_hosts,json=entraClaimHosts,proto3" json:"entra_claim_hosts,omitempty"`
+	EntraClaimHosts []string `protobuf:"bytes,24,rep,name=entra_claim_hosts,json=entraClaimHosts,proto3" json:"entra_claim_hosts,omitempty"`
 	// Why the claim is not plain ownership ("" for owner or none).
-	EntraClaimReason string `protobuf:"bytes,24,opt,name=entra_claim_reason,json=entraClaimReason,proto3" json:"entra_claim_reason,omitempty"`
+	EntraClaimReason string `protobuf:"bytes,25,opt,name=entra_claim_reason,json=entraClaimReason,proto3" json:"entra_claim_reason,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -279,6 +282,13 @@ func (x *Host) GetUnmappedReason() string {
 	return ""
 }
 
+func (x *Host) GetScopes() []*HostScope {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
 func (x *Host) GetDuplicateOf() string {
 	if x != nil {
 		return x.DuplicateOf
@@ -321,6 +331,79 @@ func (x *Host) GetEntraClaimReason() string {
 	return ""
 }
 
+// HostScope says whether an integration with Entra group scoping writes a host.
+type HostScope struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	IntegrationId string                 `protobuf:"bytes,1,opt,name=integration_id,json=integrationId,proto3" json:"integration_id,omitempty"`
+	// in_scope: the device or its user is a (transitive) member of one of the
+	// groups; out_of_scope: left untouched in Entra / Intune; unknown: group
+	// membership not read yet (not written until it is).
+	State       string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	RefreshedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=refreshed_at,json=refreshedAt,proto3" json:"refreshed_at,omitempty"`
+	// Why the membership could not be read.
+	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostScope) Reset() {
+	*x = HostScope{}
+	mi := &file_posture_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostScope) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostScope) ProtoMessage() {}
+
+func (x *HostScope) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostScope.ProtoReflect.Descriptor instead.
+func (*HostScope) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *HostScope) GetIntegrationId() string {
+	if x != nil {
+		return x.IntegrationId
+	}
+	return ""
+}
+
+func (x *HostScope) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *HostScope) GetRefreshedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RefreshedAt
+	}
+	return nil
+}
+
+func (x *HostScope) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // Verdict is a host's compliance state as the hub computed it.
 type Verdict struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -342,7 +425,7 @@ type Verdict struct {
 
 func (x *Verdict) Reset() {
 	*x = Verdict{}
-	mi := &file_posture_v1_admin_proto_msgTypes[1]
+	mi := &file_posture_v1_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -354,7 +437,7 @@ func (x *Verdict) String() string {
 func (*Verdict) ProtoMessage() {}
 
 func (x *Verdict) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[1]
+	mi := &file_posture_v1_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -367,7 +450,7 @@ func (x *Verdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verdict.ProtoReflect.Descriptor instead.
 func (*Verdict) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Verdict) GetState() string {
@@ -430,7 +513,7 @@ type VerdictReason struct {
 
 func (x *VerdictReason) Reset() {
 	*x = VerdictReason{}
-	mi := &file_posture_v1_admin_proto_msgTypes[2]
+	mi := &file_posture_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -442,7 +525,7 @@ func (x *VerdictReason) String() string {
 func (*VerdictReason) ProtoMessage() {}
 
 func (x *VerdictReason) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[2]
+	mi := &file_posture_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -455,7 +538,7 @@ func (x *VerdictReason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerdictReason.ProtoReflect.Descriptor instead.
 func (*VerdictReason) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *VerdictReason) GetPolicyId() string {
@@ -531,7 +614,7 @@ type HostResult struct {
 
 func (x *HostResult) Reset() {
 	*x = HostResult{}
-	mi := &file_posture_v1_admin_proto_msgTypes[3]
+	mi := &file_posture_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +626,7 @@ func (x *HostResult) String() string {
 func (*HostResult) ProtoMessage() {}
 
 func (x *HostResult) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[3]
+	mi := &file_posture_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +639,7 @@ func (x *HostResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostResult.ProtoReflect.Descriptor instead.
 func (*HostResult) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *HostResult) GetPolicyId() string {
@@ -625,7 +708,7 @@ type ListHostsRequest struct {
 
 func (x *ListHostsRequest) Reset() {
 	*x = ListHostsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[4]
+	mi := &file_posture_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -637,7 +720,7 @@ func (x *ListHostsRequest) String() string {
 func (*ListHostsRequest) ProtoMessage() {}
 
 func (x *ListHostsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[4]
+	mi := &file_posture_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -650,7 +733,7 @@ func (x *ListHostsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostsRequest.ProtoReflect.Descriptor instead.
 func (*ListHostsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListHostsRequest) GetTeam() string {
@@ -676,7 +759,7 @@ type ListHostsResponse struct {
 
 func (x *ListHostsResponse) Reset() {
 	*x = ListHostsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[5]
+	mi := &file_posture_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +771,7 @@ func (x *ListHostsResponse) String() string {
 func (*ListHostsResponse) ProtoMessage() {}
 
 func (x *ListHostsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[5]
+	mi := &file_posture_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +784,7 @@ func (x *ListHostsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostsResponse.ProtoReflect.Descriptor instead.
 func (*ListHostsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListHostsResponse) GetHosts() []*Host {
@@ -720,7 +803,7 @@ type GetHostRequest struct {
 
 func (x *GetHostRequest) Reset() {
 	*x = GetHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[6]
+	mi := &file_posture_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -732,7 +815,7 @@ func (x *GetHostRequest) String() string {
 func (*GetHostRequest) ProtoMessage() {}
 
 func (x *GetHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[6]
+	mi := &file_posture_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -745,7 +828,7 @@ func (x *GetHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHostRequest.ProtoReflect.Descriptor instead.
 func (*GetHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetHostRequest) GetId() string {
@@ -764,7 +847,7 @@ type RevokeHostRequest struct {
 
 func (x *RevokeHostRequest) Reset() {
 	*x = RevokeHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[7]
+	mi := &file_posture_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +859,7 @@ func (x *RevokeHostRequest) String() string {
 func (*RevokeHostRequest) ProtoMessage() {}
 
 func (x *RevokeHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[7]
+	mi := &file_posture_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +872,7 @@ func (x *RevokeHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeHostRequest.ProtoReflect.Descriptor instead.
 func (*RevokeHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RevokeHostRequest) GetId() string {
@@ -808,7 +891,7 @@ type DeleteHostRequest struct {
 
 func (x *DeleteHostRequest) Reset() {
 	*x = DeleteHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[8]
+	mi := &file_posture_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +903,7 @@ func (x *DeleteHostRequest) String() string {
 func (*DeleteHostRequest) ProtoMessage() {}
 
 func (x *DeleteHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[8]
+	mi := &file_posture_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +916,7 @@ func (x *DeleteHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteHostRequest.ProtoReflect.Descriptor instead.
 func (*DeleteHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteHostRequest) GetId() string {
@@ -851,7 +934,7 @@ type DeleteHostResponse struct {
 
 func (x *DeleteHostResponse) Reset() {
 	*x = DeleteHostResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[9]
+	mi := &file_posture_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +946,7 @@ func (x *DeleteHostResponse) String() string {
 func (*DeleteHostResponse) ProtoMessage() {}
 
 func (x *DeleteHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[9]
+	mi := &file_posture_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +959,7 @@ func (x *DeleteHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteHostResponse.ProtoReflect.Descriptor instead.
 func (*DeleteHostResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 type RecheckHostRequest struct {
@@ -890,7 +973,7 @@ type RecheckHostRequest struct {
 
 func (x *RecheckHostRequest) Reset() {
 	*x = RecheckHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[10]
+	mi := &file_posture_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +985,7 @@ func (x *RecheckHostRequest) String() string {
 func (*RecheckHostRequest) ProtoMessage() {}
 
 func (x *RecheckHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[10]
+	mi := &file_posture_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +998,7 @@ func (x *RecheckHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecheckHostRequest.ProtoReflect.Descriptor instead.
 func (*RecheckHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RecheckHostRequest) GetId() string {
@@ -942,7 +1025,7 @@ type RecheckHostResponse struct {
 
 func (x *RecheckHostResponse) Reset() {
 	*x = RecheckHostResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[11]
+	mi := &file_posture_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1037,7 @@ func (x *RecheckHostResponse) String() string {
 func (*RecheckHostResponse) ProtoMessage() {}
 
 func (x *RecheckHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[11]
+	mi := &file_posture_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1050,7 @@ func (x *RecheckHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecheckHostResponse.ProtoReflect.Descriptor instead.
 func (*RecheckHostResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RecheckHostResponse) GetDelivered() bool {
@@ -1006,7 +1089,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_posture_v1_admin_proto_msgTypes[12]
+	mi := &file_posture_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1018,7 +1101,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[12]
+	mi := &file_posture_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1031,7 +1114,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Policy) GetId() string {
@@ -1155,7 +1238,7 @@ type ListPoliciesRequest struct {
 
 func (x *ListPoliciesRequest) Reset() {
 	*x = ListPoliciesRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[13]
+	mi := &file_posture_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1167,7 +1250,7 @@ func (x *ListPoliciesRequest) String() string {
 func (*ListPoliciesRequest) ProtoMessage() {}
 
 func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[13]
+	mi := &file_posture_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1180,7 +1263,7 @@ func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListPoliciesRequest) GetTeam() string {
@@ -1199,7 +1282,7 @@ type ListPoliciesResponse struct {
 
 func (x *ListPoliciesResponse) Reset() {
 	*x = ListPoliciesResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[14]
+	mi := &file_posture_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1294,7 @@ func (x *ListPoliciesResponse) String() string {
 func (*ListPoliciesResponse) ProtoMessage() {}
 
 func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[14]
+	mi := &file_posture_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1307,7 @@ func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListPoliciesResponse) GetPolicies() []*Policy {
@@ -1243,7 +1326,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[15]
+	mi := &file_posture_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1255,7 +1338,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[15]
+	mi := &file_posture_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1268,7 +1351,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetPolicyRequest) GetId() string {
@@ -1280,13 +1363,15 @@ func (x *GetPolicyRequest) GetId() string {
 
 type TeamSettings struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
+	// Fields have presence so that PutTeam can refuse a partial object (an
+	// absent conditional_access must not mean "off").
 	// Off: every host of the team counts as compliant.
-	ConditionalAccess bool `protobuf:"varint,1,opt,name=conditional_access,json=conditionalAccess,proto3" json:"conditional_access,omitempty"`
+	ConditionalAccess *bool `protobuf:"varint,1,opt,name=conditional_access,json=conditionalAccess,proto3,oneof" json:"conditional_access,omitempty"`
 	// Failures of policies above this severity make a host non-compliant:
 	// low | medium | high ("" = any failing policy counts).
-	MaxAllowedSeverity string `protobuf:"bytes,2,opt,name=max_allowed_severity,json=maxAllowedSeverity,proto3" json:"max_allowed_severity,omitempty"`
-	ErrorsAsFailures   bool   `protobuf:"varint,3,opt,name=errors_as_failures,json=errorsAsFailures,proto3" json:"errors_as_failures,omitempty"`
-	// A host silent longer than this is UNKNOWN (default 24h).
+	MaxAllowedSeverity *string `protobuf:"bytes,2,opt,name=max_allowed_severity,json=maxAllowedSeverity,proto3,oneof" json:"max_allowed_severity,omitempty"`
+	ErrorsAsFailures   *bool   `protobuf:"varint,3,opt,name=errors_as_failures,json=errorsAsFailures,proto3,oneof" json:"errors_as_failures,omitempty"`
+	// A host silent longer than this is UNKNOWN ("0s" = the default, 24h).
 	StaleAfter    *durationpb.Duration `protobuf:"bytes,4,opt,name=stale_after,json=staleAfter,proto3" json:"stale_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1294,7 +1379,7 @@ type TeamSettings struct {
 
 func (x *TeamSettings) Reset() {
 	*x = TeamSettings{}
-	mi := &file_posture_v1_admin_proto_msgTypes[16]
+	mi := &file_posture_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1306,7 +1391,7 @@ func (x *TeamSettings) String() string {
 func (*TeamSettings) ProtoMessage() {}
 
 func (x *TeamSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[16]
+	mi := &file_posture_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1319,26 +1404,26 @@ func (x *TeamSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeamSettings.ProtoReflect.Descriptor instead.
 func (*TeamSettings) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TeamSettings) GetConditionalAccess() bool {
-	if x != nil {
-		return x.ConditionalAccess
+	if x != nil && x.ConditionalAccess != nil {
+		return *x.ConditionalAccess
 	}
 	return false
 }
 
 func (x *TeamSettings) GetMaxAllowedSeverity() string {
-	if x != nil {
-		return x.MaxAllowedSeverity
+	if x != nil && x.MaxAllowedSeverity != nil {
+		return *x.MaxAllowedSeverity
 	}
 	return ""
 }
 
 func (x *TeamSettings) GetErrorsAsFailures() bool {
-	if x != nil {
-		return x.ErrorsAsFailures
+	if x != nil && x.ErrorsAsFailures != nil {
+		return *x.ErrorsAsFailures
 	}
 	return false
 }
@@ -1360,7 +1445,7 @@ type Team struct {
 
 func (x *Team) Reset() {
 	*x = Team{}
-	mi := &file_posture_v1_admin_proto_msgTypes[17]
+	mi := &file_posture_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1372,7 +1457,7 @@ func (x *Team) String() string {
 func (*Team) ProtoMessage() {}
 
 func (x *Team) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[17]
+	mi := &file_posture_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1385,7 +1470,7 @@ func (x *Team) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Team.ProtoReflect.Descriptor instead.
 func (*Team) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Team) GetName() string {
@@ -1419,7 +1504,7 @@ type ApplyPoliciesRequest struct {
 
 func (x *ApplyPoliciesRequest) Reset() {
 	*x = ApplyPoliciesRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[18]
+	mi := &file_posture_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1431,7 +1516,7 @@ func (x *ApplyPoliciesRequest) String() string {
 func (*ApplyPoliciesRequest) ProtoMessage() {}
 
 func (x *ApplyPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[18]
+	mi := &file_posture_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1444,7 +1529,7 @@ func (x *ApplyPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ApplyPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ApplyPoliciesRequest) GetPolicies() []*Policy {
@@ -1498,7 +1583,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_posture_v1_admin_proto_msgTypes[19]
+	mi := &file_posture_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1510,7 +1595,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[19]
+	mi := &file_posture_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1523,7 +1608,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Change) GetKind() string {
@@ -1571,7 +1656,7 @@ type ApplyPoliciesResponse struct {
 
 func (x *ApplyPoliciesResponse) Reset() {
 	*x = ApplyPoliciesResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[20]
+	mi := &file_posture_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1583,7 +1668,7 @@ func (x *ApplyPoliciesResponse) String() string {
 func (*ApplyPoliciesResponse) ProtoMessage() {}
 
 func (x *ApplyPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[20]
+	mi := &file_posture_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1596,7 +1681,7 @@ func (x *ApplyPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ApplyPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ApplyPoliciesResponse) GetChanges() []*Change {
@@ -1622,7 +1707,7 @@ type DeletePolicyRequest struct {
 
 func (x *DeletePolicyRequest) Reset() {
 	*x = DeletePolicyRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[21]
+	mi := &file_posture_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1634,7 +1719,7 @@ func (x *DeletePolicyRequest) String() string {
 func (*DeletePolicyRequest) ProtoMessage() {}
 
 func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[21]
+	mi := &file_posture_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1647,7 +1732,7 @@ func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyRequest.ProtoReflect.Descriptor instead.
 func (*DeletePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeletePolicyRequest) GetId() string {
@@ -1665,7 +1750,7 @@ type DeletePolicyResponse struct {
 
 func (x *DeletePolicyResponse) Reset() {
 	*x = DeletePolicyResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[22]
+	mi := &file_posture_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1677,7 +1762,7 @@ func (x *DeletePolicyResponse) String() string {
 func (*DeletePolicyResponse) ProtoMessage() {}
 
 func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[22]
+	mi := &file_posture_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1690,7 +1775,7 @@ func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyResponse.ProtoReflect.Descriptor instead.
 func (*DeletePolicyResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 type ListTeamsRequest struct {
@@ -1701,7 +1786,7 @@ type ListTeamsRequest struct {
 
 func (x *ListTeamsRequest) Reset() {
 	*x = ListTeamsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[23]
+	mi := &file_posture_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1713,7 +1798,7 @@ func (x *ListTeamsRequest) String() string {
 func (*ListTeamsRequest) ProtoMessage() {}
 
 func (x *ListTeamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[23]
+	mi := &file_posture_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1726,7 +1811,7 @@ func (x *ListTeamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTeamsRequest.ProtoReflect.Descriptor instead.
 func (*ListTeamsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 type ListTeamsResponse struct {
@@ -1738,7 +1823,7 @@ type ListTeamsResponse struct {
 
 func (x *ListTeamsResponse) Reset() {
 	*x = ListTeamsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[24]
+	mi := &file_posture_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1750,7 +1835,7 @@ func (x *ListTeamsResponse) String() string {
 func (*ListTeamsResponse) ProtoMessage() {}
 
 func (x *ListTeamsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[24]
+	mi := &file_posture_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1763,7 +1848,7 @@ func (x *ListTeamsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTeamsResponse.ProtoReflect.Descriptor instead.
 func (*ListTeamsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListTeamsResponse) GetTeams() []*Team {
@@ -1782,7 +1867,7 @@ type PutTeamRequest struct {
 
 func (x *PutTeamRequest) Reset() {
 	*x = PutTeamRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[25]
+	mi := &file_posture_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +1879,7 @@ func (x *PutTeamRequest) String() string {
 func (*PutTeamRequest) ProtoMessage() {}
 
 func (x *PutTeamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[25]
+	mi := &file_posture_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +1892,7 @@ func (x *PutTeamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutTeamRequest.ProtoReflect.Descriptor instead.
 func (*PutTeamRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PutTeamRequest) GetTeam() *Team {
@@ -1833,7 +1918,7 @@ type Exemption struct {
 
 func (x *Exemption) Reset() {
 	*x = Exemption{}
-	mi := &file_posture_v1_admin_proto_msgTypes[26]
+	mi := &file_posture_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1845,7 +1930,7 @@ func (x *Exemption) String() string {
 func (*Exemption) ProtoMessage() {}
 
 func (x *Exemption) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[26]
+	mi := &file_posture_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1858,7 +1943,7 @@ func (x *Exemption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exemption.ProtoReflect.Descriptor instead.
 func (*Exemption) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Exemption) GetId() string {
@@ -1920,7 +2005,7 @@ type ListExemptionsRequest struct {
 
 func (x *ListExemptionsRequest) Reset() {
 	*x = ListExemptionsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[27]
+	mi := &file_posture_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1932,7 +2017,7 @@ func (x *ListExemptionsRequest) String() string {
 func (*ListExemptionsRequest) ProtoMessage() {}
 
 func (x *ListExemptionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[27]
+	mi := &file_posture_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1945,7 +2030,7 @@ func (x *ListExemptionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExemptionsRequest.ProtoReflect.Descriptor instead.
 func (*ListExemptionsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListExemptionsRequest) GetHostId() string {
@@ -1964,7 +2049,7 @@ type ListExemptionsResponse struct {
 
 func (x *ListExemptionsResponse) Reset() {
 	*x = ListExemptionsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[28]
+	mi := &file_posture_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1976,7 +2061,7 @@ func (x *ListExemptionsResponse) String() string {
 func (*ListExemptionsResponse) ProtoMessage() {}
 
 func (x *ListExemptionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[28]
+	mi := &file_posture_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1989,7 +2074,7 @@ func (x *ListExemptionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExemptionsResponse.ProtoReflect.Descriptor instead.
 func (*ListExemptionsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListExemptionsResponse) GetExemptions() []*Exemption {
@@ -2012,7 +2097,7 @@ type CreateExemptionRequest struct {
 
 func (x *CreateExemptionRequest) Reset() {
 	*x = CreateExemptionRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[29]
+	mi := &file_posture_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2024,7 +2109,7 @@ func (x *CreateExemptionRequest) String() string {
 func (*CreateExemptionRequest) ProtoMessage() {}
 
 func (x *CreateExemptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[29]
+	mi := &file_posture_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2037,7 +2122,7 @@ func (x *CreateExemptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateExemptionRequest.ProtoReflect.Descriptor instead.
 func (*CreateExemptionRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CreateExemptionRequest) GetHostId() string {
@@ -2077,7 +2162,7 @@ type DeleteExemptionRequest struct {
 
 func (x *DeleteExemptionRequest) Reset() {
 	*x = DeleteExemptionRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[30]
+	mi := &file_posture_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2089,7 +2174,7 @@ func (x *DeleteExemptionRequest) String() string {
 func (*DeleteExemptionRequest) ProtoMessage() {}
 
 func (x *DeleteExemptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[30]
+	mi := &file_posture_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2102,7 +2187,7 @@ func (x *DeleteExemptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteExemptionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteExemptionRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DeleteExemptionRequest) GetId() string {
@@ -2120,7 +2205,7 @@ type DeleteExemptionResponse struct {
 
 func (x *DeleteExemptionResponse) Reset() {
 	*x = DeleteExemptionResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[31]
+	mi := &file_posture_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2132,7 +2217,7 @@ func (x *DeleteExemptionResponse) String() string {
 func (*DeleteExemptionResponse) ProtoMessage() {}
 
 func (x *DeleteExemptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[31]
+	mi := &file_posture_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2145,7 +2230,7 @@ func (x *DeleteExemptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteExemptionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteExemptionResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 type SetHostEntraDeviceIdRequest struct {
@@ -2158,7 +2243,7 @@ type SetHostEntraDeviceIdRequest struct {
 
 func (x *SetHostEntraDeviceIdRequest) Reset() {
 	*x = SetHostEntraDeviceIdRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[32]
+	mi := &file_posture_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2170,7 +2255,7 @@ func (x *SetHostEntraDeviceIdRequest) String() string {
 func (*SetHostEntraDeviceIdRequest) ProtoMessage() {}
 
 func (x *SetHostEntraDeviceIdRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[32]
+	mi := &file_posture_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2183,7 +2268,7 @@ func (x *SetHostEntraDeviceIdRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetHostEntraDeviceIdRequest.ProtoReflect.Descriptor instead.
 func (*SetHostEntraDeviceIdRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SetHostEntraDeviceIdRequest) GetId() string {
@@ -2208,7 +2293,7 @@ type ListUnmappedHostsRequest struct {
 
 func (x *ListUnmappedHostsRequest) Reset() {
 	*x = ListUnmappedHostsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[33]
+	mi := &file_posture_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2220,7 +2305,7 @@ func (x *ListUnmappedHostsRequest) String() string {
 func (*ListUnmappedHostsRequest) ProtoMessage() {}
 
 func (x *ListUnmappedHostsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[33]
+	mi := &file_posture_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2233,7 +2318,7 @@ func (x *ListUnmappedHostsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnmappedHostsRequest.ProtoReflect.Descriptor instead.
 func (*ListUnmappedHostsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 type ListUnmappedHostsResponse struct {
@@ -2245,7 +2330,7 @@ type ListUnmappedHostsResponse struct {
 
 func (x *ListUnmappedHostsResponse) Reset() {
 	*x = ListUnmappedHostsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[34]
+	mi := &file_posture_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2257,7 +2342,7 @@ func (x *ListUnmappedHostsResponse) String() string {
 func (*ListUnmappedHostsResponse) ProtoMessage() {}
 
 func (x *ListUnmappedHostsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[34]
+	mi := &file_posture_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2270,7 +2355,7 @@ func (x *ListUnmappedHostsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnmappedHostsResponse.ProtoReflect.Descriptor instead.
 func (*ListUnmappedHostsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListUnmappedHostsResponse) GetHosts() []*Host {
@@ -2284,7 +2369,8 @@ type Integration struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	// "graph" (Entra device extension attribute).
+	// "graph" (Entra device extension attribute), "intune-partner" (Intune
+	// device-compliance partner API) or "webhook" (signed JSON).
 	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
 	// public | usgov | usgov-dod | china | custom
 	Cloud string `protobuf:"bytes,4,opt,name=cloud,proto3" json:"cloud,omitempty"`
@@ -2319,16 +2405,36 @@ type Integration struct {
 	HealthMessage   string                 `protobuf:"bytes,21,opt,name=health_message,json=healthMessage,proto3" json:"health_message,omitempty"`
 	HealthCheckedAt *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=health_checked_at,json=healthCheckedAt,proto3" json:"health_checked_at,omitempty"`
 	// Output: e.g. credential expiry at 30/14/7 days.
-	Warnings      []string               `protobuf:"bytes,23,rep,name=warnings,proto3" json:"warnings,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Warnings  []string               `protobuf:"bytes,23,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// kind "webhook": where signed events are POSTed (https, or http to
+	// loopback); client_secret is the HMAC signing secret.
+	WebhookUrl string `protobuf:"bytes,26,opt,name=webhook_url,json=webhookUrl,proto3" json:"webhook_url,omitempty"`
+	// kind "intune-partner": the hub's public base URL; Intune sends users to
+	// {portal_url}/enroll and {portal_url}/remediate. Default: the hub's
+	// --public-url.
+	PortalUrl string `protobuf:"bytes,27,opt,name=portal_url,json=portalUrl,proto3" json:"portal_url,omitempty"`
+	// kind "intune-partner": platforms that get a partner compliance policy
+	// (macos, windows, ios, android); default macos and windows.
+	PartnerPlatforms []string `protobuf:"bytes,28,rep,name=partner_platforms,json=partnerPlatforms,proto3" json:"partner_platforms,omitempty"`
+	// kind "intune-partner": the Entra group (object id or display name) the
+	// partner compliance policies are assigned to.
+	PartnerGroup string `protobuf:"bytes,29,opt,name=partner_group,json=partnerGroup,proto3" json:"partner_group,omitempty"`
+	// Output, kind "intune-partner": activation, heartbeat and policies.
+	PartnerStatus *PartnerStatus `protobuf:"bytes,30,opt,name=partner_status,json=partnerStatus,proto3" json:"partner_status,omitempty"`
+	// Entra group scoping (graph and intune-partner): only devices whose
+	// Entra device or user is a transitive member of one of these groups
+	// (object ids) are written; empty = every device of the integration's
+	// teams. Needs GroupMember.Read.All.
+	ScopeGroups   []string `protobuf:"bytes,31,rep,name=scope_groups,json=scopeGroups,proto3" json:"scope_groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Integration) Reset() {
 	*x = Integration{}
-	mi := &file_posture_v1_admin_proto_msgTypes[35]
+	mi := &file_posture_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2340,7 +2446,7 @@ func (x *Integration) String() string {
 func (*Integration) ProtoMessage() {}
 
 func (x *Integration) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[35]
+	mi := &file_posture_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2353,7 +2459,7 @@ func (x *Integration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Integration.ProtoReflect.Descriptor instead.
 func (*Integration) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Integration) GetId() string {
@@ -2531,6 +2637,397 @@ func (x *Integration) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Integration) GetWebhookUrl() string {
+	if x != nil {
+		return x.WebhookUrl
+	}
+	return ""
+}
+
+func (x *Integration) GetPortalUrl() string {
+	if x != nil {
+		return x.PortalUrl
+	}
+	return ""
+}
+
+func (x *Integration) GetPartnerPlatforms() []string {
+	if x != nil {
+		return x.PartnerPlatforms
+	}
+	return nil
+}
+
+func (x *Integration) GetPartnerGroup() string {
+	if x != nil {
+		return x.PartnerGroup
+	}
+	return ""
+}
+
+func (x *Integration) GetPartnerStatus() *PartnerStatus {
+	if x != nil {
+		return x.PartnerStatus
+	}
+	return nil
+}
+
+func (x *Integration) GetScopeGroups() []string {
+	if x != nil {
+		return x.ScopeGroups
+	}
+	return nil
+}
+
+// PartnerStatus is what Intune holds for a partner integration.
+type PartnerStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// not_activated | activated | failed | deprovisioned
+	Activation string `protobuf:"bytes,1,opt,name=activation,proto3" json:"activation,omitempty"`
+	// Intune's answer when activation did not take (verbatim).
+	ActivationMessage string                 `protobuf:"bytes,2,opt,name=activation_message,json=activationMessage,proto3" json:"activation_message,omitempty"`
+	ActivatedAt       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=activated_at,json=activatedAt,proto3" json:"activated_at,omitempty"`
+	LastHeartbeatAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_heartbeat_at,json=lastHeartbeatAt,proto3" json:"last_heartbeat_at,omitempty"`
+	// Empty when the last heartbeat was accepted.
+	HeartbeatError string `protobuf:"bytes,5,opt,name=heartbeat_error,json=heartbeatError,proto3" json:"heartbeat_error,omitempty"`
+	// The partner_group resolved to its object id.
+	GroupId  string                 `protobuf:"bytes,6,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	Policies []*PartnerPolicyStatus `protobuf:"bytes,7,rep,name=policies,proto3" json:"policies,omitempty"`
+	// Discovered Intune endpoints.
+	TenantSyncUrl string `protobuf:"bytes,8,opt,name=tenant_sync_url,json=tenantSyncUrl,proto3" json:"tenant_sync_url,omitempty"`
+	DeviceSyncUrl string `protobuf:"bytes,9,opt,name=device_sync_url,json=deviceSyncUrl,proto3" json:"device_sync_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartnerStatus) Reset() {
+	*x = PartnerStatus{}
+	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartnerStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartnerStatus) ProtoMessage() {}
+
+func (x *PartnerStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartnerStatus.ProtoReflect.Descriptor instead.
+func (*PartnerStatus) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *PartnerStatus) GetActivation() string {
+	if x != nil {
+		return x.Activation
+	}
+	return ""
+}
+
+func (x *PartnerStatus) GetActivationMessage() string {
+	if x != nil {
+		return x.ActivationMessage
+	}
+	return ""
+}
+
+func (x *PartnerStatus) GetActivatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ActivatedAt
+	}
+	return nil
+}
+
+func (x *PartnerStatus) GetLastHeartbeatAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastHeartbeatAt
+	}
+	return nil
+}
+
+func (x *PartnerStatus) GetHeartbeatError() string {
+	if x != nil {
+		return x.HeartbeatError
+	}
+	return ""
+}
+
+func (x *PartnerStatus) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *PartnerStatus) GetPolicies() []*PartnerPolicyStatus {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *PartnerStatus) GetTenantSyncUrl() string {
+	if x != nil {
+		return x.TenantSyncUrl
+	}
+	return ""
+}
+
+func (x *PartnerStatus) GetDeviceSyncUrl() string {
+	if x != nil {
+		return x.DeviceSyncUrl
+	}
+	return ""
+}
+
+// PartnerPolicyStatus is one platform's partner compliance policy.
+type PartnerPolicyStatus struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Platform string                 `protobuf:"bytes,1,opt,name=platform,proto3" json:"platform,omitempty"`
+	// assigned | created | platform_not_registered | failed
+	State         string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	PolicyId      string                 `protobuf:"bytes,3,opt,name=policy_id,json=policyId,proto3" json:"policy_id,omitempty"`
+	GroupId       string                 `protobuf:"bytes,4,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	Message       string                 `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartnerPolicyStatus) Reset() {
+	*x = PartnerPolicyStatus{}
+	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartnerPolicyStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartnerPolicyStatus) ProtoMessage() {}
+
+func (x *PartnerPolicyStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartnerPolicyStatus.ProtoReflect.Descriptor instead.
+func (*PartnerPolicyStatus) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *PartnerPolicyStatus) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *PartnerPolicyStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *PartnerPolicyStatus) GetPolicyId() string {
+	if x != nil {
+		return x.PolicyId
+	}
+	return ""
+}
+
+func (x *PartnerPolicyStatus) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *PartnerPolicyStatus) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *PartnerPolicyStatus) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+type DeprovisionIntegrationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeprovisionIntegrationRequest) Reset() {
+	*x = DeprovisionIntegrationRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeprovisionIntegrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeprovisionIntegrationRequest) ProtoMessage() {}
+
+func (x *DeprovisionIntegrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeprovisionIntegrationRequest.ProtoReflect.Descriptor instead.
+func (*DeprovisionIntegrationRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *DeprovisionIntegrationRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type GetAdminConsentUrlRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAdminConsentUrlRequest) Reset() {
+	*x = GetAdminConsentUrlRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAdminConsentUrlRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAdminConsentUrlRequest) ProtoMessage() {}
+
+func (x *GetAdminConsentUrlRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAdminConsentUrlRequest.ProtoReflect.Descriptor instead.
+func (*GetAdminConsentUrlRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *GetAdminConsentUrlRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type AdminConsentUrl struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Url   string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// Where Entra sends the admin back (register it on the app).
+	RedirectUri   string                 `protobuf:"bytes,2,opt,name=redirect_uri,json=redirectUri,proto3" json:"redirect_uri,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminConsentUrl) Reset() {
+	*x = AdminConsentUrl{}
+	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminConsentUrl) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminConsentUrl) ProtoMessage() {}
+
+func (x *AdminConsentUrl) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminConsentUrl.ProtoReflect.Descriptor instead.
+func (*AdminConsentUrl) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *AdminConsentUrl) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *AdminConsentUrl) GetRedirectUri() string {
+	if x != nil {
+		return x.RedirectUri
+	}
+	return ""
+}
+
+func (x *AdminConsentUrl) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 type ListIntegrationsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2539,7 +3036,7 @@ type ListIntegrationsRequest struct {
 
 func (x *ListIntegrationsRequest) Reset() {
 	*x = ListIntegrationsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[36]
+	mi := &file_posture_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2551,7 +3048,7 @@ func (x *ListIntegrationsRequest) String() string {
 func (*ListIntegrationsRequest) ProtoMessage() {}
 
 func (x *ListIntegrationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[36]
+	mi := &file_posture_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2564,7 +3061,7 @@ func (x *ListIntegrationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIntegrationsRequest.ProtoReflect.Descriptor instead.
 func (*ListIntegrationsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 type ListIntegrationsResponse struct {
@@ -2576,7 +3073,7 @@ type ListIntegrationsResponse struct {
 
 func (x *ListIntegrationsResponse) Reset() {
 	*x = ListIntegrationsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	mi := &file_posture_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2588,7 +3085,7 @@ func (x *ListIntegrationsResponse) String() string {
 func (*ListIntegrationsResponse) ProtoMessage() {}
 
 func (x *ListIntegrationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	mi := &file_posture_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2601,7 +3098,7 @@ func (x *ListIntegrationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIntegrationsResponse.ProtoReflect.Descriptor instead.
 func (*ListIntegrationsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListIntegrationsResponse) GetIntegrations() []*Integration {
@@ -2620,7 +3117,7 @@ type GetIntegrationRequest struct {
 
 func (x *GetIntegrationRequest) Reset() {
 	*x = GetIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	mi := &file_posture_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2632,7 +3129,7 @@ func (x *GetIntegrationRequest) String() string {
 func (*GetIntegrationRequest) ProtoMessage() {}
 
 func (x *GetIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	mi := &file_posture_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2645,7 +3142,7 @@ func (x *GetIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*GetIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetIntegrationRequest) GetId() string {
@@ -2664,7 +3161,7 @@ type CreateIntegrationRequest struct {
 
 func (x *CreateIntegrationRequest) Reset() {
 	*x = CreateIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2676,7 +3173,7 @@ func (x *CreateIntegrationRequest) String() string {
 func (*CreateIntegrationRequest) ProtoMessage() {}
 
 func (x *CreateIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2689,7 +3186,7 @@ func (x *CreateIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*CreateIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *CreateIntegrationRequest) GetIntegration() *Integration {
@@ -2700,15 +3197,18 @@ func (x *CreateIntegrationRequest) GetIntegration() *Integration {
 }
 
 type UpdateIntegrationRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Integration   *Integration           `protobuf:"bytes,1,opt,name=integration,proto3" json:"integration,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Integration *Integration           `protobuf:"bytes,1,opt,name=integration,proto3" json:"integration,omitempty"`
+	// The fields to change (REST PATCH: filled from the JSON body's keys).
+	// Empty over gRPC: every writable field is replaced (the old behaviour).
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdateIntegrationRequest) Reset() {
 	*x = UpdateIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2720,7 +3220,7 @@ func (x *UpdateIntegrationRequest) String() string {
 func (*UpdateIntegrationRequest) ProtoMessage() {}
 
 func (x *UpdateIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2733,12 +3233,19 @@ func (x *UpdateIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*UpdateIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *UpdateIntegrationRequest) GetIntegration() *Integration {
 	if x != nil {
 		return x.Integration
+	}
+	return nil
+}
+
+func (x *UpdateIntegrationRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
 	}
 	return nil
 }
@@ -2752,7 +3259,7 @@ type DeleteIntegrationRequest struct {
 
 func (x *DeleteIntegrationRequest) Reset() {
 	*x = DeleteIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2764,7 +3271,7 @@ func (x *DeleteIntegrationRequest) String() string {
 func (*DeleteIntegrationRequest) ProtoMessage() {}
 
 func (x *DeleteIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2777,7 +3284,7 @@ func (x *DeleteIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *DeleteIntegrationRequest) GetId() string {
@@ -2795,7 +3302,7 @@ type DeleteIntegrationResponse struct {
 
 func (x *DeleteIntegrationResponse) Reset() {
 	*x = DeleteIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2807,7 +3314,7 @@ func (x *DeleteIntegrationResponse) String() string {
 func (*DeleteIntegrationResponse) ProtoMessage() {}
 
 func (x *DeleteIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2820,7 +3327,7 @@ func (x *DeleteIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*DeleteIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 type TestIntegrationRequest struct {
@@ -2832,7 +3339,7 @@ type TestIntegrationRequest struct {
 
 func (x *TestIntegrationRequest) Reset() {
 	*x = TestIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[43]
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2844,7 +3351,7 @@ func (x *TestIntegrationRequest) String() string {
 func (*TestIntegrationRequest) ProtoMessage() {}
 
 func (x *TestIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[43]
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2857,7 +3364,7 @@ func (x *TestIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*TestIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *TestIntegrationRequest) GetId() string {
@@ -2881,7 +3388,7 @@ type TestIntegrationResponse struct {
 
 func (x *TestIntegrationResponse) Reset() {
 	*x = TestIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[44]
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2893,7 +3400,7 @@ func (x *TestIntegrationResponse) String() string {
 func (*TestIntegrationResponse) ProtoMessage() {}
 
 func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[44]
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2906,7 +3413,7 @@ func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*TestIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *TestIntegrationResponse) GetOk() bool {
@@ -2967,7 +3474,7 @@ type SyncItem struct {
 
 func (x *SyncItem) Reset() {
 	*x = SyncItem{}
-	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2979,7 +3486,7 @@ func (x *SyncItem) String() string {
 func (*SyncItem) ProtoMessage() {}
 
 func (x *SyncItem) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2992,7 +3499,7 @@ func (x *SyncItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncItem.ProtoReflect.Descriptor instead.
 func (*SyncItem) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *SyncItem) GetId() int64 {
@@ -3091,7 +3598,7 @@ type ListSyncItemsRequest struct {
 
 func (x *ListSyncItemsRequest) Reset() {
 	*x = ListSyncItemsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3103,7 +3610,7 @@ func (x *ListSyncItemsRequest) String() string {
 func (*ListSyncItemsRequest) ProtoMessage() {}
 
 func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3116,7 +3623,7 @@ func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsRequest.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListSyncItemsRequest) GetState() string {
@@ -3149,7 +3656,7 @@ type ListSyncItemsResponse struct {
 
 func (x *ListSyncItemsResponse) Reset() {
 	*x = ListSyncItemsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3161,7 +3668,7 @@ func (x *ListSyncItemsResponse) String() string {
 func (*ListSyncItemsResponse) ProtoMessage() {}
 
 func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3174,7 +3681,7 @@ func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsResponse.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ListSyncItemsResponse) GetItems() []*SyncItem {
@@ -3193,7 +3700,7 @@ type RetrySyncItemRequest struct {
 
 func (x *RetrySyncItemRequest) Reset() {
 	*x = RetrySyncItemRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3205,7 +3712,7 @@ func (x *RetrySyncItemRequest) String() string {
 func (*RetrySyncItemRequest) ProtoMessage() {}
 
 func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3218,7 +3725,7 @@ func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetrySyncItemRequest.ProtoReflect.Descriptor instead.
 func (*RetrySyncItemRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RetrySyncItemRequest) GetId() int64 {
@@ -3243,7 +3750,7 @@ type EnrollSecret struct {
 
 func (x *EnrollSecret) Reset() {
 	*x = EnrollSecret{}
-	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3255,7 +3762,7 @@ func (x *EnrollSecret) String() string {
 func (*EnrollSecret) ProtoMessage() {}
 
 func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3268,7 +3775,7 @@ func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollSecret.ProtoReflect.Descriptor instead.
 func (*EnrollSecret) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *EnrollSecret) GetId() string {
@@ -3328,7 +3835,7 @@ type ListEnrollSecretsRequest struct {
 
 func (x *ListEnrollSecretsRequest) Reset() {
 	*x = ListEnrollSecretsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3340,7 +3847,7 @@ func (x *ListEnrollSecretsRequest) String() string {
 func (*ListEnrollSecretsRequest) ProtoMessage() {}
 
 func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3353,7 +3860,7 @@ func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 type ListEnrollSecretsResponse struct {
@@ -3365,7 +3872,7 @@ type ListEnrollSecretsResponse struct {
 
 func (x *ListEnrollSecretsResponse) Reset() {
 	*x = ListEnrollSecretsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3377,7 +3884,7 @@ func (x *ListEnrollSecretsResponse) String() string {
 func (*ListEnrollSecretsResponse) ProtoMessage() {}
 
 func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3390,7 +3897,7 @@ func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ListEnrollSecretsResponse) GetEnrollSecrets() []*EnrollSecret {
@@ -3411,7 +3918,7 @@ type CreateEnrollSecretRequest struct {
 
 func (x *CreateEnrollSecretRequest) Reset() {
 	*x = CreateEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3423,7 +3930,7 @@ func (x *CreateEnrollSecretRequest) String() string {
 func (*CreateEnrollSecretRequest) ProtoMessage() {}
 
 func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3436,7 +3943,7 @@ func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *CreateEnrollSecretRequest) GetTeam() string {
@@ -3471,7 +3978,7 @@ type CreateEnrollSecretResponse struct {
 
 func (x *CreateEnrollSecretResponse) Reset() {
 	*x = CreateEnrollSecretResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3483,7 +3990,7 @@ func (x *CreateEnrollSecretResponse) String() string {
 func (*CreateEnrollSecretResponse) ProtoMessage() {}
 
 func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3496,7 +4003,7 @@ func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *CreateEnrollSecretResponse) GetSecret() string {
@@ -3522,7 +4029,7 @@ type RevokeEnrollSecretRequest struct {
 
 func (x *RevokeEnrollSecretRequest) Reset() {
 	*x = RevokeEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3534,7 +4041,7 @@ func (x *RevokeEnrollSecretRequest) String() string {
 func (*RevokeEnrollSecretRequest) ProtoMessage() {}
 
 func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3547,7 +4054,7 @@ func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*RevokeEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RevokeEnrollSecretRequest) GetId() string {
@@ -3573,7 +4080,7 @@ type ApiToken struct {
 
 func (x *ApiToken) Reset() {
 	*x = ApiToken{}
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3585,7 +4092,7 @@ func (x *ApiToken) String() string {
 func (*ApiToken) ProtoMessage() {}
 
 func (x *ApiToken) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3598,7 +4105,7 @@ func (x *ApiToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiToken.ProtoReflect.Descriptor instead.
 func (*ApiToken) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ApiToken) GetId() string {
@@ -3658,7 +4165,7 @@ type ListApiTokensRequest struct {
 
 func (x *ListApiTokensRequest) Reset() {
 	*x = ListApiTokensRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3670,7 +4177,7 @@ func (x *ListApiTokensRequest) String() string {
 func (*ListApiTokensRequest) ProtoMessage() {}
 
 func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3683,7 +4190,7 @@ func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListApiTokensRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{62}
 }
 
 type ListApiTokensResponse struct {
@@ -3695,7 +4202,7 @@ type ListApiTokensResponse struct {
 
 func (x *ListApiTokensResponse) Reset() {
 	*x = ListApiTokensResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3707,7 +4214,7 @@ func (x *ListApiTokensResponse) String() string {
 func (*ListApiTokensResponse) ProtoMessage() {}
 
 func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3720,7 +4227,7 @@ func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListApiTokensResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListApiTokensResponse) GetApiTokens() []*ApiToken {
@@ -3741,7 +4248,7 @@ type CreateApiTokenRequest struct {
 
 func (x *CreateApiTokenRequest) Reset() {
 	*x = CreateApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3753,7 +4260,7 @@ func (x *CreateApiTokenRequest) String() string {
 func (*CreateApiTokenRequest) ProtoMessage() {}
 
 func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3766,7 +4273,7 @@ func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *CreateApiTokenRequest) GetName() string {
@@ -3801,7 +4308,7 @@ type CreateApiTokenResponse struct {
 
 func (x *CreateApiTokenResponse) Reset() {
 	*x = CreateApiTokenResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3813,7 +4320,7 @@ func (x *CreateApiTokenResponse) String() string {
 func (*CreateApiTokenResponse) ProtoMessage() {}
 
 func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3826,7 +4333,7 @@ func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *CreateApiTokenResponse) GetToken() string {
@@ -3852,7 +4359,7 @@ type RevokeApiTokenRequest struct {
 
 func (x *RevokeApiTokenRequest) Reset() {
 	*x = RevokeApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3864,7 +4371,7 @@ func (x *RevokeApiTokenRequest) String() string {
 func (*RevokeApiTokenRequest) ProtoMessage() {}
 
 func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3877,7 +4384,7 @@ func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *RevokeApiTokenRequest) GetId() string {
@@ -3887,12 +4394,309 @@ func (x *RevokeApiTokenRequest) GetId() string {
 	return ""
 }
 
+type UpdateTeamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// team.name selects the team; team.settings carries the new values.
+	Team *Team `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	// Paths such as "settings.conditional_access"; required over gRPC.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateTeamRequest) Reset() {
+	*x = UpdateTeamRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTeamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTeamRequest) ProtoMessage() {}
+
+func (x *UpdateTeamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTeamRequest.ProtoReflect.Descriptor instead.
+func (*UpdateTeamRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *UpdateTeamRequest) GetTeam() *Team {
+	if x != nil {
+		return x.Team
+	}
+	return nil
+}
+
+func (x *UpdateTeamRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+type AuditEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	At    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	// Token name, or "local" for the CLI working on the store directly.
+	Actor     string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	ActorRole string `protobuf:"bytes,4,opt,name=actor_role,json=actorRole,proto3" json:"actor_role,omitempty"`
+	// The method, e.g. "UpdateTeam", or a CLI action such as "tokens create".
+	Action string `protobuf:"bytes,5,opt,name=action,proto3" json:"action,omitempty"`
+	// What it acted on, e.g. "team/default".
+	Target string `protobuf:"bytes,6,opt,name=target,proto3" json:"target,omitempty"`
+	// The client's address (the HTTP client's for REST calls).
+	Source string `protobuf:"bytes,7,opt,name=source,proto3" json:"source,omitempty"`
+	// "ok" or the gRPC status code, e.g. "PermissionDenied".
+	Result string `protobuf:"bytes,8,opt,name=result,proto3" json:"result,omitempty"`
+	Error  string `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	// Settings before and after a change (JSON, secrets redacted).
+	Before        string `protobuf:"bytes,10,opt,name=before,proto3" json:"before,omitempty"`
+	After         string `protobuf:"bytes,11,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEvent) Reset() {
+	*x = AuditEvent{}
+	mi := &file_posture_v1_admin_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEvent) ProtoMessage() {}
+
+func (x *AuditEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
+func (*AuditEvent) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *AuditEvent) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *AuditEvent) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetActorRole() string {
+	if x != nil {
+		return x.ActorRole
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetBefore() string {
+	if x != nil {
+		return x.Before
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+type ListAuditEventsRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Actor  string                 `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	Action string                 `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	Since  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	// Default 100, at most 1000.
+	Limit         int32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsRequest) Reset() {
+	*x = ListAuditEventsRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsRequest) ProtoMessage() {}
+
+func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *ListAuditEventsRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *ListAuditEventsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListAuditEventsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsResponse) Reset() {
+	*x = ListAuditEventsResponse{}
+	mi := &file_posture_v1_admin_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsResponse) ProtoMessage() {}
+
+func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 var File_posture_v1_admin_proto protoreflect.FileDescriptor
 
 const file_posture_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x16posture/v1/admin.proto\x12\n" +
-	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\x82\b\n" +
+	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\xb1\b\n" +
 	"\x04Host\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04team\x18\x02 \x01(\tR\x04team\x12+\n" +
@@ -3915,14 +4719,20 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\afailing\x18\x0f \x01(\x05R\afailing\x12\x16\n" +
 	"\x06errors\x18\x10 \x01(\x05R\x06errors\x12-\n" +
 	"\averdict\x18\x11 \x01(\v2\x13.posture.v1.VerdictR\averdict\x12'\n" +
-	"\x0funmapped_reason\x18\x12 \x01(\tR\x0eunmappedReason\x12!\n" +
-	"\fduplicate_of\x18\x13 \x01(\tR\vduplicateOf\x12?\n" +
-	"\rreenrolled_at\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\freenrolledAt\x12%\n" +
-	"\x0ereenroll_count\x18\x15 \x01(\x05R\rreenrollCount\x12\x1f\n" +
-	"\ventra_claim\x18\x16 \x01(\tR\n" +
+	"\x0funmapped_reason\x18\x12 \x01(\tR\x0eunmappedReason\x12-\n" +
+	"\x06scopes\x18\x13 \x03(\v2\x15.posture.v1.HostScopeR\x06scopes\x12!\n" +
+	"\fduplicate_of\x18\x14 \x01(\tR\vduplicateOf\x12?\n" +
+	"\rreenrolled_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\freenrolledAt\x12%\n" +
+	"\x0ereenroll_count\x18\x16 \x01(\x05R\rreenrollCount\x12\x1f\n" +
+	"\ventra_claim\x18\x17 \x01(\tR\n" +
 	"entraClaim\x12*\n" +
-	"\x11entra_claim_hosts\x18\x17 \x03(\tR\x0fentraClaimHosts\x12,\n" +
-	"\x12entra_claim_reason\x18\x18 \x01(\tR\x10entraClaimReason\"\x84\x02\n" +
+	"\x11entra_claim_hosts\x18\x18 \x03(\tR\x0fentraClaimHosts\x12,\n" +
+	"\x12entra_claim_reason\x18\x19 \x01(\tR\x10entraClaimReason\"\x9d\x01\n" +
+	"\tHostScope\x12%\n" +
+	"\x0eintegration_id\x18\x01 \x01(\tR\rintegrationId\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12=\n" +
+	"\frefreshed_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vrefreshedAt\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\x84\x02\n" +
 	"\aVerdict\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12\x14\n" +
 	"\x05cause\x18\x02 \x01(\tR\x05cause\x12\x18\n" +
@@ -3997,13 +4807,16 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x14ListPoliciesResponse\x12.\n" +
 	"\bpolicies\x18\x01 \x03(\v2\x12.posture.v1.PolicyR\bpolicies\"\"\n" +
 	"\x10GetPolicyRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xd9\x01\n" +
-	"\fTeamSettings\x12-\n" +
-	"\x12conditional_access\x18\x01 \x01(\bR\x11conditionalAccess\x120\n" +
-	"\x14max_allowed_severity\x18\x02 \x01(\tR\x12maxAllowedSeverity\x12,\n" +
-	"\x12errors_as_failures\x18\x03 \x01(\bR\x10errorsAsFailures\x12:\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xaf\x02\n" +
+	"\fTeamSettings\x122\n" +
+	"\x12conditional_access\x18\x01 \x01(\bH\x00R\x11conditionalAccess\x88\x01\x01\x125\n" +
+	"\x14max_allowed_severity\x18\x02 \x01(\tH\x01R\x12maxAllowedSeverity\x88\x01\x01\x121\n" +
+	"\x12errors_as_failures\x18\x03 \x01(\bH\x02R\x10errorsAsFailures\x88\x01\x01\x12:\n" +
 	"\vstale_after\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"staleAfter\"P\n" +
+	"staleAfterB\x15\n" +
+	"\x13_conditional_accessB\x17\n" +
+	"\x15_max_allowed_severityB\x15\n" +
+	"\x13_errors_as_failures\"P\n" +
 	"\x04Team\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\bsettings\x18\x02 \x01(\v2\x18.posture.v1.TeamSettingsR\bsettings\"\xca\x01\n" +
@@ -4061,7 +4874,7 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x0fentra_device_id\x18\x02 \x01(\tR\rentraDeviceId\"\x1a\n" +
 	"\x18ListUnmappedHostsRequest\"C\n" +
 	"\x19ListUnmappedHostsResponse\x12&\n" +
-	"\x05hosts\x18\x01 \x03(\v2\x10.posture.v1.HostR\x05hosts\"\xf7\a\n" +
+	"\x05hosts\x18\x01 \x03(\v2\x10.posture.v1.HostR\x05hosts\"\xee\t\n" +
 	"\vIntegration\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -4091,16 +4904,55 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x19\n" +
+	"updated_at\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1f\n" +
+	"\vwebhook_url\x18\x1a \x01(\tR\n" +
+	"webhookUrl\x12\x1d\n" +
+	"\n" +
+	"portal_url\x18\x1b \x01(\tR\tportalUrl\x12+\n" +
+	"\x11partner_platforms\x18\x1c \x03(\tR\x10partnerPlatforms\x12#\n" +
+	"\rpartner_group\x18\x1d \x01(\tR\fpartnerGroup\x12@\n" +
+	"\x0epartner_status\x18\x1e \x01(\v2\x19.posture.v1.PartnerStatusR\rpartnerStatus\x12!\n" +
+	"\fscope_groups\x18\x1f \x03(\tR\vscopeGroups\"\xb6\x03\n" +
+	"\rPartnerStatus\x12\x1e\n" +
+	"\n" +
+	"activation\x18\x01 \x01(\tR\n" +
+	"activation\x12-\n" +
+	"\x12activation_message\x18\x02 \x01(\tR\x11activationMessage\x12=\n" +
+	"\factivated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vactivatedAt\x12F\n" +
+	"\x11last_heartbeat_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastHeartbeatAt\x12'\n" +
+	"\x0fheartbeat_error\x18\x05 \x01(\tR\x0eheartbeatError\x12\x19\n" +
+	"\bgroup_id\x18\x06 \x01(\tR\agroupId\x12;\n" +
+	"\bpolicies\x18\a \x03(\v2\x1f.posture.v1.PartnerPolicyStatusR\bpolicies\x12&\n" +
+	"\x0ftenant_sync_url\x18\b \x01(\tR\rtenantSyncUrl\x12&\n" +
+	"\x0fdevice_sync_url\x18\t \x01(\tR\rdeviceSyncUrl\"\xd4\x01\n" +
+	"\x13PartnerPolicyStatus\x12\x1a\n" +
+	"\bplatform\x18\x01 \x01(\tR\bplatform\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
+	"\tpolicy_id\x18\x03 \x01(\tR\bpolicyId\x12\x19\n" +
+	"\bgroup_id\x18\x04 \x01(\tR\agroupId\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\x129\n" +
+	"\n" +
+	"updated_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"/\n" +
+	"\x1dDeprovisionIntegrationRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"+\n" +
+	"\x19GetAdminConsentUrlRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x81\x01\n" +
+	"\x0fAdminConsentUrl\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12!\n" +
+	"\fredirect_uri\x18\x02 \x01(\tR\vredirectUri\x129\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x19\n" +
 	"\x17ListIntegrationsRequest\"W\n" +
 	"\x18ListIntegrationsResponse\x12;\n" +
 	"\fintegrations\x18\x01 \x03(\v2\x17.posture.v1.IntegrationR\fintegrations\"'\n" +
 	"\x15GetIntegrationRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"U\n" +
 	"\x18CreateIntegrationRequest\x129\n" +
-	"\vintegration\x18\x01 \x01(\v2\x17.posture.v1.IntegrationR\vintegration\"U\n" +
+	"\vintegration\x18\x01 \x01(\v2\x17.posture.v1.IntegrationR\vintegration\"\x92\x01\n" +
 	"\x18UpdateIntegrationRequest\x129\n" +
-	"\vintegration\x18\x01 \x01(\v2\x17.posture.v1.IntegrationR\vintegration\"*\n" +
+	"\vintegration\x18\x01 \x01(\v2\x17.posture.v1.IntegrationR\vintegration\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"*\n" +
 	"\x18DeleteIntegrationRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x1b\n" +
 	"\x19DeleteIntegrationResponse\"(\n" +
@@ -4186,13 +5038,39 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x121\n" +
 	"\tapi_token\x18\x02 \x01(\v2\x14.posture.v1.ApiTokenR\bapiToken\"'\n" +
 	"\x15RevokeApiTokenRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id*\x99\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"v\n" +
+	"\x11UpdateTeamRequest\x12$\n" +
+	"\x04team\x18\x01 \x01(\v2\x10.posture.v1.TeamR\x04team\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"\xa1\x02\n" +
+	"\n" +
+	"AuditEvent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x1d\n" +
+	"\n" +
+	"actor_role\x18\x04 \x01(\tR\tactorRole\x12\x16\n" +
+	"\x06action\x18\x05 \x01(\tR\x06action\x12\x16\n" +
+	"\x06target\x18\x06 \x01(\tR\x06target\x12\x16\n" +
+	"\x06source\x18\a \x01(\tR\x06source\x12\x16\n" +
+	"\x06result\x18\b \x01(\tR\x06result\x12\x14\n" +
+	"\x05error\x18\t \x01(\tR\x05error\x12\x16\n" +
+	"\x06before\x18\n" +
+	" \x01(\tR\x06before\x12\x14\n" +
+	"\x05after\x18\v \x01(\tR\x05after\"\x8e\x01\n" +
+	"\x16ListAuditEventsRequest\x12\x14\n" +
+	"\x05actor\x18\x01 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\"I\n" +
+	"\x17ListAuditEventsResponse\x12.\n" +
+	"\x06events\x18\x01 \x03(\v2\x16.posture.v1.AuditEventR\x06events*\x99\x01\n" +
 	"\fChangeAction\x12\x1d\n" +
 	"\x19CHANGE_ACTION_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CHANGE_ACTION_ADDED\x10\x01\x12\x19\n" +
 	"\x15CHANGE_ACTION_CHANGED\x10\x02\x12\x19\n" +
 	"\x15CHANGE_ACTION_REMOVED\x10\x03\x12\x1b\n" +
-	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\xad\x13\n" +
+	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\x80\x16\n" +
 	"\fAdminService\x12H\n" +
 	"\tListHosts\x12\x1c.posture.v1.ListHostsRequest\x1a\x1d.posture.v1.ListHostsResponse\x127\n" +
 	"\aGetHost\x12\x1a.posture.v1.GetHostRequest\x1a\x10.posture.v1.Host\x12=\n" +
@@ -4217,7 +5095,9 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x11CreateIntegration\x12$.posture.v1.CreateIntegrationRequest\x1a\x17.posture.v1.Integration\x12R\n" +
 	"\x11UpdateIntegration\x12$.posture.v1.UpdateIntegrationRequest\x1a\x17.posture.v1.Integration\x12`\n" +
 	"\x11DeleteIntegration\x12$.posture.v1.DeleteIntegrationRequest\x1a%.posture.v1.DeleteIntegrationResponse\x12Z\n" +
-	"\x0fTestIntegration\x12\".posture.v1.TestIntegrationRequest\x1a#.posture.v1.TestIntegrationResponse\x12T\n" +
+	"\x0fTestIntegration\x12\".posture.v1.TestIntegrationRequest\x1a#.posture.v1.TestIntegrationResponse\x12\\\n" +
+	"\x16DeprovisionIntegration\x12).posture.v1.DeprovisionIntegrationRequest\x1a\x17.posture.v1.Integration\x12X\n" +
+	"\x12GetAdminConsentUrl\x12%.posture.v1.GetAdminConsentUrlRequest\x1a\x1b.posture.v1.AdminConsentUrl\x12T\n" +
 	"\rListSyncItems\x12 .posture.v1.ListSyncItemsRequest\x1a!.posture.v1.ListSyncItemsResponse\x12G\n" +
 	"\rRetrySyncItem\x12 .posture.v1.RetrySyncItemRequest\x1a\x14.posture.v1.SyncItem\x12`\n" +
 	"\x11ListEnrollSecrets\x12$.posture.v1.ListEnrollSecretsRequest\x1a%.posture.v1.ListEnrollSecretsResponse\x12c\n" +
@@ -4225,7 +5105,10 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x12RevokeEnrollSecret\x12%.posture.v1.RevokeEnrollSecretRequest\x1a\x18.posture.v1.EnrollSecret\x12T\n" +
 	"\rListApiTokens\x12 .posture.v1.ListApiTokensRequest\x1a!.posture.v1.ListApiTokensResponse\x12W\n" +
 	"\x0eCreateApiToken\x12!.posture.v1.CreateApiTokenRequest\x1a\".posture.v1.CreateApiTokenResponse\x12I\n" +
-	"\x0eRevokeApiToken\x12!.posture.v1.RevokeApiTokenRequest\x1a\x14.posture.v1.ApiTokenB9Z7github.com/posture-dev/posture/api/posture/v1;posturev1b\x06proto3"
+	"\x0eRevokeApiToken\x12!.posture.v1.RevokeApiTokenRequest\x1a\x14.posture.v1.ApiToken\x12=\n" +
+	"\n" +
+	"UpdateTeam\x12\x1d.posture.v1.UpdateTeamRequest\x1a\x10.posture.v1.Team\x12Z\n" +
+	"\x0fListAuditEvents\x12\".posture.v1.ListAuditEventsRequest\x1a#.posture.v1.ListAuditEventsResponseB9Z7github.com/posture-dev/posture/api/posture/v1;posturev1b\x06proto3"
 
 var (
 	file_posture_v1_admin_proto_rawDescOnce sync.Once
@@ -4240,203 +5123,236 @@ func file_posture_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_posture_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
 var file_posture_v1_admin_proto_goTypes = []any{
-	(ChangeAction)(0),                   // 0: posture.v1.ChangeAction
-	(*Host)(nil),                        // 1: posture.v1.Host
-	(*Verdict)(nil),                     // 2: posture.v1.Verdict
-	(*VerdictReason)(nil),               // 3: posture.v1.VerdictReason
-	(*HostResult)(nil),                  // 4: posture.v1.HostResult
-	(*ListHostsRequest)(nil),            // 5: posture.v1.ListHostsRequest
-	(*ListHostsResponse)(nil),           // 6: posture.v1.ListHostsResponse
-	(*GetHostRequest)(nil),              // 7: posture.v1.GetHostRequest
-	(*RevokeHostRequest)(nil),           // 8: posture.v1.RevokeHostRequest
-	(*DeleteHostRequest)(nil),           // 9: posture.v1.DeleteHostRequest
-	(*DeleteHostResponse)(nil),          // 10: posture.v1.DeleteHostResponse
-	(*RecheckHostRequest)(nil),          // 11: posture.v1.RecheckHostRequest
-	(*RecheckHostResponse)(nil),         // 12: posture.v1.RecheckHostResponse
-	(*Policy)(nil),                      // 13: posture.v1.Policy
-	(*ListPoliciesRequest)(nil),         // 14: posture.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),        // 15: posture.v1.ListPoliciesResponse
-	(*GetPolicyRequest)(nil),            // 16: posture.v1.GetPolicyRequest
-	(*TeamSettings)(nil),                // 17: posture.v1.TeamSettings
-	(*Team)(nil),                        // 18: posture.v1.Team
-	(*ApplyPoliciesRequest)(nil),        // 19: posture.v1.ApplyPoliciesRequest
-	(*Change)(nil),                      // 20: posture.v1.Change
-	(*ApplyPoliciesResponse)(nil),       // 21: posture.v1.ApplyPoliciesResponse
-	(*DeletePolicyRequest)(nil),         // 22: posture.v1.DeletePolicyRequest
-	(*DeletePolicyResponse)(nil),        // 23: posture.v1.DeletePolicyResponse
-	(*ListTeamsRequest)(nil),            // 24: posture.v1.ListTeamsRequest
-	(*ListTeamsResponse)(nil),           // 25: posture.v1.ListTeamsResponse
-	(*PutTeamRequest)(nil),              // 26: posture.v1.PutTeamRequest
-	(*Exemption)(nil),                   // 27: posture.v1.Exemption
-	(*ListExemptionsRequest)(nil),       // 28: posture.v1.ListExemptionsRequest
-	(*ListExemptionsResponse)(nil),      // 29: posture.v1.ListExemptionsResponse
-	(*CreateExemptionRequest)(nil),      // 30: posture.v1.CreateExemptionRequest
-	(*DeleteExemptionRequest)(nil),      // 31: posture.v1.DeleteExemptionRequest
-	(*DeleteExemptionResponse)(nil),     // 32: posture.v1.DeleteExemptionResponse
-	(*SetHostEntraDeviceIdRequest)(nil), // 33: posture.v1.SetHostEntraDeviceIdRequest
-	(*ListUnmappedHostsRequest)(nil),    // 34: posture.v1.ListUnmappedHostsRequest
-	(*ListUnmappedHostsResponse)(nil),   // 35: posture.v1.ListUnmappedHostsResponse
-	(*Integration)(nil),                 // 36: posture.v1.Integration
-	(*ListIntegrationsRequest)(nil),     // 37: posture.v1.ListIntegrationsRequest
-	(*ListIntegrationsResponse)(nil),    // 38: posture.v1.ListIntegrationsResponse
-	(*GetIntegrationRequest)(nil),       // 39: posture.v1.GetIntegrationRequest
-	(*CreateIntegrationRequest)(nil),    // 40: posture.v1.CreateIntegrationRequest
-	(*UpdateIntegrationRequest)(nil),    // 41: posture.v1.UpdateIntegrationRequest
-	(*DeleteIntegrationRequest)(nil),    // 42: posture.v1.DeleteIntegrationRequest
-	(*DeleteIntegrationResponse)(nil),   // 43: posture.v1.DeleteIntegrationResponse
-	(*TestIntegrationRequest)(nil),      // 44: posture.v1.TestIntegrationRequest
-	(*TestIntegrationResponse)(nil),     // 45: posture.v1.TestIntegrationResponse
-	(*SyncItem)(nil),                    // 46: posture.v1.SyncItem
-	(*ListSyncItemsRequest)(nil),        // 47: posture.v1.ListSyncItemsRequest
-	(*ListSyncItemsResponse)(nil),       // 48: posture.v1.ListSyncItemsResponse
-	(*RetrySyncItemRequest)(nil),        // 49: posture.v1.RetrySyncItemRequest
-	(*EnrollSecret)(nil),                // 50: posture.v1.EnrollSecret
-	(*ListEnrollSecretsRequest)(nil),    // 51: posture.v1.ListEnrollSecretsRequest
-	(*ListEnrollSecretsResponse)(nil),   // 52: posture.v1.ListEnrollSecretsResponse
-	(*CreateEnrollSecretRequest)(nil),   // 53: posture.v1.CreateEnrollSecretRequest
-	(*CreateEnrollSecretResponse)(nil),  // 54: posture.v1.CreateEnrollSecretResponse
-	(*RevokeEnrollSecretRequest)(nil),   // 55: posture.v1.RevokeEnrollSecretRequest
-	(*ApiToken)(nil),                    // 56: posture.v1.ApiToken
-	(*ListApiTokensRequest)(nil),        // 57: posture.v1.ListApiTokensRequest
-	(*ListApiTokensResponse)(nil),       // 58: posture.v1.ListApiTokensResponse
-	(*CreateApiTokenRequest)(nil),       // 59: posture.v1.CreateApiTokenRequest
-	(*CreateApiTokenResponse)(nil),      // 60: posture.v1.CreateApiTokenResponse
-	(*RevokeApiTokenRequest)(nil),       // 61: posture.v1.RevokeApiTokenRequest
-	(*HostFacts)(nil),                   // 62: posture.v1.HostFacts
-	(*timestamppb.Timestamp)(nil),       // 63: google.protobuf.Timestamp
-	(ResultStatus)(0),                   // 64: posture.v1.ResultStatus
-	(*durationpb.Duration)(nil),         // 65: google.protobuf.Duration
-	(*FactQuery)(nil),                   // 66: posture.v1.FactQuery
+	(ChangeAction)(0),                     // 0: posture.v1.ChangeAction
+	(*Host)(nil),                          // 1: posture.v1.Host
+	(*HostScope)(nil),                     // 2: posture.v1.HostScope
+	(*Verdict)(nil),                       // 3: posture.v1.Verdict
+	(*VerdictReason)(nil),                 // 4: posture.v1.VerdictReason
+	(*HostResult)(nil),                    // 5: posture.v1.HostResult
+	(*ListHostsRequest)(nil),              // 6: posture.v1.ListHostsRequest
+	(*ListHostsResponse)(nil),             // 7: posture.v1.ListHostsResponse
+	(*GetHostRequest)(nil),                // 8: posture.v1.GetHostRequest
+	(*RevokeHostRequest)(nil),             // 9: posture.v1.RevokeHostRequest
+	(*DeleteHostRequest)(nil),             // 10: posture.v1.DeleteHostRequest
+	(*DeleteHostResponse)(nil),            // 11: posture.v1.DeleteHostResponse
+	(*RecheckHostRequest)(nil),            // 12: posture.v1.RecheckHostRequest
+	(*RecheckHostResponse)(nil),           // 13: posture.v1.RecheckHostResponse
+	(*Policy)(nil),                        // 14: posture.v1.Policy
+	(*ListPoliciesRequest)(nil),           // 15: posture.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),          // 16: posture.v1.ListPoliciesResponse
+	(*GetPolicyRequest)(nil),              // 17: posture.v1.GetPolicyRequest
+	(*TeamSettings)(nil),                  // 18: posture.v1.TeamSettings
+	(*Team)(nil),                          // 19: posture.v1.Team
+	(*ApplyPoliciesRequest)(nil),          // 20: posture.v1.ApplyPoliciesRequest
+	(*Change)(nil),                        // 21: posture.v1.Change
+	(*ApplyPoliciesResponse)(nil),         // 22: posture.v1.ApplyPoliciesResponse
+	(*DeletePolicyRequest)(nil),           // 23: posture.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil),          // 24: posture.v1.DeletePolicyResponse
+	(*ListTeamsRequest)(nil),              // 25: posture.v1.ListTeamsRequest
+	(*ListTeamsResponse)(nil),             // 26: posture.v1.ListTeamsResponse
+	(*PutTeamRequest)(nil),                // 27: posture.v1.PutTeamRequest
+	(*Exemption)(nil),                     // 28: posture.v1.Exemption
+	(*ListExemptionsRequest)(nil),         // 29: posture.v1.ListExemptionsRequest
+	(*ListExemptionsResponse)(nil),        // 30: posture.v1.ListExemptionsResponse
+	(*CreateExemptionRequest)(nil),        // 31: posture.v1.CreateExemptionRequest
+	(*DeleteExemptionRequest)(nil),        // 32: posture.v1.DeleteExemptionRequest
+	(*DeleteExemptionResponse)(nil),       // 33: posture.v1.DeleteExemptionResponse
+	(*SetHostEntraDeviceIdRequest)(nil),   // 34: posture.v1.SetHostEntraDeviceIdRequest
+	(*ListUnmappedHostsRequest)(nil),      // 35: posture.v1.ListUnmappedHostsRequest
+	(*ListUnmappedHostsResponse)(nil),     // 36: posture.v1.ListUnmappedHostsResponse
+	(*Integration)(nil),                   // 37: posture.v1.Integration
+	(*PartnerStatus)(nil),                 // 38: posture.v1.PartnerStatus
+	(*PartnerPolicyStatus)(nil),           // 39: posture.v1.PartnerPolicyStatus
+	(*DeprovisionIntegrationRequest)(nil), // 40: posture.v1.DeprovisionIntegrationRequest
+	(*GetAdminConsentUrlRequest)(nil),     // 41: posture.v1.GetAdminConsentUrlRequest
+	(*AdminConsentUrl)(nil),               // 42: posture.v1.AdminConsentUrl
+	(*ListIntegrationsRequest)(nil),       // 43: posture.v1.ListIntegrationsRequest
+	(*ListIntegrationsResponse)(nil),      // 44: posture.v1.ListIntegrationsResponse
+	(*GetIntegrationRequest)(nil),         // 45: posture.v1.GetIntegrationRequest
+	(*CreateIntegrationRequest)(nil),      // 46: posture.v1.CreateIntegrationRequest
+	(*UpdateIntegrationRequest)(nil),      // 47: posture.v1.UpdateIntegrationRequest
+	(*DeleteIntegrationRequest)(nil),      // 48: posture.v1.DeleteIntegrationRequest
+	(*DeleteIntegrationResponse)(nil),     // 49: posture.v1.DeleteIntegrationResponse
+	(*TestIntegrationRequest)(nil),        // 50: posture.v1.TestIntegrationRequest
+	(*TestIntegrationResponse)(nil),       // 51: posture.v1.TestIntegrationResponse
+	(*SyncItem)(nil),                      // 52: posture.v1.SyncItem
+	(*ListSyncItemsRequest)(nil),          // 53: posture.v1.ListSyncItemsRequest
+	(*ListSyncItemsResponse)(nil),         // 54: posture.v1.ListSyncItemsResponse
+	(*RetrySyncItemRequest)(nil),          // 55: posture.v1.RetrySyncItemRequest
+	(*EnrollSecret)(nil),                  // 56: posture.v1.EnrollSecret
+	(*ListEnrollSecretsRequest)(nil),      // 57: posture.v1.ListEnrollSecretsRequest
+	(*ListEnrollSecretsResponse)(nil),     // 58: posture.v1.ListEnrollSecretsResponse
+	(*CreateEnrollSecretRequest)(nil),     // 59: posture.v1.CreateEnrollSecretRequest
+	(*CreateEnrollSecretResponse)(nil),    // 60: posture.v1.CreateEnrollSecretResponse
+	(*RevokeEnrollSecretRequest)(nil),     // 61: posture.v1.RevokeEnrollSecretRequest
+	(*ApiToken)(nil),                      // 62: posture.v1.ApiToken
+	(*ListApiTokensRequest)(nil),          // 63: posture.v1.ListApiTokensRequest
+	(*ListApiTokensResponse)(nil),         // 64: posture.v1.ListApiTokensResponse
+	(*CreateApiTokenRequest)(nil),         // 65: posture.v1.CreateApiTokenRequest
+	(*CreateApiTokenResponse)(nil),        // 66: posture.v1.CreateApiTokenResponse
+	(*RevokeApiTokenRequest)(nil),         // 67: posture.v1.RevokeApiTokenRequest
+	(*UpdateTeamRequest)(nil),             // 68: posture.v1.UpdateTeamRequest
+	(*AuditEvent)(nil),                    // 69: posture.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),        // 70: posture.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),       // 71: posture.v1.ListAuditEventsResponse
+	(*HostFacts)(nil),                     // 72: posture.v1.HostFacts
+	(*timestamppb.Timestamp)(nil),         // 73: google.protobuf.Timestamp
+	(ResultStatus)(0),                     // 74: posture.v1.ResultStatus
+	(*durationpb.Duration)(nil),           // 75: google.protobuf.Duration
+	(*FactQuery)(nil),                     // 76: posture.v1.FactQuery
+	(*fieldmaskpb.FieldMask)(nil),         // 77: google.protobuf.FieldMask
 }
 var file_posture_v1_admin_proto_depIdxs = []int32{
-	62, // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
-	63, // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
-	63, // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
-	63, // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
-	63, // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
-	4,  // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
-	2,  // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
-	63, // 7: posture.v1.Host.reenrolled_at:type_name -> google.protobuf.Timestamp
-	3,  // 8: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
-	63, // 9: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
-	63, // 10: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
-	64, // 11: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
-	63, // 12: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
-	64, // 13: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
-	63, // 14: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
-	65, // 15: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
-	63, // 16: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
-	1,  // 17: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
-	65, // 18: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
-	63, // 19: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
-	63, // 20: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
-	13, // 21: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
-	65, // 22: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
-	17, // 23: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
-	13, // 24: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
-	18, // 25: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
-	66, // 26: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
-	0,  // 27: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
-	20, // 28: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
-	18, // 29: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
-	18, // 30: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
-	63, // 31: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
-	63, // 32: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
-	27, // 33: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
-	63, // 34: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 35: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
-	63, // 36: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
-	63, // 37: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
-	63, // 38: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
-	63, // 39: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
-	63, // 40: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
-	36, // 41: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
-	36, // 42: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	36, // 43: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	63, // 44: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
-	63, // 45: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
-	46, // 46: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
-	63, // 47: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	63, // 48: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	63, // 49: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	63, // 50: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
-	50, // 51: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
-	63, // 52: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
-	50, // 53: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
-	63, // 54: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
-	63, // 55: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
-	63, // 56: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
-	63, // 57: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
-	56, // 58: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
-	63, // 59: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
-	56, // 60: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
-	5,  // 61: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
-	7,  // 62: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
-	8,  // 63: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
-	9,  // 64: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
-	11, // 65: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
-	14, // 66: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
-	16, // 67: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
-	19, // 68: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
-	22, // 69: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
-	24, // 70: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
-	26, // 71: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
-	28, // 72: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
-	30, // 73: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
-	31, // 74: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
-	33, // 75: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
-	34, // 76: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
-	37, // 77: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
-	39, // 78: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
-	40, // 79: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
-	41, // 80: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
-	42, // 81: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
-	44, // 82: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
-	47, // 83: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
-	49, // 84: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
-	51, // 85: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
-	53, // 86: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
-	55, // 87: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
-	57, // 88: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
-	59, // 89: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
-	61, // 90: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
-	6,  // 91: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
-	1,  // 92: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
-	1,  // 93: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
-	10, // 94: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
-	12, // 95: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
-	15, // 96: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
-	13, // 97: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
-	21, // 98: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
-	23, // 99: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
-	25, // 100: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
-	18, // 101: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
-	29, // 102: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
-	27, // 103: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
-	32, // 104: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
-	1,  // 105: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
-	35, // 106: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
-	38, // 107: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
-	36, // 108: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
-	36, // 109: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
-	36, // 110: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
-	43, // 111: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
-	45, // 112: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
-	48, // 113: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
-	46, // 114: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
-	52, // 115: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
-	54, // 116: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
-	50, // 117: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
-	58, // 118: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
-	60, // 119: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
-	56, // 120: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
-	91, // [91:121] is the sub-list for method output_type
-	61, // [61:91] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	72,  // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
+	73,  // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
+	73,  // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
+	73,  // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
+	73,  // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
+	5,   // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
+	3,   // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
+	2,   // 7: posture.v1.Host.scopes:type_name -> posture.v1.HostScope
+	73,  // 8: posture.v1.Host.reenrolled_at:type_name -> google.protobuf.Timestamp
+	73,  // 9: posture.v1.HostScope.refreshed_at:type_name -> google.protobuf.Timestamp
+	4,   // 10: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
+	73,  // 11: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
+	73,  // 12: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
+	74,  // 13: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
+	73,  // 14: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
+	74,  // 15: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
+	73,  // 16: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
+	75,  // 17: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
+	73,  // 18: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
+	1,   // 19: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
+	75,  // 20: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
+	73,  // 21: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
+	73,  // 22: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
+	14,  // 23: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
+	75,  // 24: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
+	18,  // 25: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
+	14,  // 26: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
+	19,  // 27: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
+	76,  // 28: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
+	0,   // 29: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
+	21,  // 30: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
+	19,  // 31: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
+	19,  // 32: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
+	73,  // 33: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
+	73,  // 34: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
+	28,  // 35: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
+	73,  // 36: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	1,   // 37: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
+	73,  // 38: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
+	73,  // 39: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
+	73,  // 40: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
+	73,  // 41: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
+	73,  // 42: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
+	38,  // 43: posture.v1.Integration.partner_status:type_name -> posture.v1.PartnerStatus
+	73,  // 44: posture.v1.PartnerStatus.activated_at:type_name -> google.protobuf.Timestamp
+	73,  // 45: posture.v1.PartnerStatus.last_heartbeat_at:type_name -> google.protobuf.Timestamp
+	39,  // 46: posture.v1.PartnerStatus.policies:type_name -> posture.v1.PartnerPolicyStatus
+	73,  // 47: posture.v1.PartnerPolicyStatus.updated_at:type_name -> google.protobuf.Timestamp
+	73,  // 48: posture.v1.AdminConsentUrl.expires_at:type_name -> google.protobuf.Timestamp
+	37,  // 49: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
+	37,  // 50: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	37,  // 51: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	77,  // 52: posture.v1.UpdateIntegrationRequest.update_mask:type_name -> google.protobuf.FieldMask
+	73,  // 53: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
+	73,  // 54: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
+	52,  // 55: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
+	73,  // 56: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	73,  // 57: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	73,  // 58: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	73,  // 59: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
+	56,  // 60: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
+	73,  // 61: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
+	56,  // 62: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
+	73,  // 63: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
+	73,  // 64: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
+	73,  // 65: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
+	73,  // 66: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
+	62,  // 67: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
+	73,  // 68: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
+	62,  // 69: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
+	19,  // 70: posture.v1.UpdateTeamRequest.team:type_name -> posture.v1.Team
+	77,  // 71: posture.v1.UpdateTeamRequest.update_mask:type_name -> google.protobuf.FieldMask
+	73,  // 72: posture.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
+	73,  // 73: posture.v1.ListAuditEventsRequest.since:type_name -> google.protobuf.Timestamp
+	69,  // 74: posture.v1.ListAuditEventsResponse.events:type_name -> posture.v1.AuditEvent
+	6,   // 75: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
+	8,   // 76: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
+	9,   // 77: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
+	10,  // 78: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
+	12,  // 79: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
+	15,  // 80: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
+	17,  // 81: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
+	20,  // 82: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
+	23,  // 83: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
+	25,  // 84: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
+	27,  // 85: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
+	29,  // 86: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
+	31,  // 87: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
+	32,  // 88: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
+	34,  // 89: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
+	35,  // 90: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
+	43,  // 91: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
+	45,  // 92: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
+	46,  // 93: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
+	47,  // 94: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
+	48,  // 95: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
+	50,  // 96: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
+	40,  // 97: posture.v1.AdminService.DeprovisionIntegration:input_type -> posture.v1.DeprovisionIntegrationRequest
+	41,  // 98: posture.v1.AdminService.GetAdminConsentUrl:input_type -> posture.v1.GetAdminConsentUrlRequest
+	53,  // 99: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
+	55,  // 100: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
+	57,  // 101: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
+	59,  // 102: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
+	61,  // 103: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
+	63,  // 104: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
+	65,  // 105: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
+	67,  // 106: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
+	68,  // 107: posture.v1.AdminService.UpdateTeam:input_type -> posture.v1.UpdateTeamRequest
+	70,  // 108: posture.v1.AdminService.ListAuditEvents:input_type -> posture.v1.ListAuditEventsRequest
+	7,   // 109: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
+	1,   // 110: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
+	1,   // 111: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
+	11,  // 112: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
+	13,  // 113: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
+	16,  // 114: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
+	14,  // 115: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
+	22,  // 116: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
+	24,  // 117: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
+	26,  // 118: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
+	19,  // 119: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
+	30,  // 120: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
+	28,  // 121: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
+	33,  // 122: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
+	1,   // 123: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
+	36,  // 124: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
+	44,  // 125: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
+	37,  // 126: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
+	37,  // 127: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
+	37,  // 128: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
+	49,  // 129: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
+	51,  // 130: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
+	37,  // 131: posture.v1.AdminService.DeprovisionIntegration:output_type -> posture.v1.Integration
+	42,  // 132: posture.v1.AdminService.GetAdminConsentUrl:output_type -> posture.v1.AdminConsentUrl
+	54,  // 133: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
+	52,  // 134: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
+	58,  // 135: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
+	60,  // 136: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
+	56,  // 137: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
+	64,  // 138: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
+	66,  // 139: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
+	62,  // 140: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
+	19,  // 141: posture.v1.AdminService.UpdateTeam:output_type -> posture.v1.Team
+	71,  // 142: posture.v1.AdminService.ListAuditEvents:output_type -> posture.v1.ListAuditEventsResponse
+	109, // [109:143] is the sub-list for method output_type
+	75,  // [75:109] is the sub-list for method input_type
+	75,  // [75:75] is the sub-list for extension type_name
+	75,  // [75:75] is the sub-list for extension extendee
+	0,   // [0:75] is the sub-list for field type_name
 }
 
 func init() { file_posture_v1_admin_proto_init() }
@@ -4445,13 +5361,14 @@ func file_posture_v1_admin_proto_init() {
 		return
 	}
 	file_posture_v1_agent_proto_init()
+	file_posture_v1_admin_proto_msgTypes[17].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_posture_v1_admin_proto_rawDesc), len(file_posture_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   61,
+			NumMessages:   71,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
