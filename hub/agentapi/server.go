@@ -5,6 +5,7 @@ package agentapi
 
 import (
 	"context"
+	"encoding/json"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -195,10 +196,12 @@ func (s *Server) Enroll(ctx context.Context, req *posturev1.EnrollRequest) (*pos
 		s.m.enrolls.WithLabelValues("reenrolled").Inc()
 		s.cfg.Logger.Warn("host re-enrolled: earlier certificates retired", "host", h.ID, "hostname", h.Hostname,
 			"team", h.Team, "reenroll_count", h.ReenrollCount, "secret", secret.ID, "source", src)
+		s.auditEnroll(ctx, "host re-enrolled", h, secret.ID, src)
 	case h.DuplicateOf != "":
 		s.m.enrolls.WithLabelValues("duplicate").Inc()
 		s.cfg.Logger.Warn("host enrolled as a duplicate: its hardware uuid belongs to a host of another team",
 			"host", h.ID, "duplicate_of", h.DuplicateOf, "hostname", h.Hostname, "team", h.Team, "secret", secret.ID, "source", src)
+		s.auditEnroll(ctx, "host enrolled as duplicate", h, secret.ID, src)
 	default:
 		s.m.enrolls.WithLabelValues("ok").Inc()
 		s.cfg.Logger.Info("host enrolled", "host", h.ID, "hostname", h.Hostname, "team", h.Team, "source", src)
@@ -209,6 +212,22 @@ func (s *Server) Enroll(ctx context.Context, req *posturev1.EnrollRequest) (*pos
 		CaBundlePem:    s.cfg.CA.CertPEM(),
 		NotAfter:       timestamppb.New(iss.NotAfter),
 	}, nil
+}
+
+// auditEnroll writes a re-enroll or duplicate enrollment to the audit log
+// (the hub is the actor: no admin token is involved).
+func (s *Server) auditEnroll(ctx context.Context, action string, h store.Host, secretID, src string) {
+	after, _ := json.Marshal(map[string]any{
+		"hostname": h.Hostname, "team": h.Team, "hardware_uuid": h.HardwareUUID, "enroll_secret_id": secretID,
+		"duplicate_of": h.DuplicateOf, "reenroll_count": h.ReenrollCount,
+	})
+	err := s.cfg.Store.RecordAuditEvent(ctx, store.AuditEvent{
+		At: s.cfg.Now(), Actor: store.AuditActorHub, Action: action, Target: "host/" + h.ID,
+		Source: src, Result: store.AuditOK, After: string(after),
+	})
+	if err != nil {
+		s.cfg.Logger.Error("audit log: record enroll", "host", h.ID, "action", action, "err", err)
+	}
 }
 
 // Renew issues a fresh certificate to an authenticated, unrevoked host.

@@ -15,6 +15,7 @@ func checkDuplicateFlag(t *testing.T, th *trustHub, dup, of string) {
 	if h := th.host(t, dup); h.GetDuplicateOf() != of {
 		t.Fatalf("duplicate_of = %q, want %q", h.GetDuplicateOf(), of)
 	}
+	checkAudit(t, th, "host enrolled as duplicate", dup)
 	if h := th.host(t, of); h.GetDuplicateOf() != "" || h.GetReenrollCount() != 0 {
 		t.Fatalf("the original is flagged: %v", h)
 	}
@@ -36,6 +37,22 @@ func checkReenrollFlag(t *testing.T, th *trustHub, id string, n int) {
 	if int(h.GetReenrollCount()) != n || h.GetReenrolledAt() == nil {
 		t.Fatalf("re-enroll flag: count %d at %v, want %d", h.GetReenrollCount(), h.GetReenrolledAt(), n)
 	}
+	checkAudit(t, th, "host re-enrolled", id)
+}
+
+// checkAudit: the hub wrote the enroll event to the audit log.
+func checkAudit(t *testing.T, th *trustHub, action, hostID string) {
+	t.Helper()
+	ev, err := th.adminc.ListAuditEvents(th.actx, &posturev1.ListAuditEventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ev.GetEvents() {
+		if e.GetAction() == action && e.GetTarget() == "host/"+hostID && e.GetActor() == "hub" {
+			return
+		}
+	}
+	t.Fatalf("audit log lacks %q for host %s: %v", action, hostID, ev)
 }
 
 // checkConflict: both claimants are NONCOMPLIANT for the conflict, and

@@ -21,6 +21,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 	"github.com/posture-dev/posture/hub/admin"
@@ -106,14 +108,24 @@ func (th *trustHub) hello(ctx context.Context, cert tls.Certificate, facts *post
 	if err := stream.Send(&posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Hello{Hello: &posturev1.Hello{Facts: facts}}}); err != nil {
 		return err
 	}
-	m, err := stream.Recv()
-	if err != nil {
-		return err
+	return awaitPolicySet(stream)
+}
+
+// awaitPolicySet reads until the hub's PolicySet (a DeviceStatus may come
+// first) and returns the stream's error if it ends instead.
+func awaitPolicySet(stream posturev1.AgentService_ConnectClient) error {
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		if m.GetPolicySet() != nil {
+			return nil
+		}
+		if m.GetStatus() == nil {
+			return fmt.Errorf("unexpected first message %v, want a PolicySet", m)
+		}
 	}
-	if m.GetPolicySet() == nil {
-		return fmt.Errorf("first message %v, want a PolicySet", m)
-	}
-	return nil
 }
 
 func (th *trustHub) host(t *testing.T, id string) *posturev1.Host {
@@ -179,8 +191,8 @@ func TestReenrollRetiresTheOldCertificate(t *testing.T) {
 	if err := stream.Send(&posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Hello{Hello: &posturev1.Hello{Facts: macFacts("mac", "UUID-1")}}}); err != nil {
 		t.Fatal(err)
 	}
-	if m, err := stream.Recv(); err != nil || m.GetPolicySet() == nil {
-		t.Fatalf("old stream: %v %v", m, err)
+	if err := awaitPolicySet(stream); err != nil {
+		t.Fatalf("old stream: %v", err)
 	}
 
 	second, newCert, err := th.enrollRaw(ctx, sec, macFacts("mac", "UUID-1"))
@@ -301,7 +313,9 @@ func TestEntraDeviceIDSpoofFailsClosed(t *testing.T) {
 	defer victim.Close()
 	// The attacker's team has conditional access off: its own verdict is
 	// COMPLIANT whatever it reports.
-	if _, err := th.adminc.PutTeam(th.actx, &posturev1.PutTeamRequest{Team: &posturev1.Team{Name: "lab"}}); err != nil {
+	if _, err := th.adminc.PutTeam(th.actx, &posturev1.PutTeamRequest{Team: &posturev1.Team{Name: "lab", Settings: &posturev1.TeamSettings{
+		ConditionalAccess: proto.Bool(false), MaxAllowedSeverity: proto.String(""), ErrorsAsFailures: proto.Bool(false),
+		StaleAfter: durationpb.New(0)}}}); err != nil {
 		t.Fatal(err)
 	}
 	attacker, err := startSimAgent(ctx, th.hp.cfg.GRPCAddr, th.caPEM, th.secret(t, "lab"), "attacker", "UUID-ATTACKER")
