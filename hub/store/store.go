@@ -333,7 +333,7 @@ type HostHealth struct {
 	OsqueryOK  bool // osqueryd answers queries
 	SpoolOK    bool // results can be persisted to the on-disk spool
 	Detail     string
-	SpoolDepth int // spooled batches not yet acked
+	SpoolDepth int       // spooled batches not yet acked
 	At         time.Time // when the hub received it
 }
 
