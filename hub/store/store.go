@@ -352,9 +352,9 @@ type HostReporting struct {
 	LastReportAt time.Time
 	// Health is nil until the agent first reports it.
 	Health *HostHealth
-	// StreamReplica holds the host's stream ("" = none), as of
-	// StreamHeartbeat; a replica refreshes its heartbeats periodically, so
-	// an old heartbeat means the replica died.
+	// StreamReplica holds the host's stream ("" = none); StreamHeartbeat is
+	// that replica's last heartbeat (zero if it never sent one). Replicas
+	// heartbeat periodically, so an old heartbeat means the replica died.
 	StreamReplica   string
 	StreamHeartbeat time.Time
 }
@@ -378,6 +378,7 @@ type Reporting interface {
 	SetHostStream(ctx context.Context, hostID, replica string, at time.Time) error
 	// ClearHostStream forgets the stream if replica still holds it.
 	ClearHostStream(ctx context.Context, hostID, replica string) error
-	// HeartbeatStreams refreshes every stream replica holds, as of at.
+	// HeartbeatStreams records that replica is alive at at: every stream
+	// it holds counts as connected while its heartbeat is fresh.
 	HeartbeatStreams(ctx context.Context, replica string, at time.Time) error
 }

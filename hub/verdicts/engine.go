@@ -36,6 +36,7 @@ type Store interface {
 	SaveVerdict(ctx context.Context, v store.Verdict, prevVersion int64, rows []store.OutboxRow) error
 	DueVerdicts(ctx context.Context, now time.Time, limit int) ([]string, error)
 	ListIntegrations(ctx context.Context) ([]store.Integration, error)
+	GetHostReporting(ctx context.Context, hostID string) (store.HostReporting, error)
 }
 
 // DefaultSettings apply to a team that has none stored: conditional access
@@ -301,7 +302,11 @@ func (e *Engine) Inputs(ctx context.Context, h store.Host) (compliance.Input, er
 	if err != nil {
 		return compliance.Input{}, fmt.Errorf("exemptions: %w", err)
 	}
-	in := compliance.Input{Host: h, Settings: settings, Policies: policies, Results: results, Now: e.cfg.Now()}
+	rep, err := e.cfg.Store.GetHostReporting(ctx, h.ID)
+	if err != nil {
+		return compliance.Input{}, fmt.Errorf("reporting: %w", err)
+	}
+	in := compliance.Input{Host: h, Settings: settings, Policies: policies, Results: results, Reporting: rep, Now: e.cfg.Now()}
 	for _, x := range exs {
 		in.Exemptions = append(in.Exemptions, compliance.Exemption{PolicyID: x.PolicyID, ExpiresAt: x.ExpiresAt, Reason: x.Reason})
 	}
@@ -360,7 +365,8 @@ func (e *Engine) evaluateOnce(ctx context.Context, hostID string, force bool) (s
 		nv.NextTransition = &t
 	}
 	same := prev.Version > 0 && prev.State == nv.State && prev.Cause == nv.Cause && prev.Desired == nv.Desired &&
-		bytes.Equal(prev.Reasons, nv.Reasons) && sameTime(prev.NextTransition, nv.NextTransition)
+		bytes.Equal(prev.Reasons, nv.Reasons) && (sameTime(prev.NextTransition, nv.NextTransition) ||
+		earlierWake(prev.NextTransition, nv.NextTransition, in.Now))
 	if same && !force {
 		return prev, nil
 	}
@@ -420,6 +426,13 @@ func covers(in store.Integration, team string) bool {
 		}
 	}
 	return false
+}
+
+// earlierWake: the stored wake-up is still ahead and no later than the new
+// one. Waking early only re-evaluates, so the verdict need not be saved each
+// time a report pushes the silence deadline on (every batch would write).
+func earlierWake(stored, computed *time.Time, now time.Time) bool {
+	return stored != nil && computed != nil && stored.After(now) && !stored.After(*computed)
 }
 
 func sameTime(a, b *time.Time) bool {

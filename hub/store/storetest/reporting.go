@@ -65,6 +65,7 @@ func testReportingHealth(t *testing.T, s store.Store) {
 
 func testReportingStreams(t *testing.T, s store.Store) {
 	a, b := enroll(t, s, "a", ""), enroll(t, s, "b", "")
+	noErr(t, s.HeartbeatStreams(ctx(t), "r2", at(time.Second)))
 	noErr(t, s.SetHostStream(ctx(t), a.ID, "r1", at(0)))
 	noErr(t, s.SetHostStream(ctx(t), b.ID, "r1", at(0)))
 	// b moves to r2; r1's late disconnect must not clear it.

@@ -9,8 +9,11 @@ import (
 )
 
 // ReportingCols are the columns of Reporting.
-const ReportingCols = `host_id, report_interval_ns, last_report_at, health_at, osquery_ok, spool_ok,
-	health_detail, spool_depth, stream_replica, stream_heartbeat`
+const ReportingCols = `r.host_id, r.report_interval_ns, r.last_report_at, r.health_at, r.osquery_ok,
+	r.spool_ok, r.health_detail, r.spool_depth, r.stream_replica, rp.heartbeat_at AS stream_heartbeat`
+
+// reportingFrom joins each stream to its replica's heartbeat.
+const reportingFrom = ` FROM host_reporting r LEFT JOIN hub_replicas rp ON rp.id = r.stream_replica`
 
 // Reporting is a row of host_reporting.
 type Reporting struct {
@@ -44,7 +47,7 @@ func (r Reporting) Reporting() store.HostReporting {
 // gets the zero value (ErrNotFound only when the host does not exist).
 func (db DB) GetHostReporting(ctx context.Context, hostID string) (store.HostReporting, error) {
 	var rows []Reporting
-	if err := db.R.SelectContext(ctx, &rows, `SELECT `+ReportingCols+` FROM host_reporting WHERE host_id = $1`, hostID); err != nil {
+	if err := db.R.SelectContext(ctx, &rows, `SELECT `+ReportingCols+reportingFrom+` WHERE r.host_id = $1`, hostID); err != nil {
 		return store.HostReporting{}, fmt.Errorf("reporting of host %q: %w", hostID, err)
 	}
 	if len(rows) == 1 {
@@ -59,7 +62,7 @@ func (db DB) GetHostReporting(ctx context.Context, hostID string) (store.HostRep
 // ListHostReporting returns every row by host id.
 func (db DB) ListHostReporting(ctx context.Context) (map[string]store.HostReporting, error) {
 	var rows []Reporting
-	if err := db.R.SelectContext(ctx, &rows, `SELECT `+ReportingCols+` FROM host_reporting`); err != nil {
+	if err := db.R.SelectContext(ctx, &rows, `SELECT `+ReportingCols+reportingFrom); err != nil {
 		return nil, fmt.Errorf("list host reporting: %w", err)
 	}
 	out := make(map[string]store.HostReporting, len(rows))
@@ -103,26 +106,34 @@ func (db DB) SetHostHealth(ctx context.Context, hostID string, h store.HostHealt
 
 // SetHostStream records the replica holding the host's stream.
 func (db DB) SetHostStream(ctx context.Context, hostID, replica string, at time.Time) error {
-	return db.upsertReporting(ctx, "set stream", hostID, "stream_replica, stream_heartbeat",
-		"stream_replica = excluded.stream_replica, stream_heartbeat = excluded.stream_heartbeat",
+	return db.upsertReporting(ctx, "set stream", hostID, "stream_replica, stream_since",
+		"stream_replica = excluded.stream_replica, stream_since = excluded.stream_since",
 		replica, db.Dialect.Time(store.StoredTime(at)))
 }
 
 // ClearHostStream forgets the stream if replica still holds it (a host that
 // moved to another replica keeps that one).
 func (db DB) ClearHostStream(ctx context.Context, hostID, replica string) error {
-	if _, err := db.W.ExecContext(ctx, `UPDATE host_reporting SET stream_replica = '', stream_heartbeat = NULL
+	if _, err := db.W.ExecContext(ctx, `UPDATE host_reporting SET stream_replica = '', stream_since = NULL
 		WHERE host_id = $1 AND stream_replica = $2`, hostID, replica); err != nil {
 		return fmt.Errorf("clear stream of host %q: %w", hostID, err)
 	}
 	return nil
 }
 
-// HeartbeatStreams refreshes every stream the replica holds.
+// HeartbeatStreams refreshes the replica's heartbeat, which every stream it
+// holds is judged by (one row per replica, whatever its number of hosts),
+// and forgets replicas silent for a day.
 func (db DB) HeartbeatStreams(ctx context.Context, replica string, at time.Time) error {
-	if _, err := db.W.ExecContext(ctx, `UPDATE host_reporting SET stream_heartbeat = $2 WHERE stream_replica = $1`,
-		replica, db.Dialect.Time(store.StoredTime(at))); err != nil {
-		return fmt.Errorf("heartbeat streams of replica %q: %w", replica, err)
+	_, err := db.W.ExecContext(ctx, `INSERT INTO hub_replicas (id, heartbeat_at) VALUES ($1, $2)
+		ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`,
+		replica, db.Dialect.Time(store.StoredTime(at)))
+	if err != nil {
+		return fmt.Errorf("heartbeat of replica %q: %w", replica, err)
+	}
+	if _, err := db.W.ExecContext(ctx, `DELETE FROM hub_replicas WHERE heartbeat_at < $1`,
+		db.Dialect.Time(store.StoredTime(at.Add(-24*time.Hour)))); err != nil {
+		return fmt.Errorf("forget old replicas: %w", err)
 	}
 	return nil
 }
