@@ -42,6 +42,9 @@ type Config struct {
 	Integrations Integrations
 	// SyncNotify wakes the sync worker (nil: it polls).
 	SyncNotify func()
+	// StreamTTL: a stream held by another replica counts as connected
+	// while that replica's heartbeat is younger than this (default 45 s).
+	StreamTTL time.Duration
 }
 
 // Server implements posturev1.AdminServiceServer.
@@ -57,6 +60,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.StreamTTL <= 0 {
+		cfg.StreamTTL = DefaultStreamTTL
 	}
 	return &Server{cfg: cfg}
 }
@@ -96,12 +102,17 @@ func (s *Server) ListHosts(ctx context.Context, req *posturev1.ListHostsRequest)
 	if err != nil {
 		return nil, err
 	}
+	reps, err := s.cfg.Store.ListHostReporting(ctx)
+	if err != nil {
+		return nil, storeErr("host reporting", err)
+	}
 	resp := &posturev1.ListHostsResponse{}
 	for _, h := range hosts {
 		ph, err := s.hostProto(ctx, h, names, req.GetIncludeResults())
 		if err != nil {
 			return nil, err
 		}
+		s.addReporting(ph, reps[h.ID])
 		resp.Hosts = append(resp.Hosts, ph)
 	}
 	return resp, nil
@@ -116,7 +127,16 @@ func (s *Server) GetHost(ctx context.Context, req *posturev1.GetHostRequest) (*p
 	if err != nil {
 		return nil, err
 	}
-	return s.hostProto(ctx, h, names, true)
+	ph, err := s.hostProto(ctx, h, names, true)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := s.cfg.Store.GetHostReporting(ctx, h.ID)
+	if err != nil {
+		return nil, storeErr("host reporting", err)
+	}
+	s.addReporting(ph, rep)
+	return ph, nil
 }
 
 func (s *Server) RevokeHost(ctx context.Context, req *posturev1.RevokeHostRequest) (*posturev1.Host, error) {

@@ -27,11 +27,12 @@ func cmdTeams(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 				return firstErr(err, func() error { return printJSON(stdout, resp) })
 			}
 			tw := newTable(stdout)
-			fmt.Fprintln(tw, "NAME\tCONDITIONAL ACCESS\tMAX ALLOWED SEVERITY\tERRORS AS FAILURES\tSTALE AFTER")
+			fmt.Fprintln(tw, "NAME\tCONDITIONAL ACCESS\tMAX ALLOWED SEVERITY\tERRORS AS FAILURES\tSTALE AFTER\tMISSED REPORTS")
 			for _, t := range resp.GetTeams() {
 				s := t.GetSettings()
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.GetName(), onOff(s.GetConditionalAccess()),
-					maxSeverity(s.GetMaxAllowedSeverity()), yesNo(s.GetErrorsAsFailures()), staleAfter(s.GetStaleAfter()))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.GetName(), onOff(s.GetConditionalAccess()),
+					maxSeverity(s.GetMaxAllowedSeverity()), yesNo(s.GetErrorsAsFailures()), staleAfter(s.GetStaleAfter()),
+					missedReports(s.GetMissedReports()))
 			}
 			return tw.Flush()
 		})
@@ -63,6 +64,13 @@ func staleAfter(d *durationpb.Duration) string {
 	return d.AsDuration().String()
 }
 
+func missedReports(n int32) string {
+	if n <= 0 {
+		return "3 (default)"
+	}
+	return fmt.Sprint(n)
+}
+
 // teamsSet changes only the settings given: PutTeam replaces the whole
 // team, so the current settings are read first.
 func teamsSet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -70,6 +78,7 @@ func teamsSet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var ca, errorsAsFailures bool
 	var maxSev string
 	var stale time.Duration
+	var missed int
 	extra := func(f *flag.FlagSet) {
 		fs = f
 		withUsage(f, "teams set NAME [flags]\n\nChanges only the settings given; a new team starts with conditional access off.")
@@ -77,6 +86,7 @@ func teamsSet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		f.StringVar(&maxSev, "max-allowed-severity", "", `failures up to this severity are allowed: low, medium, high, or "" (any failure blocks)`)
 		f.BoolVar(&errorsAsFailures, "errors-as-failures", false, "count policy errors as failures")
 		f.DurationVar(&stale, "stale-after", 0, "a host silent longer than this is UNKNOWN (0: the default, 24h)")
+		f.IntVar(&missed, "missed-reports", 0, "a host with no result batch for this many policy intervals is UNKNOWN, connected or not (0: the default, 3)")
 	}
 	args, _ = interspersed(args, extra)
 	return apiCommand(ctx, "teams set", args, stdout, stderr, extra, 1, func(ctx context.Context, c posturev1.AdminServiceClient, cf *clientFlags, pos []string) error {
@@ -93,6 +103,9 @@ func teamsSet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		if stale < 0 {
 			return errors.New("--stale-after must not be negative")
+		}
+		if missed < 0 || missed > 1000 {
+			return errors.New("--missed-reports must be from 0 to 1000")
 		}
 		teams, err := c.ListTeams(ctx, &posturev1.ListTeamsRequest{})
 		if err != nil {
@@ -125,13 +138,17 @@ func teamsSet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 				settings.StaleAfter = durationpb.New(stale)
 			}
 		}
+		if set["missed-reports"] {
+			settings.MissedReports = int32(missed)
+		}
 		t, err := c.PutTeam(ctx, &posturev1.PutTeamRequest{Team: &posturev1.Team{Name: name, Settings: settings}})
 		if err != nil || cf.json {
 			return firstErr(err, func() error { return printJSON(stdout, t) })
 		}
 		s := t.GetSettings()
-		fmt.Fprintf(stdout, "team %s: conditional access %s, max allowed severity %s, errors as failures %s, stale after %s\n", t.GetName(),
-			onOff(s.GetConditionalAccess()), maxSeverity(s.GetMaxAllowedSeverity()), yesNo(s.GetErrorsAsFailures()), staleAfter(s.GetStaleAfter()))
+		fmt.Fprintf(stdout, "team %s: conditional access %s, max allowed severity %s, errors as failures %s, stale after %s, missed reports %s\n", t.GetName(),
+			onOff(s.GetConditionalAccess()), maxSeverity(s.GetMaxAllowedSeverity()), yesNo(s.GetErrorsAsFailures()), staleAfter(s.GetStaleAfter()),
+			missedReports(s.GetMissedReports()))
 		return nil
 	})
 }

@@ -196,6 +196,7 @@ func TeamToProto(t store.Team) *posturev1.Team {
 			MaxAllowedSeverity: t.Settings.MaxAllowedSeverity,
 			ErrorsAsFailures:   t.Settings.ErrorsAsFailures,
 			StaleAfter:         durationOrNil(t.Settings.StaleAfter),
+			MissedReports:      int32(t.Settings.MissedReports),
 		},
 	}
 }
@@ -209,6 +210,7 @@ func TeamFromProto(t *posturev1.Team) store.Team {
 			ConditionalAccess:  s.GetConditionalAccess(),
 			MaxAllowedSeverity: s.GetMaxAllowedSeverity(),
 			ErrorsAsFailures:   s.GetErrorsAsFailures(),
+			MissedReports:      int(s.GetMissedReports()),
 		},
 	}
 	if d := s.GetStaleAfter(); d != nil {
@@ -340,6 +342,9 @@ func Validate(policies []store.Policy, teams []store.Team) Errors {
 		}
 		if t.Settings.StaleAfter < 0 {
 			add(subj, "stale_after must not be negative")
+		}
+		if t.Settings.MissedReports < 0 || t.Settings.MissedReports > 1000 {
+			add(subj, "missed_reports must be from 0 to 1000")
 		}
 	}
 	return errs

@@ -92,7 +92,7 @@ var (
 		"passing_host_count", "failing_host_count", "host_count_updated_at",
 		"created_at", "updated_at", "query_id", "report_id")
 	teamKeys         = set("name", "settings")
-	teamSettingsKeys = set("conditional_access", "max_allowed_severity", "errors_as_failures", "stale_after")
+	teamSettingsKeys = set("conditional_access", "max_allowed_severity", "errors_as_failures", "stale_after", "missed_reports")
 	factKeys         = set("name", "platform", "query", "description")
 	docKeys          = set("apiVersion", "kind", "spec")
 	// Fleet document kinds that carry nothing posture uses.
@@ -597,6 +597,14 @@ func (l *loader) team(path string, n *yaml.Node) {
 					l.errorf(path, f.val, "invalid stale_after: %v", err)
 				}
 				t.Settings.StaleAfter = d
+			}
+		}
+		if f, ok := ss["missed_reports"]; ok {
+			n, err := strconv.Atoi(f.val.Value)
+			if f.val.Kind != yaml.ScalarNode || f.val.Tag != "!!int" || err != nil || n < 0 || n > 1000 {
+				l.errorf(path, f.val, "missed_reports must be a whole number from 0 to 1000 (0 = hub default, 3)")
+			} else {
+				t.Settings.MissedReports = n
 			}
 		}
 	}

@@ -105,7 +105,17 @@ type Hub struct {
 	httpSrv              *http.Server
 	health               *health.Server
 	metrics              *prometheus.Registry
+
+	// lock is the data dir's lock, held for the hub's life on SQLite.
+	lock *dirLock
+	// integrityErr is set when the store failed its start-up integrity
+	// check: the hub runs, but /readyz says why it is not ready.
+	integrityErr error
 }
+
+// StreamHeartbeat is how often a replica refreshes its stream heartbeat in
+// the store; admin.DefaultStreamTTL is three of these.
+const StreamHeartbeat = 15 * time.Second
 
 // OpenStore opens PostgreSQL when url is set, else SQLite in dataDir.
 func OpenStore(ctx context.Context, dataDir, url string) (store.Store, error) {
@@ -137,7 +147,18 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 			h.Close()
 		}
 	}()
+	// One process initialises a data dir at a time: two hubs started
+	// together must not each create a CA. On SQLite the lock is held for
+	// life (the database belongs to one hub); PostgreSQL replicas sharing
+	// the dir hold it only while creating or loading the CA and key.
 	var err error
+	lockWait := 30 * time.Second
+	if cfg.DatabaseURL == "" {
+		lockWait = 5 * time.Second
+	}
+	if h.lock, err = lockDataDir(cfg.DataDir, lockWait); err != nil {
+		return nil, err
+	}
 	if cfg.CACert != "" || cfg.CAKey != "" {
 		h.CA, err = ca.LoadFiles(cfg.CACert, cfg.CAKey)
 	} else {
@@ -146,18 +167,29 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	if err != nil {
 		return nil, err
 	}
+	keys, err := loadKeys(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.DatabaseURL != "" {
+		h.lock.unlock()
+		h.lock = nil
+	}
 	h.Store, err = OpenStore(ctx, cfg.DataDir, cfg.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if c, ok := h.Store.(interface{ QuickCheck(context.Context) error }); ok {
+		if err := c.QuickCheck(ctx); err != nil {
+			h.integrityErr = err
+			h.log.Error("STORE INTEGRITY CHECK FAILED: the hub will not report ready; restore the database from a backup",
+				"data_dir", cfg.DataDir, "err", err)
+		}
 	}
 	h.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	st, ok := h.Store.(syncStore)
 	if !ok {
 		return nil, fmt.Errorf("store %T has no sync outbox", h.Store)
-	}
-	keys, err := loadKeys(cfg)
-	if err != nil {
-		return nil, err
 	}
 	h.Integrations = integrations.New(st, keys, h.log)
 	syncMetrics, err := hubsync.NewPromMetrics(h.metrics)
@@ -192,6 +224,7 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 			h.Engine.Observe(hostID, len(out.Changed) > 0)
 		},
 		IdentityChanged: func(hostID string) { h.Engine.Notify(hostID, true) },
+		HealthChanged:   func(hostID string) { h.Engine.Notify(hostID, false) },
 	})
 	h.Admin = admin.New(admin.Config{
 		Store: h.Store, Streams: h.Registry, Logger: h.log, Verdicts: h.Engine,
@@ -264,6 +297,11 @@ func (h *Hub) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if h.integrityErr != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "store integrity: %v\n", h.integrityErr)
+		return
+	}
 	if err := h.Store.Ping(ctx); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintf(w, "store: %v\n", err)
@@ -322,11 +360,15 @@ func (h *Hub) Run(ctx context.Context) error {
 	background("sync", h.Worker.Run)
 	background("reconcile", h.reconciler.Run)
 	background("integration health", func(ctx context.Context) error { h.Integrations.Run(ctx, 15*time.Second); return nil })
+	background("stream heartbeat", func(ctx context.Context) error { h.Agent.HeartbeatStreams(ctx, StreamHeartbeat); return nil })
 	background("outbox retention", func(ctx context.Context) error { h.pruneOutbox(ctx, time.Hour); return nil })
 	defer func() { stopBG(); bg.Wait() }()
 	h.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	h.health.SetServingStatus(posturev1.AgentService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	h.health.SetServingStatus(posturev1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	if h.integrityErr != nil {
+		h.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	}
 	h.log.Info("hub serving", "grpc", h.GRPCAddr(), "http", h.HTTPAddr(), "version", h.cfg.Version,
 		"store", map[bool]string{true: "postgres", false: "sqlite"}[h.cfg.DatabaseURL != ""])
 
@@ -368,6 +410,8 @@ func (h *Hub) Close() {
 		h.Store.Close()
 		h.Store = nil
 	}
+	h.lock.unlock()
+	h.lock = nil
 }
 
 // pruneOutbox deletes delivered outbox rows past the retention, hourly.

@@ -92,7 +92,8 @@ type Host struct {
 	CertificateNotAfter   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=certificate_not_after,json=certificateNotAfter,proto3" json:"certificate_not_after,omitempty"`
 	Revoked               bool                   `protobuf:"varint,10,opt,name=revoked,proto3" json:"revoked,omitempty"`
 	RevokedAt             *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
-	// Whether the host has a stream open to this hub replica.
+	// Whether the host has a stream open to any hub replica (shared through
+	// the database; a replica that stops heartbeating drops its hosts).
 	Connected bool `protobuf:"varint,12,opt,name=connected,proto3" json:"connected,omitempty"`
 	// Latest result per policy (GetHost, or ListHosts with include_results).
 	Results []*HostResult `protobuf:"bytes,13,rep,name=results,proto3" json:"results,omitempty"`
@@ -104,8 +105,16 @@ type Host struct {
 	Verdict *Verdict `protobuf:"bytes,17,opt,name=verdict,proto3" json:"verdict,omitempty"`
 	// Why no sink can key on this host ("" when it has an Entra device id).
 	UnmappedReason string `protobuf:"bytes,18,opt,name=unmapped_reason,json=unmappedReason,proto3" json:"unmapped_reason,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// What the agent last said about itself (absent until it reports).
+	Health *HostHealth `protobuf:"bytes,40,opt,name=health,proto3" json:"health,omitempty"`
+	// The policy interval the hub last sent the host (absent if never).
+	ReportInterval *durationpb.Duration `protobuf:"bytes,41,opt,name=report_interval,json=reportInterval,proto3" json:"report_interval,omitempty"`
+	// When the host's last result batch was committed.
+	LastReportAt *timestamppb.Timestamp `protobuf:"bytes,42,opt,name=last_report_at,json=lastReportAt,proto3" json:"last_report_at,omitempty"`
+	// The hub replica holding the host's stream ("" when not connected).
+	ConnectedReplica string `protobuf:"bytes,43,opt,name=connected_replica,json=connectedReplica,proto3" json:"connected_replica,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Host) Reset() {
@@ -264,6 +273,112 @@ func (x *Host) GetUnmappedReason() string {
 	return ""
 }
 
+func (x *Host) GetHealth() *HostHealth {
+	if x != nil {
+		return x.Health
+	}
+	return nil
+}
+
+func (x *Host) GetReportInterval() *durationpb.Duration {
+	if x != nil {
+		return x.ReportInterval
+	}
+	return nil
+}
+
+func (x *Host) GetLastReportAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastReportAt
+	}
+	return nil
+}
+
+func (x *Host) GetConnectedReplica() string {
+	if x != nil {
+		return x.ConnectedReplica
+	}
+	return ""
+}
+
+// HostHealth is the agent's own report: whether it can run policies and
+// persist results. Unhealthy hosts are UNKNOWN (cause "unhealthy").
+type HostHealth struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OsqueryOk     bool                   `protobuf:"varint,1,opt,name=osquery_ok,json=osqueryOk,proto3" json:"osquery_ok,omitempty"`
+	SpoolOk       bool                   `protobuf:"varint,2,opt,name=spool_ok,json=spoolOk,proto3" json:"spool_ok,omitempty"`
+	Detail        string                 `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	SpoolDepth    uint32                 `protobuf:"varint,4,opt,name=spool_depth,json=spoolDepth,proto3" json:"spool_depth,omitempty"`
+	ReportedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=reported_at,json=reportedAt,proto3" json:"reported_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostHealth) Reset() {
+	*x = HostHealth{}
+	mi := &file_posture_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostHealth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostHealth) ProtoMessage() {}
+
+func (x *HostHealth) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostHealth.ProtoReflect.Descriptor instead.
+func (*HostHealth) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *HostHealth) GetOsqueryOk() bool {
+	if x != nil {
+		return x.OsqueryOk
+	}
+	return false
+}
+
+func (x *HostHealth) GetSpoolOk() bool {
+	if x != nil {
+		return x.SpoolOk
+	}
+	return false
+}
+
+func (x *HostHealth) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *HostHealth) GetSpoolDepth() uint32 {
+	if x != nil {
+		return x.SpoolDepth
+	}
+	return 0
+}
+
+func (x *HostHealth) GetReportedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReportedAt
+	}
+	return nil
+}
+
 // Verdict is a host's compliance state as the hub computed it.
 type Verdict struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -285,7 +400,7 @@ type Verdict struct {
 
 func (x *Verdict) Reset() {
 	*x = Verdict{}
-	mi := &file_posture_v1_admin_proto_msgTypes[1]
+	mi := &file_posture_v1_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -297,7 +412,7 @@ func (x *Verdict) String() string {
 func (*Verdict) ProtoMessage() {}
 
 func (x *Verdict) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[1]
+	mi := &file_posture_v1_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -310,7 +425,7 @@ func (x *Verdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verdict.ProtoReflect.Descriptor instead.
 func (*Verdict) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Verdict) GetState() string {
@@ -373,7 +488,7 @@ type VerdictReason struct {
 
 func (x *VerdictReason) Reset() {
 	*x = VerdictReason{}
-	mi := &file_posture_v1_admin_proto_msgTypes[2]
+	mi := &file_posture_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -385,7 +500,7 @@ func (x *VerdictReason) String() string {
 func (*VerdictReason) ProtoMessage() {}
 
 func (x *VerdictReason) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[2]
+	mi := &file_posture_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -398,7 +513,7 @@ func (x *VerdictReason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerdictReason.ProtoReflect.Descriptor instead.
 func (*VerdictReason) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *VerdictReason) GetPolicyId() string {
@@ -474,7 +589,7 @@ type HostResult struct {
 
 func (x *HostResult) Reset() {
 	*x = HostResult{}
-	mi := &file_posture_v1_admin_proto_msgTypes[3]
+	mi := &file_posture_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -486,7 +601,7 @@ func (x *HostResult) String() string {
 func (*HostResult) ProtoMessage() {}
 
 func (x *HostResult) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[3]
+	mi := &file_posture_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -499,7 +614,7 @@ func (x *HostResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostResult.ProtoReflect.Descriptor instead.
 func (*HostResult) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *HostResult) GetPolicyId() string {
@@ -568,7 +683,7 @@ type ListHostsRequest struct {
 
 func (x *ListHostsRequest) Reset() {
 	*x = ListHostsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[4]
+	mi := &file_posture_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +695,7 @@ func (x *ListHostsRequest) String() string {
 func (*ListHostsRequest) ProtoMessage() {}
 
 func (x *ListHostsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[4]
+	mi := &file_posture_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -593,7 +708,7 @@ func (x *ListHostsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostsRequest.ProtoReflect.Descriptor instead.
 func (*ListHostsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListHostsRequest) GetTeam() string {
@@ -619,7 +734,7 @@ type ListHostsResponse struct {
 
 func (x *ListHostsResponse) Reset() {
 	*x = ListHostsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[5]
+	mi := &file_posture_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -631,7 +746,7 @@ func (x *ListHostsResponse) String() string {
 func (*ListHostsResponse) ProtoMessage() {}
 
 func (x *ListHostsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[5]
+	mi := &file_posture_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -644,7 +759,7 @@ func (x *ListHostsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostsResponse.ProtoReflect.Descriptor instead.
 func (*ListHostsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListHostsResponse) GetHosts() []*Host {
@@ -663,7 +778,7 @@ type GetHostRequest struct {
 
 func (x *GetHostRequest) Reset() {
 	*x = GetHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[6]
+	mi := &file_posture_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -675,7 +790,7 @@ func (x *GetHostRequest) String() string {
 func (*GetHostRequest) ProtoMessage() {}
 
 func (x *GetHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[6]
+	mi := &file_posture_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -688,7 +803,7 @@ func (x *GetHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHostRequest.ProtoReflect.Descriptor instead.
 func (*GetHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetHostRequest) GetId() string {
@@ -707,7 +822,7 @@ type RevokeHostRequest struct {
 
 func (x *RevokeHostRequest) Reset() {
 	*x = RevokeHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[7]
+	mi := &file_posture_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +834,7 @@ func (x *RevokeHostRequest) String() string {
 func (*RevokeHostRequest) ProtoMessage() {}
 
 func (x *RevokeHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[7]
+	mi := &file_posture_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +847,7 @@ func (x *RevokeHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeHostRequest.ProtoReflect.Descriptor instead.
 func (*RevokeHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RevokeHostRequest) GetId() string {
@@ -751,7 +866,7 @@ type DeleteHostRequest struct {
 
 func (x *DeleteHostRequest) Reset() {
 	*x = DeleteHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[8]
+	mi := &file_posture_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +878,7 @@ func (x *DeleteHostRequest) String() string {
 func (*DeleteHostRequest) ProtoMessage() {}
 
 func (x *DeleteHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[8]
+	mi := &file_posture_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +891,7 @@ func (x *DeleteHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteHostRequest.ProtoReflect.Descriptor instead.
 func (*DeleteHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteHostRequest) GetId() string {
@@ -794,7 +909,7 @@ type DeleteHostResponse struct {
 
 func (x *DeleteHostResponse) Reset() {
 	*x = DeleteHostResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[9]
+	mi := &file_posture_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +921,7 @@ func (x *DeleteHostResponse) String() string {
 func (*DeleteHostResponse) ProtoMessage() {}
 
 func (x *DeleteHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[9]
+	mi := &file_posture_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +934,7 @@ func (x *DeleteHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteHostResponse.ProtoReflect.Descriptor instead.
 func (*DeleteHostResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 type RecheckHostRequest struct {
@@ -833,7 +948,7 @@ type RecheckHostRequest struct {
 
 func (x *RecheckHostRequest) Reset() {
 	*x = RecheckHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[10]
+	mi := &file_posture_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +960,7 @@ func (x *RecheckHostRequest) String() string {
 func (*RecheckHostRequest) ProtoMessage() {}
 
 func (x *RecheckHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[10]
+	mi := &file_posture_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +973,7 @@ func (x *RecheckHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecheckHostRequest.ProtoReflect.Descriptor instead.
 func (*RecheckHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RecheckHostRequest) GetId() string {
@@ -885,7 +1000,7 @@ type RecheckHostResponse struct {
 
 func (x *RecheckHostResponse) Reset() {
 	*x = RecheckHostResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[11]
+	mi := &file_posture_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -897,7 +1012,7 @@ func (x *RecheckHostResponse) String() string {
 func (*RecheckHostResponse) ProtoMessage() {}
 
 func (x *RecheckHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[11]
+	mi := &file_posture_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -910,7 +1025,7 @@ func (x *RecheckHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecheckHostResponse.ProtoReflect.Descriptor instead.
 func (*RecheckHostResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RecheckHostResponse) GetDelivered() bool {
@@ -949,7 +1064,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_posture_v1_admin_proto_msgTypes[12]
+	mi := &file_posture_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -961,7 +1076,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[12]
+	mi := &file_posture_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -974,7 +1089,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Policy) GetId() string {
@@ -1098,7 +1213,7 @@ type ListPoliciesRequest struct {
 
 func (x *ListPoliciesRequest) Reset() {
 	*x = ListPoliciesRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[13]
+	mi := &file_posture_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1110,7 +1225,7 @@ func (x *ListPoliciesRequest) String() string {
 func (*ListPoliciesRequest) ProtoMessage() {}
 
 func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[13]
+	mi := &file_posture_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1123,7 +1238,7 @@ func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListPoliciesRequest) GetTeam() string {
@@ -1142,7 +1257,7 @@ type ListPoliciesResponse struct {
 
 func (x *ListPoliciesResponse) Reset() {
 	*x = ListPoliciesResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[14]
+	mi := &file_posture_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1269,7 @@ func (x *ListPoliciesResponse) String() string {
 func (*ListPoliciesResponse) ProtoMessage() {}
 
 func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[14]
+	mi := &file_posture_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1282,7 @@ func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListPoliciesResponse) GetPolicies() []*Policy {
@@ -1186,7 +1301,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[15]
+	mi := &file_posture_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1198,7 +1313,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[15]
+	mi := &file_posture_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1211,7 +1326,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetPolicyRequest) GetId() string {
@@ -1230,14 +1345,17 @@ type TeamSettings struct {
 	MaxAllowedSeverity string `protobuf:"bytes,2,opt,name=max_allowed_severity,json=maxAllowedSeverity,proto3" json:"max_allowed_severity,omitempty"`
 	ErrorsAsFailures   bool   `protobuf:"varint,3,opt,name=errors_as_failures,json=errorsAsFailures,proto3" json:"errors_as_failures,omitempty"`
 	// A host silent longer than this is UNKNOWN (default 24h).
-	StaleAfter    *durationpb.Duration `protobuf:"bytes,4,opt,name=stale_after,json=staleAfter,proto3" json:"stale_after,omitempty"`
+	StaleAfter *durationpb.Duration `protobuf:"bytes,4,opt,name=stale_after,json=staleAfter,proto3" json:"stale_after,omitempty"`
+	// A host with no result batch for this many of its policy intervals is
+	// UNKNOWN and written non-compliant, connected or not (0 = default, 3).
+	MissedReports int32 `protobuf:"varint,5,opt,name=missed_reports,json=missedReports,proto3" json:"missed_reports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TeamSettings) Reset() {
 	*x = TeamSettings{}
-	mi := &file_posture_v1_admin_proto_msgTypes[16]
+	mi := &file_posture_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1249,7 +1367,7 @@ func (x *TeamSettings) String() string {
 func (*TeamSettings) ProtoMessage() {}
 
 func (x *TeamSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[16]
+	mi := &file_posture_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1262,7 +1380,7 @@ func (x *TeamSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeamSettings.ProtoReflect.Descriptor instead.
 func (*TeamSettings) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TeamSettings) GetConditionalAccess() bool {
@@ -1293,6 +1411,13 @@ func (x *TeamSettings) GetStaleAfter() *durationpb.Duration {
 	return nil
 }
 
+func (x *TeamSettings) GetMissedReports() int32 {
+	if x != nil {
+		return x.MissedReports
+	}
+	return 0
+}
+
 type Team struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1303,7 +1428,7 @@ type Team struct {
 
 func (x *Team) Reset() {
 	*x = Team{}
-	mi := &file_posture_v1_admin_proto_msgTypes[17]
+	mi := &file_posture_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1315,7 +1440,7 @@ func (x *Team) String() string {
 func (*Team) ProtoMessage() {}
 
 func (x *Team) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[17]
+	mi := &file_posture_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1328,7 +1453,7 @@ func (x *Team) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Team.ProtoReflect.Descriptor instead.
 func (*Team) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Team) GetName() string {
@@ -1362,7 +1487,7 @@ type ApplyPoliciesRequest struct {
 
 func (x *ApplyPoliciesRequest) Reset() {
 	*x = ApplyPoliciesRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[18]
+	mi := &file_posture_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1499,7 @@ func (x *ApplyPoliciesRequest) String() string {
 func (*ApplyPoliciesRequest) ProtoMessage() {}
 
 func (x *ApplyPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[18]
+	mi := &file_posture_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1512,7 @@ func (x *ApplyPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ApplyPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ApplyPoliciesRequest) GetPolicies() []*Policy {
@@ -1441,7 +1566,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_posture_v1_admin_proto_msgTypes[19]
+	mi := &file_posture_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1453,7 +1578,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[19]
+	mi := &file_posture_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1466,7 +1591,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Change) GetKind() string {
@@ -1514,7 +1639,7 @@ type ApplyPoliciesResponse struct {
 
 func (x *ApplyPoliciesResponse) Reset() {
 	*x = ApplyPoliciesResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[20]
+	mi := &file_posture_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1526,7 +1651,7 @@ func (x *ApplyPoliciesResponse) String() string {
 func (*ApplyPoliciesResponse) ProtoMessage() {}
 
 func (x *ApplyPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[20]
+	mi := &file_posture_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1539,7 +1664,7 @@ func (x *ApplyPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ApplyPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ApplyPoliciesResponse) GetChanges() []*Change {
@@ -1565,7 +1690,7 @@ type DeletePolicyRequest struct {
 
 func (x *DeletePolicyRequest) Reset() {
 	*x = DeletePolicyRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[21]
+	mi := &file_posture_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1577,7 +1702,7 @@ func (x *DeletePolicyRequest) String() string {
 func (*DeletePolicyRequest) ProtoMessage() {}
 
 func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[21]
+	mi := &file_posture_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1590,7 +1715,7 @@ func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyRequest.ProtoReflect.Descriptor instead.
 func (*DeletePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeletePolicyRequest) GetId() string {
@@ -1608,7 +1733,7 @@ type DeletePolicyResponse struct {
 
 func (x *DeletePolicyResponse) Reset() {
 	*x = DeletePolicyResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[22]
+	mi := &file_posture_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1620,7 +1745,7 @@ func (x *DeletePolicyResponse) String() string {
 func (*DeletePolicyResponse) ProtoMessage() {}
 
 func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[22]
+	mi := &file_posture_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1633,7 +1758,7 @@ func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyResponse.ProtoReflect.Descriptor instead.
 func (*DeletePolicyResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 type ListTeamsRequest struct {
@@ -1644,7 +1769,7 @@ type ListTeamsRequest struct {
 
 func (x *ListTeamsRequest) Reset() {
 	*x = ListTeamsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[23]
+	mi := &file_posture_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1656,7 +1781,7 @@ func (x *ListTeamsRequest) String() string {
 func (*ListTeamsRequest) ProtoMessage() {}
 
 func (x *ListTeamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[23]
+	mi := &file_posture_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1669,7 +1794,7 @@ func (x *ListTeamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTeamsRequest.ProtoReflect.Descriptor instead.
 func (*ListTeamsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 type ListTeamsResponse struct {
@@ -1681,7 +1806,7 @@ type ListTeamsResponse struct {
 
 func (x *ListTeamsResponse) Reset() {
 	*x = ListTeamsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[24]
+	mi := &file_posture_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1693,7 +1818,7 @@ func (x *ListTeamsResponse) String() string {
 func (*ListTeamsResponse) ProtoMessage() {}
 
 func (x *ListTeamsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[24]
+	mi := &file_posture_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1706,7 +1831,7 @@ func (x *ListTeamsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTeamsResponse.ProtoReflect.Descriptor instead.
 func (*ListTeamsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListTeamsResponse) GetTeams() []*Team {
@@ -1725,7 +1850,7 @@ type PutTeamRequest struct {
 
 func (x *PutTeamRequest) Reset() {
 	*x = PutTeamRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[25]
+	mi := &file_posture_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1737,7 +1862,7 @@ func (x *PutTeamRequest) String() string {
 func (*PutTeamRequest) ProtoMessage() {}
 
 func (x *PutTeamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[25]
+	mi := &file_posture_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1750,7 +1875,7 @@ func (x *PutTeamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutTeamRequest.ProtoReflect.Descriptor instead.
 func (*PutTeamRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PutTeamRequest) GetTeam() *Team {
@@ -1776,7 +1901,7 @@ type Exemption struct {
 
 func (x *Exemption) Reset() {
 	*x = Exemption{}
-	mi := &file_posture_v1_admin_proto_msgTypes[26]
+	mi := &file_posture_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +1913,7 @@ func (x *Exemption) String() string {
 func (*Exemption) ProtoMessage() {}
 
 func (x *Exemption) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[26]
+	mi := &file_posture_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +1926,7 @@ func (x *Exemption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exemption.ProtoReflect.Descriptor instead.
 func (*Exemption) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Exemption) GetId() string {
@@ -1863,7 +1988,7 @@ type ListExemptionsRequest struct {
 
 func (x *ListExemptionsRequest) Reset() {
 	*x = ListExemptionsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[27]
+	mi := &file_posture_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1875,7 +2000,7 @@ func (x *ListExemptionsRequest) String() string {
 func (*ListExemptionsRequest) ProtoMessage() {}
 
 func (x *ListExemptionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[27]
+	mi := &file_posture_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1888,7 +2013,7 @@ func (x *ListExemptionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExemptionsRequest.ProtoReflect.Descriptor instead.
 func (*ListExemptionsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListExemptionsRequest) GetHostId() string {
@@ -1907,7 +2032,7 @@ type ListExemptionsResponse struct {
 
 func (x *ListExemptionsResponse) Reset() {
 	*x = ListExemptionsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[28]
+	mi := &file_posture_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1919,7 +2044,7 @@ func (x *ListExemptionsResponse) String() string {
 func (*ListExemptionsResponse) ProtoMessage() {}
 
 func (x *ListExemptionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[28]
+	mi := &file_posture_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1932,7 +2057,7 @@ func (x *ListExemptionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExemptionsResponse.ProtoReflect.Descriptor instead.
 func (*ListExemptionsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListExemptionsResponse) GetExemptions() []*Exemption {
@@ -1955,7 +2080,7 @@ type CreateExemptionRequest struct {
 
 func (x *CreateExemptionRequest) Reset() {
 	*x = CreateExemptionRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[29]
+	mi := &file_posture_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1967,7 +2092,7 @@ func (x *CreateExemptionRequest) String() string {
 func (*CreateExemptionRequest) ProtoMessage() {}
 
 func (x *CreateExemptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[29]
+	mi := &file_posture_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1980,7 +2105,7 @@ func (x *CreateExemptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateExemptionRequest.ProtoReflect.Descriptor instead.
 func (*CreateExemptionRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CreateExemptionRequest) GetHostId() string {
@@ -2020,7 +2145,7 @@ type DeleteExemptionRequest struct {
 
 func (x *DeleteExemptionRequest) Reset() {
 	*x = DeleteExemptionRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[30]
+	mi := &file_posture_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2032,7 +2157,7 @@ func (x *DeleteExemptionRequest) String() string {
 func (*DeleteExemptionRequest) ProtoMessage() {}
 
 func (x *DeleteExemptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[30]
+	mi := &file_posture_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2045,7 +2170,7 @@ func (x *DeleteExemptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteExemptionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteExemptionRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DeleteExemptionRequest) GetId() string {
@@ -2063,7 +2188,7 @@ type DeleteExemptionResponse struct {
 
 func (x *DeleteExemptionResponse) Reset() {
 	*x = DeleteExemptionResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[31]
+	mi := &file_posture_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2075,7 +2200,7 @@ func (x *DeleteExemptionResponse) String() string {
 func (*DeleteExemptionResponse) ProtoMessage() {}
 
 func (x *DeleteExemptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[31]
+	mi := &file_posture_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2088,7 +2213,7 @@ func (x *DeleteExemptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteExemptionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteExemptionResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 type SetHostEntraDeviceIdRequest struct {
@@ -2101,7 +2226,7 @@ type SetHostEntraDeviceIdRequest struct {
 
 func (x *SetHostEntraDeviceIdRequest) Reset() {
 	*x = SetHostEntraDeviceIdRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[32]
+	mi := &file_posture_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2113,7 +2238,7 @@ func (x *SetHostEntraDeviceIdRequest) String() string {
 func (*SetHostEntraDeviceIdRequest) ProtoMessage() {}
 
 func (x *SetHostEntraDeviceIdRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[32]
+	mi := &file_posture_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2126,7 +2251,7 @@ func (x *SetHostEntraDeviceIdRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetHostEntraDeviceIdRequest.ProtoReflect.Descriptor instead.
 func (*SetHostEntraDeviceIdRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SetHostEntraDeviceIdRequest) GetId() string {
@@ -2151,7 +2276,7 @@ type ListUnmappedHostsRequest struct {
 
 func (x *ListUnmappedHostsRequest) Reset() {
 	*x = ListUnmappedHostsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[33]
+	mi := &file_posture_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2163,7 +2288,7 @@ func (x *ListUnmappedHostsRequest) String() string {
 func (*ListUnmappedHostsRequest) ProtoMessage() {}
 
 func (x *ListUnmappedHostsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[33]
+	mi := &file_posture_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2176,7 +2301,7 @@ func (x *ListUnmappedHostsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnmappedHostsRequest.ProtoReflect.Descriptor instead.
 func (*ListUnmappedHostsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 type ListUnmappedHostsResponse struct {
@@ -2188,7 +2313,7 @@ type ListUnmappedHostsResponse struct {
 
 func (x *ListUnmappedHostsResponse) Reset() {
 	*x = ListUnmappedHostsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[34]
+	mi := &file_posture_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2200,7 +2325,7 @@ func (x *ListUnmappedHostsResponse) String() string {
 func (*ListUnmappedHostsResponse) ProtoMessage() {}
 
 func (x *ListUnmappedHostsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[34]
+	mi := &file_posture_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2213,7 +2338,7 @@ func (x *ListUnmappedHostsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnmappedHostsResponse.ProtoReflect.Descriptor instead.
 func (*ListUnmappedHostsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListUnmappedHostsResponse) GetHosts() []*Host {
@@ -2271,7 +2396,7 @@ type Integration struct {
 
 func (x *Integration) Reset() {
 	*x = Integration{}
-	mi := &file_posture_v1_admin_proto_msgTypes[35]
+	mi := &file_posture_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2283,7 +2408,7 @@ func (x *Integration) String() string {
 func (*Integration) ProtoMessage() {}
 
 func (x *Integration) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[35]
+	mi := &file_posture_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2296,7 +2421,7 @@ func (x *Integration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Integration.ProtoReflect.Descriptor instead.
 func (*Integration) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Integration) GetId() string {
@@ -2482,7 +2607,7 @@ type ListIntegrationsRequest struct {
 
 func (x *ListIntegrationsRequest) Reset() {
 	*x = ListIntegrationsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[36]
+	mi := &file_posture_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2494,7 +2619,7 @@ func (x *ListIntegrationsRequest) String() string {
 func (*ListIntegrationsRequest) ProtoMessage() {}
 
 func (x *ListIntegrationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[36]
+	mi := &file_posture_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2507,7 +2632,7 @@ func (x *ListIntegrationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIntegrationsRequest.ProtoReflect.Descriptor instead.
 func (*ListIntegrationsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 type ListIntegrationsResponse struct {
@@ -2519,7 +2644,7 @@ type ListIntegrationsResponse struct {
 
 func (x *ListIntegrationsResponse) Reset() {
 	*x = ListIntegrationsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	mi := &file_posture_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2531,7 +2656,7 @@ func (x *ListIntegrationsResponse) String() string {
 func (*ListIntegrationsResponse) ProtoMessage() {}
 
 func (x *ListIntegrationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	mi := &file_posture_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2544,7 +2669,7 @@ func (x *ListIntegrationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIntegrationsResponse.ProtoReflect.Descriptor instead.
 func (*ListIntegrationsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListIntegrationsResponse) GetIntegrations() []*Integration {
@@ -2563,7 +2688,7 @@ type GetIntegrationRequest struct {
 
 func (x *GetIntegrationRequest) Reset() {
 	*x = GetIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	mi := &file_posture_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2575,7 +2700,7 @@ func (x *GetIntegrationRequest) String() string {
 func (*GetIntegrationRequest) ProtoMessage() {}
 
 func (x *GetIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	mi := &file_posture_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2588,7 +2713,7 @@ func (x *GetIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*GetIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetIntegrationRequest) GetId() string {
@@ -2607,7 +2732,7 @@ type CreateIntegrationRequest struct {
 
 func (x *CreateIntegrationRequest) Reset() {
 	*x = CreateIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	mi := &file_posture_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2619,7 +2744,7 @@ func (x *CreateIntegrationRequest) String() string {
 func (*CreateIntegrationRequest) ProtoMessage() {}
 
 func (x *CreateIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	mi := &file_posture_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2632,7 +2757,7 @@ func (x *CreateIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*CreateIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CreateIntegrationRequest) GetIntegration() *Integration {
@@ -2651,7 +2776,7 @@ type UpdateIntegrationRequest struct {
 
 func (x *UpdateIntegrationRequest) Reset() {
 	*x = UpdateIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	mi := &file_posture_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2663,7 +2788,7 @@ func (x *UpdateIntegrationRequest) String() string {
 func (*UpdateIntegrationRequest) ProtoMessage() {}
 
 func (x *UpdateIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	mi := &file_posture_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2676,7 +2801,7 @@ func (x *UpdateIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*UpdateIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UpdateIntegrationRequest) GetIntegration() *Integration {
@@ -2695,7 +2820,7 @@ type DeleteIntegrationRequest struct {
 
 func (x *DeleteIntegrationRequest) Reset() {
 	*x = DeleteIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	mi := &file_posture_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2707,7 +2832,7 @@ func (x *DeleteIntegrationRequest) String() string {
 func (*DeleteIntegrationRequest) ProtoMessage() {}
 
 func (x *DeleteIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	mi := &file_posture_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2720,7 +2845,7 @@ func (x *DeleteIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DeleteIntegrationRequest) GetId() string {
@@ -2738,7 +2863,7 @@ type DeleteIntegrationResponse struct {
 
 func (x *DeleteIntegrationResponse) Reset() {
 	*x = DeleteIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	mi := &file_posture_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2750,7 +2875,7 @@ func (x *DeleteIntegrationResponse) String() string {
 func (*DeleteIntegrationResponse) ProtoMessage() {}
 
 func (x *DeleteIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	mi := &file_posture_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2763,7 +2888,7 @@ func (x *DeleteIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*DeleteIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 type TestIntegrationRequest struct {
@@ -2775,7 +2900,7 @@ type TestIntegrationRequest struct {
 
 func (x *TestIntegrationRequest) Reset() {
 	*x = TestIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[43]
+	mi := &file_posture_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2787,7 +2912,7 @@ func (x *TestIntegrationRequest) String() string {
 func (*TestIntegrationRequest) ProtoMessage() {}
 
 func (x *TestIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[43]
+	mi := &file_posture_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2800,7 +2925,7 @@ func (x *TestIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*TestIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *TestIntegrationRequest) GetId() string {
@@ -2824,7 +2949,7 @@ type TestIntegrationResponse struct {
 
 func (x *TestIntegrationResponse) Reset() {
 	*x = TestIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[44]
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2836,7 +2961,7 @@ func (x *TestIntegrationResponse) String() string {
 func (*TestIntegrationResponse) ProtoMessage() {}
 
 func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[44]
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2849,7 +2974,7 @@ func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*TestIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *TestIntegrationResponse) GetOk() bool {
@@ -2910,7 +3035,7 @@ type SyncItem struct {
 
 func (x *SyncItem) Reset() {
 	*x = SyncItem{}
-	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2922,7 +3047,7 @@ func (x *SyncItem) String() string {
 func (*SyncItem) ProtoMessage() {}
 
 func (x *SyncItem) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2935,7 +3060,7 @@ func (x *SyncItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncItem.ProtoReflect.Descriptor instead.
 func (*SyncItem) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SyncItem) GetId() int64 {
@@ -3034,7 +3159,7 @@ type ListSyncItemsRequest struct {
 
 func (x *ListSyncItemsRequest) Reset() {
 	*x = ListSyncItemsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3046,7 +3171,7 @@ func (x *ListSyncItemsRequest) String() string {
 func (*ListSyncItemsRequest) ProtoMessage() {}
 
 func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3059,7 +3184,7 @@ func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsRequest.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListSyncItemsRequest) GetState() string {
@@ -3092,7 +3217,7 @@ type ListSyncItemsResponse struct {
 
 func (x *ListSyncItemsResponse) Reset() {
 	*x = ListSyncItemsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3104,7 +3229,7 @@ func (x *ListSyncItemsResponse) String() string {
 func (*ListSyncItemsResponse) ProtoMessage() {}
 
 func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3117,7 +3242,7 @@ func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsResponse.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListSyncItemsResponse) GetItems() []*SyncItem {
@@ -3136,7 +3261,7 @@ type RetrySyncItemRequest struct {
 
 func (x *RetrySyncItemRequest) Reset() {
 	*x = RetrySyncItemRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3148,7 +3273,7 @@ func (x *RetrySyncItemRequest) String() string {
 func (*RetrySyncItemRequest) ProtoMessage() {}
 
 func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3161,7 +3286,7 @@ func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetrySyncItemRequest.ProtoReflect.Descriptor instead.
 func (*RetrySyncItemRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RetrySyncItemRequest) GetId() int64 {
@@ -3186,7 +3311,7 @@ type EnrollSecret struct {
 
 func (x *EnrollSecret) Reset() {
 	*x = EnrollSecret{}
-	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3198,7 +3323,7 @@ func (x *EnrollSecret) String() string {
 func (*EnrollSecret) ProtoMessage() {}
 
 func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3211,7 +3336,7 @@ func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollSecret.ProtoReflect.Descriptor instead.
 func (*EnrollSecret) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *EnrollSecret) GetId() string {
@@ -3271,7 +3396,7 @@ type ListEnrollSecretsRequest struct {
 
 func (x *ListEnrollSecretsRequest) Reset() {
 	*x = ListEnrollSecretsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3283,7 +3408,7 @@ func (x *ListEnrollSecretsRequest) String() string {
 func (*ListEnrollSecretsRequest) ProtoMessage() {}
 
 func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3296,7 +3421,7 @@ func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 type ListEnrollSecretsResponse struct {
@@ -3308,7 +3433,7 @@ type ListEnrollSecretsResponse struct {
 
 func (x *ListEnrollSecretsResponse) Reset() {
 	*x = ListEnrollSecretsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3320,7 +3445,7 @@ func (x *ListEnrollSecretsResponse) String() string {
 func (*ListEnrollSecretsResponse) ProtoMessage() {}
 
 func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3333,7 +3458,7 @@ func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListEnrollSecretsResponse) GetEnrollSecrets() []*EnrollSecret {
@@ -3354,7 +3479,7 @@ type CreateEnrollSecretRequest struct {
 
 func (x *CreateEnrollSecretRequest) Reset() {
 	*x = CreateEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3366,7 +3491,7 @@ func (x *CreateEnrollSecretRequest) String() string {
 func (*CreateEnrollSecretRequest) ProtoMessage() {}
 
 func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3379,7 +3504,7 @@ func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CreateEnrollSecretRequest) GetTeam() string {
@@ -3414,7 +3539,7 @@ type CreateEnrollSecretResponse struct {
 
 func (x *CreateEnrollSecretResponse) Reset() {
 	*x = CreateEnrollSecretResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3426,7 +3551,7 @@ func (x *CreateEnrollSecretResponse) String() string {
 func (*CreateEnrollSecretResponse) ProtoMessage() {}
 
 func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3439,7 +3564,7 @@ func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *CreateEnrollSecretResponse) GetSecret() string {
@@ -3465,7 +3590,7 @@ type RevokeEnrollSecretRequest struct {
 
 func (x *RevokeEnrollSecretRequest) Reset() {
 	*x = RevokeEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3477,7 +3602,7 @@ func (x *RevokeEnrollSecretRequest) String() string {
 func (*RevokeEnrollSecretRequest) ProtoMessage() {}
 
 func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3490,7 +3615,7 @@ func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*RevokeEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RevokeEnrollSecretRequest) GetId() string {
@@ -3516,7 +3641,7 @@ type ApiToken struct {
 
 func (x *ApiToken) Reset() {
 	*x = ApiToken{}
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3528,7 +3653,7 @@ func (x *ApiToken) String() string {
 func (*ApiToken) ProtoMessage() {}
 
 func (x *ApiToken) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3541,7 +3666,7 @@ func (x *ApiToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiToken.ProtoReflect.Descriptor instead.
 func (*ApiToken) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ApiToken) GetId() string {
@@ -3601,7 +3726,7 @@ type ListApiTokensRequest struct {
 
 func (x *ListApiTokensRequest) Reset() {
 	*x = ListApiTokensRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3613,7 +3738,7 @@ func (x *ListApiTokensRequest) String() string {
 func (*ListApiTokensRequest) ProtoMessage() {}
 
 func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3626,7 +3751,7 @@ func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListApiTokensRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 type ListApiTokensResponse struct {
@@ -3638,7 +3763,7 @@ type ListApiTokensResponse struct {
 
 func (x *ListApiTokensResponse) Reset() {
 	*x = ListApiTokensResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3650,7 +3775,7 @@ func (x *ListApiTokensResponse) String() string {
 func (*ListApiTokensResponse) ProtoMessage() {}
 
 func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3663,7 +3788,7 @@ func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListApiTokensResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListApiTokensResponse) GetApiTokens() []*ApiToken {
@@ -3684,7 +3809,7 @@ type CreateApiTokenRequest struct {
 
 func (x *CreateApiTokenRequest) Reset() {
 	*x = CreateApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3696,7 +3821,7 @@ func (x *CreateApiTokenRequest) String() string {
 func (*CreateApiTokenRequest) ProtoMessage() {}
 
 func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3709,7 +3834,7 @@ func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *CreateApiTokenRequest) GetName() string {
@@ -3744,7 +3869,7 @@ type CreateApiTokenResponse struct {
 
 func (x *CreateApiTokenResponse) Reset() {
 	*x = CreateApiTokenResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3756,7 +3881,7 @@ func (x *CreateApiTokenResponse) String() string {
 func (*CreateApiTokenResponse) ProtoMessage() {}
 
 func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3769,7 +3894,7 @@ func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *CreateApiTokenResponse) GetToken() string {
@@ -3795,7 +3920,7 @@ type RevokeApiTokenRequest struct {
 
 func (x *RevokeApiTokenRequest) Reset() {
 	*x = RevokeApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3807,7 +3932,7 @@ func (x *RevokeApiTokenRequest) String() string {
 func (*RevokeApiTokenRequest) ProtoMessage() {}
 
 func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3820,7 +3945,7 @@ func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RevokeApiTokenRequest) GetId() string {
@@ -3835,7 +3960,7 @@ var File_posture_v1_admin_proto protoreflect.FileDescriptor
 const file_posture_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x16posture/v1/admin.proto\x12\n" +
-	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\xfc\x05\n" +
+	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\xdf\a\n" +
 	"\x04Host\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04team\x18\x02 \x01(\tR\x04team\x12+\n" +
@@ -3858,7 +3983,21 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\afailing\x18\x0f \x01(\x05R\afailing\x12\x16\n" +
 	"\x06errors\x18\x10 \x01(\x05R\x06errors\x12-\n" +
 	"\averdict\x18\x11 \x01(\v2\x13.posture.v1.VerdictR\averdict\x12'\n" +
-	"\x0funmapped_reason\x18\x12 \x01(\tR\x0eunmappedReason\"\x84\x02\n" +
+	"\x0funmapped_reason\x18\x12 \x01(\tR\x0eunmappedReason\x12.\n" +
+	"\x06health\x18( \x01(\v2\x16.posture.v1.HostHealthR\x06health\x12B\n" +
+	"\x0freport_interval\x18) \x01(\v2\x19.google.protobuf.DurationR\x0ereportInterval\x12@\n" +
+	"\x0elast_report_at\x18* \x01(\v2\x1a.google.protobuf.TimestampR\flastReportAt\x12+\n" +
+	"\x11connected_replica\x18+ \x01(\tR\x10connectedReplica\"\xbc\x01\n" +
+	"\n" +
+	"HostHealth\x12\x1d\n" +
+	"\n" +
+	"osquery_ok\x18\x01 \x01(\bR\tosqueryOk\x12\x19\n" +
+	"\bspool_ok\x18\x02 \x01(\bR\aspoolOk\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\x12\x1f\n" +
+	"\vspool_depth\x18\x04 \x01(\rR\n" +
+	"spoolDepth\x12;\n" +
+	"\vreported_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"reportedAt\"\x84\x02\n" +
 	"\aVerdict\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12\x14\n" +
 	"\x05cause\x18\x02 \x01(\tR\x05cause\x12\x18\n" +
@@ -3933,13 +4072,14 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x14ListPoliciesResponse\x12.\n" +
 	"\bpolicies\x18\x01 \x03(\v2\x12.posture.v1.PolicyR\bpolicies\"\"\n" +
 	"\x10GetPolicyRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xd9\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x80\x02\n" +
 	"\fTeamSettings\x12-\n" +
 	"\x12conditional_access\x18\x01 \x01(\bR\x11conditionalAccess\x120\n" +
 	"\x14max_allowed_severity\x18\x02 \x01(\tR\x12maxAllowedSeverity\x12,\n" +
 	"\x12errors_as_failures\x18\x03 \x01(\bR\x10errorsAsFailures\x12:\n" +
 	"\vstale_after\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"staleAfter\"P\n" +
+	"staleAfter\x12%\n" +
+	"\x0emissed_reports\x18\x05 \x01(\x05R\rmissedReports\"P\n" +
 	"\x04Team\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\bsettings\x18\x02 \x01(\v2\x18.posture.v1.TeamSettingsR\bsettings\"\xca\x01\n" +
@@ -4176,202 +4316,207 @@ func file_posture_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_posture_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_posture_v1_admin_proto_goTypes = []any{
 	(ChangeAction)(0),                   // 0: posture.v1.ChangeAction
 	(*Host)(nil),                        // 1: posture.v1.Host
-	(*Verdict)(nil),                     // 2: posture.v1.Verdict
-	(*VerdictReason)(nil),               // 3: posture.v1.VerdictReason
-	(*HostResult)(nil),                  // 4: posture.v1.HostResult
-	(*ListHostsRequest)(nil),            // 5: posture.v1.ListHostsRequest
-	(*ListHostsResponse)(nil),           // 6: posture.v1.ListHostsResponse
-	(*GetHostRequest)(nil),              // 7: posture.v1.GetHostRequest
-	(*RevokeHostRequest)(nil),           // 8: posture.v1.RevokeHostRequest
-	(*DeleteHostRequest)(nil),           // 9: posture.v1.DeleteHostRequest
-	(*DeleteHostResponse)(nil),          // 10: posture.v1.DeleteHostResponse
-	(*RecheckHostRequest)(nil),          // 11: posture.v1.RecheckHostRequest
-	(*RecheckHostResponse)(nil),         // 12: posture.v1.RecheckHostResponse
-	(*Policy)(nil),                      // 13: posture.v1.Policy
-	(*ListPoliciesRequest)(nil),         // 14: posture.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),        // 15: posture.v1.ListPoliciesResponse
-	(*GetPolicyRequest)(nil),            // 16: posture.v1.GetPolicyRequest
-	(*TeamSettings)(nil),                // 17: posture.v1.TeamSettings
-	(*Team)(nil),                        // 18: posture.v1.Team
-	(*ApplyPoliciesRequest)(nil),        // 19: posture.v1.ApplyPoliciesRequest
-	(*Change)(nil),                      // 20: posture.v1.Change
-	(*ApplyPoliciesResponse)(nil),       // 21: posture.v1.ApplyPoliciesResponse
-	(*DeletePolicyRequest)(nil),         // 22: posture.v1.DeletePolicyRequest
-	(*DeletePolicyResponse)(nil),        // 23: posture.v1.DeletePolicyResponse
-	(*ListTeamsRequest)(nil),            // 24: posture.v1.ListTeamsRequest
-	(*ListTeamsResponse)(nil),           // 25: posture.v1.ListTeamsResponse
-	(*PutTeamRequest)(nil),              // 26: posture.v1.PutTeamRequest
-	(*Exemption)(nil),                   // 27: posture.v1.Exemption
-	(*ListExemptionsRequest)(nil),       // 28: posture.v1.ListExemptionsRequest
-	(*ListExemptionsResponse)(nil),      // 29: posture.v1.ListExemptionsResponse
-	(*CreateExemptionRequest)(nil),      // 30: posture.v1.CreateExemptionRequest
-	(*DeleteExemptionRequest)(nil),      // 31: posture.v1.DeleteExemptionRequest
-	(*DeleteExemptionResponse)(nil),     // 32: posture.v1.DeleteExemptionResponse
-	(*SetHostEntraDeviceIdRequest)(nil), // 33: posture.v1.SetHostEntraDeviceIdRequest
-	(*ListUnmappedHostsRequest)(nil),    // 34: posture.v1.ListUnmappedHostsRequest
-	(*ListUnmappedHostsResponse)(nil),   // 35: posture.v1.ListUnmappedHostsResponse
-	(*Integration)(nil),                 // 36: posture.v1.Integration
-	(*ListIntegrationsRequest)(nil),     // 37: posture.v1.ListIntegrationsRequest
-	(*ListIntegrationsResponse)(nil),    // 38: posture.v1.ListIntegrationsResponse
-	(*GetIntegrationRequest)(nil),       // 39: posture.v1.GetIntegrationRequest
-	(*CreateIntegrationRequest)(nil),    // 40: posture.v1.CreateIntegrationRequest
-	(*UpdateIntegrationRequest)(nil),    // 41: posture.v1.UpdateIntegrationRequest
-	(*DeleteIntegrationRequest)(nil),    // 42: posture.v1.DeleteIntegrationRequest
-	(*DeleteIntegrationResponse)(nil),   // 43: posture.v1.DeleteIntegrationResponse
-	(*TestIntegrationRequest)(nil),      // 44: posture.v1.TestIntegrationRequest
-	(*TestIntegrationResponse)(nil),     // 45: posture.v1.TestIntegrationResponse
-	(*SyncItem)(nil),                    // 46: posture.v1.SyncItem
-	(*ListSyncItemsRequest)(nil),        // 47: posture.v1.ListSyncItemsRequest
-	(*ListSyncItemsResponse)(nil),       // 48: posture.v1.ListSyncItemsResponse
-	(*RetrySyncItemRequest)(nil),        // 49: posture.v1.RetrySyncItemRequest
-	(*EnrollSecret)(nil),                // 50: posture.v1.EnrollSecret
-	(*ListEnrollSecretsRequest)(nil),    // 51: posture.v1.ListEnrollSecretsRequest
-	(*ListEnrollSecretsResponse)(nil),   // 52: posture.v1.ListEnrollSecretsResponse
-	(*CreateEnrollSecretRequest)(nil),   // 53: posture.v1.CreateEnrollSecretRequest
-	(*CreateEnrollSecretResponse)(nil),  // 54: posture.v1.CreateEnrollSecretResponse
-	(*RevokeEnrollSecretRequest)(nil),   // 55: posture.v1.RevokeEnrollSecretRequest
-	(*ApiToken)(nil),                    // 56: posture.v1.ApiToken
-	(*ListApiTokensRequest)(nil),        // 57: posture.v1.ListApiTokensRequest
-	(*ListApiTokensResponse)(nil),       // 58: posture.v1.ListApiTokensResponse
-	(*CreateApiTokenRequest)(nil),       // 59: posture.v1.CreateApiTokenRequest
-	(*CreateApiTokenResponse)(nil),      // 60: posture.v1.CreateApiTokenResponse
-	(*RevokeApiTokenRequest)(nil),       // 61: posture.v1.RevokeApiTokenRequest
-	(*HostFacts)(nil),                   // 62: posture.v1.HostFacts
-	(*timestamppb.Timestamp)(nil),       // 63: google.protobuf.Timestamp
-	(ResultStatus)(0),                   // 64: posture.v1.ResultStatus
+	(*HostHealth)(nil),                  // 2: posture.v1.HostHealth
+	(*Verdict)(nil),                     // 3: posture.v1.Verdict
+	(*VerdictReason)(nil),               // 4: posture.v1.VerdictReason
+	(*HostResult)(nil),                  // 5: posture.v1.HostResult
+	(*ListHostsRequest)(nil),            // 6: posture.v1.ListHostsRequest
+	(*ListHostsResponse)(nil),           // 7: posture.v1.ListHostsResponse
+	(*GetHostRequest)(nil),              // 8: posture.v1.GetHostRequest
+	(*RevokeHostRequest)(nil),           // 9: posture.v1.RevokeHostRequest
+	(*DeleteHostRequest)(nil),           // 10: posture.v1.DeleteHostRequest
+	(*DeleteHostResponse)(nil),          // 11: posture.v1.DeleteHostResponse
+	(*RecheckHostRequest)(nil),          // 12: posture.v1.RecheckHostRequest
+	(*RecheckHostResponse)(nil),         // 13: posture.v1.RecheckHostResponse
+	(*Policy)(nil),                      // 14: posture.v1.Policy
+	(*ListPoliciesRequest)(nil),         // 15: posture.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),        // 16: posture.v1.ListPoliciesResponse
+	(*GetPolicyRequest)(nil),            // 17: posture.v1.GetPolicyRequest
+	(*TeamSettings)(nil),                // 18: posture.v1.TeamSettings
+	(*Team)(nil),                        // 19: posture.v1.Team
+	(*ApplyPoliciesRequest)(nil),        // 20: posture.v1.ApplyPoliciesRequest
+	(*Change)(nil),                      // 21: posture.v1.Change
+	(*ApplyPoliciesResponse)(nil),       // 22: posture.v1.ApplyPoliciesResponse
+	(*DeletePolicyRequest)(nil),         // 23: posture.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil),        // 24: posture.v1.DeletePolicyResponse
+	(*ListTeamsRequest)(nil),            // 25: posture.v1.ListTeamsRequest
+	(*ListTeamsResponse)(nil),           // 26: posture.v1.ListTeamsResponse
+	(*PutTeamRequest)(nil),              // 27: posture.v1.PutTeamRequest
+	(*Exemption)(nil),                   // 28: posture.v1.Exemption
+	(*ListExemptionsRequest)(nil),       // 29: posture.v1.ListExemptionsRequest
+	(*ListExemptionsResponse)(nil),      // 30: posture.v1.ListExemptionsResponse
+	(*CreateExemptionRequest)(nil),      // 31: posture.v1.CreateExemptionRequest
+	(*DeleteExemptionRequest)(nil),      // 32: posture.v1.DeleteExemptionRequest
+	(*DeleteExemptionResponse)(nil),     // 33: posture.v1.DeleteExemptionResponse
+	(*SetHostEntraDeviceIdRequest)(nil), // 34: posture.v1.SetHostEntraDeviceIdRequest
+	(*ListUnmappedHostsRequest)(nil),    // 35: posture.v1.ListUnmappedHostsRequest
+	(*ListUnmappedHostsResponse)(nil),   // 36: posture.v1.ListUnmappedHostsResponse
+	(*Integration)(nil),                 // 37: posture.v1.Integration
+	(*ListIntegrationsRequest)(nil),     // 38: posture.v1.ListIntegrationsRequest
+	(*ListIntegrationsResponse)(nil),    // 39: posture.v1.ListIntegrationsResponse
+	(*GetIntegrationRequest)(nil),       // 40: posture.v1.GetIntegrationRequest
+	(*CreateIntegrationRequest)(nil),    // 41: posture.v1.CreateIntegrationRequest
+	(*UpdateIntegrationRequest)(nil),    // 42: posture.v1.UpdateIntegrationRequest
+	(*DeleteIntegrationRequest)(nil),    // 43: posture.v1.DeleteIntegrationRequest
+	(*DeleteIntegrationResponse)(nil),   // 44: posture.v1.DeleteIntegrationResponse
+	(*TestIntegrationRequest)(nil),      // 45: posture.v1.TestIntegrationRequest
+	(*TestIntegrationResponse)(nil),     // 46: posture.v1.TestIntegrationResponse
+	(*SyncItem)(nil),                    // 47: posture.v1.SyncItem
+	(*ListSyncItemsRequest)(nil),        // 48: posture.v1.ListSyncItemsRequest
+	(*ListSyncItemsResponse)(nil),       // 49: posture.v1.ListSyncItemsResponse
+	(*RetrySyncItemRequest)(nil),        // 50: posture.v1.RetrySyncItemRequest
+	(*EnrollSecret)(nil),                // 51: posture.v1.EnrollSecret
+	(*ListEnrollSecretsRequest)(nil),    // 52: posture.v1.ListEnrollSecretsRequest
+	(*ListEnrollSecretsResponse)(nil),   // 53: posture.v1.ListEnrollSecretsResponse
+	(*CreateEnrollSecretRequest)(nil),   // 54: posture.v1.CreateEnrollSecretRequest
+	(*CreateEnrollSecretResponse)(nil),  // 55: posture.v1.CreateEnrollSecretResponse
+	(*RevokeEnrollSecretRequest)(nil),   // 56: posture.v1.RevokeEnrollSecretRequest
+	(*ApiToken)(nil),                    // 57: posture.v1.ApiToken
+	(*ListApiTokensRequest)(nil),        // 58: posture.v1.ListApiTokensRequest
+	(*ListApiTokensResponse)(nil),       // 59: posture.v1.ListApiTokensResponse
+	(*CreateApiTokenRequest)(nil),       // 60: posture.v1.CreateApiTokenRequest
+	(*CreateApiTokenResponse)(nil),      // 61: posture.v1.CreateApiTokenResponse
+	(*RevokeApiTokenRequest)(nil),       // 62: posture.v1.RevokeApiTokenRequest
+	(*HostFacts)(nil),                   // 63: posture.v1.HostFacts
+	(*timestamppb.Timestamp)(nil),       // 64: google.protobuf.Timestamp
 	(*durationpb.Duration)(nil),         // 65: google.protobuf.Duration
-	(*FactQuery)(nil),                   // 66: posture.v1.FactQuery
+	(ResultStatus)(0),                   // 66: posture.v1.ResultStatus
+	(*FactQuery)(nil),                   // 67: posture.v1.FactQuery
 }
 var file_posture_v1_admin_proto_depIdxs = []int32{
-	62, // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
-	63, // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
-	63, // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
-	63, // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
-	63, // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
-	4,  // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
-	2,  // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
-	3,  // 7: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
-	63, // 8: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
-	63, // 9: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
-	64, // 10: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
-	63, // 11: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
-	64, // 12: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
-	63, // 13: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
-	65, // 14: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
-	63, // 15: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
-	1,  // 16: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
-	65, // 17: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
-	63, // 18: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
-	63, // 19: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
-	13, // 20: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
-	65, // 21: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
-	17, // 22: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
-	13, // 23: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
-	18, // 24: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
-	66, // 25: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
-	0,  // 26: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
-	20, // 27: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
-	18, // 28: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
-	18, // 29: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
-	63, // 30: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
-	63, // 31: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
-	27, // 32: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
-	63, // 33: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 34: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
-	63, // 35: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
-	63, // 36: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
-	63, // 37: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
-	63, // 38: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
-	63, // 39: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
-	36, // 40: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
-	36, // 41: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	36, // 42: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	63, // 43: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
-	63, // 44: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
-	46, // 45: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
-	63, // 46: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	63, // 47: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	63, // 48: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	63, // 49: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
-	50, // 50: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
-	63, // 51: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
-	50, // 52: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
-	63, // 53: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
-	63, // 54: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
-	63, // 55: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
-	63, // 56: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
-	56, // 57: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
-	63, // 58: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
-	56, // 59: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
-	5,  // 60: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
-	7,  // 61: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
-	8,  // 62: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
-	9,  // 63: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
-	11, // 64: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
-	14, // 65: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
-	16, // 66: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
-	19, // 67: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
-	22, // 68: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
-	24, // 69: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
-	26, // 70: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
-	28, // 71: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
-	30, // 72: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
-	31, // 73: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
-	33, // 74: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
-	34, // 75: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
-	37, // 76: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
-	39, // 77: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
-	40, // 78: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
-	41, // 79: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
-	42, // 80: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
-	44, // 81: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
-	47, // 82: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
-	49, // 83: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
-	51, // 84: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
-	53, // 85: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
-	55, // 86: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
-	57, // 87: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
-	59, // 88: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
-	61, // 89: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
-	6,  // 90: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
-	1,  // 91: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
-	1,  // 92: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
-	10, // 93: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
-	12, // 94: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
-	15, // 95: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
-	13, // 96: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
-	21, // 97: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
-	23, // 98: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
-	25, // 99: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
-	18, // 100: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
-	29, // 101: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
-	27, // 102: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
-	32, // 103: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
-	1,  // 104: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
-	35, // 105: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
-	38, // 106: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
-	36, // 107: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
-	36, // 108: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
-	36, // 109: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
-	43, // 110: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
-	45, // 111: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
-	48, // 112: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
-	46, // 113: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
-	52, // 114: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
-	54, // 115: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
-	50, // 116: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
-	58, // 117: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
-	60, // 118: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
-	56, // 119: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
-	90, // [90:120] is the sub-list for method output_type
-	60, // [60:90] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	63, // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
+	64, // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
+	64, // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
+	64, // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
+	64, // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
+	5,  // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
+	3,  // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
+	2,  // 7: posture.v1.Host.health:type_name -> posture.v1.HostHealth
+	65, // 8: posture.v1.Host.report_interval:type_name -> google.protobuf.Duration
+	64, // 9: posture.v1.Host.last_report_at:type_name -> google.protobuf.Timestamp
+	64, // 10: posture.v1.HostHealth.reported_at:type_name -> google.protobuf.Timestamp
+	4,  // 11: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
+	64, // 12: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
+	64, // 13: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
+	66, // 14: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
+	64, // 15: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
+	66, // 16: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
+	64, // 17: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
+	65, // 18: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
+	64, // 19: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
+	1,  // 20: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
+	65, // 21: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
+	64, // 22: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
+	64, // 23: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
+	14, // 24: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
+	65, // 25: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
+	18, // 26: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
+	14, // 27: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
+	19, // 28: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
+	67, // 29: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
+	0,  // 30: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
+	21, // 31: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
+	19, // 32: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
+	19, // 33: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
+	64, // 34: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
+	64, // 35: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
+	28, // 36: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
+	64, // 37: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	1,  // 38: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
+	64, // 39: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
+	64, // 40: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
+	64, // 41: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
+	64, // 42: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
+	64, // 43: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
+	37, // 44: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
+	37, // 45: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	37, // 46: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	64, // 47: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
+	64, // 48: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
+	47, // 49: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
+	64, // 50: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	64, // 51: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	64, // 52: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	64, // 53: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
+	51, // 54: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
+	64, // 55: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
+	51, // 56: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
+	64, // 57: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
+	64, // 58: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
+	64, // 59: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
+	64, // 60: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
+	57, // 61: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
+	64, // 62: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
+	57, // 63: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
+	6,  // 64: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
+	8,  // 65: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
+	9,  // 66: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
+	10, // 67: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
+	12, // 68: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
+	15, // 69: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
+	17, // 70: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
+	20, // 71: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
+	23, // 72: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
+	25, // 73: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
+	27, // 74: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
+	29, // 75: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
+	31, // 76: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
+	32, // 77: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
+	34, // 78: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
+	35, // 79: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
+	38, // 80: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
+	40, // 81: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
+	41, // 82: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
+	42, // 83: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
+	43, // 84: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
+	45, // 85: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
+	48, // 86: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
+	50, // 87: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
+	52, // 88: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
+	54, // 89: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
+	56, // 90: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
+	58, // 91: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
+	60, // 92: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
+	62, // 93: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
+	7,  // 94: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
+	1,  // 95: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
+	1,  // 96: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
+	11, // 97: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
+	13, // 98: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
+	16, // 99: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
+	14, // 100: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
+	22, // 101: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
+	24, // 102: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
+	26, // 103: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
+	19, // 104: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
+	30, // 105: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
+	28, // 106: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
+	33, // 107: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
+	1,  // 108: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
+	36, // 109: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
+	39, // 110: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
+	37, // 111: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
+	37, // 112: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
+	37, // 113: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
+	44, // 114: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
+	46, // 115: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
+	49, // 116: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
+	47, // 117: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
+	53, // 118: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
+	55, // 119: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
+	51, // 120: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
+	59, // 121: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
+	61, // 122: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
+	57, // 123: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
+	94, // [94:124] is the sub-list for method output_type
+	64, // [64:94] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_posture_v1_admin_proto_init() }
@@ -4386,7 +4531,7 @@ func file_posture_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_posture_v1_admin_proto_rawDesc), len(file_posture_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   61,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
