@@ -35,6 +35,8 @@ type simAgent struct {
 	acked    map[uint64]chan struct{}
 	policies map[string]int64 // id → revision of the last PolicySet
 	gotSet   chan struct{}
+	// onAck, if set before sending, sees every Ack.
+	onAck func(*posturev1.Ack)
 }
 
 func startSimAgent(ctx context.Context, addr string, caPEM []byte, secret, hostname, uuid string) (*simAgent, error) {
@@ -115,6 +117,9 @@ func (a *simAgent) recv() {
 				first = false
 			}
 		case m.GetAck() != nil:
+			if a.onAck != nil {
+				a.onAck(m.GetAck())
+			}
 			if ch, ok := a.acked[m.GetAck().GetSeq()]; ok {
 				close(ch)
 				delete(a.acked, m.GetAck().GetSeq())

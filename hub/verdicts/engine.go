@@ -81,6 +81,9 @@ type Engine struct {
 	// re-evaluated, so a host recovering from staleness is noticed within
 	// RecheckEvery without an evaluation per unchanged batch.
 	checked map[string]time.Time
+	// silent holds hosts last judged silent or unhealthy: their next batch
+	// is evaluated at once, so a host that reports again recovers at once.
+	silent map[string]bool
 
 	evaluations prometheus.Counter
 	changes     *prometheus.CounterVec
@@ -115,7 +118,7 @@ func New(cfg Config) *Engine {
 	if cfg.Enqueued == nil {
 		cfg.Enqueued = func() {}
 	}
-	e := &Engine{cfg: cfg, log: cfg.Logger, pending: map[string]bool{}, checked: map[string]time.Time{}, wake: make(chan struct{}, 1)}
+	e := &Engine{cfg: cfg, log: cfg.Logger, pending: map[string]bool{}, checked: map[string]time.Time{}, silent: map[string]bool{}, wake: make(chan struct{}, 1)}
 	e.evaluations = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "posture_verdict_evaluations_total", Help: "Host verdict evaluations.",
 	})
@@ -147,7 +150,7 @@ func (e *Engine) Notify(hostID string, force bool) {
 func (e *Engine) Observe(hostID string, statusChanged bool) {
 	now := e.cfg.Now()
 	e.mu.Lock()
-	due := statusChanged || now.Sub(e.checked[hostID]) >= e.cfg.RecheckEvery
+	due := statusChanged || e.silent[hostID] || now.Sub(e.checked[hostID]) >= e.cfg.RecheckEvery
 	if due {
 		e.checked[hostID] = now
 	}
@@ -343,6 +346,13 @@ func (e *Engine) evaluateOnce(ctx context.Context, hostID string, force bool) (s
 		return store.Verdict{}, err
 	}
 	cv := compliance.Evaluate(in)
+	e.mu.Lock()
+	if cv.Cause == compliance.CauseSilent || cv.Cause == compliance.CauseUnhealthy {
+		e.silent[hostID] = true
+	} else {
+		delete(e.silent, hostID)
+	}
+	e.mu.Unlock()
 	prev, err := e.cfg.Store.GetVerdict(ctx, hostID)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.Verdict{}, fmt.Errorf("verdict: %w", err)
