@@ -265,6 +265,10 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	if h.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen http: %w", err)
 	}
+	if cfg.HTTPCert == "" && !isLoopback(h.httpLn.Addr()) {
+		h.log.Warn("PLAIN HTTP LISTENS BEYOND LOOPBACK: admin bearer tokens and API data cross the network unencrypted; "+
+			"set --http-tls-cert/--http-tls-key or bind --http-addr to 127.0.0.1", "http", h.httpLn.Addr().String())
+	}
 	// The gateway reaches the same gRPC server (same TLS, same interceptors)
 	// over a private unix socket, whatever address the TLS port binds.
 	if h.gwDir, err = os.MkdirTemp("", "posture-gw-"); err != nil {
@@ -291,6 +295,13 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	h.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(h.log.Handler(), slog.LevelWarn)}
 	ok = true
 	return h, nil
+}
+
+// isLoopback reports whether a bound address only accepts local
+// connections (a wildcard address like 0.0.0.0 does not).
+func isLoopback(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 func (h *Hub) readyz(w http.ResponseWriter, r *http.Request) {
