@@ -384,8 +384,8 @@ type Verdict struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// COMPLIANT | NONCOMPLIANT | GRACE | UNKNOWN
 	State string `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
-	// What decided it: revoked, ca_disabled, stale, failing, no_results,
-	// grace, passing.
+	// What decided it: revoked, ca_disabled, stale, unhealthy, silent,
+	// failing, no_results, grace, passing.
 	Cause string `protobuf:"bytes,2,opt,name=cause,proto3" json:"cause,omitempty"`
 	// What sinks write: compliant, noncompliant, or "" (no write).
 	Desired string           `protobuf:"bytes,3,opt,name=desired,proto3" json:"desired,omitempty"`
