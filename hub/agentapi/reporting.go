@@ -33,17 +33,20 @@ func NewReplicaID() string {
 func (s *Server) ReplicaID() string { return s.cfg.ReplicaID }
 
 // streamOpened records in the store that this replica holds the host's
-// stream. Failing to record it only affects what `hosts list` shows.
-func (s *Server) streamOpened(ctx context.Context, hostID string) {
-	if err := s.cfg.Store.SetHostStream(ctx, hostID, s.cfg.ReplicaID, s.cfg.Now()); err != nil {
+// stream, and returns the time that names this stream. Failing to record it
+// only affects what `hosts list` shows.
+func (s *Server) streamOpened(ctx context.Context, hostID string) time.Time {
+	since := store.StoredTime(s.cfg.Now())
+	if err := s.cfg.Store.SetHostStream(ctx, hostID, s.cfg.ReplicaID, since); err != nil {
 		s.cfg.Logger.Warn("record stream", "host", hostID, "err", err)
 	}
+	return since
 }
 
-func (s *Server) streamClosed(hostID string) {
+func (s *Server) streamClosed(hostID string, since time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := s.cfg.Store.ClearHostStream(ctx, hostID, s.cfg.ReplicaID); err != nil {
+	if err := s.cfg.Store.ClearHostStream(ctx, hostID, s.cfg.ReplicaID, since); err != nil {
 		s.cfg.Logger.Warn("clear stream", "host", hostID, "err", err)
 	}
 }

@@ -281,8 +281,8 @@ func (s *Server) Connect(stream posturev1.AgentService_ConnectServer) error {
 	defer close(sess.done)
 	s.cfg.Registry.add(sess)
 	defer s.cfg.Registry.remove(sess)
-	s.streamOpened(ctx, h.ID)
-	defer s.streamClosed(h.ID)
+	since := s.streamOpened(ctx, h.ID)
+	defer s.streamClosed(h.ID, since)
 	sess.markDirty() // every Hello is answered with a PolicySet
 	log := s.cfg.Logger.With("host", h.ID)
 	log.Info("agent connected", "hostname", h.Hostname, "platform", h.Platform)

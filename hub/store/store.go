@@ -376,8 +376,9 @@ type Reporting interface {
 	SetHostHealth(ctx context.Context, hostID string, h HostHealth) error
 	// SetHostStream records that replica holds the host's stream, as of at.
 	SetHostStream(ctx context.Context, hostID, replica string, at time.Time) error
-	// ClearHostStream forgets the stream if replica still holds it.
-	ClearHostStream(ctx context.Context, hostID, replica string) error
+	// ClearHostStream forgets the stream if it is still the one replica
+	// recorded at since (a newer stream of the host, on any replica, stays).
+	ClearHostStream(ctx context.Context, hostID, replica string, since time.Time) error
 	// HeartbeatStreams records that replica is alive at at: every stream
 	// it holds counts as connected while its heartbeat is fresh.
 	HeartbeatStreams(ctx context.Context, replica string, at time.Time) error

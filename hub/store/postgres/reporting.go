@@ -32,9 +32,10 @@ func (s *Store) SetHostStream(ctx context.Context, hostID, replica string, at ti
 	return s.shared().SetHostStream(ctx, hostID, replica, at)
 }
 
-// ClearHostStream forgets the stream if replica still holds it.
-func (s *Store) ClearHostStream(ctx context.Context, hostID, replica string) error {
-	return s.shared().ClearHostStream(ctx, hostID, replica)
+// ClearHostStream forgets the stream if it is still the one replica opened
+// at since.
+func (s *Store) ClearHostStream(ctx context.Context, hostID, replica string, since time.Time) error {
+	return s.shared().ClearHostStream(ctx, hostID, replica, since)
 }
 
 // HeartbeatStreams refreshes every stream the replica holds.

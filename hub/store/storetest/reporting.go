@@ -70,7 +70,7 @@ func testReportingStreams(t *testing.T, s store.Store) {
 	noErr(t, s.SetHostStream(ctx(t), b.ID, "r1", at(0)))
 	// b moves to r2; r1's late disconnect must not clear it.
 	noErr(t, s.SetHostStream(ctx(t), b.ID, "r2", at(time.Second)))
-	noErr(t, s.ClearHostStream(ctx(t), b.ID, "r1"))
+	noErr(t, s.ClearHostStream(ctx(t), b.ID, "r1", at(0)))
 	noErr(t, s.HeartbeatStreams(ctx(t), "r1", at(time.Minute)))
 	all := must(s.ListHostReporting(ctx(t)))(t)
 	eq(t, "a", []any{all[a.ID].StreamReplica, all[a.ID].StreamHeartbeat}, []any{"r1", micro(at(time.Minute))})
@@ -81,7 +81,14 @@ func testReportingStreams(t *testing.T, s store.Store) {
 	if all[b.ID].ConnectedAt(at(time.Minute), 30*time.Second) {
 		t.Fatal("b connected with a heartbeat older than the ttl")
 	}
-	noErr(t, s.ClearHostStream(ctx(t), a.ID, "r1"))
+	// A reconnect to the same replica is a newer stream: the old one's
+	// close must not clear it.
+	noErr(t, s.SetHostStream(ctx(t), a.ID, "r1", at(2*time.Second)))
+	noErr(t, s.ClearHostStream(ctx(t), a.ID, "r1", at(0)))
+	if r := must(s.GetHostReporting(ctx(t), a.ID))(t); r.StreamReplica != "r1" {
+		t.Fatalf("an old stream's close cleared the newer one: %+v", r)
+	}
+	noErr(t, s.ClearHostStream(ctx(t), a.ID, "r1", at(2*time.Second)))
 	if r := must(s.GetHostReporting(ctx(t), a.ID))(t); r.StreamReplica != "" || !r.StreamHeartbeat.IsZero() {
 		t.Fatalf("cleared stream still held: %+v", r)
 	}

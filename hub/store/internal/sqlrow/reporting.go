@@ -111,11 +111,13 @@ func (db DB) SetHostStream(ctx context.Context, hostID, replica string, at time.
 		replica, db.Dialect.Time(store.StoredTime(at)))
 }
 
-// ClearHostStream forgets the stream if replica still holds it (a host that
-// moved to another replica keeps that one).
-func (db DB) ClearHostStream(ctx context.Context, hostID, replica string) error {
+// ClearHostStream forgets the stream if it is still the one replica opened
+// at since: a host that reconnected (to another replica, or to this one)
+// keeps its newer stream.
+func (db DB) ClearHostStream(ctx context.Context, hostID, replica string, since time.Time) error {
 	if _, err := db.W.ExecContext(ctx, `UPDATE host_reporting SET stream_replica = '', stream_since = NULL
-		WHERE host_id = $1 AND stream_replica = $2`, hostID, replica); err != nil {
+		WHERE host_id = $1 AND stream_replica = $2 AND stream_since = $3`, hostID, replica,
+		db.Dialect.Time(store.StoredTime(since))); err != nil {
 		return fmt.Errorf("clear stream of host %q: %w", hostID, err)
 	}
 	return nil
