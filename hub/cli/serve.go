@@ -40,6 +40,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&cfg.SecretsKeyFile, "secrets-key-file", "", "key file sealing integration credentials (default: POSTURE_SECRETS_KEY, else secrets.key in --data-dir, made on first start; replicas must share one key)")
 	fs.DurationVar(&cfg.ReconcileInterval, "reconcile-interval", time.Hour, "how often to read back what Entra holds and repair drift")
 	fs.DurationVar(&cfg.SyncRetention, "sync-retention", 30*24*time.Hour, "how long delivered outbox rows are kept (dead letters stay until retried)")
+	fs.Int64Var(&cfg.HTTPMaxBody, "http-max-body", server.DefaultHTTPMaxBody, "largest admin REST request body in bytes (larger: 413)")
+	fs.Int64Var(&cfg.HTTPMaxApplyBody, "http-max-apply-body", server.DefaultHTTPMaxApplyBody, "largest policy apply body in bytes (REST and gRPC)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	if err := parseFlags(fs, args); err != nil {

@@ -82,6 +82,10 @@ type Config struct {
 	// SyncRetention keeps delivered outbox rows this long (default 30 days);
 	// dead letters are kept until retried.
 	SyncRetention time.Duration
+	// HTTPMaxBody caps an admin REST request body (default 1 MiB);
+	// HTTPMaxApplyBody caps policy apply's (default 16 MiB), which is also
+	// ApplyPolicies' gRPC message cap.
+	HTTPMaxBody, HTTPMaxApplyBody int64
 }
 
 // Hub is a running (or ready to run) hub.
@@ -139,6 +143,15 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 	if cfg.DataDir == "" {
 		return nil, errors.New("data dir is required")
+	}
+	if cfg.HTTPMaxBody <= 0 {
+		cfg.HTTPMaxBody = DefaultHTTPMaxBody
+	}
+	if cfg.HTTPMaxApplyBody <= 0 {
+		cfg.HTTPMaxApplyBody = DefaultHTTPMaxApplyBody
+	}
+	if cfg.HTTPMaxApplyBody < cfg.HTTPMaxBody {
+		cfg.HTTPMaxApplyBody = cfg.HTTPMaxBody
 	}
 	h := &Hub{cfg: cfg, log: cfg.Logger, metrics: prometheus.NewRegistry()}
 	ok := false
@@ -244,11 +257,17 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 		MinVersion: tls.VersionTLS12,
 	}
 	auth := &admin.Authenticator{Tokens: h.Store, Now: time.Now}
+	// The auditor wraps the authenticator so that calls refused for their
+	// role are in the audit log too.
+	auditor := &admin.Auditor{Log: h.Store, Logger: h.log.With("component", "audit")}
 	rpcm := newRPCMetrics(h.metrics)
+	caps := msgCaps{apply: int(cfg.HTTPMaxApplyBody)}
 	h.grpcSrv = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
-		grpc.ChainUnaryInterceptor(recoverUnary(h.log), rpcm.unary, auth.Unary),
-		grpc.ChainStreamInterceptor(recoverStream(h.log), rpcm.stream, auth.Stream),
+		// The largest per-method cap; msgCaps holds each method to its own.
+		grpc.MaxRecvMsgSize(max(caps.apply, grpcAgentMaxMsg)),
+		grpc.ChainUnaryInterceptor(recoverUnary(h.log), rpcm.unary, caps.unary, auditor.Unary, auth.Unary),
+		grpc.ChainStreamInterceptor(recoverStream(h.log), rpcm.stream, caps.stream, auth.Stream),
 		// Find dead hosts within ~1.5 min; let agents ping every 20 s.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
@@ -265,10 +284,6 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	if h.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen http: %w", err)
 	}
-	if cfg.HTTPCert == "" && !isLoopback(h.httpLn.Addr()) {
-		h.log.Warn("PLAIN HTTP LISTENS BEYOND LOOPBACK: admin bearer tokens and API data cross the network unencrypted; "+
-			"set --http-tls-cert/--http-tls-key or bind --http-addr to 127.0.0.1", "http", h.httpLn.Addr().String())
-	}
 	// The gateway reaches the same gRPC server (same TLS, same interceptors)
 	// over a private unix socket, whatever address the TLS port binds.
 	if h.gwDir, err = os.MkdirTemp("", "posture-gw-"); err != nil {
@@ -278,30 +293,45 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	if h.gwLn, err = net.Listen("unix", sock); err != nil {
 		return nil, fmt.Errorf("listen gateway socket: %w", err)
 	}
-	gwMux := runtime.NewServeMux()
+	gwMux := runtime.NewServeMux(gatewayOptions()...)
 	gwCreds := credentials.NewTLS(&tls.Config{RootCAs: h.CA.Pool(), ServerName: "localhost", MinVersion: tls.VersionTLS12})
 	if err := posturev1.RegisterAdminServiceHandlerFromEndpoint(ctx, gwMux, "unix://"+sock,
-		[]grpc.DialOption{grpc.WithTransportCredentials(gwCreds)}); err != nil {
+		[]grpc.DialOption{grpc.WithTransportCredentials(gwCreds), grpc.WithDefaultCallOptions(
+			grpc.MaxCallSendMsgSize(caps.apply), grpc.MaxCallRecvMsgSize(gatewayMaxRecv))}); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/api/", gwMux)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.Handle("/api/", &apiGuard{next: gwMux, tokens: h.Store, maxBody: cfg.HTTPMaxBody, maxApp: cfg.HTTPMaxApplyBody, log: h.log})
+	mux.Handle("GET /healthz", withWriteDeadline(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", h.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(h.metrics, promhttp.HandlerOpts{}))
-	h.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(h.log.Handler(), slog.LevelWarn)}
+	})))
+	mux.Handle("GET /readyz", withWriteDeadline(http.HandlerFunc(h.readyz)))
+	mux.Handle("GET /metrics", withWriteDeadline(promhttp.HandlerFor(h.metrics, promhttp.HandlerOpts{})))
+	h.httpSrv = NewHTTPServer(mux, h.log)
+	if cfg.HTTPCert == "" && plainHTTPBeyondLoopback(h.httpLn.Addr().String()) {
+		h.log.Warn("PLAIN HTTP BEYOND LOOPBACK: the REST API listens on "+h.httpLn.Addr().String()+
+			" without TLS, so API tokens and request bodies cross the network in clear text; "+
+			"set --http-tls-cert/--http-tls-key, or bind --http-addr to 127.0.0.1 behind a TLS proxy",
+			"http", h.httpLn.Addr().String())
+	}
 	ok = true
 	return h, nil
 }
 
-// isLoopback reports whether a bound address only accepts local
-// connections (a wildcard address like 0.0.0.0 does not).
-func isLoopback(a net.Addr) bool {
-	tcp, ok := a.(*net.TCPAddr)
-	return ok && tcp.IP.IsLoopback()
+// NewHTTPServer is how every hub HTTP server is configured: header, read and
+// idle timeouts and a header size cap. There is no server-wide
+// WriteTimeout, because streaming routes (server-sent events) must outlive
+// it; other routes set a write deadline per request (withWriteDeadline).
+func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: httpReadHeaderTimeout,
+		ReadTimeout:       httpReadTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		MaxHeaderBytes:    httpMaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }
 
 func (h *Hub) readyz(w http.ResponseWriter, r *http.Request) {

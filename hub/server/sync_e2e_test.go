@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
@@ -129,7 +130,7 @@ func TestEntraSyncEndToEnd(t *testing.T) {
 	// 100 missed intervals (30 s) before it counts as silent.
 	for _, tm := range req.Teams {
 		if tm.GetName() == store.DefaultTeam {
-			tm.Settings.MissedReports = 100
+			tm.Settings.MissedReports = proto.Int32(100)
 		}
 	}
 	if _, err := adminc.ApplyPolicies(actx, req); err != nil {

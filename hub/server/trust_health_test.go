@@ -44,7 +44,6 @@ func setupTrustHub(t *testing.T, ctx context.Context, cfg server.Config, withPol
 	if withPolicy {
 		if _, err := th.admin.ApplyPolicies(th.actx, &posturev1.ApplyPoliciesRequest{
 			Policies: []*posturev1.Policy{{Id: "disk", Name: "Disk", Severity: "critical", ConditionalAccess: true, Query: "SELECT 1"}},
-			Teams:    []*posturev1.Team{{Name: store.DefaultTeam, Settings: &posturev1.TeamSettings{ConditionalAccess: true}}},
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -334,26 +333,4 @@ func TestConnectionStateAcrossReplicas(t *testing.T) {
 	}
 	ag.Close()
 	viaB.waitHost(t, ag.HostID, "disconnected", func(h *posturev1.Host) bool { return !h.GetConnected() })
-}
-
-// Plain HTTP on a wildcard address starts with a loud warning; on loopback
-// it starts quietly. (Before: no warning.)
-func TestPlainHTTPBeyondLoopbackWarns(t *testing.T) {
-	for _, tc := range []struct {
-		addr string
-		warn bool
-	}{{"0.0.0.0:0", true}, {"127.0.0.1:0", false}} {
-		var logs syncBuffer
-		cfg := sqliteCfg(t)
-		cfg.HTTPAddr = tc.addr
-		cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-		h, err := server.New(context.Background(), cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.Close()
-		if got := strings.Contains(logs.String(), "PLAIN HTTP LISTENS BEYOND LOOPBACK"); got != tc.warn {
-			t.Fatalf("--http-addr %s: warned %v, want %v; logs:\n%s", tc.addr, got, tc.warn, logs.String())
-		}
-	}
 }

@@ -10,6 +10,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -1338,17 +1339,19 @@ func (x *GetPolicyRequest) GetId() string {
 
 type TeamSettings struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
+	// Fields have presence so that PutTeam can refuse a partial object (an
+	// absent conditional_access must not mean "off").
 	// Off: every host of the team counts as compliant.
-	ConditionalAccess bool `protobuf:"varint,1,opt,name=conditional_access,json=conditionalAccess,proto3" json:"conditional_access,omitempty"`
+	ConditionalAccess *bool `protobuf:"varint,1,opt,name=conditional_access,json=conditionalAccess,proto3,oneof" json:"conditional_access,omitempty"`
 	// Failures of policies above this severity make a host non-compliant:
 	// low | medium | high ("" = any failing policy counts).
-	MaxAllowedSeverity string `protobuf:"bytes,2,opt,name=max_allowed_severity,json=maxAllowedSeverity,proto3" json:"max_allowed_severity,omitempty"`
-	ErrorsAsFailures   bool   `protobuf:"varint,3,opt,name=errors_as_failures,json=errorsAsFailures,proto3" json:"errors_as_failures,omitempty"`
-	// A host silent longer than this is UNKNOWN (default 24h).
+	MaxAllowedSeverity *string `protobuf:"bytes,2,opt,name=max_allowed_severity,json=maxAllowedSeverity,proto3,oneof" json:"max_allowed_severity,omitempty"`
+	ErrorsAsFailures   *bool   `protobuf:"varint,3,opt,name=errors_as_failures,json=errorsAsFailures,proto3,oneof" json:"errors_as_failures,omitempty"`
+	// A host silent longer than this is UNKNOWN ("0s" = the default, 24h).
 	StaleAfter *durationpb.Duration `protobuf:"bytes,4,opt,name=stale_after,json=staleAfter,proto3" json:"stale_after,omitempty"`
 	// A host with no result batch for this many of its policy intervals is
 	// UNKNOWN and written non-compliant, connected or not (0 = default, 3).
-	MissedReports int32 `protobuf:"varint,5,opt,name=missed_reports,json=missedReports,proto3" json:"missed_reports,omitempty"`
+	MissedReports *int32 `protobuf:"varint,5,opt,name=missed_reports,json=missedReports,proto3,oneof" json:"missed_reports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1384,22 +1387,22 @@ func (*TeamSettings) Descriptor() ([]byte, []int) {
 }
 
 func (x *TeamSettings) GetConditionalAccess() bool {
-	if x != nil {
-		return x.ConditionalAccess
+	if x != nil && x.ConditionalAccess != nil {
+		return *x.ConditionalAccess
 	}
 	return false
 }
 
 func (x *TeamSettings) GetMaxAllowedSeverity() string {
-	if x != nil {
-		return x.MaxAllowedSeverity
+	if x != nil && x.MaxAllowedSeverity != nil {
+		return *x.MaxAllowedSeverity
 	}
 	return ""
 }
 
 func (x *TeamSettings) GetErrorsAsFailures() bool {
-	if x != nil {
-		return x.ErrorsAsFailures
+	if x != nil && x.ErrorsAsFailures != nil {
+		return *x.ErrorsAsFailures
 	}
 	return false
 }
@@ -1412,8 +1415,8 @@ func (x *TeamSettings) GetStaleAfter() *durationpb.Duration {
 }
 
 func (x *TeamSettings) GetMissedReports() int32 {
-	if x != nil {
-		return x.MissedReports
+	if x != nil && x.MissedReports != nil {
+		return *x.MissedReports
 	}
 	return 0
 }
@@ -2768,8 +2771,11 @@ func (x *CreateIntegrationRequest) GetIntegration() *Integration {
 }
 
 type UpdateIntegrationRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Integration   *Integration           `protobuf:"bytes,1,opt,name=integration,proto3" json:"integration,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Integration *Integration           `protobuf:"bytes,1,opt,name=integration,proto3" json:"integration,omitempty"`
+	// The fields to change (REST PATCH: filled from the JSON body's keys).
+	// Empty over gRPC: every writable field is replaced (the old behaviour).
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2807,6 +2813,13 @@ func (*UpdateIntegrationRequest) Descriptor() ([]byte, []int) {
 func (x *UpdateIntegrationRequest) GetIntegration() *Integration {
 	if x != nil {
 		return x.Integration
+	}
+	return nil
+}
+
+func (x *UpdateIntegrationRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
 	}
 	return nil
 }
@@ -3955,12 +3968,309 @@ func (x *RevokeApiTokenRequest) GetId() string {
 	return ""
 }
 
+type UpdateTeamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// team.name selects the team; team.settings carries the new values.
+	Team *Team `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	// Paths such as "settings.conditional_access"; required over gRPC.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateTeamRequest) Reset() {
+	*x = UpdateTeamRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTeamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTeamRequest) ProtoMessage() {}
+
+func (x *UpdateTeamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTeamRequest.ProtoReflect.Descriptor instead.
+func (*UpdateTeamRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *UpdateTeamRequest) GetTeam() *Team {
+	if x != nil {
+		return x.Team
+	}
+	return nil
+}
+
+func (x *UpdateTeamRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+type AuditEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	At    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	// Token name, or "local" for the CLI working on the store directly.
+	Actor     string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	ActorRole string `protobuf:"bytes,4,opt,name=actor_role,json=actorRole,proto3" json:"actor_role,omitempty"`
+	// The method, e.g. "UpdateTeam", or a CLI action such as "tokens create".
+	Action string `protobuf:"bytes,5,opt,name=action,proto3" json:"action,omitempty"`
+	// What it acted on, e.g. "team/default".
+	Target string `protobuf:"bytes,6,opt,name=target,proto3" json:"target,omitempty"`
+	// The client's address (the HTTP client's for REST calls).
+	Source string `protobuf:"bytes,7,opt,name=source,proto3" json:"source,omitempty"`
+	// "ok" or the gRPC status code, e.g. "PermissionDenied".
+	Result string `protobuf:"bytes,8,opt,name=result,proto3" json:"result,omitempty"`
+	Error  string `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	// Settings before and after a change (JSON, secrets redacted).
+	Before        string `protobuf:"bytes,10,opt,name=before,proto3" json:"before,omitempty"`
+	After         string `protobuf:"bytes,11,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEvent) Reset() {
+	*x = AuditEvent{}
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEvent) ProtoMessage() {}
+
+func (x *AuditEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
+func (*AuditEvent) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *AuditEvent) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *AuditEvent) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetActorRole() string {
+	if x != nil {
+		return x.ActorRole
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetBefore() string {
+	if x != nil {
+		return x.Before
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+type ListAuditEventsRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Actor  string                 `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	Action string                 `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	Since  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	// Default 100, at most 1000.
+	Limit         int32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsRequest) Reset() {
+	*x = ListAuditEventsRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsRequest) ProtoMessage() {}
+
+func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *ListAuditEventsRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *ListAuditEventsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListAuditEventsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsResponse) Reset() {
+	*x = ListAuditEventsResponse{}
+	mi := &file_posture_v1_admin_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsResponse) ProtoMessage() {}
+
+func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 var File_posture_v1_admin_proto protoreflect.FileDescriptor
 
 const file_posture_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x16posture/v1/admin.proto\x12\n" +
-	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\xdf\a\n" +
+	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\xdf\a\n" +
 	"\x04Host\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04team\x18\x02 \x01(\tR\x04team\x12+\n" +
@@ -4072,14 +4382,18 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x14ListPoliciesResponse\x12.\n" +
 	"\bpolicies\x18\x01 \x03(\v2\x12.posture.v1.PolicyR\bpolicies\"\"\n" +
 	"\x10GetPolicyRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x80\x02\n" +
-	"\fTeamSettings\x12-\n" +
-	"\x12conditional_access\x18\x01 \x01(\bR\x11conditionalAccess\x120\n" +
-	"\x14max_allowed_severity\x18\x02 \x01(\tR\x12maxAllowedSeverity\x12,\n" +
-	"\x12errors_as_failures\x18\x03 \x01(\bR\x10errorsAsFailures\x12:\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xee\x02\n" +
+	"\fTeamSettings\x122\n" +
+	"\x12conditional_access\x18\x01 \x01(\bH\x00R\x11conditionalAccess\x88\x01\x01\x125\n" +
+	"\x14max_allowed_severity\x18\x02 \x01(\tH\x01R\x12maxAllowedSeverity\x88\x01\x01\x121\n" +
+	"\x12errors_as_failures\x18\x03 \x01(\bH\x02R\x10errorsAsFailures\x88\x01\x01\x12:\n" +
 	"\vstale_after\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"staleAfter\x12%\n" +
-	"\x0emissed_reports\x18\x05 \x01(\x05R\rmissedReports\"P\n" +
+	"staleAfter\x12*\n" +
+	"\x0emissed_reports\x18\x05 \x01(\x05H\x03R\rmissedReports\x88\x01\x01B\x15\n" +
+	"\x13_conditional_accessB\x17\n" +
+	"\x15_max_allowed_severityB\x15\n" +
+	"\x13_errors_as_failuresB\x11\n" +
+	"\x0f_missed_reports\"P\n" +
 	"\x04Team\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\bsettings\x18\x02 \x01(\v2\x18.posture.v1.TeamSettingsR\bsettings\"\xca\x01\n" +
@@ -4174,9 +4488,11 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x15GetIntegrationRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"U\n" +
 	"\x18CreateIntegrationRequest\x129\n" +
-	"\vintegration\x18\x01 \x01(\v2\x17.posture.v1.IntegrationR\vintegration\"U\n" +
+	"\vintegration\x18\x01 \x01(\v2\x17.posture.v1.IntegrationR\vintegration\"\x92\x01\n" +
 	"\x18UpdateIntegrationRequest\x129\n" +
-	"\vintegration\x18\x01 \x01(\v2\x17.posture.v1.IntegrationR\vintegration\"*\n" +
+	"\vintegration\x18\x01 \x01(\v2\x17.posture.v1.IntegrationR\vintegration\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"*\n" +
 	"\x18DeleteIntegrationRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x1b\n" +
 	"\x19DeleteIntegrationResponse\"(\n" +
@@ -4262,13 +4578,39 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x121\n" +
 	"\tapi_token\x18\x02 \x01(\v2\x14.posture.v1.ApiTokenR\bapiToken\"'\n" +
 	"\x15RevokeApiTokenRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id*\x99\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"v\n" +
+	"\x11UpdateTeamRequest\x12$\n" +
+	"\x04team\x18\x01 \x01(\v2\x10.posture.v1.TeamR\x04team\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"\xa1\x02\n" +
+	"\n" +
+	"AuditEvent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x1d\n" +
+	"\n" +
+	"actor_role\x18\x04 \x01(\tR\tactorRole\x12\x16\n" +
+	"\x06action\x18\x05 \x01(\tR\x06action\x12\x16\n" +
+	"\x06target\x18\x06 \x01(\tR\x06target\x12\x16\n" +
+	"\x06source\x18\a \x01(\tR\x06source\x12\x16\n" +
+	"\x06result\x18\b \x01(\tR\x06result\x12\x14\n" +
+	"\x05error\x18\t \x01(\tR\x05error\x12\x16\n" +
+	"\x06before\x18\n" +
+	" \x01(\tR\x06before\x12\x14\n" +
+	"\x05after\x18\v \x01(\tR\x05after\"\x8e\x01\n" +
+	"\x16ListAuditEventsRequest\x12\x14\n" +
+	"\x05actor\x18\x01 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\"I\n" +
+	"\x17ListAuditEventsResponse\x12.\n" +
+	"\x06events\x18\x01 \x03(\v2\x16.posture.v1.AuditEventR\x06events*\x99\x01\n" +
 	"\fChangeAction\x12\x1d\n" +
 	"\x19CHANGE_ACTION_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CHANGE_ACTION_ADDED\x10\x01\x12\x19\n" +
 	"\x15CHANGE_ACTION_CHANGED\x10\x02\x12\x19\n" +
 	"\x15CHANGE_ACTION_REMOVED\x10\x03\x12\x1b\n" +
-	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\xad\x13\n" +
+	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\xc8\x14\n" +
 	"\fAdminService\x12H\n" +
 	"\tListHosts\x12\x1c.posture.v1.ListHostsRequest\x1a\x1d.posture.v1.ListHostsResponse\x127\n" +
 	"\aGetHost\x12\x1a.posture.v1.GetHostRequest\x1a\x10.posture.v1.Host\x12=\n" +
@@ -4301,7 +4643,10 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x12RevokeEnrollSecret\x12%.posture.v1.RevokeEnrollSecretRequest\x1a\x18.posture.v1.EnrollSecret\x12T\n" +
 	"\rListApiTokens\x12 .posture.v1.ListApiTokensRequest\x1a!.posture.v1.ListApiTokensResponse\x12W\n" +
 	"\x0eCreateApiToken\x12!.posture.v1.CreateApiTokenRequest\x1a\".posture.v1.CreateApiTokenResponse\x12I\n" +
-	"\x0eRevokeApiToken\x12!.posture.v1.RevokeApiTokenRequest\x1a\x14.posture.v1.ApiTokenB9Z7github.com/posture-dev/posture/api/posture/v1;posturev1b\x06proto3"
+	"\x0eRevokeApiToken\x12!.posture.v1.RevokeApiTokenRequest\x1a\x14.posture.v1.ApiToken\x12=\n" +
+	"\n" +
+	"UpdateTeam\x12\x1d.posture.v1.UpdateTeamRequest\x1a\x10.posture.v1.Team\x12Z\n" +
+	"\x0fListAuditEvents\x12\".posture.v1.ListAuditEventsRequest\x1a#.posture.v1.ListAuditEventsResponseB9Z7github.com/posture-dev/posture/api/posture/v1;posturev1b\x06proto3"
 
 var (
 	file_posture_v1_admin_proto_rawDescOnce sync.Once
@@ -4316,7 +4661,7 @@ func file_posture_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_posture_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
 var file_posture_v1_admin_proto_goTypes = []any{
 	(ChangeAction)(0),                   // 0: posture.v1.ChangeAction
 	(*Host)(nil),                        // 1: posture.v1.Host
@@ -4381,142 +4726,157 @@ var file_posture_v1_admin_proto_goTypes = []any{
 	(*CreateApiTokenRequest)(nil),       // 60: posture.v1.CreateApiTokenRequest
 	(*CreateApiTokenResponse)(nil),      // 61: posture.v1.CreateApiTokenResponse
 	(*RevokeApiTokenRequest)(nil),       // 62: posture.v1.RevokeApiTokenRequest
-	(*HostFacts)(nil),                   // 63: posture.v1.HostFacts
-	(*timestamppb.Timestamp)(nil),       // 64: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 65: google.protobuf.Duration
-	(ResultStatus)(0),                   // 66: posture.v1.ResultStatus
-	(*FactQuery)(nil),                   // 67: posture.v1.FactQuery
+	(*UpdateTeamRequest)(nil),           // 63: posture.v1.UpdateTeamRequest
+	(*AuditEvent)(nil),                  // 64: posture.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),      // 65: posture.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),     // 66: posture.v1.ListAuditEventsResponse
+	(*HostFacts)(nil),                   // 67: posture.v1.HostFacts
+	(*timestamppb.Timestamp)(nil),       // 68: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 69: google.protobuf.Duration
+	(ResultStatus)(0),                   // 70: posture.v1.ResultStatus
+	(*FactQuery)(nil),                   // 71: posture.v1.FactQuery
+	(*fieldmaskpb.FieldMask)(nil),       // 72: google.protobuf.FieldMask
 }
 var file_posture_v1_admin_proto_depIdxs = []int32{
-	63, // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
-	64, // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
-	64, // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
-	64, // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
-	64, // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
-	5,  // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
-	3,  // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
-	2,  // 7: posture.v1.Host.health:type_name -> posture.v1.HostHealth
-	65, // 8: posture.v1.Host.report_interval:type_name -> google.protobuf.Duration
-	64, // 9: posture.v1.Host.last_report_at:type_name -> google.protobuf.Timestamp
-	64, // 10: posture.v1.HostHealth.reported_at:type_name -> google.protobuf.Timestamp
-	4,  // 11: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
-	64, // 12: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
-	64, // 13: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
-	66, // 14: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
-	64, // 15: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
-	66, // 16: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
-	64, // 17: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
-	65, // 18: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
-	64, // 19: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
-	1,  // 20: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
-	65, // 21: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
-	64, // 22: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
-	64, // 23: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
-	14, // 24: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
-	65, // 25: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
-	18, // 26: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
-	14, // 27: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
-	19, // 28: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
-	67, // 29: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
-	0,  // 30: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
-	21, // 31: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
-	19, // 32: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
-	19, // 33: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
-	64, // 34: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
-	64, // 35: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
-	28, // 36: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
-	64, // 37: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 38: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
-	64, // 39: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
-	64, // 40: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
-	64, // 41: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
-	64, // 42: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
-	64, // 43: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
-	37, // 44: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
-	37, // 45: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	37, // 46: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	64, // 47: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
-	64, // 48: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
-	47, // 49: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
-	64, // 50: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	64, // 51: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	64, // 52: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	64, // 53: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
-	51, // 54: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
-	64, // 55: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
-	51, // 56: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
-	64, // 57: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
-	64, // 58: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
-	64, // 59: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
-	64, // 60: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
-	57, // 61: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
-	64, // 62: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
-	57, // 63: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
-	6,  // 64: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
-	8,  // 65: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
-	9,  // 66: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
-	10, // 67: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
-	12, // 68: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
-	15, // 69: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
-	17, // 70: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
-	20, // 71: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
-	23, // 72: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
-	25, // 73: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
-	27, // 74: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
-	29, // 75: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
-	31, // 76: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
-	32, // 77: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
-	34, // 78: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
-	35, // 79: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
-	38, // 80: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
-	40, // 81: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
-	41, // 82: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
-	42, // 83: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
-	43, // 84: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
-	45, // 85: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
-	48, // 86: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
-	50, // 87: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
-	52, // 88: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
-	54, // 89: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
-	56, // 90: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
-	58, // 91: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
-	60, // 92: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
-	62, // 93: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
-	7,  // 94: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
-	1,  // 95: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
-	1,  // 96: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
-	11, // 97: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
-	13, // 98: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
-	16, // 99: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
-	14, // 100: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
-	22, // 101: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
-	24, // 102: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
-	26, // 103: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
-	19, // 104: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
-	30, // 105: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
-	28, // 106: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
-	33, // 107: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
-	1,  // 108: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
-	36, // 109: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
-	39, // 110: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
-	37, // 111: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
-	37, // 112: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
-	37, // 113: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
-	44, // 114: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
-	46, // 115: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
-	49, // 116: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
-	47, // 117: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
-	53, // 118: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
-	55, // 119: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
-	51, // 120: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
-	59, // 121: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
-	61, // 122: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
-	57, // 123: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
-	94, // [94:124] is the sub-list for method output_type
-	64, // [64:94] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	67,  // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
+	68,  // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
+	68,  // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
+	68,  // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
+	68,  // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
+	5,   // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
+	3,   // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
+	2,   // 7: posture.v1.Host.health:type_name -> posture.v1.HostHealth
+	69,  // 8: posture.v1.Host.report_interval:type_name -> google.protobuf.Duration
+	68,  // 9: posture.v1.Host.last_report_at:type_name -> google.protobuf.Timestamp
+	68,  // 10: posture.v1.HostHealth.reported_at:type_name -> google.protobuf.Timestamp
+	4,   // 11: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
+	68,  // 12: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
+	68,  // 13: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
+	70,  // 14: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
+	68,  // 15: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
+	70,  // 16: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
+	68,  // 17: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
+	69,  // 18: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
+	68,  // 19: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
+	1,   // 20: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
+	69,  // 21: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
+	68,  // 22: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
+	68,  // 23: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
+	14,  // 24: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
+	69,  // 25: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
+	18,  // 26: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
+	14,  // 27: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
+	19,  // 28: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
+	71,  // 29: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
+	0,   // 30: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
+	21,  // 31: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
+	19,  // 32: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
+	19,  // 33: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
+	68,  // 34: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
+	68,  // 35: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
+	28,  // 36: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
+	68,  // 37: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	1,   // 38: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
+	68,  // 39: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
+	68,  // 40: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
+	68,  // 41: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
+	68,  // 42: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
+	68,  // 43: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
+	37,  // 44: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
+	37,  // 45: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	37,  // 46: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	72,  // 47: posture.v1.UpdateIntegrationRequest.update_mask:type_name -> google.protobuf.FieldMask
+	68,  // 48: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
+	68,  // 49: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
+	47,  // 50: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
+	68,  // 51: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	68,  // 52: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	68,  // 53: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	68,  // 54: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
+	51,  // 55: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
+	68,  // 56: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
+	51,  // 57: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
+	68,  // 58: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
+	68,  // 59: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
+	68,  // 60: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
+	68,  // 61: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
+	57,  // 62: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
+	68,  // 63: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
+	57,  // 64: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
+	19,  // 65: posture.v1.UpdateTeamRequest.team:type_name -> posture.v1.Team
+	72,  // 66: posture.v1.UpdateTeamRequest.update_mask:type_name -> google.protobuf.FieldMask
+	68,  // 67: posture.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
+	68,  // 68: posture.v1.ListAuditEventsRequest.since:type_name -> google.protobuf.Timestamp
+	64,  // 69: posture.v1.ListAuditEventsResponse.events:type_name -> posture.v1.AuditEvent
+	6,   // 70: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
+	8,   // 71: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
+	9,   // 72: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
+	10,  // 73: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
+	12,  // 74: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
+	15,  // 75: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
+	17,  // 76: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
+	20,  // 77: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
+	23,  // 78: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
+	25,  // 79: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
+	27,  // 80: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
+	29,  // 81: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
+	31,  // 82: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
+	32,  // 83: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
+	34,  // 84: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
+	35,  // 85: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
+	38,  // 86: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
+	40,  // 87: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
+	41,  // 88: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
+	42,  // 89: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
+	43,  // 90: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
+	45,  // 91: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
+	48,  // 92: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
+	50,  // 93: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
+	52,  // 94: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
+	54,  // 95: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
+	56,  // 96: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
+	58,  // 97: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
+	60,  // 98: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
+	62,  // 99: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
+	63,  // 100: posture.v1.AdminService.UpdateTeam:input_type -> posture.v1.UpdateTeamRequest
+	65,  // 101: posture.v1.AdminService.ListAuditEvents:input_type -> posture.v1.ListAuditEventsRequest
+	7,   // 102: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
+	1,   // 103: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
+	1,   // 104: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
+	11,  // 105: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
+	13,  // 106: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
+	16,  // 107: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
+	14,  // 108: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
+	22,  // 109: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
+	24,  // 110: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
+	26,  // 111: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
+	19,  // 112: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
+	30,  // 113: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
+	28,  // 114: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
+	33,  // 115: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
+	1,   // 116: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
+	36,  // 117: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
+	39,  // 118: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
+	37,  // 119: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
+	37,  // 120: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
+	37,  // 121: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
+	44,  // 122: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
+	46,  // 123: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
+	49,  // 124: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
+	47,  // 125: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
+	53,  // 126: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
+	55,  // 127: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
+	51,  // 128: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
+	59,  // 129: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
+	61,  // 130: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
+	57,  // 131: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
+	19,  // 132: posture.v1.AdminService.UpdateTeam:output_type -> posture.v1.Team
+	66,  // 133: posture.v1.AdminService.ListAuditEvents:output_type -> posture.v1.ListAuditEventsResponse
+	102, // [102:134] is the sub-list for method output_type
+	70,  // [70:102] is the sub-list for method input_type
+	70,  // [70:70] is the sub-list for extension type_name
+	70,  // [70:70] is the sub-list for extension extendee
+	0,   // [0:70] is the sub-list for field type_name
 }
 
 func init() { file_posture_v1_admin_proto_init() }
@@ -4525,13 +4885,14 @@ func file_posture_v1_admin_proto_init() {
 		return
 	}
 	file_posture_v1_agent_proto_init()
+	file_posture_v1_admin_proto_msgTypes[17].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_posture_v1_admin_proto_rawDesc), len(file_posture_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   62,
+			NumMessages:   66,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
