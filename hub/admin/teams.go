@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
+	"github.com/posture-dev/posture/hub/compliance"
 	"github.com/posture-dev/posture/hub/policy"
 	"github.com/posture-dev/posture/hub/store"
 	"github.com/posture-dev/posture/hub/verdicts"
@@ -129,6 +130,9 @@ func relaxations(before, after store.TeamSettings) []string {
 	var out []string
 	if before.ConditionalAccess && !after.ConditionalAccess {
 		out = append(out, "turns conditional access off")
+	}
+	if b, a := compliance.MissedReports(before), compliance.MissedReports(after); a > b {
+		out = append(out, fmt.Sprintf("lets hosts stay silent longer (missed_reports %d → %d)", b, a))
 	}
 	if severityRank[after.MaxAllowedSeverity] > severityRank[before.MaxAllowedSeverity] {
 		out = append(out, fmt.Sprintf("raises max_allowed_severity from %q to %q", before.MaxAllowedSeverity, after.MaxAllowedSeverity))

@@ -334,3 +334,24 @@ func TestConnectionStateAcrossReplicas(t *testing.T) {
 	ag.Close()
 	viaB.waitHost(t, ag.HostID, "disconnected", func(h *posturev1.Host) bool { return !h.GetConnected() })
 }
+
+// missed_reports through PATCH: tightening it is a maintainer's, letting
+// hosts stay silent longer needs the admin role (it relaxes the team).
+func TestRESTPatchMissedReports(t *testing.T) {
+	q := startQuickHub(t, server.Config{})
+	patch := func(tok, body string) (int, string) {
+		return q.do(t, "PATCH", "/api/v1/teams/eng", tok, body)
+	}
+	if code, body := patch(q.maintainer, `{"settings":{"missedReports":2}}`); code != http.StatusOK {
+		t.Fatalf("maintainer tightening missedReports: %d %s", code, body)
+	}
+	if code, body := patch(q.maintainer, `{"settings":{"missedReports":10}}`); code != http.StatusForbidden || !strings.Contains(body, "silent longer") {
+		t.Fatalf("maintainer relaxing missedReports: %d %s, want 403", code, body)
+	}
+	if code, body := patch(q.admin, `{"settings":{"missedReports":10}}`); code != http.StatusOK {
+		t.Fatalf("admin relaxing missedReports: %d %s", code, body)
+	}
+	if s := q.teamSettings(t, "eng"); s["missedReports"] != float64(10) || s["conditionalAccess"] != true {
+		t.Fatalf("after PATCHes: %v", s)
+	}
+}
