@@ -56,6 +56,8 @@ type Config struct {
 	// MaxBatchResults caps the results of one batch (default 10,000); a
 	// larger batch is acked as refused, never recorded or resent.
 	MaxBatchResults int
+	// Status, if set, builds the DeviceStatus sent after every Hello.
+	Status StatusFunc
 }
 
 // Server implements posturev1.AgentServiceServer.
@@ -284,6 +286,7 @@ func (s *Server) Connect(stream posturev1.AgentService_ConnectServer) error {
 	since := s.streamOpened(ctx, h.ID)
 	defer s.streamClosed(h.ID, since)
 	sess.markDirty() // every Hello is answered with a PolicySet
+	s.queueStatus(ctx, sess)
 	log := s.cfg.Logger.With("host", h.ID)
 	log.Info("agent connected", "hostname", h.Hostname, "platform", h.Platform)
 
@@ -304,6 +307,25 @@ func (s *Server) Connect(stream posturev1.AgentService_ConnectServer) error {
 }
 
 var errDisabled = errors.New("host disabled")
+
+// queueStatus tells the host its current verdict (and remediation link).
+func (s *Server) queueStatus(ctx context.Context, sess *session) {
+	if s.cfg.Status == nil {
+		return
+	}
+	st, err := s.cfg.Status(ctx, sess.hostID)
+	if err != nil {
+		s.cfg.Logger.Warn("build device status", "host", sess.hostID, "err", err)
+		return
+	}
+	if st == nil {
+		return
+	}
+	select {
+	case sess.out <- &posturev1.HubMessage{Msg: &posturev1.HubMessage_Status{Status: st}}:
+	case <-ctx.Done():
+	}
+}
 
 func (s *Server) awaitHello(ctx context.Context, stream posturev1.AgentService_ConnectServer) (*posturev1.Hello, error) {
 	type res struct {
@@ -488,6 +510,7 @@ func (s *Server) recvLoop(ctx context.Context, stream posturev1.AgentService_Con
 				return err
 			}
 			sess.markDirty()
+			s.queueStatus(ctx, sess)
 		case *posturev1.AgentMessage_Health:
 			if err := s.recordHealth(ctx, h.ID, msg.Health); err != nil {
 				return err

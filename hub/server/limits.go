@@ -54,6 +54,16 @@ const applyPath = "/api/v1/policies:apply"
 // portalPrefix is served with its own (session) authentication.
 const portalPrefix = "/api/v1/portal/"
 
+// portalMaxBody caps what an end-user page or portal call may send.
+const portalMaxBody = 64 << 10
+
+// portal reports whether r is for the end-user pages or their JSON API.
+func (g *apiGuard) portal(r *http.Request) bool {
+	p := r.URL.Path
+	return strings.HasPrefix(p, portalPrefix) || p == "/remediate" || p == "/enroll" ||
+		strings.HasPrefix(p, "/remediate/") || strings.HasPrefix(p, "/portal/")
+}
+
 // msgCaps holds the per-method gRPC message caps.
 type msgCaps struct{ apply int }
 
@@ -121,10 +131,6 @@ type apiGuard struct {
 }
 
 func (g *apiGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if strings.HasPrefix(r.URL.Path, portalPrefix) {
-		g.next.ServeHTTP(w, r)
-		return
-	}
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Now().Add(httpWriteTimeout))
 	// Only the gateway may say where a call came from.
@@ -132,6 +138,14 @@ func (g *apiGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(strings.ToLower(k), "grpc-metadata-x-posture-") {
 			r.Header.Del(k)
 		}
+	}
+	if g.portal(r) {
+		// The end-user pages and their JSON authenticate with a signed link
+		// or a session cookie (checked by the portal), not a bearer token;
+		// their bodies are tiny forms.
+		r.Body = http.MaxBytesReader(w, r.Body, portalMaxBody)
+		g.next.ServeHTTP(w, r)
+		return
 	}
 	raw := ""
 	if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {

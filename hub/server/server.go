@@ -36,6 +36,7 @@ import (
 	"github.com/posture-dev/posture/hub/agentapi"
 	"github.com/posture-dev/posture/hub/ca"
 	"github.com/posture-dev/posture/hub/integrations"
+	"github.com/posture-dev/posture/hub/portal"
 	"github.com/posture-dev/posture/hub/store"
 	"github.com/posture-dev/posture/hub/store/postgres"
 	"github.com/posture-dev/posture/hub/store/sqlite"
@@ -86,6 +87,20 @@ type Config struct {
 	// HTTPMaxApplyBody caps policy apply's (default 16 MiB), which is also
 	// ApplyPolicies' gRPC message cap.
 	HTTPMaxBody, HTTPMaxApplyBody int64
+	// Portal configures the end-user pages.
+	Portal PortalConfig
+	// PublicURL is the hub's public https base URL, where users reach
+	// /enroll and /remediate (Intune partner integrations send them there).
+	PublicURL string
+	// PartnerMaintain is how often partner integrations are checked
+	// (activation, policies) and their heartbeat sent when due (default 1m);
+	// PartnerHeartbeat is the heartbeat interval (default 15m).
+	PartnerMaintain, PartnerHeartbeat time.Duration
+	// PartnerPoll is the wait between upload status reads (default 1s).
+	PartnerPoll time.Duration
+	// ScopeRefresh is how often Entra group membership of scoped
+	// integrations is read again (default 15m).
+	ScopeRefresh time.Duration
 }
 
 // Hub is a running (or ready to run) hub.
@@ -102,6 +117,13 @@ type Hub struct {
 	// Integrations builds the sinks verdicts are pushed to.
 	Integrations *integrations.Registry
 	reconciler   *hubsync.Reconciler
+	// Router reaches a host's stream on whichever replica holds it.
+	Router *agentapi.Router
+	// Portal serves PortalService (the end-user pages' data).
+	Portal       *portal.Service
+	portalSigner *portal.Signer
+	portalConn   *grpc.ClientConn
+	bus          *agentapi.PGBus
 
 	grpcLn, httpLn, gwLn net.Listener
 	gwDir                string
@@ -143,6 +165,14 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 	if cfg.DataDir == "" {
 		return nil, errors.New("data dir is required")
+	}
+	// One public URL serves the portal's signed links and the partner
+	// integrations' enrollment and remediation URLs.
+	if cfg.Portal.PublicURL == "" {
+		cfg.Portal.PublicURL = cfg.PublicURL
+	}
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = cfg.Portal.PublicURL
 	}
 	if cfg.HTTPMaxBody <= 0 {
 		cfg.HTTPMaxBody = DefaultHTTPMaxBody
@@ -205,6 +235,9 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 		return nil, fmt.Errorf("store %T has no sync outbox", h.Store)
 	}
 	h.Integrations = integrations.New(st, keys, h.log)
+	h.Integrations.SetHosts(st) // webhook events name the host and its failing policies
+	h.Integrations.SetPartnerDefaults(integrations.PartnerDefaults{PortalURL: cfg.PublicURL,
+		HeartbeatEvery: cfg.PartnerHeartbeat, PollInterval: cfg.PartnerPoll})
 	syncMetrics, err := hubsync.NewPromMetrics(h.metrics)
 	if err != nil {
 		return nil, err
@@ -227,9 +260,12 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 	h.Engine = verdicts.New(verdicts.Config{
 		Store: st, Logger: h.log.With("component", "verdicts"), Enqueued: h.Worker.Notify, DuePoll: cfg.DuePoll,
-		Metrics: h.metrics,
+		Metrics: h.metrics, Changed: h.verdictChanged, Scope: h.Integrations.Covers,
 	})
 	h.Registry = agentapi.NewRegistry()
+	if err := h.setupPortal(ctx); err != nil {
+		return nil, err
+	}
 	h.Agent = agentapi.New(agentapi.Config{
 		Store: h.Store, CA: h.CA, Registry: h.Registry, Logger: h.log,
 		CertLifetime: cfg.CertLifetime, PolicyInterval: cfg.PolicyInterval, Metrics: h.metrics,
@@ -238,10 +274,11 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 		},
 		IdentityChanged: func(hostID string) { h.Engine.Notify(hostID, true) },
 		HealthChanged:   func(hostID string) { h.Engine.Notify(hostID, false) },
+		Status:          h.Portal.DeviceStatus,
 	})
 	h.Admin = admin.New(admin.Config{
-		Store: h.Store, Streams: h.Registry, Logger: h.log, Verdicts: h.Engine,
-		Integrations: adminIntegrations{h.Integrations}, SyncNotify: h.Worker.Notify,
+		Store: h.Store, Streams: h.Router, Logger: h.log, Verdicts: h.Engine,
+		Integrations: adminIntegrations{r: h.Integrations, publicURL: cfg.PublicURL}, SyncNotify: h.Worker.Notify,
 	})
 
 	serverCert, err := h.CA.ServerCert(append([]string{"localhost", "127.0.0.1", "::1"}, cfg.ServerNames...), 365*24*time.Hour)
@@ -274,6 +311,7 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	)
 	posturev1.RegisterAgentServiceServer(h.grpcSrv, h.Agent)
 	posturev1.RegisterAdminServiceServer(h.grpcSrv, h.Admin)
+	posturev1.RegisterPortalServiceServer(h.grpcSrv, h.Portal)
 	h.health = health.NewServer()
 	healthpb.RegisterHealthServer(h.grpcSrv, h.health)
 	reflection.Register(h.grpcSrv)
@@ -300,13 +338,21 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 			grpc.MaxCallSendMsgSize(caps.apply), grpc.MaxCallRecvMsgSize(gatewayMaxRecv))}); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	if err := h.registerPortal(ctx, gwMux, "unix://"+sock, gwCreds); err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/api/", &apiGuard{next: gwMux, tokens: h.Store, maxBody: cfg.HTTPMaxBody, maxApp: cfg.HTTPMaxApplyBody, log: h.log})
+	guard := &apiGuard{next: gwMux, tokens: h.Store, maxBody: cfg.HTTPMaxBody, maxApp: cfg.HTTPMaxApplyBody, log: h.log}
+	mux.Handle("/api/", guard)
+	for _, p := range []string{"/remediate", "/remediate/", "/enroll", "/portal/"} {
+		mux.Handle(p, guard)
+	}
 	mux.Handle("GET /healthz", withWriteDeadline(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
 	})))
 	mux.Handle("GET /readyz", withWriteDeadline(http.HandlerFunc(h.readyz)))
+	mux.Handle("GET "+integrations.ConsentCallbackPath, withWriteDeadline(h.Integrations.ConsentHandler()))
 	mux.Handle("GET /metrics", withWriteDeadline(promhttp.HandlerFor(h.metrics, promhttp.HandlerOpts{})))
 	h.httpSrv = NewHTTPServer(mux, h.log)
 	if cfg.HTTPCert == "" && plainHTTPBeyondLoopback(h.httpLn.Addr().String()) {
@@ -403,10 +449,34 @@ func (h *Hub) Run(ctx context.Context) error {
 	background("integration health", func(ctx context.Context) error { h.Integrations.Run(ctx, 15*time.Second); return nil })
 	background("stream heartbeat", func(ctx context.Context) error { h.Agent.HeartbeatStreams(ctx, StreamHeartbeat); return nil })
 	background("outbox retention", func(ctx context.Context) error { h.pruneOutbox(ctx, time.Hour); return nil })
+	if h.bus != nil {
+		background("event bus", func(ctx context.Context) error { h.bus.Run(ctx, h.Router.Handle); return nil })
+	}
+	background("intune partners", func(ctx context.Context) error {
+		every := h.cfg.PartnerMaintain
+		if every <= 0 {
+			every = time.Minute
+		}
+		h.Integrations.RunPartners(ctx, every)
+		return nil
+	})
+	background("group scopes", func(ctx context.Context) error {
+		every := h.cfg.ScopeRefresh
+		if every <= 0 {
+			every = 15 * time.Minute
+		}
+		h.Integrations.RunScopes(ctx, every, func(ids []string) {
+			for _, id := range ids {
+				h.Engine.Notify(id, true) // entering a scope: write it
+			}
+		})
+		return nil
+	})
 	defer func() { stopBG(); bg.Wait() }()
 	h.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	h.health.SetServingStatus(posturev1.AgentService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	h.health.SetServingStatus(posturev1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	h.health.SetServingStatus(posturev1.PortalService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	if h.integrityErr != nil {
 		h.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	}
@@ -442,6 +512,14 @@ func (h *Hub) Close() {
 		if ln != nil {
 			ln.Close()
 		}
+	}
+	if h.portalConn != nil {
+		h.portalConn.Close()
+		h.portalConn = nil
+	}
+	if h.bus != nil {
+		h.bus.Close()
+		h.bus = nil
 	}
 	if h.gwDir != "" {
 		os.RemoveAll(h.gwDir)

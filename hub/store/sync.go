@@ -76,7 +76,8 @@ type Verdicts interface {
 	DueVerdicts(ctx context.Context, now time.Time, limit int) ([]string, error)
 }
 
-// Integration is a connection to Microsoft (kind "graph").
+// Integration is a sink: Microsoft Graph (kind "graph"), the Intune
+// compliance-partner API ("intune-partner") or a signed webhook ("webhook").
 type Integration struct {
 	ID            string
 	Name          string
@@ -103,6 +104,14 @@ type Integration struct {
 	HealthCheckedAt    *time.Time
 	CreatedAt          time.Time
 	UpdatedAt          time.Time
+	// Settings are the kind's own options (a JSON object; webhook URL,
+	// partner portal URLs, platforms, group scope), decoded by
+	// hub/integrations. Empty = {}.
+	Settings []byte
+	// SinkState is what the sink keeps about the remote side (a JSON
+	// object): written only by SetIntegrationSinkState, ignored by Create
+	// and Update.
+	SinkState []byte
 }
 
 // Integrations keeps integrations.
@@ -114,6 +123,9 @@ type Integrations interface {
 	ListIntegrations(ctx context.Context) ([]Integration, error)
 	DeleteIntegration(ctx context.Context, id string) error
 	SetIntegrationHealth(ctx context.Context, id, health, message string, at time.Time) error
+	// SetIntegrationSinkState replaces the sink's state (a JSON object)
+	// without touching UpdatedAt.
+	SetIntegrationSinkState(ctx context.Context, id string, state []byte) error
 }
 
 // FactQuery finds a host fact such as "entra_device_id".

@@ -65,6 +65,12 @@ type Config struct {
 	RecheckEvery time.Duration
 	// Metrics, if set, gets the engine's collectors.
 	Metrics prometheus.Registerer
+	// Changed, if set, is called after a saved verdict changed state (e.g.
+	// to tell the host its new verdict).
+	Changed func(hostID string, v store.Verdict)
+	// Scope, if set, further limits which hosts an integration writes
+	// (Entra group scoping); hosts it refuses get no outbox row.
+	Scope func(in store.Integration, h store.Host) bool
 }
 
 // Engine evaluates and saves verdicts.
@@ -395,6 +401,9 @@ func (e *Engine) evaluateOnce(ctx context.Context, hostID string, force bool) (s
 		e.changes.WithLabelValues(nv.State).Inc()
 		e.log.Info("verdict changed", "host", hostID, "hostname", h.Hostname, "from", prev.State, "to", nv.State,
 			"cause", nv.Cause, "desired", nv.Desired, "writes", len(rows))
+		if e.cfg.Changed != nil {
+			e.cfg.Changed(hostID, nv)
+		}
 	}
 	if len(rows) > 0 {
 		e.cfg.Enqueued()
@@ -415,7 +424,7 @@ func (e *Engine) rowsFor(ctx context.Context, h store.Host, v store.Verdict, now
 	}
 	var rows []store.OutboxRow
 	for _, in := range ins {
-		if !covers(in, h.Team) {
+		if !covers(in, h.Team) || (e.cfg.Scope != nil && !e.cfg.Scope(in, h)) {
 			continue
 		}
 		rows = append(rows, store.OutboxRow{

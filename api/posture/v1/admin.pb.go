@@ -106,6 +106,8 @@ type Host struct {
 	Verdict *Verdict `protobuf:"bytes,17,opt,name=verdict,proto3" json:"verdict,omitempty"`
 	// Why no sink can key on this host ("" when it has an Entra device id).
 	UnmappedReason string `protobuf:"bytes,18,opt,name=unmapped_reason,json=unmappedReason,proto3" json:"unmapped_reason,omitempty"`
+	// Entra group scoping, per integration that has scope_groups.
+	Scopes []*HostScope `protobuf:"bytes,19,rep,name=scopes,proto3" json:"scopes,omitempty"`
 	// What the agent last said about itself (absent until it reports).
 	Health *HostHealth `protobuf:"bytes,40,opt,name=health,proto3" json:"health,omitempty"`
 	// The policy interval the hub last sent the host (absent if never).
@@ -274,6 +276,13 @@ func (x *Host) GetUnmappedReason() string {
 	return ""
 }
 
+func (x *Host) GetScopes() []*HostScope {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
 func (x *Host) GetHealth() *HostHealth {
 	if x != nil {
 		return x.Health
@@ -380,6 +389,79 @@ func (x *HostHealth) GetReportedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// HostScope says whether an integration with Entra group scoping writes a host.
+type HostScope struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	IntegrationId string                 `protobuf:"bytes,1,opt,name=integration_id,json=integrationId,proto3" json:"integration_id,omitempty"`
+	// in_scope: the device or its user is a (transitive) member of one of the
+	// groups; out_of_scope: left untouched in Entra / Intune; unknown: group
+	// membership not read yet (not written until it is).
+	State       string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	RefreshedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=refreshed_at,json=refreshedAt,proto3" json:"refreshed_at,omitempty"`
+	// Why the membership could not be read.
+	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostScope) Reset() {
+	*x = HostScope{}
+	mi := &file_posture_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostScope) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostScope) ProtoMessage() {}
+
+func (x *HostScope) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostScope.ProtoReflect.Descriptor instead.
+func (*HostScope) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *HostScope) GetIntegrationId() string {
+	if x != nil {
+		return x.IntegrationId
+	}
+	return ""
+}
+
+func (x *HostScope) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *HostScope) GetRefreshedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RefreshedAt
+	}
+	return nil
+}
+
+func (x *HostScope) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // Verdict is a host's compliance state as the hub computed it.
 type Verdict struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -401,7 +483,7 @@ type Verdict struct {
 
 func (x *Verdict) Reset() {
 	*x = Verdict{}
-	mi := &file_posture_v1_admin_proto_msgTypes[2]
+	mi := &file_posture_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -413,7 +495,7 @@ func (x *Verdict) String() string {
 func (*Verdict) ProtoMessage() {}
 
 func (x *Verdict) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[2]
+	mi := &file_posture_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -426,7 +508,7 @@ func (x *Verdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verdict.ProtoReflect.Descriptor instead.
 func (*Verdict) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Verdict) GetState() string {
@@ -489,7 +571,7 @@ type VerdictReason struct {
 
 func (x *VerdictReason) Reset() {
 	*x = VerdictReason{}
-	mi := &file_posture_v1_admin_proto_msgTypes[3]
+	mi := &file_posture_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +583,7 @@ func (x *VerdictReason) String() string {
 func (*VerdictReason) ProtoMessage() {}
 
 func (x *VerdictReason) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[3]
+	mi := &file_posture_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +596,7 @@ func (x *VerdictReason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerdictReason.ProtoReflect.Descriptor instead.
 func (*VerdictReason) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *VerdictReason) GetPolicyId() string {
@@ -590,7 +672,7 @@ type HostResult struct {
 
 func (x *HostResult) Reset() {
 	*x = HostResult{}
-	mi := &file_posture_v1_admin_proto_msgTypes[4]
+	mi := &file_posture_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -602,7 +684,7 @@ func (x *HostResult) String() string {
 func (*HostResult) ProtoMessage() {}
 
 func (x *HostResult) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[4]
+	mi := &file_posture_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -615,7 +697,7 @@ func (x *HostResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostResult.ProtoReflect.Descriptor instead.
 func (*HostResult) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HostResult) GetPolicyId() string {
@@ -684,7 +766,7 @@ type ListHostsRequest struct {
 
 func (x *ListHostsRequest) Reset() {
 	*x = ListHostsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[5]
+	mi := &file_posture_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +778,7 @@ func (x *ListHostsRequest) String() string {
 func (*ListHostsRequest) ProtoMessage() {}
 
 func (x *ListHostsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[5]
+	mi := &file_posture_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +791,7 @@ func (x *ListHostsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostsRequest.ProtoReflect.Descriptor instead.
 func (*ListHostsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListHostsRequest) GetTeam() string {
@@ -735,7 +817,7 @@ type ListHostsResponse struct {
 
 func (x *ListHostsResponse) Reset() {
 	*x = ListHostsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[6]
+	mi := &file_posture_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +829,7 @@ func (x *ListHostsResponse) String() string {
 func (*ListHostsResponse) ProtoMessage() {}
 
 func (x *ListHostsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[6]
+	mi := &file_posture_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +842,7 @@ func (x *ListHostsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostsResponse.ProtoReflect.Descriptor instead.
 func (*ListHostsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListHostsResponse) GetHosts() []*Host {
@@ -779,7 +861,7 @@ type GetHostRequest struct {
 
 func (x *GetHostRequest) Reset() {
 	*x = GetHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[7]
+	mi := &file_posture_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -791,7 +873,7 @@ func (x *GetHostRequest) String() string {
 func (*GetHostRequest) ProtoMessage() {}
 
 func (x *GetHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[7]
+	mi := &file_posture_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -804,7 +886,7 @@ func (x *GetHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHostRequest.ProtoReflect.Descriptor instead.
 func (*GetHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetHostRequest) GetId() string {
@@ -823,7 +905,7 @@ type RevokeHostRequest struct {
 
 func (x *RevokeHostRequest) Reset() {
 	*x = RevokeHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[8]
+	mi := &file_posture_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +917,7 @@ func (x *RevokeHostRequest) String() string {
 func (*RevokeHostRequest) ProtoMessage() {}
 
 func (x *RevokeHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[8]
+	mi := &file_posture_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +930,7 @@ func (x *RevokeHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeHostRequest.ProtoReflect.Descriptor instead.
 func (*RevokeHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RevokeHostRequest) GetId() string {
@@ -867,7 +949,7 @@ type DeleteHostRequest struct {
 
 func (x *DeleteHostRequest) Reset() {
 	*x = DeleteHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[9]
+	mi := &file_posture_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +961,7 @@ func (x *DeleteHostRequest) String() string {
 func (*DeleteHostRequest) ProtoMessage() {}
 
 func (x *DeleteHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[9]
+	mi := &file_posture_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +974,7 @@ func (x *DeleteHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteHostRequest.ProtoReflect.Descriptor instead.
 func (*DeleteHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteHostRequest) GetId() string {
@@ -910,7 +992,7 @@ type DeleteHostResponse struct {
 
 func (x *DeleteHostResponse) Reset() {
 	*x = DeleteHostResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[10]
+	mi := &file_posture_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +1004,7 @@ func (x *DeleteHostResponse) String() string {
 func (*DeleteHostResponse) ProtoMessage() {}
 
 func (x *DeleteHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[10]
+	mi := &file_posture_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +1017,7 @@ func (x *DeleteHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteHostResponse.ProtoReflect.Descriptor instead.
 func (*DeleteHostResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 type RecheckHostRequest struct {
@@ -949,7 +1031,7 @@ type RecheckHostRequest struct {
 
 func (x *RecheckHostRequest) Reset() {
 	*x = RecheckHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[11]
+	mi := &file_posture_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -961,7 +1043,7 @@ func (x *RecheckHostRequest) String() string {
 func (*RecheckHostRequest) ProtoMessage() {}
 
 func (x *RecheckHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[11]
+	mi := &file_posture_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -974,7 +1056,7 @@ func (x *RecheckHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecheckHostRequest.ProtoReflect.Descriptor instead.
 func (*RecheckHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RecheckHostRequest) GetId() string {
@@ -1001,7 +1083,7 @@ type RecheckHostResponse struct {
 
 func (x *RecheckHostResponse) Reset() {
 	*x = RecheckHostResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[12]
+	mi := &file_posture_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1095,7 @@ func (x *RecheckHostResponse) String() string {
 func (*RecheckHostResponse) ProtoMessage() {}
 
 func (x *RecheckHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[12]
+	mi := &file_posture_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1108,7 @@ func (x *RecheckHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecheckHostResponse.ProtoReflect.Descriptor instead.
 func (*RecheckHostResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RecheckHostResponse) GetDelivered() bool {
@@ -1065,7 +1147,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_posture_v1_admin_proto_msgTypes[13]
+	mi := &file_posture_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1077,7 +1159,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[13]
+	mi := &file_posture_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1090,7 +1172,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Policy) GetId() string {
@@ -1214,7 +1296,7 @@ type ListPoliciesRequest struct {
 
 func (x *ListPoliciesRequest) Reset() {
 	*x = ListPoliciesRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[14]
+	mi := &file_posture_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1226,7 +1308,7 @@ func (x *ListPoliciesRequest) String() string {
 func (*ListPoliciesRequest) ProtoMessage() {}
 
 func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[14]
+	mi := &file_posture_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1239,7 +1321,7 @@ func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListPoliciesRequest) GetTeam() string {
@@ -1258,7 +1340,7 @@ type ListPoliciesResponse struct {
 
 func (x *ListPoliciesResponse) Reset() {
 	*x = ListPoliciesResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[15]
+	mi := &file_posture_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1270,7 +1352,7 @@ func (x *ListPoliciesResponse) String() string {
 func (*ListPoliciesResponse) ProtoMessage() {}
 
 func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[15]
+	mi := &file_posture_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1283,7 +1365,7 @@ func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListPoliciesResponse) GetPolicies() []*Policy {
@@ -1302,7 +1384,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[16]
+	mi := &file_posture_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1396,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[16]
+	mi := &file_posture_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1409,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetPolicyRequest) GetId() string {
@@ -1358,7 +1440,7 @@ type TeamSettings struct {
 
 func (x *TeamSettings) Reset() {
 	*x = TeamSettings{}
-	mi := &file_posture_v1_admin_proto_msgTypes[17]
+	mi := &file_posture_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1370,7 +1452,7 @@ func (x *TeamSettings) String() string {
 func (*TeamSettings) ProtoMessage() {}
 
 func (x *TeamSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[17]
+	mi := &file_posture_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1383,7 +1465,7 @@ func (x *TeamSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeamSettings.ProtoReflect.Descriptor instead.
 func (*TeamSettings) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TeamSettings) GetConditionalAccess() bool {
@@ -1431,7 +1513,7 @@ type Team struct {
 
 func (x *Team) Reset() {
 	*x = Team{}
-	mi := &file_posture_v1_admin_proto_msgTypes[18]
+	mi := &file_posture_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1525,7 @@ func (x *Team) String() string {
 func (*Team) ProtoMessage() {}
 
 func (x *Team) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[18]
+	mi := &file_posture_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1538,7 @@ func (x *Team) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Team.ProtoReflect.Descriptor instead.
 func (*Team) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Team) GetName() string {
@@ -1490,7 +1572,7 @@ type ApplyPoliciesRequest struct {
 
 func (x *ApplyPoliciesRequest) Reset() {
 	*x = ApplyPoliciesRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[19]
+	mi := &file_posture_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1502,7 +1584,7 @@ func (x *ApplyPoliciesRequest) String() string {
 func (*ApplyPoliciesRequest) ProtoMessage() {}
 
 func (x *ApplyPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[19]
+	mi := &file_posture_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1515,7 +1597,7 @@ func (x *ApplyPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ApplyPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ApplyPoliciesRequest) GetPolicies() []*Policy {
@@ -1569,7 +1651,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_posture_v1_admin_proto_msgTypes[20]
+	mi := &file_posture_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1581,7 +1663,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[20]
+	mi := &file_posture_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1594,7 +1676,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Change) GetKind() string {
@@ -1642,7 +1724,7 @@ type ApplyPoliciesResponse struct {
 
 func (x *ApplyPoliciesResponse) Reset() {
 	*x = ApplyPoliciesResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[21]
+	mi := &file_posture_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1654,7 +1736,7 @@ func (x *ApplyPoliciesResponse) String() string {
 func (*ApplyPoliciesResponse) ProtoMessage() {}
 
 func (x *ApplyPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[21]
+	mi := &file_posture_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1667,7 +1749,7 @@ func (x *ApplyPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ApplyPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ApplyPoliciesResponse) GetChanges() []*Change {
@@ -1693,7 +1775,7 @@ type DeletePolicyRequest struct {
 
 func (x *DeletePolicyRequest) Reset() {
 	*x = DeletePolicyRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[22]
+	mi := &file_posture_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1787,7 @@ func (x *DeletePolicyRequest) String() string {
 func (*DeletePolicyRequest) ProtoMessage() {}
 
 func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[22]
+	mi := &file_posture_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1800,7 @@ func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyRequest.ProtoReflect.Descriptor instead.
 func (*DeletePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeletePolicyRequest) GetId() string {
@@ -1736,7 +1818,7 @@ type DeletePolicyResponse struct {
 
 func (x *DeletePolicyResponse) Reset() {
 	*x = DeletePolicyResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[23]
+	mi := &file_posture_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1748,7 +1830,7 @@ func (x *DeletePolicyResponse) String() string {
 func (*DeletePolicyResponse) ProtoMessage() {}
 
 func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[23]
+	mi := &file_posture_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1761,7 +1843,7 @@ func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyResponse.ProtoReflect.Descriptor instead.
 func (*DeletePolicyResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 type ListTeamsRequest struct {
@@ -1772,7 +1854,7 @@ type ListTeamsRequest struct {
 
 func (x *ListTeamsRequest) Reset() {
 	*x = ListTeamsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[24]
+	mi := &file_posture_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1784,7 +1866,7 @@ func (x *ListTeamsRequest) String() string {
 func (*ListTeamsRequest) ProtoMessage() {}
 
 func (x *ListTeamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[24]
+	mi := &file_posture_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1797,7 +1879,7 @@ func (x *ListTeamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTeamsRequest.ProtoReflect.Descriptor instead.
 func (*ListTeamsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 type ListTeamsResponse struct {
@@ -1809,7 +1891,7 @@ type ListTeamsResponse struct {
 
 func (x *ListTeamsResponse) Reset() {
 	*x = ListTeamsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[25]
+	mi := &file_posture_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1821,7 +1903,7 @@ func (x *ListTeamsResponse) String() string {
 func (*ListTeamsResponse) ProtoMessage() {}
 
 func (x *ListTeamsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[25]
+	mi := &file_posture_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1834,7 +1916,7 @@ func (x *ListTeamsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTeamsResponse.ProtoReflect.Descriptor instead.
 func (*ListTeamsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListTeamsResponse) GetTeams() []*Team {
@@ -1853,7 +1935,7 @@ type PutTeamRequest struct {
 
 func (x *PutTeamRequest) Reset() {
 	*x = PutTeamRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[26]
+	mi := &file_posture_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1865,7 +1947,7 @@ func (x *PutTeamRequest) String() string {
 func (*PutTeamRequest) ProtoMessage() {}
 
 func (x *PutTeamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[26]
+	mi := &file_posture_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1878,7 +1960,7 @@ func (x *PutTeamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutTeamRequest.ProtoReflect.Descriptor instead.
 func (*PutTeamRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PutTeamRequest) GetTeam() *Team {
@@ -1904,7 +1986,7 @@ type Exemption struct {
 
 func (x *Exemption) Reset() {
 	*x = Exemption{}
-	mi := &file_posture_v1_admin_proto_msgTypes[27]
+	mi := &file_posture_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1916,7 +1998,7 @@ func (x *Exemption) String() string {
 func (*Exemption) ProtoMessage() {}
 
 func (x *Exemption) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[27]
+	mi := &file_posture_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1929,7 +2011,7 @@ func (x *Exemption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exemption.ProtoReflect.Descriptor instead.
 func (*Exemption) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Exemption) GetId() string {
@@ -1991,7 +2073,7 @@ type ListExemptionsRequest struct {
 
 func (x *ListExemptionsRequest) Reset() {
 	*x = ListExemptionsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[28]
+	mi := &file_posture_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2003,7 +2085,7 @@ func (x *ListExemptionsRequest) String() string {
 func (*ListExemptionsRequest) ProtoMessage() {}
 
 func (x *ListExemptionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[28]
+	mi := &file_posture_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2016,7 +2098,7 @@ func (x *ListExemptionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExemptionsRequest.ProtoReflect.Descriptor instead.
 func (*ListExemptionsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListExemptionsRequest) GetHostId() string {
@@ -2035,7 +2117,7 @@ type ListExemptionsResponse struct {
 
 func (x *ListExemptionsResponse) Reset() {
 	*x = ListExemptionsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[29]
+	mi := &file_posture_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2047,7 +2129,7 @@ func (x *ListExemptionsResponse) String() string {
 func (*ListExemptionsResponse) ProtoMessage() {}
 
 func (x *ListExemptionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[29]
+	mi := &file_posture_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2060,7 +2142,7 @@ func (x *ListExemptionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExemptionsResponse.ProtoReflect.Descriptor instead.
 func (*ListExemptionsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListExemptionsResponse) GetExemptions() []*Exemption {
@@ -2083,7 +2165,7 @@ type CreateExemptionRequest struct {
 
 func (x *CreateExemptionRequest) Reset() {
 	*x = CreateExemptionRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[30]
+	mi := &file_posture_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2095,7 +2177,7 @@ func (x *CreateExemptionRequest) String() string {
 func (*CreateExemptionRequest) ProtoMessage() {}
 
 func (x *CreateExemptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[30]
+	mi := &file_posture_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2108,7 +2190,7 @@ func (x *CreateExemptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateExemptionRequest.ProtoReflect.Descriptor instead.
 func (*CreateExemptionRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CreateExemptionRequest) GetHostId() string {
@@ -2148,7 +2230,7 @@ type DeleteExemptionRequest struct {
 
 func (x *DeleteExemptionRequest) Reset() {
 	*x = DeleteExemptionRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[31]
+	mi := &file_posture_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2160,7 +2242,7 @@ func (x *DeleteExemptionRequest) String() string {
 func (*DeleteExemptionRequest) ProtoMessage() {}
 
 func (x *DeleteExemptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[31]
+	mi := &file_posture_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2173,7 +2255,7 @@ func (x *DeleteExemptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteExemptionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteExemptionRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DeleteExemptionRequest) GetId() string {
@@ -2191,7 +2273,7 @@ type DeleteExemptionResponse struct {
 
 func (x *DeleteExemptionResponse) Reset() {
 	*x = DeleteExemptionResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[32]
+	mi := &file_posture_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2203,7 +2285,7 @@ func (x *DeleteExemptionResponse) String() string {
 func (*DeleteExemptionResponse) ProtoMessage() {}
 
 func (x *DeleteExemptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[32]
+	mi := &file_posture_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2216,7 +2298,7 @@ func (x *DeleteExemptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteExemptionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteExemptionResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 type SetHostEntraDeviceIdRequest struct {
@@ -2229,7 +2311,7 @@ type SetHostEntraDeviceIdRequest struct {
 
 func (x *SetHostEntraDeviceIdRequest) Reset() {
 	*x = SetHostEntraDeviceIdRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[33]
+	mi := &file_posture_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2241,7 +2323,7 @@ func (x *SetHostEntraDeviceIdRequest) String() string {
 func (*SetHostEntraDeviceIdRequest) ProtoMessage() {}
 
 func (x *SetHostEntraDeviceIdRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[33]
+	mi := &file_posture_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2254,7 +2336,7 @@ func (x *SetHostEntraDeviceIdRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetHostEntraDeviceIdRequest.ProtoReflect.Descriptor instead.
 func (*SetHostEntraDeviceIdRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SetHostEntraDeviceIdRequest) GetId() string {
@@ -2279,7 +2361,7 @@ type ListUnmappedHostsRequest struct {
 
 func (x *ListUnmappedHostsRequest) Reset() {
 	*x = ListUnmappedHostsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[34]
+	mi := &file_posture_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2291,7 +2373,7 @@ func (x *ListUnmappedHostsRequest) String() string {
 func (*ListUnmappedHostsRequest) ProtoMessage() {}
 
 func (x *ListUnmappedHostsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[34]
+	mi := &file_posture_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2304,7 +2386,7 @@ func (x *ListUnmappedHostsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnmappedHostsRequest.ProtoReflect.Descriptor instead.
 func (*ListUnmappedHostsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 type ListUnmappedHostsResponse struct {
@@ -2316,7 +2398,7 @@ type ListUnmappedHostsResponse struct {
 
 func (x *ListUnmappedHostsResponse) Reset() {
 	*x = ListUnmappedHostsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[35]
+	mi := &file_posture_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2328,7 +2410,7 @@ func (x *ListUnmappedHostsResponse) String() string {
 func (*ListUnmappedHostsResponse) ProtoMessage() {}
 
 func (x *ListUnmappedHostsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[35]
+	mi := &file_posture_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2341,7 +2423,7 @@ func (x *ListUnmappedHostsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnmappedHostsResponse.ProtoReflect.Descriptor instead.
 func (*ListUnmappedHostsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListUnmappedHostsResponse) GetHosts() []*Host {
@@ -2355,7 +2437,8 @@ type Integration struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	// "graph" (Entra device extension attribute).
+	// "graph" (Entra device extension attribute), "intune-partner" (Intune
+	// device-compliance partner API) or "webhook" (signed JSON).
 	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
 	// public | usgov | usgov-dod | china | custom
 	Cloud string `protobuf:"bytes,4,opt,name=cloud,proto3" json:"cloud,omitempty"`
@@ -2390,16 +2473,36 @@ type Integration struct {
 	HealthMessage   string                 `protobuf:"bytes,21,opt,name=health_message,json=healthMessage,proto3" json:"health_message,omitempty"`
 	HealthCheckedAt *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=health_checked_at,json=healthCheckedAt,proto3" json:"health_checked_at,omitempty"`
 	// Output: e.g. credential expiry at 30/14/7 days.
-	Warnings      []string               `protobuf:"bytes,23,rep,name=warnings,proto3" json:"warnings,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Warnings  []string               `protobuf:"bytes,23,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// kind "webhook": where signed events are POSTed (https, or http to
+	// loopback); client_secret is the HMAC signing secret.
+	WebhookUrl string `protobuf:"bytes,26,opt,name=webhook_url,json=webhookUrl,proto3" json:"webhook_url,omitempty"`
+	// kind "intune-partner": the hub's public base URL; Intune sends users to
+	// {portal_url}/enroll and {portal_url}/remediate. Default: the hub's
+	// --public-url.
+	PortalUrl string `protobuf:"bytes,27,opt,name=portal_url,json=portalUrl,proto3" json:"portal_url,omitempty"`
+	// kind "intune-partner": platforms that get a partner compliance policy
+	// (macos, windows, ios, android); default macos and windows.
+	PartnerPlatforms []string `protobuf:"bytes,28,rep,name=partner_platforms,json=partnerPlatforms,proto3" json:"partner_platforms,omitempty"`
+	// kind "intune-partner": the Entra group (object id or display name) the
+	// partner compliance policies are assigned to.
+	PartnerGroup string `protobuf:"bytes,29,opt,name=partner_group,json=partnerGroup,proto3" json:"partner_group,omitempty"`
+	// Output, kind "intune-partner": activation, heartbeat and policies.
+	PartnerStatus *PartnerStatus `protobuf:"bytes,30,opt,name=partner_status,json=partnerStatus,proto3" json:"partner_status,omitempty"`
+	// Entra group scoping (graph and intune-partner): only devices whose
+	// Entra device or user is a transitive member of one of these groups
+	// (object ids) are written; empty = every device of the integration's
+	// teams. Needs GroupMember.Read.All.
+	ScopeGroups   []string `protobuf:"bytes,31,rep,name=scope_groups,json=scopeGroups,proto3" json:"scope_groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Integration) Reset() {
 	*x = Integration{}
-	mi := &file_posture_v1_admin_proto_msgTypes[36]
+	mi := &file_posture_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2411,7 +2514,7 @@ func (x *Integration) String() string {
 func (*Integration) ProtoMessage() {}
 
 func (x *Integration) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[36]
+	mi := &file_posture_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2424,7 +2527,7 @@ func (x *Integration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Integration.ProtoReflect.Descriptor instead.
 func (*Integration) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Integration) GetId() string {
@@ -2602,6 +2705,397 @@ func (x *Integration) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Integration) GetWebhookUrl() string {
+	if x != nil {
+		return x.WebhookUrl
+	}
+	return ""
+}
+
+func (x *Integration) GetPortalUrl() string {
+	if x != nil {
+		return x.PortalUrl
+	}
+	return ""
+}
+
+func (x *Integration) GetPartnerPlatforms() []string {
+	if x != nil {
+		return x.PartnerPlatforms
+	}
+	return nil
+}
+
+func (x *Integration) GetPartnerGroup() string {
+	if x != nil {
+		return x.PartnerGroup
+	}
+	return ""
+}
+
+func (x *Integration) GetPartnerStatus() *PartnerStatus {
+	if x != nil {
+		return x.PartnerStatus
+	}
+	return nil
+}
+
+func (x *Integration) GetScopeGroups() []string {
+	if x != nil {
+		return x.ScopeGroups
+	}
+	return nil
+}
+
+// PartnerStatus is what Intune holds for a partner integration.
+type PartnerStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// not_activated | activated | failed | deprovisioned
+	Activation string `protobuf:"bytes,1,opt,name=activation,proto3" json:"activation,omitempty"`
+	// Intune's answer when activation did not take (verbatim).
+	ActivationMessage string                 `protobuf:"bytes,2,opt,name=activation_message,json=activationMessage,proto3" json:"activation_message,omitempty"`
+	ActivatedAt       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=activated_at,json=activatedAt,proto3" json:"activated_at,omitempty"`
+	LastHeartbeatAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_heartbeat_at,json=lastHeartbeatAt,proto3" json:"last_heartbeat_at,omitempty"`
+	// Empty when the last heartbeat was accepted.
+	HeartbeatError string `protobuf:"bytes,5,opt,name=heartbeat_error,json=heartbeatError,proto3" json:"heartbeat_error,omitempty"`
+	// The partner_group resolved to its object id.
+	GroupId  string                 `protobuf:"bytes,6,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	Policies []*PartnerPolicyStatus `protobuf:"bytes,7,rep,name=policies,proto3" json:"policies,omitempty"`
+	// Discovered Intune endpoints.
+	TenantSyncUrl string `protobuf:"bytes,8,opt,name=tenant_sync_url,json=tenantSyncUrl,proto3" json:"tenant_sync_url,omitempty"`
+	DeviceSyncUrl string `protobuf:"bytes,9,opt,name=device_sync_url,json=deviceSyncUrl,proto3" json:"device_sync_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartnerStatus) Reset() {
+	*x = PartnerStatus{}
+	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartnerStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartnerStatus) ProtoMessage() {}
+
+func (x *PartnerStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartnerStatus.ProtoReflect.Descriptor instead.
+func (*PartnerStatus) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *PartnerStatus) GetActivation() string {
+	if x != nil {
+		return x.Activation
+	}
+	return ""
+}
+
+func (x *PartnerStatus) GetActivationMessage() string {
+	if x != nil {
+		return x.ActivationMessage
+	}
+	return ""
+}
+
+func (x *PartnerStatus) GetActivatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ActivatedAt
+	}
+	return nil
+}
+
+func (x *PartnerStatus) GetLastHeartbeatAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastHeartbeatAt
+	}
+	return nil
+}
+
+func (x *PartnerStatus) GetHeartbeatError() string {
+	if x != nil {
+		return x.HeartbeatError
+	}
+	return ""
+}
+
+func (x *PartnerStatus) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *PartnerStatus) GetPolicies() []*PartnerPolicyStatus {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *PartnerStatus) GetTenantSyncUrl() string {
+	if x != nil {
+		return x.TenantSyncUrl
+	}
+	return ""
+}
+
+func (x *PartnerStatus) GetDeviceSyncUrl() string {
+	if x != nil {
+		return x.DeviceSyncUrl
+	}
+	return ""
+}
+
+// PartnerPolicyStatus is one platform's partner compliance policy.
+type PartnerPolicyStatus struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Platform string                 `protobuf:"bytes,1,opt,name=platform,proto3" json:"platform,omitempty"`
+	// assigned | created | platform_not_registered | failed
+	State         string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	PolicyId      string                 `protobuf:"bytes,3,opt,name=policy_id,json=policyId,proto3" json:"policy_id,omitempty"`
+	GroupId       string                 `protobuf:"bytes,4,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	Message       string                 `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartnerPolicyStatus) Reset() {
+	*x = PartnerPolicyStatus{}
+	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartnerPolicyStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartnerPolicyStatus) ProtoMessage() {}
+
+func (x *PartnerPolicyStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartnerPolicyStatus.ProtoReflect.Descriptor instead.
+func (*PartnerPolicyStatus) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *PartnerPolicyStatus) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *PartnerPolicyStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *PartnerPolicyStatus) GetPolicyId() string {
+	if x != nil {
+		return x.PolicyId
+	}
+	return ""
+}
+
+func (x *PartnerPolicyStatus) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *PartnerPolicyStatus) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *PartnerPolicyStatus) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+type DeprovisionIntegrationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeprovisionIntegrationRequest) Reset() {
+	*x = DeprovisionIntegrationRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeprovisionIntegrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeprovisionIntegrationRequest) ProtoMessage() {}
+
+func (x *DeprovisionIntegrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeprovisionIntegrationRequest.ProtoReflect.Descriptor instead.
+func (*DeprovisionIntegrationRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *DeprovisionIntegrationRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type GetAdminConsentUrlRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAdminConsentUrlRequest) Reset() {
+	*x = GetAdminConsentUrlRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAdminConsentUrlRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAdminConsentUrlRequest) ProtoMessage() {}
+
+func (x *GetAdminConsentUrlRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAdminConsentUrlRequest.ProtoReflect.Descriptor instead.
+func (*GetAdminConsentUrlRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *GetAdminConsentUrlRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type AdminConsentUrl struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Url   string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// Where Entra sends the admin back (register it on the app).
+	RedirectUri   string                 `protobuf:"bytes,2,opt,name=redirect_uri,json=redirectUri,proto3" json:"redirect_uri,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminConsentUrl) Reset() {
+	*x = AdminConsentUrl{}
+	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminConsentUrl) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminConsentUrl) ProtoMessage() {}
+
+func (x *AdminConsentUrl) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminConsentUrl.ProtoReflect.Descriptor instead.
+func (*AdminConsentUrl) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *AdminConsentUrl) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *AdminConsentUrl) GetRedirectUri() string {
+	if x != nil {
+		return x.RedirectUri
+	}
+	return ""
+}
+
+func (x *AdminConsentUrl) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 type ListIntegrationsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2610,7 +3104,7 @@ type ListIntegrationsRequest struct {
 
 func (x *ListIntegrationsRequest) Reset() {
 	*x = ListIntegrationsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	mi := &file_posture_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2622,7 +3116,7 @@ func (x *ListIntegrationsRequest) String() string {
 func (*ListIntegrationsRequest) ProtoMessage() {}
 
 func (x *ListIntegrationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	mi := &file_posture_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2635,7 +3129,7 @@ func (x *ListIntegrationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIntegrationsRequest.ProtoReflect.Descriptor instead.
 func (*ListIntegrationsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 type ListIntegrationsResponse struct {
@@ -2647,7 +3141,7 @@ type ListIntegrationsResponse struct {
 
 func (x *ListIntegrationsResponse) Reset() {
 	*x = ListIntegrationsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	mi := &file_posture_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2659,7 +3153,7 @@ func (x *ListIntegrationsResponse) String() string {
 func (*ListIntegrationsResponse) ProtoMessage() {}
 
 func (x *ListIntegrationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	mi := &file_posture_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2672,7 +3166,7 @@ func (x *ListIntegrationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIntegrationsResponse.ProtoReflect.Descriptor instead.
 func (*ListIntegrationsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListIntegrationsResponse) GetIntegrations() []*Integration {
@@ -2691,7 +3185,7 @@ type GetIntegrationRequest struct {
 
 func (x *GetIntegrationRequest) Reset() {
 	*x = GetIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2703,7 +3197,7 @@ func (x *GetIntegrationRequest) String() string {
 func (*GetIntegrationRequest) ProtoMessage() {}
 
 func (x *GetIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2716,7 +3210,7 @@ func (x *GetIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*GetIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetIntegrationRequest) GetId() string {
@@ -2735,7 +3229,7 @@ type CreateIntegrationRequest struct {
 
 func (x *CreateIntegrationRequest) Reset() {
 	*x = CreateIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2747,7 +3241,7 @@ func (x *CreateIntegrationRequest) String() string {
 func (*CreateIntegrationRequest) ProtoMessage() {}
 
 func (x *CreateIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2760,7 +3254,7 @@ func (x *CreateIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*CreateIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CreateIntegrationRequest) GetIntegration() *Integration {
@@ -2782,7 +3276,7 @@ type UpdateIntegrationRequest struct {
 
 func (x *UpdateIntegrationRequest) Reset() {
 	*x = UpdateIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2794,7 +3288,7 @@ func (x *UpdateIntegrationRequest) String() string {
 func (*UpdateIntegrationRequest) ProtoMessage() {}
 
 func (x *UpdateIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2807,7 +3301,7 @@ func (x *UpdateIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*UpdateIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *UpdateIntegrationRequest) GetIntegration() *Integration {
@@ -2833,7 +3327,7 @@ type DeleteIntegrationRequest struct {
 
 func (x *DeleteIntegrationRequest) Reset() {
 	*x = DeleteIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2845,7 +3339,7 @@ func (x *DeleteIntegrationRequest) String() string {
 func (*DeleteIntegrationRequest) ProtoMessage() {}
 
 func (x *DeleteIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2858,7 +3352,7 @@ func (x *DeleteIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *DeleteIntegrationRequest) GetId() string {
@@ -2876,7 +3370,7 @@ type DeleteIntegrationResponse struct {
 
 func (x *DeleteIntegrationResponse) Reset() {
 	*x = DeleteIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[43]
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2888,7 +3382,7 @@ func (x *DeleteIntegrationResponse) String() string {
 func (*DeleteIntegrationResponse) ProtoMessage() {}
 
 func (x *DeleteIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[43]
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2901,7 +3395,7 @@ func (x *DeleteIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*DeleteIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 type TestIntegrationRequest struct {
@@ -2913,7 +3407,7 @@ type TestIntegrationRequest struct {
 
 func (x *TestIntegrationRequest) Reset() {
 	*x = TestIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[44]
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2925,7 +3419,7 @@ func (x *TestIntegrationRequest) String() string {
 func (*TestIntegrationRequest) ProtoMessage() {}
 
 func (x *TestIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[44]
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2938,7 +3432,7 @@ func (x *TestIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*TestIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *TestIntegrationRequest) GetId() string {
@@ -2962,7 +3456,7 @@ type TestIntegrationResponse struct {
 
 func (x *TestIntegrationResponse) Reset() {
 	*x = TestIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2974,7 +3468,7 @@ func (x *TestIntegrationResponse) String() string {
 func (*TestIntegrationResponse) ProtoMessage() {}
 
 func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2987,7 +3481,7 @@ func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*TestIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *TestIntegrationResponse) GetOk() bool {
@@ -3048,7 +3542,7 @@ type SyncItem struct {
 
 func (x *SyncItem) Reset() {
 	*x = SyncItem{}
-	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3060,7 +3554,7 @@ func (x *SyncItem) String() string {
 func (*SyncItem) ProtoMessage() {}
 
 func (x *SyncItem) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3073,7 +3567,7 @@ func (x *SyncItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncItem.ProtoReflect.Descriptor instead.
 func (*SyncItem) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *SyncItem) GetId() int64 {
@@ -3172,7 +3666,7 @@ type ListSyncItemsRequest struct {
 
 func (x *ListSyncItemsRequest) Reset() {
 	*x = ListSyncItemsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3184,7 +3678,7 @@ func (x *ListSyncItemsRequest) String() string {
 func (*ListSyncItemsRequest) ProtoMessage() {}
 
 func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3197,7 +3691,7 @@ func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsRequest.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ListSyncItemsRequest) GetState() string {
@@ -3230,7 +3724,7 @@ type ListSyncItemsResponse struct {
 
 func (x *ListSyncItemsResponse) Reset() {
 	*x = ListSyncItemsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3242,7 +3736,7 @@ func (x *ListSyncItemsResponse) String() string {
 func (*ListSyncItemsResponse) ProtoMessage() {}
 
 func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3255,7 +3749,7 @@ func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsResponse.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListSyncItemsResponse) GetItems() []*SyncItem {
@@ -3274,7 +3768,7 @@ type RetrySyncItemRequest struct {
 
 func (x *RetrySyncItemRequest) Reset() {
 	*x = RetrySyncItemRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3286,7 +3780,7 @@ func (x *RetrySyncItemRequest) String() string {
 func (*RetrySyncItemRequest) ProtoMessage() {}
 
 func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3299,7 +3793,7 @@ func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetrySyncItemRequest.ProtoReflect.Descriptor instead.
 func (*RetrySyncItemRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RetrySyncItemRequest) GetId() int64 {
@@ -3324,7 +3818,7 @@ type EnrollSecret struct {
 
 func (x *EnrollSecret) Reset() {
 	*x = EnrollSecret{}
-	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3336,7 +3830,7 @@ func (x *EnrollSecret) String() string {
 func (*EnrollSecret) ProtoMessage() {}
 
 func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3349,7 +3843,7 @@ func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollSecret.ProtoReflect.Descriptor instead.
 func (*EnrollSecret) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *EnrollSecret) GetId() string {
@@ -3409,7 +3903,7 @@ type ListEnrollSecretsRequest struct {
 
 func (x *ListEnrollSecretsRequest) Reset() {
 	*x = ListEnrollSecretsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3421,7 +3915,7 @@ func (x *ListEnrollSecretsRequest) String() string {
 func (*ListEnrollSecretsRequest) ProtoMessage() {}
 
 func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3434,7 +3928,7 @@ func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 type ListEnrollSecretsResponse struct {
@@ -3446,7 +3940,7 @@ type ListEnrollSecretsResponse struct {
 
 func (x *ListEnrollSecretsResponse) Reset() {
 	*x = ListEnrollSecretsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3458,7 +3952,7 @@ func (x *ListEnrollSecretsResponse) String() string {
 func (*ListEnrollSecretsResponse) ProtoMessage() {}
 
 func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3471,7 +3965,7 @@ func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListEnrollSecretsResponse) GetEnrollSecrets() []*EnrollSecret {
@@ -3492,7 +3986,7 @@ type CreateEnrollSecretRequest struct {
 
 func (x *CreateEnrollSecretRequest) Reset() {
 	*x = CreateEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3504,7 +3998,7 @@ func (x *CreateEnrollSecretRequest) String() string {
 func (*CreateEnrollSecretRequest) ProtoMessage() {}
 
 func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3517,7 +4011,7 @@ func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *CreateEnrollSecretRequest) GetTeam() string {
@@ -3552,7 +4046,7 @@ type CreateEnrollSecretResponse struct {
 
 func (x *CreateEnrollSecretResponse) Reset() {
 	*x = CreateEnrollSecretResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3564,7 +4058,7 @@ func (x *CreateEnrollSecretResponse) String() string {
 func (*CreateEnrollSecretResponse) ProtoMessage() {}
 
 func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3577,7 +4071,7 @@ func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *CreateEnrollSecretResponse) GetSecret() string {
@@ -3603,7 +4097,7 @@ type RevokeEnrollSecretRequest struct {
 
 func (x *RevokeEnrollSecretRequest) Reset() {
 	*x = RevokeEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3615,7 +4109,7 @@ func (x *RevokeEnrollSecretRequest) String() string {
 func (*RevokeEnrollSecretRequest) ProtoMessage() {}
 
 func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3628,7 +4122,7 @@ func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*RevokeEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RevokeEnrollSecretRequest) GetId() string {
@@ -3654,7 +4148,7 @@ type ApiToken struct {
 
 func (x *ApiToken) Reset() {
 	*x = ApiToken{}
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3666,7 +4160,7 @@ func (x *ApiToken) String() string {
 func (*ApiToken) ProtoMessage() {}
 
 func (x *ApiToken) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3679,7 +4173,7 @@ func (x *ApiToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiToken.ProtoReflect.Descriptor instead.
 func (*ApiToken) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ApiToken) GetId() string {
@@ -3739,7 +4233,7 @@ type ListApiTokensRequest struct {
 
 func (x *ListApiTokensRequest) Reset() {
 	*x = ListApiTokensRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3751,7 +4245,7 @@ func (x *ListApiTokensRequest) String() string {
 func (*ListApiTokensRequest) ProtoMessage() {}
 
 func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3764,7 +4258,7 @@ func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListApiTokensRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{63}
 }
 
 type ListApiTokensResponse struct {
@@ -3776,7 +4270,7 @@ type ListApiTokensResponse struct {
 
 func (x *ListApiTokensResponse) Reset() {
 	*x = ListApiTokensResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3788,7 +4282,7 @@ func (x *ListApiTokensResponse) String() string {
 func (*ListApiTokensResponse) ProtoMessage() {}
 
 func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3801,7 +4295,7 @@ func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListApiTokensResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListApiTokensResponse) GetApiTokens() []*ApiToken {
@@ -3822,7 +4316,7 @@ type CreateApiTokenRequest struct {
 
 func (x *CreateApiTokenRequest) Reset() {
 	*x = CreateApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3834,7 +4328,7 @@ func (x *CreateApiTokenRequest) String() string {
 func (*CreateApiTokenRequest) ProtoMessage() {}
 
 func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3847,7 +4341,7 @@ func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *CreateApiTokenRequest) GetName() string {
@@ -3882,7 +4376,7 @@ type CreateApiTokenResponse struct {
 
 func (x *CreateApiTokenResponse) Reset() {
 	*x = CreateApiTokenResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3894,7 +4388,7 @@ func (x *CreateApiTokenResponse) String() string {
 func (*CreateApiTokenResponse) ProtoMessage() {}
 
 func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3907,7 +4401,7 @@ func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *CreateApiTokenResponse) GetToken() string {
@@ -3933,7 +4427,7 @@ type RevokeApiTokenRequest struct {
 
 func (x *RevokeApiTokenRequest) Reset() {
 	*x = RevokeApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[61]
+	mi := &file_posture_v1_admin_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3945,7 +4439,7 @@ func (x *RevokeApiTokenRequest) String() string {
 func (*RevokeApiTokenRequest) ProtoMessage() {}
 
 func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[61]
+	mi := &file_posture_v1_admin_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3958,7 +4452,7 @@ func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{61}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *RevokeApiTokenRequest) GetId() string {
@@ -3980,7 +4474,7 @@ type UpdateTeamRequest struct {
 
 func (x *UpdateTeamRequest) Reset() {
 	*x = UpdateTeamRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[62]
+	mi := &file_posture_v1_admin_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3992,7 +4486,7 @@ func (x *UpdateTeamRequest) String() string {
 func (*UpdateTeamRequest) ProtoMessage() {}
 
 func (x *UpdateTeamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[62]
+	mi := &file_posture_v1_admin_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4005,7 +4499,7 @@ func (x *UpdateTeamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTeamRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTeamRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{62}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *UpdateTeamRequest) GetTeam() *Team {
@@ -4047,7 +4541,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_posture_v1_admin_proto_msgTypes[63]
+	mi := &file_posture_v1_admin_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4059,7 +4553,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[63]
+	mi := &file_posture_v1_admin_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4072,7 +4566,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{63}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *AuditEvent) GetId() int64 {
@@ -4165,7 +4659,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[64]
+	mi := &file_posture_v1_admin_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4177,7 +4671,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[64]
+	mi := &file_posture_v1_admin_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4190,7 +4684,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{64}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ListAuditEventsRequest) GetActor() string {
@@ -4230,7 +4724,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[65]
+	mi := &file_posture_v1_admin_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4242,7 +4736,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[65]
+	mi := &file_posture_v1_admin_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4255,7 +4749,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{65}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -4270,7 +4764,7 @@ var File_posture_v1_admin_proto protoreflect.FileDescriptor
 const file_posture_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x16posture/v1/admin.proto\x12\n" +
-	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\xdf\a\n" +
+	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\x8e\b\n" +
 	"\x04Host\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04team\x18\x02 \x01(\tR\x04team\x12+\n" +
@@ -4293,7 +4787,8 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\afailing\x18\x0f \x01(\x05R\afailing\x12\x16\n" +
 	"\x06errors\x18\x10 \x01(\x05R\x06errors\x12-\n" +
 	"\averdict\x18\x11 \x01(\v2\x13.posture.v1.VerdictR\averdict\x12'\n" +
-	"\x0funmapped_reason\x18\x12 \x01(\tR\x0eunmappedReason\x12.\n" +
+	"\x0funmapped_reason\x18\x12 \x01(\tR\x0eunmappedReason\x12-\n" +
+	"\x06scopes\x18\x13 \x03(\v2\x15.posture.v1.HostScopeR\x06scopes\x12.\n" +
 	"\x06health\x18( \x01(\v2\x16.posture.v1.HostHealthR\x06health\x12B\n" +
 	"\x0freport_interval\x18) \x01(\v2\x19.google.protobuf.DurationR\x0ereportInterval\x12@\n" +
 	"\x0elast_report_at\x18* \x01(\v2\x1a.google.protobuf.TimestampR\flastReportAt\x12+\n" +
@@ -4307,7 +4802,12 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\vspool_depth\x18\x04 \x01(\rR\n" +
 	"spoolDepth\x12;\n" +
 	"\vreported_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"reportedAt\"\x84\x02\n" +
+	"reportedAt\"\x9d\x01\n" +
+	"\tHostScope\x12%\n" +
+	"\x0eintegration_id\x18\x01 \x01(\tR\rintegrationId\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12=\n" +
+	"\frefreshed_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vrefreshedAt\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\x84\x02\n" +
 	"\aVerdict\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12\x14\n" +
 	"\x05cause\x18\x02 \x01(\tR\x05cause\x12\x18\n" +
@@ -4451,7 +4951,7 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x0fentra_device_id\x18\x02 \x01(\tR\rentraDeviceId\"\x1a\n" +
 	"\x18ListUnmappedHostsRequest\"C\n" +
 	"\x19ListUnmappedHostsResponse\x12&\n" +
-	"\x05hosts\x18\x01 \x03(\v2\x10.posture.v1.HostR\x05hosts\"\xf7\a\n" +
+	"\x05hosts\x18\x01 \x03(\v2\x10.posture.v1.HostR\x05hosts\"\xee\t\n" +
 	"\vIntegration\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -4481,7 +4981,44 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x19\n" +
+	"updated_at\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1f\n" +
+	"\vwebhook_url\x18\x1a \x01(\tR\n" +
+	"webhookUrl\x12\x1d\n" +
+	"\n" +
+	"portal_url\x18\x1b \x01(\tR\tportalUrl\x12+\n" +
+	"\x11partner_platforms\x18\x1c \x03(\tR\x10partnerPlatforms\x12#\n" +
+	"\rpartner_group\x18\x1d \x01(\tR\fpartnerGroup\x12@\n" +
+	"\x0epartner_status\x18\x1e \x01(\v2\x19.posture.v1.PartnerStatusR\rpartnerStatus\x12!\n" +
+	"\fscope_groups\x18\x1f \x03(\tR\vscopeGroups\"\xb6\x03\n" +
+	"\rPartnerStatus\x12\x1e\n" +
+	"\n" +
+	"activation\x18\x01 \x01(\tR\n" +
+	"activation\x12-\n" +
+	"\x12activation_message\x18\x02 \x01(\tR\x11activationMessage\x12=\n" +
+	"\factivated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vactivatedAt\x12F\n" +
+	"\x11last_heartbeat_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastHeartbeatAt\x12'\n" +
+	"\x0fheartbeat_error\x18\x05 \x01(\tR\x0eheartbeatError\x12\x19\n" +
+	"\bgroup_id\x18\x06 \x01(\tR\agroupId\x12;\n" +
+	"\bpolicies\x18\a \x03(\v2\x1f.posture.v1.PartnerPolicyStatusR\bpolicies\x12&\n" +
+	"\x0ftenant_sync_url\x18\b \x01(\tR\rtenantSyncUrl\x12&\n" +
+	"\x0fdevice_sync_url\x18\t \x01(\tR\rdeviceSyncUrl\"\xd4\x01\n" +
+	"\x13PartnerPolicyStatus\x12\x1a\n" +
+	"\bplatform\x18\x01 \x01(\tR\bplatform\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
+	"\tpolicy_id\x18\x03 \x01(\tR\bpolicyId\x12\x19\n" +
+	"\bgroup_id\x18\x04 \x01(\tR\agroupId\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\x129\n" +
+	"\n" +
+	"updated_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"/\n" +
+	"\x1dDeprovisionIntegrationRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"+\n" +
+	"\x19GetAdminConsentUrlRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x81\x01\n" +
+	"\x0fAdminConsentUrl\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12!\n" +
+	"\fredirect_uri\x18\x02 \x01(\tR\vredirectUri\x129\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x19\n" +
 	"\x17ListIntegrationsRequest\"W\n" +
 	"\x18ListIntegrationsResponse\x12;\n" +
 	"\fintegrations\x18\x01 \x03(\v2\x17.posture.v1.IntegrationR\fintegrations\"'\n" +
@@ -4610,7 +5147,7 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x13CHANGE_ACTION_ADDED\x10\x01\x12\x19\n" +
 	"\x15CHANGE_ACTION_CHANGED\x10\x02\x12\x19\n" +
 	"\x15CHANGE_ACTION_REMOVED\x10\x03\x12\x1b\n" +
-	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\xc8\x14\n" +
+	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\x80\x16\n" +
 	"\fAdminService\x12H\n" +
 	"\tListHosts\x12\x1c.posture.v1.ListHostsRequest\x1a\x1d.posture.v1.ListHostsResponse\x127\n" +
 	"\aGetHost\x12\x1a.posture.v1.GetHostRequest\x1a\x10.posture.v1.Host\x12=\n" +
@@ -4635,7 +5172,9 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x11CreateIntegration\x12$.posture.v1.CreateIntegrationRequest\x1a\x17.posture.v1.Integration\x12R\n" +
 	"\x11UpdateIntegration\x12$.posture.v1.UpdateIntegrationRequest\x1a\x17.posture.v1.Integration\x12`\n" +
 	"\x11DeleteIntegration\x12$.posture.v1.DeleteIntegrationRequest\x1a%.posture.v1.DeleteIntegrationResponse\x12Z\n" +
-	"\x0fTestIntegration\x12\".posture.v1.TestIntegrationRequest\x1a#.posture.v1.TestIntegrationResponse\x12T\n" +
+	"\x0fTestIntegration\x12\".posture.v1.TestIntegrationRequest\x1a#.posture.v1.TestIntegrationResponse\x12\\\n" +
+	"\x16DeprovisionIntegration\x12).posture.v1.DeprovisionIntegrationRequest\x1a\x17.posture.v1.Integration\x12X\n" +
+	"\x12GetAdminConsentUrl\x12%.posture.v1.GetAdminConsentUrlRequest\x1a\x1b.posture.v1.AdminConsentUrl\x12T\n" +
 	"\rListSyncItems\x12 .posture.v1.ListSyncItemsRequest\x1a!.posture.v1.ListSyncItemsResponse\x12G\n" +
 	"\rRetrySyncItem\x12 .posture.v1.RetrySyncItemRequest\x1a\x14.posture.v1.SyncItem\x12`\n" +
 	"\x11ListEnrollSecrets\x12$.posture.v1.ListEnrollSecretsRequest\x1a%.posture.v1.ListEnrollSecretsResponse\x12c\n" +
@@ -4661,222 +5200,240 @@ func file_posture_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_posture_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
+var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
 var file_posture_v1_admin_proto_goTypes = []any{
-	(ChangeAction)(0),                   // 0: posture.v1.ChangeAction
-	(*Host)(nil),                        // 1: posture.v1.Host
-	(*HostHealth)(nil),                  // 2: posture.v1.HostHealth
-	(*Verdict)(nil),                     // 3: posture.v1.Verdict
-	(*VerdictReason)(nil),               // 4: posture.v1.VerdictReason
-	(*HostResult)(nil),                  // 5: posture.v1.HostResult
-	(*ListHostsRequest)(nil),            // 6: posture.v1.ListHostsRequest
-	(*ListHostsResponse)(nil),           // 7: posture.v1.ListHostsResponse
-	(*GetHostRequest)(nil),              // 8: posture.v1.GetHostRequest
-	(*RevokeHostRequest)(nil),           // 9: posture.v1.RevokeHostRequest
-	(*DeleteHostRequest)(nil),           // 10: posture.v1.DeleteHostRequest
-	(*DeleteHostResponse)(nil),          // 11: posture.v1.DeleteHostResponse
-	(*RecheckHostRequest)(nil),          // 12: posture.v1.RecheckHostRequest
-	(*RecheckHostResponse)(nil),         // 13: posture.v1.RecheckHostResponse
-	(*Policy)(nil),                      // 14: posture.v1.Policy
-	(*ListPoliciesRequest)(nil),         // 15: posture.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),        // 16: posture.v1.ListPoliciesResponse
-	(*GetPolicyRequest)(nil),            // 17: posture.v1.GetPolicyRequest
-	(*TeamSettings)(nil),                // 18: posture.v1.TeamSettings
-	(*Team)(nil),                        // 19: posture.v1.Team
-	(*ApplyPoliciesRequest)(nil),        // 20: posture.v1.ApplyPoliciesRequest
-	(*Change)(nil),                      // 21: posture.v1.Change
-	(*ApplyPoliciesResponse)(nil),       // 22: posture.v1.ApplyPoliciesResponse
-	(*DeletePolicyRequest)(nil),         // 23: posture.v1.DeletePolicyRequest
-	(*DeletePolicyResponse)(nil),        // 24: posture.v1.DeletePolicyResponse
-	(*ListTeamsRequest)(nil),            // 25: posture.v1.ListTeamsRequest
-	(*ListTeamsResponse)(nil),           // 26: posture.v1.ListTeamsResponse
-	(*PutTeamRequest)(nil),              // 27: posture.v1.PutTeamRequest
-	(*Exemption)(nil),                   // 28: posture.v1.Exemption
-	(*ListExemptionsRequest)(nil),       // 29: posture.v1.ListExemptionsRequest
-	(*ListExemptionsResponse)(nil),      // 30: posture.v1.ListExemptionsResponse
-	(*CreateExemptionRequest)(nil),      // 31: posture.v1.CreateExemptionRequest
-	(*DeleteExemptionRequest)(nil),      // 32: posture.v1.DeleteExemptionRequest
-	(*DeleteExemptionResponse)(nil),     // 33: posture.v1.DeleteExemptionResponse
-	(*SetHostEntraDeviceIdRequest)(nil), // 34: posture.v1.SetHostEntraDeviceIdRequest
-	(*ListUnmappedHostsRequest)(nil),    // 35: posture.v1.ListUnmappedHostsRequest
-	(*ListUnmappedHostsResponse)(nil),   // 36: posture.v1.ListUnmappedHostsResponse
-	(*Integration)(nil),                 // 37: posture.v1.Integration
-	(*ListIntegrationsRequest)(nil),     // 38: posture.v1.ListIntegrationsRequest
-	(*ListIntegrationsResponse)(nil),    // 39: posture.v1.ListIntegrationsResponse
-	(*GetIntegrationRequest)(nil),       // 40: posture.v1.GetIntegrationRequest
-	(*CreateIntegrationRequest)(nil),    // 41: posture.v1.CreateIntegrationRequest
-	(*UpdateIntegrationRequest)(nil),    // 42: posture.v1.UpdateIntegrationRequest
-	(*DeleteIntegrationRequest)(nil),    // 43: posture.v1.DeleteIntegrationRequest
-	(*DeleteIntegrationResponse)(nil),   // 44: posture.v1.DeleteIntegrationResponse
-	(*TestIntegrationRequest)(nil),      // 45: posture.v1.TestIntegrationRequest
-	(*TestIntegrationResponse)(nil),     // 46: posture.v1.TestIntegrationResponse
-	(*SyncItem)(nil),                    // 47: posture.v1.SyncItem
-	(*ListSyncItemsRequest)(nil),        // 48: posture.v1.ListSyncItemsRequest
-	(*ListSyncItemsResponse)(nil),       // 49: posture.v1.ListSyncItemsResponse
-	(*RetrySyncItemRequest)(nil),        // 50: posture.v1.RetrySyncItemRequest
-	(*EnrollSecret)(nil),                // 51: posture.v1.EnrollSecret
-	(*ListEnrollSecretsRequest)(nil),    // 52: posture.v1.ListEnrollSecretsRequest
-	(*ListEnrollSecretsResponse)(nil),   // 53: posture.v1.ListEnrollSecretsResponse
-	(*CreateEnrollSecretRequest)(nil),   // 54: posture.v1.CreateEnrollSecretRequest
-	(*CreateEnrollSecretResponse)(nil),  // 55: posture.v1.CreateEnrollSecretResponse
-	(*RevokeEnrollSecretRequest)(nil),   // 56: posture.v1.RevokeEnrollSecretRequest
-	(*ApiToken)(nil),                    // 57: posture.v1.ApiToken
-	(*ListApiTokensRequest)(nil),        // 58: posture.v1.ListApiTokensRequest
-	(*ListApiTokensResponse)(nil),       // 59: posture.v1.ListApiTokensResponse
-	(*CreateApiTokenRequest)(nil),       // 60: posture.v1.CreateApiTokenRequest
-	(*CreateApiTokenResponse)(nil),      // 61: posture.v1.CreateApiTokenResponse
-	(*RevokeApiTokenRequest)(nil),       // 62: posture.v1.RevokeApiTokenRequest
-	(*UpdateTeamRequest)(nil),           // 63: posture.v1.UpdateTeamRequest
-	(*AuditEvent)(nil),                  // 64: posture.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),      // 65: posture.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),     // 66: posture.v1.ListAuditEventsResponse
-	(*HostFacts)(nil),                   // 67: posture.v1.HostFacts
-	(*timestamppb.Timestamp)(nil),       // 68: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 69: google.protobuf.Duration
-	(ResultStatus)(0),                   // 70: posture.v1.ResultStatus
-	(*FactQuery)(nil),                   // 71: posture.v1.FactQuery
-	(*fieldmaskpb.FieldMask)(nil),       // 72: google.protobuf.FieldMask
+	(ChangeAction)(0),                     // 0: posture.v1.ChangeAction
+	(*Host)(nil),                          // 1: posture.v1.Host
+	(*HostHealth)(nil),                    // 2: posture.v1.HostHealth
+	(*HostScope)(nil),                     // 3: posture.v1.HostScope
+	(*Verdict)(nil),                       // 4: posture.v1.Verdict
+	(*VerdictReason)(nil),                 // 5: posture.v1.VerdictReason
+	(*HostResult)(nil),                    // 6: posture.v1.HostResult
+	(*ListHostsRequest)(nil),              // 7: posture.v1.ListHostsRequest
+	(*ListHostsResponse)(nil),             // 8: posture.v1.ListHostsResponse
+	(*GetHostRequest)(nil),                // 9: posture.v1.GetHostRequest
+	(*RevokeHostRequest)(nil),             // 10: posture.v1.RevokeHostRequest
+	(*DeleteHostRequest)(nil),             // 11: posture.v1.DeleteHostRequest
+	(*DeleteHostResponse)(nil),            // 12: posture.v1.DeleteHostResponse
+	(*RecheckHostRequest)(nil),            // 13: posture.v1.RecheckHostRequest
+	(*RecheckHostResponse)(nil),           // 14: posture.v1.RecheckHostResponse
+	(*Policy)(nil),                        // 15: posture.v1.Policy
+	(*ListPoliciesRequest)(nil),           // 16: posture.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),          // 17: posture.v1.ListPoliciesResponse
+	(*GetPolicyRequest)(nil),              // 18: posture.v1.GetPolicyRequest
+	(*TeamSettings)(nil),                  // 19: posture.v1.TeamSettings
+	(*Team)(nil),                          // 20: posture.v1.Team
+	(*ApplyPoliciesRequest)(nil),          // 21: posture.v1.ApplyPoliciesRequest
+	(*Change)(nil),                        // 22: posture.v1.Change
+	(*ApplyPoliciesResponse)(nil),         // 23: posture.v1.ApplyPoliciesResponse
+	(*DeletePolicyRequest)(nil),           // 24: posture.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil),          // 25: posture.v1.DeletePolicyResponse
+	(*ListTeamsRequest)(nil),              // 26: posture.v1.ListTeamsRequest
+	(*ListTeamsResponse)(nil),             // 27: posture.v1.ListTeamsResponse
+	(*PutTeamRequest)(nil),                // 28: posture.v1.PutTeamRequest
+	(*Exemption)(nil),                     // 29: posture.v1.Exemption
+	(*ListExemptionsRequest)(nil),         // 30: posture.v1.ListExemptionsRequest
+	(*ListExemptionsResponse)(nil),        // 31: posture.v1.ListExemptionsResponse
+	(*CreateExemptionRequest)(nil),        // 32: posture.v1.CreateExemptionRequest
+	(*DeleteExemptionRequest)(nil),        // 33: posture.v1.DeleteExemptionRequest
+	(*DeleteExemptionResponse)(nil),       // 34: posture.v1.DeleteExemptionResponse
+	(*SetHostEntraDeviceIdRequest)(nil),   // 35: posture.v1.SetHostEntraDeviceIdRequest
+	(*ListUnmappedHostsRequest)(nil),      // 36: posture.v1.ListUnmappedHostsRequest
+	(*ListUnmappedHostsResponse)(nil),     // 37: posture.v1.ListUnmappedHostsResponse
+	(*Integration)(nil),                   // 38: posture.v1.Integration
+	(*PartnerStatus)(nil),                 // 39: posture.v1.PartnerStatus
+	(*PartnerPolicyStatus)(nil),           // 40: posture.v1.PartnerPolicyStatus
+	(*DeprovisionIntegrationRequest)(nil), // 41: posture.v1.DeprovisionIntegrationRequest
+	(*GetAdminConsentUrlRequest)(nil),     // 42: posture.v1.GetAdminConsentUrlRequest
+	(*AdminConsentUrl)(nil),               // 43: posture.v1.AdminConsentUrl
+	(*ListIntegrationsRequest)(nil),       // 44: posture.v1.ListIntegrationsRequest
+	(*ListIntegrationsResponse)(nil),      // 45: posture.v1.ListIntegrationsResponse
+	(*GetIntegrationRequest)(nil),         // 46: posture.v1.GetIntegrationRequest
+	(*CreateIntegrationRequest)(nil),      // 47: posture.v1.CreateIntegrationRequest
+	(*UpdateIntegrationRequest)(nil),      // 48: posture.v1.UpdateIntegrationRequest
+	(*DeleteIntegrationRequest)(nil),      // 49: posture.v1.DeleteIntegrationRequest
+	(*DeleteIntegrationResponse)(nil),     // 50: posture.v1.DeleteIntegrationResponse
+	(*TestIntegrationRequest)(nil),        // 51: posture.v1.TestIntegrationRequest
+	(*TestIntegrationResponse)(nil),       // 52: posture.v1.TestIntegrationResponse
+	(*SyncItem)(nil),                      // 53: posture.v1.SyncItem
+	(*ListSyncItemsRequest)(nil),          // 54: posture.v1.ListSyncItemsRequest
+	(*ListSyncItemsResponse)(nil),         // 55: posture.v1.ListSyncItemsResponse
+	(*RetrySyncItemRequest)(nil),          // 56: posture.v1.RetrySyncItemRequest
+	(*EnrollSecret)(nil),                  // 57: posture.v1.EnrollSecret
+	(*ListEnrollSecretsRequest)(nil),      // 58: posture.v1.ListEnrollSecretsRequest
+	(*ListEnrollSecretsResponse)(nil),     // 59: posture.v1.ListEnrollSecretsResponse
+	(*CreateEnrollSecretRequest)(nil),     // 60: posture.v1.CreateEnrollSecretRequest
+	(*CreateEnrollSecretResponse)(nil),    // 61: posture.v1.CreateEnrollSecretResponse
+	(*RevokeEnrollSecretRequest)(nil),     // 62: posture.v1.RevokeEnrollSecretRequest
+	(*ApiToken)(nil),                      // 63: posture.v1.ApiToken
+	(*ListApiTokensRequest)(nil),          // 64: posture.v1.ListApiTokensRequest
+	(*ListApiTokensResponse)(nil),         // 65: posture.v1.ListApiTokensResponse
+	(*CreateApiTokenRequest)(nil),         // 66: posture.v1.CreateApiTokenRequest
+	(*CreateApiTokenResponse)(nil),        // 67: posture.v1.CreateApiTokenResponse
+	(*RevokeApiTokenRequest)(nil),         // 68: posture.v1.RevokeApiTokenRequest
+	(*UpdateTeamRequest)(nil),             // 69: posture.v1.UpdateTeamRequest
+	(*AuditEvent)(nil),                    // 70: posture.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),        // 71: posture.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),       // 72: posture.v1.ListAuditEventsResponse
+	(*HostFacts)(nil),                     // 73: posture.v1.HostFacts
+	(*timestamppb.Timestamp)(nil),         // 74: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),           // 75: google.protobuf.Duration
+	(ResultStatus)(0),                     // 76: posture.v1.ResultStatus
+	(*FactQuery)(nil),                     // 77: posture.v1.FactQuery
+	(*fieldmaskpb.FieldMask)(nil),         // 78: google.protobuf.FieldMask
 }
 var file_posture_v1_admin_proto_depIdxs = []int32{
-	67,  // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
-	68,  // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
-	68,  // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
-	68,  // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
-	68,  // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
-	5,   // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
-	3,   // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
-	2,   // 7: posture.v1.Host.health:type_name -> posture.v1.HostHealth
-	69,  // 8: posture.v1.Host.report_interval:type_name -> google.protobuf.Duration
-	68,  // 9: posture.v1.Host.last_report_at:type_name -> google.protobuf.Timestamp
-	68,  // 10: posture.v1.HostHealth.reported_at:type_name -> google.protobuf.Timestamp
-	4,   // 11: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
-	68,  // 12: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
-	68,  // 13: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
-	70,  // 14: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
-	68,  // 15: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
-	70,  // 16: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
-	68,  // 17: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
-	69,  // 18: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
-	68,  // 19: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
-	1,   // 20: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
-	69,  // 21: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
-	68,  // 22: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
-	68,  // 23: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
-	14,  // 24: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
-	69,  // 25: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
-	18,  // 26: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
-	14,  // 27: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
-	19,  // 28: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
-	71,  // 29: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
-	0,   // 30: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
-	21,  // 31: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
-	19,  // 32: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
-	19,  // 33: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
-	68,  // 34: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
-	68,  // 35: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
-	28,  // 36: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
-	68,  // 37: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
-	1,   // 38: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
-	68,  // 39: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
-	68,  // 40: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
-	68,  // 41: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
-	68,  // 42: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
-	68,  // 43: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
-	37,  // 44: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
-	37,  // 45: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	37,  // 46: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	72,  // 47: posture.v1.UpdateIntegrationRequest.update_mask:type_name -> google.protobuf.FieldMask
-	68,  // 48: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
-	68,  // 49: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
-	47,  // 50: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
-	68,  // 51: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	68,  // 52: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	68,  // 53: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	68,  // 54: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
-	51,  // 55: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
-	68,  // 56: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
-	51,  // 57: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
-	68,  // 58: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
-	68,  // 59: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
-	68,  // 60: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
-	68,  // 61: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
-	57,  // 62: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
-	68,  // 63: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
-	57,  // 64: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
-	19,  // 65: posture.v1.UpdateTeamRequest.team:type_name -> posture.v1.Team
-	72,  // 66: posture.v1.UpdateTeamRequest.update_mask:type_name -> google.protobuf.FieldMask
-	68,  // 67: posture.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
-	68,  // 68: posture.v1.ListAuditEventsRequest.since:type_name -> google.protobuf.Timestamp
-	64,  // 69: posture.v1.ListAuditEventsResponse.events:type_name -> posture.v1.AuditEvent
-	6,   // 70: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
-	8,   // 71: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
-	9,   // 72: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
-	10,  // 73: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
-	12,  // 74: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
-	15,  // 75: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
-	17,  // 76: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
-	20,  // 77: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
-	23,  // 78: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
-	25,  // 79: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
-	27,  // 80: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
-	29,  // 81: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
-	31,  // 82: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
-	32,  // 83: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
-	34,  // 84: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
-	35,  // 85: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
-	38,  // 86: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
-	40,  // 87: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
-	41,  // 88: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
-	42,  // 89: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
-	43,  // 90: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
-	45,  // 91: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
-	48,  // 92: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
-	50,  // 93: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
-	52,  // 94: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
-	54,  // 95: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
-	56,  // 96: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
-	58,  // 97: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
-	60,  // 98: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
-	62,  // 99: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
-	63,  // 100: posture.v1.AdminService.UpdateTeam:input_type -> posture.v1.UpdateTeamRequest
-	65,  // 101: posture.v1.AdminService.ListAuditEvents:input_type -> posture.v1.ListAuditEventsRequest
-	7,   // 102: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
-	1,   // 103: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
-	1,   // 104: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
-	11,  // 105: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
-	13,  // 106: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
-	16,  // 107: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
-	14,  // 108: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
-	22,  // 109: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
-	24,  // 110: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
-	26,  // 111: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
-	19,  // 112: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
-	30,  // 113: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
-	28,  // 114: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
-	33,  // 115: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
-	1,   // 116: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
-	36,  // 117: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
-	39,  // 118: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
-	37,  // 119: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
-	37,  // 120: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
-	37,  // 121: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
-	44,  // 122: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
-	46,  // 123: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
-	49,  // 124: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
-	47,  // 125: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
-	53,  // 126: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
-	55,  // 127: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
-	51,  // 128: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
-	59,  // 129: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
-	61,  // 130: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
-	57,  // 131: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
-	19,  // 132: posture.v1.AdminService.UpdateTeam:output_type -> posture.v1.Team
-	66,  // 133: posture.v1.AdminService.ListAuditEvents:output_type -> posture.v1.ListAuditEventsResponse
-	102, // [102:134] is the sub-list for method output_type
-	70,  // [70:102] is the sub-list for method input_type
-	70,  // [70:70] is the sub-list for extension type_name
-	70,  // [70:70] is the sub-list for extension extendee
-	0,   // [0:70] is the sub-list for field type_name
+	73,  // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
+	74,  // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
+	74,  // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
+	74,  // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
+	74,  // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
+	6,   // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
+	4,   // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
+	3,   // 7: posture.v1.Host.scopes:type_name -> posture.v1.HostScope
+	2,   // 8: posture.v1.Host.health:type_name -> posture.v1.HostHealth
+	75,  // 9: posture.v1.Host.report_interval:type_name -> google.protobuf.Duration
+	74,  // 10: posture.v1.Host.last_report_at:type_name -> google.protobuf.Timestamp
+	74,  // 11: posture.v1.HostHealth.reported_at:type_name -> google.protobuf.Timestamp
+	74,  // 12: posture.v1.HostScope.refreshed_at:type_name -> google.protobuf.Timestamp
+	5,   // 13: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
+	74,  // 14: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
+	74,  // 15: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
+	76,  // 16: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
+	74,  // 17: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
+	76,  // 18: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
+	74,  // 19: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
+	75,  // 20: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
+	74,  // 21: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
+	1,   // 22: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
+	75,  // 23: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
+	74,  // 24: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
+	74,  // 25: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
+	15,  // 26: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
+	75,  // 27: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
+	19,  // 28: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
+	15,  // 29: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
+	20,  // 30: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
+	77,  // 31: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
+	0,   // 32: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
+	22,  // 33: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
+	20,  // 34: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
+	20,  // 35: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
+	74,  // 36: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
+	74,  // 37: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
+	29,  // 38: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
+	74,  // 39: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	1,   // 40: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
+	74,  // 41: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
+	74,  // 42: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
+	74,  // 43: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
+	74,  // 44: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
+	74,  // 45: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
+	39,  // 46: posture.v1.Integration.partner_status:type_name -> posture.v1.PartnerStatus
+	74,  // 47: posture.v1.PartnerStatus.activated_at:type_name -> google.protobuf.Timestamp
+	74,  // 48: posture.v1.PartnerStatus.last_heartbeat_at:type_name -> google.protobuf.Timestamp
+	40,  // 49: posture.v1.PartnerStatus.policies:type_name -> posture.v1.PartnerPolicyStatus
+	74,  // 50: posture.v1.PartnerPolicyStatus.updated_at:type_name -> google.protobuf.Timestamp
+	74,  // 51: posture.v1.AdminConsentUrl.expires_at:type_name -> google.protobuf.Timestamp
+	38,  // 52: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
+	38,  // 53: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	38,  // 54: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	78,  // 55: posture.v1.UpdateIntegrationRequest.update_mask:type_name -> google.protobuf.FieldMask
+	74,  // 56: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
+	74,  // 57: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
+	53,  // 58: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
+	74,  // 59: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	74,  // 60: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	74,  // 61: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	74,  // 62: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
+	57,  // 63: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
+	74,  // 64: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
+	57,  // 65: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
+	74,  // 66: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
+	74,  // 67: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
+	74,  // 68: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
+	74,  // 69: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
+	63,  // 70: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
+	74,  // 71: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
+	63,  // 72: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
+	20,  // 73: posture.v1.UpdateTeamRequest.team:type_name -> posture.v1.Team
+	78,  // 74: posture.v1.UpdateTeamRequest.update_mask:type_name -> google.protobuf.FieldMask
+	74,  // 75: posture.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
+	74,  // 76: posture.v1.ListAuditEventsRequest.since:type_name -> google.protobuf.Timestamp
+	70,  // 77: posture.v1.ListAuditEventsResponse.events:type_name -> posture.v1.AuditEvent
+	7,   // 78: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
+	9,   // 79: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
+	10,  // 80: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
+	11,  // 81: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
+	13,  // 82: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
+	16,  // 83: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
+	18,  // 84: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
+	21,  // 85: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
+	24,  // 86: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
+	26,  // 87: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
+	28,  // 88: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
+	30,  // 89: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
+	32,  // 90: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
+	33,  // 91: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
+	35,  // 92: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
+	36,  // 93: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
+	44,  // 94: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
+	46,  // 95: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
+	47,  // 96: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
+	48,  // 97: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
+	49,  // 98: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
+	51,  // 99: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
+	41,  // 100: posture.v1.AdminService.DeprovisionIntegration:input_type -> posture.v1.DeprovisionIntegrationRequest
+	42,  // 101: posture.v1.AdminService.GetAdminConsentUrl:input_type -> posture.v1.GetAdminConsentUrlRequest
+	54,  // 102: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
+	56,  // 103: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
+	58,  // 104: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
+	60,  // 105: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
+	62,  // 106: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
+	64,  // 107: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
+	66,  // 108: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
+	68,  // 109: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
+	69,  // 110: posture.v1.AdminService.UpdateTeam:input_type -> posture.v1.UpdateTeamRequest
+	71,  // 111: posture.v1.AdminService.ListAuditEvents:input_type -> posture.v1.ListAuditEventsRequest
+	8,   // 112: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
+	1,   // 113: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
+	1,   // 114: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
+	12,  // 115: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
+	14,  // 116: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
+	17,  // 117: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
+	15,  // 118: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
+	23,  // 119: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
+	25,  // 120: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
+	27,  // 121: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
+	20,  // 122: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
+	31,  // 123: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
+	29,  // 124: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
+	34,  // 125: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
+	1,   // 126: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
+	37,  // 127: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
+	45,  // 128: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
+	38,  // 129: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
+	38,  // 130: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
+	38,  // 131: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
+	50,  // 132: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
+	52,  // 133: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
+	38,  // 134: posture.v1.AdminService.DeprovisionIntegration:output_type -> posture.v1.Integration
+	43,  // 135: posture.v1.AdminService.GetAdminConsentUrl:output_type -> posture.v1.AdminConsentUrl
+	55,  // 136: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
+	53,  // 137: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
+	59,  // 138: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
+	61,  // 139: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
+	57,  // 140: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
+	65,  // 141: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
+	67,  // 142: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
+	63,  // 143: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
+	20,  // 144: posture.v1.AdminService.UpdateTeam:output_type -> posture.v1.Team
+	72,  // 145: posture.v1.AdminService.ListAuditEvents:output_type -> posture.v1.ListAuditEventsResponse
+	112, // [112:146] is the sub-list for method output_type
+	78,  // [78:112] is the sub-list for method input_type
+	78,  // [78:78] is the sub-list for extension type_name
+	78,  // [78:78] is the sub-list for extension extendee
+	0,   // [0:78] is the sub-list for field type_name
 }
 
 func init() { file_posture_v1_admin_proto_init() }
@@ -4885,14 +5442,14 @@ func file_posture_v1_admin_proto_init() {
 		return
 	}
 	file_posture_v1_agent_proto_init()
-	file_posture_v1_admin_proto_msgTypes[17].OneofWrappers = []any{}
+	file_posture_v1_admin_proto_msgTypes[18].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_posture_v1_admin_proto_rawDesc), len(file_posture_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   66,
+			NumMessages:   72,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

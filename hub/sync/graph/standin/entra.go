@@ -78,6 +78,7 @@ type Entra struct {
 	unknown  []string
 	tokenKey []byte
 	paths    []string
+	oidc     oidcState // sign-in endpoints (oidc.go)
 }
 
 type issuedToken struct {
@@ -202,6 +203,9 @@ func (e *Entra) serve(w http.ResponseWriter, r *http.Request) {
 	e.mu.Lock()
 	e.paths = append(e.paths, r.Method+" "+r.URL.Path)
 	e.mu.Unlock()
+	if e.serveOIDC(w, r) {
+		return
+	}
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	switch {
 	case len(parts) == 4 && parts[1] == "v2.0" && parts[2] == ".well-known" && parts[3] == "openid-configuration" && r.Method == http.MethodGet:
