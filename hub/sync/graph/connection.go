@@ -143,7 +143,7 @@ type ConnectionReport struct {
 // TestConnection gets a token, reads one device, and reports what is missing.
 func (s *Sink) TestConnection(ctx context.Context) ConnectionReport {
 	rep := ConnectionReport{Health: HealthOK}
-	tok, err := s.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{s.scope}})
+	tok, err := s.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{s.scope}, EnableCAE: true})
 	if err != nil {
 		if he := classifyTokenError(err, s.cfg.ClientID, s.cfg.TenantID); he != nil {
 			rep.Health = he.Health
@@ -176,7 +176,9 @@ func (s *Sink) TestConnection(ctx context.Context) ConnectionReport {
 	}
 
 	top := int32(1)
-	res, err := devices.NewDevicesRequestBuilder(s.adapter.GetBaseUrl()+"/devices", s.adapter).Get(WithLowPriority(ctx),
+	// The Internal constructor with path parameters: a builder made from a
+	// raw URL sends that URL verbatim and drops every query option.
+	res, err := devices.NewDevicesRequestBuilderInternal(map[string]string{"baseurl": s.adapter.GetBaseUrl()}, s.adapter).Get(WithLowPriority(ctx),
 		&devices.DevicesRequestBuilderGetRequestConfiguration{
 			Headers: s.headers(WithLowPriority(ctx)),
 			QueryParameters: &devices.DevicesRequestBuilderGetQueryParameters{

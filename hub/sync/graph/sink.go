@@ -85,7 +85,7 @@ type Sink struct {
 	cfg     Config
 	ep      Endpoints
 	scope   string
-	cred    azcore.TokenCredential
+	cred    *renewableCredential
 	adapter abstractions.RequestAdapter
 	base    *http.Transport
 	log     *slog.Logger
@@ -117,7 +117,9 @@ func New(cfg Config) (*Sink, error) {
 		return nil, fmt.Errorf("graph: base url: %w", err)
 	}
 	s := &Sink{cfg: c, ep: ep, log: c.Logger.With("sink", Name, "tenant", c.TenantID), sleep: sleepCtx}
-	s.scope = gu.Scheme + "://" + gu.Host + "/.default"
+	// The scope names the Graph resource, not the host requests go to: a
+	// proxy or private endpoint is not a resource Entra knows (AADSTS500011).
+	s.scope = ep.GraphResource + "/.default"
 
 	base, err := baseTransport(c.ExtraCAPEM)
 	if err != nil {
@@ -134,24 +136,27 @@ func New(cfg Config) (*Sink, error) {
 	// Without this, a custom authority makes MSAL ask login.microsoftonline.com
 	// whether the authority is valid before every first token.
 	disableDiscovery := c.Cloud == CloudCustom
+	var build func() (azcore.TokenCredential, error)
 	if c.ClientSecret != "" {
 		s.credKind = "client secret"
 		s.credExpires = c.SecretExpiresAt
-		s.cred, err = azidentity.NewClientSecretCredential(c.TenantID, c.ClientID, c.ClientSecret,
-			&azidentity.ClientSecretCredentialOptions{ClientOptions: copts, DisableInstanceDiscovery: disableDiscovery})
+		build = func() (azcore.TokenCredential, error) {
+			return azidentity.NewClientSecretCredential(c.TenantID, c.ClientID, c.ClientSecret,
+				&azidentity.ClientSecretCredentialOptions{ClientOptions: copts, DisableInstanceDiscovery: disableDiscovery})
+		}
 	} else {
-		var certs []*x509.Certificate
-		var key any
-		certs, key, err = azidentity.ParseCertificates(c.Certificate, []byte(c.CertificatePassword))
+		certs, key, err := azidentity.ParseCertificates(c.Certificate, []byte(c.CertificatePassword))
 		if err != nil {
 			return nil, fmt.Errorf("graph: certificate (PEM with certificate and unencrypted key, or PFX with its password): %w", err)
 		}
 		s.credKind = "certificate"
 		s.credExpires = certs[0].NotAfter
-		s.cred, err = azidentity.NewClientCertificateCredential(c.TenantID, c.ClientID, certs, key,
-			&azidentity.ClientCertificateCredentialOptions{ClientOptions: copts, DisableInstanceDiscovery: disableDiscovery})
+		build = func() (azcore.TokenCredential, error) {
+			return azidentity.NewClientCertificateCredential(c.TenantID, c.ClientID, certs, key,
+				&azidentity.ClientCertificateCredentialOptions{ClientOptions: copts, DisableInstanceDiscovery: disableDiscovery})
+		}
 	}
-	if err != nil {
+	if s.cred, err = newRenewableCredential(build); err != nil {
 		return nil, fmt.Errorf("graph: credential: %w", err)
 	}
 
@@ -181,7 +186,8 @@ func New(cfg Config) (*Sink, error) {
 }
 
 // middleware is the fixed pipeline, outermost first (jsonErrors last, next
-// to the wire, so everything above sees Graph-shaped errors). Compression runs
+// to the wire, so everything above sees Graph-shaped errors; tokenRetry
+// inside retry, so a re-sent request gets a fresh token too). Compression runs
 // before retry so a retried request re-sends the same compressed bytes; in
 // kiota's default (map-ordered, so random) list the retry handler can run
 // outside compression and send a body that no longer matches its headers.
@@ -198,7 +204,7 @@ func (s *Sink) middleware() []khttp.Middleware {
 		maxRetries: s.cfg.MaxRetries,
 		maxWait:    s.cfg.MaxInlineWait,
 		sleep:      func(ctx context.Context, d time.Duration) error { return s.sleep(ctx, d) },
-	}, jsonErrors{})
+	}, &tokenRetry{cred: s.cred, scope: s.scope}, jsonErrors{})
 }
 
 func baseTransport(extraCA []byte) (*http.Transport, error) {
