@@ -144,8 +144,14 @@ type SyncItems interface {
 	// ListSyncItems lists rows in a state ("" = pending and dead), newest
 	// first, optionally of one integration.
 	ListSyncItems(ctx context.Context, state, integrationID string, limit int) ([]SyncItem, error)
-	// RetrySyncItem makes a dead row pending again (attempts 0, due now).
+	// RetrySyncItem makes a dead row pending again (attempts 0, due now), or
+	// a pending row waiting out a backoff or pause due now (attempts kept;
+	// a row due earlier stays so). A done row is ErrInvalid.
 	RetrySyncItem(ctx context.Context, id int64, now time.Time) (SyncItem, error)
+	// ResumeSyncItems makes every pending row of an integration that waits
+	// past now due at now (attempts and last error kept), after its
+	// credential or configuration was fixed, and returns how many.
+	ResumeSyncItems(ctx context.Context, integrationID string, now time.Time) (int, error)
 	// PruneSyncItems deletes done rows created before `before` (dead rows are
 	// kept: they are what an admin must see) and returns how many went.
 	// Pending rows, rows of a device that holds a lease (live or expired but

@@ -27,6 +27,7 @@ var syncTests = []suiteTest{
 	{"Facts/ReplaceAndDryRun", testFacts},
 	{"SyncItems/ListAndRetry", testSyncItems},
 	{"SyncItems/Prune", testPruneSyncItems},
+	{"SyncItems/ResumeIntegration", testResumeSyncItems},
 }
 
 func orow(integ, dev, desired string, created time.Time) store.OutboxRow {
@@ -585,10 +586,20 @@ func testSyncItems(t *testing.T, s store.Store) {
 	_, err = s.ListSyncItems(ctx(t), "stuck", "", 0)
 	wantErr(t, err, store.ErrInvalid)
 
-	// Retry: only dead rows; the row is pending, due now, attempts reset,
-	// and claimable again.
-	_, err = s.RetrySyncItem(ctx(t), p.ID, at(time.Hour))
+	// Retry of a pending row waiting out a backoff or pause: due now,
+	// attempts and last error kept; never pushed later than it was due.
+	rp := must(s.RetrySyncItem(ctx(t), p.ID, at(30*time.Second)))(t)
+	if rp.State != store.SyncPending || rp.Attempts != 2 || rp.Code != "503" || !rp.NextAt.Equal(micro(at(30*time.Second))) {
+		t.Fatalf("retried pending item %+v", rp)
+	}
+	rp = must(s.RetrySyncItem(ctx(t), p.ID, at(time.Hour)))(t)
+	if !rp.NextAt.Equal(micro(at(30 * time.Second))) {
+		t.Fatalf("retry pushed a pending item later: %+v", rp)
+	}
+	// Done rows are finished: refused.
+	_, err = s.RetrySyncItem(ctx(t), items(t, s, store.SyncDone)[0].ID, at(time.Hour))
 	wantErr(t, err, store.ErrInvalid)
+	// Dead rows: pending again, due now, attempts reset, and claimable.
 	_, err = s.RetrySyncItem(ctx(t), 999999, at(time.Hour))
 	wantErr(t, err, store.ErrNotFound)
 	r := must(s.RetrySyncItem(ctx(t), d.ID, at(2*time.Second)))(t)
@@ -724,4 +735,43 @@ func testPruneSyncItems(t *testing.T, s store.Store) {
 	if len(w) != 1 || w[0].Key.DeviceID != "d4" || w[0].Changes[0].OutboxID != dead {
 		t.Fatalf("claim of the retried dead row after prune: %+v", w)
 	}
+}
+
+// testResumeSyncItems: resuming an integration makes its waiting pending
+// rows due now (attempts and last error kept) and leaves other
+// integrations, due rows and dead rows alone.
+func testResumeSyncItems(t *testing.T, s store.Store) {
+	ob, ok := s.(hubsync.Outbox)
+	if !ok {
+		t.Fatal("store does not implement hub/sync.Outbox")
+	}
+	h := enroll(t, s, "ada", "")
+	noErr(t, s.SaveVerdict(ctx(t), verdict(h.ID, "NONCOMPLIANT", nil), 0, []store.OutboxRow{
+		orow("A", "d1", "noncompliant", t0), orow("A", "d2", "noncompliant", t0), orow("B", "d3", "noncompliant", t0)}))
+	w, err := ob.Claim(ctx(t), "w1", at(time.Second), 10, time.Minute)
+	noErr(t, err)
+	var settles []hubsync.Settlement
+	for _, x := range w {
+		settles = append(settles, hubsync.Settlement{Key: x.Key, Retry: []hubsync.RetryRow{{ID: x.Changes[0].OutboxID,
+			Attempts: 1, NextAt: at(5 * time.Minute), Code: "AADSTS7000222", Error: "expired"}}})
+	}
+	noErr(t, ob.Settle(ctx(t), "w1", settles))
+	n, err := s.ResumeSyncItems(ctx(t), "A", at(2*time.Second))
+	noErr(t, err)
+	eq(t, "resumed", n, 2)
+	for _, it := range items(t, s, store.SyncPending) {
+		want := at(2 * time.Second)
+		if it.IntegrationID == "B" {
+			want = at(5 * time.Minute)
+		}
+		if !it.NextAt.Equal(micro(want)) || it.Attempts != 1 || it.Code != "AADSTS7000222" {
+			t.Fatalf("after resume: %+v", it)
+		}
+	}
+	w, err = ob.Claim(ctx(t), "w2", at(2*time.Second), 10, time.Minute)
+	noErr(t, err)
+	eq(t, "claimable after resume", len(w), 2)
+	n, err = s.ResumeSyncItems(ctx(t), "A", at(3*time.Second))
+	noErr(t, err)
+	eq(t, "nothing waiting", n, 0)
 }

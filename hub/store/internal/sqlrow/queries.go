@@ -272,6 +272,21 @@ func (db DB) ListSyncItems(ctx context.Context, state, integrationID string, lim
 	return Items(rows), nil
 }
 
+// ResumeSyncItems makes the pending rows of an integration that wait past
+// now due at now, keeping attempts and the last error.
+func (db DB) ResumeSyncItems(ctx context.Context, integrationID string, now time.Time) (int, error) {
+	res, err := db.W.ExecContext(ctx, `UPDATE sync_outbox SET next_at = $1
+		WHERE integration_id = $2 AND state = 'pending' AND next_at > $1`, db.Dialect.Time(store.StoredTime(now)), integrationID)
+	if err != nil {
+		return 0, fmt.Errorf("resume sync items of %s: %w", integrationID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("resume sync items of %s: %w", integrationID, err)
+	}
+	return int(n), nil
+}
+
 // DeviceStates pages through every device that ever had a row, ordered by
 // (integration, device), after the given key. On PostgreSQL the key columns
 // are COLLATE "C" (see its migration): byte order, as in Go and SQLite, on
