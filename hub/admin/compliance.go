@@ -377,6 +377,9 @@ func (s *Server) UpdateIntegration(ctx context.Context, req *posturev1.UpdateInt
 		return nil, storeErr("integration "+in.ID, err)
 	}
 	s.audit(ctx, "integration updated", "id", in.ID, "credential_replaced", p.GetClientSecret() != "" || len(p.GetCertificate()) > 0)
+	// The change may be the fix for what paused the integration: resume it
+	// now rather than at the end of the pause.
+	s.resume(ctx, in.ID)
 	// A new attribute, new values or new teams: write every device again.
 	s.notifyAll(ctx, true)
 	in.Health, in.HealthMessage, in.HealthCheckedAt = old.Health, old.HealthMessage, old.HealthCheckedAt
@@ -402,7 +405,23 @@ func (s *Server) TestIntegration(ctx context.Context, req *posturev1.TestIntegra
 	if err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "%v", err)
 	}
+	if rep.OK {
+		s.resume(ctx, req.GetId())
+	}
 	return &posturev1.TestIntegrationResponse{Ok: rep.OK, TokenOk: rep.TokenOK, DeviceReadOk: rep.ReadOK, Health: rep.Health, Message: rep.Message}, nil
+}
+
+// resume ends an integration's pause and makes the rows it held back due.
+func (s *Server) resume(ctx context.Context, integrationID string) {
+	if s.cfg.SyncResume == nil {
+		return
+	}
+	n, err := s.cfg.SyncResume(ctx, integrationID)
+	if err != nil {
+		s.cfg.Logger.Warn("resume integration", "integration", integrationID, "err", err)
+		return
+	}
+	s.cfg.Logger.Info("integration resumed", "integration", integrationID, "requeued", n)
 }
 
 // --- sync items ---
@@ -442,6 +461,8 @@ func (s *Server) RetrySyncItem(ctx context.Context, req *posturev1.RetrySyncItem
 		return nil, storeErr(fmt.Sprintf("sync item %d", req.GetId()), err)
 	}
 	s.audit(ctx, "sync item retried", "id", it.ID, "device", it.DeviceID)
+	// The item may be held back by its integration's pause: end it.
+	s.resume(ctx, it.IntegrationID)
 	if s.cfg.SyncNotify != nil {
 		s.cfg.SyncNotify()
 	}

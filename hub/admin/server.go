@@ -42,6 +42,9 @@ type Config struct {
 	Integrations Integrations
 	// SyncNotify wakes the sync worker (nil: it polls).
 	SyncNotify func()
+	// SyncResume ends an integration's pause and makes the rows it held
+	// back due now (nil: they wait out the pause).
+	SyncResume func(ctx context.Context, integrationID string) (int, error)
 }
 
 // Server implements posturev1.AdminServiceServer.

@@ -174,6 +174,9 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	}); err != nil {
 		return nil, err
 	}
+	// The worker's quota key is the integration id: a rebuilt sink (new
+	// credential or settings, possibly on another replica) ends its pause.
+	h.Integrations.OnRebuild(h.Worker.Resume)
 	if h.reconciler, err = hubsync.NewReconciler(hubsync.ReconcilerConfig{
 		Devices: st, Outbox: st, Sinks: h.Integrations.Sink, Logger: h.log.With("component", "reconcile"),
 		Interval: cfg.ReconcileInterval, OnEnqueue: h.Worker.Notify,
@@ -196,6 +199,7 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	h.Admin = admin.New(admin.Config{
 		Store: h.Store, Streams: h.Registry, Logger: h.log, Verdicts: h.Engine,
 		Integrations: adminIntegrations{h.Integrations}, SyncNotify: h.Worker.Notify,
+		SyncResume: h.resumeIntegration,
 	})
 
 	serverCert, err := h.CA.ServerCert(append([]string{"localhost", "127.0.0.1", "::1"}, cfg.ServerNames...), 365*24*time.Hour)

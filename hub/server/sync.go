@@ -65,3 +65,12 @@ func (a adminIntegrations) Test(ctx context.Context, id string) (admin.TestRepor
 func (a adminIntegrations) Warnings(in store.Integration, now time.Time) []string {
 	return integrations.Warnings(in, now)
 }
+
+// resumeIntegration ends an integration's pause on this replica's worker
+// (other replicas end theirs when they see the integration's new version)
+// and makes its held-back rows due now, in the shared outbox.
+func (h *Hub) resumeIntegration(ctx context.Context, id string) (int, error) {
+	n, err := h.Store.ResumeSyncItems(ctx, id, time.Now())
+	h.Worker.Resume(id) // after the rows are due, so the woken round finds them
+	return n, err
+}

@@ -49,6 +49,8 @@ func TeamChangedFields(a, b Team) []string {
 	add(a.Settings.MaxAllowedSeverity != b.Settings.MaxAllowedSeverity, "max_allowed_severity")
 	add(a.Settings.ErrorsAsFailures != b.Settings.ErrorsAsFailures, "errors_as_failures")
 	add(a.Settings.StaleAfter != b.Settings.StaleAfter, "stale_after")
+	add(a.Settings.RevokeSessions != b.Settings.RevokeSessions, "revoke_sessions")
+	add(a.Settings.RevokeSessionsMinSeverity != b.Settings.RevokeSessionsMinSeverity, "revoke_sessions_min_severity")
 	return f
 }
 

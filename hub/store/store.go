@@ -138,6 +138,11 @@ type TeamSettings struct {
 	MaxAllowedSeverity string // "" | low | medium | high
 	ErrorsAsFailures   bool
 	StaleAfter         time.Duration // 0 = default (24h)
+	// RevokeSessions: a transition to NONCOMPLIANT caused by a policy at
+	// or above RevokeSessionsMinSeverity (low|medium|high|critical, "" =
+	// high) also revokes the device user's sign-in sessions.
+	RevokeSessions            bool
+	RevokeSessionsMinSeverity string
 }
 
 // Team groups hosts, secrets and policies.

@@ -58,7 +58,15 @@ type OutboxRow struct {
 	Desired       string
 	Verdict       string
 	CreatedAt     time.Time
+	// Kind is "" for the device attribute write, OutboxRevokeSessions to
+	// revoke the sign-in sessions of the user Subject (a UPN).
+	Kind    string
+	Subject string
 }
+
+// OutboxRevokeSessions is the outbox row kind that revokes a user's
+// sign-in sessions (hub/sync.KindRevokeSessions).
+const OutboxRevokeSessions = "revoke_sessions"
 
 // Verdicts keeps verdicts.
 type Verdicts interface {
@@ -85,6 +93,9 @@ type Integration struct {
 	AuthorityHost string // custom only
 	GraphBaseURL  string // custom only
 	ExtraCAPEM    string // custom only
+	// GraphResource is the resource tokens are asked for, custom only ("" =
+	// the public Graph resource); never derived from GraphBaseURL.
+	GraphResource string
 	TenantID      string
 	ClientID      string
 	// CredentialKind is "secret" or "certificate"; SealedCredential is the
@@ -137,6 +148,8 @@ type SyncItem struct {
 	NextAt        time.Time
 	Code          string
 	Error         string
+	Kind          string // "" (device attribute) or OutboxRevokeSessions
+	Subject       string
 }
 
 // SyncItems lets admins see and retry outbox rows.

@@ -34,7 +34,20 @@ type Change struct {
 	// such changes in their own Apply calls with a WithLowPriority context,
 	// so the Graph sink can add "x-ms-throttle-priority: Low".
 	LowPriority bool
+	// Kind is KindAttribute ("") for the device's state, or
+	// KindRevokeSessions: revoke the sign-in sessions of the user Subject
+	// (a UPN). The worker sends each kind in its own Apply calls, never
+	// coalesces one kind into another, and records a written state only
+	// for attribute changes.
+	Kind    string
+	Subject string
 }
+
+// Change kinds.
+const (
+	KindAttribute      = ""
+	KindRevokeSessions = "revoke_sessions"
+)
 
 // Key returns the device key the change belongs to.
 func (c Change) Key() DeviceKey {

@@ -28,6 +28,7 @@ var syncTests = []suiteTest{
 	{"SyncItems/ListAndRetry", testSyncItems},
 	{"SyncItems/Prune", testPruneSyncItems},
 	{"SyncItems/ResumeIntegration", testResumeSyncItems},
+	{"SyncItems/RevokeSessionsKind", testRevokeSessionsKind},
 }
 
 func orow(integ, dev, desired string, created time.Time) store.OutboxRow {
@@ -325,7 +326,7 @@ func testVerdictRace(t *testing.T, s store.Store) {
 func fullIntegration(id string) store.Integration {
 	return store.Integration{
 		ID: id, Name: "Contoso " + id, Kind: "graph", Cloud: "custom",
-		AuthorityHost: "https://login.example.test/", GraphBaseURL: "https://graph.example.test/v1.0",
+		AuthorityHost: "https://login.example.test/", GraphBaseURL: "https://graph.example.test/v1.0", GraphResource: "https://graph.microsoft.us",
 		ExtraCAPEM: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
 		TenantID:   "tenant-1", ClientID: "client-1", CredentialKind: "certificate",
 		SealedCredential: []byte{0x01, 0x00, 0xff, 0x7f}, SealedCertPassword: []byte{0x02, 0x03},
@@ -774,4 +775,37 @@ func testResumeSyncItems(t *testing.T, s store.Store) {
 	n, err = s.ResumeSyncItems(ctx(t), "A", at(3*time.Second))
 	noErr(t, err)
 	eq(t, "nothing waiting", n, 0)
+}
+
+// testRevokeSessionsKind: a session revocation row keeps its kind and user
+// through Claim and the admin listing, does not change the device's desired
+// state, and a revocation without a user or of an unknown kind is refused.
+func testRevokeSessionsKind(t *testing.T, s store.Store) {
+	ob := s.(hubsync.Outbox)
+	ds := s.(hubsync.DeviceStates)
+	h := enroll(t, s, "ada", "")
+	rev := orow("A", "d1", "noncompliant", t0.Add(time.Second))
+	rev.Kind, rev.Subject = store.OutboxRevokeSessions, "ada@example.com"
+	noErr(t, s.SaveVerdict(ctx(t), verdict(h.ID, "COMPLIANT", nil), 0, []store.OutboxRow{orow("A", "d1", "compliant", t0), rev}))
+	w, err := ob.Claim(ctx(t), "w1", at(2*time.Second), 10, time.Minute)
+	noErr(t, err)
+	if len(w) != 1 || len(w[0].Changes) != 2 || w[0].Changes[0].Kind != "" ||
+		w[0].Changes[1].Kind != hubsync.KindRevokeSessions || w[0].Changes[1].Subject != "ada@example.com" {
+		t.Fatalf("claimed %+v", w)
+	}
+	st, err := ds.DeviceStates(ctx(t), hubsync.DeviceKey{}, 10)
+	noErr(t, err)
+	if len(st) != 1 || st[0].Desired != "compliant" {
+		t.Fatalf("a revocation row changed the desired state: %+v", st)
+	}
+	its := items(t, s, store.SyncPending)
+	if len(its) != 2 || its[0].Kind != store.OutboxRevokeSessions || its[0].Subject != "ada@example.com" {
+		t.Fatalf("items %+v", its)
+	}
+	bad := rev
+	bad.Subject = ""
+	wantErr(t, s.SaveVerdict(ctx(t), verdict(h.ID, "NONCOMPLIANT", nil), 1, []store.OutboxRow{bad}), store.ErrInvalid)
+	bad = rev
+	bad.Kind = "wipe_device"
+	wantErr(t, s.SaveVerdict(ctx(t), verdict(h.ID, "NONCOMPLIANT", nil), 1, []store.OutboxRow{bad}), store.ErrInvalid)
 }

@@ -134,6 +134,9 @@ type Config struct {
 	RequestTimeout time.Duration
 
 	Logger *slog.Logger
+	// OnHealth, when set, is called (outside any lock) after every change
+	// of the health evidence, so it can be recorded at once.
+	OnHealth func(HealthStatus)
 }
 
 func (c *Config) withDefaults() Config {

@@ -155,7 +155,10 @@ func (s *Sink) TestConnection(ctx context.Context) ConnectionReport {
 		if rep.Health == HealthUnreachable {
 			rep.Problems[len(rep.Problems)-1] = "token: " + s.probeAuthority(ctx)
 		}
-		if w := s.ExpiryWarning(time.Now()); w != nil {
+		if rep.Health == HealthSecretExpired {
+			// Entra's word beats the expiry date typed at setup.
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("Entra says the client secret of app %s has expired: add a new one and update the integration", s.cfg.ClientID))
+		} else if w := s.ExpiryWarning(time.Now()); w != nil {
 			rep.Warnings = append(rep.Warnings, w.Message)
 		}
 		s.setHealth(rep.Health, "", strings.Join(rep.Problems, "; "))

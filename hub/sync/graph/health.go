@@ -252,11 +252,16 @@ func (s *Sink) Health() HealthStatus {
 
 func (s *Sink) setHealth(h Health, code, msg string) {
 	s.hmu.Lock()
-	defer s.hmu.Unlock()
+	changed := s.health.Health != h || s.health.Message != msg
 	if s.health.Health != h {
 		s.log.Info("graph: integration health changed", "from", s.health.Health, "to", h, "code", code, "message", msg)
 	}
 	s.health = HealthStatus{Health: h, Code: code, Message: msg, At: time.Now()}
+	st := s.health
+	s.hmu.Unlock()
+	if changed && s.cfg.OnHealth != nil {
+		s.cfg.OnHealth(st)
+	}
 }
 
 // noteHealth records what a batch of outcomes says about the integration.

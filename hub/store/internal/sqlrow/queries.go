@@ -174,8 +174,8 @@ func (db DB) UpdateIntegration(ctx context.Context, in store.Integration) error 
 		authority_host = $5, graph_base_url = $6, extra_ca_pem = $7, tenant_id = $8, client_id = $9,
 		credential_kind = $10, sealed_credential = $11, sealed_cert_password = $12,
 		secret_expires_at = $13, cert_not_after = $14, extension_attribute = $15,
-		compliant_value = $16, noncompliant_value = $17, teams = $18, updated_at = $19
-		WHERE id = $1`, append(args[:18:18], args[22])...) // not health ($19-$21) or created-at ($22)
+		compliant_value = $16, noncompliant_value = $17, teams = $18, updated_at = $19, graph_resource = $20
+		WHERE id = $1`, append(args[:18:18], args[22], args[23])...) // not health ($19-$21) or created-at ($22)
 	return db.affected(res, err, "update integration", in.ID)
 }
 

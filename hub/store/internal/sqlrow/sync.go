@@ -29,13 +29,15 @@ func Enqueue(ctx context.Context, tx Conn, d Dialect, mapErr func(error) error, 
 	created := d.Time(store.StoredTime(r.CreatedAt))
 	var id int64
 	if err := tx.GetContext(ctx, &id, `INSERT INTO sync_outbox (integration_id, tenant_id, device_id, host_id,
-		desired, verdict, created_at, force, low_priority, next_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $7)
+		desired, verdict, created_at, force, low_priority, next_at, kind, subject)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $7, $10, $11)
 		RETURNING id`, r.IntegrationID, r.TenantID, r.DeviceID, r.HostID, r.Desired, r.Verdict, created,
-		force, lowPriority); err != nil {
+		force, lowPriority, r.Kind, r.Subject); err != nil {
 		return 0, fmt.Errorf("enqueue: %w", mapErr(err))
 	}
 	desired, desiredAt := r.Desired, created
-	if force {
+	if force || r.Kind != "" {
+		// Only the attribute's own rows say what the device should hold.
 		desired, desiredAt = "", nil
 	}
 	_, err := tx.ExecContext(ctx, `INSERT INTO sync_device (integration_id, device_id, tenant_id, host_id,
