@@ -36,6 +36,8 @@ type Integrations interface {
 type TestReport struct {
 	OK, TokenOK, ReadOK bool
 	Health, Message     string
+	// RevokeSessions: the app holds User.RevokeSessions.All.
+	RevokeSessions bool
 }
 
 func (s *Server) notifyAll(ctx context.Context, force bool) {
@@ -263,7 +265,7 @@ func (s *Server) ListUnmappedHosts(ctx context.Context, _ *posturev1.ListUnmappe
 func (s *Server) integrationProto(in store.Integration) *posturev1.Integration {
 	pi := &posturev1.Integration{
 		Id: in.ID, Name: in.Name, Kind: in.Kind, Cloud: in.Cloud, AuthorityHost: in.AuthorityHost,
-		GraphBaseUrl: in.GraphBaseURL, ExtraCaPem: in.ExtraCAPEM, TenantId: in.TenantID, ClientId: in.ClientID,
+		GraphBaseUrl: in.GraphBaseURL, GraphResource: in.GraphResource, ExtraCaPem: in.ExtraCAPEM, TenantId: in.TenantID, ClientId: in.ClientID,
 		CredentialKind: in.CredentialKind, ExtensionAttribute: int32(in.ExtensionAttribute),
 		CompliantValue: in.CompliantValue, NoncompliantValue: in.NoncompliantValue, Teams: in.Teams,
 		Health: in.Health, HealthMessage: in.HealthMessage, CreatedAt: ts(in.CreatedAt), UpdatedAt: ts(in.UpdatedAt),
@@ -280,6 +282,7 @@ func integrationFromProto(p *posturev1.Integration) store.Integration {
 	in := store.Integration{
 		ID: p.GetId(), Name: strings.TrimSpace(p.GetName()), Kind: p.GetKind(), Cloud: p.GetCloud(),
 		AuthorityHost: strings.TrimSpace(p.GetAuthorityHost()), GraphBaseURL: strings.TrimSpace(p.GetGraphBaseUrl()),
+		GraphResource: strings.TrimSpace(p.GetGraphResource()),
 		ExtraCAPEM: p.GetExtraCaPem(), TenantID: strings.TrimSpace(p.GetTenantId()), ClientID: strings.TrimSpace(p.GetClientId()),
 		ExtensionAttribute: int(p.GetExtensionAttribute()), CompliantValue: p.GetCompliantValue(),
 		NoncompliantValue: p.GetNoncompliantValue(), Teams: p.GetTeams(),
@@ -408,7 +411,8 @@ func (s *Server) TestIntegration(ctx context.Context, req *posturev1.TestIntegra
 	if rep.OK {
 		s.resume(ctx, req.GetId())
 	}
-	return &posturev1.TestIntegrationResponse{Ok: rep.OK, TokenOk: rep.TokenOK, DeviceReadOk: rep.ReadOK, Health: rep.Health, Message: rep.Message}, nil
+	return &posturev1.TestIntegrationResponse{Ok: rep.OK, TokenOk: rep.TokenOK, DeviceReadOk: rep.ReadOK, Health: rep.Health,
+		Message: rep.Message, RevokeSessionsPermitted: rep.RevokeSessions}, nil
 }
 
 // resume ends an integration's pause and makes the rows it held back due.
@@ -430,7 +434,7 @@ func syncItemProto(it store.SyncItem) *posturev1.SyncItem {
 	return &posturev1.SyncItem{
 		Id: it.ID, IntegrationId: it.IntegrationID, HostId: it.HostID, DeviceId: it.DeviceID, Desired: it.Desired,
 		Verdict: it.Verdict, State: it.State, Attempts: int32(it.Attempts), CreatedAt: ts(it.CreatedAt),
-		NextAttemptAt: ts(it.NextAt), ErrorCode: it.Code, Error: it.Error,
+		NextAttemptAt: ts(it.NextAt), ErrorCode: it.Code, Error: it.Error, Kind: it.Kind, Subject: it.Subject,
 	}
 }
 

@@ -171,7 +171,7 @@ func (r *Registry) open(in store.Integration) (Credential, error) {
 
 func (r *Registry) config(in store.Integration, cred Credential) graph.Config {
 	cfg := graph.Config{
-		Cloud: graph.Cloud(in.Cloud), AuthorityHost: in.AuthorityHost, GraphBaseURL: in.GraphBaseURL,
+		Cloud: graph.Cloud(in.Cloud), AuthorityHost: in.AuthorityHost, GraphBaseURL: in.GraphBaseURL, GraphResource: in.GraphResource,
 		TenantID: in.TenantID, ClientID: in.ClientID,
 		ClientSecret: cred.ClientSecret, Certificate: cred.Certificate, CertificatePassword: cred.CertificatePassword,
 		Attribute: in.ExtensionAttribute, CompliantValue: in.CompliantValue, NoncompliantValue: in.NoncompliantValue,

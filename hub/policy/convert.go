@@ -196,6 +196,8 @@ func TeamToProto(t store.Team) *posturev1.Team {
 			MaxAllowedSeverity: t.Settings.MaxAllowedSeverity,
 			ErrorsAsFailures:   t.Settings.ErrorsAsFailures,
 			StaleAfter:         durationOrNil(t.Settings.StaleAfter),
+			RevokeSessions:            t.Settings.RevokeSessions,
+			RevokeSessionsMinSeverity: t.Settings.RevokeSessionsMinSeverity,
 		},
 	}
 }
@@ -209,6 +211,8 @@ func TeamFromProto(t *posturev1.Team) store.Team {
 			ConditionalAccess:  s.GetConditionalAccess(),
 			MaxAllowedSeverity: s.GetMaxAllowedSeverity(),
 			ErrorsAsFailures:   s.GetErrorsAsFailures(),
+			RevokeSessions:            s.GetRevokeSessions(),
+			RevokeSessionsMinSeverity: s.GetRevokeSessionsMinSeverity(),
 		},
 	}
 	if d := s.GetStaleAfter(); d != nil {
@@ -337,6 +341,11 @@ func Validate(policies []store.Policy, teams []store.Team) Errors {
 		case "", "low", "medium", "high":
 		default:
 			add(subj, "invalid max_allowed_severity %q (want low, medium or high)", t.Settings.MaxAllowedSeverity)
+		}
+		switch t.Settings.RevokeSessionsMinSeverity {
+		case "", "low", "medium", "high", "critical":
+		default:
+			add(subj, "invalid revoke_sessions_min_severity %q (want low, medium, high or critical)", t.Settings.RevokeSessionsMinSeverity)
 		}
 		if t.Settings.StaleAfter < 0 {
 			add(subj, "stale_after must not be negative")

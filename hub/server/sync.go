@@ -59,7 +59,15 @@ func (a adminIntegrations) Test(ctx context.Context, id string) (admin.TestRepor
 	if !rep.OK {
 		msg = fmt.Sprint(rep.Problems)
 	}
-	return admin.TestReport{OK: rep.OK, TokenOK: rep.TokenOK, ReadOK: rep.ReadOK, Health: string(rep.Health), Message: msg}, nil
+	if rep.TokenOK {
+		if rep.RevokeSessions {
+			msg += "; User.RevokeSessions.All granted: teams with revoke_sessions can block at once"
+		} else {
+			msg += "; User.RevokeSessions.All not granted: teams with revoke_sessions get no session revocation (grant it only if you use revoke_sessions)"
+		}
+	}
+	return admin.TestReport{OK: rep.OK, TokenOK: rep.TokenOK, ReadOK: rep.ReadOK, Health: string(rep.Health), Message: msg,
+		RevokeSessions: rep.RevokeSessions}, nil
 }
 
 func (a adminIntegrations) Warnings(in store.Integration, now time.Time) []string {

@@ -1230,9 +1230,15 @@ type TeamSettings struct {
 	MaxAllowedSeverity string `protobuf:"bytes,2,opt,name=max_allowed_severity,json=maxAllowedSeverity,proto3" json:"max_allowed_severity,omitempty"`
 	ErrorsAsFailures   bool   `protobuf:"varint,3,opt,name=errors_as_failures,json=errorsAsFailures,proto3" json:"errors_as_failures,omitempty"`
 	// A host silent longer than this is UNKNOWN (default 24h).
-	StaleAfter    *durationpb.Duration `protobuf:"bytes,4,opt,name=stale_after,json=staleAfter,proto3" json:"stale_after,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	StaleAfter *durationpb.Duration `protobuf:"bytes,4,opt,name=stale_after,json=staleAfter,proto3" json:"stale_after,omitempty"`
+	// Block now: a transition to NONCOMPLIANT caused by a policy at or above
+	// revoke_sessions_min_severity also revokes the device user's sign-in
+	// sessions in Entra (the integration's app needs User.RevokeSessions.All).
+	RevokeSessions bool `protobuf:"varint,5,opt,name=revoke_sessions,json=revokeSessions,proto3" json:"revoke_sessions,omitempty"`
+	// low | medium | high | critical ("" = high).
+	RevokeSessionsMinSeverity string `protobuf:"bytes,6,opt,name=revoke_sessions_min_severity,json=revokeSessionsMinSeverity,proto3" json:"revoke_sessions_min_severity,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
 }
 
 func (x *TeamSettings) Reset() {
@@ -1291,6 +1297,20 @@ func (x *TeamSettings) GetStaleAfter() *durationpb.Duration {
 		return x.StaleAfter
 	}
 	return nil
+}
+
+func (x *TeamSettings) GetRevokeSessions() bool {
+	if x != nil {
+		return x.RevokeSessions
+	}
+	return false
+}
+
+func (x *TeamSettings) GetRevokeSessionsMinSeverity() string {
+	if x != nil {
+		return x.RevokeSessionsMinSeverity
+	}
+	return ""
 }
 
 type Team struct {
@@ -2262,9 +2282,13 @@ type Integration struct {
 	HealthMessage   string                 `protobuf:"bytes,21,opt,name=health_message,json=healthMessage,proto3" json:"health_message,omitempty"`
 	HealthCheckedAt *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=health_checked_at,json=healthCheckedAt,proto3" json:"health_checked_at,omitempty"`
 	// Output: e.g. credential expiry at 30/14/7 days.
-	Warnings      []string               `protobuf:"bytes,23,rep,name=warnings,proto3" json:"warnings,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Warnings  []string               `protobuf:"bytes,23,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// custom cloud only: the Graph resource tokens are requested for ("" =
+	// https://graph.microsoft.com), whatever host graph_base_url names (a
+	// proxy or private endpoint).
+	GraphResource string `protobuf:"bytes,26,opt,name=graph_resource,json=graphResource,proto3" json:"graph_resource,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2472,6 +2496,13 @@ func (x *Integration) GetUpdatedAt() *timestamppb.Timestamp {
 		return x.UpdatedAt
 	}
 	return nil
+}
+
+func (x *Integration) GetGraphResource() string {
+	if x != nil {
+		return x.GraphResource
+	}
+	return ""
 }
 
 type ListIntegrationsRequest struct {
@@ -2817,9 +2848,12 @@ type TestIntegrationResponse struct {
 	DeviceReadOk bool                   `protobuf:"varint,3,opt,name=device_read_ok,json=deviceReadOk,proto3" json:"device_read_ok,omitempty"`
 	Health       string                 `protobuf:"bytes,4,opt,name=health,proto3" json:"health,omitempty"`
 	// What is wrong and what to do, in words.
-	Message       string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Message string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	// The app holds User.RevokeSessions.All (needed only by teams with
+	// revoke_sessions).
+	RevokeSessionsPermitted bool `protobuf:"varint,6,opt,name=revoke_sessions_permitted,json=revokeSessionsPermitted,proto3" json:"revoke_sessions_permitted,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *TestIntegrationResponse) Reset() {
@@ -2887,6 +2921,13 @@ func (x *TestIntegrationResponse) GetMessage() string {
 	return ""
 }
 
+func (x *TestIntegrationResponse) GetRevokeSessionsPermitted() bool {
+	if x != nil {
+		return x.RevokeSessionsPermitted
+	}
+	return false
+}
+
 type SyncItem struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -2902,8 +2943,11 @@ type SyncItem struct {
 	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
 	// The sink's error code (e.g. Request_ResourceNotFound, AADSTS7000222).
-	ErrorCode     string `protobuf:"bytes,11,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
-	Error         string `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
+	ErrorCode string `protobuf:"bytes,11,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	Error     string `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
+	// "" (the device attribute) or "revoke_sessions" (of the user subject).
+	Kind          string `protobuf:"bytes,13,opt,name=kind,proto3" json:"kind,omitempty"`
+	Subject       string `protobuf:"bytes,14,opt,name=subject,proto3" json:"subject,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3018,6 +3062,20 @@ func (x *SyncItem) GetErrorCode() string {
 func (x *SyncItem) GetError() string {
 	if x != nil {
 		return x.Error
+	}
+	return ""
+}
+
+func (x *SyncItem) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *SyncItem) GetSubject() string {
+	if x != nil {
+		return x.Subject
 	}
 	return ""
 }
@@ -3933,13 +3991,15 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x14ListPoliciesResponse\x12.\n" +
 	"\bpolicies\x18\x01 \x03(\v2\x12.posture.v1.PolicyR\bpolicies\"\"\n" +
 	"\x10GetPolicyRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xd9\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xc3\x02\n" +
 	"\fTeamSettings\x12-\n" +
 	"\x12conditional_access\x18\x01 \x01(\bR\x11conditionalAccess\x120\n" +
 	"\x14max_allowed_severity\x18\x02 \x01(\tR\x12maxAllowedSeverity\x12,\n" +
 	"\x12errors_as_failures\x18\x03 \x01(\bR\x10errorsAsFailures\x12:\n" +
 	"\vstale_after\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"staleAfter\"P\n" +
+	"staleAfter\x12'\n" +
+	"\x0frevoke_sessions\x18\x05 \x01(\bR\x0erevokeSessions\x12?\n" +
+	"\x1crevoke_sessions_min_severity\x18\x06 \x01(\tR\x19revokeSessionsMinSeverity\"P\n" +
 	"\x04Team\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\bsettings\x18\x02 \x01(\v2\x18.posture.v1.TeamSettingsR\bsettings\"\xca\x01\n" +
@@ -3997,7 +4057,7 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x0fentra_device_id\x18\x02 \x01(\tR\rentraDeviceId\"\x1a\n" +
 	"\x18ListUnmappedHostsRequest\"C\n" +
 	"\x19ListUnmappedHostsResponse\x12&\n" +
-	"\x05hosts\x18\x01 \x03(\v2\x10.posture.v1.HostR\x05hosts\"\xf7\a\n" +
+	"\x05hosts\x18\x01 \x03(\v2\x10.posture.v1.HostR\x05hosts\"\x9e\b\n" +
 	"\vIntegration\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -4027,7 +4087,8 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x19\n" +
+	"updated_at\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12%\n" +
+	"\x0egraph_resource\x18\x1a \x01(\tR\rgraphResource\"\x19\n" +
 	"\x17ListIntegrationsRequest\"W\n" +
 	"\x18ListIntegrationsResponse\x12;\n" +
 	"\fintegrations\x18\x01 \x03(\v2\x17.posture.v1.IntegrationR\fintegrations\"'\n" +
@@ -4041,13 +4102,14 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x1b\n" +
 	"\x19DeleteIntegrationResponse\"(\n" +
 	"\x16TestIntegrationRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x9c\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xd8\x01\n" +
 	"\x17TestIntegrationResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x19\n" +
 	"\btoken_ok\x18\x02 \x01(\bR\atokenOk\x12$\n" +
 	"\x0edevice_read_ok\x18\x03 \x01(\bR\fdeviceReadOk\x12\x16\n" +
 	"\x06health\x18\x04 \x01(\tR\x06health\x12\x18\n" +
-	"\amessage\x18\x05 \x01(\tR\amessage\"\x91\x03\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\x12:\n" +
+	"\x19revoke_sessions_permitted\x18\x06 \x01(\bR\x17revokeSessionsPermitted\"\xbf\x03\n" +
 	"\bSyncItem\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12%\n" +
 	"\x0eintegration_id\x18\x02 \x01(\tR\rintegrationId\x12\x17\n" +
@@ -4063,7 +4125,9 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\v \x01(\tR\terrorCode\x12\x14\n" +
-	"\x05error\x18\f \x01(\tR\x05error\"i\n" +
+	"\x05error\x18\f \x01(\tR\x05error\x12\x12\n" +
+	"\x04kind\x18\r \x01(\tR\x04kind\x12\x18\n" +
+	"\asubject\x18\x0e \x01(\tR\asubject\"i\n" +
 	"\x14ListSyncItemsRequest\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12%\n" +
 	"\x0eintegration_id\x18\x02 \x01(\tR\rintegrationId\x12\x14\n" +

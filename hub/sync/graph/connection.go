@@ -133,6 +133,9 @@ type ConnectionReport struct {
 	Roles []string
 	// ReadOK: Graph answered a device read.
 	ReadOK bool
+	// RevokeSessions: the token carries User.RevokeSessions.All (or a
+	// broader user write role), which session revocation needs.
+	RevokeSessions bool
 	// SampleDeviceID is the device read (empty when the tenant has none).
 	SampleDeviceID string
 	// Problems each say exactly what is missing and how to fix it.
@@ -167,6 +170,7 @@ func (s *Sink) TestConnection(ctx context.Context) ConnectionReport {
 	rep.TokenOK = true
 	if roles, ok := tokenRoles(tok.Token); ok {
 		rep.Roles = roles
+		rep.RevokeSessions = canRevoke(roles)
 		if !slices.Contains(roles, "Device.ReadWrite.All") {
 			rep.Health = HealthPermissionMissing
 			granted := "none"

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	hubsync "github.com/posture-dev/posture/hub/sync"
 	"github.com/posture-dev/posture/hub/sync/graph/standin"
 )
 
@@ -133,5 +134,46 @@ func TestQueryOptionsOnTheWire(t *testing.T) {
 	}
 	if list != 1 {
 		t.Fatalf("device list requests: %d", list)
+	}
+}
+
+// Session revocation goes to POST /users/{upn}/revokeSignInSessions, only
+// with User.RevokeSessions.All in the token; the test connection says
+// whether the permission is there; a missing permission or user is about
+// that change only, not the integration's health.
+func TestRevokeSessions(t *testing.T) {
+	e := newEnv(t, 1)
+	u := e.pair.Graph.AddUser(standin.User{UserPrincipalName: "ada@example.com"})
+	s := e.sink(t, e.config())
+	rev := func(upn string) hubsync.Outcome {
+		t.Helper()
+		out := s.Apply(ctx(t), []hubsync.Change{{DeviceID: devID(1), Desired: hubsync.DesiredNoncompliant, Kind: hubsync.KindRevokeSessions, Subject: upn}})
+		return out[0]
+	}
+	if rep := s.TestConnection(ctx(t)); !rep.OK || rep.RevokeSessions {
+		t.Fatalf("report without the permission: %+v", rep)
+	}
+	if o := rev(u.UserPrincipalName); o.Kind != hubsync.OutcomePermanent || o.Code != "permission_missing" || !strings.Contains(o.Message, "User.RevokeSessions.All") {
+		t.Fatalf("without permission: %+v", o)
+	}
+	if h := s.Health(); h.Health != HealthOK {
+		t.Fatalf("a missing revoke permission changed the integration's health: %+v", h)
+	}
+	e.pair.Entra.SetPermissions(clientID, standin.PermDeviceReadWriteAll, standin.PermUserRevokeSessionsAll)
+	s = e.sink(t, e.config()) // a new token carries the new role
+	if rep := s.TestConnection(ctx(t)); !rep.OK || !rep.RevokeSessions {
+		t.Fatalf("report with the permission: %+v", rep)
+	}
+	if o := rev(u.UserPrincipalName); o.Kind != hubsync.OutcomeOK {
+		t.Fatalf("revoke: %+v", o)
+	}
+	if o := rev("nobody@example.com"); o.Kind != hubsync.OutcomePermanent || o.Code != "user_not_found" {
+		t.Fatalf("unknown user: %+v", o)
+	}
+	if r := e.pair.Graph.Revocations(); len(r) != 1 || r[0].UserID != u.ID {
+		t.Fatalf("revocations %+v", r)
+	}
+	if e.pair.Graph.Stats().Requests == 0 || len(e.pair.Graph.Writes()) != 0 {
+		t.Fatalf("a revocation wrote the device: %+v", e.pair.Graph.Writes())
 	}
 }

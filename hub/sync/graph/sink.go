@@ -700,19 +700,34 @@ func (s *Sink) MaxBatch() int { return MaxBatch }
 // Throttled for a few minutes (the whole tenant waits for an administrator);
 // device not found, bad request, missing permission → Permanent.
 func (s *Sink) Apply(ctx context.Context, changes []hubsync.Change) []hubsync.Outcome {
-	in := make([]change, len(changes))
+	var in []change
+	var attrs []int
 	low := false
 	for i, c := range changes {
-		in[i] = change{DeviceID: c.DeviceID, Compliant: c.Desired == hubsync.DesiredCompliant}
 		low = low || c.LowPriority
+		if c.Kind == hubsync.KindRevokeSessions {
+			continue
+		}
+		attrs = append(attrs, i)
+		in = append(in, change{DeviceID: c.DeviceID, Compliant: c.Desired == hubsync.DesiredCompliant})
 	}
 	if low {
 		ctx = hubsync.WithLowPriority(ctx)
 	}
-	res := s.apply(ctx, in)
-	out := make([]hubsync.Outcome, len(res))
-	for i, o := range res {
-		out[i] = toSyncOutcome(o)
+	out := make([]hubsync.Outcome, len(changes))
+	var res []outcome
+	if len(in) > 0 {
+		res = s.apply(ctx, in)
+		for j, o := range res {
+			out[attrs[j]] = toSyncOutcome(o)
+		}
+	}
+	for i, c := range changes {
+		if c.Kind == hubsync.KindRevokeSessions {
+			o := s.revokeSessions(ctx, c.Subject)
+			out[i] = toSyncOutcome(o)
+			res = append(res, o)
+		}
 	}
 	s.noteHealth(res)
 	return out
