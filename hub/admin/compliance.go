@@ -283,7 +283,7 @@ func integrationFromProto(p *posturev1.Integration) store.Integration {
 		ID: p.GetId(), Name: strings.TrimSpace(p.GetName()), Kind: p.GetKind(), Cloud: p.GetCloud(),
 		AuthorityHost: strings.TrimSpace(p.GetAuthorityHost()), GraphBaseURL: strings.TrimSpace(p.GetGraphBaseUrl()),
 		GraphResource: strings.TrimSpace(p.GetGraphResource()),
-		ExtraCAPEM: p.GetExtraCaPem(), TenantID: strings.TrimSpace(p.GetTenantId()), ClientID: strings.TrimSpace(p.GetClientId()),
+		ExtraCAPEM:    p.GetExtraCaPem(), TenantID: strings.TrimSpace(p.GetTenantId()), ClientID: strings.TrimSpace(p.GetClientId()),
 		ExtensionAttribute: int(p.GetExtensionAttribute()), CompliantValue: p.GetCompliantValue(),
 		NoncompliantValue: p.GetNoncompliantValue(), Teams: p.GetTeams(),
 	}

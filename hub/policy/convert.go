@@ -192,10 +192,10 @@ func TeamToProto(t store.Team) *posturev1.Team {
 	return &posturev1.Team{
 		Name: t.Name,
 		Settings: &posturev1.TeamSettings{
-			ConditionalAccess:  t.Settings.ConditionalAccess,
-			MaxAllowedSeverity: t.Settings.MaxAllowedSeverity,
-			ErrorsAsFailures:   t.Settings.ErrorsAsFailures,
-			StaleAfter:         durationOrNil(t.Settings.StaleAfter),
+			ConditionalAccess:         t.Settings.ConditionalAccess,
+			MaxAllowedSeverity:        t.Settings.MaxAllowedSeverity,
+			ErrorsAsFailures:          t.Settings.ErrorsAsFailures,
+			StaleAfter:                durationOrNil(t.Settings.StaleAfter),
 			RevokeSessions:            t.Settings.RevokeSessions,
 			RevokeSessionsMinSeverity: t.Settings.RevokeSessionsMinSeverity,
 		},
@@ -208,9 +208,9 @@ func TeamFromProto(t *posturev1.Team) store.Team {
 	out := store.Team{
 		Name: t.GetName(),
 		Settings: store.TeamSettings{
-			ConditionalAccess:  s.GetConditionalAccess(),
-			MaxAllowedSeverity: s.GetMaxAllowedSeverity(),
-			ErrorsAsFailures:   s.GetErrorsAsFailures(),
+			ConditionalAccess:         s.GetConditionalAccess(),
+			MaxAllowedSeverity:        s.GetMaxAllowedSeverity(),
+			ErrorsAsFailures:          s.GetErrorsAsFailures(),
 			RevokeSessions:            s.GetRevokeSessions(),
 			RevokeSessionsMinSeverity: s.GetRevokeSessionsMinSeverity(),
 		},
