@@ -74,6 +74,13 @@ func cmdIntegrations(ctx context.Context, args []string, stdout, stderr io.Write
 				fmt.Fprintf(tw, "token\t%s\n", okFailed(r.GetTokenOk()))
 				fmt.Fprintf(tw, "device read\t%s\n", okFailed(r.GetDeviceReadOk()))
 				fmt.Fprintf(tw, "health\t%s\n", orUnchecked(r.GetHealth()))
+				if r.GetTokenOk() {
+					perm := "not granted (needed only by teams with revoke_sessions)"
+					if r.GetRevokeSessionsPermitted() {
+						perm = "granted"
+					}
+					fmt.Fprintf(tw, "User.RevokeSessions.All\t%s\n", perm)
+				}
 				fmt.Fprintf(tw, "message\t%s\n", r.GetMessage())
 				if err := tw.Flush(); err != nil {
 					return err
@@ -121,6 +128,11 @@ func printIntegration(w io.Writer, in *posturev1.Integration) error {
 	if in.GetCloud() == "custom" {
 		fmt.Fprintf(tw, "authority host\t%s\n", in.GetAuthorityHost())
 		fmt.Fprintf(tw, "graph base url\t%s\n", in.GetGraphBaseUrl())
+		res := in.GetGraphResource()
+		if res == "" {
+			res = "https://graph.microsoft.com (default)"
+		}
+		fmt.Fprintf(tw, "graph resource\t%s\n", res)
 		ca := "none"
 		if in.GetExtraCaPem() != "" {
 			ca = "yes (PEM)"
@@ -175,10 +187,10 @@ func integrationWrite(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	var fs *flag.FlagSet
 	var (
-		intName, cloud, authority, graphURL, caFile, tenant, client string
-		secretFile, certFile, certPwFile, secretExpires             string
-		compliantValue, noncompliantValue, teams                    string
-		attribute                                                   int
+		intName, cloud, authority, graphURL, graphResource, caFile, tenant, client string
+		secretFile, certFile, certPwFile, secretExpires                            string
+		compliantValue, noncompliantValue, teams                                   string
+		attribute                                                                  int
 	)
 	extra := func(f *flag.FlagSet) {
 		fs = f
@@ -191,7 +203,10 @@ func integrationWrite(ctx context.Context, args []string, stdout, stderr io.Writ
 		f.StringVar(&intName, "name", "", "a name for the integration")
 		f.StringVar(&cloud, "cloud", "public", "Microsoft cloud: public, usgov (GCC High), usgov-dod, china (21Vianet) or custom")
 		f.StringVar(&authority, "authority-host", "", "custom cloud: Entra authority host (https://…)")
-		f.StringVar(&graphURL, "graph-base-url", "", "custom cloud: Graph base URL (https://…)")
+		f.StringVar(&graphURL, "graph-base-url", "", "custom cloud: Graph base URL (https://…), e.g. an egress proxy or private endpoint")
+		f.StringVar(&graphResource, "graph-resource", "", "custom cloud: the Graph resource tokens are requested for (default https://graph.microsoft.com); "+
+			"change it only when the Graph behind the base URL is a national cloud's (https://graph.microsoft.us, https://dod-graph.microsoft.us, "+
+			"https://microsoftgraph.chinacloudapi.cn) or an air-gapped cloud's, never to the proxy's URL")
 		f.StringVar(&caFile, "extra-ca-file", "", "custom cloud: PEM file of a CA to trust for the authority and Graph")
 		f.StringVar(&tenant, "tenant-id", "", "Entra tenant id")
 		f.StringVar(&client, "client-id", "", "application (client) id of the app registration")
@@ -216,7 +231,7 @@ func integrationWrite(ctx context.Context, args []string, stdout, stderr io.Writ
 			}
 			in = &posturev1.Integration{
 				Id: cur.GetId(), Name: cur.GetName(), Kind: cur.GetKind(), Cloud: cur.GetCloud(), AuthorityHost: cur.GetAuthorityHost(),
-				GraphBaseUrl: cur.GetGraphBaseUrl(), ExtraCaPem: cur.GetExtraCaPem(), TenantId: cur.GetTenantId(), ClientId: cur.GetClientId(),
+				GraphBaseUrl: cur.GetGraphBaseUrl(), GraphResource: cur.GetGraphResource(), ExtraCaPem: cur.GetExtraCaPem(), TenantId: cur.GetTenantId(), ClientId: cur.GetClientId(),
 				SecretExpiresAt: cur.GetSecretExpiresAt(), ExtensionAttribute: cur.GetExtensionAttribute(),
 				CompliantValue: cur.GetCompliantValue(), NoncompliantValue: cur.GetNoncompliantValue(), Teams: cur.GetTeams(),
 			}
@@ -233,11 +248,11 @@ func integrationWrite(ctx context.Context, args []string, stdout, stderr io.Writ
 			}
 		}
 		str := map[string]*string{
-			"name": &in.Name, "cloud": &in.Cloud, "authority-host": &in.AuthorityHost, "graph-base-url": &in.GraphBaseUrl,
+			"name": &in.Name, "cloud": &in.Cloud, "authority-host": &in.AuthorityHost, "graph-base-url": &in.GraphBaseUrl, "graph-resource": &in.GraphResource,
 			"tenant-id": &in.TenantId, "client-id": &in.ClientId, "compliant-value": &in.CompliantValue, "noncompliant-value": &in.NoncompliantValue,
 		}
 		val := map[string]string{
-			"name": intName, "cloud": cloud, "authority-host": authority, "graph-base-url": graphURL,
+			"name": intName, "cloud": cloud, "authority-host": authority, "graph-base-url": graphURL, "graph-resource": graphResource,
 			"tenant-id": tenant, "client-id": client, "compliant-value": compliantValue, "noncompliant-value": noncompliantValue,
 		}
 		for k, p := range str {

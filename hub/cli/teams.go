@@ -27,11 +27,11 @@ func cmdTeams(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 				return firstErr(err, func() error { return printJSON(stdout, resp) })
 			}
 			tw := newTable(stdout)
-			fmt.Fprintln(tw, "NAME\tCONDITIONAL ACCESS\tMAX ALLOWED SEVERITY\tERRORS AS FAILURES\tSTALE AFTER")
+			fmt.Fprintln(tw, "NAME\tCONDITIONAL ACCESS\tMAX ALLOWED SEVERITY\tERRORS AS FAILURES\tSTALE AFTER\tREVOKE SESSIONS")
 			for _, t := range resp.GetTeams() {
 				s := t.GetSettings()
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.GetName(), onOff(s.GetConditionalAccess()),
-					maxSeverity(s.GetMaxAllowedSeverity()), yesNo(s.GetErrorsAsFailures()), staleAfter(s.GetStaleAfter()))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.GetName(), onOff(s.GetConditionalAccess()),
+					maxSeverity(s.GetMaxAllowedSeverity()), yesNo(s.GetErrorsAsFailures()), staleAfter(s.GetStaleAfter()), revokeSessions(s))
 			}
 			return tw.Flush()
 		})
@@ -40,6 +40,18 @@ func cmdTeams(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	fmt.Fprintf(stderr, "teams: unknown subcommand %q\n", verb)
 	return 2
+}
+
+// revokeSessions shows a team's session revocation setting.
+func revokeSessions(s *posturev1.TeamSettings) string {
+	if !s.GetRevokeSessions() {
+		return "off"
+	}
+	min := s.GetRevokeSessionsMinSeverity()
+	if min == "" {
+		min = "high"
+	}
+	return "on (" + min + " and above)"
 }
 
 func onOff(b bool) string {
@@ -68,8 +80,9 @@ func staleAfter(d *durationpb.Duration) string {
 func teamsSet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var fs *flag.FlagSet
 	var ca, errorsAsFailures bool
-	var maxSev string
+	var maxSev, revokeMin string
 	var stale time.Duration
+	var revoke bool
 	extra := func(f *flag.FlagSet) {
 		fs = f
 		withUsage(f, "teams set NAME [flags]\n\nChanges only the settings given; a new team starts with conditional access off.")
@@ -77,6 +90,9 @@ func teamsSet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		f.StringVar(&maxSev, "max-allowed-severity", "", `failures up to this severity are allowed: low, medium, high, or "" (any failure blocks)`)
 		f.BoolVar(&errorsAsFailures, "errors-as-failures", false, "count policy errors as failures")
 		f.DurationVar(&stale, "stale-after", 0, "a host silent longer than this is UNKNOWN (0: the default, 24h)")
+		f.BoolVar(&revoke, "revoke-sessions", false, "block now: on a transition to NONCOMPLIANT caused by a policy at or above --revoke-sessions-min-severity, "+
+			"also revoke the device user's Entra sign-in sessions (the integration's app needs User.RevokeSessions.All)")
+		f.StringVar(&revokeMin, "revoke-sessions-min-severity", "", `lowest policy severity that revokes sessions: low, medium, high or critical ("" = high)`)
 	}
 	args, _ = interspersed(args, extra)
 	return apiCommand(ctx, "teams set", args, stdout, stderr, extra, 1, func(ctx context.Context, c posturev1.AdminServiceClient, cf *clientFlags, pos []string) error {
@@ -93,6 +109,12 @@ func teamsSet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		if stale < 0 {
 			return errors.New("--stale-after must not be negative")
+		}
+		switch sev := strings.ToLower(strings.TrimSpace(revokeMin)); sev {
+		case "", "low", "medium", "high", "critical":
+			revokeMin = sev
+		default:
+			return fmt.Errorf(`--revoke-sessions-min-severity %q: want low, medium, high, critical or "" (high)`, revokeMin)
 		}
 		teams, err := c.ListTeams(ctx, &posturev1.ListTeamsRequest{})
 		if err != nil {
@@ -119,6 +141,12 @@ func teamsSet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if set["errors-as-failures"] {
 			settings.ErrorsAsFailures = errorsAsFailures
 		}
+		if set["revoke-sessions"] {
+			settings.RevokeSessions = revoke
+		}
+		if set["revoke-sessions-min-severity"] {
+			settings.RevokeSessionsMinSeverity = revokeMin
+		}
 		if set["stale-after"] {
 			settings.StaleAfter = nil
 			if stale > 0 {
@@ -130,8 +158,8 @@ func teamsSet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return firstErr(err, func() error { return printJSON(stdout, t) })
 		}
 		s := t.GetSettings()
-		fmt.Fprintf(stdout, "team %s: conditional access %s, max allowed severity %s, errors as failures %s, stale after %s\n", t.GetName(),
-			onOff(s.GetConditionalAccess()), maxSeverity(s.GetMaxAllowedSeverity()), yesNo(s.GetErrorsAsFailures()), staleAfter(s.GetStaleAfter()))
+		fmt.Fprintf(stdout, "team %s: conditional access %s, max allowed severity %s, errors as failures %s, stale after %s, revoke sessions %s\n", t.GetName(),
+			onOff(s.GetConditionalAccess()), maxSeverity(s.GetMaxAllowedSeverity()), yesNo(s.GetErrorsAsFailures()), staleAfter(s.GetStaleAfter()), revokeSessions(s))
 		return nil
 	})
 }
