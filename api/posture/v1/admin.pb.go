@@ -1234,9 +1234,9 @@ type TeamSettings struct {
 	// Block now: a transition to NONCOMPLIANT caused by a policy at or above
 	// revoke_sessions_min_severity also revokes the device user's sign-in
 	// sessions in Entra (the integration's app needs User.RevokeSessions.All).
-	RevokeSessions bool `protobuf:"varint,5,opt,name=revoke_sessions,json=revokeSessions,proto3" json:"revoke_sessions,omitempty"`
+	RevokeSessions bool `protobuf:"varint,20,opt,name=revoke_sessions,json=revokeSessions,proto3" json:"revoke_sessions,omitempty"`
 	// low | medium | high | critical ("" = high).
-	RevokeSessionsMinSeverity string `protobuf:"bytes,6,opt,name=revoke_sessions_min_severity,json=revokeSessionsMinSeverity,proto3" json:"revoke_sessions_min_severity,omitempty"`
+	RevokeSessionsMinSeverity string `protobuf:"bytes,21,opt,name=revoke_sessions_min_severity,json=revokeSessionsMinSeverity,proto3" json:"revoke_sessions_min_severity,omitempty"`
 	unknownFields             protoimpl.UnknownFields
 	sizeCache                 protoimpl.SizeCache
 }
@@ -2288,7 +2288,7 @@ type Integration struct {
 	// custom cloud only: the Graph resource tokens are requested for ("" =
 	// https://graph.microsoft.com), whatever host graph_base_url names (a
 	// proxy or private endpoint).
-	GraphResource string `protobuf:"bytes,26,opt,name=graph_resource,json=graphResource,proto3" json:"graph_resource,omitempty"`
+	GraphResource string `protobuf:"bytes,40,opt,name=graph_resource,json=graphResource,proto3" json:"graph_resource,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3998,8 +3998,8 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x12errors_as_failures\x18\x03 \x01(\bR\x10errorsAsFailures\x12:\n" +
 	"\vstale_after\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"staleAfter\x12'\n" +
-	"\x0frevoke_sessions\x18\x05 \x01(\bR\x0erevokeSessions\x12?\n" +
-	"\x1crevoke_sessions_min_severity\x18\x06 \x01(\tR\x19revokeSessionsMinSeverity\"P\n" +
+	"\x0frevoke_sessions\x18\x14 \x01(\bR\x0erevokeSessions\x12?\n" +
+	"\x1crevoke_sessions_min_severity\x18\x15 \x01(\tR\x19revokeSessionsMinSeverity\"P\n" +
 	"\x04Team\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\bsettings\x18\x02 \x01(\v2\x18.posture.v1.TeamSettingsR\bsettings\"\xca\x01\n" +
@@ -4088,7 +4088,7 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"created_at\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"updated_at\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12%\n" +
-	"\x0egraph_resource\x18\x1a \x01(\tR\rgraphResource\"\x19\n" +
+	"\x0egraph_resource\x18( \x01(\tR\rgraphResource\"\x19\n" +
 	"\x17ListIntegrationsRequest\"W\n" +
 	"\x18ListIntegrationsResponse\x12;\n" +
 	"\fintegrations\x18\x01 \x03(\v2\x17.posture.v1.IntegrationR\fintegrations\"'\n" +
