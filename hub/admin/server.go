@@ -193,6 +193,15 @@ func (s *Server) hostProto(ctx context.Context, h store.Host, names map[string]s
 	if h.RevokedAt != nil {
 		ph.RevokedAt = ts(*h.RevokedAt)
 	}
+	if withResults {
+		switch c, err := s.cfg.Store.GetDeviceCheck(ctx, h.ID); {
+		case err == nil:
+			ph.EntraCheck = &posturev1.EntraDeviceCheck{IntegrationId: c.IntegrationID, DisplayName: c.DisplayName,
+				OperatingSystem: c.OperatingSystem, Mismatch: c.Mismatch, CheckedAt: ts(c.CheckedAt)}
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, storeErr("device check", err)
+		}
+	}
 	rs, err := s.cfg.Store.LatestResults(ctx, h.ID)
 	if err != nil {
 		return nil, storeErr("results", err)

@@ -350,3 +350,39 @@ func TestEntraRevokeSessionsOncePerTransition(t *testing.T) {
 		t.Fatalf("dead letters: %v %v", items, err)
 	}
 }
+
+// Reconcile's read-back checks Graph's display name and operating system
+// against the host's facts; a host speaking for a device that is not
+// itself is flagged where `hosts get` shows it.
+func TestEntraDeviceCheckFlagsMismatch(t *testing.T) {
+	const own, other = "bbbbbbbb-0000-4000-8000-000000000001", "bbbbbbbb-0000-4000-8000-000000000002"
+	e := newEntraEnv(t)
+	e.pair.Graph.AddDevice(standin.Device{ID: "obj-1", DeviceID: own, DisplayName: "MAC-A", OperatingSystem: "MacMDM"})
+	e.pair.Graph.AddDevice(standin.Device{ID: "obj-2", DeviceID: other, DisplayName: "DESKTOP-9Q", OperatingSystem: "Windows"})
+	e.integration(graphIntegration(e.pair))
+	a := e.host("mac-a", own, "ada@example.com")
+	b := e.host("mac-b", other, "bob@example.com") // claims a Windows PC
+	for _, ag := range []*simAgent{a, b} {
+		e.send(ag, posturev1.ResultStatus_RESULT_STATUS_PASS)
+	}
+	e.waitAttr(own, "Compliant", 30*time.Second)
+	e.waitAttr(other, "Compliant", 30*time.Second)
+	if _, err := e.hub.ReconcileNow(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	ha, err := e.adminc.GetHost(e.actx, &posturev1.GetHostRequest{Id: a.HostID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := ha.GetEntraCheck(); c == nil || c.GetMismatch() != "" || c.GetDisplayName() != "MAC-A" {
+		t.Fatalf("matching host: %v", c)
+	}
+	hb, err := e.adminc.GetHost(e.actx, &posturev1.GetHostRequest{Id: b.HostID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := hb.GetEntraCheck()
+	if c == nil || !strings.Contains(c.GetMismatch(), `"DESKTOP-9Q"`) || !strings.Contains(c.GetMismatch(), `"Windows"`) {
+		t.Fatalf("mismatching host: %v", c)
+	}
+}

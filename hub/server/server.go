@@ -179,7 +179,7 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	h.Integrations.OnRebuild(h.Worker.Resume)
 	if h.reconciler, err = hubsync.NewReconciler(hubsync.ReconcilerConfig{
 		Devices: st, Outbox: st, Sinks: h.Integrations.Sink, Logger: h.log.With("component", "reconcile"),
-		Interval: cfg.ReconcileInterval, OnEnqueue: h.Worker.Notify,
+		Interval: cfg.ReconcileInterval, OnEnqueue: h.Worker.Notify, OnDeviceInfo: h.checkDevice,
 	}); err != nil {
 		return nil, err
 	}

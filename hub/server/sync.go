@@ -82,3 +82,21 @@ func (h *Hub) resumeIntegration(ctx context.Context, id string) (int, error) {
 	h.Worker.Resume(id) // after the rows are due, so the woken round finds them
 	return n, err
 }
+
+// checkDevice records what Graph said about a host's device, and what of it
+// disagrees with the host's facts, where `hosts get` shows it.
+func (h *Hub) checkDevice(ctx context.Context, d hubsync.DeviceState, info hubsync.DeviceInfo) {
+	host, err := h.Store.GetHost(ctx, d.HostID)
+	if err != nil {
+		return // deleted meanwhile
+	}
+	mismatch := integrations.DeviceMismatch(host, info)
+	if mismatch != "" {
+		h.log.Warn("Entra device disagrees with its host", "host", host.ID, "device", d.Key.DeviceID, "mismatch", mismatch)
+	}
+	if err := h.Store.SaveDeviceCheck(ctx, store.DeviceCheck{HostID: host.ID, IntegrationID: d.Key.IntegrationID,
+		DeviceID: d.Key.DeviceID, DisplayName: info.DisplayName, OperatingSystem: info.OperatingSystem,
+		Mismatch: mismatch, CheckedAt: time.Now()}); err != nil {
+		h.log.Warn("save device check", "host", host.ID, "err", err)
+	}
+}

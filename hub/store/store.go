@@ -325,6 +325,7 @@ type Store interface {
 	Integrations
 	Facts
 	SyncItems
+	DeviceChecks
 	Ping(ctx context.Context) error
 	Close() error
 }

@@ -127,6 +127,27 @@ type Integrations interface {
 	SetIntegrationHealth(ctx context.Context, id, health, message string, at time.Time) error
 }
 
+// DeviceCheck is what Graph said about a host's Entra device when
+// reconcile last read it, and how that disagrees with the host's facts.
+type DeviceCheck struct {
+	HostID          string
+	IntegrationID   string
+	DeviceID        string
+	DisplayName     string
+	OperatingSystem string
+	// Mismatch says what disagrees ("" = the device matches the host).
+	Mismatch  string
+	CheckedAt time.Time
+}
+
+// DeviceChecks keeps the latest device check per host.
+type DeviceChecks interface {
+	// SaveDeviceCheck replaces the host's check (it goes with the host).
+	SaveDeviceCheck(ctx context.Context, c DeviceCheck) error
+	// GetDeviceCheck returns ErrNotFound for a host never checked.
+	GetDeviceCheck(ctx context.Context, hostID string) (DeviceCheck, error)
+}
+
 // FactQuery finds a host fact such as "entra_device_id".
 type FactQuery struct {
 	Name     string

@@ -127,6 +127,20 @@ type Reader interface {
 	Read(ctx context.Context, deviceIDs []string) (map[string]string, error)
 }
 
+// DeviceInfo is what a sink's directory says about a device besides the
+// state it holds, for checking it against the host's own facts.
+type DeviceInfo struct {
+	DisplayName     string
+	OperatingSystem string
+}
+
+// InfoReader is optionally implemented by a Reader that learns device
+// facts while reading: DeviceInfo returns what the last Read saw of a
+// device (and forgets it).
+type InfoReader interface {
+	DeviceInfo(deviceID string) (DeviceInfo, bool)
+}
+
 // SinkResolver returns the sink for an integration. It returns an error
 // wrapping ErrUnknownIntegration when the integration no longer exists
 // (its rows are dead-lettered); other errors are retried with backoff.

@@ -158,3 +158,13 @@ func pruneChunk(ctx context.Context, tx *sqlx.Tx, cut time.Time, limit int) (can
 	}
 	return len(rows), int(n), nil
 }
+
+// SaveDeviceCheck replaces a host's device check.
+func (s *Store) SaveDeviceCheck(ctx context.Context, c store.DeviceCheck) error {
+	return s.shared().SaveDeviceCheck(ctx, c)
+}
+
+// GetDeviceCheck returns a host's device check (ErrNotFound if none).
+func (s *Store) GetDeviceCheck(ctx context.Context, hostID string) (store.DeviceCheck, error) {
+	return s.shared().GetDeviceCheck(ctx, hostID)
+}

@@ -80,3 +80,13 @@ func (s *Store) PruneSyncItems(ctx context.Context, before time.Time) (int, erro
 		}
 	}
 }
+
+// SaveDeviceCheck replaces a host's device check.
+func (s *Store) SaveDeviceCheck(ctx context.Context, c store.DeviceCheck) error {
+	return s.shared().SaveDeviceCheck(ctx, c)
+}
+
+// GetDeviceCheck returns a host's device check (ErrNotFound if none).
+func (s *Store) GetDeviceCheck(ctx context.Context, hostID string) (store.DeviceCheck, error) {
+	return s.shared().GetDeviceCheck(ctx, hostID)
+}

@@ -29,6 +29,7 @@ var syncTests = []suiteTest{
 	{"SyncItems/Prune", testPruneSyncItems},
 	{"SyncItems/ResumeIntegration", testResumeSyncItems},
 	{"SyncItems/RevokeSessionsKind", testRevokeSessionsKind},
+	{"DeviceChecks/SaveGetDelete", testDeviceChecks},
 }
 
 func orow(integ, dev, desired string, created time.Time) store.OutboxRow {
@@ -808,4 +809,23 @@ func testRevokeSessionsKind(t *testing.T, s store.Store) {
 	bad = rev
 	bad.Kind = "wipe_device"
 	wantErr(t, s.SaveVerdict(ctx(t), verdict(h.ID, "NONCOMPLIANT", nil), 1, []store.OutboxRow{bad}), store.ErrInvalid)
+}
+
+// testDeviceChecks: one check per host, replaced on save, gone with the host.
+func testDeviceChecks(t *testing.T, s store.Store) {
+	h := enroll(t, s, "ada", "")
+	_, err := s.GetDeviceCheck(ctx(t), h.ID)
+	wantErr(t, err, store.ErrNotFound)
+	c := store.DeviceCheck{HostID: h.ID, IntegrationID: "A", DeviceID: "d1", DisplayName: "WIN-7", OperatingSystem: "Windows",
+		Mismatch: "Graph names the device WIN-7", CheckedAt: at(time.Second)}
+	noErr(t, s.SaveDeviceCheck(ctx(t), c))
+	c.Mismatch, c.CheckedAt = "", at(2*time.Second)
+	noErr(t, s.SaveDeviceCheck(ctx(t), c))
+	got := must(s.GetDeviceCheck(ctx(t), h.ID))(t)
+	c.CheckedAt = micro(c.CheckedAt)
+	eq(t, "device check", got, c)
+	wantErr(t, s.SaveDeviceCheck(ctx(t), store.DeviceCheck{HostID: h.ID}), store.ErrInvalid)
+	noErr(t, s.DeleteHost(ctx(t), h.ID))
+	_, err = s.GetDeviceCheck(ctx(t), h.ID)
+	wantErr(t, err, store.ErrNotFound)
 }

@@ -94,8 +94,9 @@ type Sink struct {
 	credKind string // "client secret" or "certificate"
 
 	hmu         gosync.Mutex
-	credExpires time.Time         // guarded: RefreshSecretExpiry updates it
-	osCache     map[string]string // deviceId → operatingSystem, for WindowsMDM
+	credExpires time.Time                     // guarded: RefreshSecretExpiry updates it
+	osCache     map[string]string             // deviceId → operatingSystem, for WindowsMDM
+	info        map[string]hubsync.DeviceInfo // seen by Read, until DeviceInfo takes it
 	health      HealthStatus
 }
 
@@ -609,8 +610,9 @@ func (s *Sink) Read(ctx context.Context, deviceIDs []string) (map[string]string,
 		reqs := make([]*abstractions.RequestInformation, len(chunk))
 		for j, id := range chunk {
 			ri, err := s.deviceBuilder(id).ToGetRequestInformation(ctx, &deviceswithdeviceid.DevicesWithDeviceIdRequestBuilderGetRequestConfiguration{
-				Headers:         s.headers(ctx),
-				QueryParameters: &deviceswithdeviceid.DevicesWithDeviceIdRequestBuilderGetQueryParameters{Select: []string{"id", "deviceId", "extensionAttributes"}},
+				Headers: s.headers(ctx),
+				QueryParameters: &deviceswithdeviceid.DevicesWithDeviceIdRequestBuilderGetQueryParameters{
+					Select: []string{"id", "deviceId", "extensionAttributes", "displayName", "operatingSystem"}},
 			})
 			if err != nil {
 				errs = append(errs, fmt.Errorf("graph: read %s: %w", id, err))
@@ -635,6 +637,12 @@ func (s *Sink) Read(ctx context.Context, deviceIDs []string) (map[string]string,
 			switch {
 			case r.status == http.StatusOK:
 				got[id] = s.desiredFrom(attributeFrom(r.body, attr))
+				s.hmu.Lock()
+				if s.info == nil {
+					s.info = map[string]hubsync.DeviceInfo{}
+				}
+				s.info[id] = hubsync.DeviceInfo{DisplayName: str(r.body["displayName"]), OperatingSystem: str(r.body["operatingSystem"])}
+				s.hmu.Unlock()
 			case r.status == http.StatusNotFound:
 				// absent: the caller sees the device is gone
 			default:
@@ -651,6 +659,16 @@ func (s *Sink) Read(ctx context.Context, deviceIDs []string) (map[string]string,
 		s.setHealth(HealthOK, "", "")
 	}
 	return got, errors.Join(errs...)
+}
+
+// DeviceInfo implements hub/sync's InfoReader: the display name and
+// operating system Graph gave for a device in the last Read.
+func (s *Sink) DeviceInfo(deviceID string) (hubsync.DeviceInfo, bool) {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	in, ok := s.info[deviceID]
+	delete(s.info, deviceID)
+	return in, ok
 }
 
 func attributeFrom(body map[string]any, attr string) string {

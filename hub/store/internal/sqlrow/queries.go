@@ -272,6 +272,43 @@ func (db DB) ListSyncItems(ctx context.Context, state, integrationID string, lim
 	return Items(rows), nil
 }
 
+// SaveDeviceCheck replaces a host's device check.
+func (db DB) SaveDeviceCheck(ctx context.Context, c store.DeviceCheck) error {
+	if c.HostID == "" || c.CheckedAt.IsZero() {
+		return fmt.Errorf("save device check: host and time are required: %w", store.ErrInvalid)
+	}
+	_, err := db.W.ExecContext(ctx, `INSERT INTO entra_device_checks (host_id, integration_id, device_id, display_name,
+		operating_system, mismatch, checked_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (host_id) DO UPDATE SET integration_id = excluded.integration_id, device_id = excluded.device_id,
+			display_name = excluded.display_name, operating_system = excluded.operating_system,
+			mismatch = excluded.mismatch, checked_at = excluded.checked_at`,
+		c.HostID, c.IntegrationID, c.DeviceID, c.DisplayName, c.OperatingSystem, c.Mismatch, db.Dialect.Time(store.StoredTime(c.CheckedAt)))
+	if err != nil {
+		return fmt.Errorf("save device check of host %q: %w", c.HostID, db.MapErr(err))
+	}
+	return nil
+}
+
+// GetDeviceCheck returns a host's device check.
+func (db DB) GetDeviceCheck(ctx context.Context, hostID string) (store.DeviceCheck, error) {
+	var row struct {
+		HostID          string `db:"host_id"`
+		IntegrationID   string `db:"integration_id"`
+		DeviceID        string `db:"device_id"`
+		DisplayName     string `db:"display_name"`
+		OperatingSystem string `db:"operating_system"`
+		Mismatch        string `db:"mismatch"`
+		CheckedAt       Time   `db:"checked_at"`
+	}
+	if err := db.R.GetContext(ctx, &row, `SELECT host_id, integration_id, device_id, display_name, operating_system,
+		mismatch, checked_at FROM entra_device_checks WHERE host_id = $1`, hostID); err != nil {
+		return store.DeviceCheck{}, db.notFound(err, "device check of host", hostID)
+	}
+	return store.DeviceCheck{HostID: row.HostID, IntegrationID: row.IntegrationID, DeviceID: row.DeviceID,
+		DisplayName: row.DisplayName, OperatingSystem: row.OperatingSystem, Mismatch: row.Mismatch,
+		CheckedAt: row.CheckedAt.T()}, nil
+}
+
 // ResumeSyncItems makes the pending rows of an integration that wait past
 // now due at now, keeping attempts and the last error.
 func (db DB) ResumeSyncItems(ctx context.Context, integrationID string, now time.Time) (int, error) {
