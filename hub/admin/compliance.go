@@ -415,6 +415,21 @@ func (s *Server) TestIntegration(ctx context.Context, req *posturev1.TestIntegra
 		Message: rep.Message, RevokeSessionsPermitted: rep.RevokeSessions}, nil
 }
 
+func (s *Server) ResumeIntegration(ctx context.Context, req *posturev1.ResumeIntegrationRequest) (*posturev1.ResumeIntegrationResponse, error) {
+	if _, err := s.cfg.Store.GetIntegration(ctx, req.GetId()); err != nil {
+		return nil, storeErr("integration "+req.GetId(), err)
+	}
+	if s.cfg.SyncResume == nil {
+		return nil, status.Error(codes.Unimplemented, "sync is not running on this hub")
+	}
+	n, err := s.cfg.SyncResume(ctx, req.GetId())
+	if err != nil {
+		return nil, storeErr("resume integration "+req.GetId(), err)
+	}
+	s.audit(ctx, "integration resumed", "id", req.GetId(), "requeued", n)
+	return &posturev1.ResumeIntegrationResponse{Requeued: int32(n)}, nil
+}
+
 // resume ends an integration's pause and makes the rows it held back due.
 func (s *Server) resume(ctx context.Context, integrationID string) {
 	if s.cfg.SyncResume == nil {

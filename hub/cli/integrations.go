@@ -16,7 +16,7 @@ import (
 )
 
 func cmdIntegrations(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	verb, rest, ok := subcommand(args, stderr, "list, get, create, update, delete, test")
+	verb, rest, ok := subcommand(args, stderr, "list, get, create, update, delete, test, resume")
 	if !ok {
 		return 2
 	}
@@ -55,6 +55,16 @@ func cmdIntegrations(ctx context.Context, args []string, stdout, stderr io.Write
 				return err
 			}
 			fmt.Fprintf(stdout, "deleted integration %s\n", pos[0])
+			return nil
+		})
+	case "resume":
+		rest, _ = interspersed(rest, nil)
+		return apiCommand(ctx, "integrations resume", rest, stdout, stderr, nil, 1, func(ctx context.Context, c posturev1.AdminServiceClient, cf *clientFlags, pos []string) error {
+			r, err := c.ResumeIntegration(ctx, &posturev1.ResumeIntegrationRequest{Id: pos[0]})
+			if err != nil || cf.json {
+				return firstErr(err, func() error { return printJSON(stdout, r) })
+			}
+			fmt.Fprintf(stdout, "integration %s resumed: %d held-back writes due now\n", pos[0], r.GetRequeued())
 			return nil
 		})
 	case "test":

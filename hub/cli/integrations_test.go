@@ -170,6 +170,12 @@ func TestCLIIntegrationsAndSync(t *testing.T) {
 	if errs := c.fails(t, "sync", "retry", "999999"); !strings.Contains(errs, "NotFound") {
 		t.Fatalf("retry unknown item: %q", errs)
 	}
+	if out := c.ok(t, "integrations", "resume", id); !strings.Contains(out, "resumed: 0 held-back writes") {
+		t.Fatalf("resume: %q", out)
+	}
+	if errs := c.fails(t, "integrations", "resume", "nope"); !strings.Contains(errs, "NotFound") {
+		t.Fatalf("resume unknown integration: %q", errs)
+	}
 }
 
 // appCert makes an app registration's certificate: a PEM file with the

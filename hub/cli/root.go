@@ -33,7 +33,7 @@ var commands = map[string]command{
 	"policies":      {"policies: lint DIR, apply DIR [--dry-run] [--prune], list", cmdPolicies},
 	"teams":         {"team settings: list, set NAME [--conditional-access] [--max-allowed-severity] ...", cmdTeams},
 	"exemptions":    {"exemptions: list [--host], create --host --reason --expires|--until, delete", cmdExemptions},
-	"integrations":  {"Entra integrations: list, get, create, update, delete, test", cmdIntegrations},
+	"integrations":  {"Entra integrations: list, get, create, update, delete, test, resume", cmdIntegrations},
 	"sync":          {"sync outbox: list [--state pending|dead|done], retry ID (a dead item, or a pending one now)", cmdSync},
 	"version":       {"print the version", func(_ context.Context, _ []string, out, _ io.Writer) int { fmt.Fprintln(out, Version); return 0 }},
 }

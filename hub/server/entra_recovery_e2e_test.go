@@ -386,3 +386,25 @@ func TestEntraDeviceCheckFlagsMismatch(t *testing.T) {
 		t.Fatalf("mismatching host: %v", c)
 	}
 }
+
+// When the fix is made in Entra alone (the secret's expiry extended, consent
+// granted), `integrations resume` ends the pause at once.
+func TestEntraResumeAfterFixInEntra(t *testing.T) {
+	e := newEntraEnv(t, devA)
+	in := e.integration(graphIntegration(e.pair))
+	e.pair.Entra.RegisterApp(standin.App{ClientID: testClientID, Permissions: []string{"Device.ReadWrite.All"},
+		Secrets: []standin.Secret{{Value: testSecret, Expires: time.Now().Add(-time.Minute)}}})
+	a := e.host("mac-a", devA, "ada@example.com")
+	e.send(a, posturev1.ResultStatus_RESULT_STATUS_FAIL)
+	eventually(t, "health secret_expired", 30*time.Second, func() (bool, string) {
+		st := e.integrationState(in.GetId())
+		return st.GetHealth() == "secret_expired", st.GetHealth()
+	})
+	e.pair.Entra.RegisterApp(standin.App{ClientID: testClientID, Permissions: []string{"Device.ReadWrite.All"},
+		Secrets: []standin.Secret{{Value: testSecret}}})
+	r, err := e.adminc.ResumeIntegration(e.actx, &posturev1.ResumeIntegrationRequest{Id: in.GetId()})
+	if err != nil || r.GetRequeued() != 1 {
+		t.Fatalf("resume: %v %v", r, err)
+	}
+	e.waitAttr(devA, "Non-compliant", 30*time.Second)
+}

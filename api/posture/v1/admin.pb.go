@@ -2929,6 +2929,95 @@ func (x *TestIntegrationRequest) GetId() string {
 	return ""
 }
 
+type ResumeIntegrationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeIntegrationRequest) Reset() {
+	*x = ResumeIntegrationRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeIntegrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeIntegrationRequest) ProtoMessage() {}
+
+func (x *ResumeIntegrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeIntegrationRequest.ProtoReflect.Descriptor instead.
+func (*ResumeIntegrationRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ResumeIntegrationRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type ResumeIntegrationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Held-back writes made due now.
+	Requeued      int32 `protobuf:"varint,1,opt,name=requeued,proto3" json:"requeued,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeIntegrationResponse) Reset() {
+	*x = ResumeIntegrationResponse{}
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeIntegrationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeIntegrationResponse) ProtoMessage() {}
+
+func (x *ResumeIntegrationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeIntegrationResponse.ProtoReflect.Descriptor instead.
+func (*ResumeIntegrationResponse) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ResumeIntegrationResponse) GetRequeued() int32 {
+	if x != nil {
+		return x.Requeued
+	}
+	return 0
+}
+
 type TestIntegrationResponse struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	Ok           bool                   `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
@@ -2946,7 +3035,7 @@ type TestIntegrationResponse struct {
 
 func (x *TestIntegrationResponse) Reset() {
 	*x = TestIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2958,7 +3047,7 @@ func (x *TestIntegrationResponse) String() string {
 func (*TestIntegrationResponse) ProtoMessage() {}
 
 func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2971,7 +3060,7 @@ func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*TestIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *TestIntegrationResponse) GetOk() bool {
@@ -3042,7 +3131,7 @@ type SyncItem struct {
 
 func (x *SyncItem) Reset() {
 	*x = SyncItem{}
-	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3054,7 +3143,7 @@ func (x *SyncItem) String() string {
 func (*SyncItem) ProtoMessage() {}
 
 func (x *SyncItem) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3067,7 +3156,7 @@ func (x *SyncItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncItem.ProtoReflect.Descriptor instead.
 func (*SyncItem) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SyncItem) GetId() int64 {
@@ -3180,7 +3269,7 @@ type ListSyncItemsRequest struct {
 
 func (x *ListSyncItemsRequest) Reset() {
 	*x = ListSyncItemsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3192,7 +3281,7 @@ func (x *ListSyncItemsRequest) String() string {
 func (*ListSyncItemsRequest) ProtoMessage() {}
 
 func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3205,7 +3294,7 @@ func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsRequest.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListSyncItemsRequest) GetState() string {
@@ -3238,7 +3327,7 @@ type ListSyncItemsResponse struct {
 
 func (x *ListSyncItemsResponse) Reset() {
 	*x = ListSyncItemsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3250,7 +3339,7 @@ func (x *ListSyncItemsResponse) String() string {
 func (*ListSyncItemsResponse) ProtoMessage() {}
 
 func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3263,7 +3352,7 @@ func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsResponse.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListSyncItemsResponse) GetItems() []*SyncItem {
@@ -3282,7 +3371,7 @@ type RetrySyncItemRequest struct {
 
 func (x *RetrySyncItemRequest) Reset() {
 	*x = RetrySyncItemRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3294,7 +3383,7 @@ func (x *RetrySyncItemRequest) String() string {
 func (*RetrySyncItemRequest) ProtoMessage() {}
 
 func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3307,7 +3396,7 @@ func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetrySyncItemRequest.ProtoReflect.Descriptor instead.
 func (*RetrySyncItemRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RetrySyncItemRequest) GetId() int64 {
@@ -3332,7 +3421,7 @@ type EnrollSecret struct {
 
 func (x *EnrollSecret) Reset() {
 	*x = EnrollSecret{}
-	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3344,7 +3433,7 @@ func (x *EnrollSecret) String() string {
 func (*EnrollSecret) ProtoMessage() {}
 
 func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3357,7 +3446,7 @@ func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollSecret.ProtoReflect.Descriptor instead.
 func (*EnrollSecret) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *EnrollSecret) GetId() string {
@@ -3417,7 +3506,7 @@ type ListEnrollSecretsRequest struct {
 
 func (x *ListEnrollSecretsRequest) Reset() {
 	*x = ListEnrollSecretsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3429,7 +3518,7 @@ func (x *ListEnrollSecretsRequest) String() string {
 func (*ListEnrollSecretsRequest) ProtoMessage() {}
 
 func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3442,7 +3531,7 @@ func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 type ListEnrollSecretsResponse struct {
@@ -3454,7 +3543,7 @@ type ListEnrollSecretsResponse struct {
 
 func (x *ListEnrollSecretsResponse) Reset() {
 	*x = ListEnrollSecretsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3466,7 +3555,7 @@ func (x *ListEnrollSecretsResponse) String() string {
 func (*ListEnrollSecretsResponse) ProtoMessage() {}
 
 func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3479,7 +3568,7 @@ func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListEnrollSecretsResponse) GetEnrollSecrets() []*EnrollSecret {
@@ -3500,7 +3589,7 @@ type CreateEnrollSecretRequest struct {
 
 func (x *CreateEnrollSecretRequest) Reset() {
 	*x = CreateEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3512,7 +3601,7 @@ func (x *CreateEnrollSecretRequest) String() string {
 func (*CreateEnrollSecretRequest) ProtoMessage() {}
 
 func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3525,7 +3614,7 @@ func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *CreateEnrollSecretRequest) GetTeam() string {
@@ -3560,7 +3649,7 @@ type CreateEnrollSecretResponse struct {
 
 func (x *CreateEnrollSecretResponse) Reset() {
 	*x = CreateEnrollSecretResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3572,7 +3661,7 @@ func (x *CreateEnrollSecretResponse) String() string {
 func (*CreateEnrollSecretResponse) ProtoMessage() {}
 
 func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3585,7 +3674,7 @@ func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *CreateEnrollSecretResponse) GetSecret() string {
@@ -3611,7 +3700,7 @@ type RevokeEnrollSecretRequest struct {
 
 func (x *RevokeEnrollSecretRequest) Reset() {
 	*x = RevokeEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3623,7 +3712,7 @@ func (x *RevokeEnrollSecretRequest) String() string {
 func (*RevokeEnrollSecretRequest) ProtoMessage() {}
 
 func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3636,7 +3725,7 @@ func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*RevokeEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RevokeEnrollSecretRequest) GetId() string {
@@ -3662,7 +3751,7 @@ type ApiToken struct {
 
 func (x *ApiToken) Reset() {
 	*x = ApiToken{}
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3674,7 +3763,7 @@ func (x *ApiToken) String() string {
 func (*ApiToken) ProtoMessage() {}
 
 func (x *ApiToken) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3687,7 +3776,7 @@ func (x *ApiToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiToken.ProtoReflect.Descriptor instead.
 func (*ApiToken) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ApiToken) GetId() string {
@@ -3747,7 +3836,7 @@ type ListApiTokensRequest struct {
 
 func (x *ListApiTokensRequest) Reset() {
 	*x = ListApiTokensRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3759,7 +3848,7 @@ func (x *ListApiTokensRequest) String() string {
 func (*ListApiTokensRequest) ProtoMessage() {}
 
 func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3772,7 +3861,7 @@ func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListApiTokensRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
 type ListApiTokensResponse struct {
@@ -3784,7 +3873,7 @@ type ListApiTokensResponse struct {
 
 func (x *ListApiTokensResponse) Reset() {
 	*x = ListApiTokensResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3796,7 +3885,7 @@ func (x *ListApiTokensResponse) String() string {
 func (*ListApiTokensResponse) ProtoMessage() {}
 
 func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3809,7 +3898,7 @@ func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListApiTokensResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListApiTokensResponse) GetApiTokens() []*ApiToken {
@@ -3830,7 +3919,7 @@ type CreateApiTokenRequest struct {
 
 func (x *CreateApiTokenRequest) Reset() {
 	*x = CreateApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3842,7 +3931,7 @@ func (x *CreateApiTokenRequest) String() string {
 func (*CreateApiTokenRequest) ProtoMessage() {}
 
 func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3855,7 +3944,7 @@ func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *CreateApiTokenRequest) GetName() string {
@@ -3890,7 +3979,7 @@ type CreateApiTokenResponse struct {
 
 func (x *CreateApiTokenResponse) Reset() {
 	*x = CreateApiTokenResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3902,7 +3991,7 @@ func (x *CreateApiTokenResponse) String() string {
 func (*CreateApiTokenResponse) ProtoMessage() {}
 
 func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3915,7 +4004,7 @@ func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CreateApiTokenResponse) GetToken() string {
@@ -3941,7 +4030,7 @@ type RevokeApiTokenRequest struct {
 
 func (x *RevokeApiTokenRequest) Reset() {
 	*x = RevokeApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[61]
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3953,7 +4042,7 @@ func (x *RevokeApiTokenRequest) String() string {
 func (*RevokeApiTokenRequest) ProtoMessage() {}
 
 func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[61]
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3966,7 +4055,7 @@ func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{61}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RevokeApiTokenRequest) GetId() string {
@@ -4199,7 +4288,11 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x1b\n" +
 	"\x19DeleteIntegrationResponse\"(\n" +
 	"\x16TestIntegrationRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xd8\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"*\n" +
+	"\x18ResumeIntegrationRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"7\n" +
+	"\x19ResumeIntegrationResponse\x12\x1a\n" +
+	"\brequeued\x18\x01 \x01(\x05R\brequeued\"\xd8\x01\n" +
 	"\x17TestIntegrationResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x19\n" +
 	"\btoken_ok\x18\x02 \x01(\bR\atokenOk\x12$\n" +
@@ -4289,7 +4382,7 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x13CHANGE_ACTION_ADDED\x10\x01\x12\x19\n" +
 	"\x15CHANGE_ACTION_CHANGED\x10\x02\x12\x19\n" +
 	"\x15CHANGE_ACTION_REMOVED\x10\x03\x12\x1b\n" +
-	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\xad\x13\n" +
+	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\x8f\x14\n" +
 	"\fAdminService\x12H\n" +
 	"\tListHosts\x12\x1c.posture.v1.ListHostsRequest\x1a\x1d.posture.v1.ListHostsResponse\x127\n" +
 	"\aGetHost\x12\x1a.posture.v1.GetHostRequest\x1a\x10.posture.v1.Host\x12=\n" +
@@ -4322,7 +4415,8 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x12RevokeEnrollSecret\x12%.posture.v1.RevokeEnrollSecretRequest\x1a\x18.posture.v1.EnrollSecret\x12T\n" +
 	"\rListApiTokens\x12 .posture.v1.ListApiTokensRequest\x1a!.posture.v1.ListApiTokensResponse\x12W\n" +
 	"\x0eCreateApiToken\x12!.posture.v1.CreateApiTokenRequest\x1a\".posture.v1.CreateApiTokenResponse\x12I\n" +
-	"\x0eRevokeApiToken\x12!.posture.v1.RevokeApiTokenRequest\x1a\x14.posture.v1.ApiTokenB9Z7github.com/posture-dev/posture/api/posture/v1;posturev1b\x06proto3"
+	"\x0eRevokeApiToken\x12!.posture.v1.RevokeApiTokenRequest\x1a\x14.posture.v1.ApiToken\x12`\n" +
+	"\x11ResumeIntegration\x12$.posture.v1.ResumeIntegrationRequest\x1a%.posture.v1.ResumeIntegrationResponseB9Z7github.com/posture-dev/posture/api/posture/v1;posturev1b\x06proto3"
 
 var (
 	file_posture_v1_admin_proto_rawDescOnce sync.Once
@@ -4337,7 +4431,7 @@ func file_posture_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_posture_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_posture_v1_admin_proto_goTypes = []any{
 	(ChangeAction)(0),                   // 0: posture.v1.ChangeAction
 	(*Host)(nil),                        // 1: posture.v1.Host
@@ -4385,92 +4479,94 @@ var file_posture_v1_admin_proto_goTypes = []any{
 	(*DeleteIntegrationRequest)(nil),    // 43: posture.v1.DeleteIntegrationRequest
 	(*DeleteIntegrationResponse)(nil),   // 44: posture.v1.DeleteIntegrationResponse
 	(*TestIntegrationRequest)(nil),      // 45: posture.v1.TestIntegrationRequest
-	(*TestIntegrationResponse)(nil),     // 46: posture.v1.TestIntegrationResponse
-	(*SyncItem)(nil),                    // 47: posture.v1.SyncItem
-	(*ListSyncItemsRequest)(nil),        // 48: posture.v1.ListSyncItemsRequest
-	(*ListSyncItemsResponse)(nil),       // 49: posture.v1.ListSyncItemsResponse
-	(*RetrySyncItemRequest)(nil),        // 50: posture.v1.RetrySyncItemRequest
-	(*EnrollSecret)(nil),                // 51: posture.v1.EnrollSecret
-	(*ListEnrollSecretsRequest)(nil),    // 52: posture.v1.ListEnrollSecretsRequest
-	(*ListEnrollSecretsResponse)(nil),   // 53: posture.v1.ListEnrollSecretsResponse
-	(*CreateEnrollSecretRequest)(nil),   // 54: posture.v1.CreateEnrollSecretRequest
-	(*CreateEnrollSecretResponse)(nil),  // 55: posture.v1.CreateEnrollSecretResponse
-	(*RevokeEnrollSecretRequest)(nil),   // 56: posture.v1.RevokeEnrollSecretRequest
-	(*ApiToken)(nil),                    // 57: posture.v1.ApiToken
-	(*ListApiTokensRequest)(nil),        // 58: posture.v1.ListApiTokensRequest
-	(*ListApiTokensResponse)(nil),       // 59: posture.v1.ListApiTokensResponse
-	(*CreateApiTokenRequest)(nil),       // 60: posture.v1.CreateApiTokenRequest
-	(*CreateApiTokenResponse)(nil),      // 61: posture.v1.CreateApiTokenResponse
-	(*RevokeApiTokenRequest)(nil),       // 62: posture.v1.RevokeApiTokenRequest
-	(*HostFacts)(nil),                   // 63: posture.v1.HostFacts
-	(*timestamppb.Timestamp)(nil),       // 64: google.protobuf.Timestamp
-	(ResultStatus)(0),                   // 65: posture.v1.ResultStatus
-	(*durationpb.Duration)(nil),         // 66: google.protobuf.Duration
-	(*FactQuery)(nil),                   // 67: posture.v1.FactQuery
+	(*ResumeIntegrationRequest)(nil),    // 46: posture.v1.ResumeIntegrationRequest
+	(*ResumeIntegrationResponse)(nil),   // 47: posture.v1.ResumeIntegrationResponse
+	(*TestIntegrationResponse)(nil),     // 48: posture.v1.TestIntegrationResponse
+	(*SyncItem)(nil),                    // 49: posture.v1.SyncItem
+	(*ListSyncItemsRequest)(nil),        // 50: posture.v1.ListSyncItemsRequest
+	(*ListSyncItemsResponse)(nil),       // 51: posture.v1.ListSyncItemsResponse
+	(*RetrySyncItemRequest)(nil),        // 52: posture.v1.RetrySyncItemRequest
+	(*EnrollSecret)(nil),                // 53: posture.v1.EnrollSecret
+	(*ListEnrollSecretsRequest)(nil),    // 54: posture.v1.ListEnrollSecretsRequest
+	(*ListEnrollSecretsResponse)(nil),   // 55: posture.v1.ListEnrollSecretsResponse
+	(*CreateEnrollSecretRequest)(nil),   // 56: posture.v1.CreateEnrollSecretRequest
+	(*CreateEnrollSecretResponse)(nil),  // 57: posture.v1.CreateEnrollSecretResponse
+	(*RevokeEnrollSecretRequest)(nil),   // 58: posture.v1.RevokeEnrollSecretRequest
+	(*ApiToken)(nil),                    // 59: posture.v1.ApiToken
+	(*ListApiTokensRequest)(nil),        // 60: posture.v1.ListApiTokensRequest
+	(*ListApiTokensResponse)(nil),       // 61: posture.v1.ListApiTokensResponse
+	(*CreateApiTokenRequest)(nil),       // 62: posture.v1.CreateApiTokenRequest
+	(*CreateApiTokenResponse)(nil),      // 63: posture.v1.CreateApiTokenResponse
+	(*RevokeApiTokenRequest)(nil),       // 64: posture.v1.RevokeApiTokenRequest
+	(*HostFacts)(nil),                   // 65: posture.v1.HostFacts
+	(*timestamppb.Timestamp)(nil),       // 66: google.protobuf.Timestamp
+	(ResultStatus)(0),                   // 67: posture.v1.ResultStatus
+	(*durationpb.Duration)(nil),         // 68: google.protobuf.Duration
+	(*FactQuery)(nil),                   // 69: posture.v1.FactQuery
 }
 var file_posture_v1_admin_proto_depIdxs = []int32{
-	63, // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
-	64, // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
-	64, // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
-	64, // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
-	64, // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
+	65, // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
+	66, // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
+	66, // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
+	66, // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
+	66, // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
 	3,  // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
 	2,  // 7: posture.v1.Host.entra_check:type_name -> posture.v1.EntraDeviceCheck
-	64, // 8: posture.v1.EntraDeviceCheck.checked_at:type_name -> google.protobuf.Timestamp
+	66, // 8: posture.v1.EntraDeviceCheck.checked_at:type_name -> google.protobuf.Timestamp
 	4,  // 9: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
-	64, // 10: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
-	64, // 11: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
-	65, // 12: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
-	64, // 13: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
-	65, // 14: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
-	64, // 15: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
-	66, // 16: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
-	64, // 17: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
+	66, // 10: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
+	66, // 11: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
+	67, // 12: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
+	66, // 13: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
+	67, // 14: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
+	66, // 15: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
+	68, // 16: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
+	66, // 17: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
 	1,  // 18: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
-	66, // 19: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
-	64, // 20: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
-	64, // 21: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
+	68, // 19: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
+	66, // 20: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
+	66, // 21: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
 	14, // 22: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
-	66, // 23: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
+	68, // 23: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
 	18, // 24: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
 	14, // 25: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
 	19, // 26: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
-	67, // 27: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
+	69, // 27: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
 	0,  // 28: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
 	21, // 29: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
 	19, // 30: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
 	19, // 31: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
-	64, // 32: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
-	64, // 33: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
+	66, // 32: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
+	66, // 33: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
 	28, // 34: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
-	64, // 35: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	66, // 35: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
 	1,  // 36: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
-	64, // 37: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
-	64, // 38: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
-	64, // 39: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
-	64, // 40: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
-	64, // 41: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
+	66, // 37: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
+	66, // 38: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
+	66, // 39: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
+	66, // 40: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
+	66, // 41: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
 	37, // 42: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
 	37, // 43: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
 	37, // 44: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	64, // 45: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
-	64, // 46: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
-	47, // 47: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
-	64, // 48: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	64, // 49: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	64, // 50: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	64, // 51: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
-	51, // 52: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
-	64, // 53: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
-	51, // 54: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
-	64, // 55: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
-	64, // 56: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
-	64, // 57: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
-	64, // 58: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
-	57, // 59: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
-	64, // 60: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
-	57, // 61: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
+	66, // 45: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
+	66, // 46: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
+	49, // 47: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
+	66, // 48: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	66, // 49: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	66, // 50: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	66, // 51: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
+	53, // 52: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
+	66, // 53: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
+	53, // 54: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
+	66, // 55: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
+	66, // 56: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
+	66, // 57: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
+	66, // 58: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
+	59, // 59: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
+	66, // 60: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
+	59, // 61: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
 	6,  // 62: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
 	8,  // 63: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
 	9,  // 64: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
@@ -4493,46 +4589,48 @@ var file_posture_v1_admin_proto_depIdxs = []int32{
 	42, // 81: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
 	43, // 82: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
 	45, // 83: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
-	48, // 84: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
-	50, // 85: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
-	52, // 86: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
-	54, // 87: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
-	56, // 88: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
-	58, // 89: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
-	60, // 90: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
-	62, // 91: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
-	7,  // 92: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
-	1,  // 93: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
-	1,  // 94: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
-	11, // 95: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
-	13, // 96: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
-	16, // 97: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
-	14, // 98: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
-	22, // 99: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
-	24, // 100: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
-	26, // 101: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
-	19, // 102: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
-	30, // 103: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
-	28, // 104: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
-	33, // 105: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
-	1,  // 106: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
-	36, // 107: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
-	39, // 108: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
-	37, // 109: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
-	37, // 110: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
-	37, // 111: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
-	44, // 112: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
-	46, // 113: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
-	49, // 114: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
-	47, // 115: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
-	53, // 116: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
-	55, // 117: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
-	51, // 118: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
-	59, // 119: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
-	61, // 120: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
-	57, // 121: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
-	92, // [92:122] is the sub-list for method output_type
-	62, // [62:92] is the sub-list for method input_type
+	50, // 84: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
+	52, // 85: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
+	54, // 86: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
+	56, // 87: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
+	58, // 88: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
+	60, // 89: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
+	62, // 90: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
+	64, // 91: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
+	46, // 92: posture.v1.AdminService.ResumeIntegration:input_type -> posture.v1.ResumeIntegrationRequest
+	7,  // 93: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
+	1,  // 94: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
+	1,  // 95: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
+	11, // 96: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
+	13, // 97: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
+	16, // 98: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
+	14, // 99: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
+	22, // 100: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
+	24, // 101: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
+	26, // 102: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
+	19, // 103: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
+	30, // 104: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
+	28, // 105: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
+	33, // 106: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
+	1,  // 107: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
+	36, // 108: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
+	39, // 109: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
+	37, // 110: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
+	37, // 111: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
+	37, // 112: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
+	44, // 113: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
+	48, // 114: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
+	51, // 115: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
+	49, // 116: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
+	55, // 117: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
+	57, // 118: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
+	53, // 119: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
+	61, // 120: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
+	63, // 121: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
+	59, // 122: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
+	47, // 123: posture.v1.AdminService.ResumeIntegration:output_type -> posture.v1.ResumeIntegrationResponse
+	93, // [93:124] is the sub-list for method output_type
+	62, // [62:93] is the sub-list for method input_type
 	62, // [62:62] is the sub-list for extension type_name
 	62, // [62:62] is the sub-list for extension extendee
 	0,  // [0:62] is the sub-list for field type_name
@@ -4550,7 +4648,7 @@ func file_posture_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_posture_v1_admin_proto_rawDesc), len(file_posture_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   62,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -49,6 +49,7 @@ const (
 	AdminService_ListApiTokens_FullMethodName        = "/posture.v1.AdminService/ListApiTokens"
 	AdminService_CreateApiToken_FullMethodName       = "/posture.v1.AdminService/CreateApiToken"
 	AdminService_RevokeApiToken_FullMethodName       = "/posture.v1.AdminService/RevokeApiToken"
+	AdminService_ResumeIntegration_FullMethodName    = "/posture.v1.AdminService/ResumeIntegration"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -108,6 +109,10 @@ type AdminServiceClient interface {
 	// CreateApiToken returns the token once; only its hash is stored.
 	CreateApiToken(ctx context.Context, in *CreateApiTokenRequest, opts ...grpc.CallOption) (*CreateApiTokenResponse, error)
 	RevokeApiToken(ctx context.Context, in *RevokeApiTokenRequest, opts ...grpc.CallOption) (*ApiToken, error)
+	// ResumeIntegration ends a pause after a credential failure (e.g. when
+	// the fix was made in Entra alone) and makes every write it held back due
+	// now. UpdateIntegration and a passing TestIntegration do this too.
+	ResumeIntegration(ctx context.Context, in *ResumeIntegrationRequest, opts ...grpc.CallOption) (*ResumeIntegrationResponse, error)
 }
 
 type adminServiceClient struct {
@@ -418,6 +423,16 @@ func (c *adminServiceClient) RevokeApiToken(ctx context.Context, in *RevokeApiTo
 	return out, nil
 }
 
+func (c *adminServiceClient) ResumeIntegration(ctx context.Context, in *ResumeIntegrationRequest, opts ...grpc.CallOption) (*ResumeIntegrationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResumeIntegrationResponse)
+	err := c.cc.Invoke(ctx, AdminService_ResumeIntegration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -475,6 +490,10 @@ type AdminServiceServer interface {
 	// CreateApiToken returns the token once; only its hash is stored.
 	CreateApiToken(context.Context, *CreateApiTokenRequest) (*CreateApiTokenResponse, error)
 	RevokeApiToken(context.Context, *RevokeApiTokenRequest) (*ApiToken, error)
+	// ResumeIntegration ends a pause after a credential failure (e.g. when
+	// the fix was made in Entra alone) and makes every write it held back due
+	// now. UpdateIntegration and a passing TestIntegration do this too.
+	ResumeIntegration(context.Context, *ResumeIntegrationRequest) (*ResumeIntegrationResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -574,6 +593,9 @@ func (UnimplementedAdminServiceServer) CreateApiToken(context.Context, *CreateAp
 }
 func (UnimplementedAdminServiceServer) RevokeApiToken(context.Context, *RevokeApiTokenRequest) (*ApiToken, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeApiToken not implemented")
+}
+func (UnimplementedAdminServiceServer) ResumeIntegration(context.Context, *ResumeIntegrationRequest) (*ResumeIntegrationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResumeIntegration not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -1136,6 +1158,24 @@ func _AdminService_RevokeApiToken_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ResumeIntegration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeIntegrationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ResumeIntegration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ResumeIntegration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ResumeIntegration(ctx, req.(*ResumeIntegrationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1262,6 +1302,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeApiToken",
 			Handler:    _AdminService_RevokeApiToken_Handler,
+		},
+		{
+			MethodName: "ResumeIntegration",
+			Handler:    _AdminService_ResumeIntegration_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
