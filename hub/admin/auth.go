@@ -25,26 +25,27 @@ var roleRank = map[string]int{store.RoleObserver: 1, store.RoleMaintainer: 2, st
 // required is the weakest role allowed to call each method. A method missing
 // here is refused (fail closed when the API grows).
 var required = map[string]string{
-	"ListHosts":            store.RoleObserver,
-	"GetHost":              store.RoleObserver,
-	"ListPolicies":         store.RoleObserver,
-	"GetPolicy":            store.RoleObserver,
-	"ListTeams":            store.RoleObserver,
-	"RevokeHost":           store.RoleMaintainer,
-	"DeleteHost":           store.RoleMaintainer,
-	"RecheckHost":          store.RoleMaintainer,
-	"ApplyPolicies":        store.RoleMaintainer,
-	"DeletePolicy":         store.RoleMaintainer,
-	"ListEnrollSecrets":    store.RoleMaintainer,
-	"CreateEnrollSecret":   store.RoleMaintainer,
-	"RevokeEnrollSecret":   store.RoleMaintainer,
-	"ListUnmappedHosts":    store.RoleObserver,
-	"ListExemptions":       store.RoleObserver,
-	"ListIntegrations":     store.RoleObserver,
-	"GetIntegration":       store.RoleObserver,
-	"ListSyncItems":        store.RoleObserver,
-	"PutTeam":              store.RoleMaintainer,
-	"CreateExemption":      store.RoleMaintainer,
+	"ListHosts":          store.RoleObserver,
+	"GetHost":            store.RoleObserver,
+	"ListPolicies":       store.RoleObserver,
+	"GetPolicy":          store.RoleObserver,
+	"ListTeams":          store.RoleObserver,
+	"RevokeHost":         store.RoleMaintainer,
+	"DeleteHost":         store.RoleMaintainer,
+	"RecheckHost":        store.RoleMaintainer,
+	"ApplyPolicies":      store.RoleMaintainer,
+	"DeletePolicy":       store.RoleMaintainer,
+	"ListEnrollSecrets":  store.RoleMaintainer,
+	"CreateEnrollSecret": store.RoleMaintainer,
+	"RevokeEnrollSecret": store.RoleMaintainer,
+	"ListUnmappedHosts":  store.RoleObserver,
+	"ListExemptions":     store.RoleObserver,
+	"ListIntegrations":   store.RoleObserver,
+	"GetIntegration":     store.RoleObserver,
+	"ListSyncItems":      store.RoleObserver,
+	"PutTeam":            store.RoleMaintainer,
+	// An exemption lets a failing host pass: admin only (and audited).
+	"CreateExemption":      store.RoleAdmin,
 	"DeleteExemption":      store.RoleMaintainer,
 	"SetHostEntraDeviceId": store.RoleMaintainer,
 	"RetrySyncItem":        store.RoleMaintainer,
@@ -57,6 +58,11 @@ var required = map[string]string{
 	"ListApiTokens":     store.RoleAdmin,
 	"CreateApiToken":    store.RoleAdmin,
 	"RevokeApiToken":    store.RoleAdmin,
+	// Changes that relax a team (conditional access off, a laxer severity
+	// threshold) also need admin: the handlers check that.
+	"UpdateTeam": store.RoleMaintainer,
+	// The audit log names tokens and client addresses.
+	"ListAuditEvents": store.RoleAdmin,
 }
 
 type callerKey struct{}
@@ -65,6 +71,12 @@ type callerKey struct{}
 func Caller(ctx context.Context) (store.APIToken, bool) {
 	t, ok := ctx.Value(callerKey{}).(store.APIToken)
 	return t, ok
+}
+
+// WithCaller returns ctx as the Authenticator leaves it for token t: for
+// servers that authenticate by other means (and tests).
+func WithCaller(ctx context.Context, t store.APIToken) context.Context {
+	return context.WithValue(ctx, callerKey{}, t)
 }
 
 // Authenticator checks bearer tokens on AdminService calls.
@@ -104,6 +116,7 @@ func (a *Authenticator) authorize(ctx context.Context, fullMethod string) (conte
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "look up token: %v", err)
 	}
+	noteCaller(ctx, tok)
 	if roleRank[tok.Role] < roleRank[need] {
 		return nil, status.Errorf(codes.PermissionDenied, "%s needs role %s; token %q has %s", method, need, tok.Name, tok.Role)
 	}

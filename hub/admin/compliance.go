@@ -4,14 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
-	"github.com/posture-dev/posture/hub/policy"
 	"github.com/posture-dev/posture/hub/store"
 	"github.com/posture-dev/posture/hub/verdicts"
 )
@@ -106,29 +107,6 @@ func UnmappedReason(h store.Host) string {
 }
 
 // --- teams ---
-
-func (s *Server) PutTeam(ctx context.Context, req *posturev1.PutTeamRequest) (*posturev1.Team, error) {
-	if req.GetTeam() == nil {
-		return nil, status.Error(codes.InvalidArgument, "team is required")
-	}
-	t := policy.TeamFromProto(req.GetTeam())
-	if err := policy.ValidateApply(nil, []store.Team{t}); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
-	}
-	// One team through the atomic apply: the current policies go along
-	// unchanged (no prune), so only the team can change.
-	current, err := s.cfg.Store.ListPolicies(ctx)
-	if err != nil {
-		return nil, storeErr("policies", err)
-	}
-	if _, err := s.cfg.Store.ApplyPolicies(ctx, store.ApplyRequest{Policies: current, Teams: []store.Team{t}, At: s.cfg.Now()}); err != nil {
-		return nil, storeErr("team "+t.Name, err)
-	}
-	s.audit(ctx, "team settings set", "team", t.Name)
-	s.cfg.Streams.PoliciesChanged()
-	s.notifyAll(ctx, false)
-	return policy.TeamToProto(t), nil
-}
 
 // --- exemptions ---
 
@@ -363,6 +341,12 @@ func (s *Server) UpdateIntegration(ctx context.Context, req *posturev1.UpdateInt
 	if err != nil {
 		return nil, storeErr("integration "+p.GetId(), err)
 	}
+	auditTarget(ctx, "integration/"+p.GetId())
+	if paths := req.GetUpdateMask().GetPaths(); len(paths) > 0 {
+		if p, err = mergeIntegration(s.integrationProto(old), p, paths); err != nil {
+			return nil, err
+		}
+	}
 	in := integrationFromProto(p)
 	if in.Name == "" {
 		in.Name = old.Name
@@ -380,6 +364,7 @@ func (s *Server) UpdateIntegration(ctx context.Context, req *posturev1.UpdateInt
 		return nil, storeErr("integration "+in.ID, err)
 	}
 	s.audit(ctx, "integration updated", "id", in.ID, "credential_replaced", p.GetClientSecret() != "" || len(p.GetCertificate()) > 0)
+	auditChange(ctx, s.integrationProto(old), s.integrationProto(in))
 	// The change may be the fix for what paused the integration: resume it
 	// now rather than at the end of the pause.
 	s.resume(ctx, in.ID)
@@ -486,4 +471,36 @@ func (s *Server) RetrySyncItem(ctx context.Context, req *posturev1.RetrySyncItem
 		s.cfg.SyncNotify()
 	}
 	return syncItemProto(it), nil
+}
+
+// integrationWritable are the Integration fields an update may name.
+var integrationWritable = map[string]bool{
+	"id": true, "name": true, "kind": true, "cloud": true, "authority_host": true, "graph_base_url": true,
+	"extra_ca_pem": true, "tenant_id": true, "client_id": true, "client_secret": true, "certificate": true,
+	"certificate_password": true, "secret_expires_at": true, "extension_attribute": true,
+	"compliant_value": true, "noncompliant_value": true, "teams": true,
+}
+
+// mergeIntegration copies the fields named by paths from patch onto cur (the
+// stored integration as the API shows it, which holds no credential).
+func mergeIntegration(cur, patch *posturev1.Integration, paths []string) (*posturev1.Integration, error) {
+	dst, src := cur.ProtoReflect(), patch.ProtoReflect()
+	fields := dst.Descriptor().Fields()
+	for _, path := range paths {
+		if !integrationWritable[path] {
+			return nil, status.Errorf(codes.InvalidArgument, "update_mask: %q is not a writable integration field", path)
+		}
+		f := fields.ByName(protoreflect.Name(path))
+		if src.Has(f) {
+			dst.Set(f, src.Get(f))
+		} else {
+			dst.Clear(f)
+		}
+	}
+	if cur.GetClientSecret() != "" || len(cur.GetCertificate()) > 0 {
+		if !slices.Contains(paths, "secret_expires_at") {
+			cur.SecretExpiresAt = nil // the old expiry belonged to the old credential
+		}
+	}
+	return cur, nil
 }

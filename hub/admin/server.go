@@ -313,6 +313,11 @@ func (s *Server) ApplyPolicies(ctx context.Context, req *posturev1.ApplyPolicies
 	if errs := policy.ValidateFactQueries(req.GetFacts()); len(errs) > 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "%v", errs)
 	}
+	if !req.GetDryRun() {
+		if err := s.checkApplyTeams(ctx, tms); err != nil {
+			return nil, err
+		}
+	}
 	var facts []store.FactQuery // nil keeps the stored fact queries
 	for _, f := range req.GetFacts() {
 		facts = append(facts, store.FactQuery{Name: f.GetName(), Platform: f.GetPlatform(), Query: strings.TrimSpace(f.GetQuery())})
@@ -333,6 +338,9 @@ func (s *Server) ApplyPolicies(ctx context.Context, req *posturev1.ApplyPolicies
 			changed++
 		}
 	}
+	// The request can be megabytes of SQL: the audit log keeps what changed.
+	auditTarget(ctx, "policies")
+	auditChange(ctx, nil, resp)
 	if !req.GetDryRun() && changed > 0 {
 		s.cfg.Streams.PoliciesChanged()
 		s.notifyAll(ctx, false)

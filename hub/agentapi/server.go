@@ -46,8 +46,10 @@ type Config struct {
 	// IdentityChanged, if set, is told when a host reports a different
 	// Entra device id or UPN.
 	IdentityChanged func(hostID string)
-	Now             func() time.Time
-	Metrics         prometheus.Registerer
+	// Status, if set, builds the DeviceStatus sent after every Hello.
+	Status  StatusFunc
+	Now     func() time.Time
+	Metrics prometheus.Registerer
 }
 
 // Server implements posturev1.AgentServiceServer.
@@ -267,6 +269,7 @@ func (s *Server) Connect(stream posturev1.AgentService_ConnectServer) error {
 	s.cfg.Registry.add(sess)
 	defer s.cfg.Registry.remove(sess)
 	sess.markDirty() // every Hello is answered with a PolicySet
+	s.queueStatus(ctx, sess)
 	log := s.cfg.Logger.With("host", h.ID)
 	log.Info("agent connected", "hostname", h.Hostname, "platform", h.Platform)
 
@@ -287,6 +290,25 @@ func (s *Server) Connect(stream posturev1.AgentService_ConnectServer) error {
 }
 
 var errDisabled = errors.New("host disabled")
+
+// queueStatus tells the host its current verdict (and remediation link).
+func (s *Server) queueStatus(ctx context.Context, sess *session) {
+	if s.cfg.Status == nil {
+		return
+	}
+	st, err := s.cfg.Status(ctx, sess.hostID)
+	if err != nil {
+		s.cfg.Logger.Warn("build device status", "host", sess.hostID, "err", err)
+		return
+	}
+	if st == nil {
+		return
+	}
+	select {
+	case sess.out <- &posturev1.HubMessage{Msg: &posturev1.HubMessage_Status{Status: st}}:
+	case <-ctx.Done():
+	}
+}
 
 func (s *Server) awaitHello(ctx context.Context, stream posturev1.AgentService_ConnectServer) (*posturev1.Hello, error) {
 	type res struct {
@@ -459,6 +481,7 @@ func (s *Server) recvLoop(ctx context.Context, stream posturev1.AgentService_Con
 				return err
 			}
 			sess.markDirty()
+			s.queueStatus(ctx, sess)
 		default:
 			return status.Error(codes.InvalidArgument, "unknown agent message")
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 )
@@ -75,8 +76,7 @@ func staleAfter(d *durationpb.Duration) string {
 	return d.AsDuration().String()
 }
 
-// teamsSet changes only the settings given: PutTeam replaces the whole
-// team, so the current settings are read first.
+// teamsSet changes only the settings given (UpdateTeam with a field mask).
 func teamsSet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var fs *flag.FlagSet
 	var ca, errorsAsFailures bool
@@ -85,7 +85,7 @@ func teamsSet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var revoke bool
 	extra := func(f *flag.FlagSet) {
 		fs = f
-		withUsage(f, "teams set NAME [flags]\n\nChanges only the settings given; a new team starts with conditional access off.")
+		withUsage(f, "teams set NAME [flags]\n\nChanges only the settings given; a new team starts from the defaults (conditional access on).\nTurning conditional access off or raising --max-allowed-severity needs an admin token.")
 		f.BoolVar(&ca, "conditional-access", false, "enforce verdicts for the team's hosts (false: every host counts as compliant)")
 		f.StringVar(&maxSev, "max-allowed-severity", "", `failures up to this severity are allowed: low, medium, high, or "" (any failure blocks)`)
 		f.BoolVar(&errorsAsFailures, "errors-as-failures", false, "count policy errors as failures")
@@ -116,44 +116,40 @@ func teamsSet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		default:
 			return fmt.Errorf(`--revoke-sessions-min-severity %q: want low, medium, high, critical or "" (high)`, revokeMin)
 		}
-		teams, err := c.ListTeams(ctx, &posturev1.ListTeamsRequest{})
-		if err != nil {
-			return err
-		}
-		var settings *posturev1.TeamSettings
-		for _, t := range teams.GetTeams() {
-			if t.GetName() == name {
-				settings = t.GetSettings()
-			}
-		}
-		if settings == nil {
-			settings = &posturev1.TeamSettings{}
-			if !set["conditional-access"] {
-				fmt.Fprintf(stderr, "team %q is new: conditional access stays off until you set --conditional-access=true\n", name)
-			}
-		}
+		// PATCH semantics: only the flags given are sent, named in the mask,
+		// so a concurrent change of another setting is not overwritten.
+		settings := &posturev1.TeamSettings{}
+		var mask []string
 		if set["conditional-access"] {
-			settings.ConditionalAccess = ca
+			settings.ConditionalAccess = &ca
+			mask = append(mask, "settings.conditional_access")
 		}
 		if set["max-allowed-severity"] {
-			settings.MaxAllowedSeverity = maxSev
+			settings.MaxAllowedSeverity = &maxSev
+			mask = append(mask, "settings.max_allowed_severity")
 		}
 		if set["errors-as-failures"] {
-			settings.ErrorsAsFailures = errorsAsFailures
+			settings.ErrorsAsFailures = &errorsAsFailures
+			mask = append(mask, "settings.errors_as_failures")
 		}
 		if set["revoke-sessions"] {
-			settings.RevokeSessions = revoke
+			settings.RevokeSessions = &revoke
+			mask = append(mask, "settings.revoke_sessions")
 		}
 		if set["revoke-sessions-min-severity"] {
-			settings.RevokeSessionsMinSeverity = revokeMin
+			settings.RevokeSessionsMinSeverity = &revokeMin
+			mask = append(mask, "settings.revoke_sessions_min_severity")
 		}
 		if set["stale-after"] {
-			settings.StaleAfter = nil
-			if stale > 0 {
-				settings.StaleAfter = durationpb.New(stale)
-			}
+			settings.StaleAfter = durationpb.New(stale)
+			mask = append(mask, "settings.stale_after")
 		}
-		t, err := c.PutTeam(ctx, &posturev1.PutTeamRequest{Team: &posturev1.Team{Name: name, Settings: settings}})
+		if len(mask) == 0 {
+			return errors.New("nothing to change: give at least one of --conditional-access, --max-allowed-severity, --errors-as-failures, --stale-after, --revoke-sessions, --revoke-sessions-min-severity")
+		}
+		t, err := c.UpdateTeam(ctx, &posturev1.UpdateTeamRequest{
+			Team: &posturev1.Team{Name: name, Settings: settings}, UpdateMask: &fieldmaskpb.FieldMask{Paths: mask},
+		})
 		if err != nil || cf.json {
 			return firstErr(err, func() error { return printJSON(stdout, t) })
 		}

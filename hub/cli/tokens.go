@@ -78,7 +78,20 @@ func tokenCreateLocal(ctx context.Context, args []string, stdout, stderr io.Writ
 		return 1
 	}
 	defer st.Close()
-	if err := st.CreateAPIToken(ctx, nt.Stored); err != nil {
+	err = st.CreateAPIToken(ctx, nt.Stored)
+	after := fmt.Sprintf(`{"id":%q,"name":%q,"role":%q}`, nt.Stored.ID, nt.Stored.Name, nt.Stored.Role)
+	if aerr := localAudit(ctx, st, "token create", "token/"+nt.Stored.Name, after, err); aerr != nil {
+		fmt.Fprintln(stderr, "token create: audit log:", aerr)
+		if err == nil {
+			// The token exists but its creation is not on record: revoke it
+			// rather than hand out an unaudited credential.
+			if _, rerr := st.RevokeAPIToken(ctx, nt.Stored.ID, time.Now()); rerr != nil {
+				fmt.Fprintln(stderr, "token create: revoke unaudited token:", rerr)
+			}
+			return 1
+		}
+	}
+	if err != nil {
 		fmt.Fprintln(stderr, "token create:", err)
 		return 1
 	}

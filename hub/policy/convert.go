@@ -7,6 +7,7 @@ import (
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 	"github.com/posture-dev/posture/hub/store"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -191,13 +192,15 @@ func PolicyFromProto(p *posturev1.Policy) store.Policy {
 func TeamToProto(t store.Team) *posturev1.Team {
 	return &posturev1.Team{
 		Name: t.Name,
+		// Every field is set (stale_after "0s" = the default) so that what
+		// is read can be written back whole with PutTeam.
 		Settings: &posturev1.TeamSettings{
-			ConditionalAccess:         t.Settings.ConditionalAccess,
-			MaxAllowedSeverity:        t.Settings.MaxAllowedSeverity,
-			ErrorsAsFailures:          t.Settings.ErrorsAsFailures,
-			StaleAfter:                durationOrNil(t.Settings.StaleAfter),
-			RevokeSessions:            t.Settings.RevokeSessions,
-			RevokeSessionsMinSeverity: t.Settings.RevokeSessionsMinSeverity,
+			ConditionalAccess:         proto.Bool(t.Settings.ConditionalAccess),
+			MaxAllowedSeverity:        proto.String(t.Settings.MaxAllowedSeverity),
+			ErrorsAsFailures:          proto.Bool(t.Settings.ErrorsAsFailures),
+			StaleAfter:                durationpb.New(t.Settings.StaleAfter),
+			RevokeSessions:            proto.Bool(t.Settings.RevokeSessions),
+			RevokeSessionsMinSeverity: proto.String(t.Settings.RevokeSessionsMinSeverity),
 		},
 	}
 }

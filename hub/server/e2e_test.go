@@ -43,14 +43,14 @@ import (
 // hubProc is an in-process hub that the test can stop and start again on
 // the same data dir and port, as an operator restarting it would.
 type hubProc struct {
-	t    *testing.T
+	t    testing.TB
 	cfg  server.Config
 	hub  *server.Hub
 	stop context.CancelFunc
 	done chan error
 }
 
-func startHub(t *testing.T, cfg server.Config) *hubProc {
+func startHub(t testing.TB, cfg server.Config) *hubProc {
 	t.Helper()
 	h, err := server.New(context.Background(), cfg)
 	if err != nil {

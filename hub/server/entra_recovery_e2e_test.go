@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
@@ -287,8 +289,8 @@ func TestEntraGraph401UsesNewToken(t *testing.T) {
 func TestEntraRevokeSessionsOncePerTransition(t *testing.T) {
 	e := newEntraEnv(t, devA, devB)
 	e.pair.Entra.SetPermissions(testClientID, "Device.ReadWrite.All", standin.PermUserRevokeSessionsAll)
-	ada := e.pair.Graph.AddUser(standin.User{UserPrincipalName: "ada@example.com"})
-	e.pair.Graph.AddUser(standin.User{UserPrincipalName: "bob@example.com"})
+	ada := e.pair.Graph.AddUser(standin.DirectoryUser{UserPrincipalName: "ada@example.com"})
+	e.pair.Graph.AddUser(standin.DirectoryUser{UserPrincipalName: "bob@example.com"})
 	in := e.integration(graphIntegration(e.pair))
 	tr, err := e.adminc.TestIntegration(e.actx, &posturev1.TestIntegrationRequest{Id: in.GetId()})
 	if err != nil || !tr.GetOk() || !tr.GetRevokeSessionsPermitted() {
@@ -296,9 +298,10 @@ func TestEntraRevokeSessionsOncePerTransition(t *testing.T) {
 	}
 	// ada's team opted in; bob's (contractors) did not.
 	for name, on := range map[string]bool{"eng": true, "contractors": false} {
-		set := &posturev1.TeamSettings{ConditionalAccess: true, RevokeSessions: on}
+		set := &posturev1.TeamSettings{ConditionalAccess: proto.Bool(true), MaxAllowedSeverity: proto.String(""),
+			ErrorsAsFailures: proto.Bool(false), StaleAfter: durationpb.New(0), RevokeSessions: proto.Bool(on)}
 		if on {
-			set.RevokeSessionsMinSeverity = "high"
+			set.RevokeSessionsMinSeverity = proto.String("high")
 		}
 		if _, err := e.adminc.PutTeam(e.actx, &posturev1.PutTeamRequest{Team: &posturev1.Team{Name: name, Settings: set}}); err != nil {
 			t.Fatal(err)

@@ -36,6 +36,7 @@ import (
 	"github.com/posture-dev/posture/hub/agentapi"
 	"github.com/posture-dev/posture/hub/ca"
 	"github.com/posture-dev/posture/hub/integrations"
+	"github.com/posture-dev/posture/hub/portal"
 	"github.com/posture-dev/posture/hub/store"
 	"github.com/posture-dev/posture/hub/store/postgres"
 	"github.com/posture-dev/posture/hub/store/sqlite"
@@ -82,6 +83,12 @@ type Config struct {
 	// SyncRetention keeps delivered outbox rows this long (default 30 days);
 	// dead letters are kept until retried.
 	SyncRetention time.Duration
+	// HTTPMaxBody caps an admin REST request body (default 1 MiB);
+	// HTTPMaxApplyBody caps policy apply's (default 16 MiB), which is also
+	// ApplyPolicies' gRPC message cap.
+	HTTPMaxBody, HTTPMaxApplyBody int64
+	// Portal configures the end-user pages.
+	Portal PortalConfig
 }
 
 // Hub is a running (or ready to run) hub.
@@ -98,6 +105,13 @@ type Hub struct {
 	// Integrations builds the sinks verdicts are pushed to.
 	Integrations *integrations.Registry
 	reconciler   *hubsync.Reconciler
+	// Router reaches a host's stream on whichever replica holds it.
+	Router *agentapi.Router
+	// Portal serves PortalService (the end-user pages' data).
+	Portal       *portal.Service
+	portalSigner *portal.Signer
+	portalConn   *grpc.ClientConn
+	bus          *agentapi.PGBus
 
 	grpcLn, httpLn, gwLn net.Listener
 	gwDir                string
@@ -129,6 +143,15 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 	if cfg.DataDir == "" {
 		return nil, errors.New("data dir is required")
+	}
+	if cfg.HTTPMaxBody <= 0 {
+		cfg.HTTPMaxBody = DefaultHTTPMaxBody
+	}
+	if cfg.HTTPMaxApplyBody <= 0 {
+		cfg.HTTPMaxApplyBody = DefaultHTTPMaxApplyBody
+	}
+	if cfg.HTTPMaxApplyBody < cfg.HTTPMaxBody {
+		cfg.HTTPMaxApplyBody = cfg.HTTPMaxBody
 	}
 	h := &Hub{cfg: cfg, log: cfg.Logger, metrics: prometheus.NewRegistry()}
 	ok := false
@@ -185,9 +208,12 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 	h.Engine = verdicts.New(verdicts.Config{
 		Store: st, Logger: h.log.With("component", "verdicts"), Enqueued: h.Worker.Notify, DuePoll: cfg.DuePoll,
-		Metrics: h.metrics,
+		Metrics: h.metrics, Changed: h.verdictChanged,
 	})
 	h.Registry = agentapi.NewRegistry()
+	if err := h.setupPortal(ctx); err != nil {
+		return nil, err
+	}
 	h.Agent = agentapi.New(agentapi.Config{
 		Store: h.Store, CA: h.CA, Registry: h.Registry, Logger: h.log,
 		CertLifetime: cfg.CertLifetime, PolicyInterval: cfg.PolicyInterval, Metrics: h.metrics,
@@ -195,9 +221,10 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 			h.Engine.Observe(hostID, len(out.Changed) > 0)
 		},
 		IdentityChanged: func(hostID string) { h.Engine.Notify(hostID, true) },
+		Status:          h.Portal.DeviceStatus,
 	})
 	h.Admin = admin.New(admin.Config{
-		Store: h.Store, Streams: h.Registry, Logger: h.log, Verdicts: h.Engine,
+		Store: h.Store, Streams: h.Router, Logger: h.log, Verdicts: h.Engine,
 		Integrations: adminIntegrations{h.Integrations}, SyncNotify: h.Worker.Notify,
 		SyncResume: h.resumeIntegration,
 	})
@@ -215,17 +242,24 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 		MinVersion: tls.VersionTLS12,
 	}
 	auth := &admin.Authenticator{Tokens: h.Store, Now: time.Now}
+	// The auditor wraps the authenticator so that calls refused for their
+	// role are in the audit log too.
+	auditor := &admin.Auditor{Log: h.Store, Logger: h.log.With("component", "audit")}
 	rpcm := newRPCMetrics(h.metrics)
+	caps := msgCaps{apply: int(cfg.HTTPMaxApplyBody)}
 	h.grpcSrv = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
-		grpc.ChainUnaryInterceptor(recoverUnary(h.log), rpcm.unary, auth.Unary),
-		grpc.ChainStreamInterceptor(recoverStream(h.log), rpcm.stream, auth.Stream),
+		// The largest per-method cap; msgCaps holds each method to its own.
+		grpc.MaxRecvMsgSize(max(caps.apply, grpcAgentMaxMsg)),
+		grpc.ChainUnaryInterceptor(recoverUnary(h.log), rpcm.unary, caps.unary, auditor.Unary, auth.Unary),
+		grpc.ChainStreamInterceptor(recoverStream(h.log), rpcm.stream, caps.stream, auth.Stream),
 		// Find dead hosts within ~1.5 min; let agents ping every 20 s.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
 	)
 	posturev1.RegisterAgentServiceServer(h.grpcSrv, h.Agent)
 	posturev1.RegisterAdminServiceServer(h.grpcSrv, h.Admin)
+	posturev1.RegisterPortalServiceServer(h.grpcSrv, h.Portal)
 	h.health = health.NewServer()
 	healthpb.RegisterHealthServer(h.grpcSrv, h.health)
 	reflection.Register(h.grpcSrv)
@@ -245,23 +279,52 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	if h.gwLn, err = net.Listen("unix", sock); err != nil {
 		return nil, fmt.Errorf("listen gateway socket: %w", err)
 	}
-	gwMux := runtime.NewServeMux()
+	gwMux := runtime.NewServeMux(gatewayOptions()...)
 	gwCreds := credentials.NewTLS(&tls.Config{RootCAs: h.CA.Pool(), ServerName: "localhost", MinVersion: tls.VersionTLS12})
 	if err := posturev1.RegisterAdminServiceHandlerFromEndpoint(ctx, gwMux, "unix://"+sock,
-		[]grpc.DialOption{grpc.WithTransportCredentials(gwCreds)}); err != nil {
+		[]grpc.DialOption{grpc.WithTransportCredentials(gwCreds), grpc.WithDefaultCallOptions(
+			grpc.MaxCallSendMsgSize(caps.apply), grpc.MaxCallRecvMsgSize(gatewayMaxRecv))}); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	if err := h.registerPortal(ctx, gwMux, "unix://"+sock, gwCreds); err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/api/", gwMux)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	guard := &apiGuard{next: gwMux, tokens: h.Store, maxBody: cfg.HTTPMaxBody, maxApp: cfg.HTTPMaxApplyBody, log: h.log}
+	mux.Handle("/api/", guard)
+	for _, p := range []string{"/remediate", "/remediate/", "/enroll", "/portal/"} {
+		mux.Handle(p, guard)
+	}
+	mux.Handle("GET /healthz", withWriteDeadline(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", h.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(h.metrics, promhttp.HandlerOpts{}))
-	h.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(h.log.Handler(), slog.LevelWarn)}
+	})))
+	mux.Handle("GET /readyz", withWriteDeadline(http.HandlerFunc(h.readyz)))
+	mux.Handle("GET /metrics", withWriteDeadline(promhttp.HandlerFor(h.metrics, promhttp.HandlerOpts{})))
+	h.httpSrv = NewHTTPServer(mux, h.log)
+	if cfg.HTTPCert == "" && plainHTTPBeyondLoopback(h.httpLn.Addr().String()) {
+		h.log.Warn("PLAIN HTTP BEYOND LOOPBACK: the REST API listens on "+h.httpLn.Addr().String()+
+			" without TLS, so API tokens and request bodies cross the network in clear text; "+
+			"set --http-tls-cert/--http-tls-key, or bind --http-addr to 127.0.0.1 behind a TLS proxy",
+			"http", h.httpLn.Addr().String())
+	}
 	ok = true
 	return h, nil
+}
+
+// NewHTTPServer is how every hub HTTP server is configured: header, read and
+// idle timeouts and a header size cap. There is no server-wide
+// WriteTimeout, because streaming routes (server-sent events) must outlive
+// it; other routes set a write deadline per request (withWriteDeadline).
+func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: httpReadHeaderTimeout,
+		ReadTimeout:       httpReadTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		MaxHeaderBytes:    httpMaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }
 
 func (h *Hub) readyz(w http.ResponseWriter, r *http.Request) {
@@ -327,10 +390,14 @@ func (h *Hub) Run(ctx context.Context) error {
 	background("reconcile", h.reconciler.Run)
 	background("integration health", func(ctx context.Context) error { h.Integrations.Run(ctx, 15*time.Second); return nil })
 	background("outbox retention", func(ctx context.Context) error { h.pruneOutbox(ctx, time.Hour); return nil })
+	if h.bus != nil {
+		background("event bus", func(ctx context.Context) error { h.bus.Run(ctx, h.Router.Handle); return nil })
+	}
 	defer func() { stopBG(); bg.Wait() }()
 	h.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	h.health.SetServingStatus(posturev1.AgentService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	h.health.SetServingStatus(posturev1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	h.health.SetServingStatus(posturev1.PortalService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	h.log.Info("hub serving", "grpc", h.GRPCAddr(), "http", h.HTTPAddr(), "version", h.cfg.Version,
 		"store", map[bool]string{true: "postgres", false: "sqlite"}[h.cfg.DatabaseURL != ""])
 
@@ -363,6 +430,14 @@ func (h *Hub) Close() {
 		if ln != nil {
 			ln.Close()
 		}
+	}
+	if h.portalConn != nil {
+		h.portalConn.Close()
+		h.portalConn = nil
+	}
+	if h.bus != nil {
+		h.bus.Close()
+		h.bus = nil
 	}
 	if h.gwDir != "" {
 		os.RemoveAll(h.gwDir)

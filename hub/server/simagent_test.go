@@ -35,6 +35,10 @@ type simAgent struct {
 	acked    map[uint64]chan struct{}
 	policies map[string]int64 // id → revision of the last PolicySet
 	gotSet   chan struct{}
+	statuses []*posturev1.DeviceStatus
+	rechecks int
+	// onRecheck, if set, runs (in its own goroutine) on every Recheck.
+	onRecheck func()
 }
 
 func startSimAgent(ctx context.Context, addr string, caPEM []byte, secret, hostname, uuid string) (*simAgent, error) {
@@ -114,6 +118,13 @@ func (a *simAgent) recv() {
 				close(a.gotSet)
 				first = false
 			}
+		case m.GetStatus() != nil:
+			a.statuses = append(a.statuses, m.GetStatus())
+		case m.GetRecheck() != nil:
+			a.rechecks++
+			if f := a.onRecheck; f != nil {
+				go f()
+			}
 		case m.GetAck() != nil:
 			if ch, ok := a.acked[m.GetAck().GetSeq()]; ok {
 				close(ch)
@@ -150,6 +161,27 @@ func (a *simAgent) Send(status posturev1.ResultStatus, override map[string]postu
 	}
 	a.mu.Unlock()
 	return ch, a.stream.Send(&posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Results{Results: b}})
+}
+
+// Statuses returns the DeviceStatus messages received so far.
+func (a *simAgent) Statuses() []*posturev1.DeviceStatus {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]*posturev1.DeviceStatus(nil), a.statuses...)
+}
+
+// OnRecheck sets what the agent does when told to recheck.
+func (a *simAgent) OnRecheck(f func()) {
+	a.mu.Lock()
+	a.onRecheck = f
+	a.mu.Unlock()
+}
+
+// Rechecks is the number of Recheck messages received.
+func (a *simAgent) Rechecks() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.rechecks
 }
 
 func (a *simAgent) Close() {

@@ -326,6 +326,54 @@ type Store interface {
 	Facts
 	SyncItems
 	DeviceChecks
+	Audit
 	Ping(ctx context.Context) error
 	Close() error
 }
+
+// AuditEvent is one admin action as the audit log keeps it. Before and After
+// are JSON with every secret redacted; nothing else in an event is secret.
+type AuditEvent struct {
+	ID        int64 // set by the store, increasing
+	At        time.Time
+	Actor     string // token name, or "local" for the CLI reading the store
+	ActorRole string // the token's role ("admin" for local)
+	Action    string // the method, e.g. "UpdateTeam", or "tokens create"
+	Target    string // what it acted on, e.g. "team/default"
+	Source    string // the client's address, when known
+	Result    string // "ok" or the gRPC code, e.g. "PermissionDenied"
+	Error     string // the error text when Result is not ok
+	Before    string // JSON of the settings before a change ("" if none)
+	After     string // JSON of the settings after a change ("" if none)
+}
+
+// AuditFilter selects audit events; zero fields select everything.
+type AuditFilter struct {
+	Actor  string
+	Action string
+	Since  time.Time
+	// Limit caps the events returned, newest first (<= 0: DefaultAuditLimit).
+	Limit int
+}
+
+// DefaultAuditLimit is how many events ListAuditEvents returns by default.
+const DefaultAuditLimit = 100
+
+// Audit is the admin audit log: append only.
+type Audit interface {
+	// RecordAuditEvent appends e (its ID is assigned by the store).
+	RecordAuditEvent(ctx context.Context, e AuditEvent) error
+	// ListAuditEvents returns matching events newest first.
+	ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+}
+
+// Audit actors and results that are not a token's name or a gRPC code.
+const (
+	// AuditActorLocal is the CLI working on the store directly (e.g. token
+	// creation before any token exists).
+	AuditActorLocal = "local"
+	// AuditActorHub is the hub acting on its own (e.g. a host re-enrolled).
+	AuditActorHub = "hub"
+	// AuditOK is the result of an action that succeeded.
+	AuditOK = "ok"
+)

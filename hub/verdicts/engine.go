@@ -65,6 +65,9 @@ type Config struct {
 	RecheckEvery time.Duration
 	// Metrics, if set, gets the engine's collectors.
 	Metrics prometheus.Registerer
+	// Changed, if set, is called after a saved verdict changed state (e.g.
+	// to tell the host its new verdict).
+	Changed func(hostID string, v store.Verdict)
 }
 
 // Engine evaluates and saves verdicts.
@@ -389,6 +392,9 @@ func (e *Engine) evaluateOnce(ctx context.Context, hostID string, force bool) (s
 		e.changes.WithLabelValues(nv.State).Inc()
 		e.log.Info("verdict changed", "host", hostID, "hostname", h.Hostname, "from", prev.State, "to", nv.State,
 			"cause", nv.Cause, "desired", nv.Desired, "writes", len(rows))
+		if e.cfg.Changed != nil {
+			e.cfg.Changed(hostID, nv)
+		}
 	}
 	if len(rows) > 0 {
 		e.cfg.Enqueued()

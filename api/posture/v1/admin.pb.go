@@ -10,6 +10,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -1311,20 +1312,23 @@ func (x *GetPolicyRequest) GetId() string {
 
 type TeamSettings struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
+	// Fields have presence so that PutTeam can refuse a partial object (an
+	// absent conditional_access must not mean "off").
 	// Off: every host of the team counts as compliant.
-	ConditionalAccess bool `protobuf:"varint,1,opt,name=conditional_access,json=conditionalAccess,proto3" json:"conditional_access,omitempty"`
+	ConditionalAccess *bool `protobuf:"varint,1,opt,name=conditional_access,json=conditionalAccess,proto3,oneof" json:"conditional_access,omitempty"`
 	// Failures of policies above this severity make a host non-compliant:
 	// low | medium | high ("" = any failing policy counts).
-	MaxAllowedSeverity string `protobuf:"bytes,2,opt,name=max_allowed_severity,json=maxAllowedSeverity,proto3" json:"max_allowed_severity,omitempty"`
-	ErrorsAsFailures   bool   `protobuf:"varint,3,opt,name=errors_as_failures,json=errorsAsFailures,proto3" json:"errors_as_failures,omitempty"`
-	// A host silent longer than this is UNKNOWN (default 24h).
+	MaxAllowedSeverity *string `protobuf:"bytes,2,opt,name=max_allowed_severity,json=maxAllowedSeverity,proto3,oneof" json:"max_allowed_severity,omitempty"`
+	ErrorsAsFailures   *bool   `protobuf:"varint,3,opt,name=errors_as_failures,json=errorsAsFailures,proto3,oneof" json:"errors_as_failures,omitempty"`
+	// A host silent longer than this is UNKNOWN ("0s" = the default, 24h).
 	StaleAfter *durationpb.Duration `protobuf:"bytes,4,opt,name=stale_after,json=staleAfter,proto3" json:"stale_after,omitempty"`
 	// Block now: a transition to NONCOMPLIANT caused by a policy at or above
 	// revoke_sessions_min_severity also revokes the device user's sign-in
 	// sessions in Entra (the integration's app needs User.RevokeSessions.All).
-	RevokeSessions bool `protobuf:"varint,20,opt,name=revoke_sessions,json=revokeSessions,proto3" json:"revoke_sessions,omitempty"`
+	// Absent in PutTeam: the stored value is kept.
+	RevokeSessions *bool `protobuf:"varint,20,opt,name=revoke_sessions,json=revokeSessions,proto3,oneof" json:"revoke_sessions,omitempty"`
 	// low | medium | high | critical ("" = high).
-	RevokeSessionsMinSeverity string `protobuf:"bytes,21,opt,name=revoke_sessions_min_severity,json=revokeSessionsMinSeverity,proto3" json:"revoke_sessions_min_severity,omitempty"`
+	RevokeSessionsMinSeverity *string `protobuf:"bytes,21,opt,name=revoke_sessions_min_severity,json=revokeSessionsMinSeverity,proto3,oneof" json:"revoke_sessions_min_severity,omitempty"`
 	unknownFields             protoimpl.UnknownFields
 	sizeCache                 protoimpl.SizeCache
 }
@@ -1360,22 +1364,22 @@ func (*TeamSettings) Descriptor() ([]byte, []int) {
 }
 
 func (x *TeamSettings) GetConditionalAccess() bool {
-	if x != nil {
-		return x.ConditionalAccess
+	if x != nil && x.ConditionalAccess != nil {
+		return *x.ConditionalAccess
 	}
 	return false
 }
 
 func (x *TeamSettings) GetMaxAllowedSeverity() string {
-	if x != nil {
-		return x.MaxAllowedSeverity
+	if x != nil && x.MaxAllowedSeverity != nil {
+		return *x.MaxAllowedSeverity
 	}
 	return ""
 }
 
 func (x *TeamSettings) GetErrorsAsFailures() bool {
-	if x != nil {
-		return x.ErrorsAsFailures
+	if x != nil && x.ErrorsAsFailures != nil {
+		return *x.ErrorsAsFailures
 	}
 	return false
 }
@@ -1388,15 +1392,15 @@ func (x *TeamSettings) GetStaleAfter() *durationpb.Duration {
 }
 
 func (x *TeamSettings) GetRevokeSessions() bool {
-	if x != nil {
-		return x.RevokeSessions
+	if x != nil && x.RevokeSessions != nil {
+		return *x.RevokeSessions
 	}
 	return false
 }
 
 func (x *TeamSettings) GetRevokeSessionsMinSeverity() string {
-	if x != nil {
-		return x.RevokeSessionsMinSeverity
+	if x != nil && x.RevokeSessionsMinSeverity != nil {
+		return *x.RevokeSessionsMinSeverity
 	}
 	return ""
 }
@@ -2762,8 +2766,11 @@ func (x *CreateIntegrationRequest) GetIntegration() *Integration {
 }
 
 type UpdateIntegrationRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Integration   *Integration           `protobuf:"bytes,1,opt,name=integration,proto3" json:"integration,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Integration *Integration           `protobuf:"bytes,1,opt,name=integration,proto3" json:"integration,omitempty"`
+	// The fields to change (REST PATCH: filled from the JSON body's keys).
+	// Empty over gRPC: every writable field is replaced (the old behaviour).
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2801,6 +2808,13 @@ func (*UpdateIntegrationRequest) Descriptor() ([]byte, []int) {
 func (x *UpdateIntegrationRequest) GetIntegration() *Integration {
 	if x != nil {
 		return x.Integration
+	}
+	return nil
+}
+
+func (x *UpdateIntegrationRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
 	}
 	return nil
 }
@@ -4065,12 +4079,309 @@ func (x *RevokeApiTokenRequest) GetId() string {
 	return ""
 }
 
+type UpdateTeamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// team.name selects the team; team.settings carries the new values.
+	Team *Team `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	// Paths such as "settings.conditional_access"; required over gRPC.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateTeamRequest) Reset() {
+	*x = UpdateTeamRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTeamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTeamRequest) ProtoMessage() {}
+
+func (x *UpdateTeamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTeamRequest.ProtoReflect.Descriptor instead.
+func (*UpdateTeamRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *UpdateTeamRequest) GetTeam() *Team {
+	if x != nil {
+		return x.Team
+	}
+	return nil
+}
+
+func (x *UpdateTeamRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+type AuditEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	At    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	// Token name, or "local" for the CLI working on the store directly.
+	Actor     string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	ActorRole string `protobuf:"bytes,4,opt,name=actor_role,json=actorRole,proto3" json:"actor_role,omitempty"`
+	// The method, e.g. "UpdateTeam", or a CLI action such as "tokens create".
+	Action string `protobuf:"bytes,5,opt,name=action,proto3" json:"action,omitempty"`
+	// What it acted on, e.g. "team/default".
+	Target string `protobuf:"bytes,6,opt,name=target,proto3" json:"target,omitempty"`
+	// The client's address (the HTTP client's for REST calls).
+	Source string `protobuf:"bytes,7,opt,name=source,proto3" json:"source,omitempty"`
+	// "ok" or the gRPC status code, e.g. "PermissionDenied".
+	Result string `protobuf:"bytes,8,opt,name=result,proto3" json:"result,omitempty"`
+	Error  string `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	// Settings before and after a change (JSON, secrets redacted).
+	Before        string `protobuf:"bytes,10,opt,name=before,proto3" json:"before,omitempty"`
+	After         string `protobuf:"bytes,11,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEvent) Reset() {
+	*x = AuditEvent{}
+	mi := &file_posture_v1_admin_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEvent) ProtoMessage() {}
+
+func (x *AuditEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
+func (*AuditEvent) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *AuditEvent) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *AuditEvent) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetActorRole() string {
+	if x != nil {
+		return x.ActorRole
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetBefore() string {
+	if x != nil {
+		return x.Before
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+type ListAuditEventsRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Actor  string                 `protobuf:"bytes,1,opt,name=actor,proto3" json:"actor,omitempty"`
+	Action string                 `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	Since  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	// Default 100, at most 1000.
+	Limit         int32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsRequest) Reset() {
+	*x = ListAuditEventsRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsRequest) ProtoMessage() {}
+
+func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *ListAuditEventsRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *ListAuditEventsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListAuditEventsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsResponse) Reset() {
+	*x = ListAuditEventsResponse{}
+	mi := &file_posture_v1_admin_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsResponse) ProtoMessage() {}
+
+func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 var File_posture_v1_admin_proto protoreflect.FileDescriptor
 
 const file_posture_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x16posture/v1/admin.proto\x12\n" +
-	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\xbb\x06\n" +
+	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\xbb\x06\n" +
 	"\x04Host\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04team\x18\x02 \x01(\tR\x04team\x12+\n" +
@@ -4177,15 +4488,20 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x14ListPoliciesResponse\x12.\n" +
 	"\bpolicies\x18\x01 \x03(\v2\x12.posture.v1.PolicyR\bpolicies\"\"\n" +
 	"\x10GetPolicyRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xc3\x02\n" +
-	"\fTeamSettings\x12-\n" +
-	"\x12conditional_access\x18\x01 \x01(\bR\x11conditionalAccess\x120\n" +
-	"\x14max_allowed_severity\x18\x02 \x01(\tR\x12maxAllowedSeverity\x12,\n" +
-	"\x12errors_as_failures\x18\x03 \x01(\bR\x10errorsAsFailures\x12:\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xd8\x03\n" +
+	"\fTeamSettings\x122\n" +
+	"\x12conditional_access\x18\x01 \x01(\bH\x00R\x11conditionalAccess\x88\x01\x01\x125\n" +
+	"\x14max_allowed_severity\x18\x02 \x01(\tH\x01R\x12maxAllowedSeverity\x88\x01\x01\x121\n" +
+	"\x12errors_as_failures\x18\x03 \x01(\bH\x02R\x10errorsAsFailures\x88\x01\x01\x12:\n" +
 	"\vstale_after\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"staleAfter\x12'\n" +
-	"\x0frevoke_sessions\x18\x14 \x01(\bR\x0erevokeSessions\x12?\n" +
-	"\x1crevoke_sessions_min_severity\x18\x15 \x01(\tR\x19revokeSessionsMinSeverity\"P\n" +
+	"staleAfter\x12,\n" +
+	"\x0frevoke_sessions\x18\x14 \x01(\bH\x03R\x0erevokeSessions\x88\x01\x01\x12D\n" +
+	"\x1crevoke_sessions_min_severity\x18\x15 \x01(\tH\x04R\x19revokeSessionsMinSeverity\x88\x01\x01B\x15\n" +
+	"\x13_conditional_accessB\x17\n" +
+	"\x15_max_allowed_severityB\x15\n" +
+	"\x13_errors_as_failuresB\x12\n" +
+	"\x10_revoke_sessionsB\x1f\n" +
+	"\x1d_revoke_sessions_min_severity\"P\n" +
 	"\x04Team\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\bsettings\x18\x02 \x01(\v2\x18.posture.v1.TeamSettingsR\bsettings\"\xca\x01\n" +
@@ -4281,9 +4597,11 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x15GetIntegrationRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"U\n" +
 	"\x18CreateIntegrationRequest\x129\n" +
-	"\vintegration\x18\x01 \x01(\v2\x17.posture.v1.IntegrationR\vintegration\"U\n" +
+	"\vintegration\x18\x01 \x01(\v2\x17.posture.v1.IntegrationR\vintegration\"\x92\x01\n" +
 	"\x18UpdateIntegrationRequest\x129\n" +
-	"\vintegration\x18\x01 \x01(\v2\x17.posture.v1.IntegrationR\vintegration\"*\n" +
+	"\vintegration\x18\x01 \x01(\v2\x17.posture.v1.IntegrationR\vintegration\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"*\n" +
 	"\x18DeleteIntegrationRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x1b\n" +
 	"\x19DeleteIntegrationResponse\"(\n" +
@@ -4376,13 +4694,39 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x121\n" +
 	"\tapi_token\x18\x02 \x01(\v2\x14.posture.v1.ApiTokenR\bapiToken\"'\n" +
 	"\x15RevokeApiTokenRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id*\x99\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"v\n" +
+	"\x11UpdateTeamRequest\x12$\n" +
+	"\x04team\x18\x01 \x01(\v2\x10.posture.v1.TeamR\x04team\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"\xa1\x02\n" +
+	"\n" +
+	"AuditEvent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x1d\n" +
+	"\n" +
+	"actor_role\x18\x04 \x01(\tR\tactorRole\x12\x16\n" +
+	"\x06action\x18\x05 \x01(\tR\x06action\x12\x16\n" +
+	"\x06target\x18\x06 \x01(\tR\x06target\x12\x16\n" +
+	"\x06source\x18\a \x01(\tR\x06source\x12\x16\n" +
+	"\x06result\x18\b \x01(\tR\x06result\x12\x14\n" +
+	"\x05error\x18\t \x01(\tR\x05error\x12\x16\n" +
+	"\x06before\x18\n" +
+	" \x01(\tR\x06before\x12\x14\n" +
+	"\x05after\x18\v \x01(\tR\x05after\"\x8e\x01\n" +
+	"\x16ListAuditEventsRequest\x12\x14\n" +
+	"\x05actor\x18\x01 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\"I\n" +
+	"\x17ListAuditEventsResponse\x12.\n" +
+	"\x06events\x18\x01 \x03(\v2\x16.posture.v1.AuditEventR\x06events*\x99\x01\n" +
 	"\fChangeAction\x12\x1d\n" +
 	"\x19CHANGE_ACTION_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CHANGE_ACTION_ADDED\x10\x01\x12\x19\n" +
 	"\x15CHANGE_ACTION_CHANGED\x10\x02\x12\x19\n" +
 	"\x15CHANGE_ACTION_REMOVED\x10\x03\x12\x1b\n" +
-	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\x8f\x14\n" +
+	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\xaa\x15\n" +
 	"\fAdminService\x12H\n" +
 	"\tListHosts\x12\x1c.posture.v1.ListHostsRequest\x1a\x1d.posture.v1.ListHostsResponse\x127\n" +
 	"\aGetHost\x12\x1a.posture.v1.GetHostRequest\x1a\x10.posture.v1.Host\x12=\n" +
@@ -4416,7 +4760,10 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\rListApiTokens\x12 .posture.v1.ListApiTokensRequest\x1a!.posture.v1.ListApiTokensResponse\x12W\n" +
 	"\x0eCreateApiToken\x12!.posture.v1.CreateApiTokenRequest\x1a\".posture.v1.CreateApiTokenResponse\x12I\n" +
 	"\x0eRevokeApiToken\x12!.posture.v1.RevokeApiTokenRequest\x1a\x14.posture.v1.ApiToken\x12`\n" +
-	"\x11ResumeIntegration\x12$.posture.v1.ResumeIntegrationRequest\x1a%.posture.v1.ResumeIntegrationResponseB9Z7github.com/posture-dev/posture/api/posture/v1;posturev1b\x06proto3"
+	"\x11ResumeIntegration\x12$.posture.v1.ResumeIntegrationRequest\x1a%.posture.v1.ResumeIntegrationResponse\x12=\n" +
+	"\n" +
+	"UpdateTeam\x12\x1d.posture.v1.UpdateTeamRequest\x1a\x10.posture.v1.Team\x12Z\n" +
+	"\x0fListAuditEvents\x12\".posture.v1.ListAuditEventsRequest\x1a#.posture.v1.ListAuditEventsResponseB9Z7github.com/posture-dev/posture/api/posture/v1;posturev1b\x06proto3"
 
 var (
 	file_posture_v1_admin_proto_rawDescOnce sync.Once
@@ -4431,7 +4778,7 @@ func file_posture_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_posture_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
+var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
 var file_posture_v1_admin_proto_goTypes = []any{
 	(ChangeAction)(0),                   // 0: posture.v1.ChangeAction
 	(*Host)(nil),                        // 1: posture.v1.Host
@@ -4498,142 +4845,157 @@ var file_posture_v1_admin_proto_goTypes = []any{
 	(*CreateApiTokenRequest)(nil),       // 62: posture.v1.CreateApiTokenRequest
 	(*CreateApiTokenResponse)(nil),      // 63: posture.v1.CreateApiTokenResponse
 	(*RevokeApiTokenRequest)(nil),       // 64: posture.v1.RevokeApiTokenRequest
-	(*HostFacts)(nil),                   // 65: posture.v1.HostFacts
-	(*timestamppb.Timestamp)(nil),       // 66: google.protobuf.Timestamp
-	(ResultStatus)(0),                   // 67: posture.v1.ResultStatus
-	(*durationpb.Duration)(nil),         // 68: google.protobuf.Duration
-	(*FactQuery)(nil),                   // 69: posture.v1.FactQuery
+	(*UpdateTeamRequest)(nil),           // 65: posture.v1.UpdateTeamRequest
+	(*AuditEvent)(nil),                  // 66: posture.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),      // 67: posture.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),     // 68: posture.v1.ListAuditEventsResponse
+	(*HostFacts)(nil),                   // 69: posture.v1.HostFacts
+	(*timestamppb.Timestamp)(nil),       // 70: google.protobuf.Timestamp
+	(ResultStatus)(0),                   // 71: posture.v1.ResultStatus
+	(*durationpb.Duration)(nil),         // 72: google.protobuf.Duration
+	(*FactQuery)(nil),                   // 73: posture.v1.FactQuery
+	(*fieldmaskpb.FieldMask)(nil),       // 74: google.protobuf.FieldMask
 }
 var file_posture_v1_admin_proto_depIdxs = []int32{
-	65, // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
-	66, // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
-	66, // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
-	66, // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
-	66, // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
-	5,  // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
-	3,  // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
-	2,  // 7: posture.v1.Host.entra_check:type_name -> posture.v1.EntraDeviceCheck
-	66, // 8: posture.v1.EntraDeviceCheck.checked_at:type_name -> google.protobuf.Timestamp
-	4,  // 9: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
-	66, // 10: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
-	66, // 11: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
-	67, // 12: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
-	66, // 13: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
-	67, // 14: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
-	66, // 15: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
-	68, // 16: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
-	66, // 17: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
-	1,  // 18: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
-	68, // 19: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
-	66, // 20: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
-	66, // 21: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
-	14, // 22: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
-	68, // 23: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
-	18, // 24: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
-	14, // 25: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
-	19, // 26: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
-	69, // 27: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
-	0,  // 28: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
-	21, // 29: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
-	19, // 30: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
-	19, // 31: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
-	66, // 32: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
-	66, // 33: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
-	28, // 34: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
-	66, // 35: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 36: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
-	66, // 37: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
-	66, // 38: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
-	66, // 39: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
-	66, // 40: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
-	66, // 41: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
-	37, // 42: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
-	37, // 43: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	37, // 44: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	66, // 45: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
-	66, // 46: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
-	49, // 47: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
-	66, // 48: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	66, // 49: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	66, // 50: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	66, // 51: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
-	53, // 52: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
-	66, // 53: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
-	53, // 54: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
-	66, // 55: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
-	66, // 56: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
-	66, // 57: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
-	66, // 58: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
-	59, // 59: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
-	66, // 60: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
-	59, // 61: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
-	6,  // 62: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
-	8,  // 63: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
-	9,  // 64: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
-	10, // 65: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
-	12, // 66: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
-	15, // 67: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
-	17, // 68: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
-	20, // 69: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
-	23, // 70: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
-	25, // 71: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
-	27, // 72: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
-	29, // 73: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
-	31, // 74: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
-	32, // 75: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
-	34, // 76: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
-	35, // 77: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
-	38, // 78: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
-	40, // 79: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
-	41, // 80: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
-	42, // 81: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
-	43, // 82: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
-	45, // 83: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
-	50, // 84: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
-	52, // 85: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
-	54, // 86: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
-	56, // 87: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
-	58, // 88: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
-	60, // 89: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
-	62, // 90: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
-	64, // 91: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
-	46, // 92: posture.v1.AdminService.ResumeIntegration:input_type -> posture.v1.ResumeIntegrationRequest
-	7,  // 93: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
-	1,  // 94: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
-	1,  // 95: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
-	11, // 96: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
-	13, // 97: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
-	16, // 98: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
-	14, // 99: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
-	22, // 100: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
-	24, // 101: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
-	26, // 102: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
-	19, // 103: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
-	30, // 104: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
-	28, // 105: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
-	33, // 106: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
-	1,  // 107: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
-	36, // 108: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
-	39, // 109: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
-	37, // 110: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
-	37, // 111: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
-	37, // 112: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
-	44, // 113: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
-	48, // 114: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
-	51, // 115: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
-	49, // 116: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
-	55, // 117: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
-	57, // 118: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
-	53, // 119: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
-	61, // 120: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
-	63, // 121: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
-	59, // 122: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
-	47, // 123: posture.v1.AdminService.ResumeIntegration:output_type -> posture.v1.ResumeIntegrationResponse
-	93, // [93:124] is the sub-list for method output_type
-	62, // [62:93] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	69,  // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
+	70,  // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
+	70,  // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
+	70,  // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
+	70,  // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
+	5,   // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
+	3,   // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
+	2,   // 7: posture.v1.Host.entra_check:type_name -> posture.v1.EntraDeviceCheck
+	70,  // 8: posture.v1.EntraDeviceCheck.checked_at:type_name -> google.protobuf.Timestamp
+	4,   // 9: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
+	70,  // 10: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
+	70,  // 11: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
+	71,  // 12: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
+	70,  // 13: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
+	71,  // 14: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
+	70,  // 15: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
+	72,  // 16: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
+	70,  // 17: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
+	1,   // 18: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
+	72,  // 19: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
+	70,  // 20: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
+	70,  // 21: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
+	14,  // 22: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
+	72,  // 23: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
+	18,  // 24: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
+	14,  // 25: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
+	19,  // 26: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
+	73,  // 27: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
+	0,   // 28: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
+	21,  // 29: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
+	19,  // 30: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
+	19,  // 31: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
+	70,  // 32: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
+	70,  // 33: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
+	28,  // 34: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
+	70,  // 35: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	1,   // 36: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
+	70,  // 37: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
+	70,  // 38: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
+	70,  // 39: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
+	70,  // 40: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
+	70,  // 41: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
+	37,  // 42: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
+	37,  // 43: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	37,  // 44: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	74,  // 45: posture.v1.UpdateIntegrationRequest.update_mask:type_name -> google.protobuf.FieldMask
+	70,  // 46: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
+	70,  // 47: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
+	49,  // 48: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
+	70,  // 49: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	70,  // 50: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	70,  // 51: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	70,  // 52: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
+	53,  // 53: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
+	70,  // 54: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
+	53,  // 55: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
+	70,  // 56: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
+	70,  // 57: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
+	70,  // 58: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
+	70,  // 59: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
+	59,  // 60: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
+	70,  // 61: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
+	59,  // 62: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
+	19,  // 63: posture.v1.UpdateTeamRequest.team:type_name -> posture.v1.Team
+	74,  // 64: posture.v1.UpdateTeamRequest.update_mask:type_name -> google.protobuf.FieldMask
+	70,  // 65: posture.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
+	70,  // 66: posture.v1.ListAuditEventsRequest.since:type_name -> google.protobuf.Timestamp
+	66,  // 67: posture.v1.ListAuditEventsResponse.events:type_name -> posture.v1.AuditEvent
+	6,   // 68: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
+	8,   // 69: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
+	9,   // 70: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
+	10,  // 71: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
+	12,  // 72: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
+	15,  // 73: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
+	17,  // 74: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
+	20,  // 75: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
+	23,  // 76: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
+	25,  // 77: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
+	27,  // 78: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
+	29,  // 79: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
+	31,  // 80: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
+	32,  // 81: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
+	34,  // 82: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
+	35,  // 83: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
+	38,  // 84: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
+	40,  // 85: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
+	41,  // 86: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
+	42,  // 87: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
+	43,  // 88: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
+	45,  // 89: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
+	50,  // 90: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
+	52,  // 91: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
+	54,  // 92: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
+	56,  // 93: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
+	58,  // 94: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
+	60,  // 95: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
+	62,  // 96: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
+	64,  // 97: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
+	46,  // 98: posture.v1.AdminService.ResumeIntegration:input_type -> posture.v1.ResumeIntegrationRequest
+	65,  // 99: posture.v1.AdminService.UpdateTeam:input_type -> posture.v1.UpdateTeamRequest
+	67,  // 100: posture.v1.AdminService.ListAuditEvents:input_type -> posture.v1.ListAuditEventsRequest
+	7,   // 101: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
+	1,   // 102: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
+	1,   // 103: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
+	11,  // 104: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
+	13,  // 105: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
+	16,  // 106: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
+	14,  // 107: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
+	22,  // 108: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
+	24,  // 109: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
+	26,  // 110: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
+	19,  // 111: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
+	30,  // 112: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
+	28,  // 113: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
+	33,  // 114: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
+	1,   // 115: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
+	36,  // 116: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
+	39,  // 117: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
+	37,  // 118: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
+	37,  // 119: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
+	37,  // 120: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
+	44,  // 121: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
+	48,  // 122: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
+	51,  // 123: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
+	49,  // 124: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
+	55,  // 125: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
+	57,  // 126: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
+	53,  // 127: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
+	61,  // 128: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
+	63,  // 129: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
+	59,  // 130: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
+	47,  // 131: posture.v1.AdminService.ResumeIntegration:output_type -> posture.v1.ResumeIntegrationResponse
+	19,  // 132: posture.v1.AdminService.UpdateTeam:output_type -> posture.v1.Team
+	68,  // 133: posture.v1.AdminService.ListAuditEvents:output_type -> posture.v1.ListAuditEventsResponse
+	101, // [101:134] is the sub-list for method output_type
+	68,  // [68:101] is the sub-list for method input_type
+	68,  // [68:68] is the sub-list for extension type_name
+	68,  // [68:68] is the sub-list for extension extendee
+	0,   // [0:68] is the sub-list for field type_name
 }
 
 func init() { file_posture_v1_admin_proto_init() }
@@ -4642,13 +5004,14 @@ func file_posture_v1_admin_proto_init() {
 		return
 	}
 	file_posture_v1_agent_proto_init()
+	file_posture_v1_admin_proto_msgTypes[17].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_posture_v1_admin_proto_rawDesc), len(file_posture_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   64,
+			NumMessages:   68,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -50,6 +50,8 @@ const (
 	AdminService_CreateApiToken_FullMethodName       = "/posture.v1.AdminService/CreateApiToken"
 	AdminService_RevokeApiToken_FullMethodName       = "/posture.v1.AdminService/RevokeApiToken"
 	AdminService_ResumeIntegration_FullMethodName    = "/posture.v1.AdminService/ResumeIntegration"
+	AdminService_UpdateTeam_FullMethodName           = "/posture.v1.AdminService/UpdateTeam"
+	AdminService_ListAuditEvents_FullMethodName      = "/posture.v1.AdminService/ListAuditEvents"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -113,6 +115,12 @@ type AdminServiceClient interface {
 	// the fix was made in Entra alone) and makes every write it held back due
 	// now. UpdateIntegration and a passing TestIntegration do this too.
 	ResumeIntegration(ctx context.Context, in *ResumeIntegrationRequest, opts ...grpc.CallOption) (*ResumeIntegrationResponse, error)
+	// UpdateTeam changes only the settings named in update_mask (REST: PATCH,
+	// where the gateway fills the mask from the JSON body's keys). PutTeam
+	// replaces the whole team and needs every settings field.
+	UpdateTeam(ctx context.Context, in *UpdateTeamRequest, opts ...grpc.CallOption) (*Team, error)
+	// ListAuditEvents reads the audit log of admin actions, newest first.
+	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
 }
 
 type adminServiceClient struct {
@@ -433,6 +441,26 @@ func (c *adminServiceClient) ResumeIntegration(ctx context.Context, in *ResumeIn
 	return out, nil
 }
 
+func (c *adminServiceClient) UpdateTeam(ctx context.Context, in *UpdateTeamRequest, opts ...grpc.CallOption) (*Team, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Team)
+	err := c.cc.Invoke(ctx, AdminService_UpdateTeam_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAuditEventsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListAuditEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -494,6 +522,12 @@ type AdminServiceServer interface {
 	// the fix was made in Entra alone) and makes every write it held back due
 	// now. UpdateIntegration and a passing TestIntegration do this too.
 	ResumeIntegration(context.Context, *ResumeIntegrationRequest) (*ResumeIntegrationResponse, error)
+	// UpdateTeam changes only the settings named in update_mask (REST: PATCH,
+	// where the gateway fills the mask from the JSON body's keys). PutTeam
+	// replaces the whole team and needs every settings field.
+	UpdateTeam(context.Context, *UpdateTeamRequest) (*Team, error)
+	// ListAuditEvents reads the audit log of admin actions, newest first.
+	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -596,6 +630,12 @@ func (UnimplementedAdminServiceServer) RevokeApiToken(context.Context, *RevokeAp
 }
 func (UnimplementedAdminServiceServer) ResumeIntegration(context.Context, *ResumeIntegrationRequest) (*ResumeIntegrationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResumeIntegration not implemented")
+}
+func (UnimplementedAdminServiceServer) UpdateTeam(context.Context, *UpdateTeamRequest) (*Team, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateTeam not implemented")
+}
+func (UnimplementedAdminServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -1176,6 +1216,42 @@ func _AdminService_ResumeIntegration_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_UpdateTeam_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateTeamRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UpdateTeam(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_UpdateTeam_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UpdateTeam(ctx, req.(*UpdateTeamRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListAuditEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAuditEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListAuditEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListAuditEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListAuditEvents(ctx, req.(*ListAuditEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1306,6 +1382,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResumeIntegration",
 			Handler:    _AdminService_ResumeIntegration_Handler,
+		},
+		{
+			MethodName: "UpdateTeam",
+			Handler:    _AdminService_UpdateTeam_Handler,
+		},
+		{
+			MethodName: "ListAuditEvents",
+			Handler:    _AdminService_ListAuditEvents_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

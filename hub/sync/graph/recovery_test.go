@@ -143,7 +143,7 @@ func TestQueryOptionsOnTheWire(t *testing.T) {
 // that change only, not the integration's health.
 func TestRevokeSessions(t *testing.T) {
 	e := newEnv(t, 1)
-	u := e.pair.Graph.AddUser(standin.User{UserPrincipalName: "ada@example.com"})
+	u := e.pair.Graph.AddUser(standin.DirectoryUser{UserPrincipalName: "ada@example.com"})
 	s := e.sink(t, e.config())
 	rev := func(upn string) hubsync.Outcome {
 		t.Helper()

@@ -81,6 +81,7 @@ type Entra struct {
 	// resources are the resource identifiers (without /.default) a token
 	// may be issued for; like Entra, anything else is AADSTS500011.
 	resources []string
+	oidc      oidcState // sign-in endpoints (oidc.go)
 }
 
 type issuedToken struct {
@@ -239,6 +240,9 @@ func (e *Entra) serve(w http.ResponseWriter, r *http.Request) {
 	e.mu.Lock()
 	e.paths = append(e.paths, r.Method+" "+r.URL.Path)
 	e.mu.Unlock()
+	if e.serveOIDC(w, r) {
+		return
+	}
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	switch {
 	case len(parts) == 4 && parts[1] == "v2.0" && parts[2] == ".well-known" && parts[3] == "openid-configuration" && r.Method == http.MethodGet:

@@ -89,7 +89,7 @@ type Graph struct {
 	resource    string
 	log2        []Request
 	rejected    map[string]bool
-	users       []*User
+	users       []*DirectoryUser
 	revocations []Revocation
 }
 
@@ -104,8 +104,8 @@ type Request struct {
 	Batched bool
 }
 
-// User is a directory user as far as session revocation needs one.
-type User struct {
+// DirectoryUser is a directory user as far as session revocation needs one.
+type DirectoryUser struct {
 	ID                string `json:"id"`
 	UserPrincipalName string `json:"userPrincipalName"`
 }
@@ -156,7 +156,7 @@ func (g *Graph) RejectToken(tok string) {
 }
 
 // AddUser adds a directory user (ID is generated when empty).
-func (g *Graph) AddUser(u User) User {
+func (g *Graph) AddUser(u DirectoryUser) DirectoryUser {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if u.ID == "" {

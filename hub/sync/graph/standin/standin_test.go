@@ -356,7 +356,7 @@ func TestGraphAudienceAndRevokeSessions(t *testing.T) {
 	}
 	_, tok = postForm(t, hc, tokenURL(p), secretForm("s"))
 	token := tok["access_token"].(string)
-	u := p.Graph.AddUser(User{UserPrincipalName: "ada@example.com"})
+	u := p.Graph.AddUser(DirectoryUser{UserPrincipalName: "ada@example.com"})
 	revoke := p.Graph.URL() + "/users/" + url.PathEscape(u.UserPrincipalName) + "/revokeSignInSessions"
 	if code, _, _ := graphReq(t, hc, "POST", revoke, token, nil, false); code != 403 {
 		t.Fatalf("revoke without User.RevokeSessions.All: %d", code)

@@ -117,7 +117,7 @@ func run(args []string) error {
 	p.Entra.SetResources(splitList(*resources)...)
 	p.Graph.SetResource(*graphResource)
 	for _, u := range splitList(*users) {
-		p.Graph.AddUser(standin.User{UserPrincipalName: u})
+		p.Graph.AddUser(standin.DirectoryUser{UserPrincipalName: u})
 	}
 	if *caOut != "" {
 		if err := os.WriteFile(*caOut, p.CA.CertPEM(), 0o644); err != nil {
