@@ -12,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
@@ -410,4 +413,40 @@ func TestEntraResumeAfterFixInEntra(t *testing.T) {
 		t.Fatalf("resume: %v %v", r, err)
 	}
 	e.waitAttr(devA, "Non-compliant", 30*time.Second)
+}
+
+// Session revocation is set through PATCH (update mask) like every team
+// setting; turning it off or raising its severity needs the admin role; a
+// PUT from a client that does not know the fields keeps them.
+func TestEntraRevokeSessionsTeamSettings(t *testing.T) {
+	e := newEntraEnv(t)
+	mt, _ := admin.NewAPIToken("maintainer", store.RoleMaintainer, time.Now(), nil)
+	if err := e.hub.Store.CreateAPIToken(e.ctx, mt.Stored); err != nil {
+		t.Fatal(err)
+	}
+	mctx := withToken(e.ctx, mt.Plain)
+	patch := func(ctx context.Context, s *posturev1.TeamSettings, paths ...string) (*posturev1.Team, error) {
+		return e.adminc.UpdateTeam(ctx, &posturev1.UpdateTeamRequest{Team: &posturev1.Team{Name: "eng", Settings: s},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: paths}})
+	}
+	tm, err := patch(mctx, &posturev1.TeamSettings{ConditionalAccess: proto.Bool(true), RevokeSessions: proto.Bool(true),
+		RevokeSessionsMinSeverity: proto.String("critical")},
+		"settings.conditional_access", "settings.revoke_sessions", "settings.revoke_sessions_min_severity")
+	if err != nil || !tm.GetSettings().GetRevokeSessions() || tm.GetSettings().GetRevokeSessionsMinSeverity() != "critical" {
+		t.Fatalf("turn on: %v %v", tm, err)
+	}
+	if _, err := patch(mctx, &posturev1.TeamSettings{RevokeSessionsMinSeverity: proto.String("medium")}, "settings.revoke_sessions_min_severity"); err != nil {
+		t.Fatalf("a maintainer makes it stricter: %v", err)
+	}
+	if _, err := patch(mctx, &posturev1.TeamSettings{RevokeSessions: proto.Bool(false)}, "settings.revoke_sessions"); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("a maintainer turned revocation off: %v", err)
+	}
+	if _, err := patch(mctx, &posturev1.TeamSettings{RevokeSessionsMinSeverity: proto.String("high")}, "settings.revoke_sessions_min_severity"); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("a maintainer raised the revocation severity: %v", err)
+	}
+	tm, err = e.adminc.PutTeam(e.actx, &posturev1.PutTeamRequest{Team: &posturev1.Team{Name: "eng", Settings: &posturev1.TeamSettings{
+		ConditionalAccess: proto.Bool(true), MaxAllowedSeverity: proto.String(""), ErrorsAsFailures: proto.Bool(false), StaleAfter: durationpb.New(0)}}})
+	if err != nil || !tm.GetSettings().GetRevokeSessions() || tm.GetSettings().GetRevokeSessionsMinSeverity() != "medium" {
+		t.Fatalf("PUT without the revocation fields: %v %v", tm, err)
+	}
 }
