@@ -51,13 +51,15 @@ var required = map[string]string{
 	"RetrySyncItem":        store.RoleMaintainer,
 	"ResumeIntegration":    store.RoleMaintainer,
 	// Integrations hold Microsoft credentials: admin only.
-	"CreateIntegration": store.RoleAdmin,
-	"UpdateIntegration": store.RoleAdmin,
-	"DeleteIntegration": store.RoleAdmin,
-	"TestIntegration":   store.RoleAdmin,
-	"ListApiTokens":     store.RoleAdmin,
-	"CreateApiToken":    store.RoleAdmin,
-	"RevokeApiToken":    store.RoleAdmin,
+	"CreateIntegration":      store.RoleAdmin,
+	"UpdateIntegration":      store.RoleAdmin,
+	"DeleteIntegration":      store.RoleAdmin,
+	"TestIntegration":        store.RoleAdmin,
+	"DeprovisionIntegration": store.RoleAdmin,
+	"GetAdminConsentUrl":     store.RoleAdmin,
+	"ListApiTokens":          store.RoleAdmin,
+	"CreateApiToken":         store.RoleAdmin,
+	"RevokeApiToken":         store.RoleAdmin,
 	// Changes that relax a team (conditional access off, a laxer severity
 	// threshold) also need admin: the handlers check that.
 	"UpdateTeam": store.RoleMaintainer,

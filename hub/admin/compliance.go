@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
@@ -252,6 +253,7 @@ func (s *Server) integrationProto(in store.Integration) *posturev1.Integration {
 	}
 	if s.cfg.Integrations != nil {
 		pi.Warnings = s.cfg.Integrations.Warnings(in, s.cfg.Now())
+		s.kindFieldsToProto(in, pi)
 	}
 	return pi // credentials are write-only: never copied out
 }
@@ -263,7 +265,7 @@ func integrationFromProto(p *posturev1.Integration) store.Integration {
 		GraphResource: strings.TrimSpace(p.GetGraphResource()),
 		ExtraCAPEM:    p.GetExtraCaPem(), TenantID: strings.TrimSpace(p.GetTenantId()), ClientID: strings.TrimSpace(p.GetClientId()),
 		ExtensionAttribute: int(p.GetExtensionAttribute()), CompliantValue: p.GetCompliantValue(),
-		NoncompliantValue: p.GetNoncompliantValue(), Teams: p.GetTeams(),
+		NoncompliantValue: p.GetNoncompliantValue(), Teams: p.GetTeams(), Settings: settingsFromProto(p),
 	}
 	if p.GetCloud() == "" {
 		in.Cloud = "public"
@@ -346,6 +348,13 @@ func (s *Server) UpdateIntegration(ctx context.Context, req *posturev1.UpdateInt
 		if p, err = mergeIntegration(s.integrationProto(old), p, paths); err != nil {
 			return nil, err
 		}
+	}
+	if p.GetKind() != "" && p.GetKind() != old.Kind {
+		return nil, status.Errorf(codes.InvalidArgument, "the kind of integration %s is %s: create a new integration for another kind", old.ID, old.Kind)
+	}
+	if p.GetKind() == "" {
+		p = proto.CloneOf(p)
+		p.Kind = old.Kind
 	}
 	in := integrationFromProto(p)
 	if in.Name == "" {

@@ -190,6 +190,11 @@ func (s *Server) hostProto(ctx context.Context, h store.Host, names map[string]s
 		return nil, err
 	}
 	ph.Verdict = v
+	if hs, ok := s.cfg.Integrations.(HostScoper); ok {
+		if ph.Scopes, err = hs.HostScopes(ctx, h); err != nil {
+			return nil, storeErr("host scopes", err)
+		}
+	}
 	if h.RevokedAt != nil {
 		ph.RevokedAt = ts(*h.RevokedAt)
 	}

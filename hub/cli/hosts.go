@@ -52,6 +52,7 @@ func cmdHosts(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			if err := printVerdict(stdout, h); err != nil {
 				return err
 			}
+			printHostScopes(stdout, h)
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "POLICY\tSTATUS\tSINCE\tEVALUATED\tERROR")
 			printResults(tw, h.GetResults(), "")

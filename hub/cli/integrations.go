@@ -16,7 +16,7 @@ import (
 )
 
 func cmdIntegrations(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	verb, rest, ok := subcommand(args, stderr, "list, get, create, update, delete, test, resume")
+	verb, rest, ok := subcommand(args, stderr, "list, get, create, update, delete, test, deprovision, consent-url, resume")
 	if !ok {
 		return 2
 	}
@@ -28,10 +28,10 @@ func cmdIntegrations(ctx context.Context, args []string, stdout, stderr io.Write
 				return firstErr(err, func() error { return printJSON(stdout, resp) })
 			}
 			tw := newTable(stdout)
-			fmt.Fprintln(tw, "ID\tNAME\tCLOUD\tTENANT\tATTRIBUTE\tCREDENTIAL\tTEAMS\tHEALTH\tWARNINGS")
+			fmt.Fprintln(tw, "ID\tNAME\tKIND\tCLOUD\tTENANT\tATTRIBUTE\tCREDENTIAL\tTEAMS\tHEALTH\tWARNINGS")
 			for _, in := range resp.GetIntegrations() {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", in.GetId(), in.GetName(), in.GetCloud(), in.GetTenantId(),
-					in.GetExtensionAttribute(), orDash(in.GetCredentialKind()), teamsList(in.GetTeams()), orUnchecked(in.GetHealth()), len(in.GetWarnings()))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", in.GetId(), in.GetName(), orDash(in.GetKind()), in.GetCloud(), orDash(in.GetTenantId()),
+					attributeCol(in), orDash(in.GetCredentialKind()), teamsList(in.GetTeams()), orUnchecked(in.GetHealth()), len(in.GetWarnings()))
 			}
 			return tw.Flush()
 		})
@@ -101,6 +101,10 @@ func cmdIntegrations(ctx context.Context, args []string, stdout, stderr io.Write
 			}
 			return nil
 		})
+	case "deprovision":
+		return integrationDeprovision(ctx, rest, stdout, stderr)
+	case "consent-url":
+		return integrationConsentURL(ctx, rest, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "integrations: unknown subcommand %q\n", verb)
 	return 2
@@ -159,7 +163,10 @@ func printIntegration(w io.Writer, in *posturev1.Integration) error {
 		cred += ", expires " + fmtTime(in.GetSecretExpiresAt())
 	}
 	fmt.Fprintf(tw, "credential\t%s\n", cred)
-	fmt.Fprintf(tw, "attribute\textensionAttribute%d = %q / %q\n", in.GetExtensionAttribute(), in.GetCompliantValue(), in.GetNoncompliantValue())
+	if in.GetKind() == "" || in.GetKind() == "graph" {
+		fmt.Fprintf(tw, "attribute\textensionAttribute%d = %q / %q\n", in.GetExtensionAttribute(), in.GetCompliantValue(), in.GetNoncompliantValue())
+	}
+	printKindFields(tw, in)
 	fmt.Fprintf(tw, "teams\t%s\n", teamsList(in.GetTeams()))
 	health := orUnchecked(in.GetHealth())
 	if in.GetHealthCheckedAt() != nil {
@@ -201,6 +208,7 @@ func integrationWrite(ctx context.Context, args []string, stdout, stderr io.Writ
 		secretFile, certFile, certPwFile, secretExpires                            string
 		compliantValue, noncompliantValue, teams                                   string
 		attribute                                                                  int
+		kf                                                                         kindFlags
 	)
 	extra := func(f *flag.FlagSet) {
 		fs = f
@@ -229,6 +237,7 @@ func integrationWrite(ctx context.Context, args []string, stdout, stderr io.Writ
 		f.StringVar(&compliantValue, "compliant-value", "", `value written for compliant devices (default "Compliant")`)
 		f.StringVar(&noncompliantValue, "noncompliant-value", "", `value written for non-compliant devices (default "Non-compliant")`)
 		f.StringVar(&teams, "teams", "", `comma-separated teams whose hosts it syncs (empty: every team)`)
+		kf.register(f)
 	}
 	args, _ = interspersed(args, extra)
 	return apiCommand(ctx, name, args, stdout, stderr, extra, nargs, func(ctx context.Context, c posturev1.AdminServiceClient, cf *clientFlags, pos []string) error {
@@ -244,18 +253,33 @@ func integrationWrite(ctx context.Context, args []string, stdout, stderr io.Writ
 				GraphBaseUrl: cur.GetGraphBaseUrl(), GraphResource: cur.GetGraphResource(), ExtraCaPem: cur.GetExtraCaPem(), TenantId: cur.GetTenantId(), ClientId: cur.GetClientId(),
 				SecretExpiresAt: cur.GetSecretExpiresAt(), ExtensionAttribute: cur.GetExtensionAttribute(),
 				CompliantValue: cur.GetCompliantValue(), NoncompliantValue: cur.GetNoncompliantValue(), Teams: cur.GetTeams(),
+				WebhookUrl: cur.GetWebhookUrl(), PortalUrl: cur.GetPortalUrl(), PartnerPlatforms: cur.GetPartnerPlatforms(),
+				PartnerGroup: cur.GetPartnerGroup(), ScopeGroups: cur.GetScopeGroups(),
 			}
 		} else {
 			set["cloud"] = true // the default applies
+			in.Kind = kf.kind
 			if strings.TrimSpace(intName) == "" {
 				return errors.New("--name is required")
 			}
-			if tenant == "" || client == "" {
-				return errors.New("--tenant-id and --client-id are required")
+			switch kf.kind {
+			case "webhook":
+				if kf.webhookURL == "" {
+					return errors.New("--webhook-url is required for a webhook")
+				}
+			case "graph", "intune-partner":
+				if tenant == "" || client == "" {
+					return errors.New("--tenant-id and --client-id are required")
+				}
+				if attribute == 0 && kf.kind == "graph" {
+					return errors.New("--attribute (1..15) is required: the device extension attribute Conditional Access filters on")
+				}
+			default:
+				return fmt.Errorf("--kind %q: want graph, intune-partner or webhook", kf.kind)
 			}
-			if attribute == 0 {
-				return errors.New("--attribute (1..15) is required: the device extension attribute Conditional Access filters on")
-			}
+		}
+		if err := kf.apply(in, set); err != nil {
+			return err
 		}
 		str := map[string]*string{
 			"name": &in.Name, "cloud": &in.Cloud, "authority-host": &in.AuthorityHost, "graph-base-url": &in.GraphBaseUrl, "graph-resource": &in.GraphResource,

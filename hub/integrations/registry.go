@@ -44,8 +44,11 @@ type Registry struct {
 	log  *slog.Logger
 	now  func() time.Time
 
-	mu    sync.Mutex
-	sinks map[string]cachedSink
+	mu      sync.Mutex
+	sinks   map[string]cachedSink
+	hosts   HostStore // for webhook events; see SetHosts
+	partner PartnerDefaults
+	scope   *scopes // Entra group scoping; see scope.go
 	// kick wakes Run to record a health change at once.
 	kick chan struct{}
 	// onRebuild is called with an integration's id when its sink is
@@ -60,6 +63,7 @@ func (r *Registry) OnRebuild(f func(id string)) { r.onRebuild = f }
 
 type cachedSink struct {
 	sink      *graph.Sink
+	other     hubsync.Sink // a non-graph kind (sink is nil then)
 	updatedAt time.Time
 	reported  graph.HealthStatus
 }
@@ -95,8 +99,11 @@ func (r *Registry) Prepare(in *store.Integration, cred Credential) error {
 	if in.Kind == "" {
 		in.Kind = KindGraph
 	}
+	if err := checkScope(*in); err != nil {
+		return err
+	}
 	if in.Kind != KindGraph {
-		return fmt.Errorf("kind %q is not supported (want %q)", in.Kind, KindGraph)
+		return r.prepareOther(in, cred)
 	}
 	if in.CompliantValue == "" {
 		in.CompliantValue = graph.DefaultCompliantValue
@@ -221,7 +228,20 @@ func (r *Registry) Sink(ctx context.Context, id string) (hubsync.Sink, error) {
 	c, ok := r.sinks[id]
 	r.mu.Unlock()
 	if ok && c.updatedAt.Equal(in.UpdatedAt) {
+		if c.other != nil {
+			return c.other, nil
+		}
 		return c.sink, nil
+	}
+	if in.Kind != KindGraph {
+		o, err := r.buildOther(in)
+		if err != nil {
+			return nil, err
+		}
+		r.mu.Lock()
+		r.sinks[id] = cachedSink{other: o, updatedAt: in.UpdatedAt}
+		r.mu.Unlock()
+		return o, nil
 	}
 	s, err := r.build(in)
 	if err != nil {
@@ -242,7 +262,11 @@ func (r *Registry) Reader(ctx context.Context, id string) (hubsync.Reader, error
 	if err != nil {
 		return nil, err
 	}
-	return s.(*graph.Sink), nil
+	rd, ok := s.(hubsync.Reader)
+	if !ok {
+		return nil, fmt.Errorf("integration %s: a %s sink cannot be read back", id, s.Name())
+	}
+	return rd, nil
 }
 
 // Test runs a connection test on a fresh sink and records the health.
@@ -250,6 +274,9 @@ func (r *Registry) Test(ctx context.Context, id string) (graph.ConnectionReport,
 	in, err := r.st.GetIntegration(ctx, id)
 	if err != nil {
 		return graph.ConnectionReport{}, err
+	}
+	if in.Kind != KindGraph {
+		return r.testOther(ctx, in)
 	}
 	s, err := r.build(in)
 	if err != nil {
@@ -330,6 +357,9 @@ func (r *Registry) recordHealth(ctx context.Context) {
 	}
 	var todo []upd
 	for id, c := range r.sinks {
+		if c.sink == nil {
+			continue // non-graph kinds record their own state
+		}
 		h := c.sink.Health()
 		if !h.At.IsZero() && (h.Health != c.reported.Health || h.Message != c.reported.Message) {
 			c.reported = h

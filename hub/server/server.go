@@ -89,6 +89,18 @@ type Config struct {
 	HTTPMaxBody, HTTPMaxApplyBody int64
 	// Portal configures the end-user pages.
 	Portal PortalConfig
+	// PublicURL is the hub's public https base URL, where users reach
+	// /enroll and /remediate (Intune partner integrations send them there).
+	PublicURL string
+	// PartnerMaintain is how often partner integrations are checked
+	// (activation, policies) and their heartbeat sent when due (default 1m);
+	// PartnerHeartbeat is the heartbeat interval (default 15m).
+	PartnerMaintain, PartnerHeartbeat time.Duration
+	// PartnerPoll is the wait between upload status reads (default 1s).
+	PartnerPoll time.Duration
+	// ScopeRefresh is how often Entra group membership of scoped
+	// integrations is read again (default 15m).
+	ScopeRefresh time.Duration
 }
 
 // Hub is a running (or ready to run) hub.
@@ -144,6 +156,14 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("data dir is required")
 	}
+	// One public URL serves the portal's signed links and the partner
+	// integrations' enrollment and remediation URLs.
+	if cfg.Portal.PublicURL == "" {
+		cfg.Portal.PublicURL = cfg.PublicURL
+	}
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = cfg.Portal.PublicURL
+	}
 	if cfg.HTTPMaxBody <= 0 {
 		cfg.HTTPMaxBody = DefaultHTTPMaxBody
 	}
@@ -183,6 +203,9 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 		return nil, err
 	}
 	h.Integrations = integrations.New(st, keys, h.log)
+	h.Integrations.SetHosts(st) // webhook events name the host and its failing policies
+	h.Integrations.SetPartnerDefaults(integrations.PartnerDefaults{PortalURL: cfg.PublicURL,
+		HeartbeatEvery: cfg.PartnerHeartbeat, PollInterval: cfg.PartnerPoll})
 	syncMetrics, err := hubsync.NewPromMetrics(h.metrics)
 	if err != nil {
 		return nil, err
@@ -208,7 +231,7 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	}
 	h.Engine = verdicts.New(verdicts.Config{
 		Store: st, Logger: h.log.With("component", "verdicts"), Enqueued: h.Worker.Notify, DuePoll: cfg.DuePoll,
-		Metrics: h.metrics, Changed: h.verdictChanged,
+		Metrics: h.metrics, Changed: h.verdictChanged, Scope: h.Integrations.Covers,
 	})
 	h.Registry = agentapi.NewRegistry()
 	if err := h.setupPortal(ctx); err != nil {
@@ -225,7 +248,7 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	})
 	h.Admin = admin.New(admin.Config{
 		Store: h.Store, Streams: h.Router, Logger: h.log, Verdicts: h.Engine,
-		Integrations: adminIntegrations{h.Integrations}, SyncNotify: h.Worker.Notify,
+		Integrations: adminIntegrations{r: h.Integrations, publicURL: cfg.PublicURL}, SyncNotify: h.Worker.Notify,
 		SyncResume: h.resumeIntegration,
 	})
 
@@ -300,6 +323,7 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 		fmt.Fprintln(w, "ok")
 	})))
 	mux.Handle("GET /readyz", withWriteDeadline(http.HandlerFunc(h.readyz)))
+	mux.Handle("GET "+integrations.ConsentCallbackPath, withWriteDeadline(h.Integrations.ConsentHandler()))
 	mux.Handle("GET /metrics", withWriteDeadline(promhttp.HandlerFor(h.metrics, promhttp.HandlerOpts{})))
 	h.httpSrv = NewHTTPServer(mux, h.log)
 	if cfg.HTTPCert == "" && plainHTTPBeyondLoopback(h.httpLn.Addr().String()) {
@@ -393,6 +417,26 @@ func (h *Hub) Run(ctx context.Context) error {
 	if h.bus != nil {
 		background("event bus", func(ctx context.Context) error { h.bus.Run(ctx, h.Router.Handle); return nil })
 	}
+	background("intune partners", func(ctx context.Context) error {
+		every := h.cfg.PartnerMaintain
+		if every <= 0 {
+			every = time.Minute
+		}
+		h.Integrations.RunPartners(ctx, every)
+		return nil
+	})
+	background("group scopes", func(ctx context.Context) error {
+		every := h.cfg.ScopeRefresh
+		if every <= 0 {
+			every = 15 * time.Minute
+		}
+		h.Integrations.RunScopes(ctx, every, func(ids []string) {
+			for _, id := range ids {
+				h.Engine.Notify(id, true) // entering a scope: write it
+			}
+		})
+		return nil
+	})
 	defer func() { stopBG(); bg.Wait() }()
 	h.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	h.health.SetServingStatus(posturev1.AgentService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)

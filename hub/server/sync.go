@@ -4,10 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 	"github.com/posture-dev/posture/hub/admin"
 	"github.com/posture-dev/posture/hub/integrations"
 	"github.com/posture-dev/posture/hub/secrets"
@@ -44,7 +49,10 @@ func loadKeys(cfg Config) (*secrets.Keyring, error) {
 }
 
 // adminIntegrations adapts the registry to the admin API's small interface.
-type adminIntegrations struct{ r *integrations.Registry }
+type adminIntegrations struct {
+	r         *integrations.Registry
+	publicURL string
+}
 
 func (a adminIntegrations) Prepare(in *store.Integration, secret string, cert []byte, certPassword string) error {
 	return a.r.Prepare(in, integrations.Credential{ClientSecret: secret, Certificate: cert, CertificatePassword: certPassword})
@@ -72,6 +80,55 @@ func (a adminIntegrations) Test(ctx context.Context, id string) (admin.TestRepor
 
 func (a adminIntegrations) Warnings(in store.Integration, now time.Time) []string {
 	return integrations.Warnings(in, now)
+}
+
+func (a adminIntegrations) Deprovision(ctx context.Context, id string) error {
+	return a.r.Deprovision(ctx, id)
+}
+
+// PartnerStatus shows a partner integration's saved state.
+func (a adminIntegrations) PartnerStatus(in store.Integration) *posturev1.PartnerStatus {
+	st, err := integrations.DecodePartnerState(in)
+	if err != nil {
+		return &posturev1.PartnerStatus{Activation: "unknown", ActivationMessage: err.Error()}
+	}
+	ts := func(t time.Time) *timestamppb.Timestamp {
+		if t.IsZero() {
+			return nil
+		}
+		return timestamppb.New(t)
+	}
+	ps := &posturev1.PartnerStatus{Activation: st.Activation, ActivationMessage: st.ActivationMessage,
+		ActivatedAt: ts(st.ActivatedAt), LastHeartbeatAt: ts(st.LastHeartbeatAt), HeartbeatError: st.HeartbeatError,
+		GroupId: st.GroupID, TenantSyncUrl: st.TenantSyncURL, DeviceSyncUrl: st.DeviceSyncURL}
+	for _, p := range slices.Sorted(maps.Keys(st.Policies)) {
+		pol := st.Policies[p]
+		ps.Policies = append(ps.Policies, &posturev1.PartnerPolicyStatus{Platform: p, State: pol.State, PolicyId: pol.PolicyID,
+			GroupId: pol.GroupID, Message: pol.Message, UpdatedAt: ts(pol.UpdatedAt)})
+	}
+	return ps
+}
+
+// HostScopes shows a host's Entra group scope per scoped integration.
+func (a adminIntegrations) HostScopes(ctx context.Context, h store.Host) ([]*posturev1.HostScope, error) {
+	ss, err := a.r.HostScopes(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	var out []*posturev1.HostScope
+	for _, s := range ss {
+		hs := &posturev1.HostScope{IntegrationId: s.IntegrationID, State: s.State, Error: s.Error}
+		if !s.RefreshedAt.IsZero() {
+			hs.RefreshedAt = timestamppb.New(s.RefreshedAt)
+		}
+		out = append(out, hs)
+	}
+	return out, nil
+}
+
+// adminConsent adds the hub's public URL to the registry's consent links.
+func (a adminIntegrations) ConsentURL(ctx context.Context, id string) (string, string, time.Time, error) {
+	return a.r.ConsentURL(ctx, id, a.publicURL)
 }
 
 // resumeIntegration ends an integration's pause on this replica's worker

@@ -84,7 +84,8 @@ type Verdicts interface {
 	DueVerdicts(ctx context.Context, now time.Time, limit int) ([]string, error)
 }
 
-// Integration is a connection to Microsoft (kind "graph").
+// Integration is a sink: Microsoft Graph (kind "graph"), the Intune
+// compliance-partner API ("intune-partner") or a signed webhook ("webhook").
 type Integration struct {
 	ID            string
 	Name          string
@@ -114,6 +115,14 @@ type Integration struct {
 	HealthCheckedAt    *time.Time
 	CreatedAt          time.Time
 	UpdatedAt          time.Time
+	// Settings are the kind's own options (a JSON object; webhook URL,
+	// partner portal URLs, platforms, group scope), decoded by
+	// hub/integrations. Empty = {}.
+	Settings []byte
+	// SinkState is what the sink keeps about the remote side (a JSON
+	// object): written only by SetIntegrationSinkState, ignored by Create
+	// and Update.
+	SinkState []byte
 }
 
 // Integrations keeps integrations.
@@ -125,6 +134,9 @@ type Integrations interface {
 	ListIntegrations(ctx context.Context) ([]Integration, error)
 	DeleteIntegration(ctx context.Context, id string) error
 	SetIntegrationHealth(ctx context.Context, id, health, message string, at time.Time) error
+	// SetIntegrationSinkState replaces the sink's state (a JSON object)
+	// without touching UpdatedAt.
+	SetIntegrationSinkState(ctx context.Context, id string, state []byte) error
 }
 
 // DeviceCheck is what Graph said about a host's Entra device when

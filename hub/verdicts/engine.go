@@ -68,6 +68,9 @@ type Config struct {
 	// Changed, if set, is called after a saved verdict changed state (e.g.
 	// to tell the host its new verdict).
 	Changed func(hostID string, v store.Verdict)
+	// Scope, if set, further limits which hosts an integration writes
+	// (Entra group scoping); hosts it refuses get no outbox row.
+	Scope func(in store.Integration, h store.Host) bool
 }
 
 // Engine evaluates and saves verdicts.
@@ -415,7 +418,7 @@ func (e *Engine) rowsFor(ctx context.Context, h store.Host, v store.Verdict, now
 	}
 	var rows []store.OutboxRow
 	for _, in := range ins {
-		if !covers(in, h.Team) {
+		if !covers(in, h.Team) || (e.cfg.Scope != nil && !e.cfg.Scope(in, h)) {
 			continue
 		}
 		rows = append(rows, store.OutboxRow{

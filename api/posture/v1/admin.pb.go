@@ -108,7 +108,9 @@ type Host struct {
 	// What Graph said about the host's Entra device when reconcile last read
 	// it (GetHost; absent until read). Its mismatch is set when Graph's
 	// display name or operating system disagrees with the host's facts.
-	EntraCheck    *EntraDeviceCheck `protobuf:"bytes,50,opt,name=entra_check,json=entraCheck,proto3" json:"entra_check,omitempty"`
+	EntraCheck *EntraDeviceCheck `protobuf:"bytes,50,opt,name=entra_check,json=entraCheck,proto3" json:"entra_check,omitempty"`
+	// Entra group scoping, per integration that has scope_groups.
+	Scopes        []*HostScope `protobuf:"bytes,19,rep,name=scopes,proto3" json:"scopes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -276,32 +278,42 @@ func (x *Host) GetEntraCheck() *EntraDeviceCheck {
 	return nil
 }
 
-type EntraDeviceCheck struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	IntegrationId   string                 `protobuf:"bytes,1,opt,name=integration_id,json=integrationId,proto3" json:"integration_id,omitempty"`
-	DisplayName     string                 `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	OperatingSystem string                 `protobuf:"bytes,3,opt,name=operating_system,json=operatingSystem,proto3" json:"operating_system,omitempty"`
-	// What disagrees with the host's facts ("" = nothing).
-	Mismatch      string                 `protobuf:"bytes,4,opt,name=mismatch,proto3" json:"mismatch,omitempty"`
-	CheckedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=checked_at,json=checkedAt,proto3" json:"checked_at,omitempty"`
+func (x *Host) GetScopes() []*HostScope {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+// HostScope says whether an integration with Entra group scoping writes a host.
+type HostScope struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	IntegrationId string                 `protobuf:"bytes,1,opt,name=integration_id,json=integrationId,proto3" json:"integration_id,omitempty"`
+	// in_scope: the device or its user is a (transitive) member of one of the
+	// groups; out_of_scope: left untouched in Entra / Intune; unknown: group
+	// membership not read yet (not written until it is).
+	State       string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	RefreshedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=refreshed_at,json=refreshedAt,proto3" json:"refreshed_at,omitempty"`
+	// Why the membership could not be read.
+	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *EntraDeviceCheck) Reset() {
-	*x = EntraDeviceCheck{}
+func (x *HostScope) Reset() {
+	*x = HostScope{}
 	mi := &file_posture_v1_admin_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *EntraDeviceCheck) String() string {
+func (x *HostScope) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*EntraDeviceCheck) ProtoMessage() {}
+func (*HostScope) ProtoMessage() {}
 
-func (x *EntraDeviceCheck) ProtoReflect() protoreflect.Message {
+func (x *HostScope) ProtoReflect() protoreflect.Message {
 	mi := &file_posture_v1_admin_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -313,44 +325,37 @@ func (x *EntraDeviceCheck) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use EntraDeviceCheck.ProtoReflect.Descriptor instead.
-func (*EntraDeviceCheck) Descriptor() ([]byte, []int) {
+// Deprecated: Use HostScope.ProtoReflect.Descriptor instead.
+func (*HostScope) Descriptor() ([]byte, []int) {
 	return file_posture_v1_admin_proto_rawDescGZIP(), []int{1}
 }
 
-func (x *EntraDeviceCheck) GetIntegrationId() string {
+func (x *HostScope) GetIntegrationId() string {
 	if x != nil {
 		return x.IntegrationId
 	}
 	return ""
 }
 
-func (x *EntraDeviceCheck) GetDisplayName() string {
+func (x *HostScope) GetState() string {
 	if x != nil {
-		return x.DisplayName
+		return x.State
 	}
 	return ""
 }
 
-func (x *EntraDeviceCheck) GetOperatingSystem() string {
+func (x *HostScope) GetRefreshedAt() *timestamppb.Timestamp {
 	if x != nil {
-		return x.OperatingSystem
-	}
-	return ""
-}
-
-func (x *EntraDeviceCheck) GetMismatch() string {
-	if x != nil {
-		return x.Mismatch
-	}
-	return ""
-}
-
-func (x *EntraDeviceCheck) GetCheckedAt() *timestamppb.Timestamp {
-	if x != nil {
-		return x.CheckedAt
+		return x.RefreshedAt
 	}
 	return nil
+}
+
+func (x *HostScope) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
 }
 
 // Verdict is a host's compliance state as the hub computed it.
@@ -2339,7 +2344,8 @@ type Integration struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Name  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	// "graph" (Entra device extension attribute).
+	// "graph" (Entra device extension attribute), "intune-partner" (Intune
+	// device-compliance partner API) or "webhook" (signed JSON).
 	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
 	// public | usgov | usgov-dod | china | custom
 	Cloud string `protobuf:"bytes,4,opt,name=cloud,proto3" json:"cloud,omitempty"`
@@ -2381,6 +2387,26 @@ type Integration struct {
 	// https://graph.microsoft.com), whatever host graph_base_url names (a
 	// proxy or private endpoint).
 	GraphResource string `protobuf:"bytes,40,opt,name=graph_resource,json=graphResource,proto3" json:"graph_resource,omitempty"`
+	// kind "webhook": where signed events are POSTed (https, or http to
+	// loopback); client_secret is the HMAC signing secret.
+	WebhookUrl string `protobuf:"bytes,26,opt,name=webhook_url,json=webhookUrl,proto3" json:"webhook_url,omitempty"`
+	// kind "intune-partner": the hub's public base URL; Intune sends users to
+	// {portal_url}/enroll and {portal_url}/remediate. Default: the hub's
+	// --public-url.
+	PortalUrl string `protobuf:"bytes,27,opt,name=portal_url,json=portalUrl,proto3" json:"portal_url,omitempty"`
+	// kind "intune-partner": platforms that get a partner compliance policy
+	// (macos, windows, ios, android); default macos and windows.
+	PartnerPlatforms []string `protobuf:"bytes,28,rep,name=partner_platforms,json=partnerPlatforms,proto3" json:"partner_platforms,omitempty"`
+	// kind "intune-partner": the Entra group (object id or display name) the
+	// partner compliance policies are assigned to.
+	PartnerGroup string `protobuf:"bytes,29,opt,name=partner_group,json=partnerGroup,proto3" json:"partner_group,omitempty"`
+	// Output, kind "intune-partner": activation, heartbeat and policies.
+	PartnerStatus *PartnerStatus `protobuf:"bytes,30,opt,name=partner_status,json=partnerStatus,proto3" json:"partner_status,omitempty"`
+	// Entra group scoping (graph and intune-partner): only devices whose
+	// Entra device or user is a transitive member of one of these groups
+	// (object ids) are written; empty = every device of the integration's
+	// teams. Needs GroupMember.Read.All.
+	ScopeGroups   []string `protobuf:"bytes,31,rep,name=scope_groups,json=scopeGroups,proto3" json:"scope_groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2597,6 +2623,397 @@ func (x *Integration) GetGraphResource() string {
 	return ""
 }
 
+func (x *Integration) GetWebhookUrl() string {
+	if x != nil {
+		return x.WebhookUrl
+	}
+	return ""
+}
+
+func (x *Integration) GetPortalUrl() string {
+	if x != nil {
+		return x.PortalUrl
+	}
+	return ""
+}
+
+func (x *Integration) GetPartnerPlatforms() []string {
+	if x != nil {
+		return x.PartnerPlatforms
+	}
+	return nil
+}
+
+func (x *Integration) GetPartnerGroup() string {
+	if x != nil {
+		return x.PartnerGroup
+	}
+	return ""
+}
+
+func (x *Integration) GetPartnerStatus() *PartnerStatus {
+	if x != nil {
+		return x.PartnerStatus
+	}
+	return nil
+}
+
+func (x *Integration) GetScopeGroups() []string {
+	if x != nil {
+		return x.ScopeGroups
+	}
+	return nil
+}
+
+// PartnerStatus is what Intune holds for a partner integration.
+type PartnerStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// not_activated | activated | failed | deprovisioned
+	Activation string `protobuf:"bytes,1,opt,name=activation,proto3" json:"activation,omitempty"`
+	// Intune's answer when activation did not take (verbatim).
+	ActivationMessage string                 `protobuf:"bytes,2,opt,name=activation_message,json=activationMessage,proto3" json:"activation_message,omitempty"`
+	ActivatedAt       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=activated_at,json=activatedAt,proto3" json:"activated_at,omitempty"`
+	LastHeartbeatAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_heartbeat_at,json=lastHeartbeatAt,proto3" json:"last_heartbeat_at,omitempty"`
+	// Empty when the last heartbeat was accepted.
+	HeartbeatError string `protobuf:"bytes,5,opt,name=heartbeat_error,json=heartbeatError,proto3" json:"heartbeat_error,omitempty"`
+	// The partner_group resolved to its object id.
+	GroupId  string                 `protobuf:"bytes,6,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	Policies []*PartnerPolicyStatus `protobuf:"bytes,7,rep,name=policies,proto3" json:"policies,omitempty"`
+	// Discovered Intune endpoints.
+	TenantSyncUrl string `protobuf:"bytes,8,opt,name=tenant_sync_url,json=tenantSyncUrl,proto3" json:"tenant_sync_url,omitempty"`
+	DeviceSyncUrl string `protobuf:"bytes,9,opt,name=device_sync_url,json=deviceSyncUrl,proto3" json:"device_sync_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartnerStatus) Reset() {
+	*x = PartnerStatus{}
+	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartnerStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartnerStatus) ProtoMessage() {}
+
+func (x *PartnerStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartnerStatus.ProtoReflect.Descriptor instead.
+func (*PartnerStatus) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *PartnerStatus) GetActivation() string {
+	if x != nil {
+		return x.Activation
+	}
+	return ""
+}
+
+func (x *PartnerStatus) GetActivationMessage() string {
+	if x != nil {
+		return x.ActivationMessage
+	}
+	return ""
+}
+
+func (x *PartnerStatus) GetActivatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ActivatedAt
+	}
+	return nil
+}
+
+func (x *PartnerStatus) GetLastHeartbeatAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastHeartbeatAt
+	}
+	return nil
+}
+
+func (x *PartnerStatus) GetHeartbeatError() string {
+	if x != nil {
+		return x.HeartbeatError
+	}
+	return ""
+}
+
+func (x *PartnerStatus) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *PartnerStatus) GetPolicies() []*PartnerPolicyStatus {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *PartnerStatus) GetTenantSyncUrl() string {
+	if x != nil {
+		return x.TenantSyncUrl
+	}
+	return ""
+}
+
+func (x *PartnerStatus) GetDeviceSyncUrl() string {
+	if x != nil {
+		return x.DeviceSyncUrl
+	}
+	return ""
+}
+
+// PartnerPolicyStatus is one platform's partner compliance policy.
+type PartnerPolicyStatus struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Platform string                 `protobuf:"bytes,1,opt,name=platform,proto3" json:"platform,omitempty"`
+	// assigned | created | platform_not_registered | failed
+	State         string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	PolicyId      string                 `protobuf:"bytes,3,opt,name=policy_id,json=policyId,proto3" json:"policy_id,omitempty"`
+	GroupId       string                 `protobuf:"bytes,4,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	Message       string                 `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartnerPolicyStatus) Reset() {
+	*x = PartnerPolicyStatus{}
+	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartnerPolicyStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartnerPolicyStatus) ProtoMessage() {}
+
+func (x *PartnerPolicyStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartnerPolicyStatus.ProtoReflect.Descriptor instead.
+func (*PartnerPolicyStatus) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *PartnerPolicyStatus) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *PartnerPolicyStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *PartnerPolicyStatus) GetPolicyId() string {
+	if x != nil {
+		return x.PolicyId
+	}
+	return ""
+}
+
+func (x *PartnerPolicyStatus) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *PartnerPolicyStatus) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *PartnerPolicyStatus) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+type DeprovisionIntegrationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeprovisionIntegrationRequest) Reset() {
+	*x = DeprovisionIntegrationRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeprovisionIntegrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeprovisionIntegrationRequest) ProtoMessage() {}
+
+func (x *DeprovisionIntegrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeprovisionIntegrationRequest.ProtoReflect.Descriptor instead.
+func (*DeprovisionIntegrationRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *DeprovisionIntegrationRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type GetAdminConsentUrlRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetAdminConsentUrlRequest) Reset() {
+	*x = GetAdminConsentUrlRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetAdminConsentUrlRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetAdminConsentUrlRequest) ProtoMessage() {}
+
+func (x *GetAdminConsentUrlRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetAdminConsentUrlRequest.ProtoReflect.Descriptor instead.
+func (*GetAdminConsentUrlRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *GetAdminConsentUrlRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type AdminConsentUrl struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Url   string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// Where Entra sends the admin back (register it on the app).
+	RedirectUri   string                 `protobuf:"bytes,2,opt,name=redirect_uri,json=redirectUri,proto3" json:"redirect_uri,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminConsentUrl) Reset() {
+	*x = AdminConsentUrl{}
+	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminConsentUrl) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminConsentUrl) ProtoMessage() {}
+
+func (x *AdminConsentUrl) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminConsentUrl.ProtoReflect.Descriptor instead.
+func (*AdminConsentUrl) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *AdminConsentUrl) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *AdminConsentUrl) GetRedirectUri() string {
+	if x != nil {
+		return x.RedirectUri
+	}
+	return ""
+}
+
+func (x *AdminConsentUrl) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 type ListIntegrationsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2605,7 +3022,7 @@ type ListIntegrationsRequest struct {
 
 func (x *ListIntegrationsRequest) Reset() {
 	*x = ListIntegrationsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	mi := &file_posture_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2617,7 +3034,7 @@ func (x *ListIntegrationsRequest) String() string {
 func (*ListIntegrationsRequest) ProtoMessage() {}
 
 func (x *ListIntegrationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	mi := &file_posture_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2630,7 +3047,7 @@ func (x *ListIntegrationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIntegrationsRequest.ProtoReflect.Descriptor instead.
 func (*ListIntegrationsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 type ListIntegrationsResponse struct {
@@ -2642,7 +3059,7 @@ type ListIntegrationsResponse struct {
 
 func (x *ListIntegrationsResponse) Reset() {
 	*x = ListIntegrationsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	mi := &file_posture_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2654,7 +3071,7 @@ func (x *ListIntegrationsResponse) String() string {
 func (*ListIntegrationsResponse) ProtoMessage() {}
 
 func (x *ListIntegrationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	mi := &file_posture_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2667,7 +3084,7 @@ func (x *ListIntegrationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIntegrationsResponse.ProtoReflect.Descriptor instead.
 func (*ListIntegrationsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListIntegrationsResponse) GetIntegrations() []*Integration {
@@ -2686,7 +3103,7 @@ type GetIntegrationRequest struct {
 
 func (x *GetIntegrationRequest) Reset() {
 	*x = GetIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	mi := &file_posture_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2698,7 +3115,7 @@ func (x *GetIntegrationRequest) String() string {
 func (*GetIntegrationRequest) ProtoMessage() {}
 
 func (x *GetIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	mi := &file_posture_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2711,7 +3128,7 @@ func (x *GetIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*GetIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetIntegrationRequest) GetId() string {
@@ -2730,7 +3147,7 @@ type CreateIntegrationRequest struct {
 
 func (x *CreateIntegrationRequest) Reset() {
 	*x = CreateIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2742,7 +3159,7 @@ func (x *CreateIntegrationRequest) String() string {
 func (*CreateIntegrationRequest) ProtoMessage() {}
 
 func (x *CreateIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2755,7 +3172,7 @@ func (x *CreateIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*CreateIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *CreateIntegrationRequest) GetIntegration() *Integration {
@@ -2777,7 +3194,7 @@ type UpdateIntegrationRequest struct {
 
 func (x *UpdateIntegrationRequest) Reset() {
 	*x = UpdateIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2789,7 +3206,7 @@ func (x *UpdateIntegrationRequest) String() string {
 func (*UpdateIntegrationRequest) ProtoMessage() {}
 
 func (x *UpdateIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2802,7 +3219,7 @@ func (x *UpdateIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*UpdateIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *UpdateIntegrationRequest) GetIntegration() *Integration {
@@ -2828,7 +3245,7 @@ type DeleteIntegrationRequest struct {
 
 func (x *DeleteIntegrationRequest) Reset() {
 	*x = DeleteIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2840,7 +3257,7 @@ func (x *DeleteIntegrationRequest) String() string {
 func (*DeleteIntegrationRequest) ProtoMessage() {}
 
 func (x *DeleteIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2853,7 +3270,7 @@ func (x *DeleteIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *DeleteIntegrationRequest) GetId() string {
@@ -2871,7 +3288,7 @@ type DeleteIntegrationResponse struct {
 
 func (x *DeleteIntegrationResponse) Reset() {
 	*x = DeleteIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[43]
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2883,7 +3300,7 @@ func (x *DeleteIntegrationResponse) String() string {
 func (*DeleteIntegrationResponse) ProtoMessage() {}
 
 func (x *DeleteIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[43]
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2896,7 +3313,7 @@ func (x *DeleteIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*DeleteIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 type TestIntegrationRequest struct {
@@ -2908,7 +3325,7 @@ type TestIntegrationRequest struct {
 
 func (x *TestIntegrationRequest) Reset() {
 	*x = TestIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[44]
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2920,7 +3337,7 @@ func (x *TestIntegrationRequest) String() string {
 func (*TestIntegrationRequest) ProtoMessage() {}
 
 func (x *TestIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[44]
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2933,7 +3350,7 @@ func (x *TestIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*TestIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *TestIntegrationRequest) GetId() string {
@@ -2952,7 +3369,7 @@ type ResumeIntegrationRequest struct {
 
 func (x *ResumeIntegrationRequest) Reset() {
 	*x = ResumeIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2964,7 +3381,7 @@ func (x *ResumeIntegrationRequest) String() string {
 func (*ResumeIntegrationRequest) ProtoMessage() {}
 
 func (x *ResumeIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2977,7 +3394,7 @@ func (x *ResumeIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*ResumeIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ResumeIntegrationRequest) GetId() string {
@@ -2997,7 +3414,7 @@ type ResumeIntegrationResponse struct {
 
 func (x *ResumeIntegrationResponse) Reset() {
 	*x = ResumeIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3009,7 +3426,7 @@ func (x *ResumeIntegrationResponse) String() string {
 func (*ResumeIntegrationResponse) ProtoMessage() {}
 
 func (x *ResumeIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3022,7 +3439,7 @@ func (x *ResumeIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*ResumeIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ResumeIntegrationResponse) GetRequeued() int32 {
@@ -3049,7 +3466,7 @@ type TestIntegrationResponse struct {
 
 func (x *TestIntegrationResponse) Reset() {
 	*x = TestIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3061,7 +3478,7 @@ func (x *TestIntegrationResponse) String() string {
 func (*TestIntegrationResponse) ProtoMessage() {}
 
 func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3074,7 +3491,7 @@ func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*TestIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *TestIntegrationResponse) GetOk() bool {
@@ -3145,7 +3562,7 @@ type SyncItem struct {
 
 func (x *SyncItem) Reset() {
 	*x = SyncItem{}
-	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3157,7 +3574,7 @@ func (x *SyncItem) String() string {
 func (*SyncItem) ProtoMessage() {}
 
 func (x *SyncItem) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3170,7 +3587,7 @@ func (x *SyncItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncItem.ProtoReflect.Descriptor instead.
 func (*SyncItem) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *SyncItem) GetId() int64 {
@@ -3283,7 +3700,7 @@ type ListSyncItemsRequest struct {
 
 func (x *ListSyncItemsRequest) Reset() {
 	*x = ListSyncItemsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3295,7 +3712,7 @@ func (x *ListSyncItemsRequest) String() string {
 func (*ListSyncItemsRequest) ProtoMessage() {}
 
 func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3308,7 +3725,7 @@ func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsRequest.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListSyncItemsRequest) GetState() string {
@@ -3341,7 +3758,7 @@ type ListSyncItemsResponse struct {
 
 func (x *ListSyncItemsResponse) Reset() {
 	*x = ListSyncItemsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3353,7 +3770,7 @@ func (x *ListSyncItemsResponse) String() string {
 func (*ListSyncItemsResponse) ProtoMessage() {}
 
 func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3366,7 +3783,7 @@ func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsResponse.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ListSyncItemsResponse) GetItems() []*SyncItem {
@@ -3385,7 +3802,7 @@ type RetrySyncItemRequest struct {
 
 func (x *RetrySyncItemRequest) Reset() {
 	*x = RetrySyncItemRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3397,7 +3814,7 @@ func (x *RetrySyncItemRequest) String() string {
 func (*RetrySyncItemRequest) ProtoMessage() {}
 
 func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3410,7 +3827,7 @@ func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetrySyncItemRequest.ProtoReflect.Descriptor instead.
 func (*RetrySyncItemRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RetrySyncItemRequest) GetId() int64 {
@@ -3435,7 +3852,7 @@ type EnrollSecret struct {
 
 func (x *EnrollSecret) Reset() {
 	*x = EnrollSecret{}
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3447,7 +3864,7 @@ func (x *EnrollSecret) String() string {
 func (*EnrollSecret) ProtoMessage() {}
 
 func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3460,7 +3877,7 @@ func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollSecret.ProtoReflect.Descriptor instead.
 func (*EnrollSecret) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *EnrollSecret) GetId() string {
@@ -3520,7 +3937,7 @@ type ListEnrollSecretsRequest struct {
 
 func (x *ListEnrollSecretsRequest) Reset() {
 	*x = ListEnrollSecretsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3532,7 +3949,7 @@ func (x *ListEnrollSecretsRequest) String() string {
 func (*ListEnrollSecretsRequest) ProtoMessage() {}
 
 func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3545,7 +3962,7 @@ func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
 }
 
 type ListEnrollSecretsResponse struct {
@@ -3557,7 +3974,7 @@ type ListEnrollSecretsResponse struct {
 
 func (x *ListEnrollSecretsResponse) Reset() {
 	*x = ListEnrollSecretsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3569,7 +3986,7 @@ func (x *ListEnrollSecretsResponse) String() string {
 func (*ListEnrollSecretsResponse) ProtoMessage() {}
 
 func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3582,7 +3999,7 @@ func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListEnrollSecretsResponse) GetEnrollSecrets() []*EnrollSecret {
@@ -3603,7 +4020,7 @@ type CreateEnrollSecretRequest struct {
 
 func (x *CreateEnrollSecretRequest) Reset() {
 	*x = CreateEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3615,7 +4032,7 @@ func (x *CreateEnrollSecretRequest) String() string {
 func (*CreateEnrollSecretRequest) ProtoMessage() {}
 
 func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3628,7 +4045,7 @@ func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *CreateEnrollSecretRequest) GetTeam() string {
@@ -3663,7 +4080,7 @@ type CreateEnrollSecretResponse struct {
 
 func (x *CreateEnrollSecretResponse) Reset() {
 	*x = CreateEnrollSecretResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3675,7 +4092,7 @@ func (x *CreateEnrollSecretResponse) String() string {
 func (*CreateEnrollSecretResponse) ProtoMessage() {}
 
 func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3688,7 +4105,7 @@ func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *CreateEnrollSecretResponse) GetSecret() string {
@@ -3714,7 +4131,7 @@ type RevokeEnrollSecretRequest struct {
 
 func (x *RevokeEnrollSecretRequest) Reset() {
 	*x = RevokeEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3726,7 +4143,7 @@ func (x *RevokeEnrollSecretRequest) String() string {
 func (*RevokeEnrollSecretRequest) ProtoMessage() {}
 
 func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3739,7 +4156,7 @@ func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*RevokeEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RevokeEnrollSecretRequest) GetId() string {
@@ -3765,7 +4182,7 @@ type ApiToken struct {
 
 func (x *ApiToken) Reset() {
 	*x = ApiToken{}
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3777,7 +4194,7 @@ func (x *ApiToken) String() string {
 func (*ApiToken) ProtoMessage() {}
 
 func (x *ApiToken) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3790,7 +4207,7 @@ func (x *ApiToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiToken.ProtoReflect.Descriptor instead.
 func (*ApiToken) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ApiToken) GetId() string {
@@ -3850,7 +4267,7 @@ type ListApiTokensRequest struct {
 
 func (x *ListApiTokensRequest) Reset() {
 	*x = ListApiTokensRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3862,7 +4279,7 @@ func (x *ListApiTokensRequest) String() string {
 func (*ListApiTokensRequest) ProtoMessage() {}
 
 func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3875,7 +4292,7 @@ func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListApiTokensRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{64}
 }
 
 type ListApiTokensResponse struct {
@@ -3887,7 +4304,7 @@ type ListApiTokensResponse struct {
 
 func (x *ListApiTokensResponse) Reset() {
 	*x = ListApiTokensResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3899,7 +4316,7 @@ func (x *ListApiTokensResponse) String() string {
 func (*ListApiTokensResponse) ProtoMessage() {}
 
 func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3912,7 +4329,7 @@ func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListApiTokensResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ListApiTokensResponse) GetApiTokens() []*ApiToken {
@@ -3933,7 +4350,7 @@ type CreateApiTokenRequest struct {
 
 func (x *CreateApiTokenRequest) Reset() {
 	*x = CreateApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[61]
+	mi := &file_posture_v1_admin_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3945,7 +4362,7 @@ func (x *CreateApiTokenRequest) String() string {
 func (*CreateApiTokenRequest) ProtoMessage() {}
 
 func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[61]
+	mi := &file_posture_v1_admin_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3958,7 +4375,7 @@ func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{61}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *CreateApiTokenRequest) GetName() string {
@@ -3993,7 +4410,7 @@ type CreateApiTokenResponse struct {
 
 func (x *CreateApiTokenResponse) Reset() {
 	*x = CreateApiTokenResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[62]
+	mi := &file_posture_v1_admin_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4005,7 +4422,7 @@ func (x *CreateApiTokenResponse) String() string {
 func (*CreateApiTokenResponse) ProtoMessage() {}
 
 func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[62]
+	mi := &file_posture_v1_admin_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4018,7 +4435,7 @@ func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{62}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *CreateApiTokenResponse) GetToken() string {
@@ -4044,7 +4461,7 @@ type RevokeApiTokenRequest struct {
 
 func (x *RevokeApiTokenRequest) Reset() {
 	*x = RevokeApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[63]
+	mi := &file_posture_v1_admin_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4056,7 +4473,7 @@ func (x *RevokeApiTokenRequest) String() string {
 func (*RevokeApiTokenRequest) ProtoMessage() {}
 
 func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[63]
+	mi := &file_posture_v1_admin_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4069,7 +4486,7 @@ func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{63}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *RevokeApiTokenRequest) GetId() string {
@@ -4091,7 +4508,7 @@ type UpdateTeamRequest struct {
 
 func (x *UpdateTeamRequest) Reset() {
 	*x = UpdateTeamRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[64]
+	mi := &file_posture_v1_admin_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4103,7 +4520,7 @@ func (x *UpdateTeamRequest) String() string {
 func (*UpdateTeamRequest) ProtoMessage() {}
 
 func (x *UpdateTeamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[64]
+	mi := &file_posture_v1_admin_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4116,7 +4533,7 @@ func (x *UpdateTeamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTeamRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTeamRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{64}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *UpdateTeamRequest) GetTeam() *Team {
@@ -4158,7 +4575,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_posture_v1_admin_proto_msgTypes[65]
+	mi := &file_posture_v1_admin_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4170,7 +4587,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[65]
+	mi := &file_posture_v1_admin_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4183,7 +4600,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{65}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *AuditEvent) GetId() int64 {
@@ -4276,7 +4693,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[66]
+	mi := &file_posture_v1_admin_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4288,7 +4705,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[66]
+	mi := &file_posture_v1_admin_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4301,7 +4718,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{66}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ListAuditEventsRequest) GetActor() string {
@@ -4341,7 +4758,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[67]
+	mi := &file_posture_v1_admin_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4353,7 +4770,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[67]
+	mi := &file_posture_v1_admin_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4366,7 +4783,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{67}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -4376,12 +4793,91 @@ func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
 	return nil
 }
 
+// EntraDeviceCheck is what Graph said about a host's Entra device when
+// reconcile last read it back.
+type EntraDeviceCheck struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	IntegrationId   string                 `protobuf:"bytes,1,opt,name=integration_id,json=integrationId,proto3" json:"integration_id,omitempty"`
+	DisplayName     string                 `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	OperatingSystem string                 `protobuf:"bytes,3,opt,name=operating_system,json=operatingSystem,proto3" json:"operating_system,omitempty"`
+	// What disagrees with the host's facts ("" = nothing).
+	Mismatch      string                 `protobuf:"bytes,4,opt,name=mismatch,proto3" json:"mismatch,omitempty"`
+	CheckedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=checked_at,json=checkedAt,proto3" json:"checked_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EntraDeviceCheck) Reset() {
+	*x = EntraDeviceCheck{}
+	mi := &file_posture_v1_admin_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EntraDeviceCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EntraDeviceCheck) ProtoMessage() {}
+
+func (x *EntraDeviceCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EntraDeviceCheck.ProtoReflect.Descriptor instead.
+func (*EntraDeviceCheck) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *EntraDeviceCheck) GetIntegrationId() string {
+	if x != nil {
+		return x.IntegrationId
+	}
+	return ""
+}
+
+func (x *EntraDeviceCheck) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *EntraDeviceCheck) GetOperatingSystem() string {
+	if x != nil {
+		return x.OperatingSystem
+	}
+	return ""
+}
+
+func (x *EntraDeviceCheck) GetMismatch() string {
+	if x != nil {
+		return x.Mismatch
+	}
+	return ""
+}
+
+func (x *EntraDeviceCheck) GetCheckedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CheckedAt
+	}
+	return nil
+}
+
 var File_posture_v1_admin_proto protoreflect.FileDescriptor
 
 const file_posture_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x16posture/v1/admin.proto\x12\n" +
-	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\xbb\x06\n" +
+	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\xea\x06\n" +
 	"\x04Host\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04team\x18\x02 \x01(\tR\x04team\x12+\n" +
@@ -4406,14 +4902,13 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\averdict\x18\x11 \x01(\v2\x13.posture.v1.VerdictR\averdict\x12'\n" +
 	"\x0funmapped_reason\x18\x12 \x01(\tR\x0eunmappedReason\x12=\n" +
 	"\ventra_check\x182 \x01(\v2\x1c.posture.v1.EntraDeviceCheckR\n" +
-	"entraCheck\"\xde\x01\n" +
-	"\x10EntraDeviceCheck\x12%\n" +
-	"\x0eintegration_id\x18\x01 \x01(\tR\rintegrationId\x12!\n" +
-	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12)\n" +
-	"\x10operating_system\x18\x03 \x01(\tR\x0foperatingSystem\x12\x1a\n" +
-	"\bmismatch\x18\x04 \x01(\tR\bmismatch\x129\n" +
-	"\n" +
-	"checked_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcheckedAt\"\x84\x02\n" +
+	"entraCheck\x12-\n" +
+	"\x06scopes\x18\x13 \x03(\v2\x15.posture.v1.HostScopeR\x06scopes\"\x9d\x01\n" +
+	"\tHostScope\x12%\n" +
+	"\x0eintegration_id\x18\x01 \x01(\tR\rintegrationId\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12=\n" +
+	"\frefreshed_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vrefreshedAt\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\x84\x02\n" +
 	"\aVerdict\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12\x14\n" +
 	"\x05cause\x18\x02 \x01(\tR\x05cause\x12\x18\n" +
@@ -4559,7 +5054,8 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x0fentra_device_id\x18\x02 \x01(\tR\rentraDeviceId\"\x1a\n" +
 	"\x18ListUnmappedHostsRequest\"C\n" +
 	"\x19ListUnmappedHostsResponse\x12&\n" +
-	"\x05hosts\x18\x01 \x03(\v2\x10.posture.v1.HostR\x05hosts\"\x9e\b\n" +
+	"\x05hosts\x18\x01 \x03(\v2\x10.posture.v1.HostR\x05hosts\"\x95\n" +
+	"\n" +
 	"\vIntegration\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -4590,7 +5086,44 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"created_at\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"updated_at\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12%\n" +
-	"\x0egraph_resource\x18( \x01(\tR\rgraphResource\"\x19\n" +
+	"\x0egraph_resource\x18( \x01(\tR\rgraphResource\x12\x1f\n" +
+	"\vwebhook_url\x18\x1a \x01(\tR\n" +
+	"webhookUrl\x12\x1d\n" +
+	"\n" +
+	"portal_url\x18\x1b \x01(\tR\tportalUrl\x12+\n" +
+	"\x11partner_platforms\x18\x1c \x03(\tR\x10partnerPlatforms\x12#\n" +
+	"\rpartner_group\x18\x1d \x01(\tR\fpartnerGroup\x12@\n" +
+	"\x0epartner_status\x18\x1e \x01(\v2\x19.posture.v1.PartnerStatusR\rpartnerStatus\x12!\n" +
+	"\fscope_groups\x18\x1f \x03(\tR\vscopeGroups\"\xb6\x03\n" +
+	"\rPartnerStatus\x12\x1e\n" +
+	"\n" +
+	"activation\x18\x01 \x01(\tR\n" +
+	"activation\x12-\n" +
+	"\x12activation_message\x18\x02 \x01(\tR\x11activationMessage\x12=\n" +
+	"\factivated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vactivatedAt\x12F\n" +
+	"\x11last_heartbeat_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastHeartbeatAt\x12'\n" +
+	"\x0fheartbeat_error\x18\x05 \x01(\tR\x0eheartbeatError\x12\x19\n" +
+	"\bgroup_id\x18\x06 \x01(\tR\agroupId\x12;\n" +
+	"\bpolicies\x18\a \x03(\v2\x1f.posture.v1.PartnerPolicyStatusR\bpolicies\x12&\n" +
+	"\x0ftenant_sync_url\x18\b \x01(\tR\rtenantSyncUrl\x12&\n" +
+	"\x0fdevice_sync_url\x18\t \x01(\tR\rdeviceSyncUrl\"\xd4\x01\n" +
+	"\x13PartnerPolicyStatus\x12\x1a\n" +
+	"\bplatform\x18\x01 \x01(\tR\bplatform\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
+	"\tpolicy_id\x18\x03 \x01(\tR\bpolicyId\x12\x19\n" +
+	"\bgroup_id\x18\x04 \x01(\tR\agroupId\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\x129\n" +
+	"\n" +
+	"updated_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"/\n" +
+	"\x1dDeprovisionIntegrationRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"+\n" +
+	"\x19GetAdminConsentUrlRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x81\x01\n" +
+	"\x0fAdminConsentUrl\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12!\n" +
+	"\fredirect_uri\x18\x02 \x01(\tR\vredirectUri\x129\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x19\n" +
 	"\x17ListIntegrationsRequest\"W\n" +
 	"\x18ListIntegrationsResponse\x12;\n" +
 	"\fintegrations\x18\x01 \x03(\v2\x17.posture.v1.IntegrationR\fintegrations\"'\n" +
@@ -4720,13 +5253,20 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\x05R\x05limit\"I\n" +
 	"\x17ListAuditEventsResponse\x12.\n" +
-	"\x06events\x18\x01 \x03(\v2\x16.posture.v1.AuditEventR\x06events*\x99\x01\n" +
+	"\x06events\x18\x01 \x03(\v2\x16.posture.v1.AuditEventR\x06events\"\xde\x01\n" +
+	"\x10EntraDeviceCheck\x12%\n" +
+	"\x0eintegration_id\x18\x01 \x01(\tR\rintegrationId\x12!\n" +
+	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12)\n" +
+	"\x10operating_system\x18\x03 \x01(\tR\x0foperatingSystem\x12\x1a\n" +
+	"\bmismatch\x18\x04 \x01(\tR\bmismatch\x129\n" +
+	"\n" +
+	"checked_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcheckedAt*\x99\x01\n" +
 	"\fChangeAction\x12\x1d\n" +
 	"\x19CHANGE_ACTION_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CHANGE_ACTION_ADDED\x10\x01\x12\x19\n" +
 	"\x15CHANGE_ACTION_CHANGED\x10\x02\x12\x19\n" +
 	"\x15CHANGE_ACTION_REMOVED\x10\x03\x12\x1b\n" +
-	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\xaa\x15\n" +
+	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\xe2\x16\n" +
 	"\fAdminService\x12H\n" +
 	"\tListHosts\x12\x1c.posture.v1.ListHostsRequest\x1a\x1d.posture.v1.ListHostsResponse\x127\n" +
 	"\aGetHost\x12\x1a.posture.v1.GetHostRequest\x1a\x10.posture.v1.Host\x12=\n" +
@@ -4751,7 +5291,9 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x11CreateIntegration\x12$.posture.v1.CreateIntegrationRequest\x1a\x17.posture.v1.Integration\x12R\n" +
 	"\x11UpdateIntegration\x12$.posture.v1.UpdateIntegrationRequest\x1a\x17.posture.v1.Integration\x12`\n" +
 	"\x11DeleteIntegration\x12$.posture.v1.DeleteIntegrationRequest\x1a%.posture.v1.DeleteIntegrationResponse\x12Z\n" +
-	"\x0fTestIntegration\x12\".posture.v1.TestIntegrationRequest\x1a#.posture.v1.TestIntegrationResponse\x12T\n" +
+	"\x0fTestIntegration\x12\".posture.v1.TestIntegrationRequest\x1a#.posture.v1.TestIntegrationResponse\x12\\\n" +
+	"\x16DeprovisionIntegration\x12).posture.v1.DeprovisionIntegrationRequest\x1a\x17.posture.v1.Integration\x12X\n" +
+	"\x12GetAdminConsentUrl\x12%.posture.v1.GetAdminConsentUrlRequest\x1a\x1b.posture.v1.AdminConsentUrl\x12T\n" +
 	"\rListSyncItems\x12 .posture.v1.ListSyncItemsRequest\x1a!.posture.v1.ListSyncItemsResponse\x12G\n" +
 	"\rRetrySyncItem\x12 .posture.v1.RetrySyncItemRequest\x1a\x14.posture.v1.SyncItem\x12`\n" +
 	"\x11ListEnrollSecrets\x12$.posture.v1.ListEnrollSecretsRequest\x1a%.posture.v1.ListEnrollSecretsResponse\x12c\n" +
@@ -4778,224 +5320,242 @@ func file_posture_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_posture_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 68)
+var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
 var file_posture_v1_admin_proto_goTypes = []any{
-	(ChangeAction)(0),                   // 0: posture.v1.ChangeAction
-	(*Host)(nil),                        // 1: posture.v1.Host
-	(*EntraDeviceCheck)(nil),            // 2: posture.v1.EntraDeviceCheck
-	(*Verdict)(nil),                     // 3: posture.v1.Verdict
-	(*VerdictReason)(nil),               // 4: posture.v1.VerdictReason
-	(*HostResult)(nil),                  // 5: posture.v1.HostResult
-	(*ListHostsRequest)(nil),            // 6: posture.v1.ListHostsRequest
-	(*ListHostsResponse)(nil),           // 7: posture.v1.ListHostsResponse
-	(*GetHostRequest)(nil),              // 8: posture.v1.GetHostRequest
-	(*RevokeHostRequest)(nil),           // 9: posture.v1.RevokeHostRequest
-	(*DeleteHostRequest)(nil),           // 10: posture.v1.DeleteHostRequest
-	(*DeleteHostResponse)(nil),          // 11: posture.v1.DeleteHostResponse
-	(*RecheckHostRequest)(nil),          // 12: posture.v1.RecheckHostRequest
-	(*RecheckHostResponse)(nil),         // 13: posture.v1.RecheckHostResponse
-	(*Policy)(nil),                      // 14: posture.v1.Policy
-	(*ListPoliciesRequest)(nil),         // 15: posture.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),        // 16: posture.v1.ListPoliciesResponse
-	(*GetPolicyRequest)(nil),            // 17: posture.v1.GetPolicyRequest
-	(*TeamSettings)(nil),                // 18: posture.v1.TeamSettings
-	(*Team)(nil),                        // 19: posture.v1.Team
-	(*ApplyPoliciesRequest)(nil),        // 20: posture.v1.ApplyPoliciesRequest
-	(*Change)(nil),                      // 21: posture.v1.Change
-	(*ApplyPoliciesResponse)(nil),       // 22: posture.v1.ApplyPoliciesResponse
-	(*DeletePolicyRequest)(nil),         // 23: posture.v1.DeletePolicyRequest
-	(*DeletePolicyResponse)(nil),        // 24: posture.v1.DeletePolicyResponse
-	(*ListTeamsRequest)(nil),            // 25: posture.v1.ListTeamsRequest
-	(*ListTeamsResponse)(nil),           // 26: posture.v1.ListTeamsResponse
-	(*PutTeamRequest)(nil),              // 27: posture.v1.PutTeamRequest
-	(*Exemption)(nil),                   // 28: posture.v1.Exemption
-	(*ListExemptionsRequest)(nil),       // 29: posture.v1.ListExemptionsRequest
-	(*ListExemptionsResponse)(nil),      // 30: posture.v1.ListExemptionsResponse
-	(*CreateExemptionRequest)(nil),      // 31: posture.v1.CreateExemptionRequest
-	(*DeleteExemptionRequest)(nil),      // 32: posture.v1.DeleteExemptionRequest
-	(*DeleteExemptionResponse)(nil),     // 33: posture.v1.DeleteExemptionResponse
-	(*SetHostEntraDeviceIdRequest)(nil), // 34: posture.v1.SetHostEntraDeviceIdRequest
-	(*ListUnmappedHostsRequest)(nil),    // 35: posture.v1.ListUnmappedHostsRequest
-	(*ListUnmappedHostsResponse)(nil),   // 36: posture.v1.ListUnmappedHostsResponse
-	(*Integration)(nil),                 // 37: posture.v1.Integration
-	(*ListIntegrationsRequest)(nil),     // 38: posture.v1.ListIntegrationsRequest
-	(*ListIntegrationsResponse)(nil),    // 39: posture.v1.ListIntegrationsResponse
-	(*GetIntegrationRequest)(nil),       // 40: posture.v1.GetIntegrationRequest
-	(*CreateIntegrationRequest)(nil),    // 41: posture.v1.CreateIntegrationRequest
-	(*UpdateIntegrationRequest)(nil),    // 42: posture.v1.UpdateIntegrationRequest
-	(*DeleteIntegrationRequest)(nil),    // 43: posture.v1.DeleteIntegrationRequest
-	(*DeleteIntegrationResponse)(nil),   // 44: posture.v1.DeleteIntegrationResponse
-	(*TestIntegrationRequest)(nil),      // 45: posture.v1.TestIntegrationRequest
-	(*ResumeIntegrationRequest)(nil),    // 46: posture.v1.ResumeIntegrationRequest
-	(*ResumeIntegrationResponse)(nil),   // 47: posture.v1.ResumeIntegrationResponse
-	(*TestIntegrationResponse)(nil),     // 48: posture.v1.TestIntegrationResponse
-	(*SyncItem)(nil),                    // 49: posture.v1.SyncItem
-	(*ListSyncItemsRequest)(nil),        // 50: posture.v1.ListSyncItemsRequest
-	(*ListSyncItemsResponse)(nil),       // 51: posture.v1.ListSyncItemsResponse
-	(*RetrySyncItemRequest)(nil),        // 52: posture.v1.RetrySyncItemRequest
-	(*EnrollSecret)(nil),                // 53: posture.v1.EnrollSecret
-	(*ListEnrollSecretsRequest)(nil),    // 54: posture.v1.ListEnrollSecretsRequest
-	(*ListEnrollSecretsResponse)(nil),   // 55: posture.v1.ListEnrollSecretsResponse
-	(*CreateEnrollSecretRequest)(nil),   // 56: posture.v1.CreateEnrollSecretRequest
-	(*CreateEnrollSecretResponse)(nil),  // 57: posture.v1.CreateEnrollSecretResponse
-	(*RevokeEnrollSecretRequest)(nil),   // 58: posture.v1.RevokeEnrollSecretRequest
-	(*ApiToken)(nil),                    // 59: posture.v1.ApiToken
-	(*ListApiTokensRequest)(nil),        // 60: posture.v1.ListApiTokensRequest
-	(*ListApiTokensResponse)(nil),       // 61: posture.v1.ListApiTokensResponse
-	(*CreateApiTokenRequest)(nil),       // 62: posture.v1.CreateApiTokenRequest
-	(*CreateApiTokenResponse)(nil),      // 63: posture.v1.CreateApiTokenResponse
-	(*RevokeApiTokenRequest)(nil),       // 64: posture.v1.RevokeApiTokenRequest
-	(*UpdateTeamRequest)(nil),           // 65: posture.v1.UpdateTeamRequest
-	(*AuditEvent)(nil),                  // 66: posture.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),      // 67: posture.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),     // 68: posture.v1.ListAuditEventsResponse
-	(*HostFacts)(nil),                   // 69: posture.v1.HostFacts
-	(*timestamppb.Timestamp)(nil),       // 70: google.protobuf.Timestamp
-	(ResultStatus)(0),                   // 71: posture.v1.ResultStatus
-	(*durationpb.Duration)(nil),         // 72: google.protobuf.Duration
-	(*FactQuery)(nil),                   // 73: posture.v1.FactQuery
-	(*fieldmaskpb.FieldMask)(nil),       // 74: google.protobuf.FieldMask
+	(ChangeAction)(0),                     // 0: posture.v1.ChangeAction
+	(*Host)(nil),                          // 1: posture.v1.Host
+	(*HostScope)(nil),                     // 2: posture.v1.HostScope
+	(*Verdict)(nil),                       // 3: posture.v1.Verdict
+	(*VerdictReason)(nil),                 // 4: posture.v1.VerdictReason
+	(*HostResult)(nil),                    // 5: posture.v1.HostResult
+	(*ListHostsRequest)(nil),              // 6: posture.v1.ListHostsRequest
+	(*ListHostsResponse)(nil),             // 7: posture.v1.ListHostsResponse
+	(*GetHostRequest)(nil),                // 8: posture.v1.GetHostRequest
+	(*RevokeHostRequest)(nil),             // 9: posture.v1.RevokeHostRequest
+	(*DeleteHostRequest)(nil),             // 10: posture.v1.DeleteHostRequest
+	(*DeleteHostResponse)(nil),            // 11: posture.v1.DeleteHostResponse
+	(*RecheckHostRequest)(nil),            // 12: posture.v1.RecheckHostRequest
+	(*RecheckHostResponse)(nil),           // 13: posture.v1.RecheckHostResponse
+	(*Policy)(nil),                        // 14: posture.v1.Policy
+	(*ListPoliciesRequest)(nil),           // 15: posture.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),          // 16: posture.v1.ListPoliciesResponse
+	(*GetPolicyRequest)(nil),              // 17: posture.v1.GetPolicyRequest
+	(*TeamSettings)(nil),                  // 18: posture.v1.TeamSettings
+	(*Team)(nil),                          // 19: posture.v1.Team
+	(*ApplyPoliciesRequest)(nil),          // 20: posture.v1.ApplyPoliciesRequest
+	(*Change)(nil),                        // 21: posture.v1.Change
+	(*ApplyPoliciesResponse)(nil),         // 22: posture.v1.ApplyPoliciesResponse
+	(*DeletePolicyRequest)(nil),           // 23: posture.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil),          // 24: posture.v1.DeletePolicyResponse
+	(*ListTeamsRequest)(nil),              // 25: posture.v1.ListTeamsRequest
+	(*ListTeamsResponse)(nil),             // 26: posture.v1.ListTeamsResponse
+	(*PutTeamRequest)(nil),                // 27: posture.v1.PutTeamRequest
+	(*Exemption)(nil),                     // 28: posture.v1.Exemption
+	(*ListExemptionsRequest)(nil),         // 29: posture.v1.ListExemptionsRequest
+	(*ListExemptionsResponse)(nil),        // 30: posture.v1.ListExemptionsResponse
+	(*CreateExemptionRequest)(nil),        // 31: posture.v1.CreateExemptionRequest
+	(*DeleteExemptionRequest)(nil),        // 32: posture.v1.DeleteExemptionRequest
+	(*DeleteExemptionResponse)(nil),       // 33: posture.v1.DeleteExemptionResponse
+	(*SetHostEntraDeviceIdRequest)(nil),   // 34: posture.v1.SetHostEntraDeviceIdRequest
+	(*ListUnmappedHostsRequest)(nil),      // 35: posture.v1.ListUnmappedHostsRequest
+	(*ListUnmappedHostsResponse)(nil),     // 36: posture.v1.ListUnmappedHostsResponse
+	(*Integration)(nil),                   // 37: posture.v1.Integration
+	(*PartnerStatus)(nil),                 // 38: posture.v1.PartnerStatus
+	(*PartnerPolicyStatus)(nil),           // 39: posture.v1.PartnerPolicyStatus
+	(*DeprovisionIntegrationRequest)(nil), // 40: posture.v1.DeprovisionIntegrationRequest
+	(*GetAdminConsentUrlRequest)(nil),     // 41: posture.v1.GetAdminConsentUrlRequest
+	(*AdminConsentUrl)(nil),               // 42: posture.v1.AdminConsentUrl
+	(*ListIntegrationsRequest)(nil),       // 43: posture.v1.ListIntegrationsRequest
+	(*ListIntegrationsResponse)(nil),      // 44: posture.v1.ListIntegrationsResponse
+	(*GetIntegrationRequest)(nil),         // 45: posture.v1.GetIntegrationRequest
+	(*CreateIntegrationRequest)(nil),      // 46: posture.v1.CreateIntegrationRequest
+	(*UpdateIntegrationRequest)(nil),      // 47: posture.v1.UpdateIntegrationRequest
+	(*DeleteIntegrationRequest)(nil),      // 48: posture.v1.DeleteIntegrationRequest
+	(*DeleteIntegrationResponse)(nil),     // 49: posture.v1.DeleteIntegrationResponse
+	(*TestIntegrationRequest)(nil),        // 50: posture.v1.TestIntegrationRequest
+	(*ResumeIntegrationRequest)(nil),      // 51: posture.v1.ResumeIntegrationRequest
+	(*ResumeIntegrationResponse)(nil),     // 52: posture.v1.ResumeIntegrationResponse
+	(*TestIntegrationResponse)(nil),       // 53: posture.v1.TestIntegrationResponse
+	(*SyncItem)(nil),                      // 54: posture.v1.SyncItem
+	(*ListSyncItemsRequest)(nil),          // 55: posture.v1.ListSyncItemsRequest
+	(*ListSyncItemsResponse)(nil),         // 56: posture.v1.ListSyncItemsResponse
+	(*RetrySyncItemRequest)(nil),          // 57: posture.v1.RetrySyncItemRequest
+	(*EnrollSecret)(nil),                  // 58: posture.v1.EnrollSecret
+	(*ListEnrollSecretsRequest)(nil),      // 59: posture.v1.ListEnrollSecretsRequest
+	(*ListEnrollSecretsResponse)(nil),     // 60: posture.v1.ListEnrollSecretsResponse
+	(*CreateEnrollSecretRequest)(nil),     // 61: posture.v1.CreateEnrollSecretRequest
+	(*CreateEnrollSecretResponse)(nil),    // 62: posture.v1.CreateEnrollSecretResponse
+	(*RevokeEnrollSecretRequest)(nil),     // 63: posture.v1.RevokeEnrollSecretRequest
+	(*ApiToken)(nil),                      // 64: posture.v1.ApiToken
+	(*ListApiTokensRequest)(nil),          // 65: posture.v1.ListApiTokensRequest
+	(*ListApiTokensResponse)(nil),         // 66: posture.v1.ListApiTokensResponse
+	(*CreateApiTokenRequest)(nil),         // 67: posture.v1.CreateApiTokenRequest
+	(*CreateApiTokenResponse)(nil),        // 68: posture.v1.CreateApiTokenResponse
+	(*RevokeApiTokenRequest)(nil),         // 69: posture.v1.RevokeApiTokenRequest
+	(*UpdateTeamRequest)(nil),             // 70: posture.v1.UpdateTeamRequest
+	(*AuditEvent)(nil),                    // 71: posture.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),        // 72: posture.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),       // 73: posture.v1.ListAuditEventsResponse
+	(*EntraDeviceCheck)(nil),              // 74: posture.v1.EntraDeviceCheck
+	(*HostFacts)(nil),                     // 75: posture.v1.HostFacts
+	(*timestamppb.Timestamp)(nil),         // 76: google.protobuf.Timestamp
+	(ResultStatus)(0),                     // 77: posture.v1.ResultStatus
+	(*durationpb.Duration)(nil),           // 78: google.protobuf.Duration
+	(*FactQuery)(nil),                     // 79: posture.v1.FactQuery
+	(*fieldmaskpb.FieldMask)(nil),         // 80: google.protobuf.FieldMask
 }
 var file_posture_v1_admin_proto_depIdxs = []int32{
-	69,  // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
-	70,  // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
-	70,  // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
-	70,  // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
-	70,  // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
+	75,  // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
+	76,  // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
+	76,  // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
+	76,  // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
+	76,  // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
 	5,   // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
 	3,   // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
-	2,   // 7: posture.v1.Host.entra_check:type_name -> posture.v1.EntraDeviceCheck
-	70,  // 8: posture.v1.EntraDeviceCheck.checked_at:type_name -> google.protobuf.Timestamp
-	4,   // 9: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
-	70,  // 10: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
-	70,  // 11: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
-	71,  // 12: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
-	70,  // 13: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
-	71,  // 14: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
-	70,  // 15: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
-	72,  // 16: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
-	70,  // 17: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
-	1,   // 18: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
-	72,  // 19: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
-	70,  // 20: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
-	70,  // 21: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
-	14,  // 22: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
-	72,  // 23: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
-	18,  // 24: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
-	14,  // 25: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
-	19,  // 26: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
-	73,  // 27: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
-	0,   // 28: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
-	21,  // 29: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
-	19,  // 30: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
-	19,  // 31: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
-	70,  // 32: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
-	70,  // 33: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
-	28,  // 34: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
-	70,  // 35: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
-	1,   // 36: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
-	70,  // 37: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
-	70,  // 38: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
-	70,  // 39: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
-	70,  // 40: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
-	70,  // 41: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
-	37,  // 42: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
-	37,  // 43: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	37,  // 44: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	74,  // 45: posture.v1.UpdateIntegrationRequest.update_mask:type_name -> google.protobuf.FieldMask
-	70,  // 46: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
-	70,  // 47: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
-	49,  // 48: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
-	70,  // 49: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	70,  // 50: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	70,  // 51: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	70,  // 52: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
-	53,  // 53: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
-	70,  // 54: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
-	53,  // 55: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
-	70,  // 56: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
-	70,  // 57: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
-	70,  // 58: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
-	70,  // 59: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
-	59,  // 60: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
-	70,  // 61: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
-	59,  // 62: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
-	19,  // 63: posture.v1.UpdateTeamRequest.team:type_name -> posture.v1.Team
-	74,  // 64: posture.v1.UpdateTeamRequest.update_mask:type_name -> google.protobuf.FieldMask
-	70,  // 65: posture.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
-	70,  // 66: posture.v1.ListAuditEventsRequest.since:type_name -> google.protobuf.Timestamp
-	66,  // 67: posture.v1.ListAuditEventsResponse.events:type_name -> posture.v1.AuditEvent
-	6,   // 68: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
-	8,   // 69: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
-	9,   // 70: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
-	10,  // 71: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
-	12,  // 72: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
-	15,  // 73: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
-	17,  // 74: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
-	20,  // 75: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
-	23,  // 76: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
-	25,  // 77: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
-	27,  // 78: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
-	29,  // 79: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
-	31,  // 80: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
-	32,  // 81: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
-	34,  // 82: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
-	35,  // 83: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
-	38,  // 84: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
-	40,  // 85: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
-	41,  // 86: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
-	42,  // 87: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
-	43,  // 88: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
-	45,  // 89: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
-	50,  // 90: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
-	52,  // 91: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
-	54,  // 92: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
-	56,  // 93: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
-	58,  // 94: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
-	60,  // 95: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
-	62,  // 96: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
-	64,  // 97: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
-	46,  // 98: posture.v1.AdminService.ResumeIntegration:input_type -> posture.v1.ResumeIntegrationRequest
-	65,  // 99: posture.v1.AdminService.UpdateTeam:input_type -> posture.v1.UpdateTeamRequest
-	67,  // 100: posture.v1.AdminService.ListAuditEvents:input_type -> posture.v1.ListAuditEventsRequest
-	7,   // 101: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
-	1,   // 102: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
-	1,   // 103: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
-	11,  // 104: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
-	13,  // 105: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
-	16,  // 106: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
-	14,  // 107: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
-	22,  // 108: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
-	24,  // 109: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
-	26,  // 110: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
-	19,  // 111: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
-	30,  // 112: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
-	28,  // 113: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
-	33,  // 114: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
-	1,   // 115: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
-	36,  // 116: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
-	39,  // 117: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
-	37,  // 118: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
-	37,  // 119: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
-	37,  // 120: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
-	44,  // 121: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
-	48,  // 122: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
-	51,  // 123: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
-	49,  // 124: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
-	55,  // 125: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
-	57,  // 126: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
-	53,  // 127: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
-	61,  // 128: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
-	63,  // 129: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
-	59,  // 130: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
-	47,  // 131: posture.v1.AdminService.ResumeIntegration:output_type -> posture.v1.ResumeIntegrationResponse
-	19,  // 132: posture.v1.AdminService.UpdateTeam:output_type -> posture.v1.Team
-	68,  // 133: posture.v1.AdminService.ListAuditEvents:output_type -> posture.v1.ListAuditEventsResponse
-	101, // [101:134] is the sub-list for method output_type
-	68,  // [68:101] is the sub-list for method input_type
-	68,  // [68:68] is the sub-list for extension type_name
-	68,  // [68:68] is the sub-list for extension extendee
-	0,   // [0:68] is the sub-list for field type_name
+	74,  // 7: posture.v1.Host.entra_check:type_name -> posture.v1.EntraDeviceCheck
+	2,   // 8: posture.v1.Host.scopes:type_name -> posture.v1.HostScope
+	76,  // 9: posture.v1.HostScope.refreshed_at:type_name -> google.protobuf.Timestamp
+	4,   // 10: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
+	76,  // 11: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
+	76,  // 12: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
+	77,  // 13: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
+	76,  // 14: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
+	77,  // 15: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
+	76,  // 16: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
+	78,  // 17: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
+	76,  // 18: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
+	1,   // 19: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
+	78,  // 20: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
+	76,  // 21: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
+	76,  // 22: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
+	14,  // 23: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
+	78,  // 24: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
+	18,  // 25: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
+	14,  // 26: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
+	19,  // 27: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
+	79,  // 28: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
+	0,   // 29: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
+	21,  // 30: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
+	19,  // 31: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
+	19,  // 32: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
+	76,  // 33: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
+	76,  // 34: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
+	28,  // 35: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
+	76,  // 36: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	1,   // 37: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
+	76,  // 38: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
+	76,  // 39: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
+	76,  // 40: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
+	76,  // 41: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
+	76,  // 42: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
+	38,  // 43: posture.v1.Integration.partner_status:type_name -> posture.v1.PartnerStatus
+	76,  // 44: posture.v1.PartnerStatus.activated_at:type_name -> google.protobuf.Timestamp
+	76,  // 45: posture.v1.PartnerStatus.last_heartbeat_at:type_name -> google.protobuf.Timestamp
+	39,  // 46: posture.v1.PartnerStatus.policies:type_name -> posture.v1.PartnerPolicyStatus
+	76,  // 47: posture.v1.PartnerPolicyStatus.updated_at:type_name -> google.protobuf.Timestamp
+	76,  // 48: posture.v1.AdminConsentUrl.expires_at:type_name -> google.protobuf.Timestamp
+	37,  // 49: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
+	37,  // 50: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	37,  // 51: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	80,  // 52: posture.v1.UpdateIntegrationRequest.update_mask:type_name -> google.protobuf.FieldMask
+	76,  // 53: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
+	76,  // 54: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
+	54,  // 55: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
+	76,  // 56: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	76,  // 57: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	76,  // 58: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	76,  // 59: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
+	58,  // 60: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
+	76,  // 61: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
+	58,  // 62: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
+	76,  // 63: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
+	76,  // 64: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
+	76,  // 65: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
+	76,  // 66: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
+	64,  // 67: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
+	76,  // 68: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
+	64,  // 69: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
+	19,  // 70: posture.v1.UpdateTeamRequest.team:type_name -> posture.v1.Team
+	80,  // 71: posture.v1.UpdateTeamRequest.update_mask:type_name -> google.protobuf.FieldMask
+	76,  // 72: posture.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
+	76,  // 73: posture.v1.ListAuditEventsRequest.since:type_name -> google.protobuf.Timestamp
+	71,  // 74: posture.v1.ListAuditEventsResponse.events:type_name -> posture.v1.AuditEvent
+	76,  // 75: posture.v1.EntraDeviceCheck.checked_at:type_name -> google.protobuf.Timestamp
+	6,   // 76: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
+	8,   // 77: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
+	9,   // 78: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
+	10,  // 79: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
+	12,  // 80: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
+	15,  // 81: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
+	17,  // 82: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
+	20,  // 83: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
+	23,  // 84: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
+	25,  // 85: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
+	27,  // 86: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
+	29,  // 87: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
+	31,  // 88: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
+	32,  // 89: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
+	34,  // 90: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
+	35,  // 91: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
+	43,  // 92: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
+	45,  // 93: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
+	46,  // 94: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
+	47,  // 95: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
+	48,  // 96: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
+	50,  // 97: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
+	40,  // 98: posture.v1.AdminService.DeprovisionIntegration:input_type -> posture.v1.DeprovisionIntegrationRequest
+	41,  // 99: posture.v1.AdminService.GetAdminConsentUrl:input_type -> posture.v1.GetAdminConsentUrlRequest
+	55,  // 100: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
+	57,  // 101: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
+	59,  // 102: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
+	61,  // 103: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
+	63,  // 104: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
+	65,  // 105: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
+	67,  // 106: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
+	69,  // 107: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
+	51,  // 108: posture.v1.AdminService.ResumeIntegration:input_type -> posture.v1.ResumeIntegrationRequest
+	70,  // 109: posture.v1.AdminService.UpdateTeam:input_type -> posture.v1.UpdateTeamRequest
+	72,  // 110: posture.v1.AdminService.ListAuditEvents:input_type -> posture.v1.ListAuditEventsRequest
+	7,   // 111: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
+	1,   // 112: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
+	1,   // 113: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
+	11,  // 114: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
+	13,  // 115: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
+	16,  // 116: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
+	14,  // 117: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
+	22,  // 118: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
+	24,  // 119: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
+	26,  // 120: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
+	19,  // 121: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
+	30,  // 122: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
+	28,  // 123: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
+	33,  // 124: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
+	1,   // 125: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
+	36,  // 126: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
+	44,  // 127: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
+	37,  // 128: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
+	37,  // 129: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
+	37,  // 130: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
+	49,  // 131: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
+	53,  // 132: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
+	37,  // 133: posture.v1.AdminService.DeprovisionIntegration:output_type -> posture.v1.Integration
+	42,  // 134: posture.v1.AdminService.GetAdminConsentUrl:output_type -> posture.v1.AdminConsentUrl
+	56,  // 135: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
+	54,  // 136: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
+	60,  // 137: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
+	62,  // 138: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
+	58,  // 139: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
+	66,  // 140: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
+	68,  // 141: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
+	64,  // 142: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
+	52,  // 143: posture.v1.AdminService.ResumeIntegration:output_type -> posture.v1.ResumeIntegrationResponse
+	19,  // 144: posture.v1.AdminService.UpdateTeam:output_type -> posture.v1.Team
+	73,  // 145: posture.v1.AdminService.ListAuditEvents:output_type -> posture.v1.ListAuditEventsResponse
+	111, // [111:146] is the sub-list for method output_type
+	76,  // [76:111] is the sub-list for method input_type
+	76,  // [76:76] is the sub-list for extension type_name
+	76,  // [76:76] is the sub-list for extension extendee
+	0,   // [0:76] is the sub-list for field type_name
 }
 
 func init() { file_posture_v1_admin_proto_init() }
@@ -5011,7 +5571,7 @@ func file_posture_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_posture_v1_admin_proto_rawDesc), len(file_posture_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   68,
+			NumMessages:   74,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ var syncTests = []suiteTest{
 	{"Verdicts/ConcurrentSaveOneWinner", testVerdictRace},
 	{"Integrations/RoundTrip", testIntegrationRoundTrip},
 	{"Integrations/Rejects", testIntegrationRejects},
+	{"Integrations/KindsAndSinkState", testIntegrationKinds},
 	{"Integrations/DeleteDeadLettersPending", testIntegrationDelete},
 	{"Facts/ReplaceAndDryRun", testFacts},
 	{"SyncItems/ListAndRetry", testSyncItems},
@@ -347,7 +348,48 @@ func normIntegration(in store.Integration) store.Integration {
 	if in.Teams != nil {
 		in.Teams = slices.Sorted(slices.Values(in.Teams))
 	}
+	if len(in.Settings) == 0 {
+		in.Settings = []byte("{}")
+	}
+	in.SinkState = []byte("{}") // Create and Update never write it
 	return in
+}
+
+func testIntegrationKinds(t *testing.T, s store.Store) {
+	// A webhook has no tenant or app; its credential is the signing secret.
+	wh := store.Integration{ID: "wh", Kind: "webhook", CredentialKind: "secret", SealedCredential: []byte("sealed"),
+		Settings: []byte(`{"url":"https://example.test/hook"}`), CreatedAt: t0, UpdatedAt: t0}
+	noErr(t, s.CreateIntegration(ctx(t), wh))
+	got := must(s.GetIntegration(ctx(t), "wh"))(t)
+	if got.Kind != "webhook" || string(got.Settings) != `{"url":"https://example.test/hook"}` || string(got.SinkState) != "{}" {
+		t.Fatalf("webhook integration: %+v", got)
+	}
+	// The sink state is written on its own, survives updates, and does not
+	// move updated-at (the sink cache key).
+	noErr(t, s.SetIntegrationSinkState(ctx(t), "wh", []byte(`{"activated":true}`)))
+	got = must(s.GetIntegration(ctx(t), "wh"))(t)
+	if string(got.SinkState) != `{"activated":true}` || !got.UpdatedAt.Equal(micro(t0)) {
+		t.Fatalf("sink state: %s updated %v", got.SinkState, got.UpdatedAt)
+	}
+	got.Settings, got.SinkState, got.UpdatedAt = []byte(`{"url":"https://example.test/2"}`), []byte(`{"x":1}`), at(time.Hour)
+	noErr(t, s.UpdateIntegration(ctx(t), got))
+	got = must(s.GetIntegration(ctx(t), "wh"))(t)
+	if string(got.SinkState) != `{"activated":true}` || string(got.Settings) != `{"url":"https://example.test/2"}` {
+		t.Fatalf("after update: settings %s state %s", got.Settings, got.SinkState)
+	}
+	wantErr(t, s.SetIntegrationSinkState(ctx(t), "nope", []byte("{}")), store.ErrNotFound)
+
+	// A partner integration needs its tenant and app like graph.
+	p := fullIntegration("partner")
+	p.Kind, p.ExtensionAttribute = "intune-partner", 0
+	noErr(t, s.CreateIntegration(ctx(t), p))
+	p.ID, p.TenantID = "partner2", ""
+	wantErr(t, s.CreateIntegration(ctx(t), p), store.ErrInvalid)
+	bad := wh
+	bad.ID, bad.Kind = "bad", "carrier-pigeon"
+	wantErr(t, s.CreateIntegration(ctx(t), bad), store.ErrInvalid)
+	bad.Kind, bad.Settings = "webhook", []byte(`[1]`)
+	wantErr(t, s.CreateIntegration(ctx(t), bad), store.ErrInvalid)
 }
 
 func testIntegrationRoundTrip(t *testing.T, s store.Store) {

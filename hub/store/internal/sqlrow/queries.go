@@ -174,8 +174,8 @@ func (db DB) UpdateIntegration(ctx context.Context, in store.Integration) error 
 		authority_host = $5, graph_base_url = $6, extra_ca_pem = $7, tenant_id = $8, client_id = $9,
 		credential_kind = $10, sealed_credential = $11, sealed_cert_password = $12,
 		secret_expires_at = $13, cert_not_after = $14, extension_attribute = $15,
-		compliant_value = $16, noncompliant_value = $17, teams = $18, updated_at = $19, graph_resource = $20
-		WHERE id = $1`, append(args[:18:18], args[22], args[23])...) // not health ($19-$21) or created-at ($22)
+		compliant_value = $16, noncompliant_value = $17, teams = $18, updated_at = $19, settings = $20, graph_resource = $21
+		WHERE id = $1`, append(args[:18:18], args[22], args[23], args[25])...) // not health ($19-$21), created-at ($22) or sink state ($25)
 	return db.affected(res, err, "update integration", in.ID)
 }
 
@@ -193,6 +193,12 @@ func (db DB) SetIntegrationHealth(ctx context.Context, id, health, message strin
 	res, err := db.W.ExecContext(ctx, `UPDATE integrations SET health = $2, health_message = $3, health_checked_at = $4
 		WHERE id = $1`, id, health, message, db.Dialect.Time(store.StoredTime(at)))
 	return db.affected(res, err, "set health of integration", id)
+}
+
+// SetIntegrationSinkState replaces the sink's state without touching updated_at.
+func (db DB) SetIntegrationSinkState(ctx context.Context, id string, state []byte) error {
+	res, err := db.W.ExecContext(ctx, `UPDATE integrations SET sink_state = $2 WHERE id = $1`, id, JSONObject(state))
+	return db.affected(res, err, "set sink state of integration", id)
 }
 
 // CreateEnrollSecret stores a secret's hash; a reused id or hash is ErrConflict.

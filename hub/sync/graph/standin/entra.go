@@ -90,7 +90,7 @@ type issuedToken struct {
 	expires  time.Time
 }
 
-// GraphResources are the Microsoft Graph resource identifiers of the
+// GraphResources are the Microsoft Graph (and Intune API) resource identifiers of the
 // national clouds (and Graph's application id), the only resources the
 // stand-in issues tokens for unless told otherwise (SetResources).
 var GraphResources = []string{
@@ -99,6 +99,10 @@ var GraphResources = []string{
 	"https://dod-graph.microsoft.us",
 	"https://microsoftgraph.chinacloudapi.cn",
 	"00000003-0000-0000-c000-000000000000",
+	// The Intune API (the compliance-partner stand-in's resource).
+	"https://api.manage.microsoft.com/",
+	"https://api.manage.microsoft.us/",
+	"https://api.manage.microsoft.cn/",
 }
 
 // NewEntra starts an Entra stand-in for tenant on a loopback HTTPS listener
@@ -221,10 +225,22 @@ func (e *Entra) app(clientID string) (App, bool) {
 // authorize resolves a bearer token issued for audience to the app's
 // current registration.
 func (e *Entra) authorize(token, audience string) (*App, bool) {
+	return e.authorizeFor(token, func(aud string) bool {
+		return strings.EqualFold(strings.TrimRight(aud, "/"), strings.TrimRight(audience, "/"))
+	})
+}
+
+// authorizeAny resolves a bearer token whatever its audience (the caller
+// checks it).
+func (e *Entra) authorizeAny(token string) (*App, bool) {
+	return e.authorizeFor(token, func(string) bool { return true })
+}
+
+func (e *Entra) authorizeFor(token string, audOK func(string) bool) (*App, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	t, ok := e.tokens[token]
-	if !ok || e.now().After(t.expires) || !strings.EqualFold(strings.TrimRight(t.audience, "/"), strings.TrimRight(audience, "/")) {
+	if !ok || e.now().After(t.expires) || !audOK(t.audience) {
 		return nil, false
 	}
 	a, ok := e.apps[t.clientID]
