@@ -45,6 +45,9 @@ type Config struct {
 	// StreamTTL: a stream held by another replica counts as connected
 	// while that replica's heartbeat is younger than this (default 45 s).
 	StreamTTL time.Duration
+	// SyncResume ends an integration's pause and makes the rows it held
+	// back due now (nil: they wait out the pause).
+	SyncResume func(ctx context.Context, integrationID string) (int, error)
 }
 
 // Server implements posturev1.AdminServiceServer.
@@ -214,6 +217,15 @@ func (s *Server) hostProto(ctx context.Context, h store.Host, names map[string]s
 	}
 	if h.RevokedAt != nil {
 		ph.RevokedAt = ts(*h.RevokedAt)
+	}
+	if withResults {
+		switch c, err := s.cfg.Store.GetDeviceCheck(ctx, h.ID); {
+		case err == nil:
+			ph.EntraCheck = &posturev1.EntraDeviceCheck{IntegrationId: c.IntegrationID, DisplayName: c.DisplayName,
+				OperatingSystem: c.OperatingSystem, Mismatch: c.Mismatch, CheckedAt: ts(c.CheckedAt)}
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, storeErr("device check", err)
+		}
 	}
 	rs, err := s.cfg.Store.LatestResults(ctx, h.ID)
 	if err != nil {

@@ -211,6 +211,13 @@ func printVerdict(w io.Writer, h *posturev1.Host) error {
 	if r := h.GetUnmappedReason(); r != "" {
 		fmt.Fprintln(w, "unmapped:", r)
 	}
+	if c := h.GetEntraCheck(); c != nil {
+		if c.GetMismatch() != "" {
+			fmt.Fprintln(w, "ENTRA DEVICE MISMATCH:", c.GetMismatch(), "(checked", fmtTime(c.GetCheckedAt())+")")
+		} else {
+			fmt.Fprintf(w, "entra device: %q, %s (matches; checked %s)\n", c.GetDisplayName(), orDash(c.GetOperatingSystem()), fmtTime(c.GetCheckedAt()))
+		}
+	}
 	if len(v.GetReasons()) > 0 {
 		tw := newTable(w)
 		fmt.Fprintln(tw, "\nREASON\tPOLICY\tSTATUS\tSEVERITY\tGRACE UNTIL")

@@ -252,9 +252,12 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	}); err != nil {
 		return nil, err
 	}
+	// The worker's quota key is the integration id: a rebuilt sink (new
+	// credential or settings, possibly on another replica) ends its pause.
+	h.Integrations.OnRebuild(h.Worker.Resume)
 	if h.reconciler, err = hubsync.NewReconciler(hubsync.ReconcilerConfig{
 		Devices: st, Outbox: st, Sinks: h.Integrations.Sink, Logger: h.log.With("component", "reconcile"),
-		Interval: cfg.ReconcileInterval, OnEnqueue: h.Worker.Notify,
+		Interval: cfg.ReconcileInterval, OnEnqueue: h.Worker.Notify, OnDeviceInfo: h.checkDevice,
 	}); err != nil {
 		return nil, err
 	}
@@ -279,6 +282,7 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	h.Admin = admin.New(admin.Config{
 		Store: h.Store, Streams: h.Router, Logger: h.log, Verdicts: h.Engine,
 		Integrations: adminIntegrations{r: h.Integrations, publicURL: cfg.PublicURL}, SyncNotify: h.Worker.Notify,
+		SyncResume: h.resumeIntegration,
 	})
 
 	serverCert, err := h.CA.ServerCert(append([]string{"localhost", "127.0.0.1", "::1"}, cfg.ServerNames...), 365*24*time.Hour)

@@ -50,6 +50,8 @@ func TeamChangedFields(a, b Team) []string {
 	add(a.Settings.ErrorsAsFailures != b.Settings.ErrorsAsFailures, "errors_as_failures")
 	add(a.Settings.StaleAfter != b.Settings.StaleAfter, "stale_after")
 	add(a.Settings.MissedReports != b.Settings.MissedReports, "missed_reports")
+	add(a.Settings.RevokeSessions != b.Settings.RevokeSessions, "revoke_sessions")
+	add(a.Settings.RevokeSessionsMinSeverity != b.Settings.RevokeSessionsMinSeverity, "revoke_sessions_min_severity")
 	return f
 }
 

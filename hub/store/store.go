@@ -141,6 +141,11 @@ type TeamSettings struct {
 	// MissedReports: a host with no result batch for this many of its
 	// policy intervals is UNKNOWN (0 = default, 3).
 	MissedReports int
+	// RevokeSessions: a transition to NONCOMPLIANT caused by a policy at
+	// or above RevokeSessionsMinSeverity (low|medium|high|critical, "" =
+	// high) also revokes the device user's sign-in sessions.
+	RevokeSessions            bool
+	RevokeSessionsMinSeverity string
 }
 
 // Team groups hosts, secrets and policies.
@@ -324,6 +329,7 @@ type Store interface {
 	Facts
 	SyncItems
 	Reporting
+	DeviceChecks
 	Audit
 	Ping(ctx context.Context) error
 	Close() error

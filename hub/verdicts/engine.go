@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -393,6 +394,15 @@ func (e *Engine) evaluateOnce(ctx context.Context, hostID string, force bool) (s
 			return store.Verdict{}, err
 		}
 	}
+	if prev.State != string(compliance.Noncompliant) && nv.State == string(compliance.Noncompliant) {
+		// Saved with the verdict under its version check, so one
+		// transition enqueues one revocation however many replicas see it.
+		rr, err := e.revokeRowsFor(ctx, h, in.Settings, cv, in.Now)
+		if err != nil {
+			return store.Verdict{}, err
+		}
+		rows = append(rows, rr...)
+	}
 	if err := e.cfg.Store.SaveVerdict(ctx, nv, prev.Version, rows); err != nil {
 		return store.Verdict{}, fmt.Errorf("save verdict: %w", err)
 	}
@@ -431,6 +441,66 @@ func (e *Engine) rowsFor(ctx context.Context, h store.Host, v store.Verdict, now
 			IntegrationID: in.ID, TenantID: in.TenantID, DeviceID: device, HostID: h.ID,
 			Desired: v.Desired, Verdict: v.State, CreatedAt: now,
 		})
+	}
+	return rows, nil
+}
+
+// severityRank orders policy severities; an unknown one counts as critical,
+// as the compliance engine does.
+var severityRank = map[string]int{"low": 1, "medium": 2, "high": 3, "critical": 4}
+
+func rank(sev string) int {
+	if r, ok := severityRank[sev]; ok {
+		return r
+	}
+	return severityRank["critical"]
+}
+
+// DefaultRevokeMinSeverity applies when a team enables revoke_sessions
+// without a minimum severity.
+const DefaultRevokeMinSeverity = "high"
+
+// revokeRowsFor is one session revocation per integration covering the
+// host, when its team opted in and a blocking policy at or above the
+// team's minimum severity caused the transition to NONCOMPLIANT. The user
+// is the host's UPN fact; a host without one (or without a device id, which
+// the outbox keys on) gets none.
+func (e *Engine) revokeRowsFor(ctx context.Context, h store.Host, set store.TeamSettings, cv compliance.Verdict, now time.Time) ([]store.OutboxRow, error) {
+	device, upn := h.EffectiveEntraDeviceID(), strings.TrimSpace(h.UserPrincipalName)
+	if !set.RevokeSessions || device == "" || upn == "" {
+		return nil, nil
+	}
+	min := set.RevokeSessionsMinSeverity
+	if min == "" {
+		min = DefaultRevokeMinSeverity
+	}
+	qualifies := false
+	for _, r := range cv.Blocking() {
+		if rank(r.Severity) >= rank(min) {
+			qualifies = true
+			break
+		}
+	}
+	if !qualifies {
+		return nil, nil
+	}
+	_, ins, err := e.cached(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var rows []store.OutboxRow
+	for _, in := range ins {
+		if !covers(in, h.Team) {
+			continue
+		}
+		rows = append(rows, store.OutboxRow{
+			IntegrationID: in.ID, TenantID: in.TenantID, DeviceID: device, HostID: h.ID,
+			Desired: compliance.DesiredNoncompliant, Verdict: string(compliance.Noncompliant), CreatedAt: now,
+			Kind: store.OutboxRevokeSessions, Subject: upn,
+		})
+	}
+	if len(rows) > 0 {
+		e.log.Info("revoking sign-in sessions", "host", h.ID, "user", upn, "integrations", len(rows))
 	}
 	return rows, nil
 }

@@ -106,6 +106,10 @@ type Host struct {
 	Verdict *Verdict `protobuf:"bytes,17,opt,name=verdict,proto3" json:"verdict,omitempty"`
 	// Why no sink can key on this host ("" when it has an Entra device id).
 	UnmappedReason string `protobuf:"bytes,18,opt,name=unmapped_reason,json=unmappedReason,proto3" json:"unmapped_reason,omitempty"`
+	// What Graph said about the host's Entra device when reconcile last read
+	// it (GetHost; absent until read). Its mismatch is set when Graph's
+	// display name or operating system disagrees with the host's facts.
+	EntraCheck *EntraDeviceCheck `protobuf:"bytes,50,opt,name=entra_check,json=entraCheck,proto3" json:"entra_check,omitempty"`
 	// Entra group scoping, per integration that has scope_groups.
 	Scopes []*HostScope `protobuf:"bytes,19,rep,name=scopes,proto3" json:"scopes,omitempty"`
 	// What the agent last said about itself (absent until it reports).
@@ -274,6 +278,13 @@ func (x *Host) GetUnmappedReason() string {
 		return x.UnmappedReason
 	}
 	return ""
+}
+
+func (x *Host) GetEntraCheck() *EntraDeviceCheck {
+	if x != nil {
+		return x.EntraCheck
+	}
+	return nil
 }
 
 func (x *Host) GetScopes() []*HostScope {
@@ -1434,8 +1445,15 @@ type TeamSettings struct {
 	// A host with no result batch for this many of its policy intervals is
 	// UNKNOWN and written non-compliant, connected or not (0 = default, 3).
 	MissedReports *int32 `protobuf:"varint,5,opt,name=missed_reports,json=missedReports,proto3,oneof" json:"missed_reports,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Block now: a transition to NONCOMPLIANT caused by a policy at or above
+	// revoke_sessions_min_severity also revokes the device user's sign-in
+	// sessions in Entra (the integration's app needs User.RevokeSessions.All).
+	// Absent in PutTeam: the stored value is kept.
+	RevokeSessions *bool `protobuf:"varint,20,opt,name=revoke_sessions,json=revokeSessions,proto3,oneof" json:"revoke_sessions,omitempty"`
+	// low | medium | high | critical ("" = high).
+	RevokeSessionsMinSeverity *string `protobuf:"bytes,21,opt,name=revoke_sessions_min_severity,json=revokeSessionsMinSeverity,proto3,oneof" json:"revoke_sessions_min_severity,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
 }
 
 func (x *TeamSettings) Reset() {
@@ -1501,6 +1519,20 @@ func (x *TeamSettings) GetMissedReports() int32 {
 		return *x.MissedReports
 	}
 	return 0
+}
+
+func (x *TeamSettings) GetRevokeSessions() bool {
+	if x != nil && x.RevokeSessions != nil {
+		return *x.RevokeSessions
+	}
+	return false
+}
+
+func (x *TeamSettings) GetRevokeSessionsMinSeverity() string {
+	if x != nil && x.RevokeSessionsMinSeverity != nil {
+		return *x.RevokeSessionsMinSeverity
+	}
+	return ""
 }
 
 type Team struct {
@@ -2476,6 +2508,10 @@ type Integration struct {
 	Warnings  []string               `protobuf:"bytes,23,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// custom cloud only: the Graph resource tokens are requested for ("" =
+	// https://graph.microsoft.com), whatever host graph_base_url names (a
+	// proxy or private endpoint).
+	GraphResource string `protobuf:"bytes,40,opt,name=graph_resource,json=graphResource,proto3" json:"graph_resource,omitempty"`
 	// kind "webhook": where signed events are POSTed (https, or http to
 	// loopback); client_secret is the HMAC signing secret.
 	WebhookUrl string `protobuf:"bytes,26,opt,name=webhook_url,json=webhookUrl,proto3" json:"webhook_url,omitempty"`
@@ -2703,6 +2739,13 @@ func (x *Integration) GetUpdatedAt() *timestamppb.Timestamp {
 		return x.UpdatedAt
 	}
 	return nil
+}
+
+func (x *Integration) GetGraphResource() string {
+	if x != nil {
+		return x.GraphResource
+	}
+	return ""
 }
 
 func (x *Integration) GetWebhookUrl() string {
@@ -3442,6 +3485,95 @@ func (x *TestIntegrationRequest) GetId() string {
 	return ""
 }
 
+type ResumeIntegrationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeIntegrationRequest) Reset() {
+	*x = ResumeIntegrationRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeIntegrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeIntegrationRequest) ProtoMessage() {}
+
+func (x *ResumeIntegrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeIntegrationRequest.ProtoReflect.Descriptor instead.
+func (*ResumeIntegrationRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ResumeIntegrationRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type ResumeIntegrationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Held-back writes made due now.
+	Requeued      int32 `protobuf:"varint,1,opt,name=requeued,proto3" json:"requeued,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeIntegrationResponse) Reset() {
+	*x = ResumeIntegrationResponse{}
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeIntegrationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeIntegrationResponse) ProtoMessage() {}
+
+func (x *ResumeIntegrationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeIntegrationResponse.ProtoReflect.Descriptor instead.
+func (*ResumeIntegrationResponse) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ResumeIntegrationResponse) GetRequeued() int32 {
+	if x != nil {
+		return x.Requeued
+	}
+	return 0
+}
+
 type TestIntegrationResponse struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	Ok           bool                   `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
@@ -3449,14 +3581,17 @@ type TestIntegrationResponse struct {
 	DeviceReadOk bool                   `protobuf:"varint,3,opt,name=device_read_ok,json=deviceReadOk,proto3" json:"device_read_ok,omitempty"`
 	Health       string                 `protobuf:"bytes,4,opt,name=health,proto3" json:"health,omitempty"`
 	// What is wrong and what to do, in words.
-	Message       string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Message string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	// The app holds User.RevokeSessions.All (needed only by teams with
+	// revoke_sessions).
+	RevokeSessionsPermitted bool `protobuf:"varint,6,opt,name=revoke_sessions_permitted,json=revokeSessionsPermitted,proto3" json:"revoke_sessions_permitted,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *TestIntegrationResponse) Reset() {
 	*x = TestIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3468,7 +3603,7 @@ func (x *TestIntegrationResponse) String() string {
 func (*TestIntegrationResponse) ProtoMessage() {}
 
 func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3481,7 +3616,7 @@ func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*TestIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *TestIntegrationResponse) GetOk() bool {
@@ -3519,6 +3654,13 @@ func (x *TestIntegrationResponse) GetMessage() string {
 	return ""
 }
 
+func (x *TestIntegrationResponse) GetRevokeSessionsPermitted() bool {
+	if x != nil {
+		return x.RevokeSessionsPermitted
+	}
+	return false
+}
+
 type SyncItem struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -3534,15 +3676,18 @@ type SyncItem struct {
 	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
 	// The sink's error code (e.g. Request_ResourceNotFound, AADSTS7000222).
-	ErrorCode     string `protobuf:"bytes,11,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
-	Error         string `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
+	ErrorCode string `protobuf:"bytes,11,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	Error     string `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
+	// "" (the device attribute) or "revoke_sessions" (of the user subject).
+	Kind          string `protobuf:"bytes,13,opt,name=kind,proto3" json:"kind,omitempty"`
+	Subject       string `protobuf:"bytes,14,opt,name=subject,proto3" json:"subject,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncItem) Reset() {
 	*x = SyncItem{}
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3554,7 +3699,7 @@ func (x *SyncItem) String() string {
 func (*SyncItem) ProtoMessage() {}
 
 func (x *SyncItem) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3567,7 +3712,7 @@ func (x *SyncItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncItem.ProtoReflect.Descriptor instead.
 func (*SyncItem) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *SyncItem) GetId() int64 {
@@ -3654,6 +3799,20 @@ func (x *SyncItem) GetError() string {
 	return ""
 }
 
+func (x *SyncItem) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *SyncItem) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
 type ListSyncItemsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// pending | dead | done (default: pending and dead)
@@ -3666,7 +3825,7 @@ type ListSyncItemsRequest struct {
 
 func (x *ListSyncItemsRequest) Reset() {
 	*x = ListSyncItemsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3678,7 +3837,7 @@ func (x *ListSyncItemsRequest) String() string {
 func (*ListSyncItemsRequest) ProtoMessage() {}
 
 func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3691,7 +3850,7 @@ func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsRequest.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ListSyncItemsRequest) GetState() string {
@@ -3724,7 +3883,7 @@ type ListSyncItemsResponse struct {
 
 func (x *ListSyncItemsResponse) Reset() {
 	*x = ListSyncItemsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3736,7 +3895,7 @@ func (x *ListSyncItemsResponse) String() string {
 func (*ListSyncItemsResponse) ProtoMessage() {}
 
 func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3749,7 +3908,7 @@ func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsResponse.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListSyncItemsResponse) GetItems() []*SyncItem {
@@ -3768,7 +3927,7 @@ type RetrySyncItemRequest struct {
 
 func (x *RetrySyncItemRequest) Reset() {
 	*x = RetrySyncItemRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3780,7 +3939,7 @@ func (x *RetrySyncItemRequest) String() string {
 func (*RetrySyncItemRequest) ProtoMessage() {}
 
 func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3793,7 +3952,7 @@ func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetrySyncItemRequest.ProtoReflect.Descriptor instead.
 func (*RetrySyncItemRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RetrySyncItemRequest) GetId() int64 {
@@ -3818,7 +3977,7 @@ type EnrollSecret struct {
 
 func (x *EnrollSecret) Reset() {
 	*x = EnrollSecret{}
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3830,7 +3989,7 @@ func (x *EnrollSecret) String() string {
 func (*EnrollSecret) ProtoMessage() {}
 
 func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3843,7 +4002,7 @@ func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollSecret.ProtoReflect.Descriptor instead.
 func (*EnrollSecret) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *EnrollSecret) GetId() string {
@@ -3903,7 +4062,7 @@ type ListEnrollSecretsRequest struct {
 
 func (x *ListEnrollSecretsRequest) Reset() {
 	*x = ListEnrollSecretsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3915,7 +4074,7 @@ func (x *ListEnrollSecretsRequest) String() string {
 func (*ListEnrollSecretsRequest) ProtoMessage() {}
 
 func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3928,7 +4087,7 @@ func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
 type ListEnrollSecretsResponse struct {
@@ -3940,7 +4099,7 @@ type ListEnrollSecretsResponse struct {
 
 func (x *ListEnrollSecretsResponse) Reset() {
 	*x = ListEnrollSecretsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3952,7 +4111,7 @@ func (x *ListEnrollSecretsResponse) String() string {
 func (*ListEnrollSecretsResponse) ProtoMessage() {}
 
 func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3965,7 +4124,7 @@ func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListEnrollSecretsResponse) GetEnrollSecrets() []*EnrollSecret {
@@ -3986,7 +4145,7 @@ type CreateEnrollSecretRequest struct {
 
 func (x *CreateEnrollSecretRequest) Reset() {
 	*x = CreateEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3998,7 +4157,7 @@ func (x *CreateEnrollSecretRequest) String() string {
 func (*CreateEnrollSecretRequest) ProtoMessage() {}
 
 func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4011,7 +4170,7 @@ func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *CreateEnrollSecretRequest) GetTeam() string {
@@ -4046,7 +4205,7 @@ type CreateEnrollSecretResponse struct {
 
 func (x *CreateEnrollSecretResponse) Reset() {
 	*x = CreateEnrollSecretResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4058,7 +4217,7 @@ func (x *CreateEnrollSecretResponse) String() string {
 func (*CreateEnrollSecretResponse) ProtoMessage() {}
 
 func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4071,7 +4230,7 @@ func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CreateEnrollSecretResponse) GetSecret() string {
@@ -4097,7 +4256,7 @@ type RevokeEnrollSecretRequest struct {
 
 func (x *RevokeEnrollSecretRequest) Reset() {
 	*x = RevokeEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[61]
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4109,7 +4268,7 @@ func (x *RevokeEnrollSecretRequest) String() string {
 func (*RevokeEnrollSecretRequest) ProtoMessage() {}
 
 func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[61]
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4122,7 +4281,7 @@ func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*RevokeEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{61}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RevokeEnrollSecretRequest) GetId() string {
@@ -4148,7 +4307,7 @@ type ApiToken struct {
 
 func (x *ApiToken) Reset() {
 	*x = ApiToken{}
-	mi := &file_posture_v1_admin_proto_msgTypes[62]
+	mi := &file_posture_v1_admin_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4160,7 +4319,7 @@ func (x *ApiToken) String() string {
 func (*ApiToken) ProtoMessage() {}
 
 func (x *ApiToken) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[62]
+	mi := &file_posture_v1_admin_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4173,7 +4332,7 @@ func (x *ApiToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiToken.ProtoReflect.Descriptor instead.
 func (*ApiToken) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{62}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ApiToken) GetId() string {
@@ -4233,7 +4392,7 @@ type ListApiTokensRequest struct {
 
 func (x *ListApiTokensRequest) Reset() {
 	*x = ListApiTokensRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[63]
+	mi := &file_posture_v1_admin_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4245,7 +4404,7 @@ func (x *ListApiTokensRequest) String() string {
 func (*ListApiTokensRequest) ProtoMessage() {}
 
 func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[63]
+	mi := &file_posture_v1_admin_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4258,7 +4417,7 @@ func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListApiTokensRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{63}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{65}
 }
 
 type ListApiTokensResponse struct {
@@ -4270,7 +4429,7 @@ type ListApiTokensResponse struct {
 
 func (x *ListApiTokensResponse) Reset() {
 	*x = ListApiTokensResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[64]
+	mi := &file_posture_v1_admin_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4282,7 +4441,7 @@ func (x *ListApiTokensResponse) String() string {
 func (*ListApiTokensResponse) ProtoMessage() {}
 
 func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[64]
+	mi := &file_posture_v1_admin_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4295,7 +4454,7 @@ func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListApiTokensResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{64}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ListApiTokensResponse) GetApiTokens() []*ApiToken {
@@ -4316,7 +4475,7 @@ type CreateApiTokenRequest struct {
 
 func (x *CreateApiTokenRequest) Reset() {
 	*x = CreateApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[65]
+	mi := &file_posture_v1_admin_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4328,7 +4487,7 @@ func (x *CreateApiTokenRequest) String() string {
 func (*CreateApiTokenRequest) ProtoMessage() {}
 
 func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[65]
+	mi := &file_posture_v1_admin_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4341,7 +4500,7 @@ func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{65}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *CreateApiTokenRequest) GetName() string {
@@ -4376,7 +4535,7 @@ type CreateApiTokenResponse struct {
 
 func (x *CreateApiTokenResponse) Reset() {
 	*x = CreateApiTokenResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[66]
+	mi := &file_posture_v1_admin_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4388,7 +4547,7 @@ func (x *CreateApiTokenResponse) String() string {
 func (*CreateApiTokenResponse) ProtoMessage() {}
 
 func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[66]
+	mi := &file_posture_v1_admin_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4401,7 +4560,7 @@ func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{66}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *CreateApiTokenResponse) GetToken() string {
@@ -4427,7 +4586,7 @@ type RevokeApiTokenRequest struct {
 
 func (x *RevokeApiTokenRequest) Reset() {
 	*x = RevokeApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[67]
+	mi := &file_posture_v1_admin_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4439,7 +4598,7 @@ func (x *RevokeApiTokenRequest) String() string {
 func (*RevokeApiTokenRequest) ProtoMessage() {}
 
 func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[67]
+	mi := &file_posture_v1_admin_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4452,7 +4611,7 @@ func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{67}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *RevokeApiTokenRequest) GetId() string {
@@ -4474,7 +4633,7 @@ type UpdateTeamRequest struct {
 
 func (x *UpdateTeamRequest) Reset() {
 	*x = UpdateTeamRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[68]
+	mi := &file_posture_v1_admin_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4486,7 +4645,7 @@ func (x *UpdateTeamRequest) String() string {
 func (*UpdateTeamRequest) ProtoMessage() {}
 
 func (x *UpdateTeamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[68]
+	mi := &file_posture_v1_admin_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4499,7 +4658,7 @@ func (x *UpdateTeamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTeamRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTeamRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{68}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *UpdateTeamRequest) GetTeam() *Team {
@@ -4541,7 +4700,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_posture_v1_admin_proto_msgTypes[69]
+	mi := &file_posture_v1_admin_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4553,7 +4712,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[69]
+	mi := &file_posture_v1_admin_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4566,7 +4725,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{69}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *AuditEvent) GetId() int64 {
@@ -4659,7 +4818,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[70]
+	mi := &file_posture_v1_admin_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4671,7 +4830,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[70]
+	mi := &file_posture_v1_admin_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4684,7 +4843,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{70}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ListAuditEventsRequest) GetActor() string {
@@ -4724,7 +4883,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[71]
+	mi := &file_posture_v1_admin_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4736,7 +4895,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[71]
+	mi := &file_posture_v1_admin_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4749,7 +4908,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{71}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -4759,12 +4918,91 @@ func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
 	return nil
 }
 
+// EntraDeviceCheck is what Graph said about a host's Entra device when
+// reconcile last read it back.
+type EntraDeviceCheck struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	IntegrationId   string                 `protobuf:"bytes,1,opt,name=integration_id,json=integrationId,proto3" json:"integration_id,omitempty"`
+	DisplayName     string                 `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	OperatingSystem string                 `protobuf:"bytes,3,opt,name=operating_system,json=operatingSystem,proto3" json:"operating_system,omitempty"`
+	// What disagrees with the host's facts ("" = nothing).
+	Mismatch      string                 `protobuf:"bytes,4,opt,name=mismatch,proto3" json:"mismatch,omitempty"`
+	CheckedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=checked_at,json=checkedAt,proto3" json:"checked_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EntraDeviceCheck) Reset() {
+	*x = EntraDeviceCheck{}
+	mi := &file_posture_v1_admin_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EntraDeviceCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EntraDeviceCheck) ProtoMessage() {}
+
+func (x *EntraDeviceCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EntraDeviceCheck.ProtoReflect.Descriptor instead.
+func (*EntraDeviceCheck) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *EntraDeviceCheck) GetIntegrationId() string {
+	if x != nil {
+		return x.IntegrationId
+	}
+	return ""
+}
+
+func (x *EntraDeviceCheck) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *EntraDeviceCheck) GetOperatingSystem() string {
+	if x != nil {
+		return x.OperatingSystem
+	}
+	return ""
+}
+
+func (x *EntraDeviceCheck) GetMismatch() string {
+	if x != nil {
+		return x.Mismatch
+	}
+	return ""
+}
+
+func (x *EntraDeviceCheck) GetCheckedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CheckedAt
+	}
+	return nil
+}
+
 var File_posture_v1_admin_proto protoreflect.FileDescriptor
 
 const file_posture_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x16posture/v1/admin.proto\x12\n" +
-	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\x8e\b\n" +
+	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\xcd\b\n" +
 	"\x04Host\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04team\x18\x02 \x01(\tR\x04team\x12+\n" +
@@ -4787,7 +5025,9 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\afailing\x18\x0f \x01(\x05R\afailing\x12\x16\n" +
 	"\x06errors\x18\x10 \x01(\x05R\x06errors\x12-\n" +
 	"\averdict\x18\x11 \x01(\v2\x13.posture.v1.VerdictR\averdict\x12'\n" +
-	"\x0funmapped_reason\x18\x12 \x01(\tR\x0eunmappedReason\x12-\n" +
+	"\x0funmapped_reason\x18\x12 \x01(\tR\x0eunmappedReason\x12=\n" +
+	"\ventra_check\x182 \x01(\v2\x1c.posture.v1.EntraDeviceCheckR\n" +
+	"entraCheck\x12-\n" +
 	"\x06scopes\x18\x13 \x03(\v2\x15.posture.v1.HostScopeR\x06scopes\x12.\n" +
 	"\x06health\x18( \x01(\v2\x16.posture.v1.HostHealthR\x06health\x12B\n" +
 	"\x0freport_interval\x18) \x01(\v2\x19.google.protobuf.DurationR\x0ereportInterval\x12@\n" +
@@ -4882,18 +5122,22 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x14ListPoliciesResponse\x12.\n" +
 	"\bpolicies\x18\x01 \x03(\v2\x12.posture.v1.PolicyR\bpolicies\"\"\n" +
 	"\x10GetPolicyRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xee\x02\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x97\x04\n" +
 	"\fTeamSettings\x122\n" +
 	"\x12conditional_access\x18\x01 \x01(\bH\x00R\x11conditionalAccess\x88\x01\x01\x125\n" +
 	"\x14max_allowed_severity\x18\x02 \x01(\tH\x01R\x12maxAllowedSeverity\x88\x01\x01\x121\n" +
 	"\x12errors_as_failures\x18\x03 \x01(\bH\x02R\x10errorsAsFailures\x88\x01\x01\x12:\n" +
 	"\vstale_after\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"staleAfter\x12*\n" +
-	"\x0emissed_reports\x18\x05 \x01(\x05H\x03R\rmissedReports\x88\x01\x01B\x15\n" +
+	"\x0emissed_reports\x18\x05 \x01(\x05H\x03R\rmissedReports\x88\x01\x01\x12,\n" +
+	"\x0frevoke_sessions\x18\x14 \x01(\bH\x04R\x0erevokeSessions\x88\x01\x01\x12D\n" +
+	"\x1crevoke_sessions_min_severity\x18\x15 \x01(\tH\x05R\x19revokeSessionsMinSeverity\x88\x01\x01B\x15\n" +
 	"\x13_conditional_accessB\x17\n" +
 	"\x15_max_allowed_severityB\x15\n" +
 	"\x13_errors_as_failuresB\x11\n" +
-	"\x0f_missed_reports\"P\n" +
+	"\x0f_missed_reportsB\x12\n" +
+	"\x10_revoke_sessionsB\x1f\n" +
+	"\x1d_revoke_sessions_min_severity\"P\n" +
 	"\x04Team\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\bsettings\x18\x02 \x01(\v2\x18.posture.v1.TeamSettingsR\bsettings\"\xca\x01\n" +
@@ -4951,7 +5195,8 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x0fentra_device_id\x18\x02 \x01(\tR\rentraDeviceId\"\x1a\n" +
 	"\x18ListUnmappedHostsRequest\"C\n" +
 	"\x19ListUnmappedHostsResponse\x12&\n" +
-	"\x05hosts\x18\x01 \x03(\v2\x10.posture.v1.HostR\x05hosts\"\xee\t\n" +
+	"\x05hosts\x18\x01 \x03(\v2\x10.posture.v1.HostR\x05hosts\"\x95\n" +
+	"\n" +
 	"\vIntegration\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -4981,7 +5226,8 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1f\n" +
+	"updated_at\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12%\n" +
+	"\x0egraph_resource\x18( \x01(\tR\rgraphResource\x12\x1f\n" +
 	"\vwebhook_url\x18\x1a \x01(\tR\n" +
 	"webhookUrl\x12\x1d\n" +
 	"\n" +
@@ -5034,13 +5280,18 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x1b\n" +
 	"\x19DeleteIntegrationResponse\"(\n" +
 	"\x16TestIntegrationRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x9c\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"*\n" +
+	"\x18ResumeIntegrationRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"7\n" +
+	"\x19ResumeIntegrationResponse\x12\x1a\n" +
+	"\brequeued\x18\x01 \x01(\x05R\brequeued\"\xd8\x01\n" +
 	"\x17TestIntegrationResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x19\n" +
 	"\btoken_ok\x18\x02 \x01(\bR\atokenOk\x12$\n" +
 	"\x0edevice_read_ok\x18\x03 \x01(\bR\fdeviceReadOk\x12\x16\n" +
 	"\x06health\x18\x04 \x01(\tR\x06health\x12\x18\n" +
-	"\amessage\x18\x05 \x01(\tR\amessage\"\x91\x03\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\x12:\n" +
+	"\x19revoke_sessions_permitted\x18\x06 \x01(\bR\x17revokeSessionsPermitted\"\xbf\x03\n" +
 	"\bSyncItem\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12%\n" +
 	"\x0eintegration_id\x18\x02 \x01(\tR\rintegrationId\x12\x17\n" +
@@ -5056,7 +5307,9 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\v \x01(\tR\terrorCode\x12\x14\n" +
-	"\x05error\x18\f \x01(\tR\x05error\"i\n" +
+	"\x05error\x18\f \x01(\tR\x05error\x12\x12\n" +
+	"\x04kind\x18\r \x01(\tR\x04kind\x12\x18\n" +
+	"\asubject\x18\x0e \x01(\tR\asubject\"i\n" +
 	"\x14ListSyncItemsRequest\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12%\n" +
 	"\x0eintegration_id\x18\x02 \x01(\tR\rintegrationId\x12\x14\n" +
@@ -5141,13 +5394,20 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\x05R\x05limit\"I\n" +
 	"\x17ListAuditEventsResponse\x12.\n" +
-	"\x06events\x18\x01 \x03(\v2\x16.posture.v1.AuditEventR\x06events*\x99\x01\n" +
+	"\x06events\x18\x01 \x03(\v2\x16.posture.v1.AuditEventR\x06events\"\xde\x01\n" +
+	"\x10EntraDeviceCheck\x12%\n" +
+	"\x0eintegration_id\x18\x01 \x01(\tR\rintegrationId\x12!\n" +
+	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12)\n" +
+	"\x10operating_system\x18\x03 \x01(\tR\x0foperatingSystem\x12\x1a\n" +
+	"\bmismatch\x18\x04 \x01(\tR\bmismatch\x129\n" +
+	"\n" +
+	"checked_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcheckedAt*\x99\x01\n" +
 	"\fChangeAction\x12\x1d\n" +
 	"\x19CHANGE_ACTION_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CHANGE_ACTION_ADDED\x10\x01\x12\x19\n" +
 	"\x15CHANGE_ACTION_CHANGED\x10\x02\x12\x19\n" +
 	"\x15CHANGE_ACTION_REMOVED\x10\x03\x12\x1b\n" +
-	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\x80\x16\n" +
+	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\xe2\x16\n" +
 	"\fAdminService\x12H\n" +
 	"\tListHosts\x12\x1c.posture.v1.ListHostsRequest\x1a\x1d.posture.v1.ListHostsResponse\x127\n" +
 	"\aGetHost\x12\x1a.posture.v1.GetHostRequest\x1a\x10.posture.v1.Host\x12=\n" +
@@ -5182,7 +5442,8 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x12RevokeEnrollSecret\x12%.posture.v1.RevokeEnrollSecretRequest\x1a\x18.posture.v1.EnrollSecret\x12T\n" +
 	"\rListApiTokens\x12 .posture.v1.ListApiTokensRequest\x1a!.posture.v1.ListApiTokensResponse\x12W\n" +
 	"\x0eCreateApiToken\x12!.posture.v1.CreateApiTokenRequest\x1a\".posture.v1.CreateApiTokenResponse\x12I\n" +
-	"\x0eRevokeApiToken\x12!.posture.v1.RevokeApiTokenRequest\x1a\x14.posture.v1.ApiToken\x12=\n" +
+	"\x0eRevokeApiToken\x12!.posture.v1.RevokeApiTokenRequest\x1a\x14.posture.v1.ApiToken\x12`\n" +
+	"\x11ResumeIntegration\x12$.posture.v1.ResumeIntegrationRequest\x1a%.posture.v1.ResumeIntegrationResponse\x12=\n" +
 	"\n" +
 	"UpdateTeam\x12\x1d.posture.v1.UpdateTeamRequest\x1a\x10.posture.v1.Team\x12Z\n" +
 	"\x0fListAuditEvents\x12\".posture.v1.ListAuditEventsRequest\x1a#.posture.v1.ListAuditEventsResponseB9Z7github.com/posture-dev/posture/api/posture/v1;posturev1b\x06proto3"
@@ -5200,7 +5461,7 @@ func file_posture_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_posture_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
+var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
 var file_posture_v1_admin_proto_goTypes = []any{
 	(ChangeAction)(0),                     // 0: posture.v1.ChangeAction
 	(*Host)(nil),                          // 1: posture.v1.Host
@@ -5254,186 +5515,193 @@ var file_posture_v1_admin_proto_goTypes = []any{
 	(*DeleteIntegrationRequest)(nil),      // 49: posture.v1.DeleteIntegrationRequest
 	(*DeleteIntegrationResponse)(nil),     // 50: posture.v1.DeleteIntegrationResponse
 	(*TestIntegrationRequest)(nil),        // 51: posture.v1.TestIntegrationRequest
-	(*TestIntegrationResponse)(nil),       // 52: posture.v1.TestIntegrationResponse
-	(*SyncItem)(nil),                      // 53: posture.v1.SyncItem
-	(*ListSyncItemsRequest)(nil),          // 54: posture.v1.ListSyncItemsRequest
-	(*ListSyncItemsResponse)(nil),         // 55: posture.v1.ListSyncItemsResponse
-	(*RetrySyncItemRequest)(nil),          // 56: posture.v1.RetrySyncItemRequest
-	(*EnrollSecret)(nil),                  // 57: posture.v1.EnrollSecret
-	(*ListEnrollSecretsRequest)(nil),      // 58: posture.v1.ListEnrollSecretsRequest
-	(*ListEnrollSecretsResponse)(nil),     // 59: posture.v1.ListEnrollSecretsResponse
-	(*CreateEnrollSecretRequest)(nil),     // 60: posture.v1.CreateEnrollSecretRequest
-	(*CreateEnrollSecretResponse)(nil),    // 61: posture.v1.CreateEnrollSecretResponse
-	(*RevokeEnrollSecretRequest)(nil),     // 62: posture.v1.RevokeEnrollSecretRequest
-	(*ApiToken)(nil),                      // 63: posture.v1.ApiToken
-	(*ListApiTokensRequest)(nil),          // 64: posture.v1.ListApiTokensRequest
-	(*ListApiTokensResponse)(nil),         // 65: posture.v1.ListApiTokensResponse
-	(*CreateApiTokenRequest)(nil),         // 66: posture.v1.CreateApiTokenRequest
-	(*CreateApiTokenResponse)(nil),        // 67: posture.v1.CreateApiTokenResponse
-	(*RevokeApiTokenRequest)(nil),         // 68: posture.v1.RevokeApiTokenRequest
-	(*UpdateTeamRequest)(nil),             // 69: posture.v1.UpdateTeamRequest
-	(*AuditEvent)(nil),                    // 70: posture.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),        // 71: posture.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),       // 72: posture.v1.ListAuditEventsResponse
-	(*HostFacts)(nil),                     // 73: posture.v1.HostFacts
-	(*timestamppb.Timestamp)(nil),         // 74: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),           // 75: google.protobuf.Duration
-	(ResultStatus)(0),                     // 76: posture.v1.ResultStatus
-	(*FactQuery)(nil),                     // 77: posture.v1.FactQuery
-	(*fieldmaskpb.FieldMask)(nil),         // 78: google.protobuf.FieldMask
+	(*ResumeIntegrationRequest)(nil),      // 52: posture.v1.ResumeIntegrationRequest
+	(*ResumeIntegrationResponse)(nil),     // 53: posture.v1.ResumeIntegrationResponse
+	(*TestIntegrationResponse)(nil),       // 54: posture.v1.TestIntegrationResponse
+	(*SyncItem)(nil),                      // 55: posture.v1.SyncItem
+	(*ListSyncItemsRequest)(nil),          // 56: posture.v1.ListSyncItemsRequest
+	(*ListSyncItemsResponse)(nil),         // 57: posture.v1.ListSyncItemsResponse
+	(*RetrySyncItemRequest)(nil),          // 58: posture.v1.RetrySyncItemRequest
+	(*EnrollSecret)(nil),                  // 59: posture.v1.EnrollSecret
+	(*ListEnrollSecretsRequest)(nil),      // 60: posture.v1.ListEnrollSecretsRequest
+	(*ListEnrollSecretsResponse)(nil),     // 61: posture.v1.ListEnrollSecretsResponse
+	(*CreateEnrollSecretRequest)(nil),     // 62: posture.v1.CreateEnrollSecretRequest
+	(*CreateEnrollSecretResponse)(nil),    // 63: posture.v1.CreateEnrollSecretResponse
+	(*RevokeEnrollSecretRequest)(nil),     // 64: posture.v1.RevokeEnrollSecretRequest
+	(*ApiToken)(nil),                      // 65: posture.v1.ApiToken
+	(*ListApiTokensRequest)(nil),          // 66: posture.v1.ListApiTokensRequest
+	(*ListApiTokensResponse)(nil),         // 67: posture.v1.ListApiTokensResponse
+	(*CreateApiTokenRequest)(nil),         // 68: posture.v1.CreateApiTokenRequest
+	(*CreateApiTokenResponse)(nil),        // 69: posture.v1.CreateApiTokenResponse
+	(*RevokeApiTokenRequest)(nil),         // 70: posture.v1.RevokeApiTokenRequest
+	(*UpdateTeamRequest)(nil),             // 71: posture.v1.UpdateTeamRequest
+	(*AuditEvent)(nil),                    // 72: posture.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),        // 73: posture.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),       // 74: posture.v1.ListAuditEventsResponse
+	(*EntraDeviceCheck)(nil),              // 75: posture.v1.EntraDeviceCheck
+	(*HostFacts)(nil),                     // 76: posture.v1.HostFacts
+	(*timestamppb.Timestamp)(nil),         // 77: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),           // 78: google.protobuf.Duration
+	(ResultStatus)(0),                     // 79: posture.v1.ResultStatus
+	(*FactQuery)(nil),                     // 80: posture.v1.FactQuery
+	(*fieldmaskpb.FieldMask)(nil),         // 81: google.protobuf.FieldMask
 }
 var file_posture_v1_admin_proto_depIdxs = []int32{
-	73,  // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
-	74,  // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
-	74,  // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
-	74,  // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
-	74,  // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
+	76,  // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
+	77,  // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
+	77,  // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
+	77,  // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
+	77,  // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
 	6,   // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
 	4,   // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
-	3,   // 7: posture.v1.Host.scopes:type_name -> posture.v1.HostScope
-	2,   // 8: posture.v1.Host.health:type_name -> posture.v1.HostHealth
-	75,  // 9: posture.v1.Host.report_interval:type_name -> google.protobuf.Duration
-	74,  // 10: posture.v1.Host.last_report_at:type_name -> google.protobuf.Timestamp
-	74,  // 11: posture.v1.HostHealth.reported_at:type_name -> google.protobuf.Timestamp
-	74,  // 12: posture.v1.HostScope.refreshed_at:type_name -> google.protobuf.Timestamp
-	5,   // 13: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
-	74,  // 14: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
-	74,  // 15: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
-	76,  // 16: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
-	74,  // 17: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
-	76,  // 18: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
-	74,  // 19: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
-	75,  // 20: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
-	74,  // 21: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
-	1,   // 22: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
-	75,  // 23: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
-	74,  // 24: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
-	74,  // 25: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
-	15,  // 26: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
-	75,  // 27: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
-	19,  // 28: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
-	15,  // 29: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
-	20,  // 30: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
-	77,  // 31: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
-	0,   // 32: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
-	22,  // 33: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
-	20,  // 34: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
-	20,  // 35: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
-	74,  // 36: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
-	74,  // 37: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
-	29,  // 38: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
-	74,  // 39: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
-	1,   // 40: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
-	74,  // 41: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
-	74,  // 42: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
-	74,  // 43: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
-	74,  // 44: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
-	74,  // 45: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
-	39,  // 46: posture.v1.Integration.partner_status:type_name -> posture.v1.PartnerStatus
-	74,  // 47: posture.v1.PartnerStatus.activated_at:type_name -> google.protobuf.Timestamp
-	74,  // 48: posture.v1.PartnerStatus.last_heartbeat_at:type_name -> google.protobuf.Timestamp
-	40,  // 49: posture.v1.PartnerStatus.policies:type_name -> posture.v1.PartnerPolicyStatus
-	74,  // 50: posture.v1.PartnerPolicyStatus.updated_at:type_name -> google.protobuf.Timestamp
-	74,  // 51: posture.v1.AdminConsentUrl.expires_at:type_name -> google.protobuf.Timestamp
-	38,  // 52: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
-	38,  // 53: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	38,  // 54: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	78,  // 55: posture.v1.UpdateIntegrationRequest.update_mask:type_name -> google.protobuf.FieldMask
-	74,  // 56: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
-	74,  // 57: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
-	53,  // 58: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
-	74,  // 59: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	74,  // 60: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	74,  // 61: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	74,  // 62: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
-	57,  // 63: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
-	74,  // 64: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
-	57,  // 65: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
-	74,  // 66: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
-	74,  // 67: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
-	74,  // 68: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
-	74,  // 69: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
-	63,  // 70: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
-	74,  // 71: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
-	63,  // 72: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
-	20,  // 73: posture.v1.UpdateTeamRequest.team:type_name -> posture.v1.Team
-	78,  // 74: posture.v1.UpdateTeamRequest.update_mask:type_name -> google.protobuf.FieldMask
-	74,  // 75: posture.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
-	74,  // 76: posture.v1.ListAuditEventsRequest.since:type_name -> google.protobuf.Timestamp
-	70,  // 77: posture.v1.ListAuditEventsResponse.events:type_name -> posture.v1.AuditEvent
-	7,   // 78: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
-	9,   // 79: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
-	10,  // 80: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
-	11,  // 81: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
-	13,  // 82: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
-	16,  // 83: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
-	18,  // 84: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
-	21,  // 85: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
-	24,  // 86: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
-	26,  // 87: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
-	28,  // 88: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
-	30,  // 89: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
-	32,  // 90: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
-	33,  // 91: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
-	35,  // 92: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
-	36,  // 93: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
-	44,  // 94: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
-	46,  // 95: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
-	47,  // 96: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
-	48,  // 97: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
-	49,  // 98: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
-	51,  // 99: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
-	41,  // 100: posture.v1.AdminService.DeprovisionIntegration:input_type -> posture.v1.DeprovisionIntegrationRequest
-	42,  // 101: posture.v1.AdminService.GetAdminConsentUrl:input_type -> posture.v1.GetAdminConsentUrlRequest
-	54,  // 102: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
-	56,  // 103: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
-	58,  // 104: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
-	60,  // 105: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
-	62,  // 106: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
-	64,  // 107: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
-	66,  // 108: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
-	68,  // 109: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
-	69,  // 110: posture.v1.AdminService.UpdateTeam:input_type -> posture.v1.UpdateTeamRequest
-	71,  // 111: posture.v1.AdminService.ListAuditEvents:input_type -> posture.v1.ListAuditEventsRequest
-	8,   // 112: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
-	1,   // 113: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
-	1,   // 114: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
-	12,  // 115: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
-	14,  // 116: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
-	17,  // 117: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
-	15,  // 118: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
-	23,  // 119: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
-	25,  // 120: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
-	27,  // 121: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
-	20,  // 122: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
-	31,  // 123: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
-	29,  // 124: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
-	34,  // 125: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
-	1,   // 126: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
-	37,  // 127: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
-	45,  // 128: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
-	38,  // 129: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
-	38,  // 130: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
-	38,  // 131: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
-	50,  // 132: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
-	52,  // 133: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
-	38,  // 134: posture.v1.AdminService.DeprovisionIntegration:output_type -> posture.v1.Integration
-	43,  // 135: posture.v1.AdminService.GetAdminConsentUrl:output_type -> posture.v1.AdminConsentUrl
-	55,  // 136: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
-	53,  // 137: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
-	59,  // 138: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
-	61,  // 139: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
-	57,  // 140: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
-	65,  // 141: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
-	67,  // 142: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
-	63,  // 143: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
-	20,  // 144: posture.v1.AdminService.UpdateTeam:output_type -> posture.v1.Team
-	72,  // 145: posture.v1.AdminService.ListAuditEvents:output_type -> posture.v1.ListAuditEventsResponse
-	112, // [112:146] is the sub-list for method output_type
-	78,  // [78:112] is the sub-list for method input_type
-	78,  // [78:78] is the sub-list for extension type_name
-	78,  // [78:78] is the sub-list for extension extendee
-	0,   // [0:78] is the sub-list for field type_name
+	75,  // 7: posture.v1.Host.entra_check:type_name -> posture.v1.EntraDeviceCheck
+	3,   // 8: posture.v1.Host.scopes:type_name -> posture.v1.HostScope
+	2,   // 9: posture.v1.Host.health:type_name -> posture.v1.HostHealth
+	78,  // 10: posture.v1.Host.report_interval:type_name -> google.protobuf.Duration
+	77,  // 11: posture.v1.Host.last_report_at:type_name -> google.protobuf.Timestamp
+	77,  // 12: posture.v1.HostHealth.reported_at:type_name -> google.protobuf.Timestamp
+	77,  // 13: posture.v1.HostScope.refreshed_at:type_name -> google.protobuf.Timestamp
+	5,   // 14: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
+	77,  // 15: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
+	77,  // 16: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
+	79,  // 17: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
+	77,  // 18: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
+	79,  // 19: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
+	77,  // 20: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
+	78,  // 21: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
+	77,  // 22: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
+	1,   // 23: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
+	78,  // 24: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
+	77,  // 25: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
+	77,  // 26: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
+	15,  // 27: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
+	78,  // 28: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
+	19,  // 29: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
+	15,  // 30: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
+	20,  // 31: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
+	80,  // 32: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
+	0,   // 33: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
+	22,  // 34: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
+	20,  // 35: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
+	20,  // 36: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
+	77,  // 37: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
+	77,  // 38: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
+	29,  // 39: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
+	77,  // 40: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	1,   // 41: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
+	77,  // 42: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
+	77,  // 43: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
+	77,  // 44: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
+	77,  // 45: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
+	77,  // 46: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
+	39,  // 47: posture.v1.Integration.partner_status:type_name -> posture.v1.PartnerStatus
+	77,  // 48: posture.v1.PartnerStatus.activated_at:type_name -> google.protobuf.Timestamp
+	77,  // 49: posture.v1.PartnerStatus.last_heartbeat_at:type_name -> google.protobuf.Timestamp
+	40,  // 50: posture.v1.PartnerStatus.policies:type_name -> posture.v1.PartnerPolicyStatus
+	77,  // 51: posture.v1.PartnerPolicyStatus.updated_at:type_name -> google.protobuf.Timestamp
+	77,  // 52: posture.v1.AdminConsentUrl.expires_at:type_name -> google.protobuf.Timestamp
+	38,  // 53: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
+	38,  // 54: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	38,  // 55: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	81,  // 56: posture.v1.UpdateIntegrationRequest.update_mask:type_name -> google.protobuf.FieldMask
+	77,  // 57: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
+	77,  // 58: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
+	55,  // 59: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
+	77,  // 60: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	77,  // 61: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	77,  // 62: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	77,  // 63: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
+	59,  // 64: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
+	77,  // 65: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
+	59,  // 66: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
+	77,  // 67: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
+	77,  // 68: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
+	77,  // 69: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
+	77,  // 70: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
+	65,  // 71: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
+	77,  // 72: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
+	65,  // 73: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
+	20,  // 74: posture.v1.UpdateTeamRequest.team:type_name -> posture.v1.Team
+	81,  // 75: posture.v1.UpdateTeamRequest.update_mask:type_name -> google.protobuf.FieldMask
+	77,  // 76: posture.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
+	77,  // 77: posture.v1.ListAuditEventsRequest.since:type_name -> google.protobuf.Timestamp
+	72,  // 78: posture.v1.ListAuditEventsResponse.events:type_name -> posture.v1.AuditEvent
+	77,  // 79: posture.v1.EntraDeviceCheck.checked_at:type_name -> google.protobuf.Timestamp
+	7,   // 80: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
+	9,   // 81: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
+	10,  // 82: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
+	11,  // 83: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
+	13,  // 84: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
+	16,  // 85: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
+	18,  // 86: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
+	21,  // 87: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
+	24,  // 88: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
+	26,  // 89: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
+	28,  // 90: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
+	30,  // 91: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
+	32,  // 92: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
+	33,  // 93: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
+	35,  // 94: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
+	36,  // 95: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
+	44,  // 96: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
+	46,  // 97: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
+	47,  // 98: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
+	48,  // 99: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
+	49,  // 100: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
+	51,  // 101: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
+	41,  // 102: posture.v1.AdminService.DeprovisionIntegration:input_type -> posture.v1.DeprovisionIntegrationRequest
+	42,  // 103: posture.v1.AdminService.GetAdminConsentUrl:input_type -> posture.v1.GetAdminConsentUrlRequest
+	56,  // 104: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
+	58,  // 105: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
+	60,  // 106: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
+	62,  // 107: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
+	64,  // 108: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
+	66,  // 109: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
+	68,  // 110: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
+	70,  // 111: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
+	52,  // 112: posture.v1.AdminService.ResumeIntegration:input_type -> posture.v1.ResumeIntegrationRequest
+	71,  // 113: posture.v1.AdminService.UpdateTeam:input_type -> posture.v1.UpdateTeamRequest
+	73,  // 114: posture.v1.AdminService.ListAuditEvents:input_type -> posture.v1.ListAuditEventsRequest
+	8,   // 115: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
+	1,   // 116: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
+	1,   // 117: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
+	12,  // 118: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
+	14,  // 119: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
+	17,  // 120: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
+	15,  // 121: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
+	23,  // 122: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
+	25,  // 123: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
+	27,  // 124: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
+	20,  // 125: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
+	31,  // 126: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
+	29,  // 127: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
+	34,  // 128: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
+	1,   // 129: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
+	37,  // 130: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
+	45,  // 131: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
+	38,  // 132: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
+	38,  // 133: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
+	38,  // 134: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
+	50,  // 135: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
+	54,  // 136: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
+	38,  // 137: posture.v1.AdminService.DeprovisionIntegration:output_type -> posture.v1.Integration
+	43,  // 138: posture.v1.AdminService.GetAdminConsentUrl:output_type -> posture.v1.AdminConsentUrl
+	57,  // 139: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
+	55,  // 140: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
+	61,  // 141: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
+	63,  // 142: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
+	59,  // 143: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
+	67,  // 144: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
+	69,  // 145: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
+	65,  // 146: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
+	53,  // 147: posture.v1.AdminService.ResumeIntegration:output_type -> posture.v1.ResumeIntegrationResponse
+	20,  // 148: posture.v1.AdminService.UpdateTeam:output_type -> posture.v1.Team
+	74,  // 149: posture.v1.AdminService.ListAuditEvents:output_type -> posture.v1.ListAuditEventsResponse
+	115, // [115:150] is the sub-list for method output_type
+	80,  // [80:115] is the sub-list for method input_type
+	80,  // [80:80] is the sub-list for extension type_name
+	80,  // [80:80] is the sub-list for extension extendee
+	0,   // [0:80] is the sub-list for field type_name
 }
 
 func init() { file_posture_v1_admin_proto_init() }
@@ -5449,7 +5717,7 @@ func file_posture_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_posture_v1_admin_proto_rawDesc), len(file_posture_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   72,
+			NumMessages:   75,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
