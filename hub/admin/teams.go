@@ -23,7 +23,6 @@ var settingsFields = [][2]string{
 	{"max_allowed_severity", "maxAllowedSeverity"},
 	{"errors_as_failures", "errorsAsFailures"},
 	{"stale_after", "staleAfter"},
-	{"missed_reports", "missedReports"},
 }
 
 // missingSetting names the first settings field absent from s ("" if none).
@@ -33,7 +32,6 @@ func missingSetting(s *posturev1.TeamSettings) string {
 		"max_allowed_severity": s.MaxAllowedSeverity != nil,
 		"errors_as_failures":   s.ErrorsAsFailures != nil,
 		"stale_after":          s.StaleAfter != nil,
-		"missed_reports":       s.MissedReports != nil,
 	}
 	for _, f := range settingsFields {
 		if !present[f[0]] {
@@ -65,6 +63,10 @@ func (s *Server) PutTeam(ctx context.Context, req *posturev1.PutTeamRequest) (*p
 	}
 	if pt.GetSettings().RevokeSessionsMinSeverity == nil {
 		after.Settings.RevokeSessionsMinSeverity = before.Settings.RevokeSessionsMinSeverity
+	}
+	// So did missed_reports (absent: kept, never silently reset).
+	if pt.GetSettings().MissedReports == nil {
+		after.Settings.MissedReports = before.Settings.MissedReports
 	}
 	return s.saveTeam(ctx, before, after)
 }

@@ -218,7 +218,7 @@ func TestGRPCPerMethodCaps(t *testing.T) {
 // naming it (it used to be dropped).
 func TestRESTPutTeamIsExact(t *testing.T) {
 	q := startQuickHub(t, server.Config{})
-	full := `{"settings":{"conditionalAccess":true,"maxAllowedSeverity":"","errorsAsFailures":false,"staleAfter":"3600s","missedReports":0}}`
+	full := `{"settings":{"conditionalAccess":true,"maxAllowedSeverity":"","errorsAsFailures":false,"staleAfter":"3600s"}}`
 	if code, body := q.do(t, "PUT", "/api/v1/teams/eng", q.admin, full); code != http.StatusOK {
 		t.Fatalf("full PUT: %d %s", code, body)
 	}
@@ -227,7 +227,7 @@ func TestRESTPutTeamIsExact(t *testing.T) {
 		t.Errorf("partial PUT: %d %s, want 400 naming conditionalAccess", code, body)
 	}
 	code, body = q.do(t, "PUT", "/api/v1/teams/eng", q.admin,
-		`{"settings":{"conditonalAccess":true,"conditionalAccess":true,"maxAllowedSeverity":"","errorsAsFailures":false,"staleAfter":"0s","missedReports":0}}`)
+		`{"settings":{"conditonalAccess":true,"conditionalAccess":true,"maxAllowedSeverity":"","errorsAsFailures":false,"staleAfter":"0s"}}`)
 	if code != http.StatusBadRequest || !strings.Contains(body, "conditonalAccess") {
 		t.Errorf("misspelled field: %d %s, want 400 naming conditonalAccess", code, body)
 	}
