@@ -110,14 +110,23 @@ func TestSilentConnectedHostFailsClosed(t *testing.T) {
 	if h.GetReportInterval().AsDuration() != cfg.PolicyInterval || h.GetLastReportAt() == nil {
 		t.Fatalf("cadence not shown: interval %v last report %v", h.GetReportInterval(), h.GetLastReportAt())
 	}
-	ch, err = ag.Send(posturev1.ResultStatus_RESULT_STATUS_PASS, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitAck(t, ch)
-	th.waitHost(t, ag.HostID, "recovered", func(h *posturev1.Host) bool {
-		return h.GetVerdict().GetState() == "COMPLIANT"
-	})
+	// Reporting again brings it back. The host keeps reporting (as a real
+	// agent does), so a slow poll cannot miss the compliant window.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			if _, err := ag.Send(posturev1.ResultStatus_RESULT_STATUS_PASS, nil); err != nil {
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	th.waitHost(t, ag.HostID, "recovered", verdictIs("COMPLIANT", "passing"))
 }
 
 // An agent that says it cannot run policies or persist results is shown as
