@@ -22,6 +22,7 @@ if [ -z "${POSTURE_TEST_DATABASE_URL:-}" ]; then
 fi
 
 run "" ./hub/server/ 'BenchmarkTimeToNoncompliant$' 1x
+run "" ./hub/server/ 'BenchmarkCredentialFixToWrite$' 5x # credential_fix_to_write_ms (target ≤ 5000)
 run sqlite_ ./hub/store/sqlite/ 'BenchmarkRecordResults' 200x
 run postgres_ ./hub/store/postgres/ 'BenchmarkRecordResults' 200x
 run "" ./hub/compliance/ 'BenchmarkEvaluate$' 2000x

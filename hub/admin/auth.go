@@ -49,6 +49,7 @@ var required = map[string]string{
 	"DeleteExemption":      store.RoleMaintainer,
 	"SetHostEntraDeviceId": store.RoleMaintainer,
 	"RetrySyncItem":        store.RoleMaintainer,
+	"ResumeIntegration":    store.RoleMaintainer,
 	// Integrations hold Microsoft credentials: admin only.
 	"CreateIntegration":      store.RoleAdmin,
 	"UpdateIntegration":      store.RoleAdmin,

@@ -51,6 +51,8 @@ type Integrations interface {
 type TestReport struct {
 	OK, TokenOK, ReadOK bool
 	Health, Message     string
+	// RevokeSessions: the app holds User.RevokeSessions.All.
+	RevokeSessions bool
 }
 
 func (s *Server) notifyAll(ctx context.Context, force bool) {
@@ -273,7 +275,7 @@ func (s *Server) ListUnmappedHosts(ctx context.Context, _ *posturev1.ListUnmappe
 func (s *Server) integrationProto(in store.Integration) *posturev1.Integration {
 	pi := &posturev1.Integration{
 		Id: in.ID, Name: in.Name, Kind: in.Kind, Cloud: in.Cloud, AuthorityHost: in.AuthorityHost,
-		GraphBaseUrl: in.GraphBaseURL, ExtraCaPem: in.ExtraCAPEM, TenantId: in.TenantID, ClientId: in.ClientID,
+		GraphBaseUrl: in.GraphBaseURL, GraphResource: in.GraphResource, ExtraCaPem: in.ExtraCAPEM, TenantId: in.TenantID, ClientId: in.ClientID,
 		CredentialKind: in.CredentialKind, ExtensionAttribute: int32(in.ExtensionAttribute),
 		CompliantValue: in.CompliantValue, NoncompliantValue: in.NoncompliantValue, Teams: in.Teams,
 		Health: in.Health, HealthMessage: in.HealthMessage, CreatedAt: ts(in.CreatedAt), UpdatedAt: ts(in.UpdatedAt),
@@ -291,7 +293,8 @@ func integrationFromProto(p *posturev1.Integration) store.Integration {
 	in := store.Integration{
 		ID: p.GetId(), Name: strings.TrimSpace(p.GetName()), Kind: p.GetKind(), Cloud: p.GetCloud(),
 		AuthorityHost: strings.TrimSpace(p.GetAuthorityHost()), GraphBaseURL: strings.TrimSpace(p.GetGraphBaseUrl()),
-		ExtraCAPEM: p.GetExtraCaPem(), TenantID: strings.TrimSpace(p.GetTenantId()), ClientID: strings.TrimSpace(p.GetClientId()),
+		GraphResource: strings.TrimSpace(p.GetGraphResource()),
+		ExtraCAPEM:    p.GetExtraCaPem(), TenantID: strings.TrimSpace(p.GetTenantId()), ClientID: strings.TrimSpace(p.GetClientId()),
 		ExtensionAttribute: int(p.GetExtensionAttribute()), CompliantValue: p.GetCompliantValue(),
 		NoncompliantValue: p.GetNoncompliantValue(), Teams: p.GetTeams(), Settings: settingsFromProto(p),
 	}
@@ -402,6 +405,9 @@ func (s *Server) UpdateIntegration(ctx context.Context, req *posturev1.UpdateInt
 	}
 	s.audit(ctx, "integration updated", "id", in.ID, "credential_replaced", p.GetClientSecret() != "" || len(p.GetCertificate()) > 0)
 	auditChange(ctx, s.integrationProto(old), s.integrationProto(in))
+	// The change may be the fix for what paused the integration: resume it
+	// now rather than at the end of the pause.
+	s.resume(ctx, in.ID)
 	// A new attribute, new values or new teams: write every device again.
 	s.notifyAll(ctx, true)
 	in.Health, in.HealthMessage, in.HealthCheckedAt = old.Health, old.HealthMessage, old.HealthCheckedAt
@@ -427,7 +433,39 @@ func (s *Server) TestIntegration(ctx context.Context, req *posturev1.TestIntegra
 	if err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "%v", err)
 	}
-	return &posturev1.TestIntegrationResponse{Ok: rep.OK, TokenOk: rep.TokenOK, DeviceReadOk: rep.ReadOK, Health: rep.Health, Message: rep.Message}, nil
+	if rep.OK {
+		s.resume(ctx, req.GetId())
+	}
+	return &posturev1.TestIntegrationResponse{Ok: rep.OK, TokenOk: rep.TokenOK, DeviceReadOk: rep.ReadOK, Health: rep.Health,
+		Message: rep.Message, RevokeSessionsPermitted: rep.RevokeSessions}, nil
+}
+
+func (s *Server) ResumeIntegration(ctx context.Context, req *posturev1.ResumeIntegrationRequest) (*posturev1.ResumeIntegrationResponse, error) {
+	if _, err := s.cfg.Store.GetIntegration(ctx, req.GetId()); err != nil {
+		return nil, storeErr("integration "+req.GetId(), err)
+	}
+	if s.cfg.SyncResume == nil {
+		return nil, status.Error(codes.Unimplemented, "sync is not running on this hub")
+	}
+	n, err := s.cfg.SyncResume(ctx, req.GetId())
+	if err != nil {
+		return nil, storeErr("resume integration "+req.GetId(), err)
+	}
+	s.audit(ctx, "integration resumed", "id", req.GetId(), "requeued", n)
+	return &posturev1.ResumeIntegrationResponse{Requeued: int32(n)}, nil
+}
+
+// resume ends an integration's pause and makes the rows it held back due.
+func (s *Server) resume(ctx context.Context, integrationID string) {
+	if s.cfg.SyncResume == nil {
+		return
+	}
+	n, err := s.cfg.SyncResume(ctx, integrationID)
+	if err != nil {
+		s.cfg.Logger.Warn("resume integration", "integration", integrationID, "err", err)
+		return
+	}
+	s.cfg.Logger.Info("integration resumed", "integration", integrationID, "requeued", n)
 }
 
 // --- sync items ---
@@ -436,7 +474,7 @@ func syncItemProto(it store.SyncItem) *posturev1.SyncItem {
 	return &posturev1.SyncItem{
 		Id: it.ID, IntegrationId: it.IntegrationID, HostId: it.HostID, DeviceId: it.DeviceID, Desired: it.Desired,
 		Verdict: it.Verdict, State: it.State, Attempts: int32(it.Attempts), CreatedAt: ts(it.CreatedAt),
-		NextAttemptAt: ts(it.NextAt), ErrorCode: it.Code, Error: it.Error,
+		NextAttemptAt: ts(it.NextAt), ErrorCode: it.Code, Error: it.Error, Kind: it.Kind, Subject: it.Subject,
 	}
 }
 
@@ -467,6 +505,8 @@ func (s *Server) RetrySyncItem(ctx context.Context, req *posturev1.RetrySyncItem
 		return nil, storeErr(fmt.Sprintf("sync item %d", req.GetId()), err)
 	}
 	s.audit(ctx, "sync item retried", "id", it.ID, "device", it.DeviceID)
+	// The item may be held back by its integration's pause: end it.
+	s.resume(ctx, it.IntegrationID)
 	if s.cfg.SyncNotify != nil {
 		s.cfg.SyncNotify()
 	}

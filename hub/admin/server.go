@@ -43,6 +43,12 @@ type Config struct {
 	Integrations Integrations
 	// SyncNotify wakes the sync worker (nil: it polls).
 	SyncNotify func()
+	// StreamTTL: a stream held by another replica counts as connected
+	// while that replica's heartbeat is younger than this (default 45 s).
+	StreamTTL time.Duration
+	// SyncResume ends an integration's pause and makes the rows it held
+	// back due now (nil: they wait out the pause).
+	SyncResume func(ctx context.Context, integrationID string) (int, error)
 }
 
 // Server implements posturev1.AdminServiceServer.
@@ -58,6 +64,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.StreamTTL <= 0 {
+		cfg.StreamTTL = DefaultStreamTTL
 	}
 	return &Server{cfg: cfg}
 }
@@ -97,12 +106,17 @@ func (s *Server) ListHosts(ctx context.Context, req *posturev1.ListHostsRequest)
 	if err != nil {
 		return nil, err
 	}
+	reps, err := s.cfg.Store.ListHostReporting(ctx)
+	if err != nil {
+		return nil, storeErr("host reporting", err)
+	}
 	resp := &posturev1.ListHostsResponse{}
 	for _, h := range hosts {
 		ph, err := s.hostProto(ctx, h, names, req.GetIncludeResults())
 		if err != nil {
 			return nil, err
 		}
+		s.addReporting(ph, reps[h.ID])
 		resp.Hosts = append(resp.Hosts, ph)
 	}
 	return resp, nil
@@ -117,7 +131,16 @@ func (s *Server) GetHost(ctx context.Context, req *posturev1.GetHostRequest) (*p
 	if err != nil {
 		return nil, err
 	}
-	return s.hostProto(ctx, h, names, true)
+	ph, err := s.hostProto(ctx, h, names, true)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := s.cfg.Store.GetHostReporting(ctx, h.ID)
+	if err != nil {
+		return nil, storeErr("host reporting", err)
+	}
+	s.addReporting(ph, rep)
+	return ph, nil
 }
 
 func (s *Server) RevokeHost(ctx context.Context, req *posturev1.RevokeHostRequest) (*posturev1.Host, error) {
@@ -213,6 +236,15 @@ func (s *Server) hostProto(ctx context.Context, h store.Host, names map[string]s
 		return nil, err
 	}
 	ph.EntraClaim, ph.EntraClaimHosts, ph.EntraClaimReason = claim.State, claim.Others, claim.Reason()
+	if withResults {
+		switch c, err := s.cfg.Store.GetDeviceCheck(ctx, h.ID); {
+		case err == nil:
+			ph.EntraCheck = &posturev1.EntraDeviceCheck{IntegrationId: c.IntegrationID, DisplayName: c.DisplayName,
+				OperatingSystem: c.OperatingSystem, Mismatch: c.Mismatch, CheckedAt: ts(c.CheckedAt)}
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, storeErr("device check", err)
+		}
+	}
 	rs, err := s.cfg.Store.LatestResults(ctx, h.ID)
 	if err != nil {
 		return nil, storeErr("results", err)

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
+	"github.com/posture-dev/posture/hub/compliance"
 	"github.com/posture-dev/posture/hub/policy"
 	"github.com/posture-dev/posture/hub/store"
 	"github.com/posture-dev/posture/hub/verdicts"
@@ -54,7 +55,20 @@ func (s *Server) PutTeam(ctx context.Context, req *posturev1.PutTeamRequest) (*p
 	if err != nil {
 		return nil, err
 	}
-	return s.saveTeam(ctx, before, policy.TeamFromProto(pt))
+	after := policy.TeamFromProto(pt)
+	// Session revocation came later: a PUT from a client that does not
+	// know it keeps what is stored.
+	if pt.GetSettings().RevokeSessions == nil {
+		after.Settings.RevokeSessions = before.Settings.RevokeSessions
+	}
+	if pt.GetSettings().RevokeSessionsMinSeverity == nil {
+		after.Settings.RevokeSessionsMinSeverity = before.Settings.RevokeSessionsMinSeverity
+	}
+	// So did missed_reports (absent: kept, never silently reset).
+	if pt.GetSettings().MissedReports == nil {
+		after.Settings.MissedReports = before.Settings.MissedReports
+	}
+	return s.saveTeam(ctx, before, after)
 }
 
 // UpdateTeam changes the settings named in update_mask; the others keep
@@ -91,9 +105,16 @@ func (s *Server) UpdateTeam(ctx context.Context, req *posturev1.UpdateTeamReques
 			after.Settings.ErrorsAsFailures = in.GetErrorsAsFailures()
 		case "settings.stale_after":
 			after.Settings.StaleAfter = in.GetStaleAfter().AsDuration()
+		case "settings.missed_reports":
+			after.Settings.MissedReports = int(in.GetMissedReports())
+		case "settings.revoke_sessions":
+			after.Settings.RevokeSessions = in.GetRevokeSessions()
+		case "settings.revoke_sessions_min_severity":
+			after.Settings.RevokeSessionsMinSeverity = in.GetRevokeSessionsMinSeverity()
 		default:
 			return nil, status.Errorf(codes.InvalidArgument, "update_mask: unknown field %q (want settings.conditional_access, "+
-				"settings.max_allowed_severity, settings.errors_as_failures or settings.stale_after)", p)
+				"settings.max_allowed_severity, settings.errors_as_failures, settings.stale_after, settings.revoke_sessions, "+
+				"settings.revoke_sessions_min_severity or settings.missed_reports)", p)
 		}
 	}
 	return s.saveTeam(ctx, before, after)
@@ -126,10 +147,27 @@ func relaxations(before, after store.TeamSettings) []string {
 	if before.ConditionalAccess && !after.ConditionalAccess {
 		out = append(out, "turns conditional access off")
 	}
+	if b, a := compliance.MissedReports(before), compliance.MissedReports(after); a > b {
+		out = append(out, fmt.Sprintf("lets hosts stay silent longer (missed_reports %d → %d)", b, a))
+	}
 	if severityRank[after.MaxAllowedSeverity] > severityRank[before.MaxAllowedSeverity] {
 		out = append(out, fmt.Sprintf("raises max_allowed_severity from %q to %q", before.MaxAllowedSeverity, after.MaxAllowedSeverity))
 	}
+	if before.RevokeSessions && !after.RevokeSessions {
+		out = append(out, "turns session revocation off")
+	}
+	if before.RevokeSessions && after.RevokeSessions && revokeRank(after.RevokeSessionsMinSeverity) > revokeRank(before.RevokeSessionsMinSeverity) {
+		out = append(out, fmt.Sprintf("raises revoke_sessions_min_severity from %q to %q", before.RevokeSessionsMinSeverity, after.RevokeSessionsMinSeverity))
+	}
 	return out
+}
+
+// revokeRank orders revoke_sessions_min_severity ("" means high).
+func revokeRank(s string) int {
+	if s == "" {
+		s = verdicts.DefaultRevokeMinSeverity
+	}
+	return severityRank[s]
 }
 
 // needAdminToRelax refuses a change that relaxes a team unless the caller

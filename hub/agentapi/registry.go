@@ -2,6 +2,7 @@ package agentapi
 
 import (
 	"sync"
+	"sync/atomic"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 )
@@ -26,6 +27,17 @@ type session struct {
 	dirty  chan struct{}
 	done   chan struct{}
 	cancel func()
+	// policies holds the ids of the last PolicySet sent (nil before the
+	// first): results for other ids are dropped.
+	policies atomic.Pointer[map[string]bool]
+}
+
+func (s *session) setPolicies(ps *posturev1.PolicySet) {
+	ids := make(map[string]bool, len(ps.GetPolicies()))
+	for _, p := range ps.GetPolicies() {
+		ids[p.GetId()] = true
+	}
+	s.policies.Store(&ids)
 }
 
 func (s *session) markDirty() {

@@ -50,10 +50,18 @@ type Config struct {
 	// DeviceReleased, if set, is told the Entra device id a host stopped
 	// reporting (the hosts still naming it may leave a conflict).
 	DeviceReleased func(ctx context.Context, deviceID string)
+	Now            func() time.Time
+	Metrics        prometheus.Registerer
+	// HealthChanged, if set, is told when a host reports its health.
+	HealthChanged func(hostID string)
+	// ReplicaID names this hub process in the store's stream table, so
+	// every replica can tell which hosts are connected (default: random).
+	ReplicaID string
+	// MaxBatchResults caps the results of one batch (default 10,000); a
+	// larger batch is acked as refused, never recorded or resent.
+	MaxBatchResults int
 	// Status, if set, builds the DeviceStatus sent after every Hello.
-	Status  StatusFunc
-	Now     func() time.Time
-	Metrics prometheus.Registerer
+	Status StatusFunc
 }
 
 // Server implements posturev1.AgentServiceServer.
@@ -81,6 +89,7 @@ const (
 	outcomeStale   = "stale"
 	outcomeUnknown = "unknown_policy"
 	outcomeInvalid = "invalid"
+	outcomeRefused = "refused"
 )
 
 // New builds a Server with defaults filled in.
@@ -102,6 +111,12 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = NewRegistry()
+	}
+	if cfg.ReplicaID == "" {
+		cfg.ReplicaID = NewReplicaID()
+	}
+	if cfg.MaxBatchResults <= 0 {
+		cfg.MaxBatchResults = DefaultMaxBatchResults
 	}
 	s := &Server{cfg: cfg, limiter: newFailureLimiter(10, time.Minute, cfg.Now)}
 	s.m = metrics{
@@ -321,6 +336,8 @@ func (s *Server) Connect(stream posturev1.AgentService_ConnectServer) error {
 	defer close(sess.done)
 	s.cfg.Registry.add(sess)
 	defer s.cfg.Registry.remove(sess)
+	since := s.streamOpened(ctx, h.ID)
+	defer s.streamClosed(h.ID, since)
 	sess.markDirty() // every Hello is answered with a PolicySet
 	s.queueStatus(ctx, sess)
 	log := s.cfg.Logger.With("host", h.ID)
@@ -450,6 +467,12 @@ func (s *Server) sendLoop(ctx context.Context, stream posturev1.AgentService_Con
 			if err != nil {
 				return status.Errorf(codes.Unavailable, "build policy set: %v", err)
 			}
+			sess.setPolicies(ps)
+			// The interval is the host's promised cadence: silence is
+			// judged against it.
+			if err := s.cfg.Store.SetHostReportInterval(ctx, hostID, ps.GetInterval().AsDuration()); err != nil {
+				return status.Errorf(codes.Unavailable, "store report interval: %v", err)
+			}
 			if err := stream.Send(&posturev1.HubMessage{Msg: &posturev1.HubMessage_PolicySet{PolicySet: ps}}); err != nil {
 				return fmt.Errorf("send: %w", err)
 			}
@@ -522,11 +545,17 @@ func (s *Server) recvLoop(ctx context.Context, stream posturev1.AgentService_Con
 		}
 		switch msg := m.Msg.(type) {
 		case *posturev1.AgentMessage_Results:
-			if err := s.recordBatch(ctx, h.ID, msg.Results); err != nil {
-				// No ack: the agent keeps the batch and resends it.
+			refused, err := s.admitBatch(ctx, sess, h, msg.Results)
+			if err != nil {
 				return err
 			}
-			ack := &posturev1.HubMessage{Msg: &posturev1.HubMessage_Ack{Ack: &posturev1.Ack{Seq: msg.Results.GetSeq()}}}
+			if refused == "" {
+				if err := s.recordBatch(ctx, h.ID, msg.Results); err != nil {
+					// No ack: the agent keeps the batch and resends it.
+					return err
+				}
+			}
+			ack := &posturev1.HubMessage{Msg: &posturev1.HubMessage_Ack{Ack: &posturev1.Ack{Seq: msg.Results.GetSeq(), Refused: refused}}}
 			select {
 			case sess.out <- ack:
 			case <-ctx.Done():
@@ -552,6 +581,10 @@ func (s *Server) recvLoop(ctx context.Context, stream posturev1.AgentService_Con
 			}
 			sess.markDirty()
 			s.queueStatus(ctx, sess)
+		case *posturev1.AgentMessage_Health:
+			if err := s.recordHealth(ctx, h.ID, msg.Health); err != nil {
+				return err
+			}
 		default:
 			return status.Error(codes.InvalidArgument, "unknown agent message")
 		}

@@ -49,6 +49,7 @@ func cmdHosts(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			fmt.Fprintf(stdout, "%s  %s (%s %s)  team %s  %s\n", h.GetId(), f.GetHostname(), f.GetOsName(), f.GetOsVersion(), h.GetTeam(), hostState(h))
 			fmt.Fprintf(stdout, "serial %s  uuid %s  entra device %s  user %s\n", f.GetHardwareSerial(), f.GetHardwareUuid(), orDash(h.GetEntraDeviceId()), orDash(h.GetUserPrincipalName()))
 			fmt.Fprintf(stdout, "enrolled %s  last seen %s  certificate until %s\n", fmtTime(h.GetEnrolledAt()), fmtTime(h.GetLastSeenAt()), fmtTime(h.GetCertificateNotAfter()))
+			printReporting(stdout, h)
 			printTrust(stdout, h)
 			if err := printVerdict(stdout, h); err != nil {
 				return err
@@ -97,13 +98,43 @@ func cmdHosts(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 }
 
 func hostState(h *posturev1.Host) string {
+	state := "offline"
 	switch {
 	case h.GetRevoked():
 		return "revoked"
 	case h.GetConnected():
-		return "connected"
+		state = "connected"
 	}
-	return "offline"
+	if hh := h.GetHealth(); hh != nil && (!hh.GetOsqueryOk() || !hh.GetSpoolOk()) {
+		state += ", agent unhealthy"
+	}
+	return state
+}
+
+// printReporting is the reporting line of `hosts get`: the agent's own
+// health, its cadence and where its stream is.
+func printReporting(w io.Writer, h *posturev1.Host) {
+	ok := func(b bool) string {
+		if b {
+			return "ok"
+		}
+		return "FAILING"
+	}
+	if hh := h.GetHealth(); hh != nil {
+		line := fmt.Sprintf("agent health: osquery %s, spool %s, %d batches spooled (reported %s)",
+			ok(hh.GetOsqueryOk()), ok(hh.GetSpoolOk()), hh.GetSpoolDepth(), fmtTime(hh.GetReportedAt()))
+		if d := hh.GetDetail(); d != "" {
+			line += ": " + d
+		}
+		fmt.Fprintln(w, line)
+	} else {
+		fmt.Fprintln(w, "agent health: not reported")
+	}
+	every := "-"
+	if d := h.GetReportInterval(); d != nil {
+		every = d.AsDuration().String()
+	}
+	fmt.Fprintf(w, "reports every %s  last batch %s  stream %s\n", every, fmtTime(h.GetLastReportAt()), orDash(h.GetConnectedReplica()))
 }
 
 func printResults(tw io.Writer, rs []*posturev1.HostResult, indent string) {
@@ -180,6 +211,13 @@ func printVerdict(w io.Writer, h *posturev1.Host) error {
 	}
 	if r := h.GetUnmappedReason(); r != "" {
 		fmt.Fprintln(w, "unmapped:", r)
+	}
+	if c := h.GetEntraCheck(); c != nil {
+		if c.GetMismatch() != "" {
+			fmt.Fprintln(w, "ENTRA DEVICE MISMATCH:", c.GetMismatch(), "(checked", fmtTime(c.GetCheckedAt())+")")
+		} else {
+			fmt.Fprintf(w, "entra device: %q, %s (matches; checked %s)\n", c.GetDisplayName(), orDash(c.GetOperatingSystem()), fmtTime(c.GetCheckedAt()))
+		}
 	}
 	if len(v.GetReasons()) > 0 {
 		tw := newTable(w)

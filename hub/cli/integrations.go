@@ -16,7 +16,7 @@ import (
 )
 
 func cmdIntegrations(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	verb, rest, ok := subcommand(args, stderr, "list, get, create, update, delete, test, deprovision, consent-url")
+	verb, rest, ok := subcommand(args, stderr, "list, get, create, update, delete, test, deprovision, consent-url, resume")
 	if !ok {
 		return 2
 	}
@@ -57,6 +57,16 @@ func cmdIntegrations(ctx context.Context, args []string, stdout, stderr io.Write
 			fmt.Fprintf(stdout, "deleted integration %s\n", pos[0])
 			return nil
 		})
+	case "resume":
+		rest, _ = interspersed(rest, nil)
+		return apiCommand(ctx, "integrations resume", rest, stdout, stderr, nil, 1, func(ctx context.Context, c posturev1.AdminServiceClient, cf *clientFlags, pos []string) error {
+			r, err := c.ResumeIntegration(ctx, &posturev1.ResumeIntegrationRequest{Id: pos[0]})
+			if err != nil || cf.json {
+				return firstErr(err, func() error { return printJSON(stdout, r) })
+			}
+			fmt.Fprintf(stdout, "integration %s resumed: %d held-back writes due now\n", pos[0], r.GetRequeued())
+			return nil
+		})
 	case "test":
 		rest, _ = interspersed(rest, nil)
 		return apiCommand(ctx, "integrations test", rest, stdout, stderr, nil, 1, func(ctx context.Context, c posturev1.AdminServiceClient, cf *clientFlags, pos []string) error {
@@ -74,6 +84,13 @@ func cmdIntegrations(ctx context.Context, args []string, stdout, stderr io.Write
 				fmt.Fprintf(tw, "token\t%s\n", okFailed(r.GetTokenOk()))
 				fmt.Fprintf(tw, "device read\t%s\n", okFailed(r.GetDeviceReadOk()))
 				fmt.Fprintf(tw, "health\t%s\n", orUnchecked(r.GetHealth()))
+				if r.GetTokenOk() {
+					perm := "not granted (needed only by teams with revoke_sessions)"
+					if r.GetRevokeSessionsPermitted() {
+						perm = "granted"
+					}
+					fmt.Fprintf(tw, "User.RevokeSessions.All\t%s\n", perm)
+				}
 				fmt.Fprintf(tw, "message\t%s\n", r.GetMessage())
 				if err := tw.Flush(); err != nil {
 					return err
@@ -125,6 +142,11 @@ func printIntegration(w io.Writer, in *posturev1.Integration) error {
 	if in.GetCloud() == "custom" {
 		fmt.Fprintf(tw, "authority host\t%s\n", in.GetAuthorityHost())
 		fmt.Fprintf(tw, "graph base url\t%s\n", in.GetGraphBaseUrl())
+		res := in.GetGraphResource()
+		if res == "" {
+			res = "https://graph.microsoft.com (default)"
+		}
+		fmt.Fprintf(tw, "graph resource\t%s\n", res)
 		ca := "none"
 		if in.GetExtraCaPem() != "" {
 			ca = "yes (PEM)"
@@ -182,11 +204,11 @@ func integrationWrite(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	var fs *flag.FlagSet
 	var (
-		intName, cloud, authority, graphURL, caFile, tenant, client string
-		secretFile, certFile, certPwFile, secretExpires             string
-		compliantValue, noncompliantValue, teams                    string
-		attribute                                                   int
-		kf                                                          kindFlags
+		intName, cloud, authority, graphURL, graphResource, caFile, tenant, client string
+		secretFile, certFile, certPwFile, secretExpires                            string
+		compliantValue, noncompliantValue, teams                                   string
+		attribute                                                                  int
+		kf                                                                         kindFlags
 	)
 	extra := func(f *flag.FlagSet) {
 		fs = f
@@ -199,7 +221,10 @@ func integrationWrite(ctx context.Context, args []string, stdout, stderr io.Writ
 		f.StringVar(&intName, "name", "", "a name for the integration")
 		f.StringVar(&cloud, "cloud", "public", "Microsoft cloud: public, usgov (GCC High), usgov-dod, china (21Vianet) or custom")
 		f.StringVar(&authority, "authority-host", "", "custom cloud: Entra authority host (https://…)")
-		f.StringVar(&graphURL, "graph-base-url", "", "custom cloud: Graph base URL (https://…)")
+		f.StringVar(&graphURL, "graph-base-url", "", "custom cloud: Graph base URL (https://…), e.g. an egress proxy or private endpoint")
+		f.StringVar(&graphResource, "graph-resource", "", "custom cloud: the Graph resource tokens are requested for (default https://graph.microsoft.com); "+
+			"change it only when the Graph behind the base URL is a national cloud's (https://graph.microsoft.us, https://dod-graph.microsoft.us, "+
+			"https://microsoftgraph.chinacloudapi.cn) or an air-gapped cloud's, never to the proxy's URL")
 		f.StringVar(&caFile, "extra-ca-file", "", "custom cloud: PEM file of a CA to trust for the authority and Graph")
 		f.StringVar(&tenant, "tenant-id", "", "Entra tenant id")
 		f.StringVar(&client, "client-id", "", "application (client) id of the app registration")
@@ -225,7 +250,7 @@ func integrationWrite(ctx context.Context, args []string, stdout, stderr io.Writ
 			}
 			in = &posturev1.Integration{
 				Id: cur.GetId(), Name: cur.GetName(), Kind: cur.GetKind(), Cloud: cur.GetCloud(), AuthorityHost: cur.GetAuthorityHost(),
-				GraphBaseUrl: cur.GetGraphBaseUrl(), ExtraCaPem: cur.GetExtraCaPem(), TenantId: cur.GetTenantId(), ClientId: cur.GetClientId(),
+				GraphBaseUrl: cur.GetGraphBaseUrl(), GraphResource: cur.GetGraphResource(), ExtraCaPem: cur.GetExtraCaPem(), TenantId: cur.GetTenantId(), ClientId: cur.GetClientId(),
 				SecretExpiresAt: cur.GetSecretExpiresAt(), ExtensionAttribute: cur.GetExtensionAttribute(),
 				CompliantValue: cur.GetCompliantValue(), NoncompliantValue: cur.GetNoncompliantValue(), Teams: cur.GetTeams(),
 				WebhookUrl: cur.GetWebhookUrl(), PortalUrl: cur.GetPortalUrl(), PartnerPlatforms: cur.GetPartnerPlatforms(),
@@ -257,11 +282,11 @@ func integrationWrite(ctx context.Context, args []string, stdout, stderr io.Writ
 			return err
 		}
 		str := map[string]*string{
-			"name": &in.Name, "cloud": &in.Cloud, "authority-host": &in.AuthorityHost, "graph-base-url": &in.GraphBaseUrl,
+			"name": &in.Name, "cloud": &in.Cloud, "authority-host": &in.AuthorityHost, "graph-base-url": &in.GraphBaseUrl, "graph-resource": &in.GraphResource,
 			"tenant-id": &in.TenantId, "client-id": &in.ClientId, "compliant-value": &in.CompliantValue, "noncompliant-value": &in.NoncompliantValue,
 		}
 		val := map[string]string{
-			"name": intName, "cloud": cloud, "authority-host": authority, "graph-base-url": graphURL,
+			"name": intName, "cloud": cloud, "authority-host": authority, "graph-base-url": graphURL, "graph-resource": graphResource,
 			"tenant-id": tenant, "client-id": client, "compliant-value": compliantValue, "noncompliant-value": noncompliantValue,
 		}
 		for k, p := range str {

@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -85,7 +86,8 @@ func TestCLIIntegrationsAndSync(t *testing.T) {
 	}
 
 	out = c.ok(t, "integrations", "test", id)
-	if !strings.Contains(out, "ok           true") || !strings.Contains(out, "device read  ok") {
+	if !regexp.MustCompile(`(?m)^ok\s+true$`).MatchString(out) || !regexp.MustCompile(`(?m)^device read\s+ok$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^User.RevokeSessions.All\s+not granted`).MatchString(out) {
 		t.Fatalf("test output:\n%s", out)
 	}
 	if get := c.ok(t, "integrations", "get", id); !strings.Contains(get, "health          ok (checked") {
@@ -167,6 +169,12 @@ func TestCLIIntegrationsAndSync(t *testing.T) {
 	}
 	if errs := c.fails(t, "sync", "retry", "999999"); !strings.Contains(errs, "NotFound") {
 		t.Fatalf("retry unknown item: %q", errs)
+	}
+	if out := c.ok(t, "integrations", "resume", id); !strings.Contains(out, "resumed: 0 held-back writes") {
+		t.Fatalf("resume: %q", out)
+	}
+	if errs := c.fails(t, "integrations", "resume", "nope"); !strings.Contains(errs, "NotFound") {
+		t.Fatalf("resume unknown integration: %q", errs)
 	}
 }
 

@@ -33,8 +33,8 @@ var commands = map[string]command{
 	"policies":      {"policies: lint DIR, apply DIR [--dry-run] [--prune], list", cmdPolicies},
 	"teams":         {"team settings: list, set NAME [--conditional-access] [--max-allowed-severity] ...", cmdTeams},
 	"exemptions":    {"exemptions: list [--host], create --host --reason --expires|--until, delete", cmdExemptions},
-	"integrations":  {"Entra integrations: list, get, create, update, delete, test", cmdIntegrations},
-	"sync":          {"sync outbox: list [--state pending|dead|done], retry ID", cmdSync},
+	"integrations":  {"Entra integrations: list, get, create, update, delete, test, resume", cmdIntegrations},
+	"sync":          {"sync outbox: list [--state pending|dead|done], retry ID (a dead item, or a pending one now)", cmdSync},
 	"audit":         {"audit log of admin actions: list [--actor] [--action] [--since] [--limit]", cmdAudit},
 	"version":       {"print the version", func(_ context.Context, _ []string, out, _ io.Writer) int { fmt.Fprintln(out, Version); return 0 }},
 }

@@ -49,8 +49,12 @@ func cmdSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				if it.GetState() == "done" {
 					next = "-"
 				}
+				desired := it.GetDesired()
+				if it.GetKind() == "revoke_sessions" {
+					desired = "revoke sessions of " + it.GetSubject()
+				}
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", it.GetId(), it.GetIntegrationId(), it.GetHostId(), it.GetDeviceId(),
-					it.GetDesired(), it.GetState(), it.GetAttempts(), fmtTime(it.GetCreatedAt()), next, orDash(oneLine(errText)))
+					desired, it.GetState(), it.GetAttempts(), fmtTime(it.GetCreatedAt()), next, orDash(oneLine(errText)))
 			}
 			return tw.Flush()
 		})
@@ -59,7 +63,7 @@ func cmdSync(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return apiCommand(ctx, "sync retry", rest, stdout, stderr, nil, 1, func(ctx context.Context, c posturev1.AdminServiceClient, cf *clientFlags, pos []string) error {
 			id, err := strconv.ParseInt(pos[0], 10, 64)
 			if err != nil || id <= 0 {
-				return fmt.Errorf("sync item id %q: want a positive number (see `posture-hub sync list --state dead`)", pos[0])
+				return fmt.Errorf("sync item id %q: want a positive number (see `posture-hub sync list`)", pos[0])
 			}
 			it, err := c.RetrySyncItem(ctx, &posturev1.RetrySyncItemRequest{Id: id})
 			if err != nil || cf.json {

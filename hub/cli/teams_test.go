@@ -45,3 +45,26 @@ func TestCLITeamsSetKeepsUnspecifiedSettings(t *testing.T) {
 		t.Fatalf("teams list row for ops: %q\n%s", row, table)
 	}
 }
+
+func TestCLITeamsRevokeSessions(t *testing.T) {
+	c := startCLIHub(t)
+	c.ok(t, "teams", "set", "ops", "--conditional-access=true")
+	out := c.ok(t, "teams", "set", "ops", "--revoke-sessions", "--revoke-sessions-min-severity", "critical")
+	if !strings.Contains(out, "revoke sessions on (critical and above)") {
+		t.Fatalf("teams set output: %q", out)
+	}
+	s := team(t, c, "ops").GetSettings()
+	if !s.GetConditionalAccess() || !s.GetRevokeSessions() || s.GetRevokeSessionsMinSeverity() != "critical" {
+		t.Fatalf("settings: %v", s)
+	}
+	if errs := c.fails(t, "teams", "set", "ops", "--revoke-sessions-min-severity", "severe"); !strings.Contains(errs, "want low, medium, high, critical") {
+		t.Fatalf("bad severity: %q", errs)
+	}
+	c.ok(t, "teams", "set", "ops", "--revoke-sessions=false")
+	if s := team(t, c, "ops").GetSettings(); s.GetRevokeSessions() || s.GetRevokeSessionsMinSeverity() != "critical" || !s.GetConditionalAccess() {
+		t.Fatalf("settings after turning revocation off: %v", s)
+	}
+	if table := c.ok(t, "teams", "list"); !strings.Contains(table, "REVOKE SESSIONS") {
+		t.Fatalf("teams list:\n%s", table)
+	}
+}

@@ -119,7 +119,7 @@ func (r *Registry) partnerSink(in store.Integration, cred Credential) (*intune.S
 		set.PortalURL = def.PortalURL
 	}
 	cfg := intune.Config{
-		Cloud: in.Cloud, AuthorityHost: in.AuthorityHost, GraphBaseURL: in.GraphBaseURL, TenantID: in.TenantID, ClientID: in.ClientID,
+		Cloud: in.Cloud, AuthorityHost: in.AuthorityHost, GraphBaseURL: in.GraphBaseURL, GraphResource: in.GraphResource, TenantID: in.TenantID, ClientID: in.ClientID,
 		ClientSecret: cred.ClientSecret, Certificate: cred.Certificate, CertificatePassword: cred.CertificatePassword,
 		PortalURL: set.PortalURL, Platforms: set.Platforms, Group: set.Group,
 		State: partnerState{r: r, id: in.ID}, HeartbeatEvery: def.HeartbeatEvery, PollInterval: def.PollInterval,

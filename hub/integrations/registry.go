@@ -49,7 +49,17 @@ type Registry struct {
 	hosts   HostStore // for webhook events; see SetHosts
 	partner PartnerDefaults
 	scope   *scopes // Entra group scoping; see scope.go
+	// kick wakes Run to record a health change at once.
+	kick chan struct{}
+	// onRebuild is called with an integration's id when its sink is
+	// rebuilt for a new version (credential or configuration changed).
+	onRebuild func(id string)
 }
+
+// OnRebuild sets the function called when an integration's sink is rebuilt
+// because the integration changed (the sync worker ends its pause: the
+// change may be the fix). Set it before use.
+func (r *Registry) OnRebuild(f func(id string)) { r.onRebuild = f }
 
 type cachedSink struct {
 	sink      *graph.Sink
@@ -63,7 +73,7 @@ func New(st Store, keys *secrets.Keyring, log *slog.Logger) *Registry {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Registry{st: st, keys: keys, log: log, now: time.Now, sinks: map[string]cachedSink{}}
+	return &Registry{st: st, keys: keys, log: log, now: time.Now, sinks: map[string]cachedSink{}, kick: make(chan struct{}, 1)}
 }
 
 // Credential is what an admin hands over: a client secret, or a certificate
@@ -168,11 +178,20 @@ func (r *Registry) open(in store.Integration) (Credential, error) {
 
 func (r *Registry) config(in store.Integration, cred Credential) graph.Config {
 	cfg := graph.Config{
-		Cloud: graph.Cloud(in.Cloud), AuthorityHost: in.AuthorityHost, GraphBaseURL: in.GraphBaseURL,
+		Cloud: graph.Cloud(in.Cloud), AuthorityHost: in.AuthorityHost, GraphBaseURL: in.GraphBaseURL, GraphResource: in.GraphResource,
 		TenantID: in.TenantID, ClientID: in.ClientID,
 		ClientSecret: cred.ClientSecret, Certificate: cred.Certificate, CertificatePassword: cred.CertificatePassword,
 		Attribute: in.ExtensionAttribute, CompliantValue: in.CompliantValue, NoncompliantValue: in.NoncompliantValue,
 		Logger: r.log.With("integration", in.ID),
+		// Record health as soon as a sink sees it change: admins watching
+		// `integrations list` after a fix see the last attempt, not the
+		// one before the last tick.
+		OnHealth: func(graph.HealthStatus) {
+			select {
+			case r.kick <- struct{}{}:
+			default:
+			}
+		},
 	}
 	if strings.TrimSpace(in.ExtraCAPEM) != "" {
 		cfg.ExtraCAPEM = []byte(in.ExtraCAPEM)
@@ -231,6 +250,9 @@ func (r *Registry) Sink(ctx context.Context, id string) (hubsync.Sink, error) {
 	r.mu.Lock()
 	r.sinks[id] = cachedSink{sink: s, updatedAt: in.UpdatedAt}
 	r.mu.Unlock()
+	if ok && r.onRebuild != nil {
+		r.onRebuild(id)
+	}
 	return s, nil
 }
 
@@ -283,6 +305,11 @@ func (r *Registry) Test(ctx context.Context, id string) (graph.ConnectionReport,
 
 // Warnings are the credential-expiry warnings (30/14/7 days) of an integration.
 func Warnings(in store.Integration, now time.Time) []string {
+	if in.CredentialKind == CredentialSecret && in.Health == string(graph.HealthSecretExpired) {
+		// Entra refused the secret as expired: that beats the date typed at
+		// setup, which may be wrong or missing.
+		return []string{"Entra says the client secret has expired (AADSTS7000222): writes to Entra fail until a new secret is added and the integration updated"}
+	}
 	var exp time.Time
 	what := "client secret"
 	switch {
@@ -315,6 +342,8 @@ func (r *Registry) Run(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			r.recordHealth(ctx)
+		case <-r.kick:
 			r.recordHealth(ctx)
 		}
 	}

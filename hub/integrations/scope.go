@@ -244,7 +244,7 @@ func (r *Registry) refreshScope(ctx context.Context, in store.Integration) {
 	} else {
 		cred, err := r.open(in)
 		if err == nil {
-			cfg := intune.Config{Cloud: in.Cloud, AuthorityHost: in.AuthorityHost, GraphBaseURL: in.GraphBaseURL,
+			cfg := intune.Config{Cloud: in.Cloud, AuthorityHost: in.AuthorityHost, GraphBaseURL: in.GraphBaseURL, GraphResource: in.GraphResource,
 				TenantID: in.TenantID, ClientID: in.ClientID, ClientSecret: cred.ClientSecret, Certificate: cred.Certificate,
 				CertificatePassword: cred.CertificatePassword, Logger: r.log.With("integration", in.ID)}
 			if strings.TrimSpace(in.ExtraCAPEM) != "" {

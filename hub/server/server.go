@@ -131,7 +131,17 @@ type Hub struct {
 	httpSrv              *http.Server
 	health               *health.Server
 	metrics              *prometheus.Registry
+
+	// lock is the data dir's lock, held for the hub's life on SQLite.
+	lock *dirLock
+	// integrityErr is set when the store failed its start-up integrity
+	// check: the hub runs, but /readyz says why it is not ready.
+	integrityErr error
 }
+
+// StreamHeartbeat is how often a replica refreshes its stream heartbeat in
+// the store; admin.DefaultStreamTTL is three of these.
+const StreamHeartbeat = 15 * time.Second
 
 // OpenStore opens PostgreSQL when url is set, else SQLite in dataDir.
 func OpenStore(ctx context.Context, dataDir, url string) (store.Store, error) {
@@ -180,7 +190,18 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 			h.Close()
 		}
 	}()
+	// One process initialises a data dir at a time: two hubs started
+	// together must not each create a CA. On SQLite the lock is held for
+	// life (the database belongs to one hub); PostgreSQL replicas sharing
+	// the dir hold it only while creating or loading the CA and key.
 	var err error
+	lockWait := 30 * time.Second
+	if cfg.DatabaseURL == "" {
+		lockWait = 5 * time.Second
+	}
+	if h.lock, err = lockDataDir(cfg.DataDir, lockWait); err != nil {
+		return nil, err
+	}
 	if cfg.CACert != "" || cfg.CAKey != "" {
 		h.CA, err = ca.LoadFiles(cfg.CACert, cfg.CAKey)
 	} else {
@@ -189,18 +210,29 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	if err != nil {
 		return nil, err
 	}
+	keys, err := loadKeys(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.DatabaseURL != "" {
+		h.lock.unlock()
+		h.lock = nil
+	}
 	h.Store, err = OpenStore(ctx, cfg.DataDir, cfg.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if c, ok := h.Store.(interface{ QuickCheck(context.Context) error }); ok {
+		if err := c.QuickCheck(ctx); err != nil {
+			h.integrityErr = err
+			h.log.Error("STORE INTEGRITY CHECK FAILED: the hub will not report ready; restore the database from a backup",
+				"data_dir", cfg.DataDir, "err", err)
+		}
 	}
 	h.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	st, ok := h.Store.(syncStore)
 	if !ok {
 		return nil, fmt.Errorf("store %T has no sync outbox", h.Store)
-	}
-	keys, err := loadKeys(cfg)
-	if err != nil {
-		return nil, err
 	}
 	h.Integrations = integrations.New(st, keys, h.log)
 	h.Integrations.SetHosts(st) // webhook events name the host and its failing policies
@@ -220,9 +252,12 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	}); err != nil {
 		return nil, err
 	}
+	// The worker's quota key is the integration id: a rebuilt sink (new
+	// credential or settings, possibly on another replica) ends its pause.
+	h.Integrations.OnRebuild(h.Worker.Resume)
 	if h.reconciler, err = hubsync.NewReconciler(hubsync.ReconcilerConfig{
 		Devices: st, Outbox: st, Sinks: h.Integrations.Sink, Logger: h.log.With("component", "reconcile"),
-		Interval: cfg.ReconcileInterval, OnEnqueue: h.Worker.Notify,
+		Interval: cfg.ReconcileInterval, OnEnqueue: h.Worker.Notify, OnDeviceInfo: h.checkDevice,
 	}); err != nil {
 		return nil, err
 	}
@@ -246,11 +281,13 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 				h.log.Warn("re-evaluate device claimants", "device", deviceID, "err", err)
 			}
 		},
-		Status: h.Portal.DeviceStatus,
+		HealthChanged: func(hostID string) { h.Engine.Notify(hostID, false) },
+		Status:        h.Portal.DeviceStatus,
 	})
 	h.Admin = admin.New(admin.Config{
 		Store: h.Store, Streams: h.Router, Logger: h.log, Verdicts: h.Engine,
 		Integrations: adminIntegrations{r: h.Integrations, publicURL: cfg.PublicURL}, SyncNotify: h.Worker.Notify,
+		SyncResume: h.resumeIntegration,
 	})
 
 	serverCert, err := h.CA.ServerCert(append([]string{"localhost", "127.0.0.1", "::1"}, cfg.ServerNames...), 365*24*time.Hour)
@@ -356,6 +393,11 @@ func (h *Hub) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if h.integrityErr != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "store integrity: %v\n", h.integrityErr)
+		return
+	}
 	if err := h.Store.Ping(ctx); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintf(w, "store: %v\n", err)
@@ -414,6 +456,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	background("sync", h.Worker.Run)
 	background("reconcile", h.reconciler.Run)
 	background("integration health", func(ctx context.Context) error { h.Integrations.Run(ctx, 15*time.Second); return nil })
+	background("stream heartbeat", func(ctx context.Context) error { h.Agent.HeartbeatStreams(ctx, StreamHeartbeat); return nil })
 	background("outbox retention", func(ctx context.Context) error { h.pruneOutbox(ctx, time.Hour); return nil })
 	if h.bus != nil {
 		background("event bus", func(ctx context.Context) error { h.bus.Run(ctx, h.Router.Handle); return nil })
@@ -443,6 +486,9 @@ func (h *Hub) Run(ctx context.Context) error {
 	h.health.SetServingStatus(posturev1.AgentService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	h.health.SetServingStatus(posturev1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	h.health.SetServingStatus(posturev1.PortalService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	if h.integrityErr != nil {
+		h.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	}
 	h.log.Info("hub serving", "grpc", h.GRPCAddr(), "http", h.HTTPAddr(), "version", h.cfg.Version,
 		"store", map[bool]string{true: "postgres", false: "sqlite"}[h.cfg.DatabaseURL != ""])
 
@@ -492,6 +538,8 @@ func (h *Hub) Close() {
 		h.Store.Close()
 		h.Store = nil
 	}
+	h.lock.unlock()
+	h.lock = nil
 }
 
 // pruneOutbox deletes delivered outbox rows past the retention, hourly.

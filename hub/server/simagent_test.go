@@ -37,6 +37,8 @@ type simAgent struct {
 	gotSet   chan struct{}
 	ended    chan struct{} // closed when the stream ends; endErr says why
 	endErr   error
+	// onAck, if set before sending, sees every Ack.
+	onAck    func(*posturev1.Ack)
 	statuses []*posturev1.DeviceStatus
 	rechecks int
 	// onRecheck, if set, runs (in its own goroutine) on every Recheck.
@@ -130,6 +132,9 @@ func (a *simAgent) recv() {
 				go f()
 			}
 		case m.GetAck() != nil:
+			if a.onAck != nil {
+				a.onAck(m.GetAck())
+			}
 			if ch, ok := a.acked[m.GetAck().GetSeq()]; ok {
 				close(ch)
 				delete(a.acked, m.GetAck().GetSeq())

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 	"github.com/posture-dev/posture/extension/osquerytest"
 	"github.com/posture-dev/posture/hub/admin"
@@ -91,6 +93,14 @@ func newFleet(t *testing.T, cfg server.Config) *fleet {
 	for _, fq := range req.GetFacts() {
 		if fq.GetName() == "user_principal_name" && fq.GetPlatform() == "darwin" {
 			fq.Query = "SELECT '" + upnOf(f) + "'"
+		}
+	}
+	// These tests count verdict transitions: a loaded machine must not
+	// make the 300 ms-interval host briefly silent (missed_reports 100 =
+	// 30 s of silence).
+	for _, tm := range req.Teams {
+		if tm.GetName() == store.DefaultTeam {
+			tm.Settings.MissedReports = proto.Int32(100)
 		}
 	}
 	if _, err := f.adminc.ApplyPolicies(f.actx, req); err != nil {

@@ -67,7 +67,15 @@ func (a adminIntegrations) Test(ctx context.Context, id string) (admin.TestRepor
 	if !rep.OK {
 		msg = fmt.Sprint(rep.Problems)
 	}
-	return admin.TestReport{OK: rep.OK, TokenOK: rep.TokenOK, ReadOK: rep.ReadOK, Health: string(rep.Health), Message: msg}, nil
+	if rep.TokenOK {
+		if rep.RevokeSessions {
+			msg += "; User.RevokeSessions.All granted: teams with revoke_sessions can block at once"
+		} else {
+			msg += "; User.RevokeSessions.All not granted: teams with revoke_sessions get no session revocation (grant it only if you use revoke_sessions)"
+		}
+	}
+	return admin.TestReport{OK: rep.OK, TokenOK: rep.TokenOK, ReadOK: rep.ReadOK, Health: string(rep.Health), Message: msg,
+		RevokeSessions: rep.RevokeSessions}, nil
 }
 
 func (a adminIntegrations) Warnings(in store.Integration, now time.Time) []string {
@@ -121,4 +129,31 @@ func (a adminIntegrations) HostScopes(ctx context.Context, h store.Host) ([]*pos
 // adminConsent adds the hub's public URL to the registry's consent links.
 func (a adminIntegrations) ConsentURL(ctx context.Context, id string) (string, string, time.Time, error) {
 	return a.r.ConsentURL(ctx, id, a.publicURL)
+}
+
+// resumeIntegration ends an integration's pause on this replica's worker
+// (other replicas end theirs when they see the integration's new version)
+// and makes its held-back rows due now, in the shared outbox.
+func (h *Hub) resumeIntegration(ctx context.Context, id string) (int, error) {
+	n, err := h.Store.ResumeSyncItems(ctx, id, time.Now())
+	h.Worker.Resume(id) // after the rows are due, so the woken round finds them
+	return n, err
+}
+
+// checkDevice records what Graph said about a host's device, and what of it
+// disagrees with the host's facts, where `hosts get` shows it.
+func (h *Hub) checkDevice(ctx context.Context, d hubsync.DeviceState, info hubsync.DeviceInfo) {
+	host, err := h.Store.GetHost(ctx, d.HostID)
+	if err != nil {
+		return // deleted meanwhile
+	}
+	mismatch := integrations.DeviceMismatch(host, info)
+	if mismatch != "" {
+		h.log.Warn("Entra device disagrees with its host", "host", host.ID, "device", d.Key.DeviceID, "mismatch", mismatch)
+	}
+	if err := h.Store.SaveDeviceCheck(ctx, store.DeviceCheck{HostID: host.ID, IntegrationID: d.Key.IntegrationID,
+		DeviceID: d.Key.DeviceID, DisplayName: info.DisplayName, OperatingSystem: info.OperatingSystem,
+		Mismatch: mismatch, CheckedAt: time.Now()}); err != nil {
+		h.log.Warn("save device check", "host", host.ID, "err", err)
+	}
 }

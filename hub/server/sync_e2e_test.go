@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
@@ -125,6 +126,13 @@ func TestEntraSyncEndToEnd(t *testing.T) {
 	req.Policies = []*posturev1.Policy{fv,
 		{Id: "firewall-grace", Name: "Firewall", Severity: "high", Platforms: []string{"darwin"}, ConditionalAccess: true,
 			Query: "SELECT 1 FROM alf WHERE global_state >= 1", GracePeriod: durationpb.New(3 * time.Second)}}
+	// The grace deadline, not silence, must flip the stopped host: allow
+	// 100 missed intervals (30 s) before it counts as silent.
+	for _, tm := range req.Teams {
+		if tm.GetName() == store.DefaultTeam {
+			tm.Settings.MissedReports = proto.Int32(100)
+		}
+	}
 	if _, err := adminc.ApplyPolicies(actx, req); err != nil {
 		t.Fatal(err)
 	}

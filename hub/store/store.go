@@ -187,6 +187,14 @@ type TeamSettings struct {
 	MaxAllowedSeverity string // "" | low | medium | high
 	ErrorsAsFailures   bool
 	StaleAfter         time.Duration // 0 = default (24h)
+	// MissedReports: a host with no result batch for this many of its
+	// policy intervals is UNKNOWN (0 = default, 3).
+	MissedReports int
+	// RevokeSessions: a transition to NONCOMPLIANT caused by a policy at
+	// or above RevokeSessionsMinSeverity (low|medium|high|critical, "" =
+	// high) also revokes the device user's sign-in sessions.
+	RevokeSessions            bool
+	RevokeSessionsMinSeverity string
 }
 
 // Team groups hosts, secrets and policies.
@@ -369,9 +377,67 @@ type Store interface {
 	Integrations
 	Facts
 	SyncItems
+	Reporting
+	DeviceChecks
 	Audit
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// HostHealth is what an agent last said about itself (AgentHealth).
+type HostHealth struct {
+	OsqueryOK  bool // osqueryd answers queries
+	SpoolOK    bool // results can be persisted to the on-disk spool
+	Detail     string
+	SpoolDepth int       // spooled batches not yet acked
+	At         time.Time // when the hub received it
+}
+
+// Healthy reports whether the agent can run policies and persist results.
+func (h HostHealth) Healthy() bool { return h.OsqueryOK && h.SpoolOK }
+
+// HostReporting is how a host reports: its cadence, its own health, and
+// which replica holds its stream. The zero value is a host that never
+// connected since reporting was tracked.
+type HostReporting struct {
+	HostID string
+	// ReportInterval is the policy interval the hub last sent the host (0 =
+	// never sent).
+	ReportInterval time.Duration
+	// LastReportAt is when the host's last result batch was committed.
+	LastReportAt time.Time
+	// Health is nil until the agent first reports it.
+	Health *HostHealth
+	// StreamReplica holds the host's stream ("" = none); StreamHeartbeat is
+	// that replica's last heartbeat (zero if it never sent one). Replicas
+	// heartbeat periodically, so an old heartbeat means the replica died.
+	StreamReplica   string
+	StreamHeartbeat time.Time
+}
+
+// ConnectedAt reports whether the host had a live stream at now, given how
+// old a heartbeat may be.
+func (r HostReporting) ConnectedAt(now time.Time, ttl time.Duration) bool {
+	return r.StreamReplica != "" && !r.StreamHeartbeat.IsZero() && now.Sub(r.StreamHeartbeat) < ttl
+}
+
+// Reporting keeps HostReporting. RecordResults moves LastReportAt forward
+// itself, in the batch's transaction.
+type Reporting interface {
+	GetHostReporting(ctx context.Context, hostID string) (HostReporting, error)
+	// ListHostReporting returns every host's reporting that has a row, by
+	// host id.
+	ListHostReporting(ctx context.Context) (map[string]HostReporting, error)
+	SetHostReportInterval(ctx context.Context, hostID string, d time.Duration) error
+	SetHostHealth(ctx context.Context, hostID string, h HostHealth) error
+	// SetHostStream records that replica holds the host's stream, as of at.
+	SetHostStream(ctx context.Context, hostID, replica string, at time.Time) error
+	// ClearHostStream forgets the stream if it is still the one replica
+	// recorded at since (a newer stream of the host, on any replica, stays).
+	ClearHostStream(ctx context.Context, hostID, replica string, since time.Time) error
+	// HeartbeatStreams records that replica is alive at at: every stream
+	// it holds counts as connected while its heartbeat is fresh.
+	HeartbeatStreams(ctx context.Context, replica string, at time.Time) error
 }
 
 // AuditEvent is one admin action as the audit log keeps it. Before and After

@@ -192,6 +192,10 @@ func ValidateOutboxRow(r OutboxRow) error {
 		return fmt.Errorf("outbox row: invalid desired state %q: %w", r.Desired, ErrInvalid)
 	case r.CreatedAt.IsZero():
 		return fmt.Errorf("outbox row without created-at: %w", ErrInvalid)
+	case r.Kind != "" && r.Kind != OutboxRevokeSessions:
+		return fmt.Errorf("outbox row: invalid kind %q: %w", r.Kind, ErrInvalid)
+	case r.Kind == OutboxRevokeSessions && r.Subject == "":
+		return fmt.Errorf("outbox row: session revocation without a user: %w", ErrInvalid)
 	}
 	return nil
 }

@@ -93,7 +93,8 @@ type Host struct {
 	CertificateNotAfter   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=certificate_not_after,json=certificateNotAfter,proto3" json:"certificate_not_after,omitempty"`
 	Revoked               bool                   `protobuf:"varint,10,opt,name=revoked,proto3" json:"revoked,omitempty"`
 	RevokedAt             *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
-	// Whether the host has a stream open to this hub replica.
+	// Whether the host has a stream open to any hub replica (shared through
+	// the database; a replica that stops heartbeating drops its hosts).
 	Connected bool `protobuf:"varint,12,opt,name=connected,proto3" json:"connected,omitempty"`
 	// Latest result per policy (GetHost, or ListHosts with include_results).
 	Results []*HostResult `protobuf:"bytes,13,rep,name=results,proto3" json:"results,omitempty"`
@@ -105,6 +106,10 @@ type Host struct {
 	Verdict *Verdict `protobuf:"bytes,17,opt,name=verdict,proto3" json:"verdict,omitempty"`
 	// Why no sink can key on this host ("" when it has an Entra device id).
 	UnmappedReason string `protobuf:"bytes,18,opt,name=unmapped_reason,json=unmappedReason,proto3" json:"unmapped_reason,omitempty"`
+	// What Graph said about the host's Entra device when reconcile last read
+	// it (GetHost; absent until read). Its mismatch is set when Graph's
+	// display name or operating system disagrees with the host's facts.
+	EntraCheck *EntraDeviceCheck `protobuf:"bytes,50,opt,name=entra_check,json=entraCheck,proto3" json:"entra_check,omitempty"`
 	// Entra group scoping, per integration that has scope_groups.
 	Scopes []*HostScope `protobuf:"bytes,19,rep,name=scopes,proto3" json:"scopes,omitempty"`
 	// The host this one duplicates: it enrolled with another team's secret
@@ -122,6 +127,14 @@ type Host struct {
 	EntraClaimHosts []string `protobuf:"bytes,24,rep,name=entra_claim_hosts,json=entraClaimHosts,proto3" json:"entra_claim_hosts,omitempty"`
 	// Why the claim is not plain ownership ("" for owner or none).
 	EntraClaimReason string `protobuf:"bytes,25,opt,name=entra_claim_reason,json=entraClaimReason,proto3" json:"entra_claim_reason,omitempty"`
+	// What the agent last said about itself (absent until it reports).
+	Health *HostHealth `protobuf:"bytes,40,opt,name=health,proto3" json:"health,omitempty"`
+	// The policy interval the hub last sent the host (absent if never).
+	ReportInterval *durationpb.Duration `protobuf:"bytes,41,opt,name=report_interval,json=reportInterval,proto3" json:"report_interval,omitempty"`
+	// When the host's last result batch was committed.
+	LastReportAt *timestamppb.Timestamp `protobuf:"bytes,42,opt,name=last_report_at,json=lastReportAt,proto3" json:"last_report_at,omitempty"`
+	// The hub replica holding the host's stream ("" when not connected).
+	ConnectedReplica string `protobuf:"bytes,43,opt,name=connected_replica,json=connectedReplica,proto3" json:"connected_replica,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -282,6 +295,13 @@ func (x *Host) GetUnmappedReason() string {
 	return ""
 }
 
+func (x *Host) GetEntraCheck() *EntraDeviceCheck {
+	if x != nil {
+		return x.EntraCheck
+	}
+	return nil
+}
+
 func (x *Host) GetScopes() []*HostScope {
 	if x != nil {
 		return x.Scopes
@@ -331,6 +351,112 @@ func (x *Host) GetEntraClaimReason() string {
 	return ""
 }
 
+func (x *Host) GetHealth() *HostHealth {
+	if x != nil {
+		return x.Health
+	}
+	return nil
+}
+
+func (x *Host) GetReportInterval() *durationpb.Duration {
+	if x != nil {
+		return x.ReportInterval
+	}
+	return nil
+}
+
+func (x *Host) GetLastReportAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastReportAt
+	}
+	return nil
+}
+
+func (x *Host) GetConnectedReplica() string {
+	if x != nil {
+		return x.ConnectedReplica
+	}
+	return ""
+}
+
+// HostHealth is the agent's own report: whether it can run policies and
+// persist results. Unhealthy hosts are UNKNOWN (cause "unhealthy").
+type HostHealth struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OsqueryOk     bool                   `protobuf:"varint,1,opt,name=osquery_ok,json=osqueryOk,proto3" json:"osquery_ok,omitempty"`
+	SpoolOk       bool                   `protobuf:"varint,2,opt,name=spool_ok,json=spoolOk,proto3" json:"spool_ok,omitempty"`
+	Detail        string                 `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	SpoolDepth    uint32                 `protobuf:"varint,4,opt,name=spool_depth,json=spoolDepth,proto3" json:"spool_depth,omitempty"`
+	ReportedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=reported_at,json=reportedAt,proto3" json:"reported_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostHealth) Reset() {
+	*x = HostHealth{}
+	mi := &file_posture_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostHealth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostHealth) ProtoMessage() {}
+
+func (x *HostHealth) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostHealth.ProtoReflect.Descriptor instead.
+func (*HostHealth) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *HostHealth) GetOsqueryOk() bool {
+	if x != nil {
+		return x.OsqueryOk
+	}
+	return false
+}
+
+func (x *HostHealth) GetSpoolOk() bool {
+	if x != nil {
+		return x.SpoolOk
+	}
+	return false
+}
+
+func (x *HostHealth) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *HostHealth) GetSpoolDepth() uint32 {
+	if x != nil {
+		return x.SpoolDepth
+	}
+	return 0
+}
+
+func (x *HostHealth) GetReportedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReportedAt
+	}
+	return nil
+}
+
 // HostScope says whether an integration with Entra group scoping writes a host.
 type HostScope struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -348,7 +474,7 @@ type HostScope struct {
 
 func (x *HostScope) Reset() {
 	*x = HostScope{}
-	mi := &file_posture_v1_admin_proto_msgTypes[1]
+	mi := &file_posture_v1_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -360,7 +486,7 @@ func (x *HostScope) String() string {
 func (*HostScope) ProtoMessage() {}
 
 func (x *HostScope) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[1]
+	mi := &file_posture_v1_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -373,7 +499,7 @@ func (x *HostScope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostScope.ProtoReflect.Descriptor instead.
 func (*HostScope) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *HostScope) GetIntegrationId() string {
@@ -410,7 +536,7 @@ type Verdict struct {
 	// COMPLIANT | NONCOMPLIANT | GRACE | UNKNOWN
 	State string `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
 	// What decided it: revoked, device_conflict, device_revoked, ca_disabled,
-	// stale, failing, no_results, grace, passing.
+	// stale, unhealthy, silent, failing, no_results, grace, passing.
 	Cause string `protobuf:"bytes,2,opt,name=cause,proto3" json:"cause,omitempty"`
 	// What sinks write: compliant, noncompliant, or "" (no write).
 	Desired string           `protobuf:"bytes,3,opt,name=desired,proto3" json:"desired,omitempty"`
@@ -425,7 +551,7 @@ type Verdict struct {
 
 func (x *Verdict) Reset() {
 	*x = Verdict{}
-	mi := &file_posture_v1_admin_proto_msgTypes[2]
+	mi := &file_posture_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -437,7 +563,7 @@ func (x *Verdict) String() string {
 func (*Verdict) ProtoMessage() {}
 
 func (x *Verdict) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[2]
+	mi := &file_posture_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -450,7 +576,7 @@ func (x *Verdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Verdict.ProtoReflect.Descriptor instead.
 func (*Verdict) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Verdict) GetState() string {
@@ -513,7 +639,7 @@ type VerdictReason struct {
 
 func (x *VerdictReason) Reset() {
 	*x = VerdictReason{}
-	mi := &file_posture_v1_admin_proto_msgTypes[3]
+	mi := &file_posture_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -525,7 +651,7 @@ func (x *VerdictReason) String() string {
 func (*VerdictReason) ProtoMessage() {}
 
 func (x *VerdictReason) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[3]
+	mi := &file_posture_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -538,7 +664,7 @@ func (x *VerdictReason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerdictReason.ProtoReflect.Descriptor instead.
 func (*VerdictReason) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *VerdictReason) GetPolicyId() string {
@@ -614,7 +740,7 @@ type HostResult struct {
 
 func (x *HostResult) Reset() {
 	*x = HostResult{}
-	mi := &file_posture_v1_admin_proto_msgTypes[4]
+	mi := &file_posture_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -626,7 +752,7 @@ func (x *HostResult) String() string {
 func (*HostResult) ProtoMessage() {}
 
 func (x *HostResult) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[4]
+	mi := &file_posture_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -639,7 +765,7 @@ func (x *HostResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostResult.ProtoReflect.Descriptor instead.
 func (*HostResult) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HostResult) GetPolicyId() string {
@@ -708,7 +834,7 @@ type ListHostsRequest struct {
 
 func (x *ListHostsRequest) Reset() {
 	*x = ListHostsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[5]
+	mi := &file_posture_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -720,7 +846,7 @@ func (x *ListHostsRequest) String() string {
 func (*ListHostsRequest) ProtoMessage() {}
 
 func (x *ListHostsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[5]
+	mi := &file_posture_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -733,7 +859,7 @@ func (x *ListHostsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostsRequest.ProtoReflect.Descriptor instead.
 func (*ListHostsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListHostsRequest) GetTeam() string {
@@ -759,7 +885,7 @@ type ListHostsResponse struct {
 
 func (x *ListHostsResponse) Reset() {
 	*x = ListHostsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[6]
+	mi := &file_posture_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +897,7 @@ func (x *ListHostsResponse) String() string {
 func (*ListHostsResponse) ProtoMessage() {}
 
 func (x *ListHostsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[6]
+	mi := &file_posture_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +910,7 @@ func (x *ListHostsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostsResponse.ProtoReflect.Descriptor instead.
 func (*ListHostsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListHostsResponse) GetHosts() []*Host {
@@ -803,7 +929,7 @@ type GetHostRequest struct {
 
 func (x *GetHostRequest) Reset() {
 	*x = GetHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[7]
+	mi := &file_posture_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -815,7 +941,7 @@ func (x *GetHostRequest) String() string {
 func (*GetHostRequest) ProtoMessage() {}
 
 func (x *GetHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[7]
+	mi := &file_posture_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -828,7 +954,7 @@ func (x *GetHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHostRequest.ProtoReflect.Descriptor instead.
 func (*GetHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetHostRequest) GetId() string {
@@ -847,7 +973,7 @@ type RevokeHostRequest struct {
 
 func (x *RevokeHostRequest) Reset() {
 	*x = RevokeHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[8]
+	mi := &file_posture_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -859,7 +985,7 @@ func (x *RevokeHostRequest) String() string {
 func (*RevokeHostRequest) ProtoMessage() {}
 
 func (x *RevokeHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[8]
+	mi := &file_posture_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -872,7 +998,7 @@ func (x *RevokeHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeHostRequest.ProtoReflect.Descriptor instead.
 func (*RevokeHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RevokeHostRequest) GetId() string {
@@ -891,7 +1017,7 @@ type DeleteHostRequest struct {
 
 func (x *DeleteHostRequest) Reset() {
 	*x = DeleteHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[9]
+	mi := &file_posture_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -903,7 +1029,7 @@ func (x *DeleteHostRequest) String() string {
 func (*DeleteHostRequest) ProtoMessage() {}
 
 func (x *DeleteHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[9]
+	mi := &file_posture_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -916,7 +1042,7 @@ func (x *DeleteHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteHostRequest.ProtoReflect.Descriptor instead.
 func (*DeleteHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteHostRequest) GetId() string {
@@ -934,7 +1060,7 @@ type DeleteHostResponse struct {
 
 func (x *DeleteHostResponse) Reset() {
 	*x = DeleteHostResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[10]
+	mi := &file_posture_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -946,7 +1072,7 @@ func (x *DeleteHostResponse) String() string {
 func (*DeleteHostResponse) ProtoMessage() {}
 
 func (x *DeleteHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[10]
+	mi := &file_posture_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -959,7 +1085,7 @@ func (x *DeleteHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteHostResponse.ProtoReflect.Descriptor instead.
 func (*DeleteHostResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 type RecheckHostRequest struct {
@@ -973,7 +1099,7 @@ type RecheckHostRequest struct {
 
 func (x *RecheckHostRequest) Reset() {
 	*x = RecheckHostRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[11]
+	mi := &file_posture_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -985,7 +1111,7 @@ func (x *RecheckHostRequest) String() string {
 func (*RecheckHostRequest) ProtoMessage() {}
 
 func (x *RecheckHostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[11]
+	mi := &file_posture_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -998,7 +1124,7 @@ func (x *RecheckHostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecheckHostRequest.ProtoReflect.Descriptor instead.
 func (*RecheckHostRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RecheckHostRequest) GetId() string {
@@ -1025,7 +1151,7 @@ type RecheckHostResponse struct {
 
 func (x *RecheckHostResponse) Reset() {
 	*x = RecheckHostResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[12]
+	mi := &file_posture_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1163,7 @@ func (x *RecheckHostResponse) String() string {
 func (*RecheckHostResponse) ProtoMessage() {}
 
 func (x *RecheckHostResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[12]
+	mi := &file_posture_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1176,7 @@ func (x *RecheckHostResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecheckHostResponse.ProtoReflect.Descriptor instead.
 func (*RecheckHostResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RecheckHostResponse) GetDelivered() bool {
@@ -1089,7 +1215,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_posture_v1_admin_proto_msgTypes[13]
+	mi := &file_posture_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1101,7 +1227,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[13]
+	mi := &file_posture_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1114,7 +1240,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Policy) GetId() string {
@@ -1238,7 +1364,7 @@ type ListPoliciesRequest struct {
 
 func (x *ListPoliciesRequest) Reset() {
 	*x = ListPoliciesRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[14]
+	mi := &file_posture_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1376,7 @@ func (x *ListPoliciesRequest) String() string {
 func (*ListPoliciesRequest) ProtoMessage() {}
 
 func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[14]
+	mi := &file_posture_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1389,7 @@ func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListPoliciesRequest) GetTeam() string {
@@ -1282,7 +1408,7 @@ type ListPoliciesResponse struct {
 
 func (x *ListPoliciesResponse) Reset() {
 	*x = ListPoliciesResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[15]
+	mi := &file_posture_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1420,7 @@ func (x *ListPoliciesResponse) String() string {
 func (*ListPoliciesResponse) ProtoMessage() {}
 
 func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[15]
+	mi := &file_posture_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1433,7 @@ func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListPoliciesResponse) GetPolicies() []*Policy {
@@ -1326,7 +1452,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[16]
+	mi := &file_posture_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +1464,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[16]
+	mi := &file_posture_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +1477,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetPolicyRequest) GetId() string {
@@ -1372,14 +1498,24 @@ type TeamSettings struct {
 	MaxAllowedSeverity *string `protobuf:"bytes,2,opt,name=max_allowed_severity,json=maxAllowedSeverity,proto3,oneof" json:"max_allowed_severity,omitempty"`
 	ErrorsAsFailures   *bool   `protobuf:"varint,3,opt,name=errors_as_failures,json=errorsAsFailures,proto3,oneof" json:"errors_as_failures,omitempty"`
 	// A host silent longer than this is UNKNOWN ("0s" = the default, 24h).
-	StaleAfter    *durationpb.Duration `protobuf:"bytes,4,opt,name=stale_after,json=staleAfter,proto3" json:"stale_after,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	StaleAfter *durationpb.Duration `protobuf:"bytes,4,opt,name=stale_after,json=staleAfter,proto3" json:"stale_after,omitempty"`
+	// A host with no result batch for this many of its policy intervals is
+	// UNKNOWN and written non-compliant, connected or not (0 = default, 3).
+	MissedReports *int32 `protobuf:"varint,5,opt,name=missed_reports,json=missedReports,proto3,oneof" json:"missed_reports,omitempty"`
+	// Block now: a transition to NONCOMPLIANT caused by a policy at or above
+	// revoke_sessions_min_severity also revokes the device user's sign-in
+	// sessions in Entra (the integration's app needs User.RevokeSessions.All).
+	// Absent in PutTeam: the stored value is kept.
+	RevokeSessions *bool `protobuf:"varint,20,opt,name=revoke_sessions,json=revokeSessions,proto3,oneof" json:"revoke_sessions,omitempty"`
+	// low | medium | high | critical ("" = high).
+	RevokeSessionsMinSeverity *string `protobuf:"bytes,21,opt,name=revoke_sessions_min_severity,json=revokeSessionsMinSeverity,proto3,oneof" json:"revoke_sessions_min_severity,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
 }
 
 func (x *TeamSettings) Reset() {
 	*x = TeamSettings{}
-	mi := &file_posture_v1_admin_proto_msgTypes[17]
+	mi := &file_posture_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1391,7 +1527,7 @@ func (x *TeamSettings) String() string {
 func (*TeamSettings) ProtoMessage() {}
 
 func (x *TeamSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[17]
+	mi := &file_posture_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1404,7 +1540,7 @@ func (x *TeamSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeamSettings.ProtoReflect.Descriptor instead.
 func (*TeamSettings) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TeamSettings) GetConditionalAccess() bool {
@@ -1435,6 +1571,27 @@ func (x *TeamSettings) GetStaleAfter() *durationpb.Duration {
 	return nil
 }
 
+func (x *TeamSettings) GetMissedReports() int32 {
+	if x != nil && x.MissedReports != nil {
+		return *x.MissedReports
+	}
+	return 0
+}
+
+func (x *TeamSettings) GetRevokeSessions() bool {
+	if x != nil && x.RevokeSessions != nil {
+		return *x.RevokeSessions
+	}
+	return false
+}
+
+func (x *TeamSettings) GetRevokeSessionsMinSeverity() string {
+	if x != nil && x.RevokeSessionsMinSeverity != nil {
+		return *x.RevokeSessionsMinSeverity
+	}
+	return ""
+}
+
 type Team struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1445,7 +1602,7 @@ type Team struct {
 
 func (x *Team) Reset() {
 	*x = Team{}
-	mi := &file_posture_v1_admin_proto_msgTypes[18]
+	mi := &file_posture_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1457,7 +1614,7 @@ func (x *Team) String() string {
 func (*Team) ProtoMessage() {}
 
 func (x *Team) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[18]
+	mi := &file_posture_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1470,7 +1627,7 @@ func (x *Team) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Team.ProtoReflect.Descriptor instead.
 func (*Team) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Team) GetName() string {
@@ -1504,7 +1661,7 @@ type ApplyPoliciesRequest struct {
 
 func (x *ApplyPoliciesRequest) Reset() {
 	*x = ApplyPoliciesRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[19]
+	mi := &file_posture_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1516,7 +1673,7 @@ func (x *ApplyPoliciesRequest) String() string {
 func (*ApplyPoliciesRequest) ProtoMessage() {}
 
 func (x *ApplyPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[19]
+	mi := &file_posture_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1529,7 +1686,7 @@ func (x *ApplyPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ApplyPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ApplyPoliciesRequest) GetPolicies() []*Policy {
@@ -1583,7 +1740,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_posture_v1_admin_proto_msgTypes[20]
+	mi := &file_posture_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1595,7 +1752,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[20]
+	mi := &file_posture_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +1765,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Change) GetKind() string {
@@ -1656,7 +1813,7 @@ type ApplyPoliciesResponse struct {
 
 func (x *ApplyPoliciesResponse) Reset() {
 	*x = ApplyPoliciesResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[21]
+	mi := &file_posture_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1668,7 +1825,7 @@ func (x *ApplyPoliciesResponse) String() string {
 func (*ApplyPoliciesResponse) ProtoMessage() {}
 
 func (x *ApplyPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[21]
+	mi := &file_posture_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1681,7 +1838,7 @@ func (x *ApplyPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ApplyPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ApplyPoliciesResponse) GetChanges() []*Change {
@@ -1707,7 +1864,7 @@ type DeletePolicyRequest struct {
 
 func (x *DeletePolicyRequest) Reset() {
 	*x = DeletePolicyRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[22]
+	mi := &file_posture_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1719,7 +1876,7 @@ func (x *DeletePolicyRequest) String() string {
 func (*DeletePolicyRequest) ProtoMessage() {}
 
 func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[22]
+	mi := &file_posture_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1732,7 +1889,7 @@ func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyRequest.ProtoReflect.Descriptor instead.
 func (*DeletePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeletePolicyRequest) GetId() string {
@@ -1750,7 +1907,7 @@ type DeletePolicyResponse struct {
 
 func (x *DeletePolicyResponse) Reset() {
 	*x = DeletePolicyResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[23]
+	mi := &file_posture_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1762,7 +1919,7 @@ func (x *DeletePolicyResponse) String() string {
 func (*DeletePolicyResponse) ProtoMessage() {}
 
 func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[23]
+	mi := &file_posture_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1775,7 +1932,7 @@ func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyResponse.ProtoReflect.Descriptor instead.
 func (*DeletePolicyResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 type ListTeamsRequest struct {
@@ -1786,7 +1943,7 @@ type ListTeamsRequest struct {
 
 func (x *ListTeamsRequest) Reset() {
 	*x = ListTeamsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[24]
+	mi := &file_posture_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1798,7 +1955,7 @@ func (x *ListTeamsRequest) String() string {
 func (*ListTeamsRequest) ProtoMessage() {}
 
 func (x *ListTeamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[24]
+	mi := &file_posture_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1811,7 +1968,7 @@ func (x *ListTeamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTeamsRequest.ProtoReflect.Descriptor instead.
 func (*ListTeamsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 type ListTeamsResponse struct {
@@ -1823,7 +1980,7 @@ type ListTeamsResponse struct {
 
 func (x *ListTeamsResponse) Reset() {
 	*x = ListTeamsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[25]
+	mi := &file_posture_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1835,7 +1992,7 @@ func (x *ListTeamsResponse) String() string {
 func (*ListTeamsResponse) ProtoMessage() {}
 
 func (x *ListTeamsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[25]
+	mi := &file_posture_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1848,7 +2005,7 @@ func (x *ListTeamsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTeamsResponse.ProtoReflect.Descriptor instead.
 func (*ListTeamsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListTeamsResponse) GetTeams() []*Team {
@@ -1867,7 +2024,7 @@ type PutTeamRequest struct {
 
 func (x *PutTeamRequest) Reset() {
 	*x = PutTeamRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[26]
+	mi := &file_posture_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1879,7 +2036,7 @@ func (x *PutTeamRequest) String() string {
 func (*PutTeamRequest) ProtoMessage() {}
 
 func (x *PutTeamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[26]
+	mi := &file_posture_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1892,7 +2049,7 @@ func (x *PutTeamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutTeamRequest.ProtoReflect.Descriptor instead.
 func (*PutTeamRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PutTeamRequest) GetTeam() *Team {
@@ -1918,7 +2075,7 @@ type Exemption struct {
 
 func (x *Exemption) Reset() {
 	*x = Exemption{}
-	mi := &file_posture_v1_admin_proto_msgTypes[27]
+	mi := &file_posture_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1930,7 +2087,7 @@ func (x *Exemption) String() string {
 func (*Exemption) ProtoMessage() {}
 
 func (x *Exemption) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[27]
+	mi := &file_posture_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1943,7 +2100,7 @@ func (x *Exemption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exemption.ProtoReflect.Descriptor instead.
 func (*Exemption) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Exemption) GetId() string {
@@ -2005,7 +2162,7 @@ type ListExemptionsRequest struct {
 
 func (x *ListExemptionsRequest) Reset() {
 	*x = ListExemptionsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[28]
+	mi := &file_posture_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2017,7 +2174,7 @@ func (x *ListExemptionsRequest) String() string {
 func (*ListExemptionsRequest) ProtoMessage() {}
 
 func (x *ListExemptionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[28]
+	mi := &file_posture_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2030,7 +2187,7 @@ func (x *ListExemptionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExemptionsRequest.ProtoReflect.Descriptor instead.
 func (*ListExemptionsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListExemptionsRequest) GetHostId() string {
@@ -2049,7 +2206,7 @@ type ListExemptionsResponse struct {
 
 func (x *ListExemptionsResponse) Reset() {
 	*x = ListExemptionsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[29]
+	mi := &file_posture_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2061,7 +2218,7 @@ func (x *ListExemptionsResponse) String() string {
 func (*ListExemptionsResponse) ProtoMessage() {}
 
 func (x *ListExemptionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[29]
+	mi := &file_posture_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2074,7 +2231,7 @@ func (x *ListExemptionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExemptionsResponse.ProtoReflect.Descriptor instead.
 func (*ListExemptionsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListExemptionsResponse) GetExemptions() []*Exemption {
@@ -2097,7 +2254,7 @@ type CreateExemptionRequest struct {
 
 func (x *CreateExemptionRequest) Reset() {
 	*x = CreateExemptionRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[30]
+	mi := &file_posture_v1_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2109,7 +2266,7 @@ func (x *CreateExemptionRequest) String() string {
 func (*CreateExemptionRequest) ProtoMessage() {}
 
 func (x *CreateExemptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[30]
+	mi := &file_posture_v1_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2122,7 +2279,7 @@ func (x *CreateExemptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateExemptionRequest.ProtoReflect.Descriptor instead.
 func (*CreateExemptionRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{30}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CreateExemptionRequest) GetHostId() string {
@@ -2162,7 +2319,7 @@ type DeleteExemptionRequest struct {
 
 func (x *DeleteExemptionRequest) Reset() {
 	*x = DeleteExemptionRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[31]
+	mi := &file_posture_v1_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2174,7 +2331,7 @@ func (x *DeleteExemptionRequest) String() string {
 func (*DeleteExemptionRequest) ProtoMessage() {}
 
 func (x *DeleteExemptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[31]
+	mi := &file_posture_v1_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2187,7 +2344,7 @@ func (x *DeleteExemptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteExemptionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteExemptionRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{31}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DeleteExemptionRequest) GetId() string {
@@ -2205,7 +2362,7 @@ type DeleteExemptionResponse struct {
 
 func (x *DeleteExemptionResponse) Reset() {
 	*x = DeleteExemptionResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[32]
+	mi := &file_posture_v1_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2217,7 +2374,7 @@ func (x *DeleteExemptionResponse) String() string {
 func (*DeleteExemptionResponse) ProtoMessage() {}
 
 func (x *DeleteExemptionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[32]
+	mi := &file_posture_v1_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2230,7 +2387,7 @@ func (x *DeleteExemptionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteExemptionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteExemptionResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{32}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{33}
 }
 
 type SetHostEntraDeviceIdRequest struct {
@@ -2243,7 +2400,7 @@ type SetHostEntraDeviceIdRequest struct {
 
 func (x *SetHostEntraDeviceIdRequest) Reset() {
 	*x = SetHostEntraDeviceIdRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[33]
+	mi := &file_posture_v1_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2255,7 +2412,7 @@ func (x *SetHostEntraDeviceIdRequest) String() string {
 func (*SetHostEntraDeviceIdRequest) ProtoMessage() {}
 
 func (x *SetHostEntraDeviceIdRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[33]
+	mi := &file_posture_v1_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2268,7 +2425,7 @@ func (x *SetHostEntraDeviceIdRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetHostEntraDeviceIdRequest.ProtoReflect.Descriptor instead.
 func (*SetHostEntraDeviceIdRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{33}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SetHostEntraDeviceIdRequest) GetId() string {
@@ -2293,7 +2450,7 @@ type ListUnmappedHostsRequest struct {
 
 func (x *ListUnmappedHostsRequest) Reset() {
 	*x = ListUnmappedHostsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[34]
+	mi := &file_posture_v1_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2305,7 +2462,7 @@ func (x *ListUnmappedHostsRequest) String() string {
 func (*ListUnmappedHostsRequest) ProtoMessage() {}
 
 func (x *ListUnmappedHostsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[34]
+	mi := &file_posture_v1_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2318,7 +2475,7 @@ func (x *ListUnmappedHostsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnmappedHostsRequest.ProtoReflect.Descriptor instead.
 func (*ListUnmappedHostsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{35}
 }
 
 type ListUnmappedHostsResponse struct {
@@ -2330,7 +2487,7 @@ type ListUnmappedHostsResponse struct {
 
 func (x *ListUnmappedHostsResponse) Reset() {
 	*x = ListUnmappedHostsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[35]
+	mi := &file_posture_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2342,7 +2499,7 @@ func (x *ListUnmappedHostsResponse) String() string {
 func (*ListUnmappedHostsResponse) ProtoMessage() {}
 
 func (x *ListUnmappedHostsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[35]
+	mi := &file_posture_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2355,7 +2512,7 @@ func (x *ListUnmappedHostsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnmappedHostsResponse.ProtoReflect.Descriptor instead.
 func (*ListUnmappedHostsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListUnmappedHostsResponse) GetHosts() []*Host {
@@ -2408,6 +2565,10 @@ type Integration struct {
 	Warnings  []string               `protobuf:"bytes,23,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// custom cloud only: the Graph resource tokens are requested for ("" =
+	// https://graph.microsoft.com), whatever host graph_base_url names (a
+	// proxy or private endpoint).
+	GraphResource string `protobuf:"bytes,40,opt,name=graph_resource,json=graphResource,proto3" json:"graph_resource,omitempty"`
 	// kind "webhook": where signed events are POSTed (https, or http to
 	// loopback); client_secret is the HMAC signing secret.
 	WebhookUrl string `protobuf:"bytes,26,opt,name=webhook_url,json=webhookUrl,proto3" json:"webhook_url,omitempty"`
@@ -2434,7 +2595,7 @@ type Integration struct {
 
 func (x *Integration) Reset() {
 	*x = Integration{}
-	mi := &file_posture_v1_admin_proto_msgTypes[36]
+	mi := &file_posture_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2446,7 +2607,7 @@ func (x *Integration) String() string {
 func (*Integration) ProtoMessage() {}
 
 func (x *Integration) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[36]
+	mi := &file_posture_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2459,7 +2620,7 @@ func (x *Integration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Integration.ProtoReflect.Descriptor instead.
 func (*Integration) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Integration) GetId() string {
@@ -2637,6 +2798,13 @@ func (x *Integration) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Integration) GetGraphResource() string {
+	if x != nil {
+		return x.GraphResource
+	}
+	return ""
+}
+
 func (x *Integration) GetWebhookUrl() string {
 	if x != nil {
 		return x.WebhookUrl
@@ -2702,7 +2870,7 @@ type PartnerStatus struct {
 
 func (x *PartnerStatus) Reset() {
 	*x = PartnerStatus{}
-	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	mi := &file_posture_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2714,7 +2882,7 @@ func (x *PartnerStatus) String() string {
 func (*PartnerStatus) ProtoMessage() {}
 
 func (x *PartnerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	mi := &file_posture_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2727,7 +2895,7 @@ func (x *PartnerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartnerStatus.ProtoReflect.Descriptor instead.
 func (*PartnerStatus) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PartnerStatus) GetActivation() string {
@@ -2809,7 +2977,7 @@ type PartnerPolicyStatus struct {
 
 func (x *PartnerPolicyStatus) Reset() {
 	*x = PartnerPolicyStatus{}
-	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	mi := &file_posture_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2821,7 +2989,7 @@ func (x *PartnerPolicyStatus) String() string {
 func (*PartnerPolicyStatus) ProtoMessage() {}
 
 func (x *PartnerPolicyStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	mi := &file_posture_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2834,7 +3002,7 @@ func (x *PartnerPolicyStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartnerPolicyStatus.ProtoReflect.Descriptor instead.
 func (*PartnerPolicyStatus) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PartnerPolicyStatus) GetPlatform() string {
@@ -2888,7 +3056,7 @@ type DeprovisionIntegrationRequest struct {
 
 func (x *DeprovisionIntegrationRequest) Reset() {
 	*x = DeprovisionIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	mi := &file_posture_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2900,7 +3068,7 @@ func (x *DeprovisionIntegrationRequest) String() string {
 func (*DeprovisionIntegrationRequest) ProtoMessage() {}
 
 func (x *DeprovisionIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	mi := &file_posture_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2913,7 +3081,7 @@ func (x *DeprovisionIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeprovisionIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*DeprovisionIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DeprovisionIntegrationRequest) GetId() string {
@@ -2932,7 +3100,7 @@ type GetAdminConsentUrlRequest struct {
 
 func (x *GetAdminConsentUrlRequest) Reset() {
 	*x = GetAdminConsentUrlRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	mi := &file_posture_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2944,7 +3112,7 @@ func (x *GetAdminConsentUrlRequest) String() string {
 func (*GetAdminConsentUrlRequest) ProtoMessage() {}
 
 func (x *GetAdminConsentUrlRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	mi := &file_posture_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2957,7 +3125,7 @@ func (x *GetAdminConsentUrlRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAdminConsentUrlRequest.ProtoReflect.Descriptor instead.
 func (*GetAdminConsentUrlRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetAdminConsentUrlRequest) GetId() string {
@@ -2979,7 +3147,7 @@ type AdminConsentUrl struct {
 
 func (x *AdminConsentUrl) Reset() {
 	*x = AdminConsentUrl{}
-	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	mi := &file_posture_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2991,7 +3159,7 @@ func (x *AdminConsentUrl) String() string {
 func (*AdminConsentUrl) ProtoMessage() {}
 
 func (x *AdminConsentUrl) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	mi := &file_posture_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3004,7 +3172,7 @@ func (x *AdminConsentUrl) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminConsentUrl.ProtoReflect.Descriptor instead.
 func (*AdminConsentUrl) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AdminConsentUrl) GetUrl() string {
@@ -3036,7 +3204,7 @@ type ListIntegrationsRequest struct {
 
 func (x *ListIntegrationsRequest) Reset() {
 	*x = ListIntegrationsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	mi := &file_posture_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3048,7 +3216,7 @@ func (x *ListIntegrationsRequest) String() string {
 func (*ListIntegrationsRequest) ProtoMessage() {}
 
 func (x *ListIntegrationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	mi := &file_posture_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3061,7 +3229,7 @@ func (x *ListIntegrationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIntegrationsRequest.ProtoReflect.Descriptor instead.
 func (*ListIntegrationsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 type ListIntegrationsResponse struct {
@@ -3073,7 +3241,7 @@ type ListIntegrationsResponse struct {
 
 func (x *ListIntegrationsResponse) Reset() {
 	*x = ListIntegrationsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[43]
+	mi := &file_posture_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3085,7 +3253,7 @@ func (x *ListIntegrationsResponse) String() string {
 func (*ListIntegrationsResponse) ProtoMessage() {}
 
 func (x *ListIntegrationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[43]
+	mi := &file_posture_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3098,7 +3266,7 @@ func (x *ListIntegrationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIntegrationsResponse.ProtoReflect.Descriptor instead.
 func (*ListIntegrationsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListIntegrationsResponse) GetIntegrations() []*Integration {
@@ -3117,7 +3285,7 @@ type GetIntegrationRequest struct {
 
 func (x *GetIntegrationRequest) Reset() {
 	*x = GetIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[44]
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3129,7 +3297,7 @@ func (x *GetIntegrationRequest) String() string {
 func (*GetIntegrationRequest) ProtoMessage() {}
 
 func (x *GetIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[44]
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3142,7 +3310,7 @@ func (x *GetIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*GetIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetIntegrationRequest) GetId() string {
@@ -3161,7 +3329,7 @@ type CreateIntegrationRequest struct {
 
 func (x *CreateIntegrationRequest) Reset() {
 	*x = CreateIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3173,7 +3341,7 @@ func (x *CreateIntegrationRequest) String() string {
 func (*CreateIntegrationRequest) ProtoMessage() {}
 
 func (x *CreateIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3186,7 +3354,7 @@ func (x *CreateIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*CreateIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CreateIntegrationRequest) GetIntegration() *Integration {
@@ -3208,7 +3376,7 @@ type UpdateIntegrationRequest struct {
 
 func (x *UpdateIntegrationRequest) Reset() {
 	*x = UpdateIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3220,7 +3388,7 @@ func (x *UpdateIntegrationRequest) String() string {
 func (*UpdateIntegrationRequest) ProtoMessage() {}
 
 func (x *UpdateIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3233,7 +3401,7 @@ func (x *UpdateIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*UpdateIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *UpdateIntegrationRequest) GetIntegration() *Integration {
@@ -3259,7 +3427,7 @@ type DeleteIntegrationRequest struct {
 
 func (x *DeleteIntegrationRequest) Reset() {
 	*x = DeleteIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3271,7 +3439,7 @@ func (x *DeleteIntegrationRequest) String() string {
 func (*DeleteIntegrationRequest) ProtoMessage() {}
 
 func (x *DeleteIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3284,7 +3452,7 @@ func (x *DeleteIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *DeleteIntegrationRequest) GetId() string {
@@ -3302,7 +3470,7 @@ type DeleteIntegrationResponse struct {
 
 func (x *DeleteIntegrationResponse) Reset() {
 	*x = DeleteIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3314,7 +3482,7 @@ func (x *DeleteIntegrationResponse) String() string {
 func (*DeleteIntegrationResponse) ProtoMessage() {}
 
 func (x *DeleteIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3327,7 +3495,7 @@ func (x *DeleteIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*DeleteIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 type TestIntegrationRequest struct {
@@ -3339,7 +3507,7 @@ type TestIntegrationRequest struct {
 
 func (x *TestIntegrationRequest) Reset() {
 	*x = TestIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3351,7 +3519,7 @@ func (x *TestIntegrationRequest) String() string {
 func (*TestIntegrationRequest) ProtoMessage() {}
 
 func (x *TestIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3364,7 +3532,7 @@ func (x *TestIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*TestIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *TestIntegrationRequest) GetId() string {
@@ -3374,6 +3542,95 @@ func (x *TestIntegrationRequest) GetId() string {
 	return ""
 }
 
+type ResumeIntegrationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeIntegrationRequest) Reset() {
+	*x = ResumeIntegrationRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeIntegrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeIntegrationRequest) ProtoMessage() {}
+
+func (x *ResumeIntegrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeIntegrationRequest.ProtoReflect.Descriptor instead.
+func (*ResumeIntegrationRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ResumeIntegrationRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type ResumeIntegrationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Held-back writes made due now.
+	Requeued      int32 `protobuf:"varint,1,opt,name=requeued,proto3" json:"requeued,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeIntegrationResponse) Reset() {
+	*x = ResumeIntegrationResponse{}
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeIntegrationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeIntegrationResponse) ProtoMessage() {}
+
+func (x *ResumeIntegrationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeIntegrationResponse.ProtoReflect.Descriptor instead.
+func (*ResumeIntegrationResponse) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ResumeIntegrationResponse) GetRequeued() int32 {
+	if x != nil {
+		return x.Requeued
+	}
+	return 0
+}
+
 type TestIntegrationResponse struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	Ok           bool                   `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
@@ -3381,14 +3638,17 @@ type TestIntegrationResponse struct {
 	DeviceReadOk bool                   `protobuf:"varint,3,opt,name=device_read_ok,json=deviceReadOk,proto3" json:"device_read_ok,omitempty"`
 	Health       string                 `protobuf:"bytes,4,opt,name=health,proto3" json:"health,omitempty"`
 	// What is wrong and what to do, in words.
-	Message       string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Message string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	// The app holds User.RevokeSessions.All (needed only by teams with
+	// revoke_sessions).
+	RevokeSessionsPermitted bool `protobuf:"varint,6,opt,name=revoke_sessions_permitted,json=revokeSessionsPermitted,proto3" json:"revoke_sessions_permitted,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *TestIntegrationResponse) Reset() {
 	*x = TestIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3400,7 +3660,7 @@ func (x *TestIntegrationResponse) String() string {
 func (*TestIntegrationResponse) ProtoMessage() {}
 
 func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3413,7 +3673,7 @@ func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*TestIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *TestIntegrationResponse) GetOk() bool {
@@ -3451,6 +3711,13 @@ func (x *TestIntegrationResponse) GetMessage() string {
 	return ""
 }
 
+func (x *TestIntegrationResponse) GetRevokeSessionsPermitted() bool {
+	if x != nil {
+		return x.RevokeSessionsPermitted
+	}
+	return false
+}
+
 type SyncItem struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -3466,15 +3733,18 @@ type SyncItem struct {
 	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
 	// The sink's error code (e.g. Request_ResourceNotFound, AADSTS7000222).
-	ErrorCode     string `protobuf:"bytes,11,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
-	Error         string `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
+	ErrorCode string `protobuf:"bytes,11,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	Error     string `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
+	// "" (the device attribute) or "revoke_sessions" (of the user subject).
+	Kind          string `protobuf:"bytes,13,opt,name=kind,proto3" json:"kind,omitempty"`
+	Subject       string `protobuf:"bytes,14,opt,name=subject,proto3" json:"subject,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SyncItem) Reset() {
 	*x = SyncItem{}
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3486,7 +3756,7 @@ func (x *SyncItem) String() string {
 func (*SyncItem) ProtoMessage() {}
 
 func (x *SyncItem) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3499,7 +3769,7 @@ func (x *SyncItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncItem.ProtoReflect.Descriptor instead.
 func (*SyncItem) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *SyncItem) GetId() int64 {
@@ -3586,6 +3856,20 @@ func (x *SyncItem) GetError() string {
 	return ""
 }
 
+func (x *SyncItem) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *SyncItem) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
 type ListSyncItemsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// pending | dead | done (default: pending and dead)
@@ -3598,7 +3882,7 @@ type ListSyncItemsRequest struct {
 
 func (x *ListSyncItemsRequest) Reset() {
 	*x = ListSyncItemsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3610,7 +3894,7 @@ func (x *ListSyncItemsRequest) String() string {
 func (*ListSyncItemsRequest) ProtoMessage() {}
 
 func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3623,7 +3907,7 @@ func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsRequest.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ListSyncItemsRequest) GetState() string {
@@ -3656,7 +3940,7 @@ type ListSyncItemsResponse struct {
 
 func (x *ListSyncItemsResponse) Reset() {
 	*x = ListSyncItemsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3668,7 +3952,7 @@ func (x *ListSyncItemsResponse) String() string {
 func (*ListSyncItemsResponse) ProtoMessage() {}
 
 func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3681,7 +3965,7 @@ func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsResponse.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListSyncItemsResponse) GetItems() []*SyncItem {
@@ -3700,7 +3984,7 @@ type RetrySyncItemRequest struct {
 
 func (x *RetrySyncItemRequest) Reset() {
 	*x = RetrySyncItemRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3712,7 +3996,7 @@ func (x *RetrySyncItemRequest) String() string {
 func (*RetrySyncItemRequest) ProtoMessage() {}
 
 func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3725,7 +4009,7 @@ func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetrySyncItemRequest.ProtoReflect.Descriptor instead.
 func (*RetrySyncItemRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RetrySyncItemRequest) GetId() int64 {
@@ -3750,7 +4034,7 @@ type EnrollSecret struct {
 
 func (x *EnrollSecret) Reset() {
 	*x = EnrollSecret{}
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3762,7 +4046,7 @@ func (x *EnrollSecret) String() string {
 func (*EnrollSecret) ProtoMessage() {}
 
 func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3775,7 +4059,7 @@ func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollSecret.ProtoReflect.Descriptor instead.
 func (*EnrollSecret) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *EnrollSecret) GetId() string {
@@ -3835,7 +4119,7 @@ type ListEnrollSecretsRequest struct {
 
 func (x *ListEnrollSecretsRequest) Reset() {
 	*x = ListEnrollSecretsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3847,7 +4131,7 @@ func (x *ListEnrollSecretsRequest) String() string {
 func (*ListEnrollSecretsRequest) ProtoMessage() {}
 
 func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3860,7 +4144,7 @@ func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
 type ListEnrollSecretsResponse struct {
@@ -3872,7 +4156,7 @@ type ListEnrollSecretsResponse struct {
 
 func (x *ListEnrollSecretsResponse) Reset() {
 	*x = ListEnrollSecretsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3884,7 +4168,7 @@ func (x *ListEnrollSecretsResponse) String() string {
 func (*ListEnrollSecretsResponse) ProtoMessage() {}
 
 func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3897,7 +4181,7 @@ func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListEnrollSecretsResponse) GetEnrollSecrets() []*EnrollSecret {
@@ -3918,7 +4202,7 @@ type CreateEnrollSecretRequest struct {
 
 func (x *CreateEnrollSecretRequest) Reset() {
 	*x = CreateEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3930,7 +4214,7 @@ func (x *CreateEnrollSecretRequest) String() string {
 func (*CreateEnrollSecretRequest) ProtoMessage() {}
 
 func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3943,7 +4227,7 @@ func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *CreateEnrollSecretRequest) GetTeam() string {
@@ -3978,7 +4262,7 @@ type CreateEnrollSecretResponse struct {
 
 func (x *CreateEnrollSecretResponse) Reset() {
 	*x = CreateEnrollSecretResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3990,7 +4274,7 @@ func (x *CreateEnrollSecretResponse) String() string {
 func (*CreateEnrollSecretResponse) ProtoMessage() {}
 
 func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4003,7 +4287,7 @@ func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CreateEnrollSecretResponse) GetSecret() string {
@@ -4029,7 +4313,7 @@ type RevokeEnrollSecretRequest struct {
 
 func (x *RevokeEnrollSecretRequest) Reset() {
 	*x = RevokeEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4041,7 +4325,7 @@ func (x *RevokeEnrollSecretRequest) String() string {
 func (*RevokeEnrollSecretRequest) ProtoMessage() {}
 
 func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4054,7 +4338,7 @@ func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*RevokeEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RevokeEnrollSecretRequest) GetId() string {
@@ -4080,7 +4364,7 @@ type ApiToken struct {
 
 func (x *ApiToken) Reset() {
 	*x = ApiToken{}
-	mi := &file_posture_v1_admin_proto_msgTypes[61]
+	mi := &file_posture_v1_admin_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4092,7 +4376,7 @@ func (x *ApiToken) String() string {
 func (*ApiToken) ProtoMessage() {}
 
 func (x *ApiToken) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[61]
+	mi := &file_posture_v1_admin_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4105,7 +4389,7 @@ func (x *ApiToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiToken.ProtoReflect.Descriptor instead.
 func (*ApiToken) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{61}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ApiToken) GetId() string {
@@ -4165,7 +4449,7 @@ type ListApiTokensRequest struct {
 
 func (x *ListApiTokensRequest) Reset() {
 	*x = ListApiTokensRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[62]
+	mi := &file_posture_v1_admin_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4177,7 +4461,7 @@ func (x *ListApiTokensRequest) String() string {
 func (*ListApiTokensRequest) ProtoMessage() {}
 
 func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[62]
+	mi := &file_posture_v1_admin_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4190,7 +4474,7 @@ func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListApiTokensRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{62}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{65}
 }
 
 type ListApiTokensResponse struct {
@@ -4202,7 +4486,7 @@ type ListApiTokensResponse struct {
 
 func (x *ListApiTokensResponse) Reset() {
 	*x = ListApiTokensResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[63]
+	mi := &file_posture_v1_admin_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4214,7 +4498,7 @@ func (x *ListApiTokensResponse) String() string {
 func (*ListApiTokensResponse) ProtoMessage() {}
 
 func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[63]
+	mi := &file_posture_v1_admin_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4227,7 +4511,7 @@ func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListApiTokensResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{63}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ListApiTokensResponse) GetApiTokens() []*ApiToken {
@@ -4248,7 +4532,7 @@ type CreateApiTokenRequest struct {
 
 func (x *CreateApiTokenRequest) Reset() {
 	*x = CreateApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[64]
+	mi := &file_posture_v1_admin_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4260,7 +4544,7 @@ func (x *CreateApiTokenRequest) String() string {
 func (*CreateApiTokenRequest) ProtoMessage() {}
 
 func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[64]
+	mi := &file_posture_v1_admin_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4273,7 +4557,7 @@ func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{64}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *CreateApiTokenRequest) GetName() string {
@@ -4308,7 +4592,7 @@ type CreateApiTokenResponse struct {
 
 func (x *CreateApiTokenResponse) Reset() {
 	*x = CreateApiTokenResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[65]
+	mi := &file_posture_v1_admin_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4320,7 +4604,7 @@ func (x *CreateApiTokenResponse) String() string {
 func (*CreateApiTokenResponse) ProtoMessage() {}
 
 func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[65]
+	mi := &file_posture_v1_admin_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4333,7 +4617,7 @@ func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{65}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *CreateApiTokenResponse) GetToken() string {
@@ -4359,7 +4643,7 @@ type RevokeApiTokenRequest struct {
 
 func (x *RevokeApiTokenRequest) Reset() {
 	*x = RevokeApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[66]
+	mi := &file_posture_v1_admin_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4371,7 +4655,7 @@ func (x *RevokeApiTokenRequest) String() string {
 func (*RevokeApiTokenRequest) ProtoMessage() {}
 
 func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[66]
+	mi := &file_posture_v1_admin_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4384,7 +4668,7 @@ func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{66}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *RevokeApiTokenRequest) GetId() string {
@@ -4406,7 +4690,7 @@ type UpdateTeamRequest struct {
 
 func (x *UpdateTeamRequest) Reset() {
 	*x = UpdateTeamRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[67]
+	mi := &file_posture_v1_admin_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4418,7 +4702,7 @@ func (x *UpdateTeamRequest) String() string {
 func (*UpdateTeamRequest) ProtoMessage() {}
 
 func (x *UpdateTeamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[67]
+	mi := &file_posture_v1_admin_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4431,7 +4715,7 @@ func (x *UpdateTeamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTeamRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTeamRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{67}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *UpdateTeamRequest) GetTeam() *Team {
@@ -4473,7 +4757,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_posture_v1_admin_proto_msgTypes[68]
+	mi := &file_posture_v1_admin_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4485,7 +4769,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[68]
+	mi := &file_posture_v1_admin_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4498,7 +4782,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{68}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *AuditEvent) GetId() int64 {
@@ -4591,7 +4875,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[69]
+	mi := &file_posture_v1_admin_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4603,7 +4887,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[69]
+	mi := &file_posture_v1_admin_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4616,7 +4900,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{69}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ListAuditEventsRequest) GetActor() string {
@@ -4656,7 +4940,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[70]
+	mi := &file_posture_v1_admin_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4668,7 +4952,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[70]
+	mi := &file_posture_v1_admin_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4681,7 +4965,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{70}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -4691,12 +4975,92 @@ func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
 	return nil
 }
 
+// EntraDeviceCheck is what Graph said about a host's Entra device when
+// reconcile last read it back.
+type EntraDeviceCheck struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	IntegrationId   string                 `protobuf:"bytes,1,opt,name=integration_id,json=integrationId,proto3" json:"integration_id,omitempty"`
+	DisplayName     string                 `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	OperatingSystem string                 `protobuf:"bytes,3,opt,name=operating_system,json=operatingSystem,proto3" json:"operating_system,omitempty"`
+	// What disagrees with the host's facts ("" = nothing).
+	Mismatch      string                 `protobuf:"bytes,4,opt,name=mismatch,proto3" json:"mismatch,omitempty"`
+	CheckedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=checked_at,json=checkedAt,proto3" json:"checked_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EntraDeviceCheck) Reset() {
+	*x = EntraDeviceCheck{}
+	mi := &file_posture_v1_admin_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EntraDeviceCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EntraDeviceCheck) ProtoMessage() {}
+
+func (x *EntraDeviceCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EntraDeviceCheck.ProtoReflect.Descriptor instead.
+func (*EntraDeviceCheck) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *EntraDeviceCheck) GetIntegrationId() string {
+	if x != nil {
+		return x.IntegrationId
+	}
+	return ""
+}
+
+func (x *EntraDeviceCheck) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *EntraDeviceCheck) GetOperatingSystem() string {
+	if x != nil {
+		return x.OperatingSystem
+	}
+	return ""
+}
+
+func (x *EntraDeviceCheck) GetMismatch() string {
+	if x != nil {
+		return x.Mismatch
+	}
+	return ""
+}
+
+func (x *EntraDeviceCheck) GetCheckedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CheckedAt
+	}
+	return nil
+}
+
 var File_posture_v1_admin_proto protoreflect.FileDescriptor
 
 const file_posture_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x16posture/v1/admin.proto\x12\n" +
-	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\xb1\b\n" +
+	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\xd3\n" +
+	"\n" +
 	"\x04Host\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04team\x18\x02 \x01(\tR\x04team\x12+\n" +
@@ -4719,7 +5083,9 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\afailing\x18\x0f \x01(\x05R\afailing\x12\x16\n" +
 	"\x06errors\x18\x10 \x01(\x05R\x06errors\x12-\n" +
 	"\averdict\x18\x11 \x01(\v2\x13.posture.v1.VerdictR\averdict\x12'\n" +
-	"\x0funmapped_reason\x18\x12 \x01(\tR\x0eunmappedReason\x12-\n" +
+	"\x0funmapped_reason\x18\x12 \x01(\tR\x0eunmappedReason\x12=\n" +
+	"\ventra_check\x182 \x01(\v2\x1c.posture.v1.EntraDeviceCheckR\n" +
+	"entraCheck\x12-\n" +
 	"\x06scopes\x18\x13 \x03(\v2\x15.posture.v1.HostScopeR\x06scopes\x12!\n" +
 	"\fduplicate_of\x18\x14 \x01(\tR\vduplicateOf\x12?\n" +
 	"\rreenrolled_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\freenrolledAt\x12%\n" +
@@ -4727,7 +5093,21 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\ventra_claim\x18\x17 \x01(\tR\n" +
 	"entraClaim\x12*\n" +
 	"\x11entra_claim_hosts\x18\x18 \x03(\tR\x0fentraClaimHosts\x12,\n" +
-	"\x12entra_claim_reason\x18\x19 \x01(\tR\x10entraClaimReason\"\x9d\x01\n" +
+	"\x12entra_claim_reason\x18\x19 \x01(\tR\x10entraClaimReason\x12.\n" +
+	"\x06health\x18( \x01(\v2\x16.posture.v1.HostHealthR\x06health\x12B\n" +
+	"\x0freport_interval\x18) \x01(\v2\x19.google.protobuf.DurationR\x0ereportInterval\x12@\n" +
+	"\x0elast_report_at\x18* \x01(\v2\x1a.google.protobuf.TimestampR\flastReportAt\x12+\n" +
+	"\x11connected_replica\x18+ \x01(\tR\x10connectedReplica\"\xbc\x01\n" +
+	"\n" +
+	"HostHealth\x12\x1d\n" +
+	"\n" +
+	"osquery_ok\x18\x01 \x01(\bR\tosqueryOk\x12\x19\n" +
+	"\bspool_ok\x18\x02 \x01(\bR\aspoolOk\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\x12\x1f\n" +
+	"\vspool_depth\x18\x04 \x01(\rR\n" +
+	"spoolDepth\x12;\n" +
+	"\vreported_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"reportedAt\"\x9d\x01\n" +
 	"\tHostScope\x12%\n" +
 	"\x0eintegration_id\x18\x01 \x01(\tR\rintegrationId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12=\n" +
@@ -4807,16 +5187,22 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x14ListPoliciesResponse\x12.\n" +
 	"\bpolicies\x18\x01 \x03(\v2\x12.posture.v1.PolicyR\bpolicies\"\"\n" +
 	"\x10GetPolicyRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xaf\x02\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x97\x04\n" +
 	"\fTeamSettings\x122\n" +
 	"\x12conditional_access\x18\x01 \x01(\bH\x00R\x11conditionalAccess\x88\x01\x01\x125\n" +
 	"\x14max_allowed_severity\x18\x02 \x01(\tH\x01R\x12maxAllowedSeverity\x88\x01\x01\x121\n" +
 	"\x12errors_as_failures\x18\x03 \x01(\bH\x02R\x10errorsAsFailures\x88\x01\x01\x12:\n" +
 	"\vstale_after\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"staleAfterB\x15\n" +
+	"staleAfter\x12*\n" +
+	"\x0emissed_reports\x18\x05 \x01(\x05H\x03R\rmissedReports\x88\x01\x01\x12,\n" +
+	"\x0frevoke_sessions\x18\x14 \x01(\bH\x04R\x0erevokeSessions\x88\x01\x01\x12D\n" +
+	"\x1crevoke_sessions_min_severity\x18\x15 \x01(\tH\x05R\x19revokeSessionsMinSeverity\x88\x01\x01B\x15\n" +
 	"\x13_conditional_accessB\x17\n" +
 	"\x15_max_allowed_severityB\x15\n" +
-	"\x13_errors_as_failures\"P\n" +
+	"\x13_errors_as_failuresB\x11\n" +
+	"\x0f_missed_reportsB\x12\n" +
+	"\x10_revoke_sessionsB\x1f\n" +
+	"\x1d_revoke_sessions_min_severity\"P\n" +
 	"\x04Team\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\bsettings\x18\x02 \x01(\v2\x18.posture.v1.TeamSettingsR\bsettings\"\xca\x01\n" +
@@ -4874,7 +5260,8 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x0fentra_device_id\x18\x02 \x01(\tR\rentraDeviceId\"\x1a\n" +
 	"\x18ListUnmappedHostsRequest\"C\n" +
 	"\x19ListUnmappedHostsResponse\x12&\n" +
-	"\x05hosts\x18\x01 \x03(\v2\x10.posture.v1.HostR\x05hosts\"\xee\t\n" +
+	"\x05hosts\x18\x01 \x03(\v2\x10.posture.v1.HostR\x05hosts\"\x95\n" +
+	"\n" +
 	"\vIntegration\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -4904,7 +5291,8 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1f\n" +
+	"updated_at\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12%\n" +
+	"\x0egraph_resource\x18( \x01(\tR\rgraphResource\x12\x1f\n" +
 	"\vwebhook_url\x18\x1a \x01(\tR\n" +
 	"webhookUrl\x12\x1d\n" +
 	"\n" +
@@ -4957,13 +5345,18 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x1b\n" +
 	"\x19DeleteIntegrationResponse\"(\n" +
 	"\x16TestIntegrationRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x9c\x01\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"*\n" +
+	"\x18ResumeIntegrationRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"7\n" +
+	"\x19ResumeIntegrationResponse\x12\x1a\n" +
+	"\brequeued\x18\x01 \x01(\x05R\brequeued\"\xd8\x01\n" +
 	"\x17TestIntegrationResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x19\n" +
 	"\btoken_ok\x18\x02 \x01(\bR\atokenOk\x12$\n" +
 	"\x0edevice_read_ok\x18\x03 \x01(\bR\fdeviceReadOk\x12\x16\n" +
 	"\x06health\x18\x04 \x01(\tR\x06health\x12\x18\n" +
-	"\amessage\x18\x05 \x01(\tR\amessage\"\x91\x03\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\x12:\n" +
+	"\x19revoke_sessions_permitted\x18\x06 \x01(\bR\x17revokeSessionsPermitted\"\xbf\x03\n" +
 	"\bSyncItem\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12%\n" +
 	"\x0eintegration_id\x18\x02 \x01(\tR\rintegrationId\x12\x17\n" +
@@ -4979,7 +5372,9 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\v \x01(\tR\terrorCode\x12\x14\n" +
-	"\x05error\x18\f \x01(\tR\x05error\"i\n" +
+	"\x05error\x18\f \x01(\tR\x05error\x12\x12\n" +
+	"\x04kind\x18\r \x01(\tR\x04kind\x12\x18\n" +
+	"\asubject\x18\x0e \x01(\tR\asubject\"i\n" +
 	"\x14ListSyncItemsRequest\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12%\n" +
 	"\x0eintegration_id\x18\x02 \x01(\tR\rintegrationId\x12\x14\n" +
@@ -5064,13 +5459,20 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\x05R\x05limit\"I\n" +
 	"\x17ListAuditEventsResponse\x12.\n" +
-	"\x06events\x18\x01 \x03(\v2\x16.posture.v1.AuditEventR\x06events*\x99\x01\n" +
+	"\x06events\x18\x01 \x03(\v2\x16.posture.v1.AuditEventR\x06events\"\xde\x01\n" +
+	"\x10EntraDeviceCheck\x12%\n" +
+	"\x0eintegration_id\x18\x01 \x01(\tR\rintegrationId\x12!\n" +
+	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12)\n" +
+	"\x10operating_system\x18\x03 \x01(\tR\x0foperatingSystem\x12\x1a\n" +
+	"\bmismatch\x18\x04 \x01(\tR\bmismatch\x129\n" +
+	"\n" +
+	"checked_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcheckedAt*\x99\x01\n" +
 	"\fChangeAction\x12\x1d\n" +
 	"\x19CHANGE_ACTION_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CHANGE_ACTION_ADDED\x10\x01\x12\x19\n" +
 	"\x15CHANGE_ACTION_CHANGED\x10\x02\x12\x19\n" +
 	"\x15CHANGE_ACTION_REMOVED\x10\x03\x12\x1b\n" +
-	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\x80\x16\n" +
+	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\xe2\x16\n" +
 	"\fAdminService\x12H\n" +
 	"\tListHosts\x12\x1c.posture.v1.ListHostsRequest\x1a\x1d.posture.v1.ListHostsResponse\x127\n" +
 	"\aGetHost\x12\x1a.posture.v1.GetHostRequest\x1a\x10.posture.v1.Host\x12=\n" +
@@ -5105,7 +5507,8 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x12RevokeEnrollSecret\x12%.posture.v1.RevokeEnrollSecretRequest\x1a\x18.posture.v1.EnrollSecret\x12T\n" +
 	"\rListApiTokens\x12 .posture.v1.ListApiTokensRequest\x1a!.posture.v1.ListApiTokensResponse\x12W\n" +
 	"\x0eCreateApiToken\x12!.posture.v1.CreateApiTokenRequest\x1a\".posture.v1.CreateApiTokenResponse\x12I\n" +
-	"\x0eRevokeApiToken\x12!.posture.v1.RevokeApiTokenRequest\x1a\x14.posture.v1.ApiToken\x12=\n" +
+	"\x0eRevokeApiToken\x12!.posture.v1.RevokeApiTokenRequest\x1a\x14.posture.v1.ApiToken\x12`\n" +
+	"\x11ResumeIntegration\x12$.posture.v1.ResumeIntegrationRequest\x1a%.posture.v1.ResumeIntegrationResponse\x12=\n" +
 	"\n" +
 	"UpdateTeam\x12\x1d.posture.v1.UpdateTeamRequest\x1a\x10.posture.v1.Team\x12Z\n" +
 	"\x0fListAuditEvents\x12\".posture.v1.ListAuditEventsRequest\x1a#.posture.v1.ListAuditEventsResponseB9Z7github.com/posture-dev/posture/api/posture/v1;posturev1b\x06proto3"
@@ -5123,236 +5526,248 @@ func file_posture_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_posture_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
+var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
 var file_posture_v1_admin_proto_goTypes = []any{
 	(ChangeAction)(0),                     // 0: posture.v1.ChangeAction
 	(*Host)(nil),                          // 1: posture.v1.Host
-	(*HostScope)(nil),                     // 2: posture.v1.HostScope
-	(*Verdict)(nil),                       // 3: posture.v1.Verdict
-	(*VerdictReason)(nil),                 // 4: posture.v1.VerdictReason
-	(*HostResult)(nil),                    // 5: posture.v1.HostResult
-	(*ListHostsRequest)(nil),              // 6: posture.v1.ListHostsRequest
-	(*ListHostsResponse)(nil),             // 7: posture.v1.ListHostsResponse
-	(*GetHostRequest)(nil),                // 8: posture.v1.GetHostRequest
-	(*RevokeHostRequest)(nil),             // 9: posture.v1.RevokeHostRequest
-	(*DeleteHostRequest)(nil),             // 10: posture.v1.DeleteHostRequest
-	(*DeleteHostResponse)(nil),            // 11: posture.v1.DeleteHostResponse
-	(*RecheckHostRequest)(nil),            // 12: posture.v1.RecheckHostRequest
-	(*RecheckHostResponse)(nil),           // 13: posture.v1.RecheckHostResponse
-	(*Policy)(nil),                        // 14: posture.v1.Policy
-	(*ListPoliciesRequest)(nil),           // 15: posture.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),          // 16: posture.v1.ListPoliciesResponse
-	(*GetPolicyRequest)(nil),              // 17: posture.v1.GetPolicyRequest
-	(*TeamSettings)(nil),                  // 18: posture.v1.TeamSettings
-	(*Team)(nil),                          // 19: posture.v1.Team
-	(*ApplyPoliciesRequest)(nil),          // 20: posture.v1.ApplyPoliciesRequest
-	(*Change)(nil),                        // 21: posture.v1.Change
-	(*ApplyPoliciesResponse)(nil),         // 22: posture.v1.ApplyPoliciesResponse
-	(*DeletePolicyRequest)(nil),           // 23: posture.v1.DeletePolicyRequest
-	(*DeletePolicyResponse)(nil),          // 24: posture.v1.DeletePolicyResponse
-	(*ListTeamsRequest)(nil),              // 25: posture.v1.ListTeamsRequest
-	(*ListTeamsResponse)(nil),             // 26: posture.v1.ListTeamsResponse
-	(*PutTeamRequest)(nil),                // 27: posture.v1.PutTeamRequest
-	(*Exemption)(nil),                     // 28: posture.v1.Exemption
-	(*ListExemptionsRequest)(nil),         // 29: posture.v1.ListExemptionsRequest
-	(*ListExemptionsResponse)(nil),        // 30: posture.v1.ListExemptionsResponse
-	(*CreateExemptionRequest)(nil),        // 31: posture.v1.CreateExemptionRequest
-	(*DeleteExemptionRequest)(nil),        // 32: posture.v1.DeleteExemptionRequest
-	(*DeleteExemptionResponse)(nil),       // 33: posture.v1.DeleteExemptionResponse
-	(*SetHostEntraDeviceIdRequest)(nil),   // 34: posture.v1.SetHostEntraDeviceIdRequest
-	(*ListUnmappedHostsRequest)(nil),      // 35: posture.v1.ListUnmappedHostsRequest
-	(*ListUnmappedHostsResponse)(nil),     // 36: posture.v1.ListUnmappedHostsResponse
-	(*Integration)(nil),                   // 37: posture.v1.Integration
-	(*PartnerStatus)(nil),                 // 38: posture.v1.PartnerStatus
-	(*PartnerPolicyStatus)(nil),           // 39: posture.v1.PartnerPolicyStatus
-	(*DeprovisionIntegrationRequest)(nil), // 40: posture.v1.DeprovisionIntegrationRequest
-	(*GetAdminConsentUrlRequest)(nil),     // 41: posture.v1.GetAdminConsentUrlRequest
-	(*AdminConsentUrl)(nil),               // 42: posture.v1.AdminConsentUrl
-	(*ListIntegrationsRequest)(nil),       // 43: posture.v1.ListIntegrationsRequest
-	(*ListIntegrationsResponse)(nil),      // 44: posture.v1.ListIntegrationsResponse
-	(*GetIntegrationRequest)(nil),         // 45: posture.v1.GetIntegrationRequest
-	(*CreateIntegrationRequest)(nil),      // 46: posture.v1.CreateIntegrationRequest
-	(*UpdateIntegrationRequest)(nil),      // 47: posture.v1.UpdateIntegrationRequest
-	(*DeleteIntegrationRequest)(nil),      // 48: posture.v1.DeleteIntegrationRequest
-	(*DeleteIntegrationResponse)(nil),     // 49: posture.v1.DeleteIntegrationResponse
-	(*TestIntegrationRequest)(nil),        // 50: posture.v1.TestIntegrationRequest
-	(*TestIntegrationResponse)(nil),       // 51: posture.v1.TestIntegrationResponse
-	(*SyncItem)(nil),                      // 52: posture.v1.SyncItem
-	(*ListSyncItemsRequest)(nil),          // 53: posture.v1.ListSyncItemsRequest
-	(*ListSyncItemsResponse)(nil),         // 54: posture.v1.ListSyncItemsResponse
-	(*RetrySyncItemRequest)(nil),          // 55: posture.v1.RetrySyncItemRequest
-	(*EnrollSecret)(nil),                  // 56: posture.v1.EnrollSecret
-	(*ListEnrollSecretsRequest)(nil),      // 57: posture.v1.ListEnrollSecretsRequest
-	(*ListEnrollSecretsResponse)(nil),     // 58: posture.v1.ListEnrollSecretsResponse
-	(*CreateEnrollSecretRequest)(nil),     // 59: posture.v1.CreateEnrollSecretRequest
-	(*CreateEnrollSecretResponse)(nil),    // 60: posture.v1.CreateEnrollSecretResponse
-	(*RevokeEnrollSecretRequest)(nil),     // 61: posture.v1.RevokeEnrollSecretRequest
-	(*ApiToken)(nil),                      // 62: posture.v1.ApiToken
-	(*ListApiTokensRequest)(nil),          // 63: posture.v1.ListApiTokensRequest
-	(*ListApiTokensResponse)(nil),         // 64: posture.v1.ListApiTokensResponse
-	(*CreateApiTokenRequest)(nil),         // 65: posture.v1.CreateApiTokenRequest
-	(*CreateApiTokenResponse)(nil),        // 66: posture.v1.CreateApiTokenResponse
-	(*RevokeApiTokenRequest)(nil),         // 67: posture.v1.RevokeApiTokenRequest
-	(*UpdateTeamRequest)(nil),             // 68: posture.v1.UpdateTeamRequest
-	(*AuditEvent)(nil),                    // 69: posture.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),        // 70: posture.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),       // 71: posture.v1.ListAuditEventsResponse
-	(*HostFacts)(nil),                     // 72: posture.v1.HostFacts
-	(*timestamppb.Timestamp)(nil),         // 73: google.protobuf.Timestamp
-	(ResultStatus)(0),                     // 74: posture.v1.ResultStatus
-	(*durationpb.Duration)(nil),           // 75: google.protobuf.Duration
-	(*FactQuery)(nil),                     // 76: posture.v1.FactQuery
-	(*fieldmaskpb.FieldMask)(nil),         // 77: google.protobuf.FieldMask
+	(*HostHealth)(nil),                    // 2: posture.v1.HostHealth
+	(*HostScope)(nil),                     // 3: posture.v1.HostScope
+	(*Verdict)(nil),                       // 4: posture.v1.Verdict
+	(*VerdictReason)(nil),                 // 5: posture.v1.VerdictReason
+	(*HostResult)(nil),                    // 6: posture.v1.HostResult
+	(*ListHostsRequest)(nil),              // 7: posture.v1.ListHostsRequest
+	(*ListHostsResponse)(nil),             // 8: posture.v1.ListHostsResponse
+	(*GetHostRequest)(nil),                // 9: posture.v1.GetHostRequest
+	(*RevokeHostRequest)(nil),             // 10: posture.v1.RevokeHostRequest
+	(*DeleteHostRequest)(nil),             // 11: posture.v1.DeleteHostRequest
+	(*DeleteHostResponse)(nil),            // 12: posture.v1.DeleteHostResponse
+	(*RecheckHostRequest)(nil),            // 13: posture.v1.RecheckHostRequest
+	(*RecheckHostResponse)(nil),           // 14: posture.v1.RecheckHostResponse
+	(*Policy)(nil),                        // 15: posture.v1.Policy
+	(*ListPoliciesRequest)(nil),           // 16: posture.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),          // 17: posture.v1.ListPoliciesResponse
+	(*GetPolicyRequest)(nil),              // 18: posture.v1.GetPolicyRequest
+	(*TeamSettings)(nil),                  // 19: posture.v1.TeamSettings
+	(*Team)(nil),                          // 20: posture.v1.Team
+	(*ApplyPoliciesRequest)(nil),          // 21: posture.v1.ApplyPoliciesRequest
+	(*Change)(nil),                        // 22: posture.v1.Change
+	(*ApplyPoliciesResponse)(nil),         // 23: posture.v1.ApplyPoliciesResponse
+	(*DeletePolicyRequest)(nil),           // 24: posture.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil),          // 25: posture.v1.DeletePolicyResponse
+	(*ListTeamsRequest)(nil),              // 26: posture.v1.ListTeamsRequest
+	(*ListTeamsResponse)(nil),             // 27: posture.v1.ListTeamsResponse
+	(*PutTeamRequest)(nil),                // 28: posture.v1.PutTeamRequest
+	(*Exemption)(nil),                     // 29: posture.v1.Exemption
+	(*ListExemptionsRequest)(nil),         // 30: posture.v1.ListExemptionsRequest
+	(*ListExemptionsResponse)(nil),        // 31: posture.v1.ListExemptionsResponse
+	(*CreateExemptionRequest)(nil),        // 32: posture.v1.CreateExemptionRequest
+	(*DeleteExemptionRequest)(nil),        // 33: posture.v1.DeleteExemptionRequest
+	(*DeleteExemptionResponse)(nil),       // 34: posture.v1.DeleteExemptionResponse
+	(*SetHostEntraDeviceIdRequest)(nil),   // 35: posture.v1.SetHostEntraDeviceIdRequest
+	(*ListUnmappedHostsRequest)(nil),      // 36: posture.v1.ListUnmappedHostsRequest
+	(*ListUnmappedHostsResponse)(nil),     // 37: posture.v1.ListUnmappedHostsResponse
+	(*Integration)(nil),                   // 38: posture.v1.Integration
+	(*PartnerStatus)(nil),                 // 39: posture.v1.PartnerStatus
+	(*PartnerPolicyStatus)(nil),           // 40: posture.v1.PartnerPolicyStatus
+	(*DeprovisionIntegrationRequest)(nil), // 41: posture.v1.DeprovisionIntegrationRequest
+	(*GetAdminConsentUrlRequest)(nil),     // 42: posture.v1.GetAdminConsentUrlRequest
+	(*AdminConsentUrl)(nil),               // 43: posture.v1.AdminConsentUrl
+	(*ListIntegrationsRequest)(nil),       // 44: posture.v1.ListIntegrationsRequest
+	(*ListIntegrationsResponse)(nil),      // 45: posture.v1.ListIntegrationsResponse
+	(*GetIntegrationRequest)(nil),         // 46: posture.v1.GetIntegrationRequest
+	(*CreateIntegrationRequest)(nil),      // 47: posture.v1.CreateIntegrationRequest
+	(*UpdateIntegrationRequest)(nil),      // 48: posture.v1.UpdateIntegrationRequest
+	(*DeleteIntegrationRequest)(nil),      // 49: posture.v1.DeleteIntegrationRequest
+	(*DeleteIntegrationResponse)(nil),     // 50: posture.v1.DeleteIntegrationResponse
+	(*TestIntegrationRequest)(nil),        // 51: posture.v1.TestIntegrationRequest
+	(*ResumeIntegrationRequest)(nil),      // 52: posture.v1.ResumeIntegrationRequest
+	(*ResumeIntegrationResponse)(nil),     // 53: posture.v1.ResumeIntegrationResponse
+	(*TestIntegrationResponse)(nil),       // 54: posture.v1.TestIntegrationResponse
+	(*SyncItem)(nil),                      // 55: posture.v1.SyncItem
+	(*ListSyncItemsRequest)(nil),          // 56: posture.v1.ListSyncItemsRequest
+	(*ListSyncItemsResponse)(nil),         // 57: posture.v1.ListSyncItemsResponse
+	(*RetrySyncItemRequest)(nil),          // 58: posture.v1.RetrySyncItemRequest
+	(*EnrollSecret)(nil),                  // 59: posture.v1.EnrollSecret
+	(*ListEnrollSecretsRequest)(nil),      // 60: posture.v1.ListEnrollSecretsRequest
+	(*ListEnrollSecretsResponse)(nil),     // 61: posture.v1.ListEnrollSecretsResponse
+	(*CreateEnrollSecretRequest)(nil),     // 62: posture.v1.CreateEnrollSecretRequest
+	(*CreateEnrollSecretResponse)(nil),    // 63: posture.v1.CreateEnrollSecretResponse
+	(*RevokeEnrollSecretRequest)(nil),     // 64: posture.v1.RevokeEnrollSecretRequest
+	(*ApiToken)(nil),                      // 65: posture.v1.ApiToken
+	(*ListApiTokensRequest)(nil),          // 66: posture.v1.ListApiTokensRequest
+	(*ListApiTokensResponse)(nil),         // 67: posture.v1.ListApiTokensResponse
+	(*CreateApiTokenRequest)(nil),         // 68: posture.v1.CreateApiTokenRequest
+	(*CreateApiTokenResponse)(nil),        // 69: posture.v1.CreateApiTokenResponse
+	(*RevokeApiTokenRequest)(nil),         // 70: posture.v1.RevokeApiTokenRequest
+	(*UpdateTeamRequest)(nil),             // 71: posture.v1.UpdateTeamRequest
+	(*AuditEvent)(nil),                    // 72: posture.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),        // 73: posture.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),       // 74: posture.v1.ListAuditEventsResponse
+	(*EntraDeviceCheck)(nil),              // 75: posture.v1.EntraDeviceCheck
+	(*HostFacts)(nil),                     // 76: posture.v1.HostFacts
+	(*timestamppb.Timestamp)(nil),         // 77: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),           // 78: google.protobuf.Duration
+	(ResultStatus)(0),                     // 79: posture.v1.ResultStatus
+	(*FactQuery)(nil),                     // 80: posture.v1.FactQuery
+	(*fieldmaskpb.FieldMask)(nil),         // 81: google.protobuf.FieldMask
 }
 var file_posture_v1_admin_proto_depIdxs = []int32{
-	72,  // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
-	73,  // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
-	73,  // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
-	73,  // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
-	73,  // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
-	5,   // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
-	3,   // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
-	2,   // 7: posture.v1.Host.scopes:type_name -> posture.v1.HostScope
-	73,  // 8: posture.v1.Host.reenrolled_at:type_name -> google.protobuf.Timestamp
-	73,  // 9: posture.v1.HostScope.refreshed_at:type_name -> google.protobuf.Timestamp
-	4,   // 10: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
-	73,  // 11: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
-	73,  // 12: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
-	74,  // 13: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
-	73,  // 14: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
-	74,  // 15: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
-	73,  // 16: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
-	75,  // 17: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
-	73,  // 18: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
-	1,   // 19: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
-	75,  // 20: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
-	73,  // 21: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
-	73,  // 22: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
-	14,  // 23: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
-	75,  // 24: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
-	18,  // 25: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
-	14,  // 26: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
-	19,  // 27: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
-	76,  // 28: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
-	0,   // 29: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
-	21,  // 30: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
-	19,  // 31: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
-	19,  // 32: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
-	73,  // 33: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
-	73,  // 34: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
-	28,  // 35: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
-	73,  // 36: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
-	1,   // 37: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
-	73,  // 38: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
-	73,  // 39: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
-	73,  // 40: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
-	73,  // 41: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
-	73,  // 42: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
-	38,  // 43: posture.v1.Integration.partner_status:type_name -> posture.v1.PartnerStatus
-	73,  // 44: posture.v1.PartnerStatus.activated_at:type_name -> google.protobuf.Timestamp
-	73,  // 45: posture.v1.PartnerStatus.last_heartbeat_at:type_name -> google.protobuf.Timestamp
-	39,  // 46: posture.v1.PartnerStatus.policies:type_name -> posture.v1.PartnerPolicyStatus
-	73,  // 47: posture.v1.PartnerPolicyStatus.updated_at:type_name -> google.protobuf.Timestamp
-	73,  // 48: posture.v1.AdminConsentUrl.expires_at:type_name -> google.protobuf.Timestamp
-	37,  // 49: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
-	37,  // 50: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	37,  // 51: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	77,  // 52: posture.v1.UpdateIntegrationRequest.update_mask:type_name -> google.protobuf.FieldMask
-	73,  // 53: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
-	73,  // 54: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
-	52,  // 55: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
-	73,  // 56: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	73,  // 57: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	73,  // 58: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	73,  // 59: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
-	56,  // 60: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
-	73,  // 61: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
-	56,  // 62: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
-	73,  // 63: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
-	73,  // 64: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
-	73,  // 65: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
-	73,  // 66: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
-	62,  // 67: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
-	73,  // 68: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
-	62,  // 69: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
-	19,  // 70: posture.v1.UpdateTeamRequest.team:type_name -> posture.v1.Team
-	77,  // 71: posture.v1.UpdateTeamRequest.update_mask:type_name -> google.protobuf.FieldMask
-	73,  // 72: posture.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
-	73,  // 73: posture.v1.ListAuditEventsRequest.since:type_name -> google.protobuf.Timestamp
-	69,  // 74: posture.v1.ListAuditEventsResponse.events:type_name -> posture.v1.AuditEvent
-	6,   // 75: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
-	8,   // 76: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
-	9,   // 77: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
-	10,  // 78: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
-	12,  // 79: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
-	15,  // 80: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
-	17,  // 81: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
-	20,  // 82: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
-	23,  // 83: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
-	25,  // 84: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
-	27,  // 85: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
-	29,  // 86: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
-	31,  // 87: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
-	32,  // 88: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
-	34,  // 89: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
-	35,  // 90: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
-	43,  // 91: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
-	45,  // 92: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
-	46,  // 93: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
-	47,  // 94: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
-	48,  // 95: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
-	50,  // 96: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
-	40,  // 97: posture.v1.AdminService.DeprovisionIntegration:input_type -> posture.v1.DeprovisionIntegrationRequest
-	41,  // 98: posture.v1.AdminService.GetAdminConsentUrl:input_type -> posture.v1.GetAdminConsentUrlRequest
-	53,  // 99: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
-	55,  // 100: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
-	57,  // 101: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
-	59,  // 102: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
-	61,  // 103: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
-	63,  // 104: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
-	65,  // 105: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
-	67,  // 106: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
-	68,  // 107: posture.v1.AdminService.UpdateTeam:input_type -> posture.v1.UpdateTeamRequest
-	70,  // 108: posture.v1.AdminService.ListAuditEvents:input_type -> posture.v1.ListAuditEventsRequest
-	7,   // 109: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
-	1,   // 110: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
-	1,   // 111: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
-	11,  // 112: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
-	13,  // 113: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
-	16,  // 114: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
-	14,  // 115: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
-	22,  // 116: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
-	24,  // 117: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
-	26,  // 118: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
-	19,  // 119: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
-	30,  // 120: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
-	28,  // 121: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
-	33,  // 122: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
-	1,   // 123: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
-	36,  // 124: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
-	44,  // 125: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
-	37,  // 126: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
-	37,  // 127: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
-	37,  // 128: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
-	49,  // 129: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
-	51,  // 130: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
-	37,  // 131: posture.v1.AdminService.DeprovisionIntegration:output_type -> posture.v1.Integration
-	42,  // 132: posture.v1.AdminService.GetAdminConsentUrl:output_type -> posture.v1.AdminConsentUrl
-	54,  // 133: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
-	52,  // 134: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
-	58,  // 135: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
-	60,  // 136: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
-	56,  // 137: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
-	64,  // 138: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
-	66,  // 139: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
-	62,  // 140: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
-	19,  // 141: posture.v1.AdminService.UpdateTeam:output_type -> posture.v1.Team
-	71,  // 142: posture.v1.AdminService.ListAuditEvents:output_type -> posture.v1.ListAuditEventsResponse
-	109, // [109:143] is the sub-list for method output_type
-	75,  // [75:109] is the sub-list for method input_type
-	75,  // [75:75] is the sub-list for extension type_name
-	75,  // [75:75] is the sub-list for extension extendee
-	0,   // [0:75] is the sub-list for field type_name
+	76,  // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
+	77,  // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
+	77,  // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
+	77,  // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
+	77,  // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
+	6,   // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
+	4,   // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
+	75,  // 7: posture.v1.Host.entra_check:type_name -> posture.v1.EntraDeviceCheck
+	3,   // 8: posture.v1.Host.scopes:type_name -> posture.v1.HostScope
+	77,  // 9: posture.v1.Host.reenrolled_at:type_name -> google.protobuf.Timestamp
+	2,   // 10: posture.v1.Host.health:type_name -> posture.v1.HostHealth
+	78,  // 11: posture.v1.Host.report_interval:type_name -> google.protobuf.Duration
+	77,  // 12: posture.v1.Host.last_report_at:type_name -> google.protobuf.Timestamp
+	77,  // 13: posture.v1.HostHealth.reported_at:type_name -> google.protobuf.Timestamp
+	77,  // 14: posture.v1.HostScope.refreshed_at:type_name -> google.protobuf.Timestamp
+	5,   // 15: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
+	77,  // 16: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
+	77,  // 17: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
+	79,  // 18: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
+	77,  // 19: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
+	79,  // 20: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
+	77,  // 21: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
+	78,  // 22: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
+	77,  // 23: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
+	1,   // 24: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
+	78,  // 25: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
+	77,  // 26: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
+	77,  // 27: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
+	15,  // 28: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
+	78,  // 29: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
+	19,  // 30: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
+	15,  // 31: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
+	20,  // 32: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
+	80,  // 33: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
+	0,   // 34: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
+	22,  // 35: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
+	20,  // 36: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
+	20,  // 37: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
+	77,  // 38: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
+	77,  // 39: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
+	29,  // 40: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
+	77,  // 41: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	1,   // 42: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
+	77,  // 43: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
+	77,  // 44: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
+	77,  // 45: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
+	77,  // 46: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
+	77,  // 47: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
+	39,  // 48: posture.v1.Integration.partner_status:type_name -> posture.v1.PartnerStatus
+	77,  // 49: posture.v1.PartnerStatus.activated_at:type_name -> google.protobuf.Timestamp
+	77,  // 50: posture.v1.PartnerStatus.last_heartbeat_at:type_name -> google.protobuf.Timestamp
+	40,  // 51: posture.v1.PartnerStatus.policies:type_name -> posture.v1.PartnerPolicyStatus
+	77,  // 52: posture.v1.PartnerPolicyStatus.updated_at:type_name -> google.protobuf.Timestamp
+	77,  // 53: posture.v1.AdminConsentUrl.expires_at:type_name -> google.protobuf.Timestamp
+	38,  // 54: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
+	38,  // 55: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	38,  // 56: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	81,  // 57: posture.v1.UpdateIntegrationRequest.update_mask:type_name -> google.protobuf.FieldMask
+	77,  // 58: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
+	77,  // 59: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
+	55,  // 60: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
+	77,  // 61: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	77,  // 62: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	77,  // 63: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	77,  // 64: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
+	59,  // 65: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
+	77,  // 66: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
+	59,  // 67: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
+	77,  // 68: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
+	77,  // 69: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
+	77,  // 70: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
+	77,  // 71: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
+	65,  // 72: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
+	77,  // 73: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
+	65,  // 74: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
+	20,  // 75: posture.v1.UpdateTeamRequest.team:type_name -> posture.v1.Team
+	81,  // 76: posture.v1.UpdateTeamRequest.update_mask:type_name -> google.protobuf.FieldMask
+	77,  // 77: posture.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
+	77,  // 78: posture.v1.ListAuditEventsRequest.since:type_name -> google.protobuf.Timestamp
+	72,  // 79: posture.v1.ListAuditEventsResponse.events:type_name -> posture.v1.AuditEvent
+	77,  // 80: posture.v1.EntraDeviceCheck.checked_at:type_name -> google.protobuf.Timestamp
+	7,   // 81: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
+	9,   // 82: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
+	10,  // 83: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
+	11,  // 84: posture.v1.AdminService.DeleteHost:input_type -> posture.v1.DeleteHostRequest
+	13,  // 85: posture.v1.AdminService.RecheckHost:input_type -> posture.v1.RecheckHostRequest
+	16,  // 86: posture.v1.AdminService.ListPolicies:input_type -> posture.v1.ListPoliciesRequest
+	18,  // 87: posture.v1.AdminService.GetPolicy:input_type -> posture.v1.GetPolicyRequest
+	21,  // 88: posture.v1.AdminService.ApplyPolicies:input_type -> posture.v1.ApplyPoliciesRequest
+	24,  // 89: posture.v1.AdminService.DeletePolicy:input_type -> posture.v1.DeletePolicyRequest
+	26,  // 90: posture.v1.AdminService.ListTeams:input_type -> posture.v1.ListTeamsRequest
+	28,  // 91: posture.v1.AdminService.PutTeam:input_type -> posture.v1.PutTeamRequest
+	30,  // 92: posture.v1.AdminService.ListExemptions:input_type -> posture.v1.ListExemptionsRequest
+	32,  // 93: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
+	33,  // 94: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
+	35,  // 95: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
+	36,  // 96: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
+	44,  // 97: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
+	46,  // 98: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
+	47,  // 99: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
+	48,  // 100: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
+	49,  // 101: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
+	51,  // 102: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
+	41,  // 103: posture.v1.AdminService.DeprovisionIntegration:input_type -> posture.v1.DeprovisionIntegrationRequest
+	42,  // 104: posture.v1.AdminService.GetAdminConsentUrl:input_type -> posture.v1.GetAdminConsentUrlRequest
+	56,  // 105: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
+	58,  // 106: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
+	60,  // 107: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
+	62,  // 108: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
+	64,  // 109: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
+	66,  // 110: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
+	68,  // 111: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
+	70,  // 112: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
+	52,  // 113: posture.v1.AdminService.ResumeIntegration:input_type -> posture.v1.ResumeIntegrationRequest
+	71,  // 114: posture.v1.AdminService.UpdateTeam:input_type -> posture.v1.UpdateTeamRequest
+	73,  // 115: posture.v1.AdminService.ListAuditEvents:input_type -> posture.v1.ListAuditEventsRequest
+	8,   // 116: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
+	1,   // 117: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
+	1,   // 118: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
+	12,  // 119: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
+	14,  // 120: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
+	17,  // 121: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
+	15,  // 122: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
+	23,  // 123: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
+	25,  // 124: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
+	27,  // 125: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
+	20,  // 126: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
+	31,  // 127: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
+	29,  // 128: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
+	34,  // 129: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
+	1,   // 130: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
+	37,  // 131: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
+	45,  // 132: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
+	38,  // 133: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
+	38,  // 134: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
+	38,  // 135: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
+	50,  // 136: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
+	54,  // 137: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
+	38,  // 138: posture.v1.AdminService.DeprovisionIntegration:output_type -> posture.v1.Integration
+	43,  // 139: posture.v1.AdminService.GetAdminConsentUrl:output_type -> posture.v1.AdminConsentUrl
+	57,  // 140: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
+	55,  // 141: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
+	61,  // 142: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
+	63,  // 143: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
+	59,  // 144: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
+	67,  // 145: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
+	69,  // 146: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
+	65,  // 147: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
+	53,  // 148: posture.v1.AdminService.ResumeIntegration:output_type -> posture.v1.ResumeIntegrationResponse
+	20,  // 149: posture.v1.AdminService.UpdateTeam:output_type -> posture.v1.Team
+	74,  // 150: posture.v1.AdminService.ListAuditEvents:output_type -> posture.v1.ListAuditEventsResponse
+	116, // [116:151] is the sub-list for method output_type
+	81,  // [81:116] is the sub-list for method input_type
+	81,  // [81:81] is the sub-list for extension type_name
+	81,  // [81:81] is the sub-list for extension extendee
+	0,   // [0:81] is the sub-list for field type_name
 }
 
 func init() { file_posture_v1_admin_proto_init() }
@@ -5361,14 +5776,14 @@ func file_posture_v1_admin_proto_init() {
 		return
 	}
 	file_posture_v1_agent_proto_init()
-	file_posture_v1_admin_proto_msgTypes[17].OneofWrappers = []any{}
+	file_posture_v1_admin_proto_msgTypes[18].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_posture_v1_admin_proto_rawDesc), len(file_posture_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   71,
+			NumMessages:   75,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

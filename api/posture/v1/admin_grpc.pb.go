@@ -51,6 +51,7 @@ const (
 	AdminService_ListApiTokens_FullMethodName          = "/posture.v1.AdminService/ListApiTokens"
 	AdminService_CreateApiToken_FullMethodName         = "/posture.v1.AdminService/CreateApiToken"
 	AdminService_RevokeApiToken_FullMethodName         = "/posture.v1.AdminService/RevokeApiToken"
+	AdminService_ResumeIntegration_FullMethodName      = "/posture.v1.AdminService/ResumeIntegration"
 	AdminService_UpdateTeam_FullMethodName             = "/posture.v1.AdminService/UpdateTeam"
 	AdminService_ListAuditEvents_FullMethodName        = "/posture.v1.AdminService/ListAuditEvents"
 )
@@ -121,6 +122,10 @@ type AdminServiceClient interface {
 	// CreateApiToken returns the token once; only its hash is stored.
 	CreateApiToken(ctx context.Context, in *CreateApiTokenRequest, opts ...grpc.CallOption) (*CreateApiTokenResponse, error)
 	RevokeApiToken(ctx context.Context, in *RevokeApiTokenRequest, opts ...grpc.CallOption) (*ApiToken, error)
+	// ResumeIntegration ends a pause after a credential failure (e.g. when
+	// the fix was made in Entra alone) and makes every write it held back due
+	// now. UpdateIntegration and a passing TestIntegration do this too.
+	ResumeIntegration(ctx context.Context, in *ResumeIntegrationRequest, opts ...grpc.CallOption) (*ResumeIntegrationResponse, error)
 	// UpdateTeam changes only the settings named in update_mask (REST: PATCH,
 	// where the gateway fills the mask from the JSON body's keys). PutTeam
 	// replaces the whole team and needs every settings field.
@@ -457,6 +462,16 @@ func (c *adminServiceClient) RevokeApiToken(ctx context.Context, in *RevokeApiTo
 	return out, nil
 }
 
+func (c *adminServiceClient) ResumeIntegration(ctx context.Context, in *ResumeIntegrationRequest, opts ...grpc.CallOption) (*ResumeIntegrationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResumeIntegrationResponse)
+	err := c.cc.Invoke(ctx, AdminService_ResumeIntegration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) UpdateTeam(ctx context.Context, in *UpdateTeamRequest, opts ...grpc.CallOption) (*Team, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Team)
@@ -543,6 +558,10 @@ type AdminServiceServer interface {
 	// CreateApiToken returns the token once; only its hash is stored.
 	CreateApiToken(context.Context, *CreateApiTokenRequest) (*CreateApiTokenResponse, error)
 	RevokeApiToken(context.Context, *RevokeApiTokenRequest) (*ApiToken, error)
+	// ResumeIntegration ends a pause after a credential failure (e.g. when
+	// the fix was made in Entra alone) and makes every write it held back due
+	// now. UpdateIntegration and a passing TestIntegration do this too.
+	ResumeIntegration(context.Context, *ResumeIntegrationRequest) (*ResumeIntegrationResponse, error)
 	// UpdateTeam changes only the settings named in update_mask (REST: PATCH,
 	// where the gateway fills the mask from the JSON body's keys). PutTeam
 	// replaces the whole team and needs every settings field.
@@ -654,6 +673,9 @@ func (UnimplementedAdminServiceServer) CreateApiToken(context.Context, *CreateAp
 }
 func (UnimplementedAdminServiceServer) RevokeApiToken(context.Context, *RevokeApiTokenRequest) (*ApiToken, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeApiToken not implemented")
+}
+func (UnimplementedAdminServiceServer) ResumeIntegration(context.Context, *ResumeIntegrationRequest) (*ResumeIntegrationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResumeIntegration not implemented")
 }
 func (UnimplementedAdminServiceServer) UpdateTeam(context.Context, *UpdateTeamRequest) (*Team, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateTeam not implemented")
@@ -1258,6 +1280,24 @@ func _AdminService_RevokeApiToken_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ResumeIntegration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeIntegrationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ResumeIntegration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ResumeIntegration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ResumeIntegration(ctx, req.(*ResumeIntegrationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_UpdateTeam_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(UpdateTeamRequest)
 	if err := dec(in); err != nil {
@@ -1428,6 +1468,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeApiToken",
 			Handler:    _AdminService_RevokeApiToken_Handler,
+		},
+		{
+			MethodName: "ResumeIntegration",
+			Handler:    _AdminService_ResumeIntegration_Handler,
 		},
 		{
 			MethodName: "UpdateTeam",

@@ -47,6 +47,9 @@ func (s *Store) RecordResults(ctx context.Context, hostID string, rs []store.Res
 			hostID, store.StoredTime(seen)); err != nil {
 			return fmt.Errorf("touch host: %w", err)
 		}
+		if err := sqlrow.MarkReported(ctx, tx, sqlrow.Postgres, hostID, seen); err != nil {
+			return err
+		}
 		out = plan.Outcome
 		return nil
 	})

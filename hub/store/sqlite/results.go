@@ -44,6 +44,9 @@ func (s *Store) RecordResults(ctx context.Context, hostID string, rs []store.Res
 			ts(seen), hostID, ts(seen)); err != nil {
 			return fmt.Errorf("touch host: %w", err)
 		}
+		if err := sqlrow.MarkReported(ctx, tx, sqlrow.SQLite, hostID, seen); err != nil {
+			return err
+		}
 		out = plan.Outcome
 		return nil
 	})
@@ -64,20 +67,22 @@ func planBatch(ctx context.Context, tx *sqlx.Tx, hostID string, rs []store.Resul
 	}
 	revisions := map[string]int64{}
 	stored := map[string]store.Result{}
-	if len(ids) > 0 {
-		in := "(" + strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",") + ")"
+	// IN lists are chunked: SQLite binds at most 32766 variables per
+	// statement, and a batch may legitimately name more policies.
+	for chunk := range slices.Chunk(ids, maxInList) {
+		in := "(" + strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",") + ")"
 		var pols []struct {
 			ID       string `db:"id"`
 			Revision int64  `db:"revision"`
 		}
-		if err := tx.SelectContext(ctx, &pols, `SELECT id, revision FROM policies WHERE id IN `+in, ids...); err != nil {
+		if err := tx.SelectContext(ctx, &pols, `SELECT id, revision FROM policies WHERE id IN `+in, chunk...); err != nil {
 			return store.RecordPlan{}, fmt.Errorf("read policies: %w", err)
 		}
 		for _, p := range pols {
 			revisions[p.ID] = p.Revision
 		}
 		var rows []sqlrow.Result
-		args := append([]any{hostID}, ids...)
+		args := append([]any{hostID}, chunk...)
 		if err := tx.SelectContext(ctx, &rows, `SELECT `+sqlrow.ResultCols+` FROM results
 			WHERE host_id = ? AND policy_id IN `+in, args...); err != nil {
 			return store.RecordPlan{}, fmt.Errorf("read results: %w", err)
@@ -88,6 +93,9 @@ func planBatch(ctx context.Context, tx *sqlx.Tx, hostID string, rs []store.Resul
 	}
 	return store.PlanRecord(hostID, rs, revisions, stored)
 }
+
+// maxInList bounds the ids bound in one IN list.
+const maxInList = 1000
 
 // maxRowsPerInsert keeps multi-row inserts under SQLite's variable limit.
 const maxRowsPerInsert = 500

@@ -53,14 +53,16 @@ const (
 // DiscoveryTTL is how long discovered endpoints are used before asking again.
 const DiscoveryTTL = 24 * time.Hour
 
-// Cloud endpoints: authority, Graph, Intune resource.
-type endpoints struct{ authority, graph, intune string }
+// Cloud endpoints: authority, Graph base URL, Intune resource, and the
+// Graph resource (the token scope: never derived from the base URL, which
+// may be a proxy or private endpoint).
+type endpoints struct{ authority, graph, intune, graphResource string }
 
 var clouds = map[string]endpoints{
-	"public":    {"https://login.microsoftonline.com/", "https://graph.microsoft.com/v1.0", "https://api.manage.microsoft.com/"},
-	"usgov":     {"https://login.microsoftonline.us/", "https://graph.microsoft.us/v1.0", "https://api.manage.microsoft.us/"},
-	"usgov-dod": {"https://login.microsoftonline.us/", "https://dod-graph.microsoft.us/v1.0", "https://api.manage.microsoft.us/"},
-	"china":     {"https://login.chinacloudapi.cn/", "https://microsoftgraph.chinacloudapi.cn/v1.0", "https://api.manage.microsoft.cn/"},
+	"public":    {"https://login.microsoftonline.com/", "https://graph.microsoft.com/v1.0", "https://api.manage.microsoft.com/", "https://graph.microsoft.com"},
+	"usgov":     {"https://login.microsoftonline.us/", "https://graph.microsoft.us/v1.0", "https://api.manage.microsoft.us/", "https://graph.microsoft.us"},
+	"usgov-dod": {"https://login.microsoftonline.us/", "https://dod-graph.microsoft.us/v1.0", "https://api.manage.microsoft.us/", "https://dod-graph.microsoft.us"},
+	"china":     {"https://login.chinacloudapi.cn/", "https://microsoftgraph.chinacloudapi.cn/v1.0", "https://api.manage.microsoft.cn/", "https://microsoftgraph.chinacloudapi.cn"},
 }
 
 // Config describes one partner integration (the partner app in one
@@ -73,6 +75,9 @@ type Config struct {
 	// IntuneResource overrides the Intune API resource (default per cloud:
 	// https://api.manage.microsoft.com/ for public and custom).
 	IntuneResource string
+	// GraphResource overrides the Graph resource tokens for Graph calls are
+	// asked for (custom cloud; default https://graph.microsoft.com).
+	GraphResource string
 
 	TenantID            string
 	ClientID            string
@@ -160,7 +165,7 @@ func NewClient(cfg Config) (*Client, error) {
 		if !strings.HasPrefix(cfg.AuthorityHost, "https://") || !strings.HasPrefix(cfg.GraphBaseURL, "https://") {
 			return nil, errors.New("intune: a custom cloud needs https authority host and Graph base URL")
 		}
-		ep = endpoints{cfg.AuthorityHost, strings.TrimRight(cfg.GraphBaseURL, "/"), clouds["public"].intune}
+		ep = endpoints{cfg.AuthorityHost, strings.TrimRight(cfg.GraphBaseURL, "/"), clouds["public"].intune, clouds["public"].graphResource}
 	} else {
 		var ok bool
 		if ep, ok = clouds[cfg.Cloud]; !ok {
@@ -169,6 +174,9 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	if cfg.IntuneResource != "" {
 		ep.intune = cfg.IntuneResource
+	}
+	if cfg.Cloud == "custom" && cfg.GraphResource != "" {
+		ep.graphResource = strings.TrimRight(cfg.GraphResource, "/")
 	}
 	if cfg.TenantID == "" || cfg.ClientID == "" {
 		return nil, errors.New("intune: tenant id and client id are required")
@@ -259,10 +267,7 @@ func (c *Client) newCredential() (azcore.TokenCredential, error) {
 // (https://api.manage.microsoft.com//.default).
 func scope(resource string) string { return resource + "/.default" }
 
-func (c *Client) graphResource() string {
-	u, _ := url.Parse(c.ep.graph)
-	return u.Scheme + "://" + u.Host
-}
+func (c *Client) graphResource() string { return c.ep.graphResource }
 
 func (c *Client) token(ctx context.Context, resource string) (string, error) {
 	c.credMu.Lock()

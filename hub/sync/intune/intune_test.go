@@ -220,7 +220,7 @@ func TestPartnerEndpointsTakeOnlyIntuneTokens(t *testing.T) {
 	e := start(t)
 	// Activation through a client that asks for the Graph resource only.
 	cfg := e.config(&memState{})
-	cfg.IntuneResource = strings.TrimSuffix(e.in.URL(), "/") // Graph-audience token on partner paths
+	cfg.IntuneResource = "https://graph.microsoft.com" // a Graph token on partner paths
 	s, _ := intune.New(cfg, "g")
 	if _, err := s.Maintain(context.Background()); err == nil || !strings.Contains(err.Error(), "Invalid audience") {
 		t.Fatalf("a Graph token was accepted by the partner API: %v", err)

@@ -12,7 +12,7 @@ import (
 // Other stand-ins (the Intune partner API) use it to be as strict about
 // tokens as the service they mimic.
 func (e *Entra) Authorize(token string) (clientID, audience string, ok bool) {
-	app, ok := e.authorize(token)
+	app, ok := e.authorizeAny(token)
 	if !ok {
 		return "", "", false
 	}

@@ -477,11 +477,12 @@ func (in *Intune) auth(w http.ResponseWriter, r *http.Request, partner bool) boo
 	if !ok {
 		return reject("Lifetime validation failed, the token is expired or was revoked.")
 	}
-	graphAud := in.srv.URL
+	// Like Graph: tokens name the Graph resource, whatever host serves it.
+	const graphAud, graphAppID = "https://graph.microsoft.com", "00000003-0000-0000-c000-000000000000"
 	switch {
 	case partner && aud != IntuneResource:
 		return reject(fmt.Sprintf("Access token validation failure. Invalid audience %q: partner endpoints take tokens for %s.", aud, IntuneResource))
-	case !partner && strings.TrimRight(aud, "/") != graphAud:
+	case !partner && strings.TrimRight(aud, "/") != graphAud && aud != graphAppID:
 		return reject(fmt.Sprintf("Access token validation failure. Invalid audience %q.", aud))
 	}
 	in.mu.Lock()

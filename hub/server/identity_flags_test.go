@@ -10,7 +10,7 @@ import (
 )
 
 // checkDuplicateFlag: the duplicate is visible in hosts get and list.
-func checkDuplicateFlag(t *testing.T, th *trustHub, dup, of string) {
+func checkDuplicateFlag(t *testing.T, th *idHub, dup, of string) {
 	t.Helper()
 	if h := th.host(t, dup); h.GetDuplicateOf() != of {
 		t.Fatalf("duplicate_of = %q, want %q", h.GetDuplicateOf(), of)
@@ -31,7 +31,7 @@ func checkDuplicateFlag(t *testing.T, th *trustHub, dup, of string) {
 	t.Fatalf("hosts list does not show the duplicate: %v", hs)
 }
 
-func checkReenrollFlag(t *testing.T, th *trustHub, id string, n int) {
+func checkReenrollFlag(t *testing.T, th *idHub, id string, n int) {
 	t.Helper()
 	h := th.host(t, id)
 	if int(h.GetReenrollCount()) != n || h.GetReenrolledAt() == nil {
@@ -41,7 +41,7 @@ func checkReenrollFlag(t *testing.T, th *trustHub, id string, n int) {
 }
 
 // checkAudit: the hub wrote the enroll event to the audit log.
-func checkAudit(t *testing.T, th *trustHub, action, hostID string) {
+func checkAudit(t *testing.T, th *idHub, action, hostID string) {
 	t.Helper()
 	ev, err := th.adminc.ListAuditEvents(th.actx, &posturev1.ListAuditEventsRequest{})
 	if err != nil {
@@ -57,7 +57,7 @@ func checkAudit(t *testing.T, th *trustHub, action, hostID string) {
 
 // checkConflict: both claimants are NONCOMPLIANT for the conflict, and
 // hosts get / hosts unmapped name the other host.
-func checkConflict(t *testing.T, th *trustHub, a, b, device string) {
+func checkConflict(t *testing.T, th *idHub, a, b, device string) {
 	t.Helper()
 	eventually(t, "both claimants in conflict", 30*time.Second, func() (bool, string) {
 		for _, pair := range [][2]string{{a, b}, {b, a}} {

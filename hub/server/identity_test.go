@@ -31,15 +31,15 @@ import (
 	"github.com/posture-dev/posture/hub/store/postgres/pgtest"
 )
 
-// trustHub is an in-process hub with an admin client, for the attacks below.
-type trustHub struct {
+// idHub is an in-process hub with an admin client, for the attacks below.
+type idHub struct {
 	hp     *hubProc
 	caPEM  []byte
 	adminc posturev1.AdminServiceClient
 	actx   context.Context
 }
 
-func startTrustHub(t *testing.T, ctx context.Context) *trustHub {
+func startIDHub(t *testing.T, ctx context.Context) *idHub {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -54,12 +54,12 @@ func startTrustHub(t *testing.T, ctx context.Context) *trustHub {
 	if err := hp.hub.Store.CreateAPIToken(ctx, nt.Stored); err != nil {
 		t.Fatal(err)
 	}
-	return &trustHub{hp: hp, caPEM: hp.hub.CA.CertPEM(),
+	return &idHub{hp: hp, caPEM: hp.hub.CA.CertPEM(),
 		adminc: posturev1.NewAdminServiceClient(dialHub(t, hp.cfg.GRPCAddr, hp.hub.CA.CertPEM(), nil)),
 		actx:   withToken(ctx, nt.Plain)}
 }
 
-func (th *trustHub) secret(t *testing.T, team string) string {
+func (th *idHub) secret(t *testing.T, team string) string {
 	t.Helper()
 	s, err := th.adminc.CreateEnrollSecret(th.actx, &posturev1.CreateEnrollSecretRequest{Team: team})
 	if err != nil {
@@ -74,7 +74,7 @@ func macFacts(hostname, uuid string) *posturev1.HostFacts {
 
 // enrollRaw enrolls with a fresh key and returns the response and the
 // client certificate it names.
-func (th *trustHub) enrollRaw(ctx context.Context, secret string, facts *posturev1.HostFacts) (*posturev1.EnrollResponse, tls.Certificate, error) {
+func (th *idHub) enrollRaw(ctx context.Context, secret string, facts *posturev1.HostFacts) (*posturev1.EnrollResponse, tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, tls.Certificate{}, err
@@ -96,7 +96,7 @@ func (th *trustHub) enrollRaw(ctx context.Context, secret string, facts *posture
 
 // hello opens a stream with cert, sends a Hello and returns the first
 // answer's error (nil when the hub sent a PolicySet).
-func (th *trustHub) hello(ctx context.Context, cert tls.Certificate, facts *posturev1.HostFacts) error {
+func (th *idHub) hello(ctx context.Context, cert tls.Certificate, facts *posturev1.HostFacts) error {
 	conn := dialHubNoT(th.hp.cfg.GRPCAddr, th.caPEM, &cert)
 	defer conn.Close()
 	sctx, cancel := context.WithCancel(ctx)
@@ -128,7 +128,7 @@ func awaitPolicySet(stream posturev1.AgentService_ConnectClient) error {
 	}
 }
 
-func (th *trustHub) host(t *testing.T, id string) *posturev1.Host {
+func (th *idHub) host(t *testing.T, id string) *posturev1.Host {
 	t.Helper()
 	h, err := th.adminc.GetHost(th.actx, &posturev1.GetHostRequest{Id: id})
 	if err != nil {
@@ -144,7 +144,7 @@ func (th *trustHub) host(t *testing.T, id string) *posturev1.Host {
 func TestEnrollWithAnotherTeamsSecretDoesNotTakeOverHost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	th := startTrustHub(t, ctx)
+	th := startIDHub(t, ctx)
 	victimSecret, attackerSecret := th.secret(t, "finance"), th.secret(t, "lab")
 	victim, victimCert, err := th.enrollRaw(ctx, victimSecret, macFacts("victim", "VICTIM-UUID"))
 	if err != nil {
@@ -175,7 +175,7 @@ func TestEnrollWithAnotherTeamsSecretDoesNotTakeOverHost(t *testing.T) {
 func TestReenrollRetiresTheOldCertificate(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	th := startTrustHub(t, ctx)
+	th := startIDHub(t, ctx)
 	sec := th.secret(t, "finance")
 	first, oldCert, err := th.enrollRaw(ctx, sec, macFacts("mac", "UUID-1"))
 	if err != nil {
@@ -233,7 +233,7 @@ func TestReenrollRetiresTheOldCertificate(t *testing.T) {
 func TestEnrollWithoutHardwareUUIDRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	th := startTrustHub(t, ctx)
+	th := startIDHub(t, ctx)
 	_, _, err := th.enrollRaw(ctx, th.secret(t, ""), macFacts("mac", " "))
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("enroll with no hardware uuid: %v, want InvalidArgument", err)
@@ -245,7 +245,7 @@ func TestEnrollWithoutHardwareUUIDRefused(t *testing.T) {
 func TestHelloClaimingAnotherHardwareUUID(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	th := startTrustHub(t, ctx)
+	th := startIDHub(t, ctx)
 	sec := th.secret(t, "")
 	if _, _, err := th.enrollRaw(ctx, sec, macFacts("a", "UUID-A")); err != nil {
 		t.Fatal(err)
@@ -297,7 +297,7 @@ func TestEntraDeviceIDSpoofFailsClosed(t *testing.T) {
 	defer cancel()
 	const device = "6a0b2f4e-1c3d-4e5f-8a9b-0c1d2e3f4a5b"
 	pair := startStandins(t, device)
-	th := startTrustHub(t, ctx)
+	th := startIDHub(t, ctx)
 	if _, err := th.adminc.CreateIntegration(th.actx, &posturev1.CreateIntegrationRequest{Integration: graphIntegration(pair)}); err != nil {
 		t.Fatal(err)
 	}
@@ -400,7 +400,7 @@ func TestRevokedDeviceStaysBlocked(t *testing.T) {
 	defer cancel()
 	const device = "7b1c3f5e-2d4e-4f60-9a0b-1c2d3e4f5a6b"
 	pair := startStandins(t, device)
-	th := startTrustHub(t, ctx)
+	th := startIDHub(t, ctx)
 	if _, err := th.adminc.CreateIntegration(th.actx, &posturev1.CreateIntegrationRequest{Integration: graphIntegration(pair)}); err != nil {
 		t.Fatal(err)
 	}
@@ -502,7 +502,7 @@ func TestReenrollOnAnotherReplicaRetiresTheOldStream(t *testing.T) {
 	}
 	waitAck(t, ack)
 
-	thB := &trustHub{hp: b, caPEM: caPEM}
+	thB := &idHub{hp: b, caPEM: caPEM}
 	again, _, err := thB.enrollRaw(ctx, sec.GetSecret(), macFacts("mac", "UUID-R"))
 	if err != nil || again.GetHostId() != old.HostID {
 		t.Fatalf("re-enroll through B: %v %v", again, err)
