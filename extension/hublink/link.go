@@ -620,6 +620,10 @@ func (l *Link) session(ctx context.Context, id *identity.Identity) (healthy bool
 				l.savePolicySet(msg.PolicySet)
 				l.cfg.Runner.Apply(msg.PolicySet)
 			case *posturev1.HubMessage_Ack:
+				if r := msg.Ack.GetRefused(); r != "" {
+					// Resending cannot help: the batch is dropped like any acked one.
+					l.log.Error("hub refused a result batch; dropping it", "seq", msg.Ack.GetSeq(), "reason", r)
+				}
 				if err := l.cfg.Spool.Ack(msg.Ack.GetSeq()); err != nil {
 					l.log.Error("could not delete acked batch", "seq", msg.Ack.GetSeq(), "err", err)
 				}

@@ -162,7 +162,7 @@ func TestPlatformsHaveOnlyTheirTables(t *testing.T) {
 	own := map[string][]string{
 		"darwin":  {"alf", "sip_config", "gatekeeper", "screenlock", "apps", "managed_policies", "plist", "launchd", "disk_encryption"},
 		"windows": {"bitlocker_info", "windows_security_center", "windows_security_products", "programs", "registry", "services", "security_profile_info", "tpm_info"},
-		"linux":   {"deb_packages", "rpm_packages", "mounts", "augeas", "iptables", "shadow", "disk_encryption", "sshd_config"},
+		"linux":   {"deb_packages", "rpm_packages", "mounts", "augeas", "iptables", "shadow", "disk_encryption", "systemd_units"},
 	}
 	common := []string{"os_version", "osquery_info", "system_info", "users", "processes", "time", "uptime", "osquery_extensions"}
 	for _, p := range Platforms() {

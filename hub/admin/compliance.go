@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
-	"github.com/posture-dev/posture/hub/policy"
+	"github.com/posture-dev/posture/hub/compliance"
 	"github.com/posture-dev/posture/hub/store"
 	"github.com/posture-dev/posture/hub/verdicts"
 )
@@ -20,6 +23,18 @@ import (
 type Verdicts interface {
 	Notify(hostID string, force bool)
 	NotifyAll(ctx context.Context, force bool) error
+	// NotifyDevice queues every host naming the Entra device.
+	NotifyDevice(ctx context.Context, deviceID string) error
+}
+
+// notifyDevice re-evaluates the hosts naming a device whose claims changed.
+func (s *Server) notifyDevice(ctx context.Context, deviceID string) {
+	if s.cfg.Verdicts == nil || deviceID == "" {
+		return
+	}
+	if err := s.cfg.Verdicts.NotifyDevice(ctx, deviceID); err != nil {
+		s.cfg.Logger.Warn("re-evaluate device claimants", "device", deviceID, "err", err)
+	}
 }
 
 // Integrations checks, seals and tests integration credentials (backed by
@@ -36,6 +51,8 @@ type Integrations interface {
 type TestReport struct {
 	OK, TokenOK, ReadOK bool
 	Health, Message     string
+	// RevokeSessions: the app holds User.RevokeSessions.All.
+	RevokeSessions bool
 }
 
 func (s *Server) notifyAll(ctx context.Context, force bool) {
@@ -104,29 +121,6 @@ func UnmappedReason(h store.Host) string {
 }
 
 // --- teams ---
-
-func (s *Server) PutTeam(ctx context.Context, req *posturev1.PutTeamRequest) (*posturev1.Team, error) {
-	if req.GetTeam() == nil {
-		return nil, status.Error(codes.InvalidArgument, "team is required")
-	}
-	t := policy.TeamFromProto(req.GetTeam())
-	if err := policy.ValidateApply(nil, []store.Team{t}); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
-	}
-	// One team through the atomic apply: the current policies go along
-	// unchanged (no prune), so only the team can change.
-	current, err := s.cfg.Store.ListPolicies(ctx)
-	if err != nil {
-		return nil, storeErr("policies", err)
-	}
-	if _, err := s.cfg.Store.ApplyPolicies(ctx, store.ApplyRequest{Policies: current, Teams: []store.Team{t}, At: s.cfg.Now()}); err != nil {
-		return nil, storeErr("team "+t.Name, err)
-	}
-	s.audit(ctx, "team settings set", "team", t.Name)
-	s.cfg.Streams.PoliciesChanged()
-	s.notifyAll(ctx, false)
-	return policy.TeamToProto(t), nil
-}
 
 // --- exemptions ---
 
@@ -206,9 +200,18 @@ func (s *Server) SetHostEntraDeviceId(ctx context.Context, req *posturev1.SetHos
 	if id != "" && !isGUID(id) {
 		return nil, status.Error(codes.InvalidArgument, "entra_device_id must be a GUID like 3fa85f64-5717-4562-b3fc-2c963f66afa6, or empty to clear the override")
 	}
+	before, err := s.cfg.Store.GetHost(ctx, req.GetId())
+	if err != nil {
+		return nil, storeErr("host "+req.GetId(), err)
+	}
 	if err := s.cfg.Store.SetHostEntraOverride(ctx, req.GetId(), strings.ToLower(id)); err != nil {
 		return nil, storeErr("host "+req.GetId(), err)
 	}
+	// The admin's pick settles a conflict: every claimant of the old and
+	// the new device re-checks.
+	s.notifyDevice(ctx, before.EffectiveEntraDeviceID())
+	s.notifyDevice(ctx, before.EntraDeviceID)
+	s.notifyDevice(ctx, strings.ToLower(id))
 	s.audit(ctx, "entra device id override set", "host", req.GetId(), "device", id)
 	if s.cfg.Verdicts != nil {
 		s.cfg.Verdicts.Notify(req.GetId(), true) // the (new) device needs its state written
@@ -246,8 +249,17 @@ func (s *Server) ListUnmappedHosts(ctx context.Context, _ *posturev1.ListUnmappe
 	}
 	resp := &posturev1.ListUnmappedHostsResponse{}
 	for _, h := range hosts {
-		if UnmappedReason(h) == "" || h.Revoked() {
+		if h.Revoked() {
 			continue
+		}
+		if UnmappedReason(h) == "" {
+			claim, err := s.deviceClaim(ctx, h)
+			if err != nil {
+				return nil, err
+			}
+			if claim.State == compliance.ClaimOwner {
+				continue
+			}
 		}
 		ph, err := s.hostProto(ctx, h, names, false)
 		if err != nil {
@@ -263,7 +275,7 @@ func (s *Server) ListUnmappedHosts(ctx context.Context, _ *posturev1.ListUnmappe
 func (s *Server) integrationProto(in store.Integration) *posturev1.Integration {
 	pi := &posturev1.Integration{
 		Id: in.ID, Name: in.Name, Kind: in.Kind, Cloud: in.Cloud, AuthorityHost: in.AuthorityHost,
-		GraphBaseUrl: in.GraphBaseURL, ExtraCaPem: in.ExtraCAPEM, TenantId: in.TenantID, ClientId: in.ClientID,
+		GraphBaseUrl: in.GraphBaseURL, GraphResource: in.GraphResource, ExtraCaPem: in.ExtraCAPEM, TenantId: in.TenantID, ClientId: in.ClientID,
 		CredentialKind: in.CredentialKind, ExtensionAttribute: int32(in.ExtensionAttribute),
 		CompliantValue: in.CompliantValue, NoncompliantValue: in.NoncompliantValue, Teams: in.Teams,
 		Health: in.Health, HealthMessage: in.HealthMessage, CreatedAt: ts(in.CreatedAt), UpdatedAt: ts(in.UpdatedAt),
@@ -272,6 +284,7 @@ func (s *Server) integrationProto(in store.Integration) *posturev1.Integration {
 	}
 	if s.cfg.Integrations != nil {
 		pi.Warnings = s.cfg.Integrations.Warnings(in, s.cfg.Now())
+		s.kindFieldsToProto(in, pi)
 	}
 	return pi // credentials are write-only: never copied out
 }
@@ -280,9 +293,10 @@ func integrationFromProto(p *posturev1.Integration) store.Integration {
 	in := store.Integration{
 		ID: p.GetId(), Name: strings.TrimSpace(p.GetName()), Kind: p.GetKind(), Cloud: p.GetCloud(),
 		AuthorityHost: strings.TrimSpace(p.GetAuthorityHost()), GraphBaseURL: strings.TrimSpace(p.GetGraphBaseUrl()),
-		ExtraCAPEM: p.GetExtraCaPem(), TenantID: strings.TrimSpace(p.GetTenantId()), ClientID: strings.TrimSpace(p.GetClientId()),
+		GraphResource: strings.TrimSpace(p.GetGraphResource()),
+		ExtraCAPEM:    p.GetExtraCaPem(), TenantID: strings.TrimSpace(p.GetTenantId()), ClientID: strings.TrimSpace(p.GetClientId()),
 		ExtensionAttribute: int(p.GetExtensionAttribute()), CompliantValue: p.GetCompliantValue(),
-		NoncompliantValue: p.GetNoncompliantValue(), Teams: p.GetTeams(),
+		NoncompliantValue: p.GetNoncompliantValue(), Teams: p.GetTeams(), Settings: settingsFromProto(p),
 	}
 	if p.GetCloud() == "" {
 		in.Cloud = "public"
@@ -360,6 +374,19 @@ func (s *Server) UpdateIntegration(ctx context.Context, req *posturev1.UpdateInt
 	if err != nil {
 		return nil, storeErr("integration "+p.GetId(), err)
 	}
+	auditTarget(ctx, "integration/"+p.GetId())
+	if paths := req.GetUpdateMask().GetPaths(); len(paths) > 0 {
+		if p, err = mergeIntegration(s.integrationProto(old), p, paths); err != nil {
+			return nil, err
+		}
+	}
+	if p.GetKind() != "" && p.GetKind() != old.Kind {
+		return nil, status.Errorf(codes.InvalidArgument, "the kind of integration %s is %s: create a new integration for another kind", old.ID, old.Kind)
+	}
+	if p.GetKind() == "" {
+		p = proto.CloneOf(p)
+		p.Kind = old.Kind
+	}
 	in := integrationFromProto(p)
 	if in.Name == "" {
 		in.Name = old.Name
@@ -377,6 +404,10 @@ func (s *Server) UpdateIntegration(ctx context.Context, req *posturev1.UpdateInt
 		return nil, storeErr("integration "+in.ID, err)
 	}
 	s.audit(ctx, "integration updated", "id", in.ID, "credential_replaced", p.GetClientSecret() != "" || len(p.GetCertificate()) > 0)
+	auditChange(ctx, s.integrationProto(old), s.integrationProto(in))
+	// The change may be the fix for what paused the integration: resume it
+	// now rather than at the end of the pause.
+	s.resume(ctx, in.ID)
 	// A new attribute, new values or new teams: write every device again.
 	s.notifyAll(ctx, true)
 	in.Health, in.HealthMessage, in.HealthCheckedAt = old.Health, old.HealthMessage, old.HealthCheckedAt
@@ -402,7 +433,39 @@ func (s *Server) TestIntegration(ctx context.Context, req *posturev1.TestIntegra
 	if err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "%v", err)
 	}
-	return &posturev1.TestIntegrationResponse{Ok: rep.OK, TokenOk: rep.TokenOK, DeviceReadOk: rep.ReadOK, Health: rep.Health, Message: rep.Message}, nil
+	if rep.OK {
+		s.resume(ctx, req.GetId())
+	}
+	return &posturev1.TestIntegrationResponse{Ok: rep.OK, TokenOk: rep.TokenOK, DeviceReadOk: rep.ReadOK, Health: rep.Health,
+		Message: rep.Message, RevokeSessionsPermitted: rep.RevokeSessions}, nil
+}
+
+func (s *Server) ResumeIntegration(ctx context.Context, req *posturev1.ResumeIntegrationRequest) (*posturev1.ResumeIntegrationResponse, error) {
+	if _, err := s.cfg.Store.GetIntegration(ctx, req.GetId()); err != nil {
+		return nil, storeErr("integration "+req.GetId(), err)
+	}
+	if s.cfg.SyncResume == nil {
+		return nil, status.Error(codes.Unimplemented, "sync is not running on this hub")
+	}
+	n, err := s.cfg.SyncResume(ctx, req.GetId())
+	if err != nil {
+		return nil, storeErr("resume integration "+req.GetId(), err)
+	}
+	s.audit(ctx, "integration resumed", "id", req.GetId(), "requeued", n)
+	return &posturev1.ResumeIntegrationResponse{Requeued: int32(n)}, nil
+}
+
+// resume ends an integration's pause and makes the rows it held back due.
+func (s *Server) resume(ctx context.Context, integrationID string) {
+	if s.cfg.SyncResume == nil {
+		return
+	}
+	n, err := s.cfg.SyncResume(ctx, integrationID)
+	if err != nil {
+		s.cfg.Logger.Warn("resume integration", "integration", integrationID, "err", err)
+		return
+	}
+	s.cfg.Logger.Info("integration resumed", "integration", integrationID, "requeued", n)
 }
 
 // --- sync items ---
@@ -411,7 +474,7 @@ func syncItemProto(it store.SyncItem) *posturev1.SyncItem {
 	return &posturev1.SyncItem{
 		Id: it.ID, IntegrationId: it.IntegrationID, HostId: it.HostID, DeviceId: it.DeviceID, Desired: it.Desired,
 		Verdict: it.Verdict, State: it.State, Attempts: int32(it.Attempts), CreatedAt: ts(it.CreatedAt),
-		NextAttemptAt: ts(it.NextAt), ErrorCode: it.Code, Error: it.Error,
+		NextAttemptAt: ts(it.NextAt), ErrorCode: it.Code, Error: it.Error, Kind: it.Kind, Subject: it.Subject,
 	}
 }
 
@@ -442,8 +505,42 @@ func (s *Server) RetrySyncItem(ctx context.Context, req *posturev1.RetrySyncItem
 		return nil, storeErr(fmt.Sprintf("sync item %d", req.GetId()), err)
 	}
 	s.audit(ctx, "sync item retried", "id", it.ID, "device", it.DeviceID)
+	// The item may be held back by its integration's pause: end it.
+	s.resume(ctx, it.IntegrationID)
 	if s.cfg.SyncNotify != nil {
 		s.cfg.SyncNotify()
 	}
 	return syncItemProto(it), nil
+}
+
+// integrationWritable are the Integration fields an update may name.
+var integrationWritable = map[string]bool{
+	"id": true, "name": true, "kind": true, "cloud": true, "authority_host": true, "graph_base_url": true,
+	"extra_ca_pem": true, "tenant_id": true, "client_id": true, "client_secret": true, "certificate": true,
+	"certificate_password": true, "secret_expires_at": true, "extension_attribute": true,
+	"compliant_value": true, "noncompliant_value": true, "teams": true,
+}
+
+// mergeIntegration copies the fields named by paths from patch onto cur (the
+// stored integration as the API shows it, which holds no credential).
+func mergeIntegration(cur, patch *posturev1.Integration, paths []string) (*posturev1.Integration, error) {
+	dst, src := cur.ProtoReflect(), patch.ProtoReflect()
+	fields := dst.Descriptor().Fields()
+	for _, path := range paths {
+		if !integrationWritable[path] {
+			return nil, status.Errorf(codes.InvalidArgument, "update_mask: %q is not a writable integration field", path)
+		}
+		f := fields.ByName(protoreflect.Name(path))
+		if src.Has(f) {
+			dst.Set(f, src.Get(f))
+		} else {
+			dst.Clear(f)
+		}
+	}
+	if cur.GetClientSecret() != "" || len(cur.GetCertificate()) > 0 {
+		if !slices.Contains(paths, "secret_expires_at") {
+			cur.SecretExpiresAt = nil // the old expiry belonged to the old credential
+		}
+	}
+	return cur, nil
 }

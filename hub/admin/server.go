@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
+	"github.com/posture-dev/posture/hub/compliance"
 	"github.com/posture-dev/posture/hub/policy"
 	"github.com/posture-dev/posture/hub/store"
 	"github.com/posture-dev/posture/hub/tokens"
@@ -42,6 +43,12 @@ type Config struct {
 	Integrations Integrations
 	// SyncNotify wakes the sync worker (nil: it polls).
 	SyncNotify func()
+	// StreamTTL: a stream held by another replica counts as connected
+	// while that replica's heartbeat is younger than this (default 45 s).
+	StreamTTL time.Duration
+	// SyncResume ends an integration's pause and makes the rows it held
+	// back due now (nil: they wait out the pause).
+	SyncResume func(ctx context.Context, integrationID string) (int, error)
 }
 
 // Server implements posturev1.AdminServiceServer.
@@ -57,6 +64,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.StreamTTL <= 0 {
+		cfg.StreamTTL = DefaultStreamTTL
 	}
 	return &Server{cfg: cfg}
 }
@@ -96,12 +106,17 @@ func (s *Server) ListHosts(ctx context.Context, req *posturev1.ListHostsRequest)
 	if err != nil {
 		return nil, err
 	}
+	reps, err := s.cfg.Store.ListHostReporting(ctx)
+	if err != nil {
+		return nil, storeErr("host reporting", err)
+	}
 	resp := &posturev1.ListHostsResponse{}
 	for _, h := range hosts {
 		ph, err := s.hostProto(ctx, h, names, req.GetIncludeResults())
 		if err != nil {
 			return nil, err
 		}
+		s.addReporting(ph, reps[h.ID])
 		resp.Hosts = append(resp.Hosts, ph)
 	}
 	return resp, nil
@@ -116,7 +131,16 @@ func (s *Server) GetHost(ctx context.Context, req *posturev1.GetHostRequest) (*p
 	if err != nil {
 		return nil, err
 	}
-	return s.hostProto(ctx, h, names, true)
+	ph, err := s.hostProto(ctx, h, names, true)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := s.cfg.Store.GetHostReporting(ctx, h.ID)
+	if err != nil {
+		return nil, storeErr("host reporting", err)
+	}
+	s.addReporting(ph, rep)
+	return ph, nil
 }
 
 func (s *Server) RevokeHost(ctx context.Context, req *posturev1.RevokeHostRequest) (*posturev1.Host, error) {
@@ -126,6 +150,11 @@ func (s *Server) RevokeHost(ctx context.Context, req *posturev1.RevokeHostReques
 	}
 	s.cfg.Streams.Disable(h.ID, "host revoked by an admin")
 	s.audit(ctx, "host revoked", "host", h.ID, "hostname", h.Hostname)
+	if s.cfg.Verdicts != nil {
+		s.cfg.Verdicts.Notify(h.ID, true)
+	}
+	// Its device stays blocked for any other claimant.
+	s.notifyDevice(ctx, h.EffectiveEntraDeviceID())
 	names, err := s.policyNames(ctx)
 	if err != nil {
 		return nil, err
@@ -134,9 +163,15 @@ func (s *Server) RevokeHost(ctx context.Context, req *posturev1.RevokeHostReques
 }
 
 func (s *Server) DeleteHost(ctx context.Context, req *posturev1.DeleteHostRequest) (*posturev1.DeleteHostResponse, error) {
+	before, err := s.cfg.Store.GetHost(ctx, req.GetId())
+	if err != nil {
+		return nil, storeErr("host "+req.GetId(), err)
+	}
 	if err := s.cfg.Store.DeleteHost(ctx, req.GetId()); err != nil {
 		return nil, storeErr("host "+req.GetId(), err)
 	}
+	// A deleted host no longer claims (or blocks) its device.
+	s.notifyDevice(ctx, before.EffectiveEntraDeviceID())
 	s.cfg.Streams.Disable(req.GetId(), "host deleted by an admin")
 	s.audit(ctx, "host deleted", "host", req.GetId())
 	return &posturev1.DeleteHostResponse{}, nil
@@ -187,8 +222,28 @@ func (s *Server) hostProto(ctx context.Context, h store.Host, names map[string]s
 		return nil, err
 	}
 	ph.Verdict = v
+	if hs, ok := s.cfg.Integrations.(HostScoper); ok {
+		if ph.Scopes, err = hs.HostScopes(ctx, h); err != nil {
+			return nil, storeErr("host scopes", err)
+		}
+	}
 	if h.RevokedAt != nil {
 		ph.RevokedAt = ts(*h.RevokedAt)
+	}
+	ph.DuplicateOf, ph.ReenrolledAt, ph.ReenrollCount = h.DuplicateOf, tsPtr(h.ReenrolledAt), int32(h.ReenrollCount)
+	claim, err := s.deviceClaim(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	ph.EntraClaim, ph.EntraClaimHosts, ph.EntraClaimReason = claim.State, claim.Others, claim.Reason()
+	if withResults {
+		switch c, err := s.cfg.Store.GetDeviceCheck(ctx, h.ID); {
+		case err == nil:
+			ph.EntraCheck = &posturev1.EntraDeviceCheck{IntegrationId: c.IntegrationID, DisplayName: c.DisplayName,
+				OperatingSystem: c.OperatingSystem, Mismatch: c.Mismatch, CheckedAt: ts(c.CheckedAt)}
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, storeErr("device check", err)
+		}
 	}
 	rs, err := s.cfg.Store.LatestResults(ctx, h.ID)
 	if err != nil {
@@ -301,6 +356,11 @@ func (s *Server) ApplyPolicies(ctx context.Context, req *posturev1.ApplyPolicies
 	if errs := policy.ValidateFactQueries(req.GetFacts()); len(errs) > 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "%v", errs)
 	}
+	if !req.GetDryRun() {
+		if err := s.checkApplyTeams(ctx, tms); err != nil {
+			return nil, err
+		}
+	}
 	var facts []store.FactQuery // nil keeps the stored fact queries
 	for _, f := range req.GetFacts() {
 		facts = append(facts, store.FactQuery{Name: f.GetName(), Platform: f.GetPlatform(), Query: strings.TrimSpace(f.GetQuery())})
@@ -321,6 +381,9 @@ func (s *Server) ApplyPolicies(ctx context.Context, req *posturev1.ApplyPolicies
 			changed++
 		}
 	}
+	// The request can be megabytes of SQL: the audit log keeps what changed.
+	auditTarget(ctx, "policies")
+	auditChange(ctx, nil, resp)
 	if !req.GetDryRun() && changed > 0 {
 		s.cfg.Streams.PoliciesChanged()
 		s.notifyAll(ctx, false)
@@ -506,4 +569,14 @@ func (s *Server) RevokeApiToken(ctx context.Context, req *posturev1.RevokeApiTok
 	}
 	s.audit(ctx, "api token revoked", "id", t.ID, "name", t.Name)
 	return tokenProto(t), nil
+}
+
+// deviceClaim resolves the host's claim on its Entra device as the verdict
+// engine does.
+func (s *Server) deviceClaim(ctx context.Context, h store.Host) (compliance.DeviceClaim, error) {
+	claimants, err := s.cfg.Store.HostsByEntraDeviceID(ctx, h.EffectiveEntraDeviceID())
+	if err != nil {
+		return compliance.DeviceClaim{}, storeErr("device claimants", err)
+	}
+	return compliance.ResolveDevice(h, claimants), nil
 }

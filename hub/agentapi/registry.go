@@ -2,6 +2,7 @@ package agentapi
 
 import (
 	"sync"
+	"sync/atomic"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 )
@@ -18,12 +19,25 @@ func NewRegistry() *Registry { return &Registry{sessions: map[string]*session{}}
 
 type session struct {
 	hostID string
+	// enrollment is the host's ReenrollCount when the stream opened.
+	enrollment int
 	// out carries acks, rechecks and disables in order. Never dropped.
 	out chan *posturev1.HubMessage
 	// dirty asks the sender to build and send a fresh PolicySet; coalesced.
 	dirty  chan struct{}
 	done   chan struct{}
 	cancel func()
+	// policies holds the ids of the last PolicySet sent (nil before the
+	// first): results for other ids are dropped.
+	policies atomic.Pointer[map[string]bool]
+}
+
+func (s *session) setPolicies(ps *posturev1.PolicySet) {
+	ids := make(map[string]bool, len(ps.GetPolicies()))
+	for _, p := range ps.GetPolicies() {
+		ids[p.GetId()] = true
+	}
+	s.policies.Store(&ids)
 }
 
 func (s *session) markDirty() {
@@ -51,6 +65,16 @@ func (r *Registry) remove(s *session) {
 		delete(r.sessions, s.hostID)
 	}
 	r.mu.Unlock()
+}
+
+// kick ends the host's stream on this replica (its certificate was retired).
+func (r *Registry) kick(hostID string) {
+	r.mu.Lock()
+	s := r.sessions[hostID]
+	r.mu.Unlock()
+	if s != nil {
+		s.cancel()
+	}
 }
 
 // Connected reports whether the host has a stream open to this replica.

@@ -6,6 +6,7 @@ package agentapi
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,8 +47,21 @@ type Config struct {
 	// IdentityChanged, if set, is told when a host reports a different
 	// Entra device id or UPN.
 	IdentityChanged func(hostID string)
-	Now             func() time.Time
-	Metrics         prometheus.Registerer
+	// DeviceReleased, if set, is told the Entra device id a host stopped
+	// reporting (the hosts still naming it may leave a conflict).
+	DeviceReleased func(ctx context.Context, deviceID string)
+	Now            func() time.Time
+	Metrics        prometheus.Registerer
+	// HealthChanged, if set, is told when a host reports its health.
+	HealthChanged func(hostID string)
+	// ReplicaID names this hub process in the store's stream table, so
+	// every replica can tell which hosts are connected (default: random).
+	ReplicaID string
+	// MaxBatchResults caps the results of one batch (default 10,000); a
+	// larger batch is acked as refused, never recorded or resent.
+	MaxBatchResults int
+	// Status, if set, builds the DeviceStatus sent after every Hello.
+	Status StatusFunc
 }
 
 // Server implements posturev1.AgentServiceServer.
@@ -75,6 +89,7 @@ const (
 	outcomeStale   = "stale"
 	outcomeUnknown = "unknown_policy"
 	outcomeInvalid = "invalid"
+	outcomeRefused = "refused"
 )
 
 // New builds a Server with defaults filled in.
@@ -96,6 +111,12 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = NewRegistry()
+	}
+	if cfg.ReplicaID == "" {
+		cfg.ReplicaID = NewReplicaID()
+	}
+	if cfg.MaxBatchResults <= 0 {
+		cfg.MaxBatchResults = DefaultMaxBatchResults
 	}
 	s := &Server{cfg: cfg, limiter: newFailureLimiter(10, time.Minute, cfg.Now)}
 	s.m = metrics{
@@ -154,6 +175,12 @@ func (s *Server) Enroll(ctx context.Context, req *posturev1.EnrollRequest) (*pos
 		return nil, status.Errorf(codes.InvalidArgument, "csr: %v", err)
 	}
 	h := hostFromFacts(facts)
+	if h.HardwareUUID == "" {
+		// The hardware UUID is what a re-enroll is matched by; without it
+		// every enroll would be a new host and revocation would not hold.
+		s.m.enrolls.WithLabelValues("bad_request").Inc()
+		return nil, status.Error(codes.InvalidArgument, "facts: hardware_uuid is empty (osquery's system_info.uuid)")
+	}
 	h.Team = secret.Team
 	h.EnrolledAt, h.LastSeenAt = now, now
 	h, err = s.cfg.Store.EnrollHost(ctx, h)
@@ -175,14 +202,47 @@ func (s *Server) Enroll(ctx context.Context, req *posturev1.EnrollRequest) (*pos
 	if err := s.cfg.Store.MarkEnrollSecretUsed(ctx, secret.ID, now); err != nil {
 		s.cfg.Logger.Warn("mark enroll secret used", "err", err)
 	}
-	s.m.enrolls.WithLabelValues("ok").Inc()
-	s.cfg.Logger.Info("host enrolled", "host", h.ID, "hostname", h.Hostname, "team", h.Team, "source", src)
+	switch {
+	case h.ReenrolledAt != nil:
+		// The older certificate is dead from here: Connect and Renew check
+		// the serial, and its stream (on this replica: now; on another: at
+		// its next batch) is cut.
+		s.cfg.Registry.kick(h.ID)
+		s.m.enrolls.WithLabelValues("reenrolled").Inc()
+		s.cfg.Logger.Warn("host re-enrolled: earlier certificates retired", "host", h.ID, "hostname", h.Hostname,
+			"team", h.Team, "reenroll_count", h.ReenrollCount, "secret", secret.ID, "source", src)
+		s.auditEnroll(ctx, "host re-enrolled", h, secret.ID, src)
+	case h.DuplicateOf != "":
+		s.m.enrolls.WithLabelValues("duplicate").Inc()
+		s.cfg.Logger.Warn("host enrolled as a duplicate: its hardware uuid belongs to a host of another team",
+			"host", h.ID, "duplicate_of", h.DuplicateOf, "hostname", h.Hostname, "team", h.Team, "secret", secret.ID, "source", src)
+		s.auditEnroll(ctx, "host enrolled as duplicate", h, secret.ID, src)
+	default:
+		s.m.enrolls.WithLabelValues("ok").Inc()
+		s.cfg.Logger.Info("host enrolled", "host", h.ID, "hostname", h.Hostname, "team", h.Team, "source", src)
+	}
 	return &posturev1.EnrollResponse{
 		HostId:         h.ID,
 		CertificatePem: iss.CertPEM,
 		CaBundlePem:    s.cfg.CA.CertPEM(),
 		NotAfter:       timestamppb.New(iss.NotAfter),
 	}, nil
+}
+
+// auditEnroll writes a re-enroll or duplicate enrollment to the audit log
+// (the hub is the actor: no admin token is involved).
+func (s *Server) auditEnroll(ctx context.Context, action string, h store.Host, secretID, src string) {
+	after, _ := json.Marshal(map[string]any{
+		"hostname": h.Hostname, "team": h.Team, "hardware_uuid": h.HardwareUUID, "enroll_secret_id": secretID,
+		"duplicate_of": h.DuplicateOf, "reenroll_count": h.ReenrollCount,
+	})
+	err := s.cfg.Store.RecordAuditEvent(ctx, store.AuditEvent{
+		At: s.cfg.Now(), Actor: store.AuditActorHub, Action: action, Target: "host/" + h.ID,
+		Source: src, Result: store.AuditOK, After: string(after),
+	})
+	if err != nil {
+		s.cfg.Logger.Error("audit log: record enroll", "host", h.ID, "action", action, "err", err)
+	}
 }
 
 // Renew issues a fresh certificate to an authenticated, unrevoked host.
@@ -213,7 +273,8 @@ func (s *Server) authHost(ctx context.Context) (store.Host, error) {
 	if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
 		return store.Host{}, status.Error(codes.Unauthenticated, "a client certificate issued by this hub is required")
 	}
-	id, err := ca.HostID(ti.State.VerifiedChains[0][0])
+	leaf := ti.State.VerifiedChains[0][0]
+	id, err := ca.HostID(leaf)
 	if err != nil {
 		return store.Host{}, status.Errorf(codes.Unauthenticated, "client certificate: %v", err)
 	}
@@ -226,6 +287,11 @@ func (s *Server) authHost(ctx context.Context) (store.Host, error) {
 	}
 	if h.Revoked() {
 		return store.Host{}, status.Error(codes.PermissionDenied, "host is revoked")
+	}
+	// A host is its key: only the certificate issued last (at enroll or
+	// renew) speaks for it.
+	if h.CertSerial == "" || leaf.SerialNumber == nil || leaf.SerialNumber.Text(16) != h.CertSerial {
+		return store.Host{}, status.Error(codes.Unauthenticated, "this certificate is no longer the host's current one (re-enrolled or renewed since); enroll again")
 	}
 	return h, nil
 }
@@ -249,6 +315,9 @@ func (s *Server) Connect(stream posturev1.AgentService_ConnectServer) error {
 	if err != nil {
 		return err
 	}
+	// Batches on this stream speak for this enrollment only: after a
+	// re-enroll (through any replica) the store refuses them.
+	ctx = store.WithEnrollment(ctx, h.ReenrollCount)
 	hello, err := s.awaitHello(ctx, stream)
 	if err != nil {
 		return err
@@ -257,21 +326,25 @@ func (s *Server) Connect(stream posturev1.AgentService_ConnectServer) error {
 		return err
 	}
 	sess := &session{
-		hostID: h.ID,
-		out:    make(chan *posturev1.HubMessage, 16),
-		dirty:  make(chan struct{}, 1),
-		done:   make(chan struct{}),
-		cancel: cancel,
+		hostID:     h.ID,
+		enrollment: h.ReenrollCount,
+		out:        make(chan *posturev1.HubMessage, 16),
+		dirty:      make(chan struct{}, 1),
+		done:       make(chan struct{}),
+		cancel:     cancel,
 	}
 	defer close(sess.done)
 	s.cfg.Registry.add(sess)
 	defer s.cfg.Registry.remove(sess)
+	since := s.streamOpened(ctx, h.ID)
+	defer s.streamClosed(h.ID, since)
 	sess.markDirty() // every Hello is answered with a PolicySet
+	s.queueStatus(ctx, sess)
 	log := s.cfg.Logger.With("host", h.ID)
 	log.Info("agent connected", "hostname", h.Hostname, "platform", h.Platform)
 
 	sendErr := make(chan error, 1)
-	go func() { sendErr <- s.sendLoop(ctx, stream, sess, h.ID) }()
+	go func() { sendErr <- s.sendLoop(ctx, stream, sess) }()
 	recvErr := make(chan error, 1)
 	go func() { recvErr <- s.recvLoop(ctx, stream, sess, &h) }()
 	select {
@@ -287,6 +360,27 @@ func (s *Server) Connect(stream posturev1.AgentService_ConnectServer) error {
 }
 
 var errDisabled = errors.New("host disabled")
+
+var errSuperseded = status.Error(codes.Unauthenticated, "this host was enrolled again with a new key; this certificate is retired")
+
+// queueStatus tells the host its current verdict (and remediation link).
+func (s *Server) queueStatus(ctx context.Context, sess *session) {
+	if s.cfg.Status == nil {
+		return
+	}
+	st, err := s.cfg.Status(ctx, sess.hostID)
+	if err != nil {
+		s.cfg.Logger.Warn("build device status", "host", sess.hostID, "err", err)
+		return
+	}
+	if st == nil {
+		return
+	}
+	select {
+	case sess.out <- &posturev1.HubMessage{Msg: &posturev1.HubMessage_Status{Status: st}}:
+	case <-ctx.Done():
+	}
+}
 
 func (s *Server) awaitHello(ctx context.Context, stream posturev1.AgentService_ConnectServer) (*posturev1.Hello, error) {
 	type res struct {
@@ -322,6 +416,12 @@ func (s *Server) applyHello(ctx context.Context, h *store.Host, hello *posturev1
 		return status.Errorf(codes.InvalidArgument, "hello facts: %v", err)
 	}
 	nh := hostFromFacts(facts)
+	if nh.HardwareUUID != "" && nh.HardwareUUID != h.HardwareUUID {
+		// The hardware UUID is fixed at enrollment. One answer whether or
+		// not another host holds the claimed one: no oracle.
+		s.cfg.Logger.Warn("hello refused: hardware uuid differs from the enrollment", "host", h.ID)
+		return status.Error(codes.PermissionDenied, "hello facts do not match this host's enrollment; enroll again with this machine's own identity")
+	}
 	nh.ID = h.ID
 	if err := s.cfg.Store.UpdateHostFacts(ctx, nh); err != nil {
 		return status.Errorf(codes.Unavailable, "store facts: %v", err)
@@ -332,11 +432,14 @@ func (s *Server) applyHello(ctx context.Context, h *store.Host, hello *posturev1
 	// Keep what the hub, not the Hello, decides: team and identity.
 	nh.Team, nh.EntraDeviceID, nh.EntraDeviceIDOverride, nh.UserPrincipalName = h.Team, h.EntraDeviceID, h.EntraDeviceIDOverride, h.UserPrincipalName
 	nh.EnrolledAt, nh.LastSeenAt, nh.RevokedAt = h.EnrolledAt, h.LastSeenAt, h.RevokedAt
+	nh.HardwareUUID, nh.CertSerial, nh.CertNotAfter = h.HardwareUUID, h.CertSerial, h.CertNotAfter
+	nh.DuplicateOf, nh.ReenrolledAt, nh.ReenrollCount = h.DuplicateOf, h.ReenrolledAt, h.ReenrollCount
 	*h = nh
 	return nil
 }
 
-func (s *Server) sendLoop(ctx context.Context, stream posturev1.AgentService_ConnectServer, sess *session, hostID string) error {
+func (s *Server) sendLoop(ctx context.Context, stream posturev1.AgentService_ConnectServer, sess *session) error {
+	hostID := sess.hostID
 	for {
 		select {
 		case <-ctx.Done():
@@ -357,9 +460,18 @@ func (s *Server) sendLoop(ctx context.Context, stream posturev1.AgentService_Con
 				_ = stream.Send(&posturev1.HubMessage{Msg: &posturev1.HubMessage_Disable{Disable: &posturev1.Disable{Reason: "host revoked"}}})
 				return errDisabled
 			}
+			if h.ReenrollCount != sess.enrollment {
+				return errSuperseded
+			}
 			ps, err := s.PolicySetFor(ctx, h)
 			if err != nil {
 				return status.Errorf(codes.Unavailable, "build policy set: %v", err)
+			}
+			sess.setPolicies(ps)
+			// The interval is the host's promised cadence: silence is
+			// judged against it.
+			if err := s.cfg.Store.SetHostReportInterval(ctx, hostID, ps.GetInterval().AsDuration()); err != nil {
+				return status.Errorf(codes.Unavailable, "store report interval: %v", err)
 			}
 			if err := stream.Send(&posturev1.HubMessage{Msg: &posturev1.HubMessage_PolicySet{PolicySet: ps}}); err != nil {
 				return fmt.Errorf("send: %w", err)
@@ -433,11 +545,17 @@ func (s *Server) recvLoop(ctx context.Context, stream posturev1.AgentService_Con
 		}
 		switch msg := m.Msg.(type) {
 		case *posturev1.AgentMessage_Results:
-			if err := s.recordBatch(ctx, h.ID, msg.Results); err != nil {
-				// No ack: the agent keeps the batch and resends it.
+			refused, err := s.admitBatch(ctx, sess, h, msg.Results)
+			if err != nil {
 				return err
 			}
-			ack := &posturev1.HubMessage{Msg: &posturev1.HubMessage_Ack{Ack: &posturev1.Ack{Seq: msg.Results.GetSeq()}}}
+			if refused == "" {
+				if err := s.recordBatch(ctx, h.ID, msg.Results); err != nil {
+					// No ack: the agent keeps the batch and resends it.
+					return err
+				}
+			}
+			ack := &posturev1.HubMessage{Msg: &posturev1.HubMessage_Ack{Ack: &posturev1.Ack{Seq: msg.Results.GetSeq(), Refused: refused}}}
 			select {
 			case sess.out <- ack:
 			case <-ctx.Done():
@@ -453,12 +571,20 @@ func (s *Server) recvLoop(ctx context.Context, stream posturev1.AgentService_Con
 			if (dev != h.EntraDeviceID || upn != h.UserPrincipalName) && s.cfg.IdentityChanged != nil {
 				s.cfg.IdentityChanged(h.ID)
 			}
+			if dev != h.EntraDeviceID && h.EntraDeviceID != "" && s.cfg.DeviceReleased != nil {
+				s.cfg.DeviceReleased(ctx, h.EntraDeviceID)
+			}
 			h.EntraDeviceID, h.UserPrincipalName = dev, upn
 		case *posturev1.AgentMessage_Hello:
 			if err := s.applyHello(ctx, h, msg.Hello); err != nil {
 				return err
 			}
 			sess.markDirty()
+			s.queueStatus(ctx, sess)
+		case *posturev1.AgentMessage_Health:
+			if err := s.recordHealth(ctx, h.ID, msg.Health); err != nil {
+				return err
+			}
 		default:
 			return status.Error(codes.InvalidArgument, "unknown agent message")
 		}
@@ -491,6 +617,8 @@ func (s *Server) recordBatch(ctx context.Context, hostID string, b *posturev1.Re
 	switch {
 	case errors.Is(err, store.ErrRevoked):
 		return status.Error(codes.PermissionDenied, "host is revoked")
+	case errors.Is(err, store.ErrSuperseded):
+		return errSuperseded
 	case errors.Is(err, store.ErrInvalid):
 		// Resending cannot fix a batch the store refuses: drop it (acked)
 		// so the host's spool drains, and say so loudly.

@@ -43,6 +43,11 @@ type CA struct {
 
 // LoadOrCreate loads ca.pem/ca-key.pem from dir, creating an ECDSA P-256 CA
 // there on first start. Replicas share the CA by sharing these files.
+//
+// Creation is race-safe even across hosts sharing the directory: each file
+// is written to a temporary name and linked into place, and link fails if
+// the name exists. The process whose key link wins writes the certificate;
+// every other one discards its CA and reads the winner's.
 func LoadOrCreate(dir string) (*CA, error) {
 	certPath, keyPath := filepath.Join(dir, CertFile), filepath.Join(dir, KeyFile)
 	if _, err := os.Stat(certPath); err == nil {
@@ -58,13 +63,32 @@ func LoadOrCreate(dir string) (*CA, error) {
 		return nil, err
 	}
 	// Key first, so a crash never leaves a cert without its key.
-	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+	won, err := writeFileExclusive(keyPath, keyPEM, 0o600)
+	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(certPath, certPEM, 0o644); err != nil {
+	if !won {
+		return awaitFiles(certPath, keyPath, 10*time.Second)
+	}
+	if _, err := writeFileExclusive(certPath, certPEM, 0o644); err != nil {
 		return nil, err
 	}
-	return Parse(certPEM, keyPEM)
+	return LoadFiles(certPath, keyPath)
+}
+
+// awaitFiles loads the CA another process is creating: its key exists, its
+// certificate follows within moments.
+func awaitFiles(certPath, keyPath string, wait time.Duration) (*CA, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		if _, err := os.Stat(certPath); err == nil {
+			return LoadFiles(certPath, keyPath)
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("ca: %s exists but %s did not appear within %s; if no other hub is starting, remove the key and start again", keyPath, certPath, wait)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // LoadFiles loads a CA from PEM files (e.g. one made by an existing PKI).
@@ -269,29 +293,35 @@ func HostID(cert *x509.Certificate) (string, error) {
 	return "", errors.New("certificate names no posture host")
 }
 
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+// writeFileExclusive writes data to path unless path exists: false, nil if
+// another writer got there first. The content is complete (and synced)
+// before the name appears, so a reader never sees a partial file.
+func writeFileExclusive(path string, data []byte, mode os.FileMode) (bool, error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return false, fmt.Errorf("write %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name())
 	if err := tmp.Chmod(mode); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
+		return false, fmt.Errorf("write %s: %w", path, err)
 	}
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
+		return false, fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
+		return false, fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return false, fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return false, nil
+		}
+		return false, fmt.Errorf("write %s: %w", path, err)
 	}
-	return nil
+	return true, nil
 }

@@ -8,8 +8,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -107,5 +109,39 @@ func TestParseRejectsMismatchedKey(t *testing.T) {
 	otherKey, _ := os.ReadFile(filepath.Join(dir, KeyFile))
 	if _, err := Parse(a.CertPEM(), otherKey); err == nil {
 		t.Fatal("a CA whose key does not match its certificate was accepted")
+	}
+}
+
+// Hubs starting together on one empty dir all end up with the CA on disk.
+func TestLoadOrCreateConcurrent(t *testing.T) {
+	for round := range 10 {
+		dir := filepath.Join(t.TempDir(), fmt.Sprint(round))
+		const n = 6
+		cas := make([]*CA, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				cas[i], errs[i] = LoadOrCreate(dir)
+			}()
+		}
+		close(start)
+		wg.Wait()
+		onDisk, err := os.ReadFile(filepath.Join(dir, CertFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("round %d: %v", round, errs[i])
+			}
+			if string(cas[i].CertPEM()) != string(onDisk) {
+				t.Fatalf("round %d: process %d uses a CA that is not the one on disk", round, i)
+			}
+		}
 	}
 }

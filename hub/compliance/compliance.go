@@ -23,10 +23,16 @@ const (
 	CauseRevoked    = "revoked"
 	CauseCADisabled = "ca_disabled"
 	CauseStale      = "stale"
+	CauseUnhealthy  = "unhealthy"
+	CauseSilent     = "silent"
 	CauseFailing    = "failing"
 	CauseNoResults  = "no_results"
 	CauseGrace      = "grace"
 	CausePassing    = "passing"
+	// CauseDeviceConflict: another host claims the same Entra device.
+	CauseDeviceConflict = "device_conflict"
+	// CauseDeviceRevoked: a revoked host claimed the same Entra device.
+	CauseDeviceRevoked = "device_revoked"
 )
 
 // StatusMissing marks a Reason for a conditional-access policy that has no
@@ -35,6 +41,10 @@ const StatusMissing = "MISSING"
 
 // DefaultStaleAfter applies when a team's StaleAfter is zero.
 const DefaultStaleAfter = 24 * time.Hour
+
+// DefaultMissedReports applies when a team's MissedReports is zero: with the
+// default 60 s policy interval a host silent for 3 minutes is UNKNOWN.
+const DefaultMissedReports = 3
 
 // Values Desired returns, as written to sinks.
 const (
@@ -61,7 +71,12 @@ type Input struct {
 	// Results are the host's latest results (one per policy).
 	Results    []store.Result
 	Exemptions []Exemption
-	Now        time.Time
+	// Reporting is the host's cadence and self-reported health (zero value:
+	// never sent a policy interval, never reported health).
+	Reporting store.HostReporting
+	Now       time.Time
+	// Device is the host's claim on its Entra device (ResolveDevice).
+	Device DeviceClaim
 }
 
 // Reason describes one conditional-access policy that is not passing.
@@ -145,11 +160,45 @@ func StaleAfter(s store.TeamSettings) time.Duration {
 	return s.StaleAfter
 }
 
+// MissedReports returns the team's missed-reports count, applying the default.
+func MissedReports(s store.TeamSettings) int {
+	if s.MissedReports <= 0 {
+		return DefaultMissedReports
+	}
+	return s.MissedReports
+}
+
+// SilentAt is when a host that sends no further result batch goes UNKNOWN
+// ("silent"): its last batch (or, before any, its enrollment) plus the
+// team's missed reports times the interval the hub sent it. Zero when the
+// hub never sent it an interval.
+func SilentAt(h store.Host, r store.HostReporting, s store.TeamSettings) time.Time {
+	if r.ReportInterval <= 0 {
+		return time.Time{}
+	}
+	base := r.LastReportAt
+	if base.IsZero() {
+		base = h.EnrolledAt
+	}
+	if base.IsZero() {
+		return time.Time{}
+	}
+	return base.Add(time.Duration(MissedReports(s)) * r.ReportInterval)
+}
+
 // Evaluate computes a host's verdict. See the package doc for the rules.
 func Evaluate(in Input) Verdict {
 	now := in.Now
 	if in.Host.Revoked() {
 		return Verdict{State: Noncompliant, Cause: CauseRevoked}
+	}
+	// Before team settings: a team with conditional access off must not
+	// release a device another host also speaks for.
+	switch in.Device.State {
+	case ClaimConflict:
+		return Verdict{State: Noncompliant, Cause: CauseDeviceConflict}
+	case ClaimRevoked:
+		return Verdict{State: Noncompliant, Cause: CauseDeviceRevoked}
 	}
 	if !in.Settings.ConditionalAccess {
 		return Verdict{State: Compliant, Cause: CauseCADisabled}
@@ -172,6 +221,20 @@ func Evaluate(in Input) Verdict {
 			return Verdict{State: Unknown, Cause: CauseStale}
 		}
 		consider(staleAt)
+	}
+
+	// The host says it cannot run policies or keep results: whatever it
+	// reported before is no longer evidence.
+	if hh := in.Reporting.Health; hh != nil && !hh.Healthy() {
+		return Verdict{State: Unknown, Cause: CauseUnhealthy}
+	}
+	// Silence fails closed, connected or not: a host with conditional-access
+	// policies to run sends a batch every interval.
+	if silentAt := SilentAt(in.Host, in.Reporting, in.Settings); !silentAt.IsZero() && hasCAPolicy(in) {
+		if !now.Before(silentAt) {
+			return Verdict{State: Unknown, Cause: CauseSilent}
+		}
+		consider(silentAt)
 	}
 
 	latest := make(map[string]store.Result, len(in.Results))
@@ -263,6 +326,15 @@ func Evaluate(in Input) Verdict {
 	return v
 }
 
+func hasCAPolicy(in Input) bool {
+	for _, p := range in.Policies {
+		if p.ConditionalAccess && p.AppliesTo(in.Host.Platform, in.Host.Team) {
+			return true
+		}
+	}
+	return false
+}
+
 // exemptUntil returns whether an unexpired exemption covers the policy and
 // until when (zero = forever); the latest expiry wins.
 func exemptUntil(ex []Exemption, policyID string, now time.Time) (time.Time, bool) {
@@ -296,7 +368,8 @@ func Desired(v Verdict) string {
 	case Noncompliant:
 		return DesiredNoncompliant
 	case Unknown:
-		if v.Cause == CauseStale {
+		switch v.Cause {
+		case CauseStale, CauseUnhealthy, CauseSilent:
 			return DesiredNoncompliant
 		}
 		return ""

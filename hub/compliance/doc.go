@@ -9,15 +9,30 @@
 //
 //  1. Revoked host → NONCOMPLIANT (cause "revoked"). An admin revoked the
 //     device; no team setting may make it compliant again.
-//  2. Conditional access off for the team → COMPLIANT ("ca_disabled").
-//  3. Stale host → UNKNOWN ("stale"): the host has been silent for the
+//  2. The host's Entra device is in conflict (another live host reports
+//     it and no admin picked one) → NONCOMPLIANT ("device_conflict"), or a
+//     revoked host named it → NONCOMPLIANT ("device_revoked"); see
+//     ResolveDevice. Fail closed whatever the team's settings: a claim
+//     cannot be trusted to release a device.
+//  3. Conditional access off for the team → COMPLIANT ("ca_disabled").
+//  4. Stale host → UNKNOWN ("stale"): the host has been silent for the
 //     team's stale-after (default 24h) or longer. Last seen falls back to the
 //     enrollment time; a host with neither is never stale.
-//  4. A blocking failure → NONCOMPLIANT ("failing").
-//  5. A conditional-access policy without a current result → UNKNOWN
+//  5. Unhealthy host → UNKNOWN ("unhealthy"): the agent's last AgentHealth
+//     says osqueryd does not answer or results cannot be written to its
+//     spool, so its earlier results are no evidence of the present.
+//  6. Silent host → UNKNOWN ("silent"): a host with at least one applicable
+//     conditional-access policy sent no result batch for the team's
+//     missed_reports (default 3) times the policy interval the hub last sent
+//     it, counted from its last batch (or its enrollment before any). This
+//     holds whether or not its stream is connected: a connected agent whose
+//     scheduler is stuck is as silent as a powered-off one. A host the hub
+//     never sent an interval is left to rule 4.
+//  7. A blocking failure → NONCOMPLIANT ("failing").
+//  8. A conditional-access policy without a current result → UNKNOWN
 //     ("no_results"). A result of an old policy revision is no result.
-//  6. A failure in its grace period → GRACE ("grace").
-//  7. Otherwise → COMPLIANT ("passing"), possibly with exempt or allowed
+//  9. A failure in its grace period → GRACE ("grace").
+//  10. Otherwise → COMPLIANT ("passing"), possibly with exempt or allowed
 //     failures listed in the reasons.
 //
 // Only applicable policies (Policy.AppliesTo the host's platform and team)
@@ -41,7 +56,7 @@
 // expiry or last-seen+stale-after, the later state already holds. That is
 // what lets a scheduler wake at NextTransition and see the new verdict.
 //
-// Why a failure beats missing results (4 before 5): a host known to fail a
+// Why a failure beats missing results (7 before 8): a host known to fail a
 // blocking policy is non-compliant whatever its other results say. Why
 // missing results give UNKNOWN rather than a verdict on the rest: a new
 // policy or a revision bump must not flip Entra to compliant for a host
@@ -51,7 +66,7 @@
 //
 // Desired maps a verdict to the value a sink writes: COMPLIANT and GRACE →
 // "compliant", NONCOMPLIANT → "noncompliant". UNKNOWN depends on its cause:
-// a stale host fails closed ("noncompliant"), while a host that merely has
+// a stale, unhealthy or silent host fails closed ("noncompliant"), while a host that merely has
 // no results yet yields "" — no write, the sink keeps whatever it holds (a
 // newly enrolled device is not blocked before its first report, and a
 // non-compliant device is not released by a policy revision bump).

@@ -44,12 +44,26 @@ type Registry struct {
 	log  *slog.Logger
 	now  func() time.Time
 
-	mu    sync.Mutex
-	sinks map[string]cachedSink
+	mu      sync.Mutex
+	sinks   map[string]cachedSink
+	hosts   HostStore // for webhook events; see SetHosts
+	partner PartnerDefaults
+	scope   *scopes // Entra group scoping; see scope.go
+	// kick wakes Run to record a health change at once.
+	kick chan struct{}
+	// onRebuild is called with an integration's id when its sink is
+	// rebuilt for a new version (credential or configuration changed).
+	onRebuild func(id string)
 }
+
+// OnRebuild sets the function called when an integration's sink is rebuilt
+// because the integration changed (the sync worker ends its pause: the
+// change may be the fix). Set it before use.
+func (r *Registry) OnRebuild(f func(id string)) { r.onRebuild = f }
 
 type cachedSink struct {
 	sink      *graph.Sink
+	other     hubsync.Sink // a non-graph kind (sink is nil then)
 	updatedAt time.Time
 	reported  graph.HealthStatus
 }
@@ -59,7 +73,7 @@ func New(st Store, keys *secrets.Keyring, log *slog.Logger) *Registry {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Registry{st: st, keys: keys, log: log, now: time.Now, sinks: map[string]cachedSink{}}
+	return &Registry{st: st, keys: keys, log: log, now: time.Now, sinks: map[string]cachedSink{}, kick: make(chan struct{}, 1)}
 }
 
 // Credential is what an admin hands over: a client secret, or a certificate
@@ -85,8 +99,11 @@ func (r *Registry) Prepare(in *store.Integration, cred Credential) error {
 	if in.Kind == "" {
 		in.Kind = KindGraph
 	}
+	if err := checkScope(*in); err != nil {
+		return err
+	}
 	if in.Kind != KindGraph {
-		return fmt.Errorf("kind %q is not supported (want %q)", in.Kind, KindGraph)
+		return r.prepareOther(in, cred)
 	}
 	if in.CompliantValue == "" {
 		in.CompliantValue = graph.DefaultCompliantValue
@@ -161,11 +178,20 @@ func (r *Registry) open(in store.Integration) (Credential, error) {
 
 func (r *Registry) config(in store.Integration, cred Credential) graph.Config {
 	cfg := graph.Config{
-		Cloud: graph.Cloud(in.Cloud), AuthorityHost: in.AuthorityHost, GraphBaseURL: in.GraphBaseURL,
+		Cloud: graph.Cloud(in.Cloud), AuthorityHost: in.AuthorityHost, GraphBaseURL: in.GraphBaseURL, GraphResource: in.GraphResource,
 		TenantID: in.TenantID, ClientID: in.ClientID,
 		ClientSecret: cred.ClientSecret, Certificate: cred.Certificate, CertificatePassword: cred.CertificatePassword,
 		Attribute: in.ExtensionAttribute, CompliantValue: in.CompliantValue, NoncompliantValue: in.NoncompliantValue,
 		Logger: r.log.With("integration", in.ID),
+		// Record health as soon as a sink sees it change: admins watching
+		// `integrations list` after a fix see the last attempt, not the
+		// one before the last tick.
+		OnHealth: func(graph.HealthStatus) {
+			select {
+			case r.kick <- struct{}{}:
+			default:
+			}
+		},
 	}
 	if strings.TrimSpace(in.ExtraCAPEM) != "" {
 		cfg.ExtraCAPEM = []byte(in.ExtraCAPEM)
@@ -202,7 +228,20 @@ func (r *Registry) Sink(ctx context.Context, id string) (hubsync.Sink, error) {
 	c, ok := r.sinks[id]
 	r.mu.Unlock()
 	if ok && c.updatedAt.Equal(in.UpdatedAt) {
+		if c.other != nil {
+			return c.other, nil
+		}
 		return c.sink, nil
+	}
+	if in.Kind != KindGraph {
+		o, err := r.buildOther(in)
+		if err != nil {
+			return nil, err
+		}
+		r.mu.Lock()
+		r.sinks[id] = cachedSink{other: o, updatedAt: in.UpdatedAt}
+		r.mu.Unlock()
+		return o, nil
 	}
 	s, err := r.build(in)
 	if err != nil {
@@ -211,6 +250,9 @@ func (r *Registry) Sink(ctx context.Context, id string) (hubsync.Sink, error) {
 	r.mu.Lock()
 	r.sinks[id] = cachedSink{sink: s, updatedAt: in.UpdatedAt}
 	r.mu.Unlock()
+	if ok && r.onRebuild != nil {
+		r.onRebuild(id)
+	}
 	return s, nil
 }
 
@@ -220,7 +262,11 @@ func (r *Registry) Reader(ctx context.Context, id string) (hubsync.Reader, error
 	if err != nil {
 		return nil, err
 	}
-	return s.(*graph.Sink), nil
+	rd, ok := s.(hubsync.Reader)
+	if !ok {
+		return nil, fmt.Errorf("integration %s: a %s sink cannot be read back", id, s.Name())
+	}
+	return rd, nil
 }
 
 // Test runs a connection test on a fresh sink and records the health.
@@ -228,6 +274,9 @@ func (r *Registry) Test(ctx context.Context, id string) (graph.ConnectionReport,
 	in, err := r.st.GetIntegration(ctx, id)
 	if err != nil {
 		return graph.ConnectionReport{}, err
+	}
+	if in.Kind != KindGraph {
+		return r.testOther(ctx, in)
 	}
 	s, err := r.build(in)
 	if err != nil {
@@ -256,6 +305,11 @@ func (r *Registry) Test(ctx context.Context, id string) (graph.ConnectionReport,
 
 // Warnings are the credential-expiry warnings (30/14/7 days) of an integration.
 func Warnings(in store.Integration, now time.Time) []string {
+	if in.CredentialKind == CredentialSecret && in.Health == string(graph.HealthSecretExpired) {
+		// Entra refused the secret as expired: that beats the date typed at
+		// setup, which may be wrong or missing.
+		return []string{"Entra says the client secret has expired (AADSTS7000222): writes to Entra fail until a new secret is added and the integration updated"}
+	}
 	var exp time.Time
 	what := "client secret"
 	switch {
@@ -289,6 +343,8 @@ func (r *Registry) Run(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 			r.recordHealth(ctx)
+		case <-r.kick:
+			r.recordHealth(ctx)
 		}
 	}
 }
@@ -301,6 +357,9 @@ func (r *Registry) recordHealth(ctx context.Context) {
 	}
 	var todo []upd
 	for id, c := range r.sinks {
+		if c.sink == nil {
+			continue // non-graph kinds record their own state
+		}
 		h := c.sink.Health()
 		if !h.At.IsZero() && (h.Health != c.reported.Health || h.Message != c.reported.Message) {
 			c.reported = h

@@ -141,7 +141,20 @@ func TestPrepareRejectsInvalidConfigs(t *testing.T) {
 		// graph names whichever missing URL it checks first (map order).
 		{"custom cloud without URLs", func(in *store.Integration) { in.Cloud = "custom" }, Credential{ClientSecret: plainSecret}, "custom cloud needs an https "},
 		{"custom cloud without Graph URL", func(in *store.Integration) { in.Cloud, in.AuthorityHost = "custom", "https://login.example.com/" }, Credential{ClientSecret: plainSecret}, "custom cloud needs an https Graph base URL"},
-		{"other kind", func(in *store.Integration) { in.Kind = "webhook" }, Credential{ClientSecret: plainSecret}, `kind "webhook" is not supported`},
+		{"other kind", func(in *store.Integration) { in.Kind = "pigeon" }, Credential{ClientSecret: plainSecret}, `kind "pigeon" is not supported`},
+		{"webhook without url", func(in *store.Integration) { in.Kind = "webhook" }, Credential{ClientSecret: plainSecret}, "webhook url"},
+		{"webhook to plain http", func(in *store.Integration) {
+			in.Kind, in.Settings = "webhook", []byte(`{"url":"http://siem.example.com/x"}`)
+		},
+			Credential{ClientSecret: plainSecret}, "plain http only to loopback"},
+		{"webhook with a certificate", func(in *store.Integration) {
+			in.Kind, in.Settings = "webhook", []byte(`{"url":"https://siem.example.com/x"}`)
+		},
+			Credential{Certificate: []byte("pem")}, "not a certificate"},
+		{"webhook unknown setting", func(in *store.Integration) {
+			in.Kind, in.Settings = "webhook", []byte(`{"url":"https://siem.example.com/x","urll":"y"}`)
+		},
+			Credential{ClientSecret: plainSecret}, "unknown field"},
 		{"same values", func(in *store.Integration) { in.CompliantValue, in.NoncompliantValue = "x", "x" }, Credential{ClientSecret: plainSecret}, "must differ"},
 		{"not a certificate", nil, Credential{Certificate: []byte("not a pem")}, ""},
 	} {
@@ -513,5 +526,32 @@ func TestTestStoresSecretExpiryReadFromGraph(t *testing.T) {
 	}
 	if w := Warnings(got, time.Now()); len(w) != 1 || !strings.Contains(w[0], "within 14 days") {
 		t.Fatalf("warnings %v", w)
+	}
+}
+
+func TestWebhookKind(t *testing.T) {
+	st := openStore(t)
+	r := New(st, keyring(t, 7), quiet())
+	in := store.Integration{ID: "wh", Name: "siem", Kind: KindWebhook, TenantID: "stale", ExtensionAttribute: 9,
+		Settings: []byte(`{"url":"https://siem.example.com/posture"}`)}
+	if err := r.Prepare(&in, Credential{ClientSecret: plainSecret}); err != nil {
+		t.Fatal(err)
+	}
+	if in.TenantID != "" || in.CredentialKind != CredentialSecret || bytes.Contains(in.SealedCredential, []byte(plainSecret)) {
+		t.Fatalf("prepared: %+v", in)
+	}
+	if err := st.CreateIntegration(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+	s, err := r.Sink(context.Background(), "wh")
+	if err != nil || s.Name() != "webhook" {
+		t.Fatalf("sink %v %v", s, err)
+	}
+	if _, err := r.Reader(context.Background(), "wh"); err == nil {
+		t.Fatal("a webhook sink offered itself as a reconcile reader")
+	}
+	// Another key cannot open the secret (sealed, bound to the row).
+	if _, err := New(st, keyring(t, 8), quiet()).Sink(context.Background(), "wh"); err == nil {
+		t.Fatal("opened with the wrong key")
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 	"github.com/posture-dev/posture/hub/store"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -191,11 +192,16 @@ func PolicyFromProto(p *posturev1.Policy) store.Policy {
 func TeamToProto(t store.Team) *posturev1.Team {
 	return &posturev1.Team{
 		Name: t.Name,
+		// Every field is set (stale_after "0s" = the default) so that what
+		// is read can be written back whole with PutTeam.
 		Settings: &posturev1.TeamSettings{
-			ConditionalAccess:  t.Settings.ConditionalAccess,
-			MaxAllowedSeverity: t.Settings.MaxAllowedSeverity,
-			ErrorsAsFailures:   t.Settings.ErrorsAsFailures,
-			StaleAfter:         durationOrNil(t.Settings.StaleAfter),
+			ConditionalAccess:         proto.Bool(t.Settings.ConditionalAccess),
+			MaxAllowedSeverity:        proto.String(t.Settings.MaxAllowedSeverity),
+			ErrorsAsFailures:          proto.Bool(t.Settings.ErrorsAsFailures),
+			StaleAfter:                durationpb.New(t.Settings.StaleAfter),
+			RevokeSessions:            proto.Bool(t.Settings.RevokeSessions),
+			RevokeSessionsMinSeverity: proto.String(t.Settings.RevokeSessionsMinSeverity),
+			MissedReports:             proto.Int32(int32(t.Settings.MissedReports)),
 		},
 	}
 }
@@ -206,9 +212,12 @@ func TeamFromProto(t *posturev1.Team) store.Team {
 	out := store.Team{
 		Name: t.GetName(),
 		Settings: store.TeamSettings{
-			ConditionalAccess:  s.GetConditionalAccess(),
-			MaxAllowedSeverity: s.GetMaxAllowedSeverity(),
-			ErrorsAsFailures:   s.GetErrorsAsFailures(),
+			ConditionalAccess:         s.GetConditionalAccess(),
+			MaxAllowedSeverity:        s.GetMaxAllowedSeverity(),
+			ErrorsAsFailures:          s.GetErrorsAsFailures(),
+			RevokeSessions:            s.GetRevokeSessions(),
+			RevokeSessionsMinSeverity: s.GetRevokeSessionsMinSeverity(),
+			MissedReports:             int(s.GetMissedReports()),
 		},
 	}
 	if d := s.GetStaleAfter(); d != nil {
@@ -338,8 +347,16 @@ func Validate(policies []store.Policy, teams []store.Team) Errors {
 		default:
 			add(subj, "invalid max_allowed_severity %q (want low, medium or high)", t.Settings.MaxAllowedSeverity)
 		}
+		switch t.Settings.RevokeSessionsMinSeverity {
+		case "", "low", "medium", "high", "critical":
+		default:
+			add(subj, "invalid revoke_sessions_min_severity %q (want low, medium, high or critical)", t.Settings.RevokeSessionsMinSeverity)
+		}
 		if t.Settings.StaleAfter < 0 {
 			add(subj, "stale_after must not be negative")
+		}
+		if t.Settings.MissedReports < 0 || t.Settings.MissedReports > 1000 {
+			add(subj, "missed_reports must be from 0 to 1000")
 		}
 	}
 	return errs

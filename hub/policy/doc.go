@@ -74,6 +74,9 @@
 //	    max_allowed_severity: low    # failures above it count; "" = every failure counts
 //	    errors_as_failures: false    # ERROR results count as failures
 //	    stale_after: 24h             # silent longer: UNKNOWN (0 = hub default, 24h)
+//	    revoke_sessions: false       # a qualifying NONCOMPLIANT transition revokes the user's sessions
+//	    revoke_sessions_min_severity: high # lowest policy severity that does ("" = high)
+//	    missed_reports: 3            # no result batch for this many intervals: UNKNOWN (0 = default, 3)
 //
 // A policy naming a team the tree does not declare gets a warning (the team
 // may already exist on the hub). Fleet's kind: team documents (spec.team)

@@ -92,9 +92,10 @@ var (
 		"passing_host_count", "failing_host_count", "host_count_updated_at",
 		"created_at", "updated_at", "query_id", "report_id")
 	teamKeys         = set("name", "settings")
-	teamSettingsKeys = set("conditional_access", "max_allowed_severity", "errors_as_failures", "stale_after")
-	factKeys         = set("name", "platform", "query", "description")
-	docKeys          = set("apiVersion", "kind", "spec")
+	teamSettingsKeys = set("conditional_access", "max_allowed_severity", "errors_as_failures", "stale_after",
+		"revoke_sessions", "revoke_sessions_min_severity", "missed_reports")
+	factKeys = set("name", "platform", "query", "description")
+	docKeys  = set("apiVersion", "kind", "spec")
 	// Fleet document kinds that carry nothing posture uses.
 	fleetOtherKinds = set("query", "pack", "label", "config", "enroll_secret", "user_roles", "software")
 )
@@ -590,6 +591,20 @@ func (l *loader) team(path string, n *yaml.Node) {
 		if f, ok := ss["errors_as_failures"]; ok {
 			t.Settings.ErrorsAsFailures, _ = l.boolean(path, f)
 		}
+		if f, ok := ss["revoke_sessions"]; ok {
+			t.Settings.RevokeSessions, _ = l.boolean(path, f)
+		}
+		if f, ok := ss["revoke_sessions_min_severity"]; ok {
+			if s, ok := l.str(path, f); ok {
+				s = strings.ToLower(strings.TrimSpace(s))
+				switch s {
+				case "", "low", "medium", "high", "critical":
+					t.Settings.RevokeSessionsMinSeverity = s
+				default:
+					l.errorf(path, f.val, "invalid revoke_sessions_min_severity %q (want low, medium, high or critical; empty means high)", s)
+				}
+			}
+		}
 		if f, ok := ss["stale_after"]; ok {
 			if s, ok := l.str(path, f); ok {
 				d, err := ParseDuration(s)
@@ -597,6 +612,14 @@ func (l *loader) team(path string, n *yaml.Node) {
 					l.errorf(path, f.val, "invalid stale_after: %v", err)
 				}
 				t.Settings.StaleAfter = d
+			}
+		}
+		if f, ok := ss["missed_reports"]; ok {
+			n, err := strconv.Atoi(f.val.Value)
+			if f.val.Kind != yaml.ScalarNode || f.val.Tag != "!!int" || err != nil || n < 0 || n > 1000 {
+				l.errorf(path, f.val, "missed_reports must be a whole number from 0 to 1000 (0 = hub default, 3)")
+			} else {
+				t.Settings.MissedReports = n
 			}
 		}
 	}

@@ -92,7 +92,8 @@ func TestLoadDirGoodPack(t *testing.T) {
 
 	wantTeams := []Team{
 		{Name: "contractors", Settings: store.TeamSettings{ConditionalAccess: true, MaxAllowedSeverity: "high", ErrorsAsFailures: true, StaleAfter: 12 * time.Hour}, Pos: Pos{"testdata/good/fleet.yml", 33}},
-		{Name: "engineering", Settings: store.TeamSettings{ConditionalAccess: true, MaxAllowedSeverity: "low", StaleAfter: 48 * time.Hour}, Pos: Pos{"testdata/good/teams.yml", 1}},
+		{Name: "engineering", Settings: store.TeamSettings{ConditionalAccess: true, MaxAllowedSeverity: "low", StaleAfter: 48 * time.Hour,
+			RevokeSessions: true, RevokeSessionsMinSeverity: "critical"}, Pos: Pos{"testdata/good/teams.yml", 1}},
 	}
 	if !reflect.DeepEqual(tree.Teams, wantTeams) {
 		t.Errorf("teams:\n got  %+v\n want %+v", tree.Teams, wantTeams)

@@ -36,6 +36,7 @@ import (
 	"github.com/posture-dev/posture/extension/osquerytest"
 	"github.com/posture-dev/posture/hub/admin"
 	"github.com/posture-dev/posture/hub/ca"
+	"github.com/posture-dev/posture/hub/policy"
 	"github.com/posture-dev/posture/hub/server"
 	"github.com/posture-dev/posture/hub/store"
 )
@@ -43,14 +44,14 @@ import (
 // hubProc is an in-process hub that the test can stop and start again on
 // the same data dir and port, as an operator restarting it would.
 type hubProc struct {
-	t    *testing.T
+	t    testing.TB
 	cfg  server.Config
 	hub  *server.Hub
 	stop context.CancelFunc
 	done chan error
 }
 
-func startHub(t *testing.T, cfg server.Config) *hubProc {
+func startHub(t testing.TB, cfg server.Config) *hubProc {
 	t.Helper()
 	h, err := server.New(context.Background(), cfg)
 	if err != nil {
@@ -269,7 +270,12 @@ func TestEndToEnd(t *testing.T) {
 			Query: "SELECT 1 FROM bitlocker_info WHERE protection_status = 1"},
 		{Id: "windows-only", Name: "Windows only", Severity: "low", Platforms: []string{"windows"},
 			Query: "SELECT 1 FROM bitlocker_info"},
-	}})
+	},
+		// The default team's settings, but a loaded machine must not make
+		// the 300 ms-interval host briefly silent (100 intervals = 30 s).
+		Teams: []*posturev1.Team{policy.TeamToProto(store.Team{Name: store.DefaultTeam,
+			Settings: store.TeamSettings{ConditionalAccess: true, MissedReports: 100}})},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,7 @@ import (
 	"github.com/posture-dev/posture/hub/agentapi"
 	"github.com/posture-dev/posture/hub/ca"
 	"github.com/posture-dev/posture/hub/integrations"
+	"github.com/posture-dev/posture/hub/portal"
 	"github.com/posture-dev/posture/hub/store"
 	"github.com/posture-dev/posture/hub/store/postgres"
 	"github.com/posture-dev/posture/hub/store/sqlite"
@@ -82,6 +83,24 @@ type Config struct {
 	// SyncRetention keeps delivered outbox rows this long (default 30 days);
 	// dead letters are kept until retried.
 	SyncRetention time.Duration
+	// HTTPMaxBody caps an admin REST request body (default 1 MiB);
+	// HTTPMaxApplyBody caps policy apply's (default 16 MiB), which is also
+	// ApplyPolicies' gRPC message cap.
+	HTTPMaxBody, HTTPMaxApplyBody int64
+	// Portal configures the end-user pages.
+	Portal PortalConfig
+	// PublicURL is the hub's public https base URL, where users reach
+	// /enroll and /remediate (Intune partner integrations send them there).
+	PublicURL string
+	// PartnerMaintain is how often partner integrations are checked
+	// (activation, policies) and their heartbeat sent when due (default 1m);
+	// PartnerHeartbeat is the heartbeat interval (default 15m).
+	PartnerMaintain, PartnerHeartbeat time.Duration
+	// PartnerPoll is the wait between upload status reads (default 1s).
+	PartnerPoll time.Duration
+	// ScopeRefresh is how often Entra group membership of scoped
+	// integrations is read again (default 15m).
+	ScopeRefresh time.Duration
 }
 
 // Hub is a running (or ready to run) hub.
@@ -98,6 +117,13 @@ type Hub struct {
 	// Integrations builds the sinks verdicts are pushed to.
 	Integrations *integrations.Registry
 	reconciler   *hubsync.Reconciler
+	// Router reaches a host's stream on whichever replica holds it.
+	Router *agentapi.Router
+	// Portal serves PortalService (the end-user pages' data).
+	Portal       *portal.Service
+	portalSigner *portal.Signer
+	portalConn   *grpc.ClientConn
+	bus          *agentapi.PGBus
 
 	grpcLn, httpLn, gwLn net.Listener
 	gwDir                string
@@ -105,7 +131,17 @@ type Hub struct {
 	httpSrv              *http.Server
 	health               *health.Server
 	metrics              *prometheus.Registry
+
+	// lock is the data dir's lock, held for the hub's life on SQLite.
+	lock *dirLock
+	// integrityErr is set when the store failed its start-up integrity
+	// check: the hub runs, but /readyz says why it is not ready.
+	integrityErr error
 }
+
+// StreamHeartbeat is how often a replica refreshes its stream heartbeat in
+// the store; admin.DefaultStreamTTL is three of these.
+const StreamHeartbeat = 15 * time.Second
 
 // OpenStore opens PostgreSQL when url is set, else SQLite in dataDir.
 func OpenStore(ctx context.Context, dataDir, url string) (store.Store, error) {
@@ -130,6 +166,23 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("data dir is required")
 	}
+	// One public URL serves the portal's signed links and the partner
+	// integrations' enrollment and remediation URLs.
+	if cfg.Portal.PublicURL == "" {
+		cfg.Portal.PublicURL = cfg.PublicURL
+	}
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = cfg.Portal.PublicURL
+	}
+	if cfg.HTTPMaxBody <= 0 {
+		cfg.HTTPMaxBody = DefaultHTTPMaxBody
+	}
+	if cfg.HTTPMaxApplyBody <= 0 {
+		cfg.HTTPMaxApplyBody = DefaultHTTPMaxApplyBody
+	}
+	if cfg.HTTPMaxApplyBody < cfg.HTTPMaxBody {
+		cfg.HTTPMaxApplyBody = cfg.HTTPMaxBody
+	}
 	h := &Hub{cfg: cfg, log: cfg.Logger, metrics: prometheus.NewRegistry()}
 	ok := false
 	defer func() {
@@ -137,7 +190,18 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 			h.Close()
 		}
 	}()
+	// One process initialises a data dir at a time: two hubs started
+	// together must not each create a CA. On SQLite the lock is held for
+	// life (the database belongs to one hub); PostgreSQL replicas sharing
+	// the dir hold it only while creating or loading the CA and key.
 	var err error
+	lockWait := 30 * time.Second
+	if cfg.DatabaseURL == "" {
+		lockWait = 5 * time.Second
+	}
+	if h.lock, err = lockDataDir(cfg.DataDir, lockWait); err != nil {
+		return nil, err
+	}
 	if cfg.CACert != "" || cfg.CAKey != "" {
 		h.CA, err = ca.LoadFiles(cfg.CACert, cfg.CAKey)
 	} else {
@@ -146,20 +210,34 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	if err != nil {
 		return nil, err
 	}
+	keys, err := loadKeys(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.DatabaseURL != "" {
+		h.lock.unlock()
+		h.lock = nil
+	}
 	h.Store, err = OpenStore(ctx, cfg.DataDir, cfg.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if c, ok := h.Store.(interface{ QuickCheck(context.Context) error }); ok {
+		if err := c.QuickCheck(ctx); err != nil {
+			h.integrityErr = err
+			h.log.Error("STORE INTEGRITY CHECK FAILED: the hub will not report ready; restore the database from a backup",
+				"data_dir", cfg.DataDir, "err", err)
+		}
 	}
 	h.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	st, ok := h.Store.(syncStore)
 	if !ok {
 		return nil, fmt.Errorf("store %T has no sync outbox", h.Store)
 	}
-	keys, err := loadKeys(cfg)
-	if err != nil {
-		return nil, err
-	}
 	h.Integrations = integrations.New(st, keys, h.log)
+	h.Integrations.SetHosts(st) // webhook events name the host and its failing policies
+	h.Integrations.SetPartnerDefaults(integrations.PartnerDefaults{PortalURL: cfg.PublicURL,
+		HeartbeatEvery: cfg.PartnerHeartbeat, PollInterval: cfg.PartnerPoll})
 	syncMetrics, err := hubsync.NewPromMetrics(h.metrics)
 	if err != nil {
 		return nil, err
@@ -174,17 +252,23 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	}); err != nil {
 		return nil, err
 	}
+	// The worker's quota key is the integration id: a rebuilt sink (new
+	// credential or settings, possibly on another replica) ends its pause.
+	h.Integrations.OnRebuild(h.Worker.Resume)
 	if h.reconciler, err = hubsync.NewReconciler(hubsync.ReconcilerConfig{
 		Devices: st, Outbox: st, Sinks: h.Integrations.Sink, Logger: h.log.With("component", "reconcile"),
-		Interval: cfg.ReconcileInterval, OnEnqueue: h.Worker.Notify,
+		Interval: cfg.ReconcileInterval, OnEnqueue: h.Worker.Notify, OnDeviceInfo: h.checkDevice,
 	}); err != nil {
 		return nil, err
 	}
 	h.Engine = verdicts.New(verdicts.Config{
 		Store: st, Logger: h.log.With("component", "verdicts"), Enqueued: h.Worker.Notify, DuePoll: cfg.DuePoll,
-		Metrics: h.metrics,
+		Metrics: h.metrics, Changed: h.verdictChanged, Scope: h.Integrations.Covers,
 	})
 	h.Registry = agentapi.NewRegistry()
+	if err := h.setupPortal(ctx); err != nil {
+		return nil, err
+	}
 	h.Agent = agentapi.New(agentapi.Config{
 		Store: h.Store, CA: h.CA, Registry: h.Registry, Logger: h.log,
 		CertLifetime: cfg.CertLifetime, PolicyInterval: cfg.PolicyInterval, Metrics: h.metrics,
@@ -192,10 +276,18 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 			h.Engine.Observe(hostID, len(out.Changed) > 0)
 		},
 		IdentityChanged: func(hostID string) { h.Engine.Notify(hostID, true) },
+		DeviceReleased: func(ctx context.Context, deviceID string) {
+			if err := h.Engine.NotifyDevice(ctx, deviceID); err != nil {
+				h.log.Warn("re-evaluate device claimants", "device", deviceID, "err", err)
+			}
+		},
+		HealthChanged: func(hostID string) { h.Engine.Notify(hostID, false) },
+		Status:        h.Portal.DeviceStatus,
 	})
 	h.Admin = admin.New(admin.Config{
-		Store: h.Store, Streams: h.Registry, Logger: h.log, Verdicts: h.Engine,
-		Integrations: adminIntegrations{h.Integrations}, SyncNotify: h.Worker.Notify,
+		Store: h.Store, Streams: h.Router, Logger: h.log, Verdicts: h.Engine,
+		Integrations: adminIntegrations{r: h.Integrations, publicURL: cfg.PublicURL}, SyncNotify: h.Worker.Notify,
+		SyncResume: h.resumeIntegration,
 	})
 
 	serverCert, err := h.CA.ServerCert(append([]string{"localhost", "127.0.0.1", "::1"}, cfg.ServerNames...), 365*24*time.Hour)
@@ -211,17 +303,24 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 		MinVersion: tls.VersionTLS12,
 	}
 	auth := &admin.Authenticator{Tokens: h.Store, Now: time.Now}
+	// The auditor wraps the authenticator so that calls refused for their
+	// role are in the audit log too.
+	auditor := &admin.Auditor{Log: h.Store, Logger: h.log.With("component", "audit")}
 	rpcm := newRPCMetrics(h.metrics)
+	caps := msgCaps{apply: int(cfg.HTTPMaxApplyBody)}
 	h.grpcSrv = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
-		grpc.ChainUnaryInterceptor(recoverUnary(h.log), rpcm.unary, auth.Unary),
-		grpc.ChainStreamInterceptor(recoverStream(h.log), rpcm.stream, auth.Stream),
+		// The largest per-method cap; msgCaps holds each method to its own.
+		grpc.MaxRecvMsgSize(max(caps.apply, grpcAgentMaxMsg)),
+		grpc.ChainUnaryInterceptor(recoverUnary(h.log), rpcm.unary, caps.unary, auditor.Unary, auth.Unary),
+		grpc.ChainStreamInterceptor(recoverStream(h.log), rpcm.stream, caps.stream, auth.Stream),
 		// Find dead hosts within ~1.5 min; let agents ping every 20 s.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
 	)
 	posturev1.RegisterAgentServiceServer(h.grpcSrv, h.Agent)
 	posturev1.RegisterAdminServiceServer(h.grpcSrv, h.Admin)
+	posturev1.RegisterPortalServiceServer(h.grpcSrv, h.Portal)
 	h.health = health.NewServer()
 	healthpb.RegisterHealthServer(h.grpcSrv, h.health)
 	reflection.Register(h.grpcSrv)
@@ -241,29 +340,64 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	if h.gwLn, err = net.Listen("unix", sock); err != nil {
 		return nil, fmt.Errorf("listen gateway socket: %w", err)
 	}
-	gwMux := runtime.NewServeMux()
+	gwMux := runtime.NewServeMux(gatewayOptions()...)
 	gwCreds := credentials.NewTLS(&tls.Config{RootCAs: h.CA.Pool(), ServerName: "localhost", MinVersion: tls.VersionTLS12})
 	if err := posturev1.RegisterAdminServiceHandlerFromEndpoint(ctx, gwMux, "unix://"+sock,
-		[]grpc.DialOption{grpc.WithTransportCredentials(gwCreds)}); err != nil {
+		[]grpc.DialOption{grpc.WithTransportCredentials(gwCreds), grpc.WithDefaultCallOptions(
+			grpc.MaxCallSendMsgSize(caps.apply), grpc.MaxCallRecvMsgSize(gatewayMaxRecv))}); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	if err := h.registerPortal(ctx, gwMux, "unix://"+sock, gwCreds); err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/api/", gwMux)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	guard := &apiGuard{next: gwMux, tokens: h.Store, maxBody: cfg.HTTPMaxBody, maxApp: cfg.HTTPMaxApplyBody, log: h.log}
+	mux.Handle("/api/", guard)
+	for _, p := range []string{"/remediate", "/remediate/", "/enroll", "/portal/"} {
+		mux.Handle(p, guard)
+	}
+	mux.Handle("GET /healthz", withWriteDeadline(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", h.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(h.metrics, promhttp.HandlerOpts{}))
-	h.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(h.log.Handler(), slog.LevelWarn)}
+	})))
+	mux.Handle("GET /readyz", withWriteDeadline(http.HandlerFunc(h.readyz)))
+	mux.Handle("GET "+integrations.ConsentCallbackPath, withWriteDeadline(h.Integrations.ConsentHandler()))
+	mux.Handle("GET /metrics", withWriteDeadline(promhttp.HandlerFor(h.metrics, promhttp.HandlerOpts{})))
+	h.httpSrv = NewHTTPServer(mux, h.log)
+	if cfg.HTTPCert == "" && plainHTTPBeyondLoopback(h.httpLn.Addr().String()) {
+		h.log.Warn("PLAIN HTTP BEYOND LOOPBACK: the REST API listens on "+h.httpLn.Addr().String()+
+			" without TLS, so API tokens and request bodies cross the network in clear text; "+
+			"set --http-tls-cert/--http-tls-key, or bind --http-addr to 127.0.0.1 behind a TLS proxy",
+			"http", h.httpLn.Addr().String())
+	}
 	ok = true
 	return h, nil
+}
+
+// NewHTTPServer is how every hub HTTP server is configured: header, read and
+// idle timeouts and a header size cap. There is no server-wide
+// WriteTimeout, because streaming routes (server-sent events) must outlive
+// it; other routes set a write deadline per request (withWriteDeadline).
+func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: httpReadHeaderTimeout,
+		ReadTimeout:       httpReadTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		MaxHeaderBytes:    httpMaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }
 
 func (h *Hub) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if h.integrityErr != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "store integrity: %v\n", h.integrityErr)
+		return
+	}
 	if err := h.Store.Ping(ctx); err != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintf(w, "store: %v\n", err)
@@ -322,11 +456,39 @@ func (h *Hub) Run(ctx context.Context) error {
 	background("sync", h.Worker.Run)
 	background("reconcile", h.reconciler.Run)
 	background("integration health", func(ctx context.Context) error { h.Integrations.Run(ctx, 15*time.Second); return nil })
+	background("stream heartbeat", func(ctx context.Context) error { h.Agent.HeartbeatStreams(ctx, StreamHeartbeat); return nil })
 	background("outbox retention", func(ctx context.Context) error { h.pruneOutbox(ctx, time.Hour); return nil })
+	if h.bus != nil {
+		background("event bus", func(ctx context.Context) error { h.bus.Run(ctx, h.Router.Handle); return nil })
+	}
+	background("intune partners", func(ctx context.Context) error {
+		every := h.cfg.PartnerMaintain
+		if every <= 0 {
+			every = time.Minute
+		}
+		h.Integrations.RunPartners(ctx, every)
+		return nil
+	})
+	background("group scopes", func(ctx context.Context) error {
+		every := h.cfg.ScopeRefresh
+		if every <= 0 {
+			every = 15 * time.Minute
+		}
+		h.Integrations.RunScopes(ctx, every, func(ids []string) {
+			for _, id := range ids {
+				h.Engine.Notify(id, true) // entering a scope: write it
+			}
+		})
+		return nil
+	})
 	defer func() { stopBG(); bg.Wait() }()
 	h.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	h.health.SetServingStatus(posturev1.AgentService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	h.health.SetServingStatus(posturev1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	h.health.SetServingStatus(posturev1.PortalService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	if h.integrityErr != nil {
+		h.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	}
 	h.log.Info("hub serving", "grpc", h.GRPCAddr(), "http", h.HTTPAddr(), "version", h.cfg.Version,
 		"store", map[bool]string{true: "postgres", false: "sqlite"}[h.cfg.DatabaseURL != ""])
 
@@ -360,6 +522,14 @@ func (h *Hub) Close() {
 			ln.Close()
 		}
 	}
+	if h.portalConn != nil {
+		h.portalConn.Close()
+		h.portalConn = nil
+	}
+	if h.bus != nil {
+		h.bus.Close()
+		h.bus = nil
+	}
 	if h.gwDir != "" {
 		os.RemoveAll(h.gwDir)
 		h.gwDir = ""
@@ -368,6 +538,8 @@ func (h *Hub) Close() {
 		h.Store.Close()
 		h.Store = nil
 	}
+	h.lock.unlock()
+	h.lock = nil
 }
 
 // pruneOutbox deletes delivered outbox rows past the retention, hourly.

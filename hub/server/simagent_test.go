@@ -35,6 +35,14 @@ type simAgent struct {
 	acked    map[uint64]chan struct{}
 	policies map[string]int64 // id → revision of the last PolicySet
 	gotSet   chan struct{}
+	ended    chan struct{} // closed when the stream ends; endErr says why
+	endErr   error
+	// onAck, if set before sending, sees every Ack.
+	onAck    func(*posturev1.Ack)
+	statuses []*posturev1.DeviceStatus
+	rechecks int
+	// onRecheck, if set, runs (in its own goroutine) on every Recheck.
+	onRecheck func()
 }
 
 func startSimAgent(ctx context.Context, addr string, caPEM []byte, secret, hostname, uuid string) (*simAgent, error) {
@@ -81,7 +89,7 @@ func startSimAgent(ctx context.Context, addr string, caPEM []byte, secret, hostn
 		return nil, err
 	}
 	a := &simAgent{HostID: resp.GetHostId(), conn: conn, stream: stream, cancel: cancel,
-		acked: map[uint64]chan struct{}{}, policies: map[string]int64{}, gotSet: make(chan struct{})}
+		acked: map[uint64]chan struct{}{}, policies: map[string]int64{}, gotSet: make(chan struct{}), ended: make(chan struct{})}
 	if err := stream.Send(&posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Hello{Hello: &posturev1.Hello{Facts: facts}}}); err != nil {
 		a.Close()
 		return nil, err
@@ -101,6 +109,8 @@ func (a *simAgent) recv() {
 	for {
 		m, err := a.stream.Recv()
 		if err != nil {
+			a.endErr = err
+			close(a.ended)
 			return
 		}
 		a.mu.Lock()
@@ -114,7 +124,17 @@ func (a *simAgent) recv() {
 				close(a.gotSet)
 				first = false
 			}
+		case m.GetStatus() != nil:
+			a.statuses = append(a.statuses, m.GetStatus())
+		case m.GetRecheck() != nil:
+			a.rechecks++
+			if f := a.onRecheck; f != nil {
+				go f()
+			}
 		case m.GetAck() != nil:
+			if a.onAck != nil {
+				a.onAck(m.GetAck())
+			}
 			if ch, ok := a.acked[m.GetAck().GetSeq()]; ok {
 				close(ch)
 				delete(a.acked, m.GetAck().GetSeq())
@@ -150,6 +170,27 @@ func (a *simAgent) Send(status posturev1.ResultStatus, override map[string]postu
 	}
 	a.mu.Unlock()
 	return ch, a.stream.Send(&posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Results{Results: b}})
+}
+
+// Statuses returns the DeviceStatus messages received so far.
+func (a *simAgent) Statuses() []*posturev1.DeviceStatus {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]*posturev1.DeviceStatus(nil), a.statuses...)
+}
+
+// OnRecheck sets what the agent does when told to recheck.
+func (a *simAgent) OnRecheck(f func()) {
+	a.mu.Lock()
+	a.onRecheck = f
+	a.mu.Unlock()
+}
+
+// Rechecks is the number of Recheck messages received.
+func (a *simAgent) Rechecks() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.rechecks
 }
 
 func (a *simAgent) Close() {

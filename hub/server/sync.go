@@ -4,10 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 	"github.com/posture-dev/posture/hub/admin"
 	"github.com/posture-dev/posture/hub/integrations"
 	"github.com/posture-dev/posture/hub/secrets"
@@ -44,7 +49,10 @@ func loadKeys(cfg Config) (*secrets.Keyring, error) {
 }
 
 // adminIntegrations adapts the registry to the admin API's small interface.
-type adminIntegrations struct{ r *integrations.Registry }
+type adminIntegrations struct {
+	r         *integrations.Registry
+	publicURL string
+}
 
 func (a adminIntegrations) Prepare(in *store.Integration, secret string, cert []byte, certPassword string) error {
 	return a.r.Prepare(in, integrations.Credential{ClientSecret: secret, Certificate: cert, CertificatePassword: certPassword})
@@ -59,9 +67,93 @@ func (a adminIntegrations) Test(ctx context.Context, id string) (admin.TestRepor
 	if !rep.OK {
 		msg = fmt.Sprint(rep.Problems)
 	}
-	return admin.TestReport{OK: rep.OK, TokenOK: rep.TokenOK, ReadOK: rep.ReadOK, Health: string(rep.Health), Message: msg}, nil
+	if rep.TokenOK {
+		if rep.RevokeSessions {
+			msg += "; User.RevokeSessions.All granted: teams with revoke_sessions can block at once"
+		} else {
+			msg += "; User.RevokeSessions.All not granted: teams with revoke_sessions get no session revocation (grant it only if you use revoke_sessions)"
+		}
+	}
+	return admin.TestReport{OK: rep.OK, TokenOK: rep.TokenOK, ReadOK: rep.ReadOK, Health: string(rep.Health), Message: msg,
+		RevokeSessions: rep.RevokeSessions}, nil
 }
 
 func (a adminIntegrations) Warnings(in store.Integration, now time.Time) []string {
 	return integrations.Warnings(in, now)
+}
+
+func (a adminIntegrations) Deprovision(ctx context.Context, id string) error {
+	return a.r.Deprovision(ctx, id)
+}
+
+// PartnerStatus shows a partner integration's saved state.
+func (a adminIntegrations) PartnerStatus(in store.Integration) *posturev1.PartnerStatus {
+	st, err := integrations.DecodePartnerState(in)
+	if err != nil {
+		return &posturev1.PartnerStatus{Activation: "unknown", ActivationMessage: err.Error()}
+	}
+	ts := func(t time.Time) *timestamppb.Timestamp {
+		if t.IsZero() {
+			return nil
+		}
+		return timestamppb.New(t)
+	}
+	ps := &posturev1.PartnerStatus{Activation: st.Activation, ActivationMessage: st.ActivationMessage,
+		ActivatedAt: ts(st.ActivatedAt), LastHeartbeatAt: ts(st.LastHeartbeatAt), HeartbeatError: st.HeartbeatError,
+		GroupId: st.GroupID, TenantSyncUrl: st.TenantSyncURL, DeviceSyncUrl: st.DeviceSyncURL}
+	for _, p := range slices.Sorted(maps.Keys(st.Policies)) {
+		pol := st.Policies[p]
+		ps.Policies = append(ps.Policies, &posturev1.PartnerPolicyStatus{Platform: p, State: pol.State, PolicyId: pol.PolicyID,
+			GroupId: pol.GroupID, Message: pol.Message, UpdatedAt: ts(pol.UpdatedAt)})
+	}
+	return ps
+}
+
+// HostScopes shows a host's Entra group scope per scoped integration.
+func (a adminIntegrations) HostScopes(ctx context.Context, h store.Host) ([]*posturev1.HostScope, error) {
+	ss, err := a.r.HostScopes(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	var out []*posturev1.HostScope
+	for _, s := range ss {
+		hs := &posturev1.HostScope{IntegrationId: s.IntegrationID, State: s.State, Error: s.Error}
+		if !s.RefreshedAt.IsZero() {
+			hs.RefreshedAt = timestamppb.New(s.RefreshedAt)
+		}
+		out = append(out, hs)
+	}
+	return out, nil
+}
+
+// adminConsent adds the hub's public URL to the registry's consent links.
+func (a adminIntegrations) ConsentURL(ctx context.Context, id string) (string, string, time.Time, error) {
+	return a.r.ConsentURL(ctx, id, a.publicURL)
+}
+
+// resumeIntegration ends an integration's pause on this replica's worker
+// (other replicas end theirs when they see the integration's new version)
+// and makes its held-back rows due now, in the shared outbox.
+func (h *Hub) resumeIntegration(ctx context.Context, id string) (int, error) {
+	n, err := h.Store.ResumeSyncItems(ctx, id, time.Now())
+	h.Worker.Resume(id) // after the rows are due, so the woken round finds them
+	return n, err
+}
+
+// checkDevice records what Graph said about a host's device, and what of it
+// disagrees with the host's facts, where `hosts get` shows it.
+func (h *Hub) checkDevice(ctx context.Context, d hubsync.DeviceState, info hubsync.DeviceInfo) {
+	host, err := h.Store.GetHost(ctx, d.HostID)
+	if err != nil {
+		return // deleted meanwhile
+	}
+	mismatch := integrations.DeviceMismatch(host, info)
+	if mismatch != "" {
+		h.log.Warn("Entra device disagrees with its host", "host", host.ID, "device", d.Key.DeviceID, "mismatch", mismatch)
+	}
+	if err := h.Store.SaveDeviceCheck(ctx, store.DeviceCheck{HostID: host.ID, IntegrationID: d.Key.IntegrationID,
+		DeviceID: d.Key.DeviceID, DisplayName: info.DisplayName, OperatingSystem: info.OperatingSystem,
+		Mismatch: mismatch, CheckedAt: time.Now()}); err != nil {
+		h.log.Warn("save device check", "host", host.ID, "err", err)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
@@ -125,6 +126,13 @@ func TestEntraSyncEndToEnd(t *testing.T) {
 	req.Policies = []*posturev1.Policy{fv,
 		{Id: "firewall-grace", Name: "Firewall", Severity: "high", Platforms: []string{"darwin"}, ConditionalAccess: true,
 			Query: "SELECT 1 FROM alf WHERE global_state >= 1", GracePeriod: durationpb.New(3 * time.Second)}}
+	// The grace deadline, not silence, must flip the stopped host: allow
+	// 100 missed intervals (30 s) before it counts as silent.
+	for _, tm := range req.Teams {
+		if tm.GetName() == store.DefaultTeam {
+			tm.Settings.MissedReports = proto.Int32(100)
+		}
+	}
 	if _, err := adminc.ApplyPolicies(actx, req); err != nil {
 		t.Fatal(err)
 	}
@@ -210,6 +218,12 @@ func TestEntraSyncEndToEnd(t *testing.T) {
 	}
 	// Drift: someone edits the attribute in Entra; reconcile reads it back
 	// and repairs it with low-priority traffic.
+	// The last write lands in Graph before the worker settles its row;
+	// reconcile skips devices with a pending row, so wait for it first.
+	eventually(t, "the outbox to settle", 30*time.Second, func() (bool, string) {
+		items, err := adminc.ListSyncItems(actx, &posturev1.ListSyncItemsRequest{State: "pending"})
+		return err == nil && len(items.GetItems()) == 0, fmt.Sprint(items, err)
+	})
 	pair.Graph.SetAttribute(device, testAttr, "Compliant")
 	rep, err := hp.hub.ReconcileNow(ctx)
 	if err != nil {

@@ -49,6 +49,9 @@ func TeamChangedFields(a, b Team) []string {
 	add(a.Settings.MaxAllowedSeverity != b.Settings.MaxAllowedSeverity, "max_allowed_severity")
 	add(a.Settings.ErrorsAsFailures != b.Settings.ErrorsAsFailures, "errors_as_failures")
 	add(a.Settings.StaleAfter != b.Settings.StaleAfter, "stale_after")
+	add(a.Settings.MissedReports != b.Settings.MissedReports, "missed_reports")
+	add(a.Settings.RevokeSessions != b.Settings.RevokeSessions, "revoke_sessions")
+	add(a.Settings.RevokeSessionsMinSeverity != b.Settings.RevokeSessionsMinSeverity, "revoke_sessions_min_severity")
 	return f
 }
 
@@ -121,6 +124,8 @@ func ValidateApply(req ApplyRequest) error {
 			return fmt.Errorf("team %q: listed twice: %w", t.Name, ErrInvalid)
 		case t.Settings.StaleAfter < 0:
 			return fmt.Errorf("team %q: negative stale-after: %w", t.Name, ErrInvalid)
+		case t.Settings.MissedReports < 0:
+			return fmt.Errorf("team %q: negative missed reports: %w", t.Name, ErrInvalid)
 		}
 		seenTeam[t.Name] = true
 	}

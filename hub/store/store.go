@@ -7,6 +7,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -56,6 +57,15 @@ type Host struct {
 	CertSerial   string
 	CertNotAfter time.Time
 	RevokedAt    *time.Time
+
+	// DuplicateOf names the host that already held this hardware UUID when
+	// this one enrolled with another team's secret ("" = not a duplicate).
+	DuplicateOf string
+	// ReenrolledAt is the last enroll that reused this host (same hardware
+	// UUID, same team; nil = never) and ReenrollCount how many there were.
+	// Each re-enroll retires the host's earlier certificates.
+	ReenrolledAt  *time.Time
+	ReenrollCount int
 }
 
 // Revoked reports whether the host was revoked.
@@ -76,14 +86,20 @@ type HostFilter struct {
 
 // Hosts keeps enrolled devices.
 type Hosts interface {
-	// EnrollHost creates the host, or - when a host with the same
-	// HardwareUUID exists (and HardwareUUID is not empty) - refreshes its facts,
-	// team, enrolled-at and certificate and returns it with its old ID. A
-	// revoked existing host yields ErrRevoked and changes nothing.
+	// EnrollHost creates the host, or re-enrolls an existing one. With a
+	// HardwareUUID, a host of the same team holding it is refreshed (facts,
+	// enrolled-at, certificate cleared until SetHostCert, ReenrolledAt set to
+	// the enroll time, ReenrollCount bumped) and returned with its old ID;
+	// a host never changes team here. When only a host of another team holds
+	// it, a new host with DuplicateOf set to that host is created. A revoked
+	// host of the same team, or a revoked original, yields ErrRevoked and
+	// changes nothing. A returned host with ReenrolledAt set was re-enrolled
+	// by this call (new hosts never have it).
 	EnrollHost(ctx context.Context, h Host) (Host, error)
 	GetHost(ctx context.Context, id string) (Host, error)
 	ListHosts(ctx context.Context, f HostFilter) ([]Host, error)
-	// UpdateHostFacts stores facts from a Hello (not team, cert or identity).
+	// UpdateHostFacts stores facts from a Hello (not team, cert, identity or
+	// the hardware UUID, which is fixed at enrollment).
 	UpdateHostFacts(ctx context.Context, h Host) error
 	// SetHostIdentity stores the Entra device id and UPN reported by the host
 	// (empty values too) and sets IdentityAt to now.
@@ -97,6 +113,39 @@ type Hosts interface {
 	// DeleteHost removes the host with its results, history, verdict and
 	// exemptions (its outbox rows stay: they are history).
 	DeleteHost(ctx context.Context, id string) error
+	// HostsByEntraDeviceID lists every host (revoked too) that reports the
+	// device id or has it as its override, sorted by id.
+	HostsByEntraDeviceID(ctx context.Context, deviceID string) ([]Host, error)
+}
+
+// ErrSuperseded: the caller spoke for a host with a certificate of an
+// earlier enrollment (see WithEnrollment).
+var ErrSuperseded = errors.New("host re-enrolled since this certificate was issued")
+
+type enrollmentKey struct{}
+
+// WithEnrollment marks ctx as speaking for the host enrollment whose
+// ReenrollCount was n. RecordResults under such a ctx refuses with
+// ErrSuperseded, inside its transaction, once the host was re-enrolled:
+// a stream opened with an older certificate cannot write a result, on
+// whichever replica it is connected.
+func WithEnrollment(ctx context.Context, n int) context.Context {
+	return context.WithValue(ctx, enrollmentKey{}, n)
+}
+
+// Enrollment returns the value set by WithEnrollment.
+func Enrollment(ctx context.Context) (int, bool) {
+	n, ok := ctx.Value(enrollmentKey{}).(int)
+	return n, ok
+}
+
+// CheckEnrollment returns ErrSuperseded when ctx speaks for an enrollment
+// other than the stored reenrollCount.
+func CheckEnrollment(ctx context.Context, hostID string, reenrollCount int) error {
+	if n, ok := Enrollment(ctx); ok && n != reenrollCount {
+		return fmt.Errorf("host %q: %w", hostID, ErrSuperseded)
+	}
+	return nil
 }
 
 // Policy is a compliance check. A host passes when Query returns a row.
@@ -138,6 +187,14 @@ type TeamSettings struct {
 	MaxAllowedSeverity string // "" | low | medium | high
 	ErrorsAsFailures   bool
 	StaleAfter         time.Duration // 0 = default (24h)
+	// MissedReports: a host with no result batch for this many of its
+	// policy intervals is UNKNOWN (0 = default, 3).
+	MissedReports int
+	// RevokeSessions: a transition to NONCOMPLIANT caused by a policy at
+	// or above RevokeSessionsMinSeverity (low|medium|high|critical, "" =
+	// high) also revokes the device user's sign-in sessions.
+	RevokeSessions            bool
+	RevokeSessionsMinSeverity string
 }
 
 // Team groups hosts, secrets and policies.
@@ -320,6 +377,112 @@ type Store interface {
 	Integrations
 	Facts
 	SyncItems
+	Reporting
+	DeviceChecks
+	Audit
 	Ping(ctx context.Context) error
 	Close() error
 }
+
+// HostHealth is what an agent last said about itself (AgentHealth).
+type HostHealth struct {
+	OsqueryOK  bool // osqueryd answers queries
+	SpoolOK    bool // results can be persisted to the on-disk spool
+	Detail     string
+	SpoolDepth int       // spooled batches not yet acked
+	At         time.Time // when the hub received it
+}
+
+// Healthy reports whether the agent can run policies and persist results.
+func (h HostHealth) Healthy() bool { return h.OsqueryOK && h.SpoolOK }
+
+// HostReporting is how a host reports: its cadence, its own health, and
+// which replica holds its stream. The zero value is a host that never
+// connected since reporting was tracked.
+type HostReporting struct {
+	HostID string
+	// ReportInterval is the policy interval the hub last sent the host (0 =
+	// never sent).
+	ReportInterval time.Duration
+	// LastReportAt is when the host's last result batch was committed.
+	LastReportAt time.Time
+	// Health is nil until the agent first reports it.
+	Health *HostHealth
+	// StreamReplica holds the host's stream ("" = none); StreamHeartbeat is
+	// that replica's last heartbeat (zero if it never sent one). Replicas
+	// heartbeat periodically, so an old heartbeat means the replica died.
+	StreamReplica   string
+	StreamHeartbeat time.Time
+}
+
+// ConnectedAt reports whether the host had a live stream at now, given how
+// old a heartbeat may be.
+func (r HostReporting) ConnectedAt(now time.Time, ttl time.Duration) bool {
+	return r.StreamReplica != "" && !r.StreamHeartbeat.IsZero() && now.Sub(r.StreamHeartbeat) < ttl
+}
+
+// Reporting keeps HostReporting. RecordResults moves LastReportAt forward
+// itself, in the batch's transaction.
+type Reporting interface {
+	GetHostReporting(ctx context.Context, hostID string) (HostReporting, error)
+	// ListHostReporting returns every host's reporting that has a row, by
+	// host id.
+	ListHostReporting(ctx context.Context) (map[string]HostReporting, error)
+	SetHostReportInterval(ctx context.Context, hostID string, d time.Duration) error
+	SetHostHealth(ctx context.Context, hostID string, h HostHealth) error
+	// SetHostStream records that replica holds the host's stream, as of at.
+	SetHostStream(ctx context.Context, hostID, replica string, at time.Time) error
+	// ClearHostStream forgets the stream if it is still the one replica
+	// recorded at since (a newer stream of the host, on any replica, stays).
+	ClearHostStream(ctx context.Context, hostID, replica string, since time.Time) error
+	// HeartbeatStreams records that replica is alive at at: every stream
+	// it holds counts as connected while its heartbeat is fresh.
+	HeartbeatStreams(ctx context.Context, replica string, at time.Time) error
+}
+
+// AuditEvent is one admin action as the audit log keeps it. Before and After
+// are JSON with every secret redacted; nothing else in an event is secret.
+type AuditEvent struct {
+	ID        int64 // set by the store, increasing
+	At        time.Time
+	Actor     string // token name, or "local" for the CLI reading the store
+	ActorRole string // the token's role ("admin" for local)
+	Action    string // the method, e.g. "UpdateTeam", or "tokens create"
+	Target    string // what it acted on, e.g. "team/default"
+	Source    string // the client's address, when known
+	Result    string // "ok" or the gRPC code, e.g. "PermissionDenied"
+	Error     string // the error text when Result is not ok
+	Before    string // JSON of the settings before a change ("" if none)
+	After     string // JSON of the settings after a change ("" if none)
+}
+
+// AuditFilter selects audit events; zero fields select everything.
+type AuditFilter struct {
+	Actor  string
+	Action string
+	Since  time.Time
+	// Limit caps the events returned, newest first (<= 0: DefaultAuditLimit).
+	Limit int
+}
+
+// DefaultAuditLimit is how many events ListAuditEvents returns by default.
+const DefaultAuditLimit = 100
+
+// Audit is the admin audit log: append only.
+type Audit interface {
+	// RecordAuditEvent appends e (its ID is assigned by the store).
+	RecordAuditEvent(ctx context.Context, e AuditEvent) error
+	// ListAuditEvents returns matching events newest first.
+	ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+}
+
+// Audit actors and results that are not a token's name or a gRPC code.
+const (
+	// AuditActorLocal is the CLI working on the store directly (e.g. token
+	// creation before any token exists).
+	AuditActorLocal = "local"
+	// AuditActorHub is the hub acting on its own (e.g. a host re-enrolled).
+	AuditActorHub = "hub"
+	// AuditOK is the result of an action that succeeded.
+	AuditOK = "ok"
+)

@@ -58,7 +58,15 @@ type OutboxRow struct {
 	Desired       string
 	Verdict       string
 	CreatedAt     time.Time
+	// Kind is "" for the device attribute write, OutboxRevokeSessions to
+	// revoke the sign-in sessions of the user Subject (a UPN).
+	Kind    string
+	Subject string
 }
+
+// OutboxRevokeSessions is the outbox row kind that revokes a user's
+// sign-in sessions (hub/sync.KindRevokeSessions).
+const OutboxRevokeSessions = "revoke_sessions"
 
 // Verdicts keeps verdicts.
 type Verdicts interface {
@@ -76,7 +84,8 @@ type Verdicts interface {
 	DueVerdicts(ctx context.Context, now time.Time, limit int) ([]string, error)
 }
 
-// Integration is a connection to Microsoft (kind "graph").
+// Integration is a sink: Microsoft Graph (kind "graph"), the Intune
+// compliance-partner API ("intune-partner") or a signed webhook ("webhook").
 type Integration struct {
 	ID            string
 	Name          string
@@ -85,6 +94,9 @@ type Integration struct {
 	AuthorityHost string // custom only
 	GraphBaseURL  string // custom only
 	ExtraCAPEM    string // custom only
+	// GraphResource is the resource tokens are asked for, custom only ("" =
+	// the public Graph resource); never derived from GraphBaseURL.
+	GraphResource string
 	TenantID      string
 	ClientID      string
 	// CredentialKind is "secret" or "certificate"; SealedCredential is the
@@ -103,6 +115,14 @@ type Integration struct {
 	HealthCheckedAt    *time.Time
 	CreatedAt          time.Time
 	UpdatedAt          time.Time
+	// Settings are the kind's own options (a JSON object; webhook URL,
+	// partner portal URLs, platforms, group scope), decoded by
+	// hub/integrations. Empty = {}.
+	Settings []byte
+	// SinkState is what the sink keeps about the remote side (a JSON
+	// object): written only by SetIntegrationSinkState, ignored by Create
+	// and Update.
+	SinkState []byte
 }
 
 // Integrations keeps integrations.
@@ -114,6 +134,30 @@ type Integrations interface {
 	ListIntegrations(ctx context.Context) ([]Integration, error)
 	DeleteIntegration(ctx context.Context, id string) error
 	SetIntegrationHealth(ctx context.Context, id, health, message string, at time.Time) error
+	// SetIntegrationSinkState replaces the sink's state (a JSON object)
+	// without touching UpdatedAt.
+	SetIntegrationSinkState(ctx context.Context, id string, state []byte) error
+}
+
+// DeviceCheck is what Graph said about a host's Entra device when
+// reconcile last read it, and how that disagrees with the host's facts.
+type DeviceCheck struct {
+	HostID          string
+	IntegrationID   string
+	DeviceID        string
+	DisplayName     string
+	OperatingSystem string
+	// Mismatch says what disagrees ("" = the device matches the host).
+	Mismatch  string
+	CheckedAt time.Time
+}
+
+// DeviceChecks keeps the latest device check per host.
+type DeviceChecks interface {
+	// SaveDeviceCheck replaces the host's check (it goes with the host).
+	SaveDeviceCheck(ctx context.Context, c DeviceCheck) error
+	// GetDeviceCheck returns ErrNotFound for a host never checked.
+	GetDeviceCheck(ctx context.Context, hostID string) (DeviceCheck, error)
 }
 
 // FactQuery finds a host fact such as "entra_device_id".
@@ -137,6 +181,8 @@ type SyncItem struct {
 	NextAt        time.Time
 	Code          string
 	Error         string
+	Kind          string // "" (device attribute) or OutboxRevokeSessions
+	Subject       string
 }
 
 // SyncItems lets admins see and retry outbox rows.
@@ -144,8 +190,14 @@ type SyncItems interface {
 	// ListSyncItems lists rows in a state ("" = pending and dead), newest
 	// first, optionally of one integration.
 	ListSyncItems(ctx context.Context, state, integrationID string, limit int) ([]SyncItem, error)
-	// RetrySyncItem makes a dead row pending again (attempts 0, due now).
+	// RetrySyncItem makes a dead row pending again (attempts 0, due now), or
+	// a pending row waiting out a backoff or pause due now (attempts kept;
+	// a row due earlier stays so). A done row is ErrInvalid.
 	RetrySyncItem(ctx context.Context, id int64, now time.Time) (SyncItem, error)
+	// ResumeSyncItems makes every pending row of an integration that waits
+	// past now due at now (attempts and last error kept), after its
+	// credential or configuration was fixed, and returns how many.
+	ResumeSyncItems(ctx context.Context, integrationID string, now time.Time) (int, error)
 	// PruneSyncItems deletes done rows created before `before` (dead rows are
 	// kept: they are what an admin must see) and returns how many went.
 	// Pending rows, rows of a device that holds a lease (live or expired but

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -28,6 +29,8 @@ const (
 // Defaults of an integration.
 const (
 	IntegrationKindGraph     = "graph"
+	IntegrationKindWebhook   = "webhook"
+	IntegrationKindPartner   = "intune-partner"
 	CloudPublic              = "public"
 	DefaultCompliantValue    = "Compliant"
 	DefaultNoncompliantValue = "Non-compliant"
@@ -189,6 +192,10 @@ func ValidateOutboxRow(r OutboxRow) error {
 		return fmt.Errorf("outbox row: invalid desired state %q: %w", r.Desired, ErrInvalid)
 	case r.CreatedAt.IsZero():
 		return fmt.Errorf("outbox row without created-at: %w", ErrInvalid)
+	case r.Kind != "" && r.Kind != OutboxRevokeSessions:
+		return fmt.Errorf("outbox row: invalid kind %q: %w", r.Kind, ErrInvalid)
+	case r.Kind == OutboxRevokeSessions && r.Subject == "":
+		return fmt.Errorf("outbox row: session revocation without a user: %w", ErrInvalid)
 	}
 	return nil
 }
@@ -221,6 +228,25 @@ func PrepareIntegration(in Integration, now time.Time) (Integration, error) {
 	bad := func(format string, args ...any) (Integration, error) {
 		return in, fmt.Errorf("integration %q: %s: %w", in.ID, fmt.Sprintf(format, args...), ErrInvalid)
 	}
+	switch in.Kind {
+	case IntegrationKindGraph, IntegrationKindPartner:
+	case IntegrationKindWebhook:
+		// No tenant or app: the credential is the signing secret.
+		in.TenantID, in.ClientID, in.CredentialKind = "", "", "secret"
+	default:
+		return bad("kind %q not graph, intune-partner or webhook", in.Kind)
+	}
+	if in.Kind != IntegrationKindGraph && in.ExtensionAttribute == 0 {
+		in.ExtensionAttribute = 1 // graph-only column, unused by other kinds
+	}
+	if len(in.Settings) == 0 {
+		in.Settings = []byte("{}")
+	}
+	in.SinkState = nil // SetIntegrationSinkState's alone
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(in.Settings, &obj); err != nil || obj == nil {
+		return bad("settings are not a JSON object")
+	}
 	switch {
 	case strings.TrimSpace(in.ID) == "":
 		return in, fmt.Errorf("integration: empty id: %w", ErrInvalid)
@@ -228,9 +254,9 @@ func PrepareIntegration(in Integration, now time.Time) (Integration, error) {
 		return bad("cloud %q not public, usgov, usgov-dod, china or custom", in.Cloud)
 	case in.Cloud == "custom" && (in.AuthorityHost == "" || in.GraphBaseURL == ""):
 		return bad("a custom cloud needs an authority host and a Graph base URL")
-	case in.TenantID == "":
+	case in.TenantID == "" && in.Kind != IntegrationKindWebhook:
 		return bad("empty tenant id")
-	case in.ClientID == "":
+	case in.ClientID == "" && in.Kind != IntegrationKindWebhook:
 		return bad("empty client id")
 	case in.CredentialKind != "secret" && in.CredentialKind != "certificate":
 		return bad("credential kind %q not secret or certificate", in.CredentialKind)

@@ -75,7 +75,7 @@ func (m *MemOutbox) Enqueue(ctx context.Context, c Change) (int64, error) {
 		m.devices[c.Key()] = d
 	}
 	d.tenantID, d.hostID = c.TenantID, c.HostID
-	if !c.Force && !c.CreatedAt.Before(d.desiredAt) {
+	if !c.Force && c.Kind == KindAttribute && !c.CreatedAt.Before(d.desiredAt) {
 		d.desired, d.desiredAt = c.Desired, c.CreatedAt
 	}
 	d.pending = append(d.pending, c.OutboxID)

@@ -24,6 +24,10 @@ type ReconcilerConfig struct {
 	PageSize int // devices per Read; default 20
 	// OnEnqueue is called after a pass enqueued repairs (e.g. Worker.Notify).
 	OnEnqueue func()
+	// OnDeviceInfo, when set, gets what the sink's directory says about
+	// each device read (sinks that are InfoReaders), to check it against
+	// the host's facts.
+	OnDeviceInfo func(ctx context.Context, d DeviceState, info DeviceInfo)
 }
 
 // Reconciler reads back what sinks hold and enqueues repairs for drift (an
@@ -160,9 +164,15 @@ func (r *Reconciler) reconcile(ctx, lctx context.Context, devs []DeviceState, re
 		note(fmt.Errorf("read %d devices of integration %s: %w", len(ids), integ, err))
 		return
 	}
+	ir, _ := rd.(InfoReader)
 	for _, d := range check {
 		rep.Checked++
 		v, found := held[d.Key.DeviceID]
+		if found && ir != nil && r.cfg.OnDeviceInfo != nil {
+			if info, ok := ir.DeviceInfo(d.Key.DeviceID); ok {
+				r.cfg.OnDeviceInfo(ctx, d, info)
+			}
+		}
 		switch {
 		case !found:
 			rep.NotFound++

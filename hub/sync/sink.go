@@ -34,7 +34,20 @@ type Change struct {
 	// such changes in their own Apply calls with a WithLowPriority context,
 	// so the Graph sink can add "x-ms-throttle-priority: Low".
 	LowPriority bool
+	// Kind is KindAttribute ("") for the device's state, or
+	// KindRevokeSessions: revoke the sign-in sessions of the user Subject
+	// (a UPN). The worker sends each kind in its own Apply calls, never
+	// coalesces one kind into another, and records a written state only
+	// for attribute changes.
+	Kind    string
+	Subject string
 }
+
+// Change kinds.
+const (
+	KindAttribute      = ""
+	KindRevokeSessions = "revoke_sessions"
+)
 
 // Key returns the device key the change belongs to.
 func (c Change) Key() DeviceKey {
@@ -112,6 +125,20 @@ type BatchSizer interface {
 // The context carries WithLowPriority.
 type Reader interface {
 	Read(ctx context.Context, deviceIDs []string) (map[string]string, error)
+}
+
+// DeviceInfo is what a sink's directory says about a device besides the
+// state it holds, for checking it against the host's own facts.
+type DeviceInfo struct {
+	DisplayName     string
+	OperatingSystem string
+}
+
+// InfoReader is optionally implemented by a Reader that learns device
+// facts while reading: DeviceInfo returns what the last Read saw of a
+// device (and forgets it).
+type InfoReader interface {
+	DeviceInfo(deviceID string) (DeviceInfo, bool)
 }
 
 // SinkResolver returns the sink for an integration. It returns an error

@@ -160,6 +160,17 @@ func (w *Worker) PausedUntil(key string) time.Time {
 	return w.paused[key].until
 }
 
+// Resume ends a quota key's pause at once (after the credential or
+// configuration that caused it was fixed) and wakes Run. Rows the pause
+// deferred wait in the outbox until their next_at: make them due too
+// (store ResumeSyncItems) or they keep waiting.
+func (w *Worker) Resume(key string) {
+	w.mu.Lock()
+	delete(w.paused, key)
+	w.mu.Unlock()
+	w.Notify()
+}
+
 // Run drains the outbox until ctx ends: at once after a round that found
 // work or a Notify, else every PollInterval. It returns ctx.Err().
 func (w *Worker) Run(ctx context.Context) error {
@@ -193,6 +204,7 @@ type item struct {
 type group struct {
 	integration string
 	low         bool
+	kind        string
 	items       []item
 }
 
@@ -209,23 +221,56 @@ func (w *Worker) RunOnce(ctx context.Context) (Round, error) {
 	}
 	settles := make([]Settlement, len(works))
 
-	// Coalesce: per device the newest row wins; older ones are superseded.
+	// Coalesce: per device and kind the newest row wins; older ones are
+	// superseded. An attribute row never supersedes a session revocation
+	// (or the reverse): they are different actions.
 	byKey := map[string]map[groupID]*group{}
+	add := func(i int, win Change) {
+		qk := cfg.QuotaKey(win)
+		gid := groupID{win.IntegrationID, win.LowPriority, win.Kind}
+		if byKey[qk] == nil {
+			byKey[qk] = map[groupID]*group{}
+		}
+		g := byKey[qk][gid]
+		if g == nil {
+			g = &group{integration: win.IntegrationID, low: win.LowPriority, kind: win.Kind}
+			byKey[qk][gid] = g
+		}
+		g.items = append(g.items, item{idx: i, c: win})
+	}
 	for i, wk := range works {
 		s := &settles[i]
 		s.Key = wk.Key
-		if len(wk.Changes) == 0 {
+		var attrs, revokes []Change
+		for _, c := range wk.Changes {
+			if c.Kind == KindRevokeSessions {
+				revokes = append(revokes, c)
+			} else {
+				attrs = append(attrs, c)
+			}
+		}
+		if len(revokes) > 0 {
+			// Several pending revocations of one device (transitions while
+			// the first waited) are one revocation: each transition still
+			// gets at most one.
+			win := revokes[len(revokes)-1]
+			for _, c := range revokes[:len(revokes)-1] {
+				s.Done = append(s.Done, c.OutboxID)
+			}
+			add(i, win)
+		}
+		if len(attrs) == 0 {
 			continue
 		}
-		win := wk.Changes[len(wk.Changes)-1]
+		win := attrs[len(attrs)-1]
 		force := false
-		for _, c := range wk.Changes[:len(wk.Changes)-1] {
+		for _, c := range attrs[:len(attrs)-1] {
 			s.Done = append(s.Done, c.OutboxID)
 			force = force || c.Force
 		}
 		force = force || win.Force
 		win.Force = force
-		if n := len(wk.Changes) - 1; n > 0 {
+		if n := len(attrs) - 1; n > 0 {
 			cfg.Metrics.Skipped(wk.Key.IntegrationID, n)
 		}
 		if win.Desired != DesiredCompliant && win.Desired != DesiredNoncompliant {
@@ -238,17 +283,7 @@ func (w *Worker) RunOnce(ctx context.Context) (Round, error) {
 			round.Skipped++
 			continue
 		}
-		qk := cfg.QuotaKey(win)
-		gid := groupID{win.IntegrationID, win.LowPriority}
-		if byKey[qk] == nil {
-			byKey[qk] = map[groupID]*group{}
-		}
-		g := byKey[qk][gid]
-		if g == nil {
-			g = &group{integration: win.IntegrationID, low: win.LowPriority}
-			byKey[qk][gid] = g
-		}
-		g.items = append(g.items, item{idx: i, c: win})
+		add(i, win)
 	}
 
 	// Resolve sinks once per integration per round.
@@ -289,12 +324,17 @@ func (w *Worker) RunOnce(ctx context.Context) (Round, error) {
 		for _, g := range byKey[k] {
 			groups = append(groups, g)
 		}
-		// Normal traffic before low priority, then by integration.
+		// Normal traffic before low priority, then by integration; a
+		// device's attribute before its session revocation, so a user who
+		// signs in again meets the block.
 		sort.Slice(groups, func(i, j int) bool {
 			if groups[i].low != groups[j].low {
 				return !groups[i].low
 			}
-			return groups[i].integration < groups[j].integration
+			if groups[i].integration != groups[j].integration {
+				return groups[i].integration < groups[j].integration
+			}
+			return groups[i].kind < groups[j].kind
 		})
 		wg.Add(1)
 		sem <- struct{}{}
@@ -324,6 +364,7 @@ func (w *Worker) RunOnce(ctx context.Context) (Round, error) {
 type groupID struct {
 	integration string
 	low         bool
+	kind        string
 }
 
 func (w *Worker) sendGroup(ctx context.Context, key string, g *group, works []DeviceWork, settles []Settlement, sink Sink, sinkErr error, r *Round) {
@@ -410,8 +451,11 @@ func (w *Worker) apply(ctx context.Context, key string, low bool, sink Sink, bat
 		switch o.Kind {
 		case OutcomeOK:
 			s.Done = append(s.Done, it.c.OutboxID)
-			s.Written, s.WrittenAt = it.c.Desired, now
 			r.Written++
+			if it.c.Kind != KindAttribute {
+				break // done; the device's written state is the attribute's
+			}
+			s.Written, s.WrittenAt = it.c.Desired, now
 			cfg.Metrics.Written(it.c.IntegrationID, 1)
 			if !it.c.Force {
 				cfg.Metrics.Latency(it.c.IntegrationID, now.Sub(it.c.CreatedAt))

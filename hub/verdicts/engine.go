@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +37,8 @@ type Store interface {
 	SaveVerdict(ctx context.Context, v store.Verdict, prevVersion int64, rows []store.OutboxRow) error
 	DueVerdicts(ctx context.Context, now time.Time, limit int) ([]string, error)
 	ListIntegrations(ctx context.Context) ([]store.Integration, error)
+	HostsByEntraDeviceID(ctx context.Context, deviceID string) ([]store.Host, error)
+	GetHostReporting(ctx context.Context, hostID string) (store.HostReporting, error)
 }
 
 // DefaultSettings apply to a team that has none stored: conditional access
@@ -64,6 +67,12 @@ type Config struct {
 	RecheckEvery time.Duration
 	// Metrics, if set, gets the engine's collectors.
 	Metrics prometheus.Registerer
+	// Changed, if set, is called after a saved verdict changed state (e.g.
+	// to tell the host its new verdict).
+	Changed func(hostID string, v store.Verdict)
+	// Scope, if set, further limits which hosts an integration writes
+	// (Entra group scoping); hosts it refuses get no outbox row.
+	Scope func(in store.Integration, h store.Host) bool
 }
 
 // Engine evaluates and saves verdicts.
@@ -80,6 +89,9 @@ type Engine struct {
 	// re-evaluated, so a host recovering from staleness is noticed within
 	// RecheckEvery without an evaluation per unchanged batch.
 	checked map[string]time.Time
+	// silent holds hosts last judged silent or unhealthy: their next batch
+	// is evaluated at once, so a host that reports again recovers at once.
+	silent map[string]bool
 
 	evaluations prometheus.Counter
 	changes     *prometheus.CounterVec
@@ -114,7 +126,7 @@ func New(cfg Config) *Engine {
 	if cfg.Enqueued == nil {
 		cfg.Enqueued = func() {}
 	}
-	e := &Engine{cfg: cfg, log: cfg.Logger, pending: map[string]bool{}, checked: map[string]time.Time{}, wake: make(chan struct{}, 1)}
+	e := &Engine{cfg: cfg, log: cfg.Logger, pending: map[string]bool{}, checked: map[string]time.Time{}, silent: map[string]bool{}, wake: make(chan struct{}, 1)}
 	e.evaluations = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "posture_verdict_evaluations_total", Help: "Host verdict evaluations.",
 	})
@@ -142,11 +154,27 @@ func (e *Engine) Notify(hostID string, force bool) {
 	}
 }
 
+// NotifyDevice queues every host naming the Entra device (after a host
+// stopped naming it, was revoked or deleted: a conflict may have ended).
+func (e *Engine) NotifyDevice(ctx context.Context, deviceID string) error {
+	if deviceID == "" {
+		return nil
+	}
+	hs, err := e.cfg.Store.HostsByEntraDeviceID(ctx, deviceID)
+	if err != nil {
+		return fmt.Errorf("hosts of device %s: %w", deviceID, err)
+	}
+	for _, h := range hs {
+		e.Notify(h.ID, true)
+	}
+	return nil
+}
+
 // Observe is told about every committed result batch of a host.
 func (e *Engine) Observe(hostID string, statusChanged bool) {
 	now := e.cfg.Now()
 	e.mu.Lock()
-	due := statusChanged || now.Sub(e.checked[hostID]) >= e.cfg.RecheckEvery
+	due := statusChanged || e.silent[hostID] || now.Sub(e.checked[hostID]) >= e.cfg.RecheckEvery
 	if due {
 		e.checked[hostID] = now
 	}
@@ -301,7 +329,16 @@ func (e *Engine) Inputs(ctx context.Context, h store.Host) (compliance.Input, er
 	if err != nil {
 		return compliance.Input{}, fmt.Errorf("exemptions: %w", err)
 	}
-	in := compliance.Input{Host: h, Settings: settings, Policies: policies, Results: results, Now: e.cfg.Now()}
+	claimants, err := e.cfg.Store.HostsByEntraDeviceID(ctx, h.EffectiveEntraDeviceID())
+	if err != nil {
+		return compliance.Input{}, fmt.Errorf("device claimants: %w", err)
+	}
+	rep, err := e.cfg.Store.GetHostReporting(ctx, h.ID)
+	if err != nil {
+		return compliance.Input{}, fmt.Errorf("reporting: %w", err)
+	}
+	in := compliance.Input{Host: h, Settings: settings, Policies: policies, Results: results, Reporting: rep, Now: e.cfg.Now(),
+		Device: compliance.ResolveDevice(h, claimants)}
 	for _, x := range exs {
 		in.Exemptions = append(in.Exemptions, compliance.Exemption{PolicyID: x.PolicyID, ExpiresAt: x.ExpiresAt, Reason: x.Reason})
 	}
@@ -338,6 +375,13 @@ func (e *Engine) evaluateOnce(ctx context.Context, hostID string, force bool) (s
 		return store.Verdict{}, err
 	}
 	cv := compliance.Evaluate(in)
+	e.mu.Lock()
+	if cv.Cause == compliance.CauseSilent || cv.Cause == compliance.CauseUnhealthy {
+		e.silent[hostID] = true
+	} else {
+		delete(e.silent, hostID)
+	}
+	e.mu.Unlock()
 	prev, err := e.cfg.Store.GetVerdict(ctx, hostID)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.Verdict{}, fmt.Errorf("verdict: %w", err)
@@ -360,16 +404,33 @@ func (e *Engine) evaluateOnce(ctx context.Context, hostID string, force bool) (s
 		nv.NextTransition = &t
 	}
 	same := prev.Version > 0 && prev.State == nv.State && prev.Cause == nv.Cause && prev.Desired == nv.Desired &&
-		bytes.Equal(prev.Reasons, nv.Reasons) && sameTime(prev.NextTransition, nv.NextTransition)
+		bytes.Equal(prev.Reasons, nv.Reasons) && (sameTime(prev.NextTransition, nv.NextTransition) ||
+		earlierWake(prev.NextTransition, nv.NextTransition, in.Now))
 	if same && !force {
 		return prev, nil
 	}
+	// The other hosts naming this device may change with this one (a
+	// conflict starts or ends); they re-check. Only on a change or a forced
+	// evaluation, so two claimants settle instead of waking each other
+	// forever.
+	for _, other := range in.Device.Others {
+		e.Notify(other, false)
+	}
 	var rows []store.OutboxRow
-	if nv.Desired != "" && (nv.Desired != prev.Desired || force) {
+	if nv.Desired != "" && (nv.Desired != prev.Desired || force) && in.Device.Writes() {
 		rows, err = e.rowsFor(ctx, h, nv, in.Now)
 		if err != nil {
 			return store.Verdict{}, err
 		}
+	}
+	if prev.State != string(compliance.Noncompliant) && nv.State == string(compliance.Noncompliant) {
+		// Saved with the verdict under its version check, so one
+		// transition enqueues one revocation however many replicas see it.
+		rr, err := e.revokeRowsFor(ctx, h, in.Settings, cv, in.Now)
+		if err != nil {
+			return store.Verdict{}, err
+		}
+		rows = append(rows, rr...)
 	}
 	if err := e.cfg.Store.SaveVerdict(ctx, nv, prev.Version, rows); err != nil {
 		return store.Verdict{}, fmt.Errorf("save verdict: %w", err)
@@ -379,6 +440,9 @@ func (e *Engine) evaluateOnce(ctx context.Context, hostID string, force bool) (s
 		e.changes.WithLabelValues(nv.State).Inc()
 		e.log.Info("verdict changed", "host", hostID, "hostname", h.Hostname, "from", prev.State, "to", nv.State,
 			"cause", nv.Cause, "desired", nv.Desired, "writes", len(rows))
+		if e.cfg.Changed != nil {
+			e.cfg.Changed(hostID, nv)
+		}
 	}
 	if len(rows) > 0 {
 		e.cfg.Enqueued()
@@ -387,10 +451,67 @@ func (e *Engine) evaluateOnce(ctx context.Context, hostID string, force bool) (s
 }
 
 // rowsFor is one outbox row per integration that covers the host's team;
-// none for a host without an Entra device id (it is listed as unmapped).
+// none for a host without an Entra device id (it is listed as unmapped) or
+// whose device an admin gave to another host (the caller checks that).
 func (e *Engine) rowsFor(ctx context.Context, h store.Host, v store.Verdict, now time.Time) ([]store.OutboxRow, error) {
 	device := h.EffectiveEntraDeviceID()
 	if device == "" {
+		return nil, nil
+	}
+	_, ins, err := e.cached(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var rows []store.OutboxRow
+	for _, in := range ins {
+		if !covers(in, h.Team) || (e.cfg.Scope != nil && !e.cfg.Scope(in, h)) {
+			continue
+		}
+		rows = append(rows, store.OutboxRow{
+			IntegrationID: in.ID, TenantID: in.TenantID, DeviceID: device, HostID: h.ID,
+			Desired: v.Desired, Verdict: v.State, CreatedAt: now,
+		})
+	}
+	return rows, nil
+}
+
+// severityRank orders policy severities; an unknown one counts as critical,
+// as the compliance engine does.
+var severityRank = map[string]int{"low": 1, "medium": 2, "high": 3, "critical": 4}
+
+func rank(sev string) int {
+	if r, ok := severityRank[sev]; ok {
+		return r
+	}
+	return severityRank["critical"]
+}
+
+// DefaultRevokeMinSeverity applies when a team enables revoke_sessions
+// without a minimum severity.
+const DefaultRevokeMinSeverity = "high"
+
+// revokeRowsFor is one session revocation per integration covering the
+// host, when its team opted in and a blocking policy at or above the
+// team's minimum severity caused the transition to NONCOMPLIANT. The user
+// is the host's UPN fact; a host without one (or without a device id, which
+// the outbox keys on) gets none.
+func (e *Engine) revokeRowsFor(ctx context.Context, h store.Host, set store.TeamSettings, cv compliance.Verdict, now time.Time) ([]store.OutboxRow, error) {
+	device, upn := h.EffectiveEntraDeviceID(), strings.TrimSpace(h.UserPrincipalName)
+	if !set.RevokeSessions || device == "" || upn == "" {
+		return nil, nil
+	}
+	min := set.RevokeSessionsMinSeverity
+	if min == "" {
+		min = DefaultRevokeMinSeverity
+	}
+	qualifies := false
+	for _, r := range cv.Blocking() {
+		if rank(r.Severity) >= rank(min) {
+			qualifies = true
+			break
+		}
+	}
+	if !qualifies {
 		return nil, nil
 	}
 	_, ins, err := e.cached(ctx)
@@ -404,8 +525,12 @@ func (e *Engine) rowsFor(ctx context.Context, h store.Host, v store.Verdict, now
 		}
 		rows = append(rows, store.OutboxRow{
 			IntegrationID: in.ID, TenantID: in.TenantID, DeviceID: device, HostID: h.ID,
-			Desired: v.Desired, Verdict: v.State, CreatedAt: now,
+			Desired: compliance.DesiredNoncompliant, Verdict: string(compliance.Noncompliant), CreatedAt: now,
+			Kind: store.OutboxRevokeSessions, Subject: upn,
 		})
+	}
+	if len(rows) > 0 {
+		e.log.Info("revoking sign-in sessions", "host", h.ID, "user", upn, "integrations", len(rows))
 	}
 	return rows, nil
 }
@@ -420,6 +545,13 @@ func covers(in store.Integration, team string) bool {
 		}
 	}
 	return false
+}
+
+// earlierWake: the stored wake-up is still ahead and no later than the new
+// one. Waking early only re-evaluates, so the verdict need not be saved each
+// time a report pushes the silence deadline on (every batch would write).
+func earlierWake(stored, computed *time.Time, now time.Time) bool {
+	return stored != nil && computed != nil && stored.After(now) && !stored.After(*computed)
 }
 
 func sameTime(a, b *time.Time) bool {

@@ -19,36 +19,41 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_ListHosts_FullMethodName            = "/posture.v1.AdminService/ListHosts"
-	AdminService_GetHost_FullMethodName              = "/posture.v1.AdminService/GetHost"
-	AdminService_RevokeHost_FullMethodName           = "/posture.v1.AdminService/RevokeHost"
-	AdminService_DeleteHost_FullMethodName           = "/posture.v1.AdminService/DeleteHost"
-	AdminService_RecheckHost_FullMethodName          = "/posture.v1.AdminService/RecheckHost"
-	AdminService_ListPolicies_FullMethodName         = "/posture.v1.AdminService/ListPolicies"
-	AdminService_GetPolicy_FullMethodName            = "/posture.v1.AdminService/GetPolicy"
-	AdminService_ApplyPolicies_FullMethodName        = "/posture.v1.AdminService/ApplyPolicies"
-	AdminService_DeletePolicy_FullMethodName         = "/posture.v1.AdminService/DeletePolicy"
-	AdminService_ListTeams_FullMethodName            = "/posture.v1.AdminService/ListTeams"
-	AdminService_PutTeam_FullMethodName              = "/posture.v1.AdminService/PutTeam"
-	AdminService_ListExemptions_FullMethodName       = "/posture.v1.AdminService/ListExemptions"
-	AdminService_CreateExemption_FullMethodName      = "/posture.v1.AdminService/CreateExemption"
-	AdminService_DeleteExemption_FullMethodName      = "/posture.v1.AdminService/DeleteExemption"
-	AdminService_SetHostEntraDeviceId_FullMethodName = "/posture.v1.AdminService/SetHostEntraDeviceId"
-	AdminService_ListUnmappedHosts_FullMethodName    = "/posture.v1.AdminService/ListUnmappedHosts"
-	AdminService_ListIntegrations_FullMethodName     = "/posture.v1.AdminService/ListIntegrations"
-	AdminService_GetIntegration_FullMethodName       = "/posture.v1.AdminService/GetIntegration"
-	AdminService_CreateIntegration_FullMethodName    = "/posture.v1.AdminService/CreateIntegration"
-	AdminService_UpdateIntegration_FullMethodName    = "/posture.v1.AdminService/UpdateIntegration"
-	AdminService_DeleteIntegration_FullMethodName    = "/posture.v1.AdminService/DeleteIntegration"
-	AdminService_TestIntegration_FullMethodName      = "/posture.v1.AdminService/TestIntegration"
-	AdminService_ListSyncItems_FullMethodName        = "/posture.v1.AdminService/ListSyncItems"
-	AdminService_RetrySyncItem_FullMethodName        = "/posture.v1.AdminService/RetrySyncItem"
-	AdminService_ListEnrollSecrets_FullMethodName    = "/posture.v1.AdminService/ListEnrollSecrets"
-	AdminService_CreateEnrollSecret_FullMethodName   = "/posture.v1.AdminService/CreateEnrollSecret"
-	AdminService_RevokeEnrollSecret_FullMethodName   = "/posture.v1.AdminService/RevokeEnrollSecret"
-	AdminService_ListApiTokens_FullMethodName        = "/posture.v1.AdminService/ListApiTokens"
-	AdminService_CreateApiToken_FullMethodName       = "/posture.v1.AdminService/CreateApiToken"
-	AdminService_RevokeApiToken_FullMethodName       = "/posture.v1.AdminService/RevokeApiToken"
+	AdminService_ListHosts_FullMethodName              = "/posture.v1.AdminService/ListHosts"
+	AdminService_GetHost_FullMethodName                = "/posture.v1.AdminService/GetHost"
+	AdminService_RevokeHost_FullMethodName             = "/posture.v1.AdminService/RevokeHost"
+	AdminService_DeleteHost_FullMethodName             = "/posture.v1.AdminService/DeleteHost"
+	AdminService_RecheckHost_FullMethodName            = "/posture.v1.AdminService/RecheckHost"
+	AdminService_ListPolicies_FullMethodName           = "/posture.v1.AdminService/ListPolicies"
+	AdminService_GetPolicy_FullMethodName              = "/posture.v1.AdminService/GetPolicy"
+	AdminService_ApplyPolicies_FullMethodName          = "/posture.v1.AdminService/ApplyPolicies"
+	AdminService_DeletePolicy_FullMethodName           = "/posture.v1.AdminService/DeletePolicy"
+	AdminService_ListTeams_FullMethodName              = "/posture.v1.AdminService/ListTeams"
+	AdminService_PutTeam_FullMethodName                = "/posture.v1.AdminService/PutTeam"
+	AdminService_ListExemptions_FullMethodName         = "/posture.v1.AdminService/ListExemptions"
+	AdminService_CreateExemption_FullMethodName        = "/posture.v1.AdminService/CreateExemption"
+	AdminService_DeleteExemption_FullMethodName        = "/posture.v1.AdminService/DeleteExemption"
+	AdminService_SetHostEntraDeviceId_FullMethodName   = "/posture.v1.AdminService/SetHostEntraDeviceId"
+	AdminService_ListUnmappedHosts_FullMethodName      = "/posture.v1.AdminService/ListUnmappedHosts"
+	AdminService_ListIntegrations_FullMethodName       = "/posture.v1.AdminService/ListIntegrations"
+	AdminService_GetIntegration_FullMethodName         = "/posture.v1.AdminService/GetIntegration"
+	AdminService_CreateIntegration_FullMethodName      = "/posture.v1.AdminService/CreateIntegration"
+	AdminService_UpdateIntegration_FullMethodName      = "/posture.v1.AdminService/UpdateIntegration"
+	AdminService_DeleteIntegration_FullMethodName      = "/posture.v1.AdminService/DeleteIntegration"
+	AdminService_TestIntegration_FullMethodName        = "/posture.v1.AdminService/TestIntegration"
+	AdminService_DeprovisionIntegration_FullMethodName = "/posture.v1.AdminService/DeprovisionIntegration"
+	AdminService_GetAdminConsentUrl_FullMethodName     = "/posture.v1.AdminService/GetAdminConsentUrl"
+	AdminService_ListSyncItems_FullMethodName          = "/posture.v1.AdminService/ListSyncItems"
+	AdminService_RetrySyncItem_FullMethodName          = "/posture.v1.AdminService/RetrySyncItem"
+	AdminService_ListEnrollSecrets_FullMethodName      = "/posture.v1.AdminService/ListEnrollSecrets"
+	AdminService_CreateEnrollSecret_FullMethodName     = "/posture.v1.AdminService/CreateEnrollSecret"
+	AdminService_RevokeEnrollSecret_FullMethodName     = "/posture.v1.AdminService/RevokeEnrollSecret"
+	AdminService_ListApiTokens_FullMethodName          = "/posture.v1.AdminService/ListApiTokens"
+	AdminService_CreateApiToken_FullMethodName         = "/posture.v1.AdminService/CreateApiToken"
+	AdminService_RevokeApiToken_FullMethodName         = "/posture.v1.AdminService/RevokeApiToken"
+	AdminService_ResumeIntegration_FullMethodName      = "/posture.v1.AdminService/ResumeIntegration"
+	AdminService_UpdateTeam_FullMethodName             = "/posture.v1.AdminService/UpdateTeam"
+	AdminService_ListAuditEvents_FullMethodName        = "/posture.v1.AdminService/ListAuditEvents"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -96,6 +101,15 @@ type AdminServiceClient interface {
 	DeleteIntegration(ctx context.Context, in *DeleteIntegrationRequest, opts ...grpc.CallOption) (*DeleteIntegrationResponse, error)
 	// TestIntegration gets a token, reads one device and says what is missing.
 	TestIntegration(ctx context.Context, in *TestIntegrationRequest, opts ...grpc.CallOption) (*TestIntegrationResponse, error)
+	// DeprovisionIntegration tells Intune a partner integration stops
+	// (Provisioned: 2); the integration stays, inactive, until deleted or
+	// activated again by an update.
+	DeprovisionIntegration(ctx context.Context, in *DeprovisionIntegrationRequest, opts ...grpc.CallOption) (*Integration, error)
+	// GetAdminConsentUrl makes a link the tenant's admin opens to grant the
+	// integration's app its permissions; Entra redirects back to the hub,
+	// which records the outcome (a refusal with Microsoft's error text) as
+	// the integration's health.
+	GetAdminConsentUrl(ctx context.Context, in *GetAdminConsentUrlRequest, opts ...grpc.CallOption) (*AdminConsentUrl, error)
 	// ListSyncItems shows the sync outbox: pending writes and dead letters.
 	ListSyncItems(ctx context.Context, in *ListSyncItemsRequest, opts ...grpc.CallOption) (*ListSyncItemsResponse, error)
 	// RetrySyncItem puts a dead letter back in the queue.
@@ -108,6 +122,16 @@ type AdminServiceClient interface {
 	// CreateApiToken returns the token once; only its hash is stored.
 	CreateApiToken(ctx context.Context, in *CreateApiTokenRequest, opts ...grpc.CallOption) (*CreateApiTokenResponse, error)
 	RevokeApiToken(ctx context.Context, in *RevokeApiTokenRequest, opts ...grpc.CallOption) (*ApiToken, error)
+	// ResumeIntegration ends a pause after a credential failure (e.g. when
+	// the fix was made in Entra alone) and makes every write it held back due
+	// now. UpdateIntegration and a passing TestIntegration do this too.
+	ResumeIntegration(ctx context.Context, in *ResumeIntegrationRequest, opts ...grpc.CallOption) (*ResumeIntegrationResponse, error)
+	// UpdateTeam changes only the settings named in update_mask (REST: PATCH,
+	// where the gateway fills the mask from the JSON body's keys). PutTeam
+	// replaces the whole team and needs every settings field.
+	UpdateTeam(ctx context.Context, in *UpdateTeamRequest, opts ...grpc.CallOption) (*Team, error)
+	// ListAuditEvents reads the audit log of admin actions, newest first.
+	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
 }
 
 type adminServiceClient struct {
@@ -338,6 +362,26 @@ func (c *adminServiceClient) TestIntegration(ctx context.Context, in *TestIntegr
 	return out, nil
 }
 
+func (c *adminServiceClient) DeprovisionIntegration(ctx context.Context, in *DeprovisionIntegrationRequest, opts ...grpc.CallOption) (*Integration, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Integration)
+	err := c.cc.Invoke(ctx, AdminService_DeprovisionIntegration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) GetAdminConsentUrl(ctx context.Context, in *GetAdminConsentUrlRequest, opts ...grpc.CallOption) (*AdminConsentUrl, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AdminConsentUrl)
+	err := c.cc.Invoke(ctx, AdminService_GetAdminConsentUrl_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) ListSyncItems(ctx context.Context, in *ListSyncItemsRequest, opts ...grpc.CallOption) (*ListSyncItemsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListSyncItemsResponse)
@@ -418,6 +462,36 @@ func (c *adminServiceClient) RevokeApiToken(ctx context.Context, in *RevokeApiTo
 	return out, nil
 }
 
+func (c *adminServiceClient) ResumeIntegration(ctx context.Context, in *ResumeIntegrationRequest, opts ...grpc.CallOption) (*ResumeIntegrationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResumeIntegrationResponse)
+	err := c.cc.Invoke(ctx, AdminService_ResumeIntegration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) UpdateTeam(ctx context.Context, in *UpdateTeamRequest, opts ...grpc.CallOption) (*Team, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Team)
+	err := c.cc.Invoke(ctx, AdminService_UpdateTeam_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAuditEventsResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListAuditEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -463,6 +537,15 @@ type AdminServiceServer interface {
 	DeleteIntegration(context.Context, *DeleteIntegrationRequest) (*DeleteIntegrationResponse, error)
 	// TestIntegration gets a token, reads one device and says what is missing.
 	TestIntegration(context.Context, *TestIntegrationRequest) (*TestIntegrationResponse, error)
+	// DeprovisionIntegration tells Intune a partner integration stops
+	// (Provisioned: 2); the integration stays, inactive, until deleted or
+	// activated again by an update.
+	DeprovisionIntegration(context.Context, *DeprovisionIntegrationRequest) (*Integration, error)
+	// GetAdminConsentUrl makes a link the tenant's admin opens to grant the
+	// integration's app its permissions; Entra redirects back to the hub,
+	// which records the outcome (a refusal with Microsoft's error text) as
+	// the integration's health.
+	GetAdminConsentUrl(context.Context, *GetAdminConsentUrlRequest) (*AdminConsentUrl, error)
 	// ListSyncItems shows the sync outbox: pending writes and dead letters.
 	ListSyncItems(context.Context, *ListSyncItemsRequest) (*ListSyncItemsResponse, error)
 	// RetrySyncItem puts a dead letter back in the queue.
@@ -475,6 +558,16 @@ type AdminServiceServer interface {
 	// CreateApiToken returns the token once; only its hash is stored.
 	CreateApiToken(context.Context, *CreateApiTokenRequest) (*CreateApiTokenResponse, error)
 	RevokeApiToken(context.Context, *RevokeApiTokenRequest) (*ApiToken, error)
+	// ResumeIntegration ends a pause after a credential failure (e.g. when
+	// the fix was made in Entra alone) and makes every write it held back due
+	// now. UpdateIntegration and a passing TestIntegration do this too.
+	ResumeIntegration(context.Context, *ResumeIntegrationRequest) (*ResumeIntegrationResponse, error)
+	// UpdateTeam changes only the settings named in update_mask (REST: PATCH,
+	// where the gateway fills the mask from the JSON body's keys). PutTeam
+	// replaces the whole team and needs every settings field.
+	UpdateTeam(context.Context, *UpdateTeamRequest) (*Team, error)
+	// ListAuditEvents reads the audit log of admin actions, newest first.
+	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -551,6 +644,12 @@ func (UnimplementedAdminServiceServer) DeleteIntegration(context.Context, *Delet
 func (UnimplementedAdminServiceServer) TestIntegration(context.Context, *TestIntegrationRequest) (*TestIntegrationResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TestIntegration not implemented")
 }
+func (UnimplementedAdminServiceServer) DeprovisionIntegration(context.Context, *DeprovisionIntegrationRequest) (*Integration, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeprovisionIntegration not implemented")
+}
+func (UnimplementedAdminServiceServer) GetAdminConsentUrl(context.Context, *GetAdminConsentUrlRequest) (*AdminConsentUrl, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetAdminConsentUrl not implemented")
+}
 func (UnimplementedAdminServiceServer) ListSyncItems(context.Context, *ListSyncItemsRequest) (*ListSyncItemsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListSyncItems not implemented")
 }
@@ -574,6 +673,15 @@ func (UnimplementedAdminServiceServer) CreateApiToken(context.Context, *CreateAp
 }
 func (UnimplementedAdminServiceServer) RevokeApiToken(context.Context, *RevokeApiTokenRequest) (*ApiToken, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeApiToken not implemented")
+}
+func (UnimplementedAdminServiceServer) ResumeIntegration(context.Context, *ResumeIntegrationRequest) (*ResumeIntegrationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResumeIntegration not implemented")
+}
+func (UnimplementedAdminServiceServer) UpdateTeam(context.Context, *UpdateTeamRequest) (*Team, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateTeam not implemented")
+}
+func (UnimplementedAdminServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -992,6 +1100,42 @@ func _AdminService_TestIntegration_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_DeprovisionIntegration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeprovisionIntegrationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DeprovisionIntegration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DeprovisionIntegration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DeprovisionIntegration(ctx, req.(*DeprovisionIntegrationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_GetAdminConsentUrl_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetAdminConsentUrlRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).GetAdminConsentUrl(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_GetAdminConsentUrl_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).GetAdminConsentUrl(ctx, req.(*GetAdminConsentUrlRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_ListSyncItems_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListSyncItemsRequest)
 	if err := dec(in); err != nil {
@@ -1136,6 +1280,60 @@ func _AdminService_RevokeApiToken_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ResumeIntegration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeIntegrationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ResumeIntegration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ResumeIntegration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ResumeIntegration(ctx, req.(*ResumeIntegrationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_UpdateTeam_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateTeamRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UpdateTeam(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_UpdateTeam_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UpdateTeam(ctx, req.(*UpdateTeamRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListAuditEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAuditEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListAuditEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListAuditEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListAuditEvents(ctx, req.(*ListAuditEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1232,6 +1430,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _AdminService_TestIntegration_Handler,
 		},
 		{
+			MethodName: "DeprovisionIntegration",
+			Handler:    _AdminService_DeprovisionIntegration_Handler,
+		},
+		{
+			MethodName: "GetAdminConsentUrl",
+			Handler:    _AdminService_GetAdminConsentUrl_Handler,
+		},
+		{
 			MethodName: "ListSyncItems",
 			Handler:    _AdminService_ListSyncItems_Handler,
 		},
@@ -1262,6 +1468,18 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeApiToken",
 			Handler:    _AdminService_RevokeApiToken_Handler,
+		},
+		{
+			MethodName: "ResumeIntegration",
+			Handler:    _AdminService_ResumeIntegration_Handler,
+		},
+		{
+			MethodName: "UpdateTeam",
+			Handler:    _AdminService_UpdateTeam_Handler,
+		},
+		{
+			MethodName: "ListAuditEvents",
+			Handler:    _AdminService_ListAuditEvents_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

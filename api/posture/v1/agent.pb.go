@@ -1275,8 +1275,12 @@ func (x *PolicySet) GetFacts() []*FactQuery {
 }
 
 type Ack struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Set when the hub dropped the batch instead of recording it (e.g. more
+	// results than a batch may carry): resending cannot help, so the agent
+	// deletes it from its spool like any acked batch and logs the reason.
+	Refused       string `protobuf:"bytes,2,opt,name=refused,proto3" json:"refused,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1316,6 +1320,13 @@ func (x *Ack) GetSeq() uint64 {
 		return x.Seq
 	}
 	return 0
+}
+
+func (x *Ack) GetRefused() string {
+	if x != nil {
+		return x.Refused
+	}
+	return ""
 }
 
 // Recheck asks for an immediate run of the named policies, or of all.
@@ -1512,9 +1523,10 @@ const file_posture_v1_agent_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x123\n" +
 	"\bpolicies\x18\x02 \x03(\v2\x17.posture.v1.AgentPolicyR\bpolicies\x125\n" +
 	"\binterval\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\binterval\x12+\n" +
-	"\x05facts\x18\x04 \x03(\v2\x15.posture.v1.FactQueryR\x05facts\"\x17\n" +
+	"\x05facts\x18\x04 \x03(\v2\x15.posture.v1.FactQueryR\x05facts\"1\n" +
 	"\x03Ack\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\":\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x18\n" +
+	"\arefused\x18\x02 \x01(\tR\arefused\":\n" +
 	"\aRecheck\x12\x1d\n" +
 	"\n" +
 	"policy_ids\x18\x01 \x03(\tR\tpolicyIds\x12\x10\n" +

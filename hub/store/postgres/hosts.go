@@ -13,40 +13,30 @@ import (
 	"github.com/posture-dev/posture/hub/store/internal/sqlrow"
 )
 
-// EnrollHost creates a host or refreshes the one with the same hardware UUID.
-// The upsert is one statement on the partial unique index, so concurrent
-// enrolls of one machine on several replicas end in one row.
+// EnrollHost creates a host, re-enrolls the one of the same team with the
+// same hardware UUID, or creates a duplicate of another team's (see
+// store.Hosts). Two enrolls racing to create a UUID's first host: the loser
+// retries and finds the winner's row.
 func (s *Store) EnrollHost(ctx context.Context, h store.Host) (store.Host, error) {
 	h = store.PrepareEnroll(h, time.Now())
-	args := sqlrow.HostArgs(h, sqlrow.Postgres)
-	insert := `INSERT INTO hosts (` + sqlrow.HostCols + `) VALUES
-		($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, NULL, NULL)`
-	var row sqlrow.Host
-	if h.HardwareUUID == "" {
-		if err := s.db.GetContext(ctx, &row, insert+` RETURNING `+sqlrow.HostCols, args...); err != nil {
-			return store.Host{}, fmt.Errorf("enroll host %q: %w", h.ID, mapErr(err))
+	var out store.Host
+	var err error
+	for range 3 {
+		err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+			var err error
+			out, err = sqlrow.EnrollHost(ctx, tx, sqlrow.Postgres, mapErr, h)
+			return err
+		})
+		if !errors.Is(err, store.ErrConflict) {
+			break
 		}
-		return row.Host(), nil
 	}
-	err := s.db.GetContext(ctx, &row, insert+`
-		ON CONFLICT (hardware_uuid) WHERE hardware_uuid <> '' DO UPDATE SET
-			team = EXCLUDED.team, hostname = EXCLUDED.hostname, platform = EXCLUDED.platform,
-			os_platform = EXCLUDED.os_platform, os_name = EXCLUDED.os_name,
-			os_version = EXCLUDED.os_version, osquery_version = EXCLUDED.osquery_version,
-			hardware_serial = EXCLUDED.hardware_serial, hardware_model = EXCLUDED.hardware_model,
-			ext_version = EXCLUDED.ext_version, enrolled_at = EXCLUDED.enrolled_at,
-			last_seen_at = GREATEST(hosts.last_seen_at, EXCLUDED.last_seen_at),
-			cert_serial = EXCLUDED.cert_serial, cert_not_after = EXCLUDED.cert_not_after
-		WHERE hosts.revoked_at IS NULL
-		RETURNING `+sqlrow.HostCols, args...)
-	if errors.Is(err, sql.ErrNoRows) {
-		// The conflicting row exists but the WHERE refused it: revoked.
-		return store.Host{}, fmt.Errorf("enroll host with hardware uuid %q: %w", h.HardwareUUID, store.ErrRevoked)
-	}
-	if err != nil {
-		return store.Host{}, fmt.Errorf("enroll host %q: %w", h.ID, mapErr(err))
-	}
-	return row.Host(), nil
+	return out, err
+}
+
+// HostsByEntraDeviceID lists the hosts claiming a device, sorted by id.
+func (s *Store) HostsByEntraDeviceID(ctx context.Context, deviceID string) ([]store.Host, error) {
+	return s.shared().HostsByEntraDeviceID(ctx, deviceID)
 }
 
 // GetHost returns one host.

@@ -23,12 +23,18 @@ func (s *Store) RecordResults(ctx context.Context, hostID string, rs []store.Res
 	}
 	var out store.RecordOutcome
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		var revoked sqlrow.NullTime
-		if err := tx.GetContext(ctx, &revoked, `SELECT revoked_at FROM hosts WHERE id = $1 FOR NO KEY UPDATE`, hostID); err != nil {
+		var host struct {
+			RevokedAt     sqlrow.NullTime `db:"revoked_at"`
+			ReenrollCount int             `db:"reenroll_count"`
+		}
+		if err := tx.GetContext(ctx, &host, `SELECT revoked_at, reenroll_count FROM hosts WHERE id = $1 FOR NO KEY UPDATE`, hostID); err != nil {
 			return notFound(err, "host", hostID)
 		}
-		if revoked.Valid {
+		if host.RevokedAt.Valid {
 			return fmt.Errorf("host %q: %w", hostID, store.ErrRevoked)
+		}
+		if err := store.CheckEnrollment(ctx, hostID, host.ReenrollCount); err != nil {
+			return err
 		}
 		plan, err := planBatch(ctx, tx, hostID, rs)
 		if err != nil {
@@ -40,6 +46,9 @@ func (s *Store) RecordResults(ctx context.Context, hostID string, rs []store.Res
 		if _, err := tx.ExecContext(ctx, `UPDATE hosts SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2`,
 			hostID, store.StoredTime(seen)); err != nil {
 			return fmt.Errorf("touch host: %w", err)
+		}
+		if err := sqlrow.MarkReported(ctx, tx, sqlrow.Postgres, hostID, seen); err != nil {
+			return err
 		}
 		out = plan.Outcome
 		return nil

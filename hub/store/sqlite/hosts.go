@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -13,49 +12,30 @@ import (
 	"github.com/posture-dev/posture/hub/store/internal/sqlrow"
 )
 
-// EnrollHost creates a host or refreshes the one with the same hardware UUID.
+// EnrollHost creates a host, re-enrolls the one of the same team with the
+// same hardware UUID, or creates a duplicate of another team's (see
+// store.Hosts). Two enrolls racing to create a UUID's first host: the loser
+// retries and finds the winner's row.
 func (s *Store) EnrollHost(ctx context.Context, h store.Host) (store.Host, error) {
 	h = store.PrepareEnroll(h, time.Now())
 	var out store.Host
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		if h.HardwareUUID != "" {
-			var row sqlrow.Host
-			err := tx.GetContext(ctx, &row, `SELECT `+sqlrow.HostCols+` FROM hosts WHERE hardware_uuid = ?`, h.HardwareUUID)
-			switch {
-			case err == nil:
-				if row.RevokedAt.Valid {
-					return fmt.Errorf("enroll host with hardware uuid %q: %w", h.HardwareUUID, store.ErrRevoked)
-				}
-				_, err = tx.ExecContext(ctx, `UPDATE hosts SET team = ?, hostname = ?, platform = ?,
-					os_platform = ?, os_name = ?, os_version = ?, osquery_version = ?,
-					hardware_serial = ?, hardware_model = ?, ext_version = ?, enrolled_at = ?,
-					last_seen_at = max(last_seen_at, ?), cert_serial = ?, cert_not_after = ?
-					WHERE id = ?`, h.Team, h.Hostname, h.Platform, h.OSPlatform, h.OSName, h.OSVersion,
-					h.OsqueryVersion, h.HardwareSerial, h.HardwareModel, h.ExtVersion, ts(h.EnrolledAt),
-					ts(h.LastSeenAt), h.CertSerial, nts(h.CertNotAfter), row.ID)
-				if err != nil {
-					return fmt.Errorf("enroll host %q: %w", row.ID, mapErr(err))
-				}
-				out, err = getHost(ctx, tx, row.ID)
-				return err
-			case !errors.Is(err, sql.ErrNoRows):
-				return fmt.Errorf("enroll host: %w", err)
-			}
+	var err error
+	for range 3 {
+		err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+			var err error
+			out, err = sqlrow.EnrollHost(ctx, tx, sqlrow.SQLite, mapErr, h)
+			return err
+		})
+		if !errors.Is(err, store.ErrConflict) {
+			break
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO hosts (`+sqlrow.HostCols+`) VALUES
-			(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)`,
-			sqlrow.HostArgs(h, sqlrow.SQLite)...)
-		if err != nil {
-			return fmt.Errorf("enroll host %q: %w", h.ID, mapErr(err))
-		}
-		out, err = getHost(ctx, tx, h.ID)
-		return err
-	})
+	}
 	return out, err
 }
 
-func getHost(ctx context.Context, q sqlrow.Conn, id string) (store.Host, error) {
-	return sqlrow.GetHost(ctx, q, mapErr, id)
+// HostsByEntraDeviceID lists the hosts claiming a device, sorted by id.
+func (s *Store) HostsByEntraDeviceID(ctx context.Context, deviceID string) ([]store.Host, error) {
+	return s.shared().HostsByEntraDeviceID(ctx, deviceID)
 }
 
 // GetHost returns one host.

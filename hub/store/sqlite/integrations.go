@@ -58,3 +58,8 @@ func (s *Store) DeleteIntegration(ctx context.Context, id string) error {
 func (s *Store) SetIntegrationHealth(ctx context.Context, id, health, message string, at time.Time) error {
 	return s.shared().SetIntegrationHealth(ctx, id, health, message, at)
 }
+
+// SetIntegrationSinkState replaces the sink's state without touching updated_at.
+func (s *Store) SetIntegrationSinkState(ctx context.Context, id string, state []byte) error {
+	return s.shared().SetIntegrationSinkState(ctx, id, state)
+}

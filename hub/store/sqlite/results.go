@@ -20,12 +20,18 @@ func (s *Store) RecordResults(ctx context.Context, hostID string, rs []store.Res
 	}
 	var out store.RecordOutcome
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		var revoked sqlrow.NullTime
-		if err := tx.GetContext(ctx, &revoked, `SELECT revoked_at FROM hosts WHERE id = ?`, hostID); err != nil {
+		var host struct {
+			RevokedAt     sqlrow.NullTime `db:"revoked_at"`
+			ReenrollCount int             `db:"reenroll_count"`
+		}
+		if err := tx.GetContext(ctx, &host, `SELECT revoked_at, reenroll_count FROM hosts WHERE id = ?`, hostID); err != nil {
 			return notFound(err, "host", hostID)
 		}
-		if revoked.Valid {
+		if host.RevokedAt.Valid {
 			return fmt.Errorf("host %q: %w", hostID, store.ErrRevoked)
+		}
+		if err := store.CheckEnrollment(ctx, hostID, host.ReenrollCount); err != nil {
+			return err
 		}
 		plan, err := planBatch(ctx, tx, hostID, rs)
 		if err != nil {
@@ -37,6 +43,9 @@ func (s *Store) RecordResults(ctx context.Context, hostID string, rs []store.Res
 		if _, err := tx.ExecContext(ctx, `UPDATE hosts SET last_seen_at = ? WHERE id = ? AND last_seen_at < ?`,
 			ts(seen), hostID, ts(seen)); err != nil {
 			return fmt.Errorf("touch host: %w", err)
+		}
+		if err := sqlrow.MarkReported(ctx, tx, sqlrow.SQLite, hostID, seen); err != nil {
+			return err
 		}
 		out = plan.Outcome
 		return nil
@@ -58,20 +67,22 @@ func planBatch(ctx context.Context, tx *sqlx.Tx, hostID string, rs []store.Resul
 	}
 	revisions := map[string]int64{}
 	stored := map[string]store.Result{}
-	if len(ids) > 0 {
-		in := "(" + strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",") + ")"
+	// IN lists are chunked: SQLite binds at most 32766 variables per
+	// statement, and a batch may legitimately name more policies.
+	for chunk := range slices.Chunk(ids, maxInList) {
+		in := "(" + strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",") + ")"
 		var pols []struct {
 			ID       string `db:"id"`
 			Revision int64  `db:"revision"`
 		}
-		if err := tx.SelectContext(ctx, &pols, `SELECT id, revision FROM policies WHERE id IN `+in, ids...); err != nil {
+		if err := tx.SelectContext(ctx, &pols, `SELECT id, revision FROM policies WHERE id IN `+in, chunk...); err != nil {
 			return store.RecordPlan{}, fmt.Errorf("read policies: %w", err)
 		}
 		for _, p := range pols {
 			revisions[p.ID] = p.Revision
 		}
 		var rows []sqlrow.Result
-		args := append([]any{hostID}, ids...)
+		args := append([]any{hostID}, chunk...)
 		if err := tx.SelectContext(ctx, &rows, `SELECT `+sqlrow.ResultCols+` FROM results
 			WHERE host_id = ? AND policy_id IN `+in, args...); err != nil {
 			return store.RecordPlan{}, fmt.Errorf("read results: %w", err)
@@ -82,6 +93,9 @@ func planBatch(ctx context.Context, tx *sqlx.Tx, hostID string, rs []store.Resul
 	}
 	return store.PlanRecord(hostID, rs, revisions, stored)
 }
+
+// maxInList bounds the ids bound in one IN list.
+const maxInList = 1000
 
 // maxRowsPerInsert keeps multi-row inserts under SQLite's variable limit.
 const maxRowsPerInsert = 500

@@ -17,7 +17,13 @@ func (s *Store) ListSyncItems(ctx context.Context, state, integrationID string, 
 	return s.shared().ListSyncItems(ctx, state, integrationID, limit)
 }
 
-// RetrySyncItem makes a dead row pending again, due at now with no attempts.
+// ResumeSyncItems makes an integration's waiting pending rows due at now.
+func (s *Store) ResumeSyncItems(ctx context.Context, integrationID string, now time.Time) (int, error) {
+	return s.shared().ResumeSyncItems(ctx, integrationID, now)
+}
+
+// RetrySyncItem makes a dead row pending again, due at now with no
+// attempts, or a pending row due at now.
 func (s *Store) RetrySyncItem(ctx context.Context, id int64, now time.Time) (store.SyncItem, error) {
 	var item store.SyncItem
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
@@ -73,4 +79,14 @@ func (s *Store) PruneSyncItems(ctx context.Context, before time.Time) (int, erro
 			return total, fmt.Errorf("prune sync items: %w", err)
 		}
 	}
+}
+
+// SaveDeviceCheck replaces a host's device check.
+func (s *Store) SaveDeviceCheck(ctx context.Context, c store.DeviceCheck) error {
+	return s.shared().SaveDeviceCheck(ctx, c)
+}
+
+// GetDeviceCheck returns a host's device check (ErrNotFound if none).
+func (s *Store) GetDeviceCheck(ctx context.Context, hostID string) (store.DeviceCheck, error) {
+	return s.shared().GetDeviceCheck(ctx, hostID)
 }

@@ -11,6 +11,10 @@ var hostTests = []suiteTest{
 	{"Hosts/EnrollAndGet", testEnrollAndGet},
 	{"Hosts/EnrollMatchesHardwareUUID", testEnrollMatchesHardwareUUID},
 	{"Hosts/EnrollRevokedRefused", testEnrollRevokedRefused},
+	{"Hosts/EnrollOtherTeamMakesDuplicate", testEnrollOtherTeamDuplicate},
+	{"Hosts/HelloKeepsHardwareUUID", testHelloKeepsHardwareUUID},
+	{"Hosts/ByEntraDeviceID", testHostsByEntraDeviceID},
+	{"Hosts/SupersededEnrollmentWritesNothing", testSupersededEnrollment},
 	{"Hosts/EnrollExplicitIDConflict", testEnrollExplicitIDConflict},
 	{"Hosts/List", testListHosts},
 	{"Hosts/Updates", testHostUpdates},
@@ -70,7 +74,6 @@ func testEnrollMatchesHardwareUUID(t *testing.T, s store.Store) {
 	noErr(t, s.TouchHost(ctx(t), first.ID, at(time.Hour)))
 
 	again := fullHost()
-	again.Team = "eng"
 	again.Hostname = "mbp-ada-renamed"
 	again.OSVersion = "15.2"
 	again.EnrolledAt = at(2 * time.Hour)
@@ -79,8 +82,13 @@ func testEnrollMatchesHardwareUUID(t *testing.T, s store.Store) {
 	again.EntraDeviceID = "ignored-at-enroll"
 	h := must(s.EnrollHost(ctx(t), again))(t)
 	eq(t, "re-enrolled id", h.ID, first.ID)
-	eq(t, "team", h.Team, "eng")
+	eq(t, "team", h.Team, store.DefaultTeam)
 	eq(t, "hostname", h.Hostname, "mbp-ada-renamed")
+	eq(t, "re-enroll count", h.ReenrollCount, 1)
+	if h.ReenrolledAt == nil || !h.ReenrolledAt.Equal(micro(at(2*time.Hour))) {
+		t.Fatalf("reenrolled at = %v", h.ReenrolledAt)
+	}
+	eq(t, "not a duplicate", h.DuplicateOf, "")
 	eq(t, "os version", h.OSVersion, "15.2")
 	eq(t, "enrolled at", h.EnrolledAt, micro(at(2*time.Hour)))
 	eq(t, "cert serial", h.CertSerial, "02cd")
@@ -232,4 +240,88 @@ func testDeleteHost(t *testing.T, s store.Store) {
 	eq(t, "other host kept", len(must(s.LatestResults(ctx(t), kept.ID))(t)), 1)
 	checkCounts(t, s)
 	wantErr(t, s.DeleteHost(ctx(t), gone.ID), store.ErrNotFound)
+}
+
+// Another team's secret never moves a host: the enroll makes a new host
+// marked as a duplicate; that team enrolling again reuses the duplicate; a
+// revoked original blocks every team.
+func testEnrollOtherTeamDuplicate(t *testing.T, s store.Store) {
+	orig := must(s.EnrollHost(ctx(t), fullHost()))(t)
+	other := fullHost()
+	other.Team = "lab"
+	other.Hostname = "attacker"
+	other.EnrolledAt = at(time.Hour)
+	dup := must(s.EnrollHost(ctx(t), other))(t)
+	if dup.ID == orig.ID {
+		t.Fatal("another team's enroll reused the host")
+	}
+	eq(t, "duplicate of", dup.DuplicateOf, orig.ID)
+	eq(t, "duplicate team", dup.Team, "lab")
+	if dup.ReenrolledAt != nil {
+		t.Fatal("a new duplicate looks re-enrolled")
+	}
+	eq(t, "original untouched", must(s.GetHost(ctx(t), orig.ID))(t), orig)
+
+	other.EnrolledAt = at(2 * time.Hour)
+	again := must(s.EnrollHost(ctx(t), other))(t)
+	eq(t, "same team re-enrolls the duplicate", again.ID, dup.ID)
+	eq(t, "duplicate re-enroll count", again.ReenrollCount, 1)
+	eq(t, "original still untouched", must(s.GetHost(ctx(t), orig.ID))(t), orig)
+	eq(t, "host count", len(must(s.ListHosts(ctx(t), store.HostFilter{}))(t)), 2)
+
+	must(s.RevokeHost(ctx(t), orig.ID, at(3*time.Hour)))(t)
+	third := fullHost()
+	third.Team = "ops"
+	_, err := s.EnrollHost(ctx(t), third)
+	wantErr(t, err, store.ErrRevoked)
+}
+
+func testHelloKeepsHardwareUUID(t *testing.T, s store.Store) {
+	a := must(s.EnrollHost(ctx(t), fullHost()))(t)
+	b := fullHost()
+	b.HardwareUUID = "B-UUID"
+	bh := must(s.EnrollHost(ctx(t), b))(t)
+	upd := bh
+	upd.HardwareUUID = a.HardwareUUID
+	upd.Hostname = "b-renamed"
+	noErr(t, s.UpdateHostFacts(ctx(t), upd))
+	got := must(s.GetHost(ctx(t), bh.ID))(t)
+	eq(t, "hardware uuid", got.HardwareUUID, "B-UUID")
+	eq(t, "hostname", got.Hostname, "b-renamed")
+}
+
+func testHostsByEntraDeviceID(t *testing.T, s store.Store) {
+	a := must(s.EnrollHost(ctx(t), store.Host{ID: "a", Hostname: "a", HardwareUUID: "A", EnrolledAt: t0}))(t)
+	b := must(s.EnrollHost(ctx(t), store.Host{ID: "b", Hostname: "b", HardwareUUID: "B", EnrolledAt: t0}))(t)
+	c := must(s.EnrollHost(ctx(t), store.Host{ID: "c", Hostname: "c", HardwareUUID: "C", EnrolledAt: t0}))(t)
+	noErr(t, s.SetHostIdentity(ctx(t), b.ID, "dev-x", ""))
+	noErr(t, s.SetHostIdentity(ctx(t), a.ID, "dev-x", ""))
+	noErr(t, s.SetHostEntraOverride(ctx(t), c.ID, "dev-x"))
+	must(s.RevokeHost(ctx(t), a.ID, at(time.Minute)))(t)
+	hs := must(s.HostsByEntraDeviceID(ctx(t), "dev-x"))(t)
+	var ids []string
+	for _, h := range hs {
+		ids = append(ids, h.ID)
+	}
+	eq(t, "claimants", ids, []string{"a", "b", "c"})
+	eq(t, "none", len(must(s.HostsByEntraDeviceID(ctx(t), "dev-y"))(t)), 0)
+	eq(t, "empty id", len(must(s.HostsByEntraDeviceID(ctx(t), ""))(t)), 0)
+}
+
+// A batch sent for an earlier enrollment of the host is refused inside the
+// transaction and writes nothing.
+func testSupersededEnrollment(t *testing.T, s store.Store) {
+	apply(t, s, store.ApplyRequest{Policies: []store.Policy{pol("p", "SELECT 1")}})
+	h := must(s.EnrollHost(ctx(t), fullHost()))(t)
+	old := store.WithEnrollment(ctx(t), h.ReenrollCount)
+	again := fullHost()
+	again.EnrolledAt = at(time.Hour)
+	h2 := must(s.EnrollHost(ctx(t), again))(t)
+	r := res("p", 1, store.StatusPass, at(2*time.Hour))
+	_, err := s.RecordResults(old, h.ID, []store.Result{r}, at(2*time.Hour))
+	wantErr(t, err, store.ErrSuperseded)
+	eq(t, "nothing written", len(must(s.LatestResults(ctx(t), h.ID))(t)), 0)
+	cur := store.WithEnrollment(ctx(t), h2.ReenrollCount)
+	must(s.RecordResults(cur, h.ID, []store.Result{r}, at(2*time.Hour)))(t)
+	eq(t, "written", len(must(s.LatestResults(ctx(t), h.ID))(t)), 1)
 }

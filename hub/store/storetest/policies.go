@@ -221,7 +221,7 @@ func testTeams(t *testing.T, s store.Store) {
 	_, err := s.GetTeam(ctx(t), "eng")
 	wantErr(t, err, store.ErrNotFound)
 	eng := store.Team{Name: "eng", Settings: store.TeamSettings{ConditionalAccess: true, MaxAllowedSeverity: "medium",
-		ErrorsAsFailures: true, StaleAfter: 6 * time.Hour}}
+		ErrorsAsFailures: true, StaleAfter: 6 * time.Hour, RevokeSessions: true, RevokeSessionsMinSeverity: "critical"}}
 	apply(t, s, store.ApplyRequest{Teams: []store.Team{eng, {Name: "ops"}}})
 	eq(t, "get", must(s.GetTeam(ctx(t), "eng"))(t), eng)
 	eq(t, "list", must(s.ListTeams(ctx(t)))(t), []store.Team{eng, {Name: "ops"}})
@@ -229,9 +229,10 @@ func testTeams(t *testing.T, s store.Store) {
 
 	eng.Settings.StaleAfter = time.Hour
 	eng.Settings.ConditionalAccess = false
+	eng.Settings.RevokeSessions = false
 	changes := apply(t, s, store.ApplyRequest{Teams: []store.Team{eng, {Name: "ops"}}})
 	eq(t, "team changes", changes, []store.PolicyChange{
-		{Kind: "team", ID: "eng", Action: store.ActionChanged, Fields: []string{"conditional_access", "stale_after"}},
+		{Kind: "team", ID: "eng", Action: store.ActionChanged, Fields: []string{"conditional_access", "stale_after", "revoke_sessions"}},
 		{Kind: "team", ID: "ops", Action: store.ActionUnchanged},
 	})
 	eq(t, "changed team", must(s.GetTeam(ctx(t), "eng"))(t), eng)

@@ -42,6 +42,8 @@ func Run(t *testing.T, open Opener) {
 	tests = append(tests, secretTests...)
 	tests = append(tests, concurrencyTests...)
 	tests = append(tests, syncTests...)
+	tests = append(tests, reportingTests...)
+	tests = append(tests, auditTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // every test has its own store

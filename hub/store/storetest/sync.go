@@ -23,10 +23,14 @@ var syncTests = []suiteTest{
 	{"Verdicts/ConcurrentSaveOneWinner", testVerdictRace},
 	{"Integrations/RoundTrip", testIntegrationRoundTrip},
 	{"Integrations/Rejects", testIntegrationRejects},
+	{"Integrations/KindsAndSinkState", testIntegrationKinds},
 	{"Integrations/DeleteDeadLettersPending", testIntegrationDelete},
 	{"Facts/ReplaceAndDryRun", testFacts},
 	{"SyncItems/ListAndRetry", testSyncItems},
 	{"SyncItems/Prune", testPruneSyncItems},
+	{"SyncItems/ResumeIntegration", testResumeSyncItems},
+	{"SyncItems/RevokeSessionsKind", testRevokeSessionsKind},
+	{"DeviceChecks/SaveGetDelete", testDeviceChecks},
 }
 
 func orow(integ, dev, desired string, created time.Time) store.OutboxRow {
@@ -324,7 +328,7 @@ func testVerdictRace(t *testing.T, s store.Store) {
 func fullIntegration(id string) store.Integration {
 	return store.Integration{
 		ID: id, Name: "Contoso " + id, Kind: "graph", Cloud: "custom",
-		AuthorityHost: "https://login.example.test/", GraphBaseURL: "https://graph.example.test/v1.0",
+		AuthorityHost: "https://login.example.test/", GraphBaseURL: "https://graph.example.test/v1.0", GraphResource: "https://graph.microsoft.us",
 		ExtraCAPEM: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
 		TenantID:   "tenant-1", ClientID: "client-1", CredentialKind: "certificate",
 		SealedCredential: []byte{0x01, 0x00, 0xff, 0x7f}, SealedCertPassword: []byte{0x02, 0x03},
@@ -344,7 +348,48 @@ func normIntegration(in store.Integration) store.Integration {
 	if in.Teams != nil {
 		in.Teams = slices.Sorted(slices.Values(in.Teams))
 	}
+	if len(in.Settings) == 0 {
+		in.Settings = []byte("{}")
+	}
+	in.SinkState = []byte("{}") // Create and Update never write it
 	return in
+}
+
+func testIntegrationKinds(t *testing.T, s store.Store) {
+	// A webhook has no tenant or app; its credential is the signing secret.
+	wh := store.Integration{ID: "wh", Kind: "webhook", CredentialKind: "secret", SealedCredential: []byte("sealed"),
+		Settings: []byte(`{"url":"https://example.test/hook"}`), CreatedAt: t0, UpdatedAt: t0}
+	noErr(t, s.CreateIntegration(ctx(t), wh))
+	got := must(s.GetIntegration(ctx(t), "wh"))(t)
+	if got.Kind != "webhook" || string(got.Settings) != `{"url":"https://example.test/hook"}` || string(got.SinkState) != "{}" {
+		t.Fatalf("webhook integration: %+v", got)
+	}
+	// The sink state is written on its own, survives updates, and does not
+	// move updated-at (the sink cache key).
+	noErr(t, s.SetIntegrationSinkState(ctx(t), "wh", []byte(`{"activated":true}`)))
+	got = must(s.GetIntegration(ctx(t), "wh"))(t)
+	if string(got.SinkState) != `{"activated":true}` || !got.UpdatedAt.Equal(micro(t0)) {
+		t.Fatalf("sink state: %s updated %v", got.SinkState, got.UpdatedAt)
+	}
+	got.Settings, got.SinkState, got.UpdatedAt = []byte(`{"url":"https://example.test/2"}`), []byte(`{"x":1}`), at(time.Hour)
+	noErr(t, s.UpdateIntegration(ctx(t), got))
+	got = must(s.GetIntegration(ctx(t), "wh"))(t)
+	if string(got.SinkState) != `{"activated":true}` || string(got.Settings) != `{"url":"https://example.test/2"}` {
+		t.Fatalf("after update: settings %s state %s", got.Settings, got.SinkState)
+	}
+	wantErr(t, s.SetIntegrationSinkState(ctx(t), "nope", []byte("{}")), store.ErrNotFound)
+
+	// A partner integration needs its tenant and app like graph.
+	p := fullIntegration("partner")
+	p.Kind, p.ExtensionAttribute = "intune-partner", 0
+	noErr(t, s.CreateIntegration(ctx(t), p))
+	p.ID, p.TenantID = "partner2", ""
+	wantErr(t, s.CreateIntegration(ctx(t), p), store.ErrInvalid)
+	bad := wh
+	bad.ID, bad.Kind = "bad", "carrier-pigeon"
+	wantErr(t, s.CreateIntegration(ctx(t), bad), store.ErrInvalid)
+	bad.Kind, bad.Settings = "webhook", []byte(`[1]`)
+	wantErr(t, s.CreateIntegration(ctx(t), bad), store.ErrInvalid)
 }
 
 func testIntegrationRoundTrip(t *testing.T, s store.Store) {
@@ -585,10 +630,20 @@ func testSyncItems(t *testing.T, s store.Store) {
 	_, err = s.ListSyncItems(ctx(t), "stuck", "", 0)
 	wantErr(t, err, store.ErrInvalid)
 
-	// Retry: only dead rows; the row is pending, due now, attempts reset,
-	// and claimable again.
-	_, err = s.RetrySyncItem(ctx(t), p.ID, at(time.Hour))
+	// Retry of a pending row waiting out a backoff or pause: due now,
+	// attempts and last error kept; never pushed later than it was due.
+	rp := must(s.RetrySyncItem(ctx(t), p.ID, at(30*time.Second)))(t)
+	if rp.State != store.SyncPending || rp.Attempts != 2 || rp.Code != "503" || !rp.NextAt.Equal(micro(at(30*time.Second))) {
+		t.Fatalf("retried pending item %+v", rp)
+	}
+	rp = must(s.RetrySyncItem(ctx(t), p.ID, at(time.Hour)))(t)
+	if !rp.NextAt.Equal(micro(at(30 * time.Second))) {
+		t.Fatalf("retry pushed a pending item later: %+v", rp)
+	}
+	// Done rows are finished: refused.
+	_, err = s.RetrySyncItem(ctx(t), items(t, s, store.SyncDone)[0].ID, at(time.Hour))
 	wantErr(t, err, store.ErrInvalid)
+	// Dead rows: pending again, due now, attempts reset, and claimable.
 	_, err = s.RetrySyncItem(ctx(t), 999999, at(time.Hour))
 	wantErr(t, err, store.ErrNotFound)
 	r := must(s.RetrySyncItem(ctx(t), d.ID, at(2*time.Second)))(t)
@@ -724,4 +779,95 @@ func testPruneSyncItems(t *testing.T, s store.Store) {
 	if len(w) != 1 || w[0].Key.DeviceID != "d4" || w[0].Changes[0].OutboxID != dead {
 		t.Fatalf("claim of the retried dead row after prune: %+v", w)
 	}
+}
+
+// testResumeSyncItems: resuming an integration makes its waiting pending
+// rows due now (attempts and last error kept) and leaves other
+// integrations, due rows and dead rows alone.
+func testResumeSyncItems(t *testing.T, s store.Store) {
+	ob, ok := s.(hubsync.Outbox)
+	if !ok {
+		t.Fatal("store does not implement hub/sync.Outbox")
+	}
+	h := enroll(t, s, "ada", "")
+	noErr(t, s.SaveVerdict(ctx(t), verdict(h.ID, "NONCOMPLIANT", nil), 0, []store.OutboxRow{
+		orow("A", "d1", "noncompliant", t0), orow("A", "d2", "noncompliant", t0), orow("B", "d3", "noncompliant", t0)}))
+	w, err := ob.Claim(ctx(t), "w1", at(time.Second), 10, time.Minute)
+	noErr(t, err)
+	var settles []hubsync.Settlement
+	for _, x := range w {
+		settles = append(settles, hubsync.Settlement{Key: x.Key, Retry: []hubsync.RetryRow{{ID: x.Changes[0].OutboxID,
+			Attempts: 1, NextAt: at(5 * time.Minute), Code: "AADSTS7000222", Error: "expired"}}})
+	}
+	noErr(t, ob.Settle(ctx(t), "w1", settles))
+	n, err := s.ResumeSyncItems(ctx(t), "A", at(2*time.Second))
+	noErr(t, err)
+	eq(t, "resumed", n, 2)
+	for _, it := range items(t, s, store.SyncPending) {
+		want := at(2 * time.Second)
+		if it.IntegrationID == "B" {
+			want = at(5 * time.Minute)
+		}
+		if !it.NextAt.Equal(micro(want)) || it.Attempts != 1 || it.Code != "AADSTS7000222" {
+			t.Fatalf("after resume: %+v", it)
+		}
+	}
+	w, err = ob.Claim(ctx(t), "w2", at(2*time.Second), 10, time.Minute)
+	noErr(t, err)
+	eq(t, "claimable after resume", len(w), 2)
+	n, err = s.ResumeSyncItems(ctx(t), "A", at(3*time.Second))
+	noErr(t, err)
+	eq(t, "nothing waiting", n, 0)
+}
+
+// testRevokeSessionsKind: a session revocation row keeps its kind and user
+// through Claim and the admin listing, does not change the device's desired
+// state, and a revocation without a user or of an unknown kind is refused.
+func testRevokeSessionsKind(t *testing.T, s store.Store) {
+	ob := s.(hubsync.Outbox)
+	ds := s.(hubsync.DeviceStates)
+	h := enroll(t, s, "ada", "")
+	rev := orow("A", "d1", "noncompliant", t0.Add(time.Second))
+	rev.Kind, rev.Subject = store.OutboxRevokeSessions, "ada@example.com"
+	noErr(t, s.SaveVerdict(ctx(t), verdict(h.ID, "COMPLIANT", nil), 0, []store.OutboxRow{orow("A", "d1", "compliant", t0), rev}))
+	w, err := ob.Claim(ctx(t), "w1", at(2*time.Second), 10, time.Minute)
+	noErr(t, err)
+	if len(w) != 1 || len(w[0].Changes) != 2 || w[0].Changes[0].Kind != "" ||
+		w[0].Changes[1].Kind != hubsync.KindRevokeSessions || w[0].Changes[1].Subject != "ada@example.com" {
+		t.Fatalf("claimed %+v", w)
+	}
+	st, err := ds.DeviceStates(ctx(t), hubsync.DeviceKey{}, 10)
+	noErr(t, err)
+	if len(st) != 1 || st[0].Desired != "compliant" {
+		t.Fatalf("a revocation row changed the desired state: %+v", st)
+	}
+	its := items(t, s, store.SyncPending)
+	if len(its) != 2 || its[0].Kind != store.OutboxRevokeSessions || its[0].Subject != "ada@example.com" {
+		t.Fatalf("items %+v", its)
+	}
+	bad := rev
+	bad.Subject = ""
+	wantErr(t, s.SaveVerdict(ctx(t), verdict(h.ID, "NONCOMPLIANT", nil), 1, []store.OutboxRow{bad}), store.ErrInvalid)
+	bad = rev
+	bad.Kind = "wipe_device"
+	wantErr(t, s.SaveVerdict(ctx(t), verdict(h.ID, "NONCOMPLIANT", nil), 1, []store.OutboxRow{bad}), store.ErrInvalid)
+}
+
+// testDeviceChecks: one check per host, replaced on save, gone with the host.
+func testDeviceChecks(t *testing.T, s store.Store) {
+	h := enroll(t, s, "ada", "")
+	_, err := s.GetDeviceCheck(ctx(t), h.ID)
+	wantErr(t, err, store.ErrNotFound)
+	c := store.DeviceCheck{HostID: h.ID, IntegrationID: "A", DeviceID: "d1", DisplayName: "WIN-7", OperatingSystem: "Windows",
+		Mismatch: "Graph names the device WIN-7", CheckedAt: at(time.Second)}
+	noErr(t, s.SaveDeviceCheck(ctx(t), c))
+	c.Mismatch, c.CheckedAt = "", at(2*time.Second)
+	noErr(t, s.SaveDeviceCheck(ctx(t), c))
+	got := must(s.GetDeviceCheck(ctx(t), h.ID))(t)
+	c.CheckedAt = micro(c.CheckedAt)
+	eq(t, "device check", got, c)
+	wantErr(t, s.SaveDeviceCheck(ctx(t), store.DeviceCheck{HostID: h.ID}), store.ErrInvalid)
+	noErr(t, s.DeleteHost(ctx(t), h.ID))
+	_, err = s.GetDeviceCheck(ctx(t), h.ID)
+	wantErr(t, err, store.ErrNotFound)
 }

@@ -44,23 +44,31 @@ const (
 	CloudCustom   Cloud = "custom"    // explicit hosts (air-gapped clouds, stand-ins)
 )
 
-// Endpoints are a cloud's authority host and Graph base URL.
+// Endpoints are a cloud's authority host, Graph base URL and Graph
+// resource. The resource is what tokens are requested for (scope
+// <resource>/.default); it is not derived from the base URL, which may
+// point at a proxy or private endpoint.
 type Endpoints struct {
 	AuthorityHost string // e.g. https://login.microsoftonline.com/
 	GraphBaseURL  string // e.g. https://graph.microsoft.com/v1.0
+	GraphResource string // e.g. https://graph.microsoft.com
 }
+
+// PublicGraphResource is the public cloud's Graph resource identifier, the
+// default resource of a custom cloud.
+const PublicGraphResource = "https://graph.microsoft.com"
 
 // KnownEndpoints returns the endpoints of a national cloud.
 func KnownEndpoints(c Cloud) (Endpoints, bool) {
 	switch c {
 	case CloudPublic, "":
-		return Endpoints{"https://login.microsoftonline.com/", "https://graph.microsoft.com/v1.0"}, true
+		return Endpoints{"https://login.microsoftonline.com/", "https://graph.microsoft.com/v1.0", PublicGraphResource}, true
 	case CloudUSGov:
-		return Endpoints{"https://login.microsoftonline.us/", "https://graph.microsoft.us/v1.0"}, true
+		return Endpoints{"https://login.microsoftonline.us/", "https://graph.microsoft.us/v1.0", "https://graph.microsoft.us"}, true
 	case CloudUSGovDoD:
-		return Endpoints{"https://login.microsoftonline.us/", "https://dod-graph.microsoft.us/v1.0"}, true
+		return Endpoints{"https://login.microsoftonline.us/", "https://dod-graph.microsoft.us/v1.0", "https://dod-graph.microsoft.us"}, true
 	case CloudChina:
-		return Endpoints{"https://login.chinacloudapi.cn/", "https://microsoftgraph.chinacloudapi.cn/v1.0"}, true
+		return Endpoints{"https://login.chinacloudapi.cn/", "https://microsoftgraph.chinacloudapi.cn/v1.0", "https://microsoftgraph.chinacloudapi.cn"}, true
 	}
 	return Endpoints{}, false
 }
@@ -77,6 +85,11 @@ type Config struct {
 	// AuthorityHost and GraphBaseURL are required for CloudCustom and ignored otherwise.
 	AuthorityHost string
 	GraphBaseURL  string
+	// GraphResource is the resource tokens are requested for, custom cloud
+	// only (default PublicGraphResource). Change it only when the custom
+	// cloud's Graph is a national cloud's (https://graph.microsoft.us...) or
+	// an air-gapped cloud's own resource — never to a proxy's URL.
+	GraphResource string
 	// ExtraCAPEM holds additional trusted root certificates (PEM), added to
 	// the system pool for both the authority and Graph.
 	ExtraCAPEM []byte
@@ -121,6 +134,9 @@ type Config struct {
 	RequestTimeout time.Duration
 
 	Logger *slog.Logger
+	// OnHealth, when set, is called (outside any lock) after every change
+	// of the health evidence, so it can be recorded at once.
+	OnHealth func(HealthStatus)
 }
 
 func (c *Config) withDefaults() Config {
@@ -152,7 +168,14 @@ func (c *Config) withDefaults() Config {
 // endpoints resolves and validates the cloud's endpoints.
 func (c *Config) endpoints() (Endpoints, error) {
 	if c.Cloud == CloudCustom {
-		ep := Endpoints{AuthorityHost: strings.TrimSpace(c.AuthorityHost), GraphBaseURL: strings.TrimRight(strings.TrimSpace(c.GraphBaseURL), "/")}
+		ep := Endpoints{AuthorityHost: strings.TrimSpace(c.AuthorityHost), GraphBaseURL: strings.TrimRight(strings.TrimSpace(c.GraphBaseURL), "/"),
+			GraphResource: strings.TrimRight(strings.TrimSpace(c.GraphResource), "/")}
+		if ep.GraphResource == "" {
+			ep.GraphResource = PublicGraphResource
+		}
+		if strings.HasSuffix(ep.GraphResource, "/.default") {
+			return Endpoints{}, fmt.Errorf("graph: the Graph resource is an identifier such as %s, without /.default", PublicGraphResource)
+		}
 		for _, f := range []struct{ name, v string }{{"authority host", ep.AuthorityHost}, {"Graph base URL", ep.GraphBaseURL}} {
 			u, err := url.Parse(f.v)
 			if err != nil || u.Scheme != "https" || u.Host == "" {

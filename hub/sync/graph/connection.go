@@ -133,6 +133,9 @@ type ConnectionReport struct {
 	Roles []string
 	// ReadOK: Graph answered a device read.
 	ReadOK bool
+	// RevokeSessions: the token carries User.RevokeSessions.All (or a
+	// broader user write role), which session revocation needs.
+	RevokeSessions bool
 	// SampleDeviceID is the device read (empty when the tenant has none).
 	SampleDeviceID string
 	// Problems each say exactly what is missing and how to fix it.
@@ -143,7 +146,7 @@ type ConnectionReport struct {
 // TestConnection gets a token, reads one device, and reports what is missing.
 func (s *Sink) TestConnection(ctx context.Context) ConnectionReport {
 	rep := ConnectionReport{Health: HealthOK}
-	tok, err := s.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{s.scope}})
+	tok, err := s.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{s.scope}, EnableCAE: true})
 	if err != nil {
 		if he := classifyTokenError(err, s.cfg.ClientID, s.cfg.TenantID); he != nil {
 			rep.Health = he.Health
@@ -155,7 +158,10 @@ func (s *Sink) TestConnection(ctx context.Context) ConnectionReport {
 		if rep.Health == HealthUnreachable {
 			rep.Problems[len(rep.Problems)-1] = "token: " + s.probeAuthority(ctx)
 		}
-		if w := s.ExpiryWarning(time.Now()); w != nil {
+		if rep.Health == HealthSecretExpired {
+			// Entra's word beats the expiry date typed at setup.
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("Entra says the client secret of app %s has expired: add a new one and update the integration", s.cfg.ClientID))
+		} else if w := s.ExpiryWarning(time.Now()); w != nil {
 			rep.Warnings = append(rep.Warnings, w.Message)
 		}
 		s.setHealth(rep.Health, "", strings.Join(rep.Problems, "; "))
@@ -164,6 +170,7 @@ func (s *Sink) TestConnection(ctx context.Context) ConnectionReport {
 	rep.TokenOK = true
 	if roles, ok := tokenRoles(tok.Token); ok {
 		rep.Roles = roles
+		rep.RevokeSessions = canRevoke(roles)
 		if !slices.Contains(roles, "Device.ReadWrite.All") {
 			rep.Health = HealthPermissionMissing
 			granted := "none"
@@ -176,7 +183,9 @@ func (s *Sink) TestConnection(ctx context.Context) ConnectionReport {
 	}
 
 	top := int32(1)
-	res, err := devices.NewDevicesRequestBuilder(s.adapter.GetBaseUrl()+"/devices", s.adapter).Get(WithLowPriority(ctx),
+	// The Internal constructor with path parameters: a builder made from a
+	// raw URL sends that URL verbatim and drops every query option.
+	res, err := devices.NewDevicesRequestBuilderInternal(map[string]string{"baseurl": s.adapter.GetBaseUrl()}, s.adapter).Get(WithLowPriority(ctx),
 		&devices.DevicesRequestBuilderGetRequestConfiguration{
 			Headers: s.headers(WithLowPriority(ctx)),
 			QueryParameters: &devices.DevicesRequestBuilderGetQueryParameters{

@@ -27,6 +27,7 @@ const (
 	HealthAppNotFound        Health = "app_not_found"       // AADSTS700016
 	HealthCertificateInvalid Health = "certificate_invalid" // AADSTS700027
 	HealthTenantNotFound     Health = "tenant_not_found"    // AADSTS90002
+	HealthResourceNotFound   Health = "resource_not_found"  // AADSTS500011
 	HealthPermissionMissing  Health = "permission_missing"  // Graph 403 Authorization_RequestDenied
 	HealthAuthFailed         Health = "auth_failed"         // any other token error
 	HealthUnreachable        Health = "unreachable"         // network, DNS, TLS
@@ -65,6 +66,8 @@ func aadstsHealth(code int, clientID, tenantID string) (Health, string) {
 		return HealthAppNotFound, fmt.Sprintf("app %s was not found in tenant %s; check the client id and tenant id, and that the app is consented in that tenant", clientID, tenantID)
 	case 700027:
 		return HealthCertificateInvalid, fmt.Sprintf("the certificate is not registered on app %s, or has expired; upload its public certificate under Certificates & secrets", clientID)
+	case 500011:
+		return HealthResourceNotFound, "Entra knows no resource by the name the token was requested for; with --cloud custom, --graph-resource must name the Graph resource of the cloud behind the base URL (https://graph.microsoft.com for the public cloud), not the proxy's or private endpoint's URL"
 	case 90002:
 		return HealthTenantNotFound, fmt.Sprintf("tenant %s does not exist in this cloud; check the tenant id and the cloud", tenantID)
 	}
@@ -249,11 +252,16 @@ func (s *Sink) Health() HealthStatus {
 
 func (s *Sink) setHealth(h Health, code, msg string) {
 	s.hmu.Lock()
-	defer s.hmu.Unlock()
+	changed := s.health.Health != h || s.health.Message != msg
 	if s.health.Health != h {
 		s.log.Info("graph: integration health changed", "from", s.health.Health, "to", h, "code", code, "message", msg)
 	}
 	s.health = HealthStatus{Health: h, Code: code, Message: msg, At: time.Now()}
+	st := s.health
+	s.hmu.Unlock()
+	if changed && s.cfg.OnHealth != nil {
+		s.cfg.OnHealth(st)
+	}
 }
 
 // noteHealth records what a batch of outcomes says about the integration.

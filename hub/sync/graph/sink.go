@@ -85,7 +85,7 @@ type Sink struct {
 	cfg     Config
 	ep      Endpoints
 	scope   string
-	cred    azcore.TokenCredential
+	cred    *renewableCredential
 	adapter abstractions.RequestAdapter
 	base    *http.Transport
 	log     *slog.Logger
@@ -94,8 +94,9 @@ type Sink struct {
 	credKind string // "client secret" or "certificate"
 
 	hmu         gosync.Mutex
-	credExpires time.Time         // guarded: RefreshSecretExpiry updates it
-	osCache     map[string]string // deviceId → operatingSystem, for WindowsMDM
+	credExpires time.Time                     // guarded: RefreshSecretExpiry updates it
+	osCache     map[string]string             // deviceId → operatingSystem, for WindowsMDM
+	info        map[string]hubsync.DeviceInfo // seen by Read, until DeviceInfo takes it
 	health      HealthStatus
 }
 
@@ -117,7 +118,9 @@ func New(cfg Config) (*Sink, error) {
 		return nil, fmt.Errorf("graph: base url: %w", err)
 	}
 	s := &Sink{cfg: c, ep: ep, log: c.Logger.With("sink", Name, "tenant", c.TenantID), sleep: sleepCtx}
-	s.scope = gu.Scheme + "://" + gu.Host + "/.default"
+	// The scope names the Graph resource, not the host requests go to: a
+	// proxy or private endpoint is not a resource Entra knows (AADSTS500011).
+	s.scope = ep.GraphResource + "/.default"
 
 	base, err := baseTransport(c.ExtraCAPEM)
 	if err != nil {
@@ -134,24 +137,27 @@ func New(cfg Config) (*Sink, error) {
 	// Without this, a custom authority makes MSAL ask login.microsoftonline.com
 	// whether the authority is valid before every first token.
 	disableDiscovery := c.Cloud == CloudCustom
+	var build func() (azcore.TokenCredential, error)
 	if c.ClientSecret != "" {
 		s.credKind = "client secret"
 		s.credExpires = c.SecretExpiresAt
-		s.cred, err = azidentity.NewClientSecretCredential(c.TenantID, c.ClientID, c.ClientSecret,
-			&azidentity.ClientSecretCredentialOptions{ClientOptions: copts, DisableInstanceDiscovery: disableDiscovery})
+		build = func() (azcore.TokenCredential, error) {
+			return azidentity.NewClientSecretCredential(c.TenantID, c.ClientID, c.ClientSecret,
+				&azidentity.ClientSecretCredentialOptions{ClientOptions: copts, DisableInstanceDiscovery: disableDiscovery})
+		}
 	} else {
-		var certs []*x509.Certificate
-		var key any
-		certs, key, err = azidentity.ParseCertificates(c.Certificate, []byte(c.CertificatePassword))
+		certs, key, err := azidentity.ParseCertificates(c.Certificate, []byte(c.CertificatePassword))
 		if err != nil {
 			return nil, fmt.Errorf("graph: certificate (PEM with certificate and unencrypted key, or PFX with its password): %w", err)
 		}
 		s.credKind = "certificate"
 		s.credExpires = certs[0].NotAfter
-		s.cred, err = azidentity.NewClientCertificateCredential(c.TenantID, c.ClientID, certs, key,
-			&azidentity.ClientCertificateCredentialOptions{ClientOptions: copts, DisableInstanceDiscovery: disableDiscovery})
+		build = func() (azcore.TokenCredential, error) {
+			return azidentity.NewClientCertificateCredential(c.TenantID, c.ClientID, certs, key,
+				&azidentity.ClientCertificateCredentialOptions{ClientOptions: copts, DisableInstanceDiscovery: disableDiscovery})
+		}
 	}
-	if err != nil {
+	if s.cred, err = newRenewableCredential(build); err != nil {
 		return nil, fmt.Errorf("graph: credential: %w", err)
 	}
 
@@ -181,7 +187,8 @@ func New(cfg Config) (*Sink, error) {
 }
 
 // middleware is the fixed pipeline, outermost first (jsonErrors last, next
-// to the wire, so everything above sees Graph-shaped errors). Compression runs
+// to the wire, so everything above sees Graph-shaped errors; tokenRetry
+// inside retry, so a re-sent request gets a fresh token too). Compression runs
 // before retry so a retried request re-sends the same compressed bytes; in
 // kiota's default (map-ordered, so random) list the retry handler can run
 // outside compression and send a body that no longer matches its headers.
@@ -198,7 +205,7 @@ func (s *Sink) middleware() []khttp.Middleware {
 		maxRetries: s.cfg.MaxRetries,
 		maxWait:    s.cfg.MaxInlineWait,
 		sleep:      func(ctx context.Context, d time.Duration) error { return s.sleep(ctx, d) },
-	}, jsonErrors{})
+	}, &tokenRetry{cred: s.cred, scope: s.scope}, jsonErrors{})
 }
 
 func baseTransport(extraCA []byte) (*http.Transport, error) {
@@ -603,8 +610,9 @@ func (s *Sink) Read(ctx context.Context, deviceIDs []string) (map[string]string,
 		reqs := make([]*abstractions.RequestInformation, len(chunk))
 		for j, id := range chunk {
 			ri, err := s.deviceBuilder(id).ToGetRequestInformation(ctx, &deviceswithdeviceid.DevicesWithDeviceIdRequestBuilderGetRequestConfiguration{
-				Headers:         s.headers(ctx),
-				QueryParameters: &deviceswithdeviceid.DevicesWithDeviceIdRequestBuilderGetQueryParameters{Select: []string{"id", "deviceId", "extensionAttributes"}},
+				Headers: s.headers(ctx),
+				QueryParameters: &deviceswithdeviceid.DevicesWithDeviceIdRequestBuilderGetQueryParameters{
+					Select: []string{"id", "deviceId", "extensionAttributes", "displayName", "operatingSystem"}},
 			})
 			if err != nil {
 				errs = append(errs, fmt.Errorf("graph: read %s: %w", id, err))
@@ -629,6 +637,12 @@ func (s *Sink) Read(ctx context.Context, deviceIDs []string) (map[string]string,
 			switch {
 			case r.status == http.StatusOK:
 				got[id] = s.desiredFrom(attributeFrom(r.body, attr))
+				s.hmu.Lock()
+				if s.info == nil {
+					s.info = map[string]hubsync.DeviceInfo{}
+				}
+				s.info[id] = hubsync.DeviceInfo{DisplayName: str(r.body["displayName"]), OperatingSystem: str(r.body["operatingSystem"])}
+				s.hmu.Unlock()
 			case r.status == http.StatusNotFound:
 				// absent: the caller sees the device is gone
 			default:
@@ -645,6 +659,16 @@ func (s *Sink) Read(ctx context.Context, deviceIDs []string) (map[string]string,
 		s.setHealth(HealthOK, "", "")
 	}
 	return got, errors.Join(errs...)
+}
+
+// DeviceInfo implements hub/sync's InfoReader: the display name and
+// operating system Graph gave for a device in the last Read.
+func (s *Sink) DeviceInfo(deviceID string) (hubsync.DeviceInfo, bool) {
+	s.hmu.Lock()
+	defer s.hmu.Unlock()
+	in, ok := s.info[deviceID]
+	delete(s.info, deviceID)
+	return in, ok
 }
 
 func attributeFrom(body map[string]any, attr string) string {
@@ -694,19 +718,34 @@ func (s *Sink) MaxBatch() int { return MaxBatch }
 // Throttled for a few minutes (the whole tenant waits for an administrator);
 // device not found, bad request, missing permission → Permanent.
 func (s *Sink) Apply(ctx context.Context, changes []hubsync.Change) []hubsync.Outcome {
-	in := make([]change, len(changes))
+	var in []change
+	var attrs []int
 	low := false
 	for i, c := range changes {
-		in[i] = change{DeviceID: c.DeviceID, Compliant: c.Desired == hubsync.DesiredCompliant}
 		low = low || c.LowPriority
+		if c.Kind == hubsync.KindRevokeSessions {
+			continue
+		}
+		attrs = append(attrs, i)
+		in = append(in, change{DeviceID: c.DeviceID, Compliant: c.Desired == hubsync.DesiredCompliant})
 	}
 	if low {
 		ctx = hubsync.WithLowPriority(ctx)
 	}
-	res := s.apply(ctx, in)
-	out := make([]hubsync.Outcome, len(res))
-	for i, o := range res {
-		out[i] = toSyncOutcome(o)
+	out := make([]hubsync.Outcome, len(changes))
+	var res []outcome
+	if len(in) > 0 {
+		res = s.apply(ctx, in)
+		for j, o := range res {
+			out[attrs[j]] = toSyncOutcome(o)
+		}
+	}
+	for i, c := range changes {
+		if c.Kind == hubsync.KindRevokeSessions {
+			o := s.revokeSessions(ctx, c.Subject)
+			out[i] = toSyncOutcome(o)
+			res = append(res, o)
+		}
 	}
 	s.noteHealth(res)
 	return out

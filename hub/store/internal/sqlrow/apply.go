@@ -68,13 +68,17 @@ func WritePolicies(ctx context.Context, tx Conn, plan store.ApplyPlan, d Dialect
 // the plan says so and bumps the policy set version.
 func FinishPlan(ctx context.Context, tx Conn, plan store.ApplyPlan, at time.Time, d Dialect, mapErr func(error) error) error {
 	for _, t := range plan.UpsertTeams {
-		_, err := tx.ExecContext(ctx, `INSERT INTO teams (`+TeamCols+`) VALUES ($1, $2, $3, $4, $5, $6, $6)
+		_, err := tx.ExecContext(ctx, `INSERT INTO teams (`+TeamCols+`) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9)
 			ON CONFLICT (name) DO UPDATE SET conditional_access = excluded.conditional_access,
+				revoke_sessions = excluded.revoke_sessions,
+				revoke_sessions_min_severity = excluded.revoke_sessions_min_severity,
 				max_allowed_severity = excluded.max_allowed_severity,
 				errors_as_failures = excluded.errors_as_failures,
-				stale_after_ns = excluded.stale_after_ns, updated_at = excluded.updated_at`,
+				stale_after_ns = excluded.stale_after_ns, updated_at = excluded.updated_at,
+				missed_reports = excluded.missed_reports`,
 			t.Name, t.Settings.ConditionalAccess, t.Settings.MaxAllowedSeverity,
-			t.Settings.ErrorsAsFailures, int64(t.Settings.StaleAfter), d.Time(at))
+			t.Settings.ErrorsAsFailures, int64(t.Settings.StaleAfter), d.Time(at),
+			t.Settings.RevokeSessions, t.Settings.RevokeSessionsMinSeverity, t.Settings.MissedReports)
 		if err != nil {
 			return fmt.Errorf("team %q: %w", t.Name, mapErr(err))
 		}

@@ -8,11 +8,11 @@ import (
 	"github.com/posture-dev/posture/hub/store"
 )
 
-// HostCols are the columns of Host; HostArgs fills all but the last two.
+// HostCols are the columns of Host; HostInsert binds a new host to all of them.
 const HostCols = `id, team, hostname, platform, os_platform, os_name, os_version, osquery_version,
 	hardware_serial, hardware_uuid, hardware_model, ext_version, entra_device_id,
 	entra_device_id_override, user_principal_name, enrolled_at, last_seen_at, cert_serial,
-	cert_not_after, revoked_at, identity_at`
+	cert_not_after, revoked_at, identity_at, duplicate_of, reenrolled_at, reenroll_count`
 
 // Host is a row of hosts.
 type Host struct {
@@ -37,6 +37,9 @@ type Host struct {
 	CertNotAfter          NullTime `db:"cert_not_after"`
 	RevokedAt             NullTime `db:"revoked_at"`
 	IdentityAt            NullTime `db:"identity_at"`
+	DuplicateOf           string   `db:"duplicate_of"`
+	ReenrolledAt          NullTime `db:"reenrolled_at"`
+	ReenrollCount         int      `db:"reenroll_count"`
 }
 
 // Host converts the row; a NULL certificate expiry is the zero time.
@@ -50,6 +53,7 @@ func (r Host) Host() store.Host {
 		UserPrincipalName: r.UserPrincipalName, EnrolledAt: r.EnrolledAt.T(),
 		LastSeenAt: r.LastSeenAt.T(), CertSerial: r.CertSerial, CertNotAfter: r.CertNotAfter.Time,
 		RevokedAt: r.RevokedAt.Ptr(), IdentityAt: r.IdentityAt.Ptr(),
+		DuplicateOf: r.DuplicateOf, ReenrolledAt: r.ReenrolledAt.Ptr(), ReenrollCount: r.ReenrollCount,
 	}
 }
 

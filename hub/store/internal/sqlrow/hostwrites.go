@@ -8,15 +8,14 @@ import (
 	"github.com/posture-dev/posture/hub/store"
 )
 
-// UpdateHostFacts stores facts from a Hello. An empty hardware UUID keeps the
-// stored one, so a host stays matchable at re-enroll.
+// UpdateHostFacts stores facts from a Hello. The hardware UUID is the one
+// the host enrolled with and is never changed by a Hello.
 func (db DB) UpdateHostFacts(ctx context.Context, h store.Host) error {
 	res, err := db.W.ExecContext(ctx, `UPDATE hosts SET hostname = $2, platform = $3,
 		os_platform = $4, os_name = $5, os_version = $6, osquery_version = $7,
-		hardware_serial = $8, hardware_uuid = COALESCE(NULLIF($9, ''), hardware_uuid),
-		hardware_model = $10, ext_version = $11
+		hardware_serial = $8, hardware_model = $9, ext_version = $10
 		WHERE id = $1`, h.ID, h.Hostname, h.Platform, h.OSPlatform, h.OSName, h.OSVersion,
-		h.OsqueryVersion, h.HardwareSerial, h.HardwareUUID, h.HardwareModel, h.ExtVersion)
+		h.OsqueryVersion, h.HardwareSerial, h.HardwareModel, h.ExtVersion)
 	return db.affected(res, err, "update facts of host", h.ID)
 }
 

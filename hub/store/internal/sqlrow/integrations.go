@@ -12,7 +12,7 @@ import (
 const IntegrationCols = `id, name, kind, cloud, authority_host, graph_base_url, extra_ca_pem, tenant_id,
 	client_id, credential_kind, sealed_credential, sealed_cert_password, secret_expires_at, cert_not_after,
 	extension_attribute, compliant_value, noncompliant_value, teams, health, health_message,
-	health_checked_at, created_at, updated_at`
+	health_checked_at, created_at, updated_at, settings, sink_state, graph_resource`
 
 // Integration is a row of integrations.
 type Integration struct {
@@ -39,6 +39,9 @@ type Integration struct {
 	HealthCheckedAt    NullTime `db:"health_checked_at"`
 	CreatedAt          Time     `db:"created_at"`
 	UpdatedAt          Time     `db:"updated_at"`
+	Settings           string   `db:"settings"`
+	SinkState          string   `db:"sink_state"`
+	GraphResource      string   `db:"graph_resource"`
 }
 
 // Integration converts the row.
@@ -50,7 +53,8 @@ func (r Integration) Integration() (store.Integration, error) {
 		CertNotAfter: r.CertNotAfter.Ptr(), ExtensionAttribute: r.ExtensionAttribute,
 		CompliantValue: r.CompliantValue, NoncompliantValue: r.NoncompliantValue, Health: r.Health,
 		HealthMessage: r.HealthMessage, HealthCheckedAt: r.HealthCheckedAt.Ptr(),
-		CreatedAt: r.CreatedAt.T(), UpdatedAt: r.UpdatedAt.T()}
+		CreatedAt: r.CreatedAt.T(), UpdatedAt: r.UpdatedAt.T(), GraphResource: r.GraphResource,
+		Settings: []byte(r.Settings), SinkState: []byte(r.SinkState)}
 	if err := json.Unmarshal([]byte(r.Teams), &in.Teams); err != nil {
 		return store.Integration{}, fmt.Errorf("integration %q: teams: %w", r.ID, err)
 	}
@@ -73,7 +77,7 @@ func IntegrationArgs(in store.Integration, d Dialect) ([]any, error) {
 		in.TenantID, in.ClientID, in.CredentialKind, in.SealedCredential, in.SealedCertPassword,
 		d.TimePtr(in.SecretExpiresAt), d.TimePtr(in.CertNotAfter), in.ExtensionAttribute, in.CompliantValue,
 		in.NoncompliantValue, string(teams), in.Health, in.HealthMessage, d.TimePtr(in.HealthCheckedAt),
-		d.Time(in.CreatedAt), d.Time(in.UpdatedAt)}, nil
+		d.Time(in.CreatedAt), d.Time(in.UpdatedAt), JSONObject(in.Settings), JSONObject(in.SinkState), in.GraphResource}, nil
 }
 
 // ListIntegrations returns every integration sorted by id.
@@ -91,4 +95,12 @@ func ListIntegrations(ctx context.Context, q Querier) ([]store.Integration, erro
 		out = append(out, in)
 	}
 	return out, nil
+}
+
+// JSONObject is b as stored: "{}" when empty.
+func JSONObject(b []byte) string {
+	if len(b) == 0 {
+		return "{}"
+	}
+	return string(b)
 }

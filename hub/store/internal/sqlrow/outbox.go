@@ -11,12 +11,12 @@ import (
 // ChangeRow is the outbox row of a change enqueued directly (reconcile).
 func ChangeRow(c hubsync.Change) store.OutboxRow {
 	return store.OutboxRow{IntegrationID: c.IntegrationID, TenantID: c.TenantID, DeviceID: c.DeviceID,
-		HostID: c.HostID, Desired: c.Desired, Verdict: c.Verdict, CreatedAt: c.CreatedAt}
+		HostID: c.HostID, Desired: c.Desired, Verdict: c.Verdict, CreatedAt: c.CreatedAt, Kind: c.Kind, Subject: c.Subject}
 }
 
 // OutboxCols are the columns of Outbox.
 const OutboxCols = `id, integration_id, tenant_id, device_id, host_id, desired, verdict, created_at,
-	force, low_priority, state, attempts, next_at, last_code, last_error, dead_reason, dead_at`
+	force, low_priority, state, attempts, next_at, last_code, last_error, dead_reason, dead_at, kind, subject`
 
 // Outbox is a row of sync_outbox.
 type Outbox struct {
@@ -37,20 +37,24 @@ type Outbox struct {
 	LastError     string   `db:"last_error"`
 	DeadReason    string   `db:"dead_reason"`
 	DeadAt        NullTime `db:"dead_at"`
+	Kind          string   `db:"kind"`
+	Subject       string   `db:"subject"`
 }
 
 // Change is the row as work for a sync worker.
 func (r Outbox) Change() hubsync.Change {
 	return hubsync.Change{OutboxID: r.ID, IntegrationID: r.IntegrationID, TenantID: r.TenantID,
 		DeviceID: r.DeviceID, HostID: r.HostID, Desired: r.Desired, Verdict: r.Verdict,
-		CreatedAt: r.CreatedAt.T(), Attempts: r.Attempts, Force: r.Force, LowPriority: r.LowPriority}
+		CreatedAt: r.CreatedAt.T(), Attempts: r.Attempts, Force: r.Force, LowPriority: r.LowPriority,
+		Kind: r.Kind, Subject: r.Subject}
 }
 
 // Item is the row as the admin API shows it; a dead row shows why it died.
 func (r Outbox) Item() store.SyncItem {
 	it := store.SyncItem{ID: r.ID, IntegrationID: r.IntegrationID, HostID: r.HostID, DeviceID: r.DeviceID,
 		Desired: r.Desired, Verdict: r.Verdict, State: r.State, Attempts: r.Attempts,
-		CreatedAt: r.CreatedAt.T(), NextAt: r.NextAt.T(), Code: r.LastCode, Error: r.LastError}
+		CreatedAt: r.CreatedAt.T(), NextAt: r.NextAt.T(), Code: r.LastCode, Error: r.LastError,
+		Kind: r.Kind, Subject: r.Subject}
 	if r.State == store.SyncDead && r.DeadReason != "" {
 		it.Error = r.DeadReason
 	}

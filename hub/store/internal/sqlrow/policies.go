@@ -88,7 +88,8 @@ func ListPolicies(ctx context.Context, q Querier) ([]store.Policy, error) {
 }
 
 // TeamCols are the columns of Team.
-const TeamCols = `name, conditional_access, max_allowed_severity, errors_as_failures, stale_after_ns, created_at, updated_at`
+const TeamCols = `name, conditional_access, max_allowed_severity, errors_as_failures, stale_after_ns, created_at, updated_at,
+	revoke_sessions, revoke_sessions_min_severity, missed_reports`
 
 // Team is a row of teams.
 type Team struct {
@@ -99,6 +100,9 @@ type Team struct {
 	StaleAfterNS       int64  `db:"stale_after_ns"`
 	CreatedAt          Time   `db:"created_at"`
 	UpdatedAt          Time   `db:"updated_at"`
+	RevokeSessions     bool   `db:"revoke_sessions"`
+	RevokeMinSeverity  string `db:"revoke_sessions_min_severity"`
+	MissedReports      int    `db:"missed_reports"`
 }
 
 // Team converts the row.
@@ -106,6 +110,8 @@ func (r Team) Team() store.Team {
 	return store.Team{Name: r.Name, Settings: store.TeamSettings{
 		ConditionalAccess: r.ConditionalAccess, MaxAllowedSeverity: r.MaxAllowedSeverity,
 		ErrorsAsFailures: r.ErrorsAsFailures, StaleAfter: time.Duration(r.StaleAfterNS),
+		RevokeSessions: r.RevokeSessions, RevokeSessionsMinSeverity: r.RevokeMinSeverity,
+		MissedReports: r.MissedReports,
 	}}
 }
 

@@ -174,8 +174,8 @@ func (db DB) UpdateIntegration(ctx context.Context, in store.Integration) error 
 		authority_host = $5, graph_base_url = $6, extra_ca_pem = $7, tenant_id = $8, client_id = $9,
 		credential_kind = $10, sealed_credential = $11, sealed_cert_password = $12,
 		secret_expires_at = $13, cert_not_after = $14, extension_attribute = $15,
-		compliant_value = $16, noncompliant_value = $17, teams = $18, updated_at = $19
-		WHERE id = $1`, append(args[:18:18], args[22])...) // not health ($19-$21) or created-at ($22)
+		compliant_value = $16, noncompliant_value = $17, teams = $18, updated_at = $19, settings = $20, graph_resource = $21
+		WHERE id = $1`, append(args[:18:18], args[22], args[23], args[25])...) // not health ($19-$21), created-at ($22) or sink state ($25)
 	return db.affected(res, err, "update integration", in.ID)
 }
 
@@ -193,6 +193,12 @@ func (db DB) SetIntegrationHealth(ctx context.Context, id, health, message strin
 	res, err := db.W.ExecContext(ctx, `UPDATE integrations SET health = $2, health_message = $3, health_checked_at = $4
 		WHERE id = $1`, id, health, message, db.Dialect.Time(store.StoredTime(at)))
 	return db.affected(res, err, "set health of integration", id)
+}
+
+// SetIntegrationSinkState replaces the sink's state without touching updated_at.
+func (db DB) SetIntegrationSinkState(ctx context.Context, id string, state []byte) error {
+	res, err := db.W.ExecContext(ctx, `UPDATE integrations SET sink_state = $2 WHERE id = $1`, id, JSONObject(state))
+	return db.affected(res, err, "set sink state of integration", id)
 }
 
 // CreateEnrollSecret stores a secret's hash; a reused id or hash is ErrConflict.
@@ -270,6 +276,58 @@ func (db DB) ListSyncItems(ctx context.Context, state, integrationID string, lim
 		return nil, fmt.Errorf("list sync items: %w", err)
 	}
 	return Items(rows), nil
+}
+
+// SaveDeviceCheck replaces a host's device check.
+func (db DB) SaveDeviceCheck(ctx context.Context, c store.DeviceCheck) error {
+	if c.HostID == "" || c.CheckedAt.IsZero() {
+		return fmt.Errorf("save device check: host and time are required: %w", store.ErrInvalid)
+	}
+	_, err := db.W.ExecContext(ctx, `INSERT INTO entra_device_checks (host_id, integration_id, device_id, display_name,
+		operating_system, mismatch, checked_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (host_id) DO UPDATE SET integration_id = excluded.integration_id, device_id = excluded.device_id,
+			display_name = excluded.display_name, operating_system = excluded.operating_system,
+			mismatch = excluded.mismatch, checked_at = excluded.checked_at`,
+		c.HostID, c.IntegrationID, c.DeviceID, c.DisplayName, c.OperatingSystem, c.Mismatch, db.Dialect.Time(store.StoredTime(c.CheckedAt)))
+	if err != nil {
+		return fmt.Errorf("save device check of host %q: %w", c.HostID, db.MapErr(err))
+	}
+	return nil
+}
+
+// GetDeviceCheck returns a host's device check.
+func (db DB) GetDeviceCheck(ctx context.Context, hostID string) (store.DeviceCheck, error) {
+	var row struct {
+		HostID          string `db:"host_id"`
+		IntegrationID   string `db:"integration_id"`
+		DeviceID        string `db:"device_id"`
+		DisplayName     string `db:"display_name"`
+		OperatingSystem string `db:"operating_system"`
+		Mismatch        string `db:"mismatch"`
+		CheckedAt       Time   `db:"checked_at"`
+	}
+	if err := db.R.GetContext(ctx, &row, `SELECT host_id, integration_id, device_id, display_name, operating_system,
+		mismatch, checked_at FROM entra_device_checks WHERE host_id = $1`, hostID); err != nil {
+		return store.DeviceCheck{}, db.notFound(err, "device check of host", hostID)
+	}
+	return store.DeviceCheck{HostID: row.HostID, IntegrationID: row.IntegrationID, DeviceID: row.DeviceID,
+		DisplayName: row.DisplayName, OperatingSystem: row.OperatingSystem, Mismatch: row.Mismatch,
+		CheckedAt: row.CheckedAt.T()}, nil
+}
+
+// ResumeSyncItems makes the pending rows of an integration that wait past
+// now due at now, keeping attempts and the last error.
+func (db DB) ResumeSyncItems(ctx context.Context, integrationID string, now time.Time) (int, error) {
+	res, err := db.W.ExecContext(ctx, `UPDATE sync_outbox SET next_at = $1
+		WHERE integration_id = $2 AND state = 'pending' AND next_at > $1`, db.Dialect.Time(store.StoredTime(now)), integrationID)
+	if err != nil {
+		return 0, fmt.Errorf("resume sync items of %s: %w", integrationID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("resume sync items of %s: %w", integrationID, err)
+	}
+	return int(n), nil
 }
 
 // DeviceStates pages through every device that ever had a row, ordered by

@@ -29,13 +29,15 @@ func Enqueue(ctx context.Context, tx Conn, d Dialect, mapErr func(error) error, 
 	created := d.Time(store.StoredTime(r.CreatedAt))
 	var id int64
 	if err := tx.GetContext(ctx, &id, `INSERT INTO sync_outbox (integration_id, tenant_id, device_id, host_id,
-		desired, verdict, created_at, force, low_priority, next_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $7)
+		desired, verdict, created_at, force, low_priority, next_at, kind, subject)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $7, $10, $11)
 		RETURNING id`, r.IntegrationID, r.TenantID, r.DeviceID, r.HostID, r.Desired, r.Verdict, created,
-		force, lowPriority); err != nil {
+		force, lowPriority, r.Kind, r.Subject); err != nil {
 		return 0, fmt.Errorf("enqueue: %w", mapErr(err))
 	}
 	desired, desiredAt := r.Desired, created
-	if force {
+	if force || r.Kind != "" {
+		// Only the attribute's own rows say what the device should hold.
 		desired, desiredAt = "", nil
 	}
 	_, err := tx.ExecContext(ctx, `INSERT INTO sync_device (integration_id, device_id, tenant_id, host_id,
@@ -90,14 +92,22 @@ func SaveVerdict(ctx context.Context, tx Conn, d Dialect, mapErr func(error) err
 }
 
 // RetryDead makes a dead outbox row pending again, due at now with no
-// attempts, inside tx.
+// attempts, or a pending row due at now (attempts kept), inside tx.
 func RetryDead(ctx context.Context, tx Conn, d Dialect, mapErr func(error) error, id int64, now time.Time) (store.SyncItem, error) {
 	var row Outbox
 	if err := tx.GetContext(ctx, &row, `SELECT `+OutboxCols+` FROM sync_outbox WHERE id = $1`+d.RowLock, id); err != nil {
 		return store.SyncItem{}, NotFound(err, mapErr, "sync item", strconv.FormatInt(id, 10))
 	}
+	if row.State == store.SyncPending {
+		// Waiting out a backoff or a pause: due now, attempts kept.
+		if err := tx.GetContext(ctx, &row, `UPDATE sync_outbox SET next_at = CASE WHEN next_at > $1 THEN $1 ELSE next_at END
+			WHERE id = $2 RETURNING `+OutboxCols, d.Time(store.StoredTime(now)), id); err != nil {
+			return store.SyncItem{}, fmt.Errorf("retry sync item %d: %w", id, err)
+		}
+		return row.Item(), nil
+	}
 	if row.State != store.SyncDead {
-		return store.SyncItem{}, fmt.Errorf("sync item %d is %s; only dead items can be retried: %w", id, row.State, store.ErrInvalid)
+		return store.SyncItem{}, fmt.Errorf("sync item %d is %s; only pending and dead items can be retried: %w", id, row.State, store.ErrInvalid)
 	}
 	// The dead-letter reason moves to last_error so the item still shows
 	// why it failed before the retry.

@@ -78,11 +78,31 @@ type Entra struct {
 	unknown  []string
 	tokenKey []byte
 	paths    []string
+	// resources are the resource identifiers (without /.default) a token
+	// may be issued for; like Entra, anything else is AADSTS500011.
+	resources []string
+	oidc      oidcState // sign-in endpoints (oidc.go)
 }
 
 type issuedToken struct {
 	clientID string
+	audience string // the resource the token was issued for
 	expires  time.Time
+}
+
+// GraphResources are the Microsoft Graph (and Intune API) resource identifiers of the
+// national clouds (and Graph's application id), the only resources the
+// stand-in issues tokens for unless told otherwise (SetResources).
+var GraphResources = []string{
+	"https://graph.microsoft.com",
+	"https://graph.microsoft.us",
+	"https://dod-graph.microsoft.us",
+	"https://microsoftgraph.chinacloudapi.cn",
+	"00000003-0000-0000-c000-000000000000",
+	// The Intune API (the compliance-partner stand-in's resource).
+	"https://api.manage.microsoft.com/",
+	"https://api.manage.microsoft.us/",
+	"https://api.manage.microsoft.cn/",
 }
 
 // NewEntra starts an Entra stand-in for tenant on a loopback HTTPS listener
@@ -94,7 +114,8 @@ func NewEntra(ca *CA, tenant, addr string, log *slog.Logger) (*Entra, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Entra{tenant: tenant, log: log, now: time.Now, apps: map[string]*App{}, tokens: map[string]issuedToken{}, tokenKey: make([]byte, 32)}
+	e := &Entra{tenant: tenant, log: log, now: time.Now, apps: map[string]*App{}, tokens: map[string]issuedToken{}, tokenKey: make([]byte, 32),
+		resources: append([]string(nil), GraphResources...)}
 	if _, err := rand.Read(e.tokenKey); err != nil {
 		return nil, fmt.Errorf("standin: %w", err)
 	}
@@ -135,6 +156,26 @@ func (e *Entra) SetPermissions(clientID string, perms ...string) {
 	if a, ok := e.apps[clientID]; ok {
 		a.Permissions = append([]string(nil), perms...)
 	}
+}
+
+// SetResources replaces the resource identifiers tokens are issued for.
+func (e *Entra) SetResources(resources ...string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.resources = append([]string(nil), resources...)
+}
+
+// knownResource reports whether res (a scope without /.default) names a
+// resource of the tenant. Entra ignores a trailing slash.
+func (e *Entra) knownResource(res string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, r := range e.resources {
+		if strings.EqualFold(strings.TrimRight(r, "/"), strings.TrimRight(res, "/")) {
+			return true
+		}
+	}
+	return false
 }
 
 // RevokeTokens forgets every issued access token.
@@ -181,12 +222,25 @@ func (e *Entra) app(clientID string) (App, bool) {
 	return cp, true
 }
 
-// authorize resolves a bearer token to the app's current registration.
-func (e *Entra) authorize(token string) (*App, bool) {
+// authorize resolves a bearer token issued for audience to the app's
+// current registration.
+func (e *Entra) authorize(token, audience string) (*App, bool) {
+	return e.authorizeFor(token, func(aud string) bool {
+		return strings.EqualFold(strings.TrimRight(aud, "/"), strings.TrimRight(audience, "/"))
+	})
+}
+
+// authorizeAny resolves a bearer token whatever its audience (the caller
+// checks it).
+func (e *Entra) authorizeAny(token string) (*App, bool) {
+	return e.authorizeFor(token, func(string) bool { return true })
+}
+
+func (e *Entra) authorizeFor(token string, audOK func(string) bool) (*App, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	t, ok := e.tokens[token]
-	if !ok || e.now().After(t.expires) {
+	if !ok || e.now().After(t.expires) || !audOK(t.audience) {
 		return nil, false
 	}
 	a, ok := e.apps[t.clientID]
@@ -202,6 +256,9 @@ func (e *Entra) serve(w http.ResponseWriter, r *http.Request) {
 	e.mu.Lock()
 	e.paths = append(e.paths, r.Method+" "+r.URL.Path)
 	e.mu.Unlock()
+	if e.serveOIDC(w, r) {
+		return
+	}
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	switch {
 	case len(parts) == 4 && parts[1] == "v2.0" && parts[2] == ".well-known" && parts[3] == "openid-configuration" && r.Method == http.MethodGet:
@@ -294,6 +351,11 @@ func (e *Entra) serveToken(w http.ResponseWriter, r *http.Request, tenant string
 			fmt.Sprintf("The provided value for scope %s is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).", rec.Scope))
 		return
 	}
+	if res := strings.TrimSuffix(resource, "/.default"); !e.knownResource(res) {
+		fail(http.StatusBadRequest, "invalid_resource", 500011,
+			fmt.Sprintf("The resource principal named %s was not found in the tenant named %s. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.", res, e.tenant))
+		return
+	}
 	e.mu.Lock()
 	app, ok := e.apps[clientID]
 	var appCopy App
@@ -343,9 +405,10 @@ func (e *Entra) serveToken(w http.ResponseWriter, r *http.Request, tenant string
 			"The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
 		return
 	}
-	tok := e.accessToken(clientID, strings.TrimSuffix(resource, "/.default"), appCopy.Permissions, now)
+	aud := strings.TrimSuffix(resource, "/.default")
+	tok := e.accessToken(clientID, aud, appCopy.Permissions, now)
 	e.mu.Lock()
-	e.tokens[tok] = issuedToken{clientID: clientID, expires: now.Add(time.Hour)}
+	e.tokens[tok] = issuedToken{clientID: clientID, audience: aud, expires: now.Add(time.Hour)}
 	e.requests = append(e.requests, rec)
 	e.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{

@@ -83,6 +83,95 @@ type Graph struct {
 	gzipped  int
 	batches  int
 	low      int
+
+	// resource is the audience an access token must carry (like Graph,
+	// which refuses a token issued for another resource).
+	resource    string
+	log2        []Request
+	rejected    map[string]bool
+	users       []*DirectoryUser
+	revocations []Revocation
+}
+
+// Request is one HTTP request as it came over the wire (top level; $batch
+// items are not split out).
+type Request struct {
+	Method   string
+	Path     string
+	RawQuery string
+	Token    string // the bearer token sent
+	// Batched: an item of a $batch (Token is the $batch request's).
+	Batched bool
+}
+
+// DirectoryUser is a directory user as far as session revocation needs one.
+type DirectoryUser struct {
+	ID                string `json:"id"`
+	UserPrincipalName string `json:"userPrincipalName"`
+}
+
+// Revocation records one successful POST /users/{id}/revokeSignInSessions.
+type Revocation struct {
+	UserID   string
+	UPN      string
+	ClientID string
+	At       time.Time
+}
+
+// PermUserRevokeSessionsAll is the least-privileged application permission
+// for POST /users/{id}/revokeSignInSessions.
+const PermUserRevokeSessionsAll = "User.RevokeSessions.All"
+
+// DefaultResource is the resource identifier the Graph stand-in accepts
+// tokens for unless SetResource says otherwise.
+const DefaultResource = "https://graph.microsoft.com"
+
+// graphAppID is Microsoft Graph's application id, a resource identifier
+// equivalent to its URI.
+const graphAppID = "00000003-0000-0000-c000-000000000000"
+
+// SetResource sets the audience access tokens must carry.
+func (g *Graph) SetResource(res string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.resource = res
+}
+
+// Requests returns every request to /v1.0 seen so far, in order.
+func (g *Graph) Requests() []Request {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]Request(nil), g.log2...)
+}
+
+// RejectToken makes Graph answer 401 InvalidAuthenticationToken to a
+// token that is otherwise valid (as after a revocation or key rollover).
+func (g *Graph) RejectToken(tok string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.rejected == nil {
+		g.rejected = map[string]bool{}
+	}
+	g.rejected[tok] = true
+}
+
+// AddUser adds a directory user (ID is generated when empty).
+func (g *Graph) AddUser(u DirectoryUser) DirectoryUser {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if u.ID == "" {
+		u.ID = randomUUID()
+	}
+	cp := u
+	g.users = append(g.users, &cp)
+	return cp
+}
+
+// Revocations returns every session revocation made so far.
+func (g *Graph) Revocations() []Revocation {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]Revocation(nil), g.revocations...)
 }
 
 // NewGraph starts a Graph stand-in that accepts access tokens issued by entra.
@@ -90,7 +179,7 @@ func NewGraph(ca *CA, entra *Entra, addr string, log *slog.Logger) (*Graph, erro
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Graph{entra: entra, log: log, now: time.Now, byDevID: map[string]*Device{}}
+	g := &Graph{entra: entra, log: log, now: time.Now, byDevID: map[string]*Device{}, resource: DefaultResource}
 	srv, err := startTLS(ca, addr, http.HandlerFunc(g.serve), log)
 	if err != nil {
 		return nil, err
@@ -270,7 +359,9 @@ func (g *Graph) serve(w http.ResponseWriter, r *http.Request) {
 		writeResponse(w, odataError(http.StatusBadRequest, "BadRequest", "Invalid version: "+strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")[0]))
 		return
 	}
+	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	g.mu.Lock()
+	g.log2 = append(g.log2, Request{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Token: tok})
 	g.requests++
 	if strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") {
 		g.gzipped++
@@ -349,8 +440,14 @@ func (g *Graph) authenticate(authz string) (*App, *response) {
 		r := odataError(http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token is empty.")
 		return nil, &r
 	}
-	app, ok := g.entra.authorize(tok)
+	g.mu.Lock()
+	res, rejected := g.resource, g.rejected[tok]
+	g.mu.Unlock()
+	app, ok := g.entra.authorize(tok, res)
 	if !ok {
+		app, ok = g.entra.authorize(tok, graphAppID)
+	}
+	if !ok || rejected {
 		r := odataError(http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")
 		return nil, &r
 	}
@@ -372,6 +469,8 @@ var (
 	reAppByAppID = regexp.MustCompile(`^/applications\(appId='([^']*)'\)$`)
 	reByDeviceID = regexp.MustCompile(`^/devices\(deviceId='([^']*)'\)$`)
 	reByObjectID = regexp.MustCompile(`^/devices/([0-9A-Fa-f-]{36})$`)
+	// {id} is the object id or the userPrincipalName (path-escaped).
+	reRevokeSessions = regexp.MustCompile(`^/users/([^/]+)/revokeSignInSessions$`)
 )
 
 // route serves one device operation (direct or a $batch item).
@@ -384,6 +483,12 @@ func (g *Graph) route(r *http.Request, app *App, method, path string, q url.Valu
 	}
 	if m := reAppByAppID.FindStringSubmatch(path); m != nil && method == http.MethodGet {
 		return g.application(app, m[1])
+	}
+	if m := reRevokeSessions.FindStringSubmatch(path); m != nil {
+		if method != http.MethodPost {
+			return odataError(http.StatusMethodNotAllowed, "Request_BadRequest", "Method not allowed.")
+		}
+		return g.revokeSessions(app, m[1])
 	}
 	var dev *Device
 	var key string
@@ -676,6 +781,10 @@ func (g *Graph) batch(r *http.Request, app *App, body []byte) response {
 			responses = append(responses, batchItemResponse(it.ID, odataError(http.StatusBadRequest, "BadRequest", "Content-Type header is required for requests with a body.")))
 			continue
 		}
+		g.mu.Lock()
+		g.log2 = append(g.log2, Request{Method: method, Path: u.Path, RawQuery: u.RawQuery, Batched: true,
+			Token: strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")})
+		g.mu.Unlock()
 		prio := headerValue(it.Headers, "x-ms-throttle-priority")
 		if prio == "" {
 			prio = outerPriority
@@ -862,4 +971,26 @@ func (g *Graph) application(caller *App, appID string) response {
 		"keyCredentials":      keys,
 	}
 	return response{status: http.StatusOK, headers: jsonHeaders(), body: body}
+}
+
+// revokeSessions serves POST /users/{id|upn}/revokeSignInSessions: it needs
+// User.RevokeSessions.All (or a broader user write role) in the token, and
+// answers 404 for a user the directory does not hold.
+func (g *Graph) revokeSessions(app *App, key string) response {
+	if !hasPerm(app, PermUserRevokeSessionsAll, "User.ReadWrite.All", "Directory.ReadWrite.All") {
+		return denied()
+	}
+	if k, err := url.PathUnescape(key); err == nil {
+		key = k
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, u := range g.users {
+		if strings.EqualFold(u.ID, key) || strings.EqualFold(u.UserPrincipalName, key) {
+			g.revocations = append(g.revocations, Revocation{UserID: u.ID, UPN: u.UserPrincipalName, ClientID: app.ClientID, At: g.now()})
+			return response{status: http.StatusOK, headers: jsonHeaders(), body: map[string]any{
+				"@odata.context": g.srv.URL + "/v1.0/$metadata#Edm.Boolean", "value": true}}
+		}
+	}
+	return notFound(key)
 }

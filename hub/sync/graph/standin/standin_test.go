@@ -54,7 +54,7 @@ func postForm(t *testing.T, hc *http.Client, u string, v url.Values) (int, map[s
 
 func secretForm(secret string) url.Values {
 	return url.Values{"grant_type": {"client_credentials"}, "client_id": {testClient}, "client_secret": {secret},
-		"scope": {"https://graph.example/.default openid profile offline_access"}}
+		"scope": {"https://graph.microsoft.com/.default openid profile offline_access"}}
 }
 
 func TestTokenEndpointSecrets(t *testing.T) {
@@ -68,7 +68,7 @@ func TestTokenEndpointSecrets(t *testing.T) {
 	// The token is JWT-shaped and names the granted roles.
 	parts := strings.Split(body["access_token"].(string), ".")
 	claims, _ := base64.RawURLEncoding.DecodeString(parts[1])
-	if !strings.Contains(string(claims), `"roles":["Device.Read.All"]`) || !strings.Contains(string(claims), `"aud":"https://graph.example"`) {
+	if !strings.Contains(string(claims), `"roles":["Device.Read.All"]`) || !strings.Contains(string(claims), `"aud":"https://graph.microsoft.com"`) {
 		t.Fatalf("claims %s", claims)
 	}
 	for secret, want := range map[string]float64{"bad": 7000215, "old": 7000222} {
@@ -85,10 +85,22 @@ func TestTokenEndpointSecrets(t *testing.T) {
 		t.Fatalf("unknown app: %d %v", code, body)
 	}
 	v = secretForm("good")
-	v.Set("scope", "https://graph.example/Device.Read.All")
+	v.Set("scope", "https://graph.microsoft.com/Device.Read.All")
 	if code, _ := postForm(t, hc, tokenURL(p), v); code != 400 {
 		t.Fatalf("non-.default scope accepted: %d", code)
 	}
+	// Like Entra, only known resources get tokens: a proxy's URL is none.
+	v = secretForm("good")
+	v.Set("scope", "https://proxy.example:8443/.default")
+	if code, body := postForm(t, hc, tokenURL(p), v); code != 400 || body["error"] != "invalid_resource" || !strings.HasPrefix(body["error_description"].(string), "AADSTS500011: ") {
+		t.Fatalf("unknown resource: %d %v", code, body)
+	}
+	p.Entra.SetResources("https://graph.airgap.example")
+	v.Set("scope", "https://graph.airgap.example/.default")
+	if code, body := postForm(t, hc, tokenURL(p), v); code != 200 {
+		t.Fatalf("configured resource refused: %d %v", code, body)
+	}
+	p.Entra.SetResources(GraphResources...)
 	if code, body := postForm(t, hc, p.Entra.URL()+"other-tenant/oauth2/v2.0/token", secretForm("good")); code != 400 || !strings.Contains(body["error_description"].(string), "AADSTS90002") {
 		t.Fatalf("unknown tenant: %d %v", code, body)
 	}
@@ -154,7 +166,7 @@ func TestTokenEndpointCertificates(t *testing.T) {
 	otherKey, otherCert := rsaCert(t)
 	p.Entra.RegisterApp(App{ClientID: testClient, Certificates: []*x509.Certificate{cert}})
 	form := func(a string) url.Values {
-		return url.Values{"grant_type": {"client_credentials"}, "client_id": {testClient}, "scope": {"https://g/.default"},
+		return url.Values{"grant_type": {"client_credentials"}, "client_id": {testClient}, "scope": {"https://graph.microsoft.com/.default"},
 			"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}}
 	}
 	for _, alg := range []string{"RS256", "PS256"} {
@@ -329,5 +341,41 @@ func TestControlEndpoints(t *testing.T) {
 	resp.Body.Close()
 	if code, body := postForm(t, hc, tokenURL(p), secretForm("v")); code != 200 {
 		t.Fatalf("token for registered app: %d %v", code, body)
+	}
+}
+
+func TestGraphAudienceAndRevokeSessions(t *testing.T) {
+	p, hc := start(t)
+	p.Entra.RegisterApp(App{ClientID: testClient, Secrets: []Secret{{Value: "s"}}, Permissions: []string{PermDeviceReadWriteAll}})
+	p.Entra.SetResources(append([]string{"https://graph.other.example"}, GraphResources...)...)
+	v := secretForm("s")
+	v.Set("scope", "https://graph.other.example/.default")
+	_, tok := postForm(t, hc, tokenURL(p), v)
+	if code, _, body := graphReq(t, hc, "GET", p.Graph.URL()+"/devices", tok["access_token"].(string), nil, false); code != 401 {
+		t.Fatalf("token for another resource accepted: %d %v", code, body)
+	}
+	_, tok = postForm(t, hc, tokenURL(p), secretForm("s"))
+	token := tok["access_token"].(string)
+	u := p.Graph.AddUser(DirectoryUser{UserPrincipalName: "ada@example.com"})
+	revoke := p.Graph.URL() + "/users/" + url.PathEscape(u.UserPrincipalName) + "/revokeSignInSessions"
+	if code, _, _ := graphReq(t, hc, "POST", revoke, token, nil, false); code != 403 {
+		t.Fatalf("revoke without User.RevokeSessions.All: %d", code)
+	}
+	p.Entra.SetPermissions(testClient, PermDeviceReadWriteAll, PermUserRevokeSessionsAll)
+	if code, _, body := graphReq(t, hc, "POST", p.Graph.URL()+"/users/nobody@example.com/revokeSignInSessions", token, nil, false); code != 404 {
+		t.Fatalf("unknown user: %d %v", code, body)
+	}
+	if code, _, body := graphReq(t, hc, "POST", revoke, token, nil, false); code != 200 || body["value"] != true {
+		t.Fatalf("revoke: %d %v", code, body)
+	}
+	if code, _, _ := graphReq(t, hc, "POST", p.Graph.URL()+"/users/"+u.ID+"/revokeSignInSessions", token, nil, false); code != 200 {
+		t.Fatalf("revoke by object id: %d", code)
+	}
+	if r := p.Graph.Revocations(); len(r) != 2 || r[0].UserID != u.ID || r[0].ClientID != testClient {
+		t.Fatalf("revocations %+v", r)
+	}
+	p.Graph.RejectToken(token)
+	if code, _, body := graphReq(t, hc, "GET", p.Graph.URL()+"/devices", token, nil, false); code != 401 {
+		t.Fatalf("rejected token accepted: %d %v", code, body)
 	}
 }

@@ -46,6 +46,9 @@ func run(args []string) error {
 	devicesFile := fs.String("devices-file", "", "JSON array of devices to seed ({\"deviceId\", \"displayName\", \"operatingSystem\", \"extensionAttributes\"})")
 	caOut := fs.String("ca-out", "", "write the stand-ins' CA certificate (PEM) to this file")
 	verbose := fs.Bool("verbose", false, "log every request")
+	resources := fs.String("resources", strings.Join(standin.GraphResources, ","), "comma-separated resource identifiers Entra issues tokens for (others: AADSTS500011)")
+	graphResource := fs.String("graph-resource", standin.DefaultResource, "the resource (token audience) Graph accepts")
+	users := fs.String("users", "", "comma-separated user principal names to seed (for session revocation)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -110,6 +113,11 @@ func run(args []string) error {
 	}
 	for _, d := range seed {
 		p.Graph.AddDevice(d)
+	}
+	p.Entra.SetResources(splitList(*resources)...)
+	p.Graph.SetResource(*graphResource)
+	for _, u := range splitList(*users) {
+		p.Graph.AddUser(standin.DirectoryUser{UserPrincipalName: u})
 	}
 	if *caOut != "" {
 		if err := os.WriteFile(*caOut, p.CA.CertPEM(), 0o644); err != nil {

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -40,6 +40,20 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&cfg.SecretsKeyFile, "secrets-key-file", "", "key file sealing integration credentials (default: POSTURE_SECRETS_KEY, else secrets.key in --data-dir, made on first start; replicas must share one key)")
 	fs.DurationVar(&cfg.ReconcileInterval, "reconcile-interval", time.Hour, "how often to read back what Entra holds and repair drift")
 	fs.DurationVar(&cfg.SyncRetention, "sync-retention", 30*24*time.Hour, "how long delivered outbox rows are kept (dead letters stay until retried)")
+	fs.Int64Var(&cfg.HTTPMaxBody, "http-max-body", server.DefaultHTTPMaxBody, "largest admin REST request body in bytes (larger: 413)")
+	fs.Int64Var(&cfg.HTTPMaxApplyBody, "http-max-apply-body", server.DefaultHTTPMaxApplyBody, "largest policy apply body in bytes (REST and gRPC)")
+	fs.StringVar(&cfg.Portal.OrgName, "portal-org-name", "", "organisation name shown on the end-user pages")
+	fs.StringVar(&cfg.Portal.SupportURL, "portal-support-url", "", "help link on the end-user pages (https: or mailto:)")
+	fs.StringVar(&cfg.Portal.LogoFile, "portal-logo-file", "", "logo image shown on the end-user pages")
+	fs.StringVar(&cfg.Portal.KeyFile, "portal-key-file", "", "key signing portal links and sessions (default: POSTURE_PORTAL_KEY, else portal.key in --data-dir; replicas must share one key)")
+	fs.DurationVar(&cfg.Portal.LinkTTL, "portal-link-lifetime", 7*24*time.Hour, "how long a signed device link stays valid")
+	fs.StringVar(&cfg.Portal.OIDCIssuer, "portal-oidc-issuer", "", "OpenID Connect issuer for portal sign-in (https://login.microsoftonline.com/<tenant>/v2.0)")
+	fs.StringVar(&cfg.Portal.OIDCClientID, "portal-oidc-client-id", "", "client id of the Entra app users sign in to the portal with")
+	fs.StringVar(&cfg.Portal.OIDCClientSecret, "portal-oidc-client-secret", "", "its client secret (prefer POSTURE_PORTAL_OIDC_CLIENT_SECRET)")
+	fs.StringVar(&cfg.Portal.OIDCCAFile, "portal-oidc-ca-file", "", "extra CA bundle trusted for the OIDC issuer (private clouds, stand-ins)")
+	fs.StringVar(&cfg.PublicURL, "public-url", "", "the hub's public https base URL (users reach /enroll and /remediate there; Intune partner integrations send them to it)")
+	fs.DurationVar(&cfg.ScopeRefresh, "scope-refresh", 15*time.Minute, "how often Entra group membership of group-scoped integrations is read again")
+	fs.DurationVar(&cfg.PartnerHeartbeat, "partner-heartbeat", 15*time.Minute, "how often Intune partner integrations send their tenant heartbeat")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	if err := parseFlags(fs, args); err != nil {
@@ -59,7 +73,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		cfg.ServerNames = append(cfg.ServerNames, h)
 	}
 	cfg.Logger = log
-	cfg.Version = version
+	cfg.Version = Version
 	hub, err := server.New(ctx, cfg)
 	if err != nil {
 		log.Error("start failed", "err", err)
