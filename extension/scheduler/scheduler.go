@@ -54,8 +54,14 @@ type Options struct {
 	// (default 0.1).
 	Splay float64
 	// RetryUnavailable is how soon a run is retried when osquery could not
-	// be reached (default 15 s).
+	// be reached and nothing said it is back (default 15 s). The usual
+	// retry is sooner: OsqueryBack runs every policy as soon as the
+	// osquery watch sees osqueryd answer again.
 	RetryUnavailable time.Duration
+	// OnUnavailable, if set, is called (from Run's goroutine, after the
+	// batch) when a run found osquery unreachable, so the watch can check
+	// at once instead of at its next ping.
+	OnUnavailable func()
 	// HoldFacts keeps fact queries from running until ReleaseFacts: the
 	// identity facts read the extension's own tables, and a query that ran
 	// before they were registered would report the identity as missing.
@@ -205,6 +211,24 @@ func (s *Scheduler) Recheck(ids []string, all bool) {
 	s.wake()
 }
 
+// OsqueryBack runs every policy and fact query at once: osqueryd answered
+// again after an outage or a run that could not reach it. Validation state
+// is kept; a restarted osqueryd still knows the same tables.
+func (s *Scheduler) OsqueryBack() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.clk.Now()
+	for _, st := range s.policies {
+		if !st.parked {
+			st.next = now
+		}
+	}
+	if len(s.facts) > 0 {
+		s.factsNext = now
+	}
+	s.wake()
+}
+
 // Clear drops every policy and fact query (the host was disabled).
 func (s *Scheduler) Clear() {
 	s.mu.Lock()
@@ -313,6 +337,12 @@ type outcome struct {
 
 func (s *Scheduler) runPolicies(ctx context.Context, jobs []job) {
 	var results []*posturev1.PolicyResult
+	unavailable := false
+	defer func() {
+		if unavailable && ctx.Err() == nil && s.opts.OnUnavailable != nil {
+			s.opts.OnUnavailable()
+		}
+	}()
 	for _, j := range jobs {
 		if ctx.Err() != nil {
 			return
@@ -325,6 +355,7 @@ func (s *Scheduler) runPolicies(ctx context.Context, jobs []job) {
 			st.validated = o.validated
 			st.parked = o.parked
 			if o.unavailable {
+				unavailable = true
 				st.next = now.Add(s.opts.RetryUnavailable)
 			} else {
 				st.next = s.nextAfterRun(now)
@@ -433,6 +464,9 @@ func (s *Scheduler) runFacts(ctx context.Context) {
 	s.mu.Unlock()
 	if !unavailable && ctx.Err() == nil && len(values) > 0 {
 		s.sink.Facts(ctx, values)
+	}
+	if unavailable && ctx.Err() == nil && s.opts.OnUnavailable != nil {
+		s.opts.OnUnavailable()
 	}
 }
 

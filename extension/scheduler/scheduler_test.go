@@ -375,3 +375,46 @@ func TestHeldFactsWaitForRelease(t *testing.T) {
 		t.Fatal("no facts after release")
 	}
 }
+
+// A run that found osquery gone is retried as soon as the watch says
+// osquery is back, not after RetryUnavailable; and every policy runs then.
+func TestOsqueryBackRunsEveryPolicyAtOnce(t *testing.T) {
+	q := newFakeQ()
+	q.rows["a"] = []map[string]string{{"x": "1"}}
+	q.rows["b"] = []map[string]string{{"x": "1"}}
+	q.queryErr["a"] = fmt.Errorf("%w: connection refused", osq.ErrUnavailable)
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	sk := newSink()
+	poked := make(chan struct{}, 10)
+	s := New(q, sk, Options{Clock: clk, Rand: rand.New(rand.NewPCG(1, 2)), QueryTimeout: time.Second,
+		FirstRunSplay: time.Millisecond, OnUnavailable: func() { poked <- struct{}{} }})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	s.Apply(policySet(time.Hour, &posturev1.AgentPolicy{Id: "a", Revision: 1, Query: "a"},
+		&posturev1.AgentPolicy{Id: "b", Revision: 1, Query: "b"}))
+	clk.Advance(time.Millisecond)
+	select {
+	case <-poked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no unavailability signal")
+	}
+	if r := <-sk.results; r.GetPolicyId() != "b" {
+		t.Fatalf("first result: %v", r)
+	}
+	q.set(func() { delete(q.queryErr, "a") })
+	s.OsqueryBack() // the fake clock does not move: no timer can fire
+	got := map[string]bool{}
+	for len(got) < 2 {
+		select {
+		case r := <-sk.results:
+			if r.GetStatus() != posturev1.ResultStatus_RESULT_STATUS_PASS {
+				t.Fatalf("result: %v", r)
+			}
+			got[r.GetPolicyId()] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %v ran after OsqueryBack", got)
+		}
+	}
+}
