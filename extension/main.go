@@ -135,10 +135,17 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 		return err
 	}
 	sink := &lateSink{}
+	osqDown := make(chan struct{}, 1) // a run found osquery gone: check now
 	// Facts wait for our own tables (posture_entra): a fact query that ran
 	// before registration would tell the hub the identity is gone.
 	sched := scheduler.New(q, sink, scheduler.Options{QueryTimeout: cfg.queryTimeout, FirstRunSplay: cfg.firstRunSplay,
-		HoldFacts: !cfg.noTable, Logger: base.With("component", "scheduler")})
+		HoldFacts: !cfg.noTable, Logger: base.With("component", "scheduler"),
+		OnUnavailable: func() {
+			select {
+			case osqDown <- struct{}{}:
+			default:
+			}
+		}})
 	link, err := hublink.New(hublink.Config{
 		Hub:          cfg.hub,
 		EnrollSecret: secret,
@@ -178,7 +185,8 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 		})
 	}
 	start("osquery watch", func(ctx context.Context) error {
-		return watchOsquery(ctx, q, time.Duration(max(cfg.interval, 1))*time.Second, cfg.osqueryGone, link.SetOsquery, log)
+		return watchOsquery(ctx, q, osqueryWatch{interval: time.Duration(max(cfg.interval, 1)) * time.Second,
+			gone: cfg.osqueryGone, report: link.SetOsquery, back: sched.OsqueryBack, poke: osqDown}, log)
 	})
 	log.Info("posture.ext running", "version", version, "hub", cfg.hub, "socket", cfg.socket, "state_dir", cfg.stateDir)
 	<-ctx.Done()
@@ -249,44 +257,77 @@ func waitLock(ctx context.Context, lock *flock.Flock, log *slog.Logger) error {
 
 var errOsqueryGone = errors.New("osqueryd unreachable for too long")
 
-// watchOsquery pings osqueryd every interval, reports reachability (to the
-// hub, through report), and gives up when it has been unreachable for
-// longer than gone (0: never): osqueryd restarts its autoloaded
-// extensions, so a stray instance must not outlive it for good.
-func watchOsquery(ctx context.Context, q *osq.Client, interval, gone time.Duration, report func(error), log *slog.Logger) error {
-	var downSince time.Time
-	first := true
+// osqueryWatch configures watchOsquery.
+type osqueryWatch struct {
+	interval time.Duration // ping interval while osquery answers
+	gone     time.Duration // exit after this long unreachable (0: never)
+	report   func(error)   // reachability, to the hub
+	back     func()        // osquery answers again: run every policy now
+	poke     <-chan struct{}
+}
+
+// downPoll is how often an unreachable osqueryd is pinged: a restarted
+// osqueryd should get its policies run within moments, and a ping to a
+// missing socket costs one stat.
+const downPoll = 250 * time.Millisecond
+
+// minBackGap limits how often a poke that finds osquery answering can
+// trigger a full run, so a query path that fails while pings succeed
+// cannot spin.
+const minBackGap = time.Second
+
+// watchOsquery pings osqueryd every interval (every downPoll while it is
+// unreachable), reports reachability, calls back when osquery answers after
+// an outage or after a run that found it gone (poke), and gives up when it
+// has been unreachable for longer than gone: osqueryd restarts its
+// autoloaded extensions, so a stray instance must not outlive it for good.
+func watchOsquery(ctx context.Context, q *osq.Client, w osqueryWatch, log *slog.Logger) error {
+	var downSince, lastBack time.Time
+	wait := time.Duration(0) // report the state at start at once
 	for {
-		wait := interval
-		if first {
-			wait = 0 // report the state at start at once
-			first = false
-		}
+		poked := false
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(wait):
+		case <-w.poke:
+			poked = true
+			if gap := minBackGap - time.Since(lastBack); gap > 0 {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(gap):
+				}
+			}
 		}
-		pctx, cancel := context.WithTimeout(ctx, interval+5*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, w.interval+5*time.Second)
 		err := q.Ping(pctx)
 		cancel()
 		if ctx.Err() == nil {
-			report(err)
+			w.report(err)
 		}
+		wait = w.interval
 		switch {
 		case err == nil:
 			if !downSince.IsZero() {
-				log.Info("osquery reachable again", "after", time.Since(downSince).Round(time.Second))
+				log.Info("osquery reachable again; running every policy", "after", time.Since(downSince).Round(time.Millisecond))
+			}
+			if !downSince.IsZero() || poked {
+				lastBack = time.Now()
+				w.back()
 			}
 			downSince = time.Time{}
 		case ctx.Err() != nil:
 			return nil
 		case downSince.IsZero():
 			downSince = time.Now()
+			wait = min(w.interval, downPoll)
 			log.Warn("osquery unreachable", "err", err)
-		case gone > 0 && time.Since(downSince) > gone:
-			log.Error("osquery unreachable for too long; exiting", "for", gone)
+		case w.gone > 0 && time.Since(downSince) > w.gone:
+			log.Error("osquery unreachable for too long; exiting", "for", w.gone)
 			return errOsqueryGone
+		default:
+			wait = min(w.interval, downPoll)
 		}
 	}
 }
