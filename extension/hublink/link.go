@@ -68,7 +68,9 @@ type Config struct {
 	Clock  clock.Clock
 	Rand   *rand.Rand
 	Logger *slog.Logger
-	// BackoffBase and BackoffMax bound reconnect waits (1 s, 60 s).
+	// BackoffBase and BackoffMax bound reconnect waits (250 ms, 30 s).
+	// Waits are also held to a quarter of the outage so far, so the link
+	// is back within moments of a short hub outage.
 	BackoffBase, BackoffMax time.Duration
 	// DisabledRetry is how long to wait after a Disable or a revoked
 	// certificate before asking again (1 h).
@@ -122,10 +124,10 @@ func New(cfg Config) (*Link, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.BackoffBase <= 0 {
-		cfg.BackoffBase = time.Second
+		cfg.BackoffBase = 250 * time.Millisecond
 	}
 	if cfg.BackoffMax <= 0 {
-		cfg.BackoffMax = time.Minute
+		cfg.BackoffMax = 30 * time.Second
 	}
 	if cfg.DisabledRetry <= 0 {
 		cfg.DisabledRetry = time.Hour
@@ -314,6 +316,9 @@ func (l *Link) wake() {
 	}
 }
 
+// outageFraction bounds a reconnect wait to this share of the outage so far.
+const outageFraction = 0.25
+
 // Run keeps a stream to the hub open until ctx ends, enrolling, renewing
 // and reconnecting as needed.
 func (l *Link) Run(ctx context.Context) error {
@@ -321,7 +326,7 @@ func (l *Link) Run(ctx context.Context) error {
 	retried := make(chan struct{})
 	go func() { l.retrySpool(rctx); close(retried) }()
 	defer func() { stopRetry(); <-retried }()
-	bo := &Backoff{Base: l.cfg.BackoffBase, Max: l.cfg.BackoffMax, Rand: l.cfg.Rand}
+	bo := &Backoff{Base: l.cfg.BackoffBase, Max: l.cfg.BackoffMax, Rand: l.cfg.Rand, Clock: l.clk, OutageFraction: outageFraction}
 	for {
 		healthy, err := l.once(ctx)
 		if ctx.Err() != nil {

@@ -568,3 +568,33 @@ func TestOsqueryHealthReachesHub(t *testing.T) {
 		return h.GetOsqueryOk() && h.GetDetail() == ""
 	})
 }
+
+// A short hub outage keeps reconnect waits short: the ceiling grows with
+// the outage (a quarter of it), capped at Max, with full jitter below it.
+func TestBackoffFollowsOutageLength(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	b := &Backoff{Base: 250 * time.Millisecond, Max: 30 * time.Second, Rand: rand.New(rand.NewPCG(3, 3)),
+		Clock: clk, OutageFraction: 0.25}
+	var maxSeen time.Duration
+	for i := 0; i < 400; i++ {
+		outage := clk.Now().Sub(time.Unix(1_700_000_000, 0))
+		ceil := min(30*time.Second, max(250*time.Millisecond, outage/4))
+		d := b.Next()
+		if d < 0 || d > ceil {
+			t.Fatalf("attempt %d after %v down: wait %v outside [0, %v]", i, outage, d, ceil)
+		}
+		if outage <= 10*time.Second && d > 2500*time.Millisecond {
+			t.Fatalf("after a %v outage the wait is %v", outage, d)
+		}
+		maxSeen = max(maxSeen, d)
+		clk.Advance(d + 10*time.Millisecond) // the failed attempt itself takes a moment
+	}
+	if maxSeen < 15*time.Second {
+		t.Fatalf("backoff never grew during a long outage (max %v)", maxSeen)
+	}
+	b.Reset()
+	clk.Advance(time.Hour) // the time since the last outage does not count
+	if d := b.Next(); d > 250*time.Millisecond {
+		t.Fatalf("after reset: %v > base", d)
+	}
+}
