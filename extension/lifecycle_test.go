@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	posturev1 "github.com/posture-dev/posture/api/posture/v1"
+	"github.com/posture-dev/posture/extension/clock"
+	"github.com/posture-dev/posture/extension/internal/fakehub"
+	"github.com/posture-dev/posture/extension/osquerytest"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Issue 11, point 1: after osqueryd restarts, every policy runs again and
+// reaches the hub without waiting for a fixed retry. The policy interval is
+// an hour, so only the restart can cause the second round. The time from
+// the restarted osqueryd listening to the hub holding every policy's new
+// result is logged (measured, not asserted).
+func TestBinaryOsquerydRestartRunsEveryPolicy(t *testing.T) {
+	sockDir, err := os.MkdirTemp("", "plc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(sockDir)
+	sock := filepath.Join(sockDir, "em.sock")
+	osqd, err := osquerytest.Start(context.Background(), osquerytest.Options{Platform: "darwin", SocketPath: sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { osqd.Close() }()
+
+	ca := fakehub.NewCA(t, clock.Real{})
+	st := fakehub.NewState()
+	ids := []string{"filevault", "firewall", "sip"}
+	st.PolicySet = &posturev1.PolicySet{
+		Version:  "lc-1",
+		Interval: durationpb.New(time.Hour),
+		Policies: []*posturev1.AgentPolicy{
+			{Id: ids[0], Revision: 1, Query: "SELECT 1 FROM disk_encryption WHERE encrypted = 1"},
+			{Id: ids[1], Revision: 1, Query: "SELECT 1 FROM alf WHERE global_state >= 1"},
+			{Id: ids[2], Revision: 1, Query: "SELECT 1 FROM sip_config WHERE config_flag = 'sip' AND enabled = 1"},
+		},
+	}
+	hub := fakehub.Start(t, st, ca, "")
+	hubAddr := strings.Replace(hub.Addr, "127.0.0.1", "localhost", 1)
+	caFile := filepath.Join(t.TempDir(), "hub-ca.pem")
+	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startExt(t, sock, hubAddr, caFile, t.TempDir())
+	allAtLeast := func(n int) func() bool {
+		return func() bool {
+			for _, id := range ids {
+				if countResults(st, id) < n {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	poll(t, "first round of results", allAtLeast(1))
+
+	osqd.Close()
+	poll(t, "hub told osquery is down", func() bool {
+		h := st.LastHealth()
+		return h != nil && !h.GetOsqueryOk()
+	})
+	osqd, err = osquerytest.Start(context.Background(), osquerytest.Options{Platform: "darwin", SocketPath: sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	poll(t, "every policy's result after osqueryd restarted", allAtLeast(2))
+	t.Logf("osqueryd_restart_to_results_ms=%d", time.Since(back).Milliseconds())
+}
