@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/thrift/lib/go/thrift"
+	gen "github.com/osquery/osquery-go/gen/osquery"
+	"github.com/osquery/osquery-go/transport"
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 	"github.com/posture-dev/posture/extension/clock"
 	"github.com/posture-dev/posture/extension/internal/fakehub"
@@ -76,4 +79,58 @@ func TestBinaryOsquerydRestartRunsEveryPolicy(t *testing.T) {
 	back := time.Now()
 	poll(t, "every policy's result after osqueryd restarted", allAtLeast(2))
 	t.Logf("osqueryd_restart_to_results_ms=%d", time.Since(back).Milliseconds())
+}
+
+// Issue 11, point 1: when osqueryd calls the extension's shutdown (over the
+// extension's own socket, as osqueryd does when it stops), posture.ext
+// exits at once with status 0 instead of re-registering.
+func TestBinaryExitsOnShutdownCall(t *testing.T) {
+	sockDir, err := os.MkdirTemp("", "psd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(sockDir)
+	sock := filepath.Join(sockDir, "em.sock")
+	osqd, err := osquerytest.Start(context.Background(), osquerytest.Options{Platform: "darwin", SocketPath: sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { osqd.Close() }()
+	ca := fakehub.NewCA(t, clock.Real{})
+	st := fakehub.NewState()
+	st.PolicySet = &posturev1.PolicySet{Version: "sd-1", Interval: durationpb.New(time.Hour)}
+	hub := fakehub.Start(t, st, ca, "")
+	caFile := filepath.Join(t.TempDir(), "hub-ca.pem")
+	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startExt(t, sock, strings.Replace(hub.Addr, "127.0.0.1", "localhost", 1), caFile, t.TempDir())
+	var extSock string
+	poll(t, "the extension's socket", func() bool {
+		m, _ := filepath.Glob(sock + ".*")
+		if len(m) == 1 {
+			extSock = m[0]
+		}
+		return extSock != ""
+	})
+	tr, err := transport.Open(extSock, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := gen.NewExtensionClientFactory(tr, thrift.NewTBinaryProtocolFactoryDefault())
+	called := time.Now()
+	if err := cl.Shutdown(context.Background()); err != nil {
+		t.Fatalf("shutdown call: %v", err)
+	}
+	tr.Close() // osqueryd hangs up after the call; the server drains connections before it stops
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err != nil {
+			t.Fatalf("posture.ext exited with %v after a shutdown call", err)
+		}
+		t.Logf("exited %d ms after the shutdown call", time.Since(called).Milliseconds())
+	case <-time.After(20 * time.Second):
+		t.Fatal("posture.ext still running 20 s after osqueryd called shutdown")
+	}
 }

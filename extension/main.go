@@ -171,7 +171,9 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 		go func() {
 			defer wg.Done()
 			if err := fn(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				log.Error(name+" stopped", "err", err)
+				if !errors.Is(err, errShutdownCalled) {
+					log.Error(name+" stopped", "err", err)
+				}
 				cancelAll(err)
 			}
 		}()
@@ -180,8 +182,7 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 	start("hub link", link.Run)
 	if !cfg.noTable {
 		start("extension server", func(ctx context.Context) error {
-			serveTable(ctx, cfg, q, sched.ReleaseFacts, base.With("component", "table"))
-			return nil
+			return serveTable(ctx, cfg, q, sched.ReleaseFacts, base.With("component", "table"))
 		})
 	}
 	start("osquery watch", func(ctx context.Context) error {
@@ -192,7 +193,7 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 	<-ctx.Done()
 	wg.Wait()
 	// Every result is on disk before it is sent, so nothing needs flushing.
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, errOsqueryGone) {
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, errOsqueryGone) && !errors.Is(err, errShutdownCalled) {
 		return err
 	}
 	return nil
@@ -332,10 +333,15 @@ func watchOsquery(ctx context.Context, q *osq.Client, w osqueryWatch, log *slog.
 	}
 }
 
+// errShutdownCalled: osqueryd called the extension's shutdown, as it does
+// when it stops or unloads its extensions.
+var errShutdownCalled = errors.New("osqueryd called shutdown")
+
 // serveTable registers posture_entra with osqueryd and re-registers after
 // osqueryd restarts. Failure only costs the table, never the policies.
-// registered is called once osquery answers for the table.
-func serveTable(ctx context.Context, cfg *config, q *osq.Client, registered func(), log *slog.Logger) {
+// registered is called once osquery answers for the table. It returns
+// errShutdownCalled when osqueryd asks the extension to shut down.
+func serveTable(ctx context.Context, cfg *config, q *osq.Client, registered func(), log *slog.Logger) error {
 	retry := time.Second
 	for ctx.Err() == nil {
 		srv, err := osquery.NewExtensionManagerServer("posture", cfg.socket,
@@ -350,10 +356,13 @@ func serveTable(ctx context.Context, cfg *config, q *osq.Client, registered func
 			select {
 			case <-ctx.Done():
 				_ = srv.Shutdown(context.Background())
-				return
+				return nil
 			case err = <-done:
 				if err == nil {
-					err = errors.New("extension server stopped")
+					// Run returns nil only after a shutdown call; its own
+					// ping failures come back as errors.
+					log.Info("osqueryd called shutdown; exiting")
+					return errShutdownCalled
 				}
 			}
 			retry = time.Second
@@ -361,11 +370,12 @@ func serveTable(ctx context.Context, cfg *config, q *osq.Client, registered func
 		log.Warn("posture_entra table not served; retrying", "err", err, "retry_in", retry)
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-time.After(retry):
 		}
 		retry = min(2*retry, time.Minute)
 	}
+	return nil
 }
 
 // waitRegistered calls registered once osquery can plan a query on
