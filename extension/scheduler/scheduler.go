@@ -62,6 +62,14 @@ type Options struct {
 	// batch) when a run found osquery unreachable, so the watch can check
 	// at once instead of at its next ping.
 	OnUnavailable func()
+	// Concurrency bounds how many policies run at once (default 4), so a
+	// slow or hanging policy holds one slot, not the whole run. A policy
+	// never has more than one run in flight.
+	Concurrency int
+	// FlushAfter: results of policies that finished are sent once this
+	// long has passed while others are still running (default 1 s), so a
+	// straggler does not hold back the rest.
+	FlushAfter time.Duration
 	// HoldFacts keeps fact queries from running until ReleaseFacts: the
 	// identity facts read the extension's own tables, and a query that ran
 	// before they were registered would report the identity as missing.
@@ -93,6 +101,10 @@ type policyState struct {
 	next      time.Time
 	validated bool // osquery parsed this revision
 	parked    bool // refused by getQueryColumns and reported: do not run again
+	running   bool // a run is in flight
+	// again: run once more as soon as the run in flight ends (revalidate:
+	// and parse it again first), for a recheck that came during the run.
+	again, revalidate bool
 }
 
 // New returns a Scheduler with no policies.
@@ -117,6 +129,12 @@ func New(q Querier, sink Sink, opts Options) *Scheduler {
 	}
 	if opts.RetryUnavailable <= 0 {
 		opts.RetryUnavailable = 15 * time.Second
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 4
+	}
+	if opts.FlushAfter <= 0 {
+		opts.FlushAfter = time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -192,6 +210,9 @@ func (s *Scheduler) Recheck(ids []string, all bool) {
 		st.next = now
 		st.validated = false
 		st.parked = false
+		if st.running {
+			st.again, st.revalidate = true, true
+		}
 	}
 	if all {
 		for _, st := range s.policies {
@@ -221,6 +242,7 @@ func (s *Scheduler) OsqueryBack() {
 	for _, st := range s.policies {
 		if !st.parked {
 			st.next = now
+			st.again = st.again || st.running
 		}
 	}
 	if len(s.facts) > 0 {
@@ -267,33 +289,128 @@ type job struct {
 	validated bool
 }
 
-// Run evaluates due policies until ctx ends.
+// Run evaluates due policies until ctx ends. Policies run on up to
+// Concurrency goroutines; their results are handed to the sink from this
+// goroutine, batched: at once when nothing else is running, else once the
+// oldest waiting result is FlushAfter old.
 func (s *Scheduler) Run(ctx context.Context) error {
+	sem := make(chan struct{}, s.opts.Concurrency)
+	finished := make(chan finishedRun, s.opts.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	inflight := 0
+	unavailable := false
+	var pending []*posturev1.PolicyResult
+	var pendingSince time.Time
+	flush := func() {
+		if len(pending) > 0 && ctx.Err() == nil {
+			s.sink.Results(ctx, pending)
+		}
+		pending = nil
+		if unavailable && inflight == 0 && ctx.Err() == nil && s.opts.OnUnavailable != nil {
+			s.opts.OnUnavailable()
+			unavailable = false
+		}
+	}
 	for {
 		jobs, runFacts, wait := s.due()
-		if len(jobs) > 0 {
-			s.runPolicies(ctx, jobs)
+		for _, j := range jobs {
+			inflight++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				select {
+				case sem <- struct{}{}:
+				case <-ctx.Done():
+					finished <- finishedRun{j: j, o: outcome{unavailable: true, validated: j.validated}}
+					return
+				}
+				o := s.evaluate(ctx, j)
+				<-sem
+				finished <- finishedRun{j: j, o: o}
+			}()
 		}
 		if runFacts {
 			s.runFacts(ctx)
 		}
-		if len(jobs) > 0 || runFacts {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
+		if inflight == 0 && (len(pending) > 0 || unavailable) {
+			flush()
+		}
+		if ctx.Err() != nil {
+			return s.drain(finished, &inflight, ctx.Err())
+		}
+		if runFacts {
 			continue
 		}
-		var timer <-chan time.Time
+		var timer, flushTimer <-chan time.Time
 		if wait >= 0 {
 			timer = s.clk.After(wait)
 		}
+		if len(pending) > 0 {
+			flushTimer = s.clk.After(s.opts.FlushAfter - s.clk.Now().Sub(pendingSince))
+		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return s.drain(finished, &inflight, ctx.Err())
+		case f := <-finished:
+			inflight--
+			r, unavail := s.finish(f)
+			unavailable = unavailable || unavail
+			if r != nil {
+				if len(pending) == 0 {
+					pendingSince = s.clk.Now()
+				}
+				pending = append(pending, r)
+			}
+		case <-flushTimer:
+			flush()
 		case <-s.kick:
 		case <-timer:
 		}
 	}
+}
+
+type finishedRun struct {
+	j job
+	o outcome
+}
+
+// drain waits for the runs in flight after ctx ended (each ends promptly:
+// its query context is a child of ctx) so no goroutine outlives Run.
+func (s *Scheduler) drain(finished chan finishedRun, inflight *int, err error) error {
+	for ; *inflight > 0; *inflight-- {
+		<-finished
+	}
+	return err
+}
+
+// finish applies one run's outcome to the policy's state and returns the
+// result to report (nil: none) and whether osquery was unreachable.
+func (s *Scheduler) finish(f finishedRun) (*posturev1.PolicyResult, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.clk.Now()
+	o, j := f.o, f.j
+	st, ok := s.policies[j.p.GetId()]
+	if ok && st.p == j.p {
+		st.running = false
+		st.validated = o.validated
+		st.parked = o.parked
+		if o.unavailable {
+			st.next = now.Add(s.opts.RetryUnavailable)
+		} else {
+			st.next = s.nextAfterRun(now)
+		}
+		if st.again {
+			// A recheck or osquery's return arrived during the run.
+			st.next, st.again = now, false
+			if st.revalidate {
+				st.validated, st.parked, st.revalidate = false, false, false
+			}
+		}
+		return o.result, o.unavailable
+	}
+	return nil, o.unavailable // replaced while running: the new revision runs on its own
 }
 
 // due returns the policies to run now, whether facts are due, and how long
@@ -305,10 +422,11 @@ func (s *Scheduler) due() ([]job, bool, time.Duration) {
 	var jobs []job
 	var earliest time.Time
 	for _, st := range s.policies {
-		if st.parked {
-			continue
+		if st.parked || st.running {
+			continue // a running policy is rescheduled when its run ends
 		}
 		if !st.next.After(now) {
+			st.running = true
 			jobs = append(jobs, job{p: st.p, validated: st.validated})
 			continue
 		}
@@ -333,44 +451,6 @@ type outcome struct {
 	validated   bool
 	parked      bool
 	unavailable bool
-}
-
-func (s *Scheduler) runPolicies(ctx context.Context, jobs []job) {
-	var results []*posturev1.PolicyResult
-	unavailable := false
-	defer func() {
-		if unavailable && ctx.Err() == nil && s.opts.OnUnavailable != nil {
-			s.opts.OnUnavailable()
-		}
-	}()
-	for _, j := range jobs {
-		if ctx.Err() != nil {
-			return
-		}
-		o := s.evaluate(ctx, j)
-		s.mu.Lock()
-		now := s.clk.Now()
-		st, ok := s.policies[j.p.GetId()]
-		if ok && st.p.GetRevision() == j.p.GetRevision() && st.p.GetQuery() == j.p.GetQuery() {
-			st.validated = o.validated
-			st.parked = o.parked
-			if o.unavailable {
-				unavailable = true
-				st.next = now.Add(s.opts.RetryUnavailable)
-			} else {
-				st.next = s.nextAfterRun(now)
-			}
-		} else {
-			o.result = nil // replaced while running: the new revision runs on its own
-		}
-		s.mu.Unlock()
-		if o.result != nil {
-			results = append(results, o.result)
-		}
-	}
-	if len(results) > 0 {
-		s.sink.Results(ctx, results)
-	}
 }
 
 func (s *Scheduler) evaluate(ctx context.Context, j job) outcome {

@@ -418,3 +418,38 @@ func TestOsqueryBackRunsEveryPolicyAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// Issue 11, point 3: a hanging policy holds one slot, not the run: the
+// others keep reporting on their interval, and the hanging one never has
+// a second run in flight.
+func TestHangingPolicyDoesNotStarveOthers(t *testing.T) {
+	q := newFakeQ()
+	q.rows["a"] = []map[string]string{{"x": "1"}}
+	q.rows["b"] = []map[string]string{{"x": "1"}}
+	q.block["hang"] = true
+	h := start(t, q, time.Hour) // the hanging query's deadline never comes in this test
+	h.s.Apply(policySet(time.Minute,
+		&posturev1.AgentPolicy{Id: "hang", Revision: 1, Query: "hang"},
+		&posturev1.AgentPolicy{Id: "a", Revision: 1, Query: "a"},
+		&posturev1.AgentPolicy{Id: "b", Revision: 1, Query: "b"},
+	))
+	count := map[string]int{}
+	deadline := time.Now().Add(10 * time.Second)
+	for (count["a"] < 3 || count["b"] < 3) && time.Now().Before(deadline) {
+		select {
+		case r := <-h.sink.results:
+			count[r.GetPolicyId()]++
+		case <-time.After(5 * time.Millisecond):
+			h.clk.Advance(time.Second)
+		}
+	}
+	if count["a"] < 3 || count["b"] < 3 {
+		t.Fatalf("with one policy hanging, the others reported %v times over the test", count)
+	}
+	if n := q.calls(q.queryCalls, "hang"); n != 1 {
+		t.Fatalf("hanging policy has %d runs started, want exactly one in flight", n)
+	}
+	if count["hang"] != 0 {
+		t.Fatalf("hanging policy reported %d results", count["hang"])
+	}
+}
