@@ -1,6 +1,6 @@
 // Package osq is posture.ext's client for osqueryd's extension manager
-// socket. Every call has a deadline, and after any transport error the Thrift
-// client is thrown away and a fresh one is dialled on the next call: a Thrift
+// socket. Every call has a deadline, and after any transport error that
+// connection's Thrift client is thrown away and a fresh one is dialled on the next call: a Thrift
 // client is not reusable after a broken pipe, and osqueryd may have restarted.
 package osq
 
@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/apache/thrift/lib/go/thrift"
@@ -38,16 +37,23 @@ type Options struct {
 	// QueryTimeout bounds every call unless the caller's context is shorter.
 	// It is also the socket read/write timeout of the Thrift transport.
 	QueryTimeout time.Duration
-	Logger       *slog.Logger
+	// Conns bounds the connections open at once (default 4).
+	Conns  int
+	Logger *slog.Logger
 }
 
-// Client is safe for concurrent use; calls are serialized because osquery's
-// extension manager handles one request per connection at a time.
+// Client is safe for concurrent use. osquery's extension manager handles
+// one request per connection at a time, so the Client keeps up to Conns
+// connections and a call waits for a free one: a query that hangs until
+// its deadline holds one connection, not every caller.
 type Client struct {
-	opts Options
-	log  *slog.Logger
+	opts  Options
+	log   *slog.Logger
+	slots chan *conn // free connections (dialled lazily)
+}
 
-	mu   sync.Mutex // serializes calls and guards c and sock
+// conn is one Thrift connection, owned by whoever took it from slots.
+type conn struct {
 	c    *gen.ExtensionManagerClient
 	sock *thrift.TSocket
 }
@@ -57,10 +63,17 @@ func New(opts Options) *Client {
 	if opts.QueryTimeout <= 0 {
 		opts.QueryTimeout = 30 * time.Second
 	}
+	if opts.Conns <= 0 {
+		opts.Conns = 4
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Client{opts: opts, log: opts.Logger}
+	c := &Client{opts: opts, log: opts.Logger, slots: make(chan *conn, opts.Conns)}
+	for range opts.Conns {
+		c.slots <- &conn{}
+	}
+	return c
 }
 
 // WaitReady waits until the socket exists and answers a ping, or until ctx
@@ -136,11 +149,18 @@ func (c *Client) QueryColumns(ctx context.Context, sql string) ([]string, error)
 	return cols, err
 }
 
-// Close drops the current connection.
+// Close drops the idle connections; one in use is dropped by its call's
+// end (every call has a deadline) or reused by a later call.
 func (c *Client) Close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.resetLocked()
+	for range cap(c.slots) {
+		select {
+		case cn := <-c.slots:
+			cn.reset()
+			c.slots <- cn
+		default:
+			return
+		}
+	}
 }
 
 func statusErr(resp *gen.ExtensionResponse) error {
@@ -156,30 +176,35 @@ func statusErr(resp *gen.ExtensionResponse) error {
 // resetLocked drops the connection. It closes the net.Conn directly: the
 // Thrift transport's own Close first runs a liveness check that clears the
 // read deadline and then waits for the blocked reader, which never returns.
-func (c *Client) resetLocked() {
-	if c.sock != nil {
-		if conn := c.sock.Conn(); conn != nil {
-			_ = conn.Close()
+func (cn *conn) reset() {
+	if cn.sock != nil {
+		if nc := cn.sock.Conn(); nc != nil {
+			_ = nc.Close()
 		}
 	}
-	c.sock, c.c = nil, nil
+	cn.sock, cn.c = nil, nil
 }
 
 // do runs fn with a live client under the call deadline. A call that fails
 // at the transport level on a reused connection (osqueryd restarted since)
 // is retried once on a fresh one; calls are read-only, so that is safe.
 func (c *Client) do(ctx context.Context, fn func(context.Context, *gen.ExtensionManagerClient) error) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	var cn *conn
+	select {
+	case cn = <-c.slots:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { c.slots <- cn }()
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		reused := c.c != nil
-		if err := c.connectLocked(); err != nil {
+		reused := cn.c != nil
+		if err := c.connect(cn); err != nil {
 			return err
 		}
-		err := c.callLocked(ctx, fn)
+		err := c.call(ctx, cn, fn)
 		if err == nil || attempt > 0 || !reused || !errors.Is(err, ErrUnavailable) {
 			return err
 		}
@@ -187,8 +212,8 @@ func (c *Client) do(ctx context.Context, fn func(context.Context, *gen.Extension
 	}
 }
 
-func (c *Client) connectLocked() error {
-	if c.c != nil {
+func (c *Client) connect(cn *conn) error {
+	if cn.c != nil {
 		return nil
 	}
 	if _, err := os.Stat(c.opts.Socket); err != nil && !isWindowsPipe(c.opts.Socket) {
@@ -201,18 +226,18 @@ func (c *Client) connectLocked() error {
 	if err != nil {
 		return fmt.Errorf("%w: connecting to %s: %v", ErrUnavailable, c.opts.Socket, err)
 	}
-	c.sock = sock
-	c.c = gen.NewExtensionManagerClientFactory(sock, thrift.NewTBinaryProtocolFactoryDefault())
+	cn.sock = sock
+	cn.c = gen.NewExtensionManagerClientFactory(sock, thrift.NewTBinaryProtocolFactoryDefault())
 	return nil
 }
 
-// callLocked runs fn in a goroutine because the Thrift client does not
+// call runs fn in a goroutine because the Thrift client does not
 // watch the context while blocked on the socket: when the deadline passes
 // first, the connection is cut to unblock it and discarded.
-func (c *Client) callLocked(ctx context.Context, fn func(context.Context, *gen.ExtensionManagerClient) error) error {
+func (c *Client) call(ctx context.Context, cn *conn, fn func(context.Context, *gen.ExtensionManagerClient) error) error {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.QueryTimeout)
 	defer cancel()
-	cl := c.c
+	cl := cn.c
 	done := make(chan error, 1)
 	go func() { done <- fn(ctx, cl) }()
 	select {
@@ -220,7 +245,7 @@ func (c *Client) callLocked(ctx context.Context, fn func(context.Context, *gen.E
 		var qe *QueryError
 		if err != nil && !errors.As(err, &qe) {
 			// Transport-level: the connection's state is unknown now.
-			c.resetLocked()
+			cn.reset()
 			if ctx.Err() != nil {
 				return fmt.Errorf("%w: %w", ctx.Err(), err)
 			}
@@ -228,7 +253,7 @@ func (c *Client) callLocked(ctx context.Context, fn func(context.Context, *gen.E
 		}
 		return err
 	case <-ctx.Done():
-		c.resetLocked()
+		cn.reset()
 		<-done // cutting the connection unblocks fn
 		return ctx.Err()
 	}

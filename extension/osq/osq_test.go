@@ -120,3 +120,36 @@ func TestWaitReadyGivesUp(t *testing.T) {
 		t.Fatal("WaitReady succeeded without a socket")
 	}
 }
+
+// Issue 11, point 3: a query that hangs holds one connection; other calls
+// (here a ping, which the stand-in never delays) go over another one
+// instead of queueing behind it until its deadline.
+func TestHangingQueryDoesNotBlockOtherCalls(t *testing.T) {
+	sock := shortSocket(t)
+	srv := startOsqueryd(t, sock)
+	c := osq.New(osq.Options{Socket: sock, QueryTimeout: time.Hour, Conns: 2})
+	defer c.Close()
+	if err := c.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv.SetDelay(time.Hour)
+	qctx, cancel := context.WithCancel(context.Background())
+	hung := make(chan error, 1)
+	go func() { _, err := c.Query(qctx, "SELECT 1"); hung <- err }()
+	defer func() { cancel(); <-hung }()
+	// Ping over and over: whichever ping comes after the query took its
+	// connection must still be answered.
+	for i := 0; i < 50; i++ {
+		pctx, pcancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := c.Ping(pctx)
+		pcancel()
+		if err != nil {
+			t.Fatalf("ping %d while another query hangs: %v", i, err)
+		}
+	}
+	select {
+	case err := <-hung:
+		t.Fatalf("hanging query returned early: %v", err)
+	default:
+	}
+}
