@@ -562,9 +562,18 @@ func (s *Server) recvLoop(ctx context.Context, stream posturev1.AgentService_Con
 				return ctx.Err()
 			}
 		case *posturev1.AgentMessage_Facts:
+			// A fact the report leaves out is unchanged: the agent omits a
+			// fact whose query failed (e.g. before its own table was
+			// registered), and that must not clear a known identity. An
+			// explicitly empty value means the host looked and found none.
 			v := msg.Facts.GetValues()
-			dev := strings.ToLower(clean(v["entra_device_id"], 128))
-			upn := clean(v["user_principal_name"], 256)
+			dev, upn := h.EntraDeviceID, h.UserPrincipalName
+			if raw, ok := v["entra_device_id"]; ok {
+				dev = strings.ToLower(clean(raw, 128))
+			}
+			if raw, ok := v["user_principal_name"]; ok {
+				upn = clean(raw, 256)
+			}
 			if err := s.cfg.Store.SetHostIdentity(ctx, h.ID, dev, upn); err != nil {
 				return status.Errorf(codes.Unavailable, "store identity: %v", err)
 			}
