@@ -65,6 +65,8 @@ var required = map[string]string{
 	"UpdateTeam": store.RoleMaintainer,
 	// The audit log names tokens and client addresses.
 	"ListAuditEvents": store.RoleAdmin,
+	// Like the device id override: who the device belongs to.
+	"SetHostUserPrincipalName": store.RoleMaintainer,
 }
 
 type callerKey struct{}
