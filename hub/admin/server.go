@@ -358,7 +358,7 @@ func (s *Server) ApplyPolicies(ctx context.Context, req *posturev1.ApplyPolicies
 		return nil, status.Errorf(codes.InvalidArgument, "%v", errs)
 	}
 	if !req.GetDryRun() {
-		if err := s.checkApplyTeams(ctx, tms); err != nil {
+		if err := s.checkApplyRelax(ctx, ps, tms); err != nil {
 			return nil, err
 		}
 	}
