@@ -135,7 +135,10 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 		return err
 	}
 	sink := &lateSink{}
-	sched := scheduler.New(q, sink, scheduler.Options{QueryTimeout: cfg.queryTimeout, FirstRunSplay: cfg.firstRunSplay, Logger: base.With("component", "scheduler")})
+	// Facts wait for our own tables (posture_entra): a fact query that ran
+	// before registration would tell the hub the identity is gone.
+	sched := scheduler.New(q, sink, scheduler.Options{QueryTimeout: cfg.queryTimeout, FirstRunSplay: cfg.firstRunSplay,
+		HoldFacts: !cfg.noTable, Logger: base.With("component", "scheduler")})
 	link, err := hublink.New(hublink.Config{
 		Hub:          cfg.hub,
 		EnrollSecret: secret,
@@ -170,15 +173,13 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 	start("hub link", link.Run)
 	if !cfg.noTable {
 		start("extension server", func(ctx context.Context) error {
-			serveTable(ctx, cfg, base.With("component", "table"))
+			serveTable(ctx, cfg, q, sched.ReleaseFacts, base.With("component", "table"))
 			return nil
 		})
 	}
-	if cfg.osqueryGone > 0 {
-		start("osquery watch", func(ctx context.Context) error {
-			return watchOsquery(ctx, q, time.Duration(max(cfg.interval, 1))*time.Second, cfg.osqueryGone, log)
-		})
-	}
+	start("osquery watch", func(ctx context.Context) error {
+		return watchOsquery(ctx, q, time.Duration(max(cfg.interval, 1))*time.Second, cfg.osqueryGone, link.SetOsquery, log)
+	})
 	log.Info("posture.ext running", "version", version, "hub", cfg.hub, "socket", cfg.socket, "state_dir", cfg.stateDir)
 	<-ctx.Done()
 	wg.Wait()
@@ -248,20 +249,30 @@ func waitLock(ctx context.Context, lock *flock.Flock, log *slog.Logger) error {
 
 var errOsqueryGone = errors.New("osqueryd unreachable for too long")
 
-// watchOsquery pings osqueryd every interval and gives up when it has been
-// unreachable for longer than gone: osqueryd restarts its autoloaded
+// watchOsquery pings osqueryd every interval, reports reachability (to the
+// hub, through report), and gives up when it has been unreachable for
+// longer than gone (0: never): osqueryd restarts its autoloaded
 // extensions, so a stray instance must not outlive it for good.
-func watchOsquery(ctx context.Context, q *osq.Client, interval, gone time.Duration, log *slog.Logger) error {
+func watchOsquery(ctx context.Context, q *osq.Client, interval, gone time.Duration, report func(error), log *slog.Logger) error {
 	var downSince time.Time
+	first := true
 	for {
+		wait := interval
+		if first {
+			wait = 0 // report the state at start at once
+			first = false
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(interval):
+		case <-time.After(wait):
 		}
 		pctx, cancel := context.WithTimeout(ctx, interval+5*time.Second)
 		err := q.Ping(pctx)
 		cancel()
+		if ctx.Err() == nil {
+			report(err)
+		}
 		switch {
 		case err == nil:
 			if !downSince.IsZero() {
@@ -273,7 +284,7 @@ func watchOsquery(ctx context.Context, q *osq.Client, interval, gone time.Durati
 		case downSince.IsZero():
 			downSince = time.Now()
 			log.Warn("osquery unreachable", "err", err)
-		case time.Since(downSince) > gone:
+		case gone > 0 && time.Since(downSince) > gone:
 			log.Error("osquery unreachable for too long; exiting", "for", gone)
 			return errOsqueryGone
 		}
@@ -282,7 +293,8 @@ func watchOsquery(ctx context.Context, q *osq.Client, interval, gone time.Durati
 
 // serveTable registers posture_entra with osqueryd and re-registers after
 // osqueryd restarts. Failure only costs the table, never the policies.
-func serveTable(ctx context.Context, cfg *config, log *slog.Logger) {
+// registered is called once osquery answers for the table.
+func serveTable(ctx context.Context, cfg *config, q *osq.Client, registered func(), log *slog.Logger) {
 	retry := time.Second
 	for ctx.Err() == nil {
 		srv, err := osquery.NewExtensionManagerServer("posture", cfg.socket,
@@ -293,6 +305,7 @@ func serveTable(ctx context.Context, cfg *config, log *slog.Logger) {
 			srv.RegisterPlugin(entra.NewTable(entra.ExecRunner{}, runtime.GOOS, log))
 			done := make(chan error, 1)
 			go func() { done <- srv.Run() }()
+			waitRegistered(ctx, q, done, registered)
 			select {
 			case <-ctx.Done():
 				_ = srv.Shutdown(context.Background())
@@ -311,5 +324,28 @@ func serveTable(ctx context.Context, cfg *config, log *slog.Logger) {
 		case <-time.After(retry):
 		}
 		retry = min(2*retry, time.Minute)
+	}
+}
+
+// waitRegistered calls registered once osquery can plan a query on
+// posture_entra (the table is registered), or gives up when the server
+// stops or ctx ends.
+func waitRegistered(ctx context.Context, q *osq.Client, done chan error, registered func()) {
+	for {
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := q.QueryColumns(qctx, "SELECT device_id FROM posture_entra")
+		cancel()
+		if err == nil {
+			registered()
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case err := <-done:
+			done <- err // back for the caller's select (buffered, sole sender)
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }

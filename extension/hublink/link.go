@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -76,6 +78,8 @@ type Config struct {
 	RPCTimeout time.Duration
 	// DialOptions are appended to the gRPC dial options (tests).
 	DialOptions []grpc.DialOption
+	// SpoolRetry is how often a failing spool write is retried (5 s).
+	SpoolRetry time.Duration
 }
 
 // Link runs the hub connection. It is also the scheduler's Sink.
@@ -87,10 +91,13 @@ type Link struct {
 	id    identity.Holder
 	key   *ecdsa.PrivateKey
 
-	notify chan struct{}
+	notify      chan struct{}
+	spoolFailed chan struct{} // a spool write failed: retry
 
 	mu        sync.Mutex
-	facts     map[string]string // latest fact values from the scheduler
+	health    healthState
+	unspooled map[string]*posturev1.PolicyResult // results the spool refused, newest per policy; retried
+	facts     map[string]string                  // latest fact values from the scheduler
 	hostFacts *posturev1.HostFacts
 	knownCAs  *x509.CertPool // last CA bundle from the hub
 	rnd       *rand.Rand
@@ -126,13 +133,17 @@ func New(cfg Config) (*Link, error) {
 	if cfg.RPCTimeout <= 0 {
 		cfg.RPCTimeout = 30 * time.Second
 	}
+	if cfg.SpoolRetry <= 0 {
+		cfg.SpoolRetry = 5 * time.Second
+	}
 	if cfg.Spool == nil || cfg.Runner == nil || cfg.HostFacts == nil || cfg.Hub == "" {
 		return nil, errors.New("hublink: Hub, Spool, Runner and HostFacts are required")
 	}
 	l := &Link{
 		cfg: cfg, log: cfg.Logger, clk: cfg.Clock, rnd: cfg.Rand,
-		store:  identity.Store{Dir: cfg.StateDir},
-		notify: make(chan struct{}, 1),
+		store:       identity.Store{Dir: cfg.StateDir},
+		notify:      make(chan struct{}, 1),
+		spoolFailed: make(chan struct{}, 1),
 	}
 	key, err := l.store.Key()
 	if err != nil {
@@ -163,16 +174,129 @@ func New(cfg Config) (*Link, error) {
 // Identity returns the current identity (nil before enrollment).
 func (l *Link) Identity() *identity.Identity { return l.id.Get() }
 
-// Results implements scheduler.Sink: results go to disk first, then the
-// stream (if any) is nudged to send them.
-func (l *Link) Results(_ context.Context, results []*posturev1.PolicyResult) {
-	b, err := l.cfg.Spool.Append(results)
+// healthState is what the agent last knew about its own ability to report.
+type healthState struct {
+	osqueryBad, spoolBad       string // "" when fine, else why
+	quarantined                int
+	osqueryChanged, spoolSince time.Time
+}
+
+func (h healthState) msg(now time.Time, depth int) *posturev1.AgentHealth {
+	var detail []string
+	if h.osqueryBad != "" {
+		detail = append(detail, "osquery unreachable: "+h.osqueryBad)
+	}
+	if h.spoolBad != "" {
+		detail = append(detail, "spool write failing: "+h.spoolBad)
+	}
+	if h.quarantined > 0 {
+		detail = append(detail, fmt.Sprintf("%d corrupt spooled batch(es) set aside in the spool's quarantine directory", h.quarantined))
+	}
+	return &posturev1.AgentHealth{
+		OsqueryOk:  h.osqueryBad == "",
+		SpoolOk:    h.spoolBad == "",
+		Detail:     strings.Join(detail, "; "),
+		ObservedAt: timestamppb.New(now),
+		SpoolDepth: uint32(max(depth, 0)),
+	}
+}
+
+// SetOsquery records whether osqueryd answers; a change is sent to the hub.
+func (l *Link) SetOsquery(err error) {
+	bad := ""
 	if err != nil {
-		l.log.Error("could not spool results; they are lost", "results", len(results), "err", err)
+		bad = err.Error()
+	}
+	l.mu.Lock()
+	was := l.health.osqueryBad
+	l.health.osqueryBad = bad
+	l.mu.Unlock()
+	if (was == "") != (bad == "") {
+		l.wake()
+	}
+}
+
+// Health is the agent's current health as sent to the hub.
+func (l *Link) Health() *posturev1.AgentHealth {
+	l.mu.Lock()
+	h := l.health
+	l.mu.Unlock()
+	h.quarantined = len(l.cfg.Spool.Quarantined())
+	return h.msg(l.clk.Now(), l.cfg.Spool.Depth())
+}
+
+// Results implements scheduler.Sink: results go to disk first, then the
+// stream (if any) is nudged to send them. When the spool cannot be written
+// (disk full, read-only), the results wait in memory (newest per policy),
+// the hub is told (spool_ok=false), and the write is retried.
+func (l *Link) Results(_ context.Context, results []*posturev1.PolicyResult) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, r := range results {
+		if prev, ok := l.unspooled[r.GetPolicyId()]; !ok || !r.GetEvaluatedAt().AsTime().Before(prev.GetEvaluatedAt().AsTime()) {
+			if l.unspooled == nil {
+				l.unspooled = map[string]*posturev1.PolicyResult{}
+			}
+			l.unspooled[r.GetPolicyId()] = r
+		}
+	}
+	l.spoolLocked()
+}
+
+// spoolLocked writes the waiting results to the spool and tracks failures.
+func (l *Link) spoolLocked() {
+	if len(l.unspooled) == 0 {
 		return
 	}
-	l.log.Debug("results spooled", "seq", b.GetSeq(), "results", len(results))
+	batch := make([]*posturev1.PolicyResult, 0, len(l.unspooled))
+	for _, r := range l.unspooled {
+		batch = append(batch, r)
+	}
+	sort.Slice(batch, func(i, j int) bool { return batch[i].GetPolicyId() < batch[j].GetPolicyId() })
+	b, err := l.cfg.Spool.Append(batch)
+	if err != nil {
+		if l.health.spoolBad == "" {
+			l.log.Error("SPOOL WRITE FAILING: results kept in memory and retried; the hub is told", "results", len(batch), "err", err)
+			l.health.spoolSince = l.clk.Now()
+		}
+		l.health.spoolBad = err.Error()
+		select {
+		case l.spoolFailed <- struct{}{}:
+		default:
+		}
+		l.wake()
+		return
+	}
+	l.unspooled = nil
+	if l.health.spoolBad != "" {
+		l.log.Info("spool writable again", "after", l.clk.Now().Sub(l.health.spoolSince).Round(time.Second))
+		l.health.spoolBad = ""
+	}
+	l.log.Debug("results spooled", "seq", b.GetSeq(), "results", len(batch))
 	l.wake()
+}
+
+// retrySpool retries a failing spool write until it succeeds, each time
+// the spool fails, until ctx ends. No timer runs while the spool is fine.
+func (l *Link) retrySpool(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.spoolFailed:
+		}
+		for failing := true; failing; {
+			select {
+			case <-ctx.Done():
+				return
+			case <-l.clk.After(l.cfg.SpoolRetry):
+			}
+			l.mu.Lock()
+			l.spoolLocked()
+			failing = len(l.unspooled) > 0
+			l.mu.Unlock()
+		}
+	}
 }
 
 // Facts implements scheduler.Sink.
@@ -193,6 +317,10 @@ func (l *Link) wake() {
 // Run keeps a stream to the hub open until ctx ends, enrolling, renewing
 // and reconnecting as needed.
 func (l *Link) Run(ctx context.Context) error {
+	rctx, stopRetry := context.WithCancel(ctx)
+	retried := make(chan struct{})
+	go func() { l.retrySpool(rctx); close(retried) }()
+	defer func() { stopRetry(); <-retried }()
 	bo := &Backoff{Base: l.cfg.BackoffBase, Max: l.cfg.BackoffMax, Rand: l.cfg.Rand}
 	for {
 		healthy, err := l.once(ctx)
@@ -404,7 +532,18 @@ func (l *Link) session(ctx context.Context, id *identity.Identity) (healthy bool
 
 	var sentSeq uint64              // highest seq sent on this stream
 	var sentFacts map[string]string // nil: none sent on this stream yet
+	var sentHealth *posturev1.AgentHealth
 	flush := func() error {
+		// Health goes first (with every Hello, then on every change), so
+		// the hub hears about a failing spool before anything else.
+		if h := l.Health(); sentHealth == nil || h.GetOsqueryOk() != sentHealth.GetOsqueryOk() ||
+			h.GetSpoolOk() != sentHealth.GetSpoolOk() || h.GetDetail() != sentHealth.GetDetail() {
+			if err := stream.Send(&posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Health{Health: h}}); err != nil {
+				return err
+			}
+			sentHealth = h
+			l.log.Debug("sent health", "osquery_ok", h.GetOsqueryOk(), "spool_ok", h.GetSpoolOk(), "detail", h.GetDetail())
+		}
 		for _, b := range l.cfg.Spool.Pending() {
 			if b.GetSeq() <= sentSeq {
 				continue

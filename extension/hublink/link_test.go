@@ -512,3 +512,59 @@ func TestReenrollWithStoredCABundleWhenNoBootstrapTrust(t *testing.T) {
 		return e.st.Count(func() int { return e.st.Enrolls }) == 2 && e.st.Count(func() int { return e.st.Connects }) == 2
 	})
 }
+
+// A spool that cannot be written (disk full, directory gone) is reported to
+// the hub at once (spool_ok=false), the results wait in memory and are
+// retried, and the hub hears when it is fine again.
+func TestSpoolWriteFailureIsReportedAndRetried(t *testing.T) {
+	e := newEnv(t)
+	e.startLink()
+	e.waitFor("stream with policy set", time.Second, e.connected(1))
+	e.waitFor("health with the hello", 0, func() bool {
+		h := e.st.LastHealth()
+		return h != nil && h.GetSpoolOk() && h.GetOsqueryOk()
+	})
+	spoolDir := filepath.Join(e.dir, "spool")
+	if err := os.Rename(spoolDir, spoolDir+".away"); err != nil {
+		t.Fatal(err)
+	}
+	e.link.Results(context.Background(), result("disk", posturev1.ResultStatus_RESULT_STATUS_FAIL))
+	e.waitFor("spool_ok=false at the hub", 0, func() bool {
+		h := e.st.LastHealth()
+		return h != nil && !h.GetSpoolOk() && strings.Contains(h.GetDetail(), "spool write failing")
+	})
+	if err := os.Rename(spoolDir+".away", spoolDir); err != nil {
+		t.Fatal(err)
+	}
+	// The retry timer (fake clock) writes the waiting result; it reaches the hub.
+	e.waitFor("result after the spool recovered", time.Second, func() bool {
+		e.st.Mu.Lock()
+		defer e.st.Mu.Unlock()
+		for _, b := range e.st.Batches {
+			for _, r := range b.Batch.GetResults() {
+				if r.GetPolicyId() == "disk" && r.GetStatus() == posturev1.ResultStatus_RESULT_STATUS_FAIL {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	e.waitFor("spool_ok=true again", 0, func() bool { return e.st.LastHealth().GetSpoolOk() })
+}
+
+// osquery going away and coming back is told to the hub.
+func TestOsqueryHealthReachesHub(t *testing.T) {
+	e := newEnv(t)
+	e.startLink()
+	e.waitFor("stream with policy set", time.Second, e.connected(1))
+	e.link.SetOsquery(errors.New("dial unix /var/osquery/osquery.em: connect: no such file or directory"))
+	e.waitFor("osquery_ok=false at the hub", 0, func() bool {
+		h := e.st.LastHealth()
+		return h != nil && !h.GetOsqueryOk() && strings.Contains(h.GetDetail(), "osquery unreachable")
+	})
+	e.link.SetOsquery(nil)
+	e.waitFor("osquery_ok=true at the hub", 0, func() bool {
+		h := e.st.LastHealth()
+		return h.GetOsqueryOk() && h.GetDetail() == ""
+	})
+}

@@ -56,7 +56,11 @@ type Options struct {
 	// RetryUnavailable is how soon a run is retried when osquery could not
 	// be reached (default 15 s).
 	RetryUnavailable time.Duration
-	Logger           *slog.Logger
+	// HoldFacts keeps fact queries from running until ReleaseFacts: the
+	// identity facts read the extension's own tables, and a query that ran
+	// before they were registered would report the identity as missing.
+	HoldFacts bool
+	Logger    *slog.Logger
 }
 
 // Scheduler is safe for concurrent use; Run must be called exactly once.
@@ -74,6 +78,7 @@ type Scheduler struct {
 	policies  map[string]*policyState
 	facts     []*posturev1.FactQuery
 	factsNext time.Time // zero: no facts scheduled
+	factsHeld bool
 	kick      chan struct{}
 }
 
@@ -112,9 +117,21 @@ func New(q Querier, sink Sink, opts Options) *Scheduler {
 	}
 	return &Scheduler{
 		q: q, sink: sink, opts: opts, clk: opts.Clock, log: opts.Logger, rnd: opts.Rand,
-		interval: opts.DefaultInterval,
-		policies: map[string]*policyState{},
-		kick:     make(chan struct{}, 1),
+		interval:  opts.DefaultInterval,
+		policies:  map[string]*policyState{},
+		factsHeld: opts.HoldFacts,
+		kick:      make(chan struct{}, 1),
+	}
+}
+
+// ReleaseFacts lets fact queries run (see Options.HoldFacts).
+func (s *Scheduler) ReleaseFacts() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.factsHeld {
+		s.factsHeld = false
+		s.log.Debug("fact queries released")
+		s.wake()
 	}
 }
 
@@ -276,8 +293,8 @@ func (s *Scheduler) due() ([]job, bool, time.Duration) {
 		}
 	}
 	sort.Slice(jobs, func(i, j int) bool { return jobs[i].p.GetId() < jobs[j].p.GetId() })
-	runFacts := !s.factsNext.IsZero() && !s.factsNext.After(now)
-	if !s.factsNext.IsZero() && s.factsNext.After(now) && (earliest.IsZero() || s.factsNext.Before(earliest)) {
+	runFacts := !s.factsHeld && !s.factsNext.IsZero() && !s.factsNext.After(now)
+	if !s.factsHeld && !s.factsNext.IsZero() && s.factsNext.After(now) && (earliest.IsZero() || s.factsNext.Before(earliest)) {
 		earliest = s.factsNext
 	}
 	if earliest.IsZero() {
@@ -396,9 +413,9 @@ func (s *Scheduler) runFacts(ctx context.Context) {
 			values[f.GetName()] = v
 		case errors.As(err, &qe):
 			// A fact osquery cannot answer here (e.g. a Windows table on
-			// macOS) is simply absent on this host.
+			// macOS, or a table not registered yet) says nothing about the
+			// value: it is left out, never reported as empty.
 			s.log.Debug("fact query refused", "fact", f.GetName(), "err", qe.Message)
-			values[f.GetName()] = ""
 		default:
 			s.log.Debug("fact query failed; will retry", "fact", f.GetName(), "err", err)
 			unavailable = true
@@ -414,7 +431,7 @@ func (s *Scheduler) runFacts(ctx context.Context) {
 		}
 	}
 	s.mu.Unlock()
-	if !unavailable && ctx.Err() == nil {
+	if !unavailable && ctx.Err() == nil && len(values) > 0 {
 		s.sink.Facts(ctx, values)
 	}
 }

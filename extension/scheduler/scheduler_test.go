@@ -314,13 +314,64 @@ func TestFactsFirstColumnOfFirstRow(t *testing.T) {
 	}})
 	select {
 	case v := <-h.sink.facts:
-		want := map[string]string{"entra_device_id": "abc", "user_principal_name": "", "win": ""}
+		want := map[string]string{"entra_device_id": "abc", "user_principal_name": ""}
 		for k, w := range want {
 			if got, ok := v[k]; !ok || got != w {
 				t.Fatalf("facts = %v, want %v", v, want)
 			}
 		}
+		// A fact whose query errored is not known to be empty: absent.
+		if got, ok := v["win"]; ok {
+			t.Fatalf("errored fact reported as %q; want it left out", got)
+		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no facts")
+	}
+}
+
+// Identity facts read the extension's own table: until it is registered
+// (ReleaseFacts) no fact query runs, so none can report the identity as gone.
+func TestHeldFactsWaitForRelease(t *testing.T) {
+	q := newFakeQ()
+	q.cols["dev"] = []string{"device_id"}
+	q.rows["dev"] = []map[string]string{{"device_id": "abc"}}
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	sk := newSink()
+	s := New(q, sk, Options{Clock: clk, Rand: rand.New(rand.NewPCG(1, 2)), HoldFacts: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	s.Apply(&posturev1.PolicySet{Version: "v", Facts: []*posturev1.FactQuery{{Name: "entra_device_id", Query: "dev"}},
+		Policies: []*posturev1.AgentPolicy{{Id: "p", Revision: 1, Query: "p"}}})
+	// Policies still run while facts are held.
+	deadline := time.Now().Add(10 * time.Second)
+	for got := false; !got; {
+		select {
+		case <-sk.results:
+			got = true
+		case <-time.After(5 * time.Millisecond):
+			clk.Advance(time.Second)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("policy did not run while facts were held")
+		}
+	}
+	if n := q.calls(q.colCalls, "dev"); n != 0 {
+		t.Fatalf("fact query ran %d times before release", n)
+	}
+	select {
+	case v := <-sk.facts:
+		t.Fatalf("facts reported before release: %v", v)
+	default:
+	}
+	s.ReleaseFacts()
+	select {
+	case v := <-sk.facts:
+		if v["entra_device_id"] != "abc" {
+			t.Fatalf("facts = %v", v)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no facts after release")
 	}
 }

@@ -2,13 +2,21 @@
 //
 // Layout of the spool directory:
 //
-//	seq                       the last sequence number handed out (decimal)
-//	00000000000000000042.batch  one ResultBatch (protobuf) per file, named by seq
+//	seq, seq.bak              the seq high-water mark: "<decimal> <crc32c hex>"
+//	00000000000000000042.batch  one ResultBatch per file, named by seq, in an
+//	                          envelope: "PSB1", CRC-32C (big endian), protobuf
+//	quarantine/               batches that failed their checksum, set aside
 //
 // A batch is durable (written to a temp file, fsynced, renamed, directory
 // fsynced) before Append returns, so it is on disk before it is sent. The seq
-// counter is persisted the same way before the batch file, so seqs never go
-// backwards across restarts even when every batch has been acked.
+// high-water mark is persisted the same way, in two copies, before the batch
+// file, so seqs never go backwards across restarts even when every batch has
+// been acked: a hub ack for an old seq must never delete a newer batch.
+//
+// The spool survives its own corruption: a garbled seq copy is ignored (the
+// other copy, the spooled and quarantined batches and, when no copy is
+// readable, the clock rebuild it), and a batch whose checksum does not
+// match is moved into quarantine/ and reported (Quarantined), never sent.
 //
 // Bound: when more than MaxBatches are pending or they exceed MaxBytes, all
 // pending batches are coalesced into one new batch holding only the latest
@@ -17,8 +25,11 @@
 package spool
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -26,6 +37,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 	"github.com/posture-dev/posture/extension/atomicfile"
@@ -33,9 +45,16 @@ import (
 )
 
 const (
-	suffix  = ".batch"
-	seqFile = "seq"
+	suffix        = ".batch"
+	seqFile       = "seq"
+	seqBackupFile = "seq.bak"
+	quarantineDir = "quarantine"
 )
+
+// magic starts every batch file written by this version.
+var magic = []byte("PSB1")
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // Options bound the spool.
 type Options struct {
@@ -50,9 +69,10 @@ type Spool struct {
 	opts Options
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	seq     uint64
-	pending map[uint64]*entry
+	mu          sync.Mutex
+	seq         uint64
+	pending     map[uint64]*entry
+	quarantined []string // files set aside since Open
 }
 
 type entry struct {
@@ -61,7 +81,8 @@ type entry struct {
 }
 
 // Open loads (or creates) the spool in dir. Corrupt batch files are moved
-// aside with a ".corrupt" suffix and logged rather than failing the start.
+// into quarantine/ and logged rather than failing the start; an unreadable
+// seq file is rebuilt, never fatal.
 func Open(dir string, opts Options) (*Spool, error) {
 	if opts.MaxBatches <= 0 {
 		opts.MaxBatches = 1000
@@ -76,21 +97,15 @@ func Open(dir string, opts Options) (*Spool, error) {
 		return nil, fmt.Errorf("spool: create %s: %w", dir, err)
 	}
 	s := &Spool{dir: dir, opts: opts, log: opts.Logger, pending: map[uint64]*entry{}}
-	b, err := os.ReadFile(filepath.Join(dir, seqFile))
-	switch {
-	case err == nil:
-		s.seq, err = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("spool: parse %s: %w", seqFile, err)
-		}
-	case errors.Is(err, os.ErrNotExist):
-	default:
-		return nil, fmt.Errorf("spool: read seq: %w", err)
+	if err := os.MkdirAll(filepath.Join(dir, quarantineDir), 0o700); err != nil {
+		return nil, fmt.Errorf("spool: create quarantine: %w", err)
 	}
+	hw, hwOK := s.readHighWater()
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("spool: list %s: %w", dir, err)
 	}
+	var maxSeen uint64
 	for _, de := range ents {
 		name := de.Name()
 		if strings.HasPrefix(name, ".tmp-") {
@@ -102,16 +117,41 @@ func Open(dir string, opts Options) (*Spool, error) {
 		}
 		path := filepath.Join(dir, name)
 		seq, perr := strconv.ParseUint(strings.TrimSuffix(name, suffix), 10, 64)
+		if perr == nil && seq > maxSeen {
+			maxSeen = seq
+		}
 		data, rerr := os.ReadFile(path)
-		var b posturev1.ResultBatch
-		if perr != nil || rerr != nil || proto.Unmarshal(data, &b) != nil || b.GetSeq() != seq {
-			s.log.Error("spool: unreadable batch moved aside", "file", path)
-			_ = os.Rename(path, path+".corrupt")
+		if rerr != nil {
+			return nil, fmt.Errorf("spool: read %s: %w", path, rerr)
+		}
+		b, why := decode(data)
+		if why == "" && (perr != nil || b.GetSeq() != seq) {
+			why = "seq in the file does not match its name"
+		}
+		if why != "" {
+			s.quarantine(path, why)
 			continue
 		}
-		s.pending[seq] = &entry{batch: &b, size: int64(len(data))}
-		if seq > s.seq {
-			s.seq = seq
+		s.pending[seq] = &entry{batch: b, size: int64(len(data))}
+	}
+	if qs, err := os.ReadDir(filepath.Join(dir, quarantineDir)); err == nil {
+		for _, de := range qs {
+			if seq, err := strconv.ParseUint(strings.SplitN(de.Name(), ".", 2)[0], 10, 64); err == nil && seq > maxSeen {
+				maxSeen = seq
+			}
+		}
+	}
+	s.seq = max(hw, maxSeen)
+	if !hwOK {
+		// Acked batches leave no trace on disk, so the spool alone cannot
+		// say which seqs the hub has seen. Seqs grow by one per batch
+		// (a few per second at most), so the wall clock in milliseconds
+		// is past any seq handed out since the last such rebuild.
+		s.seq = max(s.seq, uint64(max(time.Now().UnixMilli(), 0)))
+		s.log.Error("spool: seq high-water mark unreadable; rebuilt from the spool and the clock so no acked seq is reused",
+			"spooled_max", maxSeen, "seq", s.seq)
+		if err := s.persistSeq(s.seq); err != nil {
+			return nil, fmt.Errorf("spool: rewrite seq: %w", err)
 		}
 	}
 	return s, nil
@@ -141,12 +181,12 @@ func (s *Spool) Append(results []*posturev1.PolicyResult) (*posturev1.ResultBatc
 
 func (s *Spool) writeLocked(results []*posturev1.PolicyResult) (*posturev1.ResultBatch, error) {
 	seq := s.seq + 1
-	if err := atomicfile.Write(filepath.Join(s.dir, seqFile), []byte(strconv.FormatUint(seq, 10)+"\n"), 0o600); err != nil {
+	if err := s.persistSeq(seq); err != nil {
 		return nil, fmt.Errorf("spool: persist seq: %w", err)
 	}
 	s.seq = seq
 	b := &posturev1.ResultBatch{Seq: seq, Results: results}
-	data, err := proto.Marshal(b)
+	data, err := encode(b)
 	if err != nil {
 		return nil, fmt.Errorf("spool: encode batch: %w", err)
 	}
@@ -244,3 +284,116 @@ func (s *Spool) seqsLocked() []uint64 {
 }
 
 func fileName(seq uint64) string { return fmt.Sprintf("%020d%s", seq, suffix) }
+
+// Depth is the number of unacknowledged batches.
+func (s *Spool) Depth() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending)
+}
+
+// Quarantined lists the batch files set aside as corrupt since Open.
+func (s *Spool) Quarantined() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.quarantined...)
+}
+
+// quarantine moves a corrupt batch out of the spool, loudly.
+func (s *Spool) quarantine(path, why string) {
+	dst := filepath.Join(s.dir, quarantineDir, filepath.Base(path)+"."+strconv.FormatInt(time.Now().UnixNano(), 10))
+	if err := os.Rename(path, dst); err != nil {
+		s.log.Error("spool: corrupt batch could not be moved to quarantine; deleting it", "file", path, "reason", why, "err", err)
+		_ = os.Remove(path)
+		dst = path
+	} else {
+		s.log.Error("spool: CORRUPT BATCH SET ASIDE, not sent", "file", path, "quarantined_as", dst, "reason", why)
+	}
+	s.quarantined = append(s.quarantined, filepath.Base(path))
+	_ = atomicfile.SyncDir(s.dir)
+}
+
+// encode wraps a batch in the checksummed envelope.
+func encode(b *posturev1.ResultBatch) ([]byte, error) {
+	payload, err := proto.Marshal(b)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(magic)+4+len(payload))
+	out = append(out, magic...)
+	out = binary.BigEndian.AppendUint32(out, crc32.Checksum(payload, crcTable))
+	return append(out, payload...), nil
+}
+
+// decode checks and unwraps a batch file; why is "" when it is sound.
+// Files without the envelope (written before it existed) are read as bare
+// protobuf.
+func decode(data []byte) (b *posturev1.ResultBatch, why string) {
+	b = &posturev1.ResultBatch{}
+	if !bytes.HasPrefix(data, magic) {
+		if proto.Unmarshal(data, b) != nil {
+			return nil, "neither an enveloped nor a legacy batch"
+		}
+		return b, ""
+	}
+	if len(data) < len(magic)+4 {
+		return nil, "truncated envelope"
+	}
+	sum := binary.BigEndian.Uint32(data[len(magic):])
+	payload := data[len(magic)+4:]
+	if crc32.Checksum(payload, crcTable) != sum {
+		return nil, "checksum mismatch"
+	}
+	if err := proto.Unmarshal(payload, b); err != nil {
+		return nil, "checksummed payload does not decode: " + err.Error()
+	}
+	return b, ""
+}
+
+// persistSeq writes the high-water mark to both copies.
+func (s *Spool) persistSeq(seq uint64) error {
+	v := strconv.FormatUint(seq, 10)
+	line := []byte(fmt.Sprintf("%s %08x\n", v, crc32.Checksum([]byte(v), crcTable)))
+	if err := atomicfile.Write(filepath.Join(s.dir, seqFile), line, 0o600); err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(s.dir, seqBackupFile), line, 0o600)
+}
+
+// readHighWater returns the largest readable copy of the high-water mark.
+// ok is false when a copy existed but none could be read (a fresh spool,
+// with no copy at all, is fine).
+func (s *Spool) readHighWater() (hw uint64, ok bool) {
+	seen, good := false, false
+	for _, name := range []string{seqFile, seqBackupFile} {
+		data, err := os.ReadFile(filepath.Join(s.dir, name))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		seen = true
+		v, perr := parseSeq(data)
+		if err != nil || perr != nil {
+			s.log.Error("spool: seq file unreadable; ignoring it", "file", name, "err", errors.Join(err, perr))
+			continue
+		}
+		good = true
+		hw = max(hw, v)
+	}
+	return hw, good || !seen
+}
+
+// parseSeq reads "<seq> <crc>" or, from older versions, a bare "<seq>".
+func parseSeq(data []byte) (uint64, error) {
+	f := strings.Fields(string(data))
+	switch len(f) {
+	case 1:
+		return strconv.ParseUint(f[0], 10, 64)
+	case 2:
+		sum, err := strconv.ParseUint(f[1], 16, 32)
+		if err != nil || uint32(sum) != crc32.Checksum([]byte(f[0]), crcTable) {
+			return 0, errors.New("checksum mismatch")
+		}
+		return strconv.ParseUint(f[0], 10, 64)
+	}
+	return 0, fmt.Errorf("%d fields", len(f))
+}

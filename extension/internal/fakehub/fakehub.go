@@ -138,7 +138,8 @@ type State struct {
 	Hellos      []*posturev1.Hello
 	Batches     []Received
 	Facts       []map[string]string
-	PeerSerials []*big.Int // client cert serial per Connect
+	Health      []*posturev1.AgentHealth // every AgentHealth, in order
+	PeerSerials []*big.Int               // client cert serial per Connect
 	AckOff      bool
 	PolicySet   *posturev1.PolicySet
 	streams     []chan *posturev1.HubMessage
@@ -323,6 +324,8 @@ func (h *Hub) Connect(stream posturev1.AgentService_ConnectServer) error {
 				}
 			case *posturev1.AgentMessage_Facts:
 				h.st.Facts = append(h.st.Facts, msg.Facts.GetValues())
+			case *posturev1.AgentMessage_Health:
+				h.st.Health = append(h.st.Health, msg.Health)
 			}
 			h.st.Mu.Unlock()
 		}
@@ -350,3 +353,13 @@ func (s *State) Seqs(conn int) []uint64 {
 
 // Count reads state under the lock.
 func (s *State) Count(f func() int) int { defer s.lock()(); return f() }
+
+// LastHealth is the newest AgentHealth received (nil if none).
+func (s *State) LastHealth() *posturev1.AgentHealth {
+	s.Mu.Lock()
+	defer s.Mu.Unlock()
+	if len(s.Health) == 0 {
+		return nil
+	}
+	return s.Health[len(s.Health)-1]
+}

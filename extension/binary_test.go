@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	posturev1 "github.com/posture-dev/posture/api/posture/v1"
+	"github.com/posture-dev/posture/extension/clock"
+	"github.com/posture-dev/posture/extension/internal/fakehub"
+	"github.com/posture-dev/posture/extension/osquerytest"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// builtBinary builds posture.ext once per test run: the tests below run it
+// as a real process, the way osqueryd autoloads it.
+func builtBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "posture-ext-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "posture.ext")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = err
+			t.Logf("%s", out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build posture.ext: %v", buildErr)
+	}
+	return binPath
+}
+
+type extProc struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// startExt runs the binary with the flags osqueryd passes to an autoloaded
+// extension, plus the hub flags from the extensions' flag file.
+func startExt(t *testing.T, sock, hubAddr, caFile, stateDir string) *extProc {
+	t.Helper()
+	cmd := exec.Command(builtBinary(t),
+		"--socket", sock, "--timeout", "3", "--interval", "1", "--verbose",
+		"--hub", hubAddr, "--enroll-secret", "s3cret", "--hub-ca", caFile, "--state-dir", stateDir)
+	cmd.Stderr = tlog{t}
+	cmd.Stdout = tlog{t}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &extProc{cmd: cmd, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() { p.stop(t) })
+	return p
+}
+
+func (p *extProc) stop(t *testing.T) {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		t.Error("posture.ext did not exit on SIGTERM")
+	}
+}
+
+// exited reports whether the process has ended (non-blocking).
+func (p *extProc) exited() (bool, error) {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return true, err
+	default:
+		return false, nil
+	}
+}
+
+// Issue 7, point 5: an empty or garbled spool seq file made posture.ext exit
+// on every start, and a restart reported the Entra device id as empty
+// because the fact query ran before posture_entra was registered. Both over
+// the real binary.
+func TestBinaryRestartWithGarbledSeqKeepsReportingAndIdentity(t *testing.T) {
+	sockDir, err := os.MkdirTemp("", "pbin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(sockDir)
+	sock := filepath.Join(sockDir, "em.sock")
+	osqd, err := osquerytest.Start(context.Background(), osquerytest.Options{Platform: "darwin", SocketPath: sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { osqd.Close() }()
+
+	ca := fakehub.NewCA(t, clock.Real{})
+	st := fakehub.NewState()
+	const fallback = "device-from-fallback"
+	st.PolicySet = &posturev1.PolicySet{
+		Version:  "bin-1",
+		Interval: durationpb.New(time.Hour),
+		Policies: []*posturev1.AgentPolicy{
+			{Id: "filevault", Revision: 1, Query: "SELECT 1 FROM disk_encryption WHERE encrypted = 1 AND filevault_status = 'on'"},
+		},
+		// Reads the extension's own table: before it is registered the query
+		// fails ("no such table"); after, it answers (the fallback on a host
+		// with no registration).
+		Facts: []*posturev1.FactQuery{
+			{Name: "entra_device_id", Query: "SELECT COALESCE((SELECT device_id FROM posture_entra LIMIT 1), '" + fallback + "') AS device_id"},
+		},
+	}
+	hub := fakehub.Start(t, st, ca, "")
+	hubAddr := strings.Replace(hub.Addr, "127.0.0.1", "localhost", 1)
+	caFile := filepath.Join(t.TempDir(), "hub-ca.pem")
+	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stateDir := t.TempDir()
+
+	// First run: enroll, report, cache the policy set.
+	p := startExt(t, sock, hubAddr, caFile, stateDir)
+	poll(t, "first result", func() bool { return countResults(st, "filevault") >= 1 })
+	poll(t, "identity fact", func() bool {
+		st.Mu.Lock()
+		defer st.Mu.Unlock()
+		return len(st.Facts) > 0
+	})
+	p.stop(t)
+
+	for _, garbage := range []string{"", "\x00\x00garbage\n"} {
+		if err := os.WriteFile(filepath.Join(stateDir, "spool", "seq"), []byte(garbage), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(filepath.Join(stateDir, "spool", "seq.bak")); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		st.Mu.Lock()
+		before := len(st.Batches)
+		st.Mu.Unlock()
+		p = startExt(t, sock, hubAddr, caFile, stateDir)
+		poll(t, "results after a start with a damaged seq file", func() bool {
+			if done, err := p.exited(); done {
+				t.Fatalf("posture.ext exited with a damaged seq file (%q): %v", garbage, err)
+			}
+			st.Mu.Lock()
+			defer st.Mu.Unlock()
+			return len(st.Batches) > before
+		})
+		p.stop(t)
+	}
+
+	st.Mu.Lock()
+	defer st.Mu.Unlock()
+	seen := map[uint64]bool{}
+	for _, b := range st.Batches {
+		if seen[b.Batch.GetSeq()] {
+			t.Errorf("seq %d reused after the seq file was damaged", b.Batch.GetSeq())
+		}
+		seen[b.Batch.GetSeq()] = true
+	}
+	for i, f := range st.Facts {
+		if v, ok := f["entra_device_id"]; ok && v != fallback {
+			t.Errorf("fact report %d cleared the identity: entra_device_id=%q (want %q or absent)", i, v, fallback)
+		}
+	}
+}
