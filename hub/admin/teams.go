@@ -153,6 +153,12 @@ func relaxations(before, after store.TeamSettings) []string {
 	if severityRank[after.MaxAllowedSeverity] > severityRank[before.MaxAllowedSeverity] {
 		out = append(out, fmt.Sprintf("raises max_allowed_severity from %q to %q", before.MaxAllowedSeverity, after.MaxAllowedSeverity))
 	}
+	if before.ErrorsAsFailures && !after.ErrorsAsFailures {
+		out = append(out, "stops counting query errors as failures (errors_as_failures off)")
+	}
+	if b, a := compliance.StaleAfter(before), compliance.StaleAfter(after); a > b {
+		out = append(out, fmt.Sprintf("lets hosts go unseen longer (stale_after %s → %s)", b, a))
+	}
 	if before.RevokeSessions && !after.RevokeSessions {
 		out = append(out, "turns session revocation off")
 	}
@@ -170,17 +176,38 @@ func revokeRank(s string) int {
 	return severityRank[s]
 }
 
+// policyRelaxations says how after lets more hosts count as compliant than
+// the stored policy before did, in words (none: nil).
+func policyRelaxations(before, after store.Policy) []string {
+	var out []string
+	if before.ConditionalAccess && !after.ConditionalAccess {
+		out = append(out, "takes it out of conditional access")
+	}
+	if severityRank[after.Severity] < severityRank[before.Severity] {
+		out = append(out, fmt.Sprintf("lowers its severity from %q to %q", before.Severity, after.Severity))
+	}
+	if after.GracePeriod > before.GracePeriod {
+		out = append(out, fmt.Sprintf("lengthens its grace period from %s to %s", before.GracePeriod, after.GracePeriod))
+	}
+	return out
+}
+
 // needAdminToRelax refuses a change that relaxes a team unless the caller
 // is an admin.
 func needAdminToRelax(ctx context.Context, team string, before, after store.TeamSettings) error {
-	r := relaxations(before, after)
+	return needAdmin(ctx, "team "+team, relaxations(before, after))
+}
+
+// needAdmin refuses a change with relaxations r (what it relaxes, in
+// words) unless the caller is an admin. Every relax rule ends here.
+func needAdmin(ctx context.Context, what string, r []string) error {
 	if len(r) == 0 {
 		return nil
 	}
 	if t, ok := Caller(ctx); ok && t.Role == store.RoleAdmin {
 		return nil
 	}
-	return status.Errorf(codes.PermissionDenied, "team %s: this change %s, which needs the admin role", team, strings.Join(r, " and "))
+	return status.Errorf(codes.PermissionDenied, "%s: this change %s, which needs the admin role", what, strings.Join(r, " and "))
 }
 
 func (s *Server) saveTeam(ctx context.Context, before, after store.Team) (*posturev1.Team, error) {
@@ -208,8 +235,9 @@ func (s *Server) saveTeam(ctx context.Context, before, after store.Team) (*postu
 	return policy.TeamToProto(after), nil
 }
 
-// checkApplyTeams applies the relax rule to the teams of a policy apply.
-func (s *Server) checkApplyTeams(ctx context.Context, teams []store.Team) error {
+// checkApplyRelax applies the relax rules to a policy apply: its teams, and
+// its policies that already exist (a new policy only adds checks).
+func (s *Server) checkApplyRelax(ctx context.Context, ps []store.Policy, teams []store.Team) error {
 	for _, t := range teams {
 		before, err := s.currentTeam(ctx, t.Name)
 		if err != nil {
@@ -217,6 +245,24 @@ func (s *Server) checkApplyTeams(ctx context.Context, teams []store.Team) error 
 		}
 		if err := needAdminToRelax(ctx, t.Name, before.Settings, t.Settings); err != nil {
 			return err
+		}
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	current, err := s.cfg.Store.ListPolicies(ctx)
+	if err != nil {
+		return storeErr("policies", err)
+	}
+	byID := make(map[string]store.Policy, len(current))
+	for _, p := range current {
+		byID[p.ID] = p
+	}
+	for _, p := range ps {
+		if before, ok := byID[p.ID]; ok {
+			if err := needAdmin(ctx, "policy "+p.ID, policyRelaxations(before, p)); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

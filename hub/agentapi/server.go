@@ -431,6 +431,7 @@ func (s *Server) applyHello(ctx context.Context, h *store.Host, hello *posturev1
 	}
 	// Keep what the hub, not the Hello, decides: team and identity.
 	nh.Team, nh.EntraDeviceID, nh.EntraDeviceIDOverride, nh.UserPrincipalName = h.Team, h.EntraDeviceID, h.EntraDeviceIDOverride, h.UserPrincipalName
+	nh.UserPrincipalNameOverride = h.UserPrincipalNameOverride
 	nh.EnrolledAt, nh.LastSeenAt, nh.RevokedAt = h.EnrolledAt, h.LastSeenAt, h.RevokedAt
 	nh.HardwareUUID, nh.CertSerial, nh.CertNotAfter = h.HardwareUUID, h.CertSerial, h.CertNotAfter
 	nh.DuplicateOf, nh.ReenrolledAt, nh.ReenrollCount = h.DuplicateOf, h.ReenrolledAt, h.ReenrollCount
