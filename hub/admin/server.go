@@ -358,7 +358,7 @@ func (s *Server) ApplyPolicies(ctx context.Context, req *posturev1.ApplyPolicies
 		return nil, status.Errorf(codes.InvalidArgument, "%v", errs)
 	}
 	if !req.GetDryRun() {
-		if err := s.checkApplyRelax(ctx, ps, tms); err != nil {
+		if err := s.checkApplyRelax(ctx, ps, tms, req.GetPrune()); err != nil {
 			return nil, err
 		}
 	}
@@ -408,6 +408,13 @@ func actionProto(a string) posturev1.ChangeAction {
 }
 
 func (s *Server) DeletePolicy(ctx context.Context, req *posturev1.DeletePolicyRequest) (*posturev1.DeletePolicyResponse, error) {
+	old, err := s.cfg.Store.GetPolicy(ctx, req.GetId())
+	if err != nil {
+		return nil, storeErr("policy "+req.GetId(), err)
+	}
+	if err := needAdmin(ctx, "policy "+req.GetId(), removalRelaxes(old)); err != nil {
+		return nil, err
+	}
 	if err := s.cfg.Store.DeletePolicy(ctx, req.GetId()); err != nil {
 		return nil, storeErr("policy "+req.GetId(), err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -189,7 +190,53 @@ func policyRelaxations(before, after store.Policy) []string {
 	if after.GracePeriod > before.GracePeriod {
 		out = append(out, fmt.Sprintf("lengthens its grace period from %s to %s", before.GracePeriod, after.GracePeriod))
 	}
+	if before.ConditionalAccess && narrowsPlatforms(before.Platforms, after.Platforms) {
+		out = append(out, fmt.Sprintf("narrows its platforms from %s to %s", platformsText(before.Platforms), platformsText(after.Platforms)))
+	}
+	if before.ConditionalAccess && after.Team != before.Team && after.Team != "" {
+		out = append(out, fmt.Sprintf("narrows its scope from %s to team %q", teamText(before.Team), after.Team))
+	}
 	return out
+}
+
+// narrowsPlatforms reports whether after covers fewer platforms than before
+// (empty = all platforms).
+func narrowsPlatforms(before, after []string) bool {
+	if len(after) == 0 {
+		return false
+	}
+	if len(before) == 0 {
+		return true
+	}
+	for _, b := range before {
+		if !slices.Contains(after, b) {
+			return true
+		}
+	}
+	return false
+}
+
+func platformsText(ps []string) string {
+	if len(ps) == 0 {
+		return "all"
+	}
+	return strings.Join(ps, ",")
+}
+
+func teamText(team string) string {
+	if team == "" {
+		return "every team"
+	}
+	return fmt.Sprintf("team %q", team)
+}
+
+// removalRelaxes says what removing p relaxes: dropping a conditional
+// access policy releases every host it failed.
+func removalRelaxes(p store.Policy) []string {
+	if !p.ConditionalAccess {
+		return nil
+	}
+	return []string{"removes a conditional access policy"}
 }
 
 // needAdminToRelax refuses a change that relaxes a team unless the caller
@@ -237,7 +284,7 @@ func (s *Server) saveTeam(ctx context.Context, before, after store.Team) (*postu
 
 // checkApplyRelax applies the relax rules to a policy apply: its teams, and
 // its policies that already exist (a new policy only adds checks).
-func (s *Server) checkApplyRelax(ctx context.Context, ps []store.Policy, teams []store.Team) error {
+func (s *Server) checkApplyRelax(ctx context.Context, ps []store.Policy, teams []store.Team, prune bool) error {
 	for _, t := range teams {
 		before, err := s.currentTeam(ctx, t.Name)
 		if err != nil {
@@ -247,7 +294,7 @@ func (s *Server) checkApplyRelax(ctx context.Context, ps []store.Policy, teams [
 			return err
 		}
 	}
-	if len(ps) == 0 {
+	if len(ps) == 0 && !prune {
 		return nil
 	}
 	current, err := s.cfg.Store.ListPolicies(ctx)
@@ -258,10 +305,21 @@ func (s *Server) checkApplyRelax(ctx context.Context, ps []store.Policy, teams [
 	for _, p := range current {
 		byID[p.ID] = p
 	}
+	applied := make(map[string]bool, len(ps))
 	for _, p := range ps {
+		applied[p.ID] = true
 		if before, ok := byID[p.ID]; ok {
 			if err := needAdmin(ctx, "policy "+p.ID, policyRelaxations(before, p)); err != nil {
 				return err
+			}
+		}
+	}
+	if prune { // policies missing from the apply are deleted
+		for _, p := range current {
+			if !applied[p.ID] {
+				if err := needAdmin(ctx, "policy "+p.ID, removalRelaxes(p)); err != nil {
+					return err
+				}
 			}
 		}
 	}

@@ -83,6 +83,8 @@ func TestRESTRelaxationsNeedAdmin(t *testing.T) {
 		"conditional access off": {func(p *posturev1.Policy) { p.ConditionalAccess = false }, "conditional access"},
 		"lower severity":         {func(p *posturev1.Policy) { p.Severity = "medium" }, "severity"},
 		"longer grace period":    {func(p *posturev1.Policy) { p.GracePeriod = durationpb.New(24 * time.Hour) }, "grace period"},
+		"fewer platforms":        {func(p *posturev1.Policy) { p.Platforms = []string{"linux"} }, "platforms"},
+		"one team only":          {func(p *posturev1.Policy) { p.Team = "lab" }, "scope"},
 	} {
 		p := base()
 		c.edit(p)
@@ -97,7 +99,8 @@ func TestRESTRelaxationsNeedAdmin(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !got.GetConditionalAccess() || got.GetSeverity() != "high" || got.GetGracePeriod().AsDuration() != time.Hour {
+		if !got.GetConditionalAccess() || got.GetSeverity() != "high" || got.GetGracePeriod().AsDuration() != time.Hour ||
+			len(got.GetPlatforms()) != 0 || got.GetTeam() != "" {
 			t.Fatalf("%s: the refused apply changed the policy: %v", name, got)
 		}
 		// The same over REST is refused alike.
@@ -128,8 +131,36 @@ func TestRESTRelaxationsNeedAdmin(t *testing.T) {
 			denied++
 		}
 	}
-	if denied != 3*2+3 || allowed != 3 {
-		t.Errorf("audit log: %d refused relaxations, %d admin applies; want 9 and 3", denied, allowed)
+	if denied != 5*2+3 || allowed != 5 {
+		t.Errorf("audit log: %d refused relaxations, %d admin applies; want 13 and 5", denied, allowed)
+	}
+
+	// Removing a conditional access policy releases every host it failed:
+	// neither a pruning apply nor DeletePolicy is a maintainer's to do.
+	other := &posturev1.Policy{Id: "firewall", Name: "Firewall", Query: "SELECT 1 FROM alf WHERE global_state >= 1;", Severity: "medium"}
+	prune := func(tok string) error {
+		_, err := adminc.ApplyPolicies(withToken(context.Background(), tok),
+			&posturev1.ApplyPoliciesRequest{Policies: []*posturev1.Policy{other}, Prune: true})
+		return err
+	}
+	if err := prune(q.maintainer); status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "removes a conditional access policy") {
+		t.Errorf("maintainer pruning apply: %v, want PermissionDenied", err)
+	}
+	if _, err := adminc.DeletePolicy(withToken(context.Background(), q.maintainer), &posturev1.DeletePolicyRequest{Id: "disk-encryption"}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("maintainer deletes a conditional access policy: %v, want PermissionDenied", err)
+	}
+	if _, err := adminc.GetPolicy(withToken(context.Background(), q.observer), &posturev1.GetPolicyRequest{Id: "disk-encryption"}); err != nil {
+		t.Fatalf("the refused removals deleted the policy: %v", err)
+	}
+	// A policy outside conditional access is a maintainer's to remove.
+	if err := apply(q.maintainer, other, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adminc.DeletePolicy(withToken(context.Background(), q.maintainer), &posturev1.DeletePolicyRequest{Id: "firewall"}); err != nil {
+		t.Errorf("maintainer deletes a policy outside conditional access: %v", err)
+	}
+	if _, err := adminc.DeletePolicy(withToken(context.Background(), q.admin), &posturev1.DeletePolicyRequest{Id: "disk-encryption"}); err != nil {
+		t.Errorf("admin deletes a conditional access policy: %v", err)
 	}
 }
 
