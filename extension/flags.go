@@ -59,7 +59,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&c.queryTimeout, "query-timeout", 30*time.Second, "deadline of one osquery query")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.DurationVar(&c.osqueryGone, "osquery-gone-exit", 5*time.Minute, "exit when osqueryd has been unreachable this long, so the instance osqueryd autoloads next takes over (0: never)")
-	fs.BoolVar(&c.noTable, "no-table", false, "do not serve the posture_entra table")
+	fs.BoolVar(&c.noTable, "no-table", false, "do not serve the posture_entra, posture_status and posture_results tables")
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
 	return fs
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/posture-dev/posture/extension/osq"
 	"github.com/posture-dev/posture/extension/scheduler"
 	"github.com/posture-dev/posture/extension/spool"
+	"github.com/posture-dev/posture/extension/status"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -134,18 +135,33 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	sink := &lateSink{}
+	var link *hublink.Link
+	st := status.New(status.Sources{
+		Hub:        cfg.hub,
+		SpoolDepth: sp.Depth,
+		Identity: func() (string, time.Time) {
+			if link == nil {
+				return "", time.Time{}
+			}
+			if id := link.Identity(); id != nil {
+				return id.HostID, id.Leaf.NotAfter
+			}
+			return "", time.Time{}
+		},
+	})
+	sink := &lateSink{st: st}
 	// Facts wait for our own tables (posture_entra): a fact query that ran
 	// before registration would tell the hub the identity is gone.
 	sched := scheduler.New(q, sink, scheduler.Options{QueryTimeout: cfg.queryTimeout, FirstRunSplay: cfg.firstRunSplay,
 		HoldFacts: !cfg.noTable, Logger: base.With("component", "scheduler")})
-	link, err := hublink.New(hublink.Config{
+	link, err = hublink.New(hublink.Config{
 		Hub:          cfg.hub,
 		EnrollSecret: secret,
 		Bootstrap:    bootstrap,
 		StateDir:     cfg.stateDir,
 		Spool:        sp,
-		Runner:       sched,
+		Runner:       observedRunner{sched, st},
+		Observer:     st,
 		HostFacts: func(ctx context.Context) (*posturev1.HostFacts, error) {
 			return hostfacts.Gather(ctx, q, version)
 		},
@@ -173,7 +189,7 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 	start("hub link", link.Run)
 	if !cfg.noTable {
 		start("extension server", func(ctx context.Context) error {
-			serveTable(ctx, cfg, q, sched.ReleaseFacts, base.With("component", "table"))
+			serveTable(ctx, cfg, q, st, sched.ReleaseFacts, base.With("component", "table"))
 			return nil
 		})
 	}
@@ -194,14 +210,25 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 type lateSink struct {
 	mu sync.Mutex
 	l  *hublink.Link
+	st *status.State
 }
 
 func (s *lateSink) set(l *hublink.Link) { s.mu.Lock(); s.l = l; s.mu.Unlock() }
 func (s *lateSink) get() *hublink.Link  { s.mu.Lock(); defer s.mu.Unlock(); return s.l }
 
 func (s *lateSink) Results(ctx context.Context, r []*posturev1.PolicyResult) {
+	s.st.Results(r)
 	s.get().Results(ctx, r)
 }
+
+// observedRunner tells the status tables which policies the scheduler runs.
+type observedRunner struct {
+	*scheduler.Scheduler
+	st *status.State
+}
+
+func (r observedRunner) Apply(ps *posturev1.PolicySet)             { r.st.PolicySet(ps); r.Scheduler.Apply(ps) }
+func (r observedRunner) Clear()                                    { r.st.Clear(); r.Scheduler.Clear() }
 func (s *lateSink) Facts(ctx context.Context, v map[string]string) { s.get().Facts(ctx, v) }
 
 func bootstrapTLS(cfg *config) (*tls.Config, error) {
@@ -291,10 +318,10 @@ func watchOsquery(ctx context.Context, q *osq.Client, interval, gone time.Durati
 	}
 }
 
-// serveTable registers posture_entra with osqueryd and re-registers after
+// serveTable registers posture_entra, posture_status and posture_results with osqueryd and re-registers after
 // osqueryd restarts. Failure only costs the table, never the policies.
 // registered is called once osquery answers for the table.
-func serveTable(ctx context.Context, cfg *config, q *osq.Client, registered func(), log *slog.Logger) {
+func serveTable(ctx context.Context, cfg *config, q *osq.Client, st *status.State, registered func(), log *slog.Logger) {
 	retry := time.Second
 	for ctx.Err() == nil {
 		srv, err := osquery.NewExtensionManagerServer("posture", cfg.socket,
@@ -303,6 +330,9 @@ func serveTable(ctx context.Context, cfg *config, q *osq.Client, registered func
 			osquery.ExtensionVersion(version))
 		if err == nil {
 			srv.RegisterPlugin(entra.NewTable(entra.ExecRunner{}, runtime.GOOS, log))
+			for _, t := range st.Tables() {
+				srv.RegisterPlugin(t)
+			}
 			done := make(chan error, 1)
 			go func() { done <- srv.Run() }()
 			waitRegistered(ctx, q, done, registered)
