@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/osquery/osquery-go/plugin/table"
 )
 
 type config struct {
@@ -24,6 +26,7 @@ type config struct {
 	logFormat       string
 	osqueryGone     time.Duration
 	noTable         bool
+	tables          []*table.Plugin // served next to posture_entra (set by serve, not a flag)
 	showVersion     bool
 	ignoredFlags    []string
 	fromEnvironment []string

@@ -149,6 +149,7 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 			return "", time.Time{}
 		},
 	})
+	cfg.tables = st.Tables() // served with posture_entra
 	sink := &lateSink{st: st}
 	// Facts wait for our own tables (posture_entra): a fact query that ran
 	// before registration would tell the hub the identity is gone.
@@ -189,7 +190,7 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 	start("hub link", link.Run)
 	if !cfg.noTable {
 		start("extension server", func(ctx context.Context) error {
-			serveTable(ctx, cfg, q, st, sched.ReleaseFacts, base.With("component", "table"))
+			serveTable(ctx, cfg, q, sched.ReleaseFacts, base.With("component", "table"))
 			return nil
 		})
 	}
@@ -318,10 +319,10 @@ func watchOsquery(ctx context.Context, q *osq.Client, interval, gone time.Durati
 	}
 }
 
-// serveTable registers posture_entra, posture_status and posture_results with osqueryd and re-registers after
+// serveTable registers posture_entra with osqueryd and re-registers after
 // osqueryd restarts. Failure only costs the table, never the policies.
 // registered is called once osquery answers for the table.
-func serveTable(ctx context.Context, cfg *config, q *osq.Client, st *status.State, registered func(), log *slog.Logger) {
+func serveTable(ctx context.Context, cfg *config, q *osq.Client, registered func(), log *slog.Logger) {
 	retry := time.Second
 	for ctx.Err() == nil {
 		srv, err := osquery.NewExtensionManagerServer("posture", cfg.socket,
@@ -330,7 +331,7 @@ func serveTable(ctx context.Context, cfg *config, q *osq.Client, st *status.Stat
 			osquery.ExtensionVersion(version))
 		if err == nil {
 			srv.RegisterPlugin(entra.NewTable(entra.ExecRunner{}, runtime.GOOS, log))
-			for _, t := range st.Tables() {
+			for _, t := range cfg.tables {
 				srv.RegisterPlugin(t)
 			}
 			done := make(chan error, 1)
