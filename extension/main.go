@@ -135,27 +135,27 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	var link *hublink.Link
+	var statusLink *hublink.Link // set before anything reads the tables
 	st := status.New(status.Sources{
 		Hub:        cfg.hub,
 		SpoolDepth: sp.Depth,
 		Identity: func() (string, time.Time) {
-			if link == nil {
+			if statusLink == nil {
 				return "", time.Time{}
 			}
-			if id := link.Identity(); id != nil {
+			if id := statusLink.Identity(); id != nil {
 				return id.HostID, id.Leaf.NotAfter
 			}
 			return "", time.Time{}
 		},
 	})
 	cfg.tables = st.Tables() // served with posture_entra
-	sink := &lateSink{st: st}
+	sink := &lateSink{}
 	// Facts wait for our own tables (posture_entra): a fact query that ran
 	// before registration would tell the hub the identity is gone.
 	sched := scheduler.New(q, sink, scheduler.Options{QueryTimeout: cfg.queryTimeout, FirstRunSplay: cfg.firstRunSplay,
 		HoldFacts: !cfg.noTable, Logger: base.With("component", "scheduler")})
-	link, err = hublink.New(hublink.Config{
+	link, err := hublink.New(hublink.Config{
 		Hub:          cfg.hub,
 		EnrollSecret: secret,
 		Bootstrap:    bootstrap,
@@ -172,6 +172,7 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 		return err
 	}
 	sink.set(link)
+	sink.st, statusLink = st, link // before the scheduler and the tables start
 
 	var wg sync.WaitGroup
 	ctx, cancelAll := context.WithCancelCause(ctx)
