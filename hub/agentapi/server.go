@@ -527,7 +527,7 @@ func (s *Server) PolicySetFor(ctx context.Context, h store.Host) (*posturev1.Pol
 	ps := &posturev1.PolicySet{Version: snap.version, Interval: durationpb.New(s.cfg.PolicyInterval)}
 	for _, p := range snap.policies {
 		if p.AppliesTo(h.Platform, h.Team) {
-			ps.Policies = append(ps.Policies, &posturev1.AgentPolicy{Id: p.ID, Revision: p.Revision, Query: p.Query})
+			ps.Policies = append(ps.Policies, &posturev1.AgentPolicy{Id: p.ID, Revision: p.Revision, Query: p.Query, Name: p.Name})
 		}
 	}
 	for _, f := range snap.facts {
