@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/osquery/osquery-go/plugin/table"
 )
 
 type config struct {
@@ -24,6 +26,7 @@ type config struct {
 	logFormat       string
 	osqueryGone     time.Duration
 	noTable         bool
+	tables          []*table.Plugin // served next to posture_entra (set by serve, not a flag)
 	showVersion     bool
 	ignoredFlags    []string
 	fromEnvironment []string
@@ -59,7 +62,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&c.queryTimeout, "query-timeout", 30*time.Second, "deadline of one osquery query")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.DurationVar(&c.osqueryGone, "osquery-gone-exit", 5*time.Minute, "exit when osqueryd has been unreachable this long, so the instance osqueryd autoloads next takes over (0: never)")
-	fs.BoolVar(&c.noTable, "no-table", false, "do not serve the posture_entra table")
+	fs.BoolVar(&c.noTable, "no-table", false, "do not serve the posture_entra, posture_status and posture_results tables")
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
 	return fs
 }

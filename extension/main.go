@@ -32,6 +32,7 @@ import (
 	"github.com/posture-dev/posture/extension/osq"
 	"github.com/posture-dev/posture/extension/scheduler"
 	"github.com/posture-dev/posture/extension/spool"
+	"github.com/posture-dev/posture/extension/status"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -134,6 +135,21 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	var statusLink *hublink.Link // set before anything reads the tables
+	st := status.New(status.Sources{
+		Hub:        cfg.hub,
+		SpoolDepth: sp.Depth,
+		Identity: func() (string, time.Time) {
+			if statusLink == nil {
+				return "", time.Time{}
+			}
+			if id := statusLink.Identity(); id != nil {
+				return id.HostID, id.Leaf.NotAfter
+			}
+			return "", time.Time{}
+		},
+	})
+	cfg.tables = st.Tables() // served with posture_entra
 	sink := &lateSink{}
 	osqDown := make(chan struct{}, 1) // a run found osquery gone: check now
 	// Facts wait for our own tables (posture_entra): a fact query that ran
@@ -152,7 +168,8 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 		Bootstrap:    bootstrap,
 		StateDir:     cfg.stateDir,
 		Spool:        sp,
-		Runner:       sched,
+		Runner:       observedRunner{sched, st},
+		Observer:     st,
 		HostFacts: func(ctx context.Context) (*posturev1.HostFacts, error) {
 			return hostfacts.Gather(ctx, q, version)
 		},
@@ -162,6 +179,7 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 		return err
 	}
 	sink.set(link)
+	sink.st, statusLink = st, link // before the scheduler and the tables start
 
 	var wg sync.WaitGroup
 	ctx, cancelAll := context.WithCancelCause(ctx)
@@ -203,14 +221,25 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 type lateSink struct {
 	mu sync.Mutex
 	l  *hublink.Link
+	st *status.State
 }
 
 func (s *lateSink) set(l *hublink.Link) { s.mu.Lock(); s.l = l; s.mu.Unlock() }
 func (s *lateSink) get() *hublink.Link  { s.mu.Lock(); defer s.mu.Unlock(); return s.l }
 
 func (s *lateSink) Results(ctx context.Context, r []*posturev1.PolicyResult) {
+	s.st.Results(r)
 	s.get().Results(ctx, r)
 }
+
+// observedRunner tells the status tables which policies the scheduler runs.
+type observedRunner struct {
+	*scheduler.Scheduler
+	st *status.State
+}
+
+func (r observedRunner) Apply(ps *posturev1.PolicySet)             { r.st.PolicySet(ps); r.Scheduler.Apply(ps) }
+func (r observedRunner) Clear()                                    { r.st.Clear(); r.Scheduler.Clear() }
 func (s *lateSink) Facts(ctx context.Context, v map[string]string) { s.get().Facts(ctx, v) }
 
 func bootstrapTLS(cfg *config) (*tls.Config, error) {
@@ -350,6 +379,9 @@ func serveTable(ctx context.Context, cfg *config, q *osq.Client, registered func
 			osquery.ExtensionVersion(version))
 		if err == nil {
 			srv.RegisterPlugin(entra.NewTable(entra.ExecRunner{}, runtime.GOOS, log))
+			for _, t := range cfg.tables {
+				srv.RegisterPlugin(t)
+			}
 			done := make(chan error, 1)
 			go func() { done <- srv.Run() }()
 			waitRegistered(ctx, q, done, registered)

@@ -82,7 +82,23 @@ type Config struct {
 	DialOptions []grpc.DialOption
 	// SpoolRetry is how often a failing spool write is retried (5 s).
 	SpoolRetry time.Duration
+	// Observer, if set, hears about the stream and what the hub says
+	// (the posture_status table).
+	Observer Observer
 }
+
+// Observer is told about connection state, acks and the device status.
+type Observer interface {
+	Connected(up bool)
+	Acked(at time.Time)
+	DeviceStatus(*posturev1.DeviceStatus)
+}
+
+type noObserver struct{}
+
+func (noObserver) Connected(bool)                       {}
+func (noObserver) Acked(time.Time)                      {}
+func (noObserver) DeviceStatus(*posturev1.DeviceStatus) {}
 
 // Link runs the hub connection. It is also the scheduler's Sink.
 type Link struct {
@@ -137,6 +153,9 @@ func New(cfg Config) (*Link, error) {
 	}
 	if cfg.SpoolRetry <= 0 {
 		cfg.SpoolRetry = 5 * time.Second
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
 	}
 	if cfg.Spool == nil || cfg.Runner == nil || cfg.HostFacts == nil || cfg.Hub == "" {
 		return nil, errors.New("hublink: Hub, Spool, Runner and HostFacts are required")
@@ -516,6 +535,8 @@ func (l *Link) session(ctx context.Context, id *identity.Identity) (healthy bool
 		return false, recvErr(stream, err)
 	}
 	l.log.Info("connected to hub", "hub", l.cfg.Hub, "host_id", id.HostID)
+	l.cfg.Observer.Connected(true)
+	defer l.cfg.Observer.Connected(false)
 
 	msgs := make(chan *posturev1.HubMessage)
 	recvDone := make(chan error, 1)
@@ -632,6 +653,10 @@ func (l *Link) session(ctx context.Context, id *identity.Identity) (healthy bool
 				if err := l.cfg.Spool.Ack(msg.Ack.GetSeq()); err != nil {
 					l.log.Error("could not delete acked batch", "seq", msg.Ack.GetSeq(), "err", err)
 				}
+				l.cfg.Observer.Acked(l.clk.Now())
+			case *posturev1.HubMessage_Status:
+				l.log.Debug("device status from hub", "verdict", msg.Status.GetVerdict())
+				l.cfg.Observer.DeviceStatus(msg.Status)
 			case *posturev1.HubMessage_Recheck:
 				l.log.Info("recheck requested", "all", msg.Recheck.GetAll(), "policies", msg.Recheck.GetPolicyIds())
 				l.cfg.Runner.Recheck(msg.Recheck.GetPolicyIds(), msg.Recheck.GetAll())

@@ -325,6 +325,16 @@ func encode(b *posturev1.ResultBatch) ([]byte, error) {
 	return append(out, payload...), nil
 }
 
+// DecodeFile checks and unwraps the contents of one spooled batch file, for
+// tools and tests that read a spool from outside.
+func DecodeFile(data []byte) (*posturev1.ResultBatch, error) {
+	b, why := decode(data)
+	if why != "" {
+		return nil, errors.New(why)
+	}
+	return b, nil
+}
+
 // decode checks and unwraps a batch file; why is "" when it is sound.
 // Files without the envelope (written before it existed) are read as bare
 // protobuf.

@@ -61,10 +61,14 @@ var required = map[string]string{
 	"CreateApiToken":         store.RoleAdmin,
 	"RevokeApiToken":         store.RoleAdmin,
 	// Changes that relax a team (conditional access off, a laxer severity
-	// threshold) also need admin: the handlers check that.
+	// threshold, errors no longer failures, a longer stale_after, ...) or
+	// a policy (out of conditional access, lower severity, longer grace)
+	// also need admin: the handlers check that (teams.go, needAdmin).
 	"UpdateTeam": store.RoleMaintainer,
 	// The audit log names tokens and client addresses.
 	"ListAuditEvents": store.RoleAdmin,
+	// Like the device id override: who the device belongs to.
+	"SetHostUserPrincipalName": store.RoleMaintainer,
 }
 
 type callerKey struct{}

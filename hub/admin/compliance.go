@@ -219,6 +219,37 @@ func (s *Server) SetHostEntraDeviceId(ctx context.Context, req *posturev1.SetHos
 	return s.GetHost(ctx, &posturev1.GetHostRequest{Id: req.GetId()})
 }
 
+// maxUPN matches what the hub keeps of a reported user principal name.
+const maxUPN = 256
+
+// SetHostUserPrincipalName sets (or clears, with "") the admin's override
+// of the user the host reports: the one the Intune partner sink maps to an
+// Entra user, whose sessions are revoked and who may see the device in the
+// portal. The host is re-checked and its state rewritten for the new user.
+func (s *Server) SetHostUserPrincipalName(ctx context.Context, req *posturev1.SetHostUserPrincipalNameRequest) (*posturev1.Host, error) {
+	upn := strings.TrimSpace(req.GetUserPrincipalName())
+	if upn != "" {
+		if len(upn) > maxUPN || strings.ContainsFunc(upn, func(r rune) bool { return r <= ' ' || r == 0x7f }) ||
+			strings.Count(upn, "@") != 1 || strings.HasPrefix(upn, "@") || strings.HasSuffix(upn, "@") {
+			return nil, status.Error(codes.InvalidArgument, "user_principal_name must look like user@example.com (at most 256 characters, no spaces), or be empty to clear the override")
+		}
+	}
+	before, err := s.cfg.Store.GetHost(ctx, req.GetId())
+	if err != nil {
+		return nil, storeErr("host "+req.GetId(), err)
+	}
+	if err := s.cfg.Store.SetHostUPNOverride(ctx, req.GetId(), upn); err != nil {
+		return nil, storeErr("host "+req.GetId(), err)
+	}
+	auditChange(ctx, &posturev1.SetHostUserPrincipalNameRequest{Id: before.ID, UserPrincipalName: before.UserPrincipalNameOverride},
+		&posturev1.SetHostUserPrincipalNameRequest{Id: before.ID, UserPrincipalName: upn})
+	s.audit(ctx, "user principal name override set", "host", req.GetId(), "upn", upn)
+	if s.cfg.Verdicts != nil {
+		s.cfg.Verdicts.Notify(req.GetId(), true) // the sinks write the device again for the new user
+	}
+	return s.GetHost(ctx, &posturev1.GetHostRequest{Id: req.GetId()})
+}
+
 func isGUID(s string) bool {
 	if len(s) != 36 {
 		return false

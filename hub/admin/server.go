@@ -207,15 +207,16 @@ func (s *Server) hostProto(ctx context.Context, h store.Host, names map[string]s
 			OsVersion: h.OSVersion, OsqueryVersion: h.OsqueryVersion, HardwareSerial: h.HardwareSerial,
 			HardwareUuid: h.HardwareUUID, HardwareModel: h.HardwareModel, ExtensionVersion: h.ExtVersion,
 		},
-		EntraDeviceId:         h.EffectiveEntraDeviceID(),
-		EntraDeviceIdOverride: h.EntraDeviceIDOverride,
-		UserPrincipalName:     h.UserPrincipalName,
-		EnrolledAt:            ts(h.EnrolledAt),
-		LastSeenAt:            ts(h.LastSeenAt),
-		CertificateNotAfter:   ts(h.CertNotAfter),
-		Revoked:               h.Revoked(),
-		Connected:             s.cfg.Streams.Connected(h.ID),
-		UnmappedReason:        UnmappedReason(h),
+		EntraDeviceId:             h.EffectiveEntraDeviceID(),
+		EntraDeviceIdOverride:     h.EntraDeviceIDOverride,
+		UserPrincipalName:         h.EffectiveUserPrincipalName(),
+		UserPrincipalNameOverride: h.UserPrincipalNameOverride,
+		EnrolledAt:                ts(h.EnrolledAt),
+		LastSeenAt:                ts(h.LastSeenAt),
+		CertificateNotAfter:       ts(h.CertNotAfter),
+		Revoked:                   h.Revoked(),
+		Connected:                 s.cfg.Streams.Connected(h.ID),
+		UnmappedReason:            UnmappedReason(h),
 	}
 	v, err := s.verdictProto(ctx, h.ID, names)
 	if err != nil {
@@ -357,7 +358,7 @@ func (s *Server) ApplyPolicies(ctx context.Context, req *posturev1.ApplyPolicies
 		return nil, status.Errorf(codes.InvalidArgument, "%v", errs)
 	}
 	if !req.GetDryRun() {
-		if err := s.checkApplyTeams(ctx, tms); err != nil {
+		if err := s.checkApplyRelax(ctx, ps, tms, req.GetPrune()); err != nil {
 			return nil, err
 		}
 	}
@@ -407,6 +408,13 @@ func actionProto(a string) posturev1.ChangeAction {
 }
 
 func (s *Server) DeletePolicy(ctx context.Context, req *posturev1.DeletePolicyRequest) (*posturev1.DeletePolicyResponse, error) {
+	old, err := s.cfg.Store.GetPolicy(ctx, req.GetId())
+	if err != nil {
+		return nil, storeErr("policy "+req.GetId(), err)
+	}
+	if err := needAdmin(ctx, "policy "+req.GetId(), removalRelaxes(old)); err != nil {
+		return nil, err
+	}
 	if err := s.cfg.Store.DeletePolicy(ctx, req.GetId()); err != nil {
 		return nil, storeErr("policy "+req.GetId(), err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -153,6 +154,12 @@ func relaxations(before, after store.TeamSettings) []string {
 	if severityRank[after.MaxAllowedSeverity] > severityRank[before.MaxAllowedSeverity] {
 		out = append(out, fmt.Sprintf("raises max_allowed_severity from %q to %q", before.MaxAllowedSeverity, after.MaxAllowedSeverity))
 	}
+	if before.ErrorsAsFailures && !after.ErrorsAsFailures {
+		out = append(out, "stops counting query errors as failures (errors_as_failures off)")
+	}
+	if b, a := compliance.StaleAfter(before), compliance.StaleAfter(after); a > b {
+		out = append(out, fmt.Sprintf("lets hosts go unseen longer (stale_after %s → %s)", b, a))
+	}
 	if before.RevokeSessions && !after.RevokeSessions {
 		out = append(out, "turns session revocation off")
 	}
@@ -170,17 +177,84 @@ func revokeRank(s string) int {
 	return severityRank[s]
 }
 
+// policyRelaxations says how after lets more hosts count as compliant than
+// the stored policy before did, in words (none: nil).
+func policyRelaxations(before, after store.Policy) []string {
+	var out []string
+	if before.ConditionalAccess && !after.ConditionalAccess {
+		out = append(out, "takes it out of conditional access")
+	}
+	if severityRank[after.Severity] < severityRank[before.Severity] {
+		out = append(out, fmt.Sprintf("lowers its severity from %q to %q", before.Severity, after.Severity))
+	}
+	if after.GracePeriod > before.GracePeriod {
+		out = append(out, fmt.Sprintf("lengthens its grace period from %s to %s", before.GracePeriod, after.GracePeriod))
+	}
+	if before.ConditionalAccess && narrowsPlatforms(before.Platforms, after.Platforms) {
+		out = append(out, fmt.Sprintf("narrows its platforms from %s to %s", platformsText(before.Platforms), platformsText(after.Platforms)))
+	}
+	if before.ConditionalAccess && after.Team != before.Team && after.Team != "" {
+		out = append(out, fmt.Sprintf("narrows its scope from %s to team %q", teamText(before.Team), after.Team))
+	}
+	return out
+}
+
+// narrowsPlatforms reports whether after covers fewer platforms than before
+// (empty = all platforms).
+func narrowsPlatforms(before, after []string) bool {
+	if len(after) == 0 {
+		return false
+	}
+	if len(before) == 0 {
+		return true
+	}
+	for _, b := range before {
+		if !slices.Contains(after, b) {
+			return true
+		}
+	}
+	return false
+}
+
+func platformsText(ps []string) string {
+	if len(ps) == 0 {
+		return "all"
+	}
+	return strings.Join(ps, ",")
+}
+
+func teamText(team string) string {
+	if team == "" {
+		return "every team"
+	}
+	return fmt.Sprintf("team %q", team)
+}
+
+// removalRelaxes says what removing p relaxes: dropping a conditional
+// access policy releases every host it failed.
+func removalRelaxes(p store.Policy) []string {
+	if !p.ConditionalAccess {
+		return nil
+	}
+	return []string{"removes a conditional access policy"}
+}
+
 // needAdminToRelax refuses a change that relaxes a team unless the caller
 // is an admin.
 func needAdminToRelax(ctx context.Context, team string, before, after store.TeamSettings) error {
-	r := relaxations(before, after)
+	return needAdmin(ctx, "team "+team, relaxations(before, after))
+}
+
+// needAdmin refuses a change with relaxations r (what it relaxes, in
+// words) unless the caller is an admin. Every relax rule ends here.
+func needAdmin(ctx context.Context, what string, r []string) error {
 	if len(r) == 0 {
 		return nil
 	}
 	if t, ok := Caller(ctx); ok && t.Role == store.RoleAdmin {
 		return nil
 	}
-	return status.Errorf(codes.PermissionDenied, "team %s: this change %s, which needs the admin role", team, strings.Join(r, " and "))
+	return status.Errorf(codes.PermissionDenied, "%s: this change %s, which needs the admin role", what, strings.Join(r, " and "))
 }
 
 func (s *Server) saveTeam(ctx context.Context, before, after store.Team) (*posturev1.Team, error) {
@@ -208,8 +282,9 @@ func (s *Server) saveTeam(ctx context.Context, before, after store.Team) (*postu
 	return policy.TeamToProto(after), nil
 }
 
-// checkApplyTeams applies the relax rule to the teams of a policy apply.
-func (s *Server) checkApplyTeams(ctx context.Context, teams []store.Team) error {
+// checkApplyRelax applies the relax rules to a policy apply: its teams, and
+// its policies that already exist (a new policy only adds checks).
+func (s *Server) checkApplyRelax(ctx context.Context, ps []store.Policy, teams []store.Team, prune bool) error {
 	for _, t := range teams {
 		before, err := s.currentTeam(ctx, t.Name)
 		if err != nil {
@@ -217,6 +292,35 @@ func (s *Server) checkApplyTeams(ctx context.Context, teams []store.Team) error 
 		}
 		if err := needAdminToRelax(ctx, t.Name, before.Settings, t.Settings); err != nil {
 			return err
+		}
+	}
+	if len(ps) == 0 && !prune {
+		return nil
+	}
+	current, err := s.cfg.Store.ListPolicies(ctx)
+	if err != nil {
+		return storeErr("policies", err)
+	}
+	byID := make(map[string]store.Policy, len(current))
+	for _, p := range current {
+		byID[p.ID] = p
+	}
+	applied := make(map[string]bool, len(ps))
+	for _, p := range ps {
+		applied[p.ID] = true
+		if before, ok := byID[p.ID]; ok {
+			if err := needAdmin(ctx, "policy "+p.ID, policyRelaxations(before, p)); err != nil {
+				return err
+			}
+		}
+	}
+	if prune { // policies missing from the apply are deleted
+		for _, p := range current {
+			if !applied[p.ID] {
+				if err := needAdmin(ctx, "policy "+p.ID, removalRelaxes(p)); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return nil

@@ -431,6 +431,7 @@ func (s *Server) applyHello(ctx context.Context, h *store.Host, hello *posturev1
 	}
 	// Keep what the hub, not the Hello, decides: team and identity.
 	nh.Team, nh.EntraDeviceID, nh.EntraDeviceIDOverride, nh.UserPrincipalName = h.Team, h.EntraDeviceID, h.EntraDeviceIDOverride, h.UserPrincipalName
+	nh.UserPrincipalNameOverride = h.UserPrincipalNameOverride
 	nh.EnrolledAt, nh.LastSeenAt, nh.RevokedAt = h.EnrolledAt, h.LastSeenAt, h.RevokedAt
 	nh.HardwareUUID, nh.CertSerial, nh.CertNotAfter = h.HardwareUUID, h.CertSerial, h.CertNotAfter
 	nh.DuplicateOf, nh.ReenrolledAt, nh.ReenrollCount = h.DuplicateOf, h.ReenrolledAt, h.ReenrollCount
@@ -526,7 +527,7 @@ func (s *Server) PolicySetFor(ctx context.Context, h store.Host) (*posturev1.Pol
 	ps := &posturev1.PolicySet{Version: snap.version, Interval: durationpb.New(s.cfg.PolicyInterval)}
 	for _, p := range snap.policies {
 		if p.AppliesTo(h.Platform, h.Team) {
-			ps.Policies = append(ps.Policies, &posturev1.AgentPolicy{Id: p.ID, Revision: p.Revision, Query: p.Query})
+			ps.Policies = append(ps.Policies, &posturev1.AgentPolicy{Id: p.ID, Revision: p.Revision, Query: p.Query, Name: p.Name})
 		}
 	}
 	for _, f := range snap.facts {
@@ -562,9 +563,18 @@ func (s *Server) recvLoop(ctx context.Context, stream posturev1.AgentService_Con
 				return ctx.Err()
 			}
 		case *posturev1.AgentMessage_Facts:
+			// A fact the report leaves out is unchanged: the agent omits a
+			// fact whose query failed (e.g. before its own table was
+			// registered), and that must not clear a known identity. An
+			// explicitly empty value means the host looked and found none.
 			v := msg.Facts.GetValues()
-			dev := strings.ToLower(clean(v["entra_device_id"], 128))
-			upn := clean(v["user_principal_name"], 256)
+			dev, upn := h.EntraDeviceID, h.UserPrincipalName
+			if raw, ok := v["entra_device_id"]; ok {
+				dev = strings.ToLower(clean(raw, 128))
+			}
+			if raw, ok := v["user_principal_name"]; ok {
+				upn = clean(raw, 256)
+			}
 			if err := s.cfg.Store.SetHostIdentity(ctx, h.ID, dev, upn); err != nil {
 				return status.Errorf(codes.Unavailable, "store identity: %v", err)
 			}

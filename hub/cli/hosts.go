@@ -12,7 +12,7 @@ import (
 )
 
 func cmdHosts(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	verb, rest, ok := subcommand(args, stderr, "list, get, revoke, delete, recheck, set-entra-id, unmapped")
+	verb, rest, ok := subcommand(args, stderr, "list, get, revoke, delete, recheck, set-entra-id, set-upn, unmapped")
 	if !ok {
 		return 2
 	}
@@ -47,7 +47,7 @@ func cmdHosts(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			}
 			f := h.GetFacts()
 			fmt.Fprintf(stdout, "%s  %s (%s %s)  team %s  %s\n", h.GetId(), f.GetHostname(), f.GetOsName(), f.GetOsVersion(), h.GetTeam(), hostState(h))
-			fmt.Fprintf(stdout, "serial %s  uuid %s  entra device %s  user %s\n", f.GetHardwareSerial(), f.GetHardwareUuid(), orDash(h.GetEntraDeviceId()), orDash(h.GetUserPrincipalName()))
+			fmt.Fprintf(stdout, "serial %s  uuid %s  entra device %s  user %s\n", f.GetHardwareSerial(), f.GetHardwareUuid(), orDash(h.GetEntraDeviceId()), userOf(h))
 			fmt.Fprintf(stdout, "enrolled %s  last seen %s  certificate until %s\n", fmtTime(h.GetEnrolledAt()), fmtTime(h.GetLastSeenAt()), fmtTime(h.GetCertificateNotAfter()))
 			printReporting(stdout, h)
 			printTrust(stdout, h)
@@ -78,6 +78,8 @@ func cmdHosts(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		})
 	case "set-entra-id":
 		return hostsSetEntraID(ctx, rest, stdout, stderr)
+	case "set-upn":
+		return hostsSetUPN(ctx, rest, stdout, stderr)
 	case "unmapped":
 		return hostsUnmapped(ctx, rest, stdout, stderr)
 	case "recheck":
@@ -168,6 +170,44 @@ func hostsSetEntraID(ctx context.Context, args []string, stdout, stderr io.Write
 			fmt.Fprintf(stdout, "cleared the Entra device id override of %s; in force: %s\n", h.GetId(), orDash(h.GetEntraDeviceId()))
 		} else {
 			fmt.Fprintf(stdout, "host %s now maps to Entra device %s\n", h.GetId(), h.GetEntraDeviceId())
+		}
+		return nil
+	})
+}
+
+// userOf is the host's user principal name in force, marked when an admin
+// set it.
+func userOf(h *posturev1.Host) string {
+	if h.GetUserPrincipalNameOverride() != "" {
+		return h.GetUserPrincipalNameOverride() + " (set by admin)"
+	}
+	return orDash(h.GetUserPrincipalName())
+}
+
+func hostsSetUPN(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var clearUPN bool
+	extra := func(fs *flag.FlagSet) {
+		withUsage(fs, "hosts set-upn HOST_ID UPN | HOST_ID --clear\n\nOverrides the user principal name the host reports (\"\" or --clear removes the override):\nthe user the Intune partner sink, session revocation and the portal go by.")
+		fs.BoolVar(&clearUPN, "clear", false, "remove the override (same as UPN \"\"): the user the host reports applies again")
+	}
+	args, probe := interspersed(args, extra)
+	nargs := 2
+	if f := probe.Lookup("clear"); f != nil && f.Value.String() == "true" {
+		nargs = 1
+	}
+	return apiCommand(ctx, "hosts set-upn", args, stdout, stderr, extra, nargs, func(ctx context.Context, c posturev1.AdminServiceClient, cf *clientFlags, pos []string) error {
+		upn := ""
+		if !clearUPN {
+			upn = strings.TrimSpace(pos[1])
+		}
+		h, err := c.SetHostUserPrincipalName(ctx, &posturev1.SetHostUserPrincipalNameRequest{Id: pos[0], UserPrincipalName: upn})
+		if err != nil || cf.json {
+			return firstErr(err, func() error { return printJSON(stdout, h) })
+		}
+		if upn == "" {
+			fmt.Fprintf(stdout, "cleared the user principal name override of %s; in force: %s\n", h.GetId(), orDash(h.GetUserPrincipalName()))
+		} else {
+			fmt.Fprintf(stdout, "host %s now belongs to user %s\n", h.GetId(), h.GetUserPrincipalName())
 		}
 		return nil
 	})

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -140,5 +141,50 @@ func TestPrintTrust(t *testing.T) {
 	printTrust(&b, &posturev1.Host{Id: "plain", EntraClaim: "owner"})
 	if b.Len() != 0 {
 		t.Errorf("a plain host prints trust lines: %q", b.String())
+	}
+}
+
+func TestCLIHostsSetUPN(t *testing.T) {
+	c := startCLIHub(t)
+	c.enrollHost(t, "host-1", "mac-1")
+	if err := c.hub.Store.SetHostIdentity(context.Background(), "host-1", "", "kiosk@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if get := c.ok(t, "hosts", "get", "host-1"); !strings.Contains(get, "user kiosk@example.com\n") {
+		t.Fatalf("hosts get before the override:\n%s", get)
+	}
+	if errs := c.fails(t, "hosts", "set-upn", "host-1", "not a upn"); !strings.Contains(errs, "user@example.com") {
+		t.Fatalf("bad upn: %q", errs)
+	}
+	if errs := c.fails(t, "hosts", "set-upn", "nope", "ada@example.com"); !strings.Contains(errs, "not found") && !strings.Contains(errs, "NotFound") {
+		t.Fatalf("unknown host: %q", errs)
+	}
+	if out := c.ok(t, "hosts", "set-upn", "host-1", "ada@example.com"); !strings.Contains(out, "ada@example.com") {
+		t.Fatalf("set-upn output: %q", out)
+	}
+	if get := c.ok(t, "hosts", "get", "host-1"); !strings.Contains(get, "user ada@example.com (set by admin)") {
+		t.Fatalf("hosts get after the override:\n%s", get)
+	}
+	var h posturev1.Host
+	c.jsonOut(t, &h, "hosts", "get", "host-1")
+	if h.GetUserPrincipalName() != "ada@example.com" || h.GetUserPrincipalNameOverride() != "ada@example.com" {
+		t.Fatalf("host: %v", &h)
+	}
+	// The change is in the audit log with who and what (before/after).
+	var resp posturev1.ListAuditEventsResponse
+	c.jsonOut(t, &resp, "audit", "list", "--action", "SetHostUserPrincipalName")
+	ev := resp.GetEvents()
+	if len(ev) != 3 || ev[0].GetActor() != "cli-test" || ev[0].GetTarget() != "host-1" || ev[0].GetResult() != "ok" ||
+		!strings.Contains(ev[0].GetAfter(), "ada@example.com") || strings.Contains(ev[0].GetBefore(), "ada@example.com") {
+		t.Fatalf("audit events: %v", ev)
+	}
+	// "" clears it: the reported user applies again.
+	if out := c.ok(t, "hosts", "set-upn", "host-1", ""); !strings.Contains(out, "in force: kiosk@example.com") {
+		t.Fatalf("clear output: %q", out)
+	}
+	c.ok(t, "hosts", "set-upn", "host-1", "ada@example.com")
+	c.ok(t, "hosts", "set-upn", "host-1", "--clear")
+	if get := c.ok(t, "hosts", "get", "host-1"); !strings.Contains(get, "user kiosk@example.com\n") {
+		t.Fatalf("hosts get after --clear:\n%s", get)
 	}
 }

@@ -29,7 +29,7 @@ var commands = map[string]command{
 	"serve":         {"run the hub", cmdServe},
 	"token":         {"API tokens: create (bootstrap, local), list, revoke", cmdToken},
 	"enroll-secret": {"enroll secrets: create, list, revoke", cmdEnrollSecret},
-	"hosts":         {"hosts: list, get, revoke, delete, recheck, set-entra-id, unmapped", cmdHosts},
+	"hosts":         {"hosts: list, get, revoke, delete, recheck, set-entra-id, set-upn, unmapped", cmdHosts},
 	"policies":      {"policies: lint DIR, apply DIR [--dry-run] [--prune], list", cmdPolicies},
 	"teams":         {"team settings: list, set NAME [--conditional-access] [--max-allowed-severity] ...", cmdTeams},
 	"exemptions":    {"exemptions: list [--host], create --host --reason --expires|--until, delete", cmdExemptions},

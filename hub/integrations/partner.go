@@ -189,7 +189,7 @@ func (d partnerDevices) Device(ctx context.Context, id string) (intune.Device, e
 	if os == "" {
 		os = h.Platform
 	}
-	return intune.Device{Name: h.Hostname, OS: os, OSVersion: h.OSVersion, UPN: h.UserPrincipalName, LastSeen: h.LastSeenAt}, nil
+	return intune.Device{Name: h.Hostname, OS: os, OSVersion: h.OSVersion, UPN: h.EffectiveUserPrincipalName(), LastSeen: h.LastSeenAt}, nil
 }
 
 // partner returns the live sink of a partner integration.

@@ -124,7 +124,7 @@ func (r *Registry) hostScope(in store.Integration, h store.Host) string {
 	if d := strings.ToLower(h.EffectiveEntraDeviceID()); d != "" && e.devices[d] {
 		return ScopeIn
 	}
-	if u := strings.ToLower(h.UserPrincipalName); u != "" && e.upns[u] {
+	if u := strings.ToLower(h.EffectiveUserPrincipalName()); u != "" && e.upns[u] {
 		return ScopeIn
 	}
 	return ScopeOut

@@ -8,7 +8,8 @@
 //   - a valid, unexpired signed link token for that device id (HMAC-SHA256
 //     under the hub's portal key; the extension and webhooks hand these out), or
 //   - a portal session (OpenID Connect sign-in with Entra) whose user
-//     (preferred_username / upn) is the device's reported user principal name.
+//     (preferred_username / upn) is the device's user principal name (an admin's override, else the
+//     reported one).
 //
 // Anything else is sent to sign-in. The admin bearer token is not accepted.
 package portal
@@ -151,7 +152,8 @@ func (s *Service) authorize(ctx context.Context, deviceID, token string) (store.
 }
 
 func ownedBy(h store.Host, user string) bool {
-	return user != "" && h.UserPrincipalName != "" && strings.EqualFold(h.UserPrincipalName, user) && !h.Revoked()
+	upn := h.EffectiveUserPrincipalName()
+	return user != "" && upn != "" && strings.EqualFold(upn, user) && !h.Revoked()
 }
 
 func (s *Service) storeErr(err error) error {

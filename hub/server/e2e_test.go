@@ -30,10 +30,10 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 	"github.com/posture-dev/posture/extension/osquerytest"
+	"github.com/posture-dev/posture/extension/spool"
 	"github.com/posture-dev/posture/hub/admin"
 	"github.com/posture-dev/posture/hub/ca"
 	"github.com/posture-dev/posture/hub/policy"
@@ -190,8 +190,8 @@ func spooledStatuses(t *testing.T, dir, policyID string) []posturev1.ResultStatu
 		if err != nil {
 			continue // acked and removed under us
 		}
-		var rb posturev1.ResultBatch
-		if err := proto.Unmarshal(b, &rb); err != nil {
+		rb, err := spool.DecodeFile(b)
+		if err != nil {
 			continue // mid-rename; the next poll sees it whole
 		}
 		for _, r := range rb.GetResults() {

@@ -527,3 +527,55 @@ func TestReenrollOnAnotherReplicaRetiresTheOldStream(t *testing.T) {
 		t.Fatalf("a retired certificate's batch was recorded: %v", r)
 	}
 }
+
+// A fact report that leaves a fact out (its query failed on the host, e.g.
+// before the extension's own table was registered) used to store it as
+// empty: every extension restart cleared the host's user principal name for
+// a few seconds. An absent fact is now unchanged; an explicitly empty one
+// still clears.
+func TestFactReportWithoutAFactKeepsIt(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	th := startIDHub(t, ctx)
+	a, err := startSimAgent(ctx, th.hp.cfg.GRPCAddr, th.caPEM, th.secret(t, "default"), "mac", "UUID-FACTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	const dev, upn = "7e6d5c4b-3a29-4817-9605-f4e3d2c1b0a9", "ada@example.com"
+	waitIdentity := func(wantDev, wantUPN string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			h := th.host(t, a.HostID)
+			if h.GetEntraDeviceId() == wantDev && h.GetUserPrincipalName() == wantUPN {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("identity = (%q, %q), want (%q, %q)", h.GetEntraDeviceId(), h.GetUserPrincipalName(), wantDev, wantUPN)
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatal(ctx.Err())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	if err := a.ReportFacts(map[string]string{"entra_device_id": dev, "user_principal_name": upn}); err != nil {
+		t.Fatal(err)
+	}
+	waitIdentity(dev, upn)
+	// Only the device id this time; then a marker change proves the report
+	// was processed before we look at the UPN.
+	if err := a.ReportFacts(map[string]string{"entra_device_id": dev}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ReportFacts(map[string]string{"entra_device_id": strings.ToUpper(dev) + "X"}); err != nil {
+		t.Fatal(err)
+	}
+	waitIdentity(dev+"x", upn)
+	if err := a.ReportFacts(map[string]string{"entra_device_id": dev, "user_principal_name": ""}); err != nil {
+		t.Fatal(err)
+	}
+	waitIdentity(dev, "")
+}

@@ -144,6 +144,13 @@ func (a *simAgent) recv() {
 	}
 }
 
+// ReportFacts sends one fact report with exactly these values.
+func (a *simAgent) ReportFacts(values map[string]string) error {
+	return a.stream.Send(&posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Facts{Facts: &posturev1.FactReport{
+		Values: values, EvaluatedAt: timestamppb.Now(),
+	}}})
+}
+
 // ReportDevice sends the Entra device id fact.
 func (a *simAgent) ReportDevice(deviceID string) error {
 	return a.stream.Send(&posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Facts{Facts: &posturev1.FactReport{

@@ -46,7 +46,9 @@ type Host struct {
 
 	EntraDeviceID         string // as reported by the host's fact queries
 	EntraDeviceIDOverride string // set by an admin; wins when not empty
-	UserPrincipalName     string
+	UserPrincipalName     string // as reported by the host's fact queries
+	// UserPrincipalNameOverride is set by an admin; wins when not empty.
+	UserPrincipalNameOverride string
 	// IdentityAt is when the host last reported its identity facts (set by
 	// SetHostIdentity even when they were empty: the host looked and found no
 	// Entra registration); nil = never reported.
@@ -79,6 +81,15 @@ func (h Host) EffectiveEntraDeviceID() string {
 	return h.EntraDeviceID
 }
 
+// EffectiveUserPrincipalName is the user sinks, session revocation and the
+// portal go by: the admin's override, else the reported one.
+func (h Host) EffectiveUserPrincipalName() string {
+	if h.UserPrincipalNameOverride != "" {
+		return h.UserPrincipalNameOverride
+	}
+	return h.UserPrincipalName
+}
+
 // HostFilter narrows ListHosts. Zero value lists all.
 type HostFilter struct {
 	Team string
@@ -106,6 +117,9 @@ type Hosts interface {
 	SetHostIdentity(ctx context.Context, id, entraDeviceID, upn string) error
 	// SetHostEntraOverride sets (or clears, with "") the admin override.
 	SetHostEntraOverride(ctx context.Context, id, entraDeviceID string) error
+	// SetHostUPNOverride sets (or clears, with "") the admin's user
+	// principal name override; a re-enroll keeps it.
+	SetHostUPNOverride(ctx context.Context, id, upn string) error
 	SetHostCert(ctx context.Context, id, serial string, notAfter time.Time) error
 	// TouchHost coalesces last-seen; it never moves last-seen backwards.
 	TouchHost(ctx context.Context, id string, seen time.Time) error

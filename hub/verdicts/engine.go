@@ -493,10 +493,10 @@ const DefaultRevokeMinSeverity = "high"
 // revokeRowsFor is one session revocation per integration covering the
 // host, when its team opted in and a blocking policy at or above the
 // team's minimum severity caused the transition to NONCOMPLIANT. The user
-// is the host's UPN fact; a host without one (or without a device id, which
+// is the host's effective UPN (admin override, else the fact); a host without one (or without a device id, which
 // the outbox keys on) gets none.
 func (e *Engine) revokeRowsFor(ctx context.Context, h store.Host, set store.TeamSettings, cv compliance.Verdict, now time.Time) ([]store.OutboxRow, error) {
-	device, upn := h.EffectiveEntraDeviceID(), strings.TrimSpace(h.UserPrincipalName)
+	device, upn := h.EffectiveEntraDeviceID(), strings.TrimSpace(h.EffectiveUserPrincipalName())
 	if !set.RevokeSessions || device == "" || upn == "" {
 		return nil, nil
 	}

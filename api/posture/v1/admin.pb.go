@@ -85,14 +85,15 @@ type Host struct {
 	Team  string                 `protobuf:"bytes,2,opt,name=team,proto3" json:"team,omitempty"`
 	Facts *HostFacts             `protobuf:"bytes,3,opt,name=facts,proto3" json:"facts,omitempty"`
 	// The Entra device id in force: the override if set, else the reported one.
-	EntraDeviceId         string                 `protobuf:"bytes,4,opt,name=entra_device_id,json=entraDeviceId,proto3" json:"entra_device_id,omitempty"`
-	EntraDeviceIdOverride string                 `protobuf:"bytes,5,opt,name=entra_device_id_override,json=entraDeviceIdOverride,proto3" json:"entra_device_id_override,omitempty"`
-	UserPrincipalName     string                 `protobuf:"bytes,6,opt,name=user_principal_name,json=userPrincipalName,proto3" json:"user_principal_name,omitempty"`
-	EnrolledAt            *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=enrolled_at,json=enrolledAt,proto3" json:"enrolled_at,omitempty"`
-	LastSeenAt            *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_seen_at,json=lastSeenAt,proto3" json:"last_seen_at,omitempty"`
-	CertificateNotAfter   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=certificate_not_after,json=certificateNotAfter,proto3" json:"certificate_not_after,omitempty"`
-	Revoked               bool                   `protobuf:"varint,10,opt,name=revoked,proto3" json:"revoked,omitempty"`
-	RevokedAt             *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	EntraDeviceId         string `protobuf:"bytes,4,opt,name=entra_device_id,json=entraDeviceId,proto3" json:"entra_device_id,omitempty"`
+	EntraDeviceIdOverride string `protobuf:"bytes,5,opt,name=entra_device_id_override,json=entraDeviceIdOverride,proto3" json:"entra_device_id_override,omitempty"`
+	// The user principal name in force: the override if set, else the reported one.
+	UserPrincipalName   string                 `protobuf:"bytes,6,opt,name=user_principal_name,json=userPrincipalName,proto3" json:"user_principal_name,omitempty"`
+	EnrolledAt          *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=enrolled_at,json=enrolledAt,proto3" json:"enrolled_at,omitempty"`
+	LastSeenAt          *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_seen_at,json=lastSeenAt,proto3" json:"last_seen_at,omitempty"`
+	CertificateNotAfter *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=certificate_not_after,json=certificateNotAfter,proto3" json:"certificate_not_after,omitempty"`
+	Revoked             bool                   `protobuf:"varint,10,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	RevokedAt           *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
 	// Whether the host has a stream open to any hub replica (shared through
 	// the database; a replica that stops heartbeating drops its hosts).
 	Connected bool `protobuf:"varint,12,opt,name=connected,proto3" json:"connected,omitempty"`
@@ -135,8 +136,10 @@ type Host struct {
 	LastReportAt *timestamppb.Timestamp `protobuf:"bytes,42,opt,name=last_report_at,json=lastReportAt,proto3" json:"last_report_at,omitempty"`
 	// The hub replica holding the host's stream ("" when not connected).
 	ConnectedReplica string `protobuf:"bytes,43,opt,name=connected_replica,json=connectedReplica,proto3" json:"connected_replica,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Set by an admin (SetHostUserPrincipalName); wins over the reported one.
+	UserPrincipalNameOverride string `protobuf:"bytes,60,opt,name=user_principal_name_override,json=userPrincipalNameOverride,proto3" json:"user_principal_name_override,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
 }
 
 func (x *Host) Reset() {
@@ -375,6 +378,13 @@ func (x *Host) GetLastReportAt() *timestamppb.Timestamp {
 func (x *Host) GetConnectedReplica() string {
 	if x != nil {
 		return x.ConnectedReplica
+	}
+	return ""
+}
+
+func (x *Host) GetUserPrincipalNameOverride() string {
+	if x != nil {
+		return x.UserPrincipalNameOverride
 	}
 	return ""
 }
@@ -2442,6 +2452,58 @@ func (x *SetHostEntraDeviceIdRequest) GetEntraDeviceId() string {
 	return ""
 }
 
+type SetHostUserPrincipalNameRequest struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Id                string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	UserPrincipalName string                 `protobuf:"bytes,2,opt,name=user_principal_name,json=userPrincipalName,proto3" json:"user_principal_name,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *SetHostUserPrincipalNameRequest) Reset() {
+	*x = SetHostUserPrincipalNameRequest{}
+	mi := &file_posture_v1_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetHostUserPrincipalNameRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetHostUserPrincipalNameRequest) ProtoMessage() {}
+
+func (x *SetHostUserPrincipalNameRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_posture_v1_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetHostUserPrincipalNameRequest.ProtoReflect.Descriptor instead.
+func (*SetHostUserPrincipalNameRequest) Descriptor() ([]byte, []int) {
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *SetHostUserPrincipalNameRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SetHostUserPrincipalNameRequest) GetUserPrincipalName() string {
+	if x != nil {
+		return x.UserPrincipalName
+	}
+	return ""
+}
+
 type ListUnmappedHostsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2450,7 +2512,7 @@ type ListUnmappedHostsRequest struct {
 
 func (x *ListUnmappedHostsRequest) Reset() {
 	*x = ListUnmappedHostsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[35]
+	mi := &file_posture_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2462,7 +2524,7 @@ func (x *ListUnmappedHostsRequest) String() string {
 func (*ListUnmappedHostsRequest) ProtoMessage() {}
 
 func (x *ListUnmappedHostsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[35]
+	mi := &file_posture_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2475,7 +2537,7 @@ func (x *ListUnmappedHostsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnmappedHostsRequest.ProtoReflect.Descriptor instead.
 func (*ListUnmappedHostsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 type ListUnmappedHostsResponse struct {
@@ -2487,7 +2549,7 @@ type ListUnmappedHostsResponse struct {
 
 func (x *ListUnmappedHostsResponse) Reset() {
 	*x = ListUnmappedHostsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[36]
+	mi := &file_posture_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2499,7 +2561,7 @@ func (x *ListUnmappedHostsResponse) String() string {
 func (*ListUnmappedHostsResponse) ProtoMessage() {}
 
 func (x *ListUnmappedHostsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[36]
+	mi := &file_posture_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2512,7 +2574,7 @@ func (x *ListUnmappedHostsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnmappedHostsResponse.ProtoReflect.Descriptor instead.
 func (*ListUnmappedHostsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListUnmappedHostsResponse) GetHosts() []*Host {
@@ -2595,7 +2657,7 @@ type Integration struct {
 
 func (x *Integration) Reset() {
 	*x = Integration{}
-	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	mi := &file_posture_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2607,7 +2669,7 @@ func (x *Integration) String() string {
 func (*Integration) ProtoMessage() {}
 
 func (x *Integration) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[37]
+	mi := &file_posture_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2620,7 +2682,7 @@ func (x *Integration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Integration.ProtoReflect.Descriptor instead.
 func (*Integration) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Integration) GetId() string {
@@ -2870,7 +2932,7 @@ type PartnerStatus struct {
 
 func (x *PartnerStatus) Reset() {
 	*x = PartnerStatus{}
-	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	mi := &file_posture_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2882,7 +2944,7 @@ func (x *PartnerStatus) String() string {
 func (*PartnerStatus) ProtoMessage() {}
 
 func (x *PartnerStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[38]
+	mi := &file_posture_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2895,7 +2957,7 @@ func (x *PartnerStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartnerStatus.ProtoReflect.Descriptor instead.
 func (*PartnerStatus) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PartnerStatus) GetActivation() string {
@@ -2977,7 +3039,7 @@ type PartnerPolicyStatus struct {
 
 func (x *PartnerPolicyStatus) Reset() {
 	*x = PartnerPolicyStatus{}
-	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	mi := &file_posture_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2989,7 +3051,7 @@ func (x *PartnerPolicyStatus) String() string {
 func (*PartnerPolicyStatus) ProtoMessage() {}
 
 func (x *PartnerPolicyStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[39]
+	mi := &file_posture_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3002,7 +3064,7 @@ func (x *PartnerPolicyStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartnerPolicyStatus.ProtoReflect.Descriptor instead.
 func (*PartnerPolicyStatus) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PartnerPolicyStatus) GetPlatform() string {
@@ -3056,7 +3118,7 @@ type DeprovisionIntegrationRequest struct {
 
 func (x *DeprovisionIntegrationRequest) Reset() {
 	*x = DeprovisionIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	mi := &file_posture_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3068,7 +3130,7 @@ func (x *DeprovisionIntegrationRequest) String() string {
 func (*DeprovisionIntegrationRequest) ProtoMessage() {}
 
 func (x *DeprovisionIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[40]
+	mi := &file_posture_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3081,7 +3143,7 @@ func (x *DeprovisionIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeprovisionIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*DeprovisionIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DeprovisionIntegrationRequest) GetId() string {
@@ -3100,7 +3162,7 @@ type GetAdminConsentUrlRequest struct {
 
 func (x *GetAdminConsentUrlRequest) Reset() {
 	*x = GetAdminConsentUrlRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	mi := &file_posture_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3112,7 +3174,7 @@ func (x *GetAdminConsentUrlRequest) String() string {
 func (*GetAdminConsentUrlRequest) ProtoMessage() {}
 
 func (x *GetAdminConsentUrlRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[41]
+	mi := &file_posture_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3125,7 +3187,7 @@ func (x *GetAdminConsentUrlRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAdminConsentUrlRequest.ProtoReflect.Descriptor instead.
 func (*GetAdminConsentUrlRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetAdminConsentUrlRequest) GetId() string {
@@ -3147,7 +3209,7 @@ type AdminConsentUrl struct {
 
 func (x *AdminConsentUrl) Reset() {
 	*x = AdminConsentUrl{}
-	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	mi := &file_posture_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3159,7 +3221,7 @@ func (x *AdminConsentUrl) String() string {
 func (*AdminConsentUrl) ProtoMessage() {}
 
 func (x *AdminConsentUrl) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[42]
+	mi := &file_posture_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3172,7 +3234,7 @@ func (x *AdminConsentUrl) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminConsentUrl.ProtoReflect.Descriptor instead.
 func (*AdminConsentUrl) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *AdminConsentUrl) GetUrl() string {
@@ -3204,7 +3266,7 @@ type ListIntegrationsRequest struct {
 
 func (x *ListIntegrationsRequest) Reset() {
 	*x = ListIntegrationsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[43]
+	mi := &file_posture_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3216,7 +3278,7 @@ func (x *ListIntegrationsRequest) String() string {
 func (*ListIntegrationsRequest) ProtoMessage() {}
 
 func (x *ListIntegrationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[43]
+	mi := &file_posture_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3229,7 +3291,7 @@ func (x *ListIntegrationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIntegrationsRequest.ProtoReflect.Descriptor instead.
 func (*ListIntegrationsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 type ListIntegrationsResponse struct {
@@ -3241,7 +3303,7 @@ type ListIntegrationsResponse struct {
 
 func (x *ListIntegrationsResponse) Reset() {
 	*x = ListIntegrationsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[44]
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3253,7 +3315,7 @@ func (x *ListIntegrationsResponse) String() string {
 func (*ListIntegrationsResponse) ProtoMessage() {}
 
 func (x *ListIntegrationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[44]
+	mi := &file_posture_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3266,7 +3328,7 @@ func (x *ListIntegrationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIntegrationsResponse.ProtoReflect.Descriptor instead.
 func (*ListIntegrationsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListIntegrationsResponse) GetIntegrations() []*Integration {
@@ -3285,7 +3347,7 @@ type GetIntegrationRequest struct {
 
 func (x *GetIntegrationRequest) Reset() {
 	*x = GetIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3297,7 +3359,7 @@ func (x *GetIntegrationRequest) String() string {
 func (*GetIntegrationRequest) ProtoMessage() {}
 
 func (x *GetIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[45]
+	mi := &file_posture_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3310,7 +3372,7 @@ func (x *GetIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*GetIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetIntegrationRequest) GetId() string {
@@ -3329,7 +3391,7 @@ type CreateIntegrationRequest struct {
 
 func (x *CreateIntegrationRequest) Reset() {
 	*x = CreateIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3341,7 +3403,7 @@ func (x *CreateIntegrationRequest) String() string {
 func (*CreateIntegrationRequest) ProtoMessage() {}
 
 func (x *CreateIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[46]
+	mi := &file_posture_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3354,7 +3416,7 @@ func (x *CreateIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*CreateIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CreateIntegrationRequest) GetIntegration() *Integration {
@@ -3376,7 +3438,7 @@ type UpdateIntegrationRequest struct {
 
 func (x *UpdateIntegrationRequest) Reset() {
 	*x = UpdateIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3388,7 +3450,7 @@ func (x *UpdateIntegrationRequest) String() string {
 func (*UpdateIntegrationRequest) ProtoMessage() {}
 
 func (x *UpdateIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[47]
+	mi := &file_posture_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3401,7 +3463,7 @@ func (x *UpdateIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*UpdateIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *UpdateIntegrationRequest) GetIntegration() *Integration {
@@ -3427,7 +3489,7 @@ type DeleteIntegrationRequest struct {
 
 func (x *DeleteIntegrationRequest) Reset() {
 	*x = DeleteIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3439,7 +3501,7 @@ func (x *DeleteIntegrationRequest) String() string {
 func (*DeleteIntegrationRequest) ProtoMessage() {}
 
 func (x *DeleteIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[48]
+	mi := &file_posture_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3452,7 +3514,7 @@ func (x *DeleteIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*DeleteIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *DeleteIntegrationRequest) GetId() string {
@@ -3470,7 +3532,7 @@ type DeleteIntegrationResponse struct {
 
 func (x *DeleteIntegrationResponse) Reset() {
 	*x = DeleteIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3482,7 +3544,7 @@ func (x *DeleteIntegrationResponse) String() string {
 func (*DeleteIntegrationResponse) ProtoMessage() {}
 
 func (x *DeleteIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[49]
+	mi := &file_posture_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3495,7 +3557,7 @@ func (x *DeleteIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*DeleteIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{49}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 type TestIntegrationRequest struct {
@@ -3507,7 +3569,7 @@ type TestIntegrationRequest struct {
 
 func (x *TestIntegrationRequest) Reset() {
 	*x = TestIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3519,7 +3581,7 @@ func (x *TestIntegrationRequest) String() string {
 func (*TestIntegrationRequest) ProtoMessage() {}
 
 func (x *TestIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[50]
+	mi := &file_posture_v1_admin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3532,7 +3594,7 @@ func (x *TestIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*TestIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{50}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *TestIntegrationRequest) GetId() string {
@@ -3551,7 +3613,7 @@ type ResumeIntegrationRequest struct {
 
 func (x *ResumeIntegrationRequest) Reset() {
 	*x = ResumeIntegrationRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3563,7 +3625,7 @@ func (x *ResumeIntegrationRequest) String() string {
 func (*ResumeIntegrationRequest) ProtoMessage() {}
 
 func (x *ResumeIntegrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[51]
+	mi := &file_posture_v1_admin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3576,7 +3638,7 @@ func (x *ResumeIntegrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeIntegrationRequest.ProtoReflect.Descriptor instead.
 func (*ResumeIntegrationRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{51}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ResumeIntegrationRequest) GetId() string {
@@ -3596,7 +3658,7 @@ type ResumeIntegrationResponse struct {
 
 func (x *ResumeIntegrationResponse) Reset() {
 	*x = ResumeIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3608,7 +3670,7 @@ func (x *ResumeIntegrationResponse) String() string {
 func (*ResumeIntegrationResponse) ProtoMessage() {}
 
 func (x *ResumeIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[52]
+	mi := &file_posture_v1_admin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3621,7 +3683,7 @@ func (x *ResumeIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*ResumeIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{52}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ResumeIntegrationResponse) GetRequeued() int32 {
@@ -3648,7 +3710,7 @@ type TestIntegrationResponse struct {
 
 func (x *TestIntegrationResponse) Reset() {
 	*x = TestIntegrationResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3660,7 +3722,7 @@ func (x *TestIntegrationResponse) String() string {
 func (*TestIntegrationResponse) ProtoMessage() {}
 
 func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[53]
+	mi := &file_posture_v1_admin_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3673,7 +3735,7 @@ func (x *TestIntegrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TestIntegrationResponse.ProtoReflect.Descriptor instead.
 func (*TestIntegrationResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{53}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *TestIntegrationResponse) GetOk() bool {
@@ -3744,7 +3806,7 @@ type SyncItem struct {
 
 func (x *SyncItem) Reset() {
 	*x = SyncItem{}
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3756,7 +3818,7 @@ func (x *SyncItem) String() string {
 func (*SyncItem) ProtoMessage() {}
 
 func (x *SyncItem) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[54]
+	mi := &file_posture_v1_admin_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3769,7 +3831,7 @@ func (x *SyncItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncItem.ProtoReflect.Descriptor instead.
 func (*SyncItem) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{54}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SyncItem) GetId() int64 {
@@ -3882,7 +3944,7 @@ type ListSyncItemsRequest struct {
 
 func (x *ListSyncItemsRequest) Reset() {
 	*x = ListSyncItemsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3894,7 +3956,7 @@ func (x *ListSyncItemsRequest) String() string {
 func (*ListSyncItemsRequest) ProtoMessage() {}
 
 func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[55]
+	mi := &file_posture_v1_admin_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3907,7 +3969,7 @@ func (x *ListSyncItemsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsRequest.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{55}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListSyncItemsRequest) GetState() string {
@@ -3940,7 +4002,7 @@ type ListSyncItemsResponse struct {
 
 func (x *ListSyncItemsResponse) Reset() {
 	*x = ListSyncItemsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3952,7 +4014,7 @@ func (x *ListSyncItemsResponse) String() string {
 func (*ListSyncItemsResponse) ProtoMessage() {}
 
 func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[56]
+	mi := &file_posture_v1_admin_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3965,7 +4027,7 @@ func (x *ListSyncItemsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncItemsResponse.ProtoReflect.Descriptor instead.
 func (*ListSyncItemsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{56}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ListSyncItemsResponse) GetItems() []*SyncItem {
@@ -3984,7 +4046,7 @@ type RetrySyncItemRequest struct {
 
 func (x *RetrySyncItemRequest) Reset() {
 	*x = RetrySyncItemRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3996,7 +4058,7 @@ func (x *RetrySyncItemRequest) String() string {
 func (*RetrySyncItemRequest) ProtoMessage() {}
 
 func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[57]
+	mi := &file_posture_v1_admin_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4009,7 +4071,7 @@ func (x *RetrySyncItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetrySyncItemRequest.ProtoReflect.Descriptor instead.
 func (*RetrySyncItemRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{57}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RetrySyncItemRequest) GetId() int64 {
@@ -4034,7 +4096,7 @@ type EnrollSecret struct {
 
 func (x *EnrollSecret) Reset() {
 	*x = EnrollSecret{}
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4046,7 +4108,7 @@ func (x *EnrollSecret) String() string {
 func (*EnrollSecret) ProtoMessage() {}
 
 func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[58]
+	mi := &file_posture_v1_admin_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4059,7 +4121,7 @@ func (x *EnrollSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollSecret.ProtoReflect.Descriptor instead.
 func (*EnrollSecret) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{58}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *EnrollSecret) GetId() string {
@@ -4119,7 +4181,7 @@ type ListEnrollSecretsRequest struct {
 
 func (x *ListEnrollSecretsRequest) Reset() {
 	*x = ListEnrollSecretsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4131,7 +4193,7 @@ func (x *ListEnrollSecretsRequest) String() string {
 func (*ListEnrollSecretsRequest) ProtoMessage() {}
 
 func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[59]
+	mi := &file_posture_v1_admin_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4144,7 +4206,7 @@ func (x *ListEnrollSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{59}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
 }
 
 type ListEnrollSecretsResponse struct {
@@ -4156,7 +4218,7 @@ type ListEnrollSecretsResponse struct {
 
 func (x *ListEnrollSecretsResponse) Reset() {
 	*x = ListEnrollSecretsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4168,7 +4230,7 @@ func (x *ListEnrollSecretsResponse) String() string {
 func (*ListEnrollSecretsResponse) ProtoMessage() {}
 
 func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[60]
+	mi := &file_posture_v1_admin_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4181,7 +4243,7 @@ func (x *ListEnrollSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEnrollSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListEnrollSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ListEnrollSecretsResponse) GetEnrollSecrets() []*EnrollSecret {
@@ -4202,7 +4264,7 @@ type CreateEnrollSecretRequest struct {
 
 func (x *CreateEnrollSecretRequest) Reset() {
 	*x = CreateEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[61]
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4214,7 +4276,7 @@ func (x *CreateEnrollSecretRequest) String() string {
 func (*CreateEnrollSecretRequest) ProtoMessage() {}
 
 func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[61]
+	mi := &file_posture_v1_admin_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4227,7 +4289,7 @@ func (x *CreateEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{61}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *CreateEnrollSecretRequest) GetTeam() string {
@@ -4262,7 +4324,7 @@ type CreateEnrollSecretResponse struct {
 
 func (x *CreateEnrollSecretResponse) Reset() {
 	*x = CreateEnrollSecretResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[62]
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4274,7 +4336,7 @@ func (x *CreateEnrollSecretResponse) String() string {
 func (*CreateEnrollSecretResponse) ProtoMessage() {}
 
 func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[62]
+	mi := &file_posture_v1_admin_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4287,7 +4349,7 @@ func (x *CreateEnrollSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEnrollSecretResponse.ProtoReflect.Descriptor instead.
 func (*CreateEnrollSecretResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{62}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *CreateEnrollSecretResponse) GetSecret() string {
@@ -4313,7 +4375,7 @@ type RevokeEnrollSecretRequest struct {
 
 func (x *RevokeEnrollSecretRequest) Reset() {
 	*x = RevokeEnrollSecretRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[63]
+	mi := &file_posture_v1_admin_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4325,7 +4387,7 @@ func (x *RevokeEnrollSecretRequest) String() string {
 func (*RevokeEnrollSecretRequest) ProtoMessage() {}
 
 func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[63]
+	mi := &file_posture_v1_admin_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4338,7 +4400,7 @@ func (x *RevokeEnrollSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeEnrollSecretRequest.ProtoReflect.Descriptor instead.
 func (*RevokeEnrollSecretRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{63}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *RevokeEnrollSecretRequest) GetId() string {
@@ -4364,7 +4426,7 @@ type ApiToken struct {
 
 func (x *ApiToken) Reset() {
 	*x = ApiToken{}
-	mi := &file_posture_v1_admin_proto_msgTypes[64]
+	mi := &file_posture_v1_admin_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4376,7 +4438,7 @@ func (x *ApiToken) String() string {
 func (*ApiToken) ProtoMessage() {}
 
 func (x *ApiToken) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[64]
+	mi := &file_posture_v1_admin_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4389,7 +4451,7 @@ func (x *ApiToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiToken.ProtoReflect.Descriptor instead.
 func (*ApiToken) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{64}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ApiToken) GetId() string {
@@ -4449,7 +4511,7 @@ type ListApiTokensRequest struct {
 
 func (x *ListApiTokensRequest) Reset() {
 	*x = ListApiTokensRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[65]
+	mi := &file_posture_v1_admin_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4461,7 +4523,7 @@ func (x *ListApiTokensRequest) String() string {
 func (*ListApiTokensRequest) ProtoMessage() {}
 
 func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[65]
+	mi := &file_posture_v1_admin_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4474,7 +4536,7 @@ func (x *ListApiTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListApiTokensRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{65}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{66}
 }
 
 type ListApiTokensResponse struct {
@@ -4486,7 +4548,7 @@ type ListApiTokensResponse struct {
 
 func (x *ListApiTokensResponse) Reset() {
 	*x = ListApiTokensResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[66]
+	mi := &file_posture_v1_admin_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4498,7 +4560,7 @@ func (x *ListApiTokensResponse) String() string {
 func (*ListApiTokensResponse) ProtoMessage() {}
 
 func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[66]
+	mi := &file_posture_v1_admin_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4511,7 +4573,7 @@ func (x *ListApiTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListApiTokensResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{66}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ListApiTokensResponse) GetApiTokens() []*ApiToken {
@@ -4532,7 +4594,7 @@ type CreateApiTokenRequest struct {
 
 func (x *CreateApiTokenRequest) Reset() {
 	*x = CreateApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[67]
+	mi := &file_posture_v1_admin_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4544,7 +4606,7 @@ func (x *CreateApiTokenRequest) String() string {
 func (*CreateApiTokenRequest) ProtoMessage() {}
 
 func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[67]
+	mi := &file_posture_v1_admin_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4557,7 +4619,7 @@ func (x *CreateApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{67}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *CreateApiTokenRequest) GetName() string {
@@ -4592,7 +4654,7 @@ type CreateApiTokenResponse struct {
 
 func (x *CreateApiTokenResponse) Reset() {
 	*x = CreateApiTokenResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[68]
+	mi := &file_posture_v1_admin_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4604,7 +4666,7 @@ func (x *CreateApiTokenResponse) String() string {
 func (*CreateApiTokenResponse) ProtoMessage() {}
 
 func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[68]
+	mi := &file_posture_v1_admin_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4617,7 +4679,7 @@ func (x *CreateApiTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiTokenResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{68}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *CreateApiTokenResponse) GetToken() string {
@@ -4643,7 +4705,7 @@ type RevokeApiTokenRequest struct {
 
 func (x *RevokeApiTokenRequest) Reset() {
 	*x = RevokeApiTokenRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[69]
+	mi := &file_posture_v1_admin_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4655,7 +4717,7 @@ func (x *RevokeApiTokenRequest) String() string {
 func (*RevokeApiTokenRequest) ProtoMessage() {}
 
 func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[69]
+	mi := &file_posture_v1_admin_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4668,7 +4730,7 @@ func (x *RevokeApiTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiTokenRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{69}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *RevokeApiTokenRequest) GetId() string {
@@ -4690,7 +4752,7 @@ type UpdateTeamRequest struct {
 
 func (x *UpdateTeamRequest) Reset() {
 	*x = UpdateTeamRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[70]
+	mi := &file_posture_v1_admin_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4702,7 +4764,7 @@ func (x *UpdateTeamRequest) String() string {
 func (*UpdateTeamRequest) ProtoMessage() {}
 
 func (x *UpdateTeamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[70]
+	mi := &file_posture_v1_admin_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4715,7 +4777,7 @@ func (x *UpdateTeamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTeamRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTeamRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{70}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *UpdateTeamRequest) GetTeam() *Team {
@@ -4757,7 +4819,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_posture_v1_admin_proto_msgTypes[71]
+	mi := &file_posture_v1_admin_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4769,7 +4831,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[71]
+	mi := &file_posture_v1_admin_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4782,7 +4844,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{71}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *AuditEvent) GetId() int64 {
@@ -4875,7 +4937,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_posture_v1_admin_proto_msgTypes[72]
+	mi := &file_posture_v1_admin_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4887,7 +4949,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[72]
+	mi := &file_posture_v1_admin_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4900,7 +4962,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{72}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ListAuditEventsRequest) GetActor() string {
@@ -4940,7 +5002,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_posture_v1_admin_proto_msgTypes[73]
+	mi := &file_posture_v1_admin_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4952,7 +5014,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[73]
+	mi := &file_posture_v1_admin_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4965,7 +5027,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{73}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -4991,7 +5053,7 @@ type EntraDeviceCheck struct {
 
 func (x *EntraDeviceCheck) Reset() {
 	*x = EntraDeviceCheck{}
-	mi := &file_posture_v1_admin_proto_msgTypes[74]
+	mi := &file_posture_v1_admin_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5003,7 +5065,7 @@ func (x *EntraDeviceCheck) String() string {
 func (*EntraDeviceCheck) ProtoMessage() {}
 
 func (x *EntraDeviceCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_posture_v1_admin_proto_msgTypes[74]
+	mi := &file_posture_v1_admin_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5016,7 +5078,7 @@ func (x *EntraDeviceCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntraDeviceCheck.ProtoReflect.Descriptor instead.
 func (*EntraDeviceCheck) Descriptor() ([]byte, []int) {
-	return file_posture_v1_admin_proto_rawDescGZIP(), []int{74}
+	return file_posture_v1_admin_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *EntraDeviceCheck) GetIntegrationId() string {
@@ -5059,8 +5121,7 @@ var File_posture_v1_admin_proto protoreflect.FileDescriptor
 const file_posture_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x16posture/v1/admin.proto\x12\n" +
-	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\xd3\n" +
-	"\n" +
+	"posture.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16posture/v1/agent.proto\"\x94\v\n" +
 	"\x04Host\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04team\x18\x02 \x01(\tR\x04team\x12+\n" +
@@ -5097,7 +5158,8 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x06health\x18( \x01(\v2\x16.posture.v1.HostHealthR\x06health\x12B\n" +
 	"\x0freport_interval\x18) \x01(\v2\x19.google.protobuf.DurationR\x0ereportInterval\x12@\n" +
 	"\x0elast_report_at\x18* \x01(\v2\x1a.google.protobuf.TimestampR\flastReportAt\x12+\n" +
-	"\x11connected_replica\x18+ \x01(\tR\x10connectedReplica\"\xbc\x01\n" +
+	"\x11connected_replica\x18+ \x01(\tR\x10connectedReplica\x12?\n" +
+	"\x1cuser_principal_name_override\x18< \x01(\tR\x19userPrincipalNameOverride\"\xbc\x01\n" +
 	"\n" +
 	"HostHealth\x12\x1d\n" +
 	"\n" +
@@ -5257,7 +5319,10 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x17DeleteExemptionResponse\"U\n" +
 	"\x1bSetHostEntraDeviceIdRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
-	"\x0fentra_device_id\x18\x02 \x01(\tR\rentraDeviceId\"\x1a\n" +
+	"\x0fentra_device_id\x18\x02 \x01(\tR\rentraDeviceId\"a\n" +
+	"\x1fSetHostUserPrincipalNameRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
+	"\x13user_principal_name\x18\x02 \x01(\tR\x11userPrincipalName\"\x1a\n" +
 	"\x18ListUnmappedHostsRequest\"C\n" +
 	"\x19ListUnmappedHostsResponse\x12&\n" +
 	"\x05hosts\x18\x01 \x03(\v2\x10.posture.v1.HostR\x05hosts\"\x95\n" +
@@ -5472,7 +5537,7 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x13CHANGE_ACTION_ADDED\x10\x01\x12\x19\n" +
 	"\x15CHANGE_ACTION_CHANGED\x10\x02\x12\x19\n" +
 	"\x15CHANGE_ACTION_REMOVED\x10\x03\x12\x1b\n" +
-	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\xe2\x16\n" +
+	"\x17CHANGE_ACTION_UNCHANGED\x10\x042\xbd\x17\n" +
 	"\fAdminService\x12H\n" +
 	"\tListHosts\x12\x1c.posture.v1.ListHostsRequest\x1a\x1d.posture.v1.ListHostsResponse\x127\n" +
 	"\aGetHost\x12\x1a.posture.v1.GetHostRequest\x1a\x10.posture.v1.Host\x12=\n" +
@@ -5511,7 +5576,8 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x11ResumeIntegration\x12$.posture.v1.ResumeIntegrationRequest\x1a%.posture.v1.ResumeIntegrationResponse\x12=\n" +
 	"\n" +
 	"UpdateTeam\x12\x1d.posture.v1.UpdateTeamRequest\x1a\x10.posture.v1.Team\x12Z\n" +
-	"\x0fListAuditEvents\x12\".posture.v1.ListAuditEventsRequest\x1a#.posture.v1.ListAuditEventsResponseB9Z7github.com/posture-dev/posture/api/posture/v1;posturev1b\x06proto3"
+	"\x0fListAuditEvents\x12\".posture.v1.ListAuditEventsRequest\x1a#.posture.v1.ListAuditEventsResponse\x12Y\n" +
+	"\x18SetHostUserPrincipalName\x12+.posture.v1.SetHostUserPrincipalNameRequest\x1a\x10.posture.v1.HostB9Z7github.com/posture-dev/posture/api/posture/v1;posturev1b\x06proto3"
 
 var (
 	file_posture_v1_admin_proto_rawDescOnce sync.Once
@@ -5526,173 +5592,174 @@ func file_posture_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_posture_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
+var file_posture_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
 var file_posture_v1_admin_proto_goTypes = []any{
-	(ChangeAction)(0),                     // 0: posture.v1.ChangeAction
-	(*Host)(nil),                          // 1: posture.v1.Host
-	(*HostHealth)(nil),                    // 2: posture.v1.HostHealth
-	(*HostScope)(nil),                     // 3: posture.v1.HostScope
-	(*Verdict)(nil),                       // 4: posture.v1.Verdict
-	(*VerdictReason)(nil),                 // 5: posture.v1.VerdictReason
-	(*HostResult)(nil),                    // 6: posture.v1.HostResult
-	(*ListHostsRequest)(nil),              // 7: posture.v1.ListHostsRequest
-	(*ListHostsResponse)(nil),             // 8: posture.v1.ListHostsResponse
-	(*GetHostRequest)(nil),                // 9: posture.v1.GetHostRequest
-	(*RevokeHostRequest)(nil),             // 10: posture.v1.RevokeHostRequest
-	(*DeleteHostRequest)(nil),             // 11: posture.v1.DeleteHostRequest
-	(*DeleteHostResponse)(nil),            // 12: posture.v1.DeleteHostResponse
-	(*RecheckHostRequest)(nil),            // 13: posture.v1.RecheckHostRequest
-	(*RecheckHostResponse)(nil),           // 14: posture.v1.RecheckHostResponse
-	(*Policy)(nil),                        // 15: posture.v1.Policy
-	(*ListPoliciesRequest)(nil),           // 16: posture.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),          // 17: posture.v1.ListPoliciesResponse
-	(*GetPolicyRequest)(nil),              // 18: posture.v1.GetPolicyRequest
-	(*TeamSettings)(nil),                  // 19: posture.v1.TeamSettings
-	(*Team)(nil),                          // 20: posture.v1.Team
-	(*ApplyPoliciesRequest)(nil),          // 21: posture.v1.ApplyPoliciesRequest
-	(*Change)(nil),                        // 22: posture.v1.Change
-	(*ApplyPoliciesResponse)(nil),         // 23: posture.v1.ApplyPoliciesResponse
-	(*DeletePolicyRequest)(nil),           // 24: posture.v1.DeletePolicyRequest
-	(*DeletePolicyResponse)(nil),          // 25: posture.v1.DeletePolicyResponse
-	(*ListTeamsRequest)(nil),              // 26: posture.v1.ListTeamsRequest
-	(*ListTeamsResponse)(nil),             // 27: posture.v1.ListTeamsResponse
-	(*PutTeamRequest)(nil),                // 28: posture.v1.PutTeamRequest
-	(*Exemption)(nil),                     // 29: posture.v1.Exemption
-	(*ListExemptionsRequest)(nil),         // 30: posture.v1.ListExemptionsRequest
-	(*ListExemptionsResponse)(nil),        // 31: posture.v1.ListExemptionsResponse
-	(*CreateExemptionRequest)(nil),        // 32: posture.v1.CreateExemptionRequest
-	(*DeleteExemptionRequest)(nil),        // 33: posture.v1.DeleteExemptionRequest
-	(*DeleteExemptionResponse)(nil),       // 34: posture.v1.DeleteExemptionResponse
-	(*SetHostEntraDeviceIdRequest)(nil),   // 35: posture.v1.SetHostEntraDeviceIdRequest
-	(*ListUnmappedHostsRequest)(nil),      // 36: posture.v1.ListUnmappedHostsRequest
-	(*ListUnmappedHostsResponse)(nil),     // 37: posture.v1.ListUnmappedHostsResponse
-	(*Integration)(nil),                   // 38: posture.v1.Integration
-	(*PartnerStatus)(nil),                 // 39: posture.v1.PartnerStatus
-	(*PartnerPolicyStatus)(nil),           // 40: posture.v1.PartnerPolicyStatus
-	(*DeprovisionIntegrationRequest)(nil), // 41: posture.v1.DeprovisionIntegrationRequest
-	(*GetAdminConsentUrlRequest)(nil),     // 42: posture.v1.GetAdminConsentUrlRequest
-	(*AdminConsentUrl)(nil),               // 43: posture.v1.AdminConsentUrl
-	(*ListIntegrationsRequest)(nil),       // 44: posture.v1.ListIntegrationsRequest
-	(*ListIntegrationsResponse)(nil),      // 45: posture.v1.ListIntegrationsResponse
-	(*GetIntegrationRequest)(nil),         // 46: posture.v1.GetIntegrationRequest
-	(*CreateIntegrationRequest)(nil),      // 47: posture.v1.CreateIntegrationRequest
-	(*UpdateIntegrationRequest)(nil),      // 48: posture.v1.UpdateIntegrationRequest
-	(*DeleteIntegrationRequest)(nil),      // 49: posture.v1.DeleteIntegrationRequest
-	(*DeleteIntegrationResponse)(nil),     // 50: posture.v1.DeleteIntegrationResponse
-	(*TestIntegrationRequest)(nil),        // 51: posture.v1.TestIntegrationRequest
-	(*ResumeIntegrationRequest)(nil),      // 52: posture.v1.ResumeIntegrationRequest
-	(*ResumeIntegrationResponse)(nil),     // 53: posture.v1.ResumeIntegrationResponse
-	(*TestIntegrationResponse)(nil),       // 54: posture.v1.TestIntegrationResponse
-	(*SyncItem)(nil),                      // 55: posture.v1.SyncItem
-	(*ListSyncItemsRequest)(nil),          // 56: posture.v1.ListSyncItemsRequest
-	(*ListSyncItemsResponse)(nil),         // 57: posture.v1.ListSyncItemsResponse
-	(*RetrySyncItemRequest)(nil),          // 58: posture.v1.RetrySyncItemRequest
-	(*EnrollSecret)(nil),                  // 59: posture.v1.EnrollSecret
-	(*ListEnrollSecretsRequest)(nil),      // 60: posture.v1.ListEnrollSecretsRequest
-	(*ListEnrollSecretsResponse)(nil),     // 61: posture.v1.ListEnrollSecretsResponse
-	(*CreateEnrollSecretRequest)(nil),     // 62: posture.v1.CreateEnrollSecretRequest
-	(*CreateEnrollSecretResponse)(nil),    // 63: posture.v1.CreateEnrollSecretResponse
-	(*RevokeEnrollSecretRequest)(nil),     // 64: posture.v1.RevokeEnrollSecretRequest
-	(*ApiToken)(nil),                      // 65: posture.v1.ApiToken
-	(*ListApiTokensRequest)(nil),          // 66: posture.v1.ListApiTokensRequest
-	(*ListApiTokensResponse)(nil),         // 67: posture.v1.ListApiTokensResponse
-	(*CreateApiTokenRequest)(nil),         // 68: posture.v1.CreateApiTokenRequest
-	(*CreateApiTokenResponse)(nil),        // 69: posture.v1.CreateApiTokenResponse
-	(*RevokeApiTokenRequest)(nil),         // 70: posture.v1.RevokeApiTokenRequest
-	(*UpdateTeamRequest)(nil),             // 71: posture.v1.UpdateTeamRequest
-	(*AuditEvent)(nil),                    // 72: posture.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),        // 73: posture.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),       // 74: posture.v1.ListAuditEventsResponse
-	(*EntraDeviceCheck)(nil),              // 75: posture.v1.EntraDeviceCheck
-	(*HostFacts)(nil),                     // 76: posture.v1.HostFacts
-	(*timestamppb.Timestamp)(nil),         // 77: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),           // 78: google.protobuf.Duration
-	(ResultStatus)(0),                     // 79: posture.v1.ResultStatus
-	(*FactQuery)(nil),                     // 80: posture.v1.FactQuery
-	(*fieldmaskpb.FieldMask)(nil),         // 81: google.protobuf.FieldMask
+	(ChangeAction)(0),                       // 0: posture.v1.ChangeAction
+	(*Host)(nil),                            // 1: posture.v1.Host
+	(*HostHealth)(nil),                      // 2: posture.v1.HostHealth
+	(*HostScope)(nil),                       // 3: posture.v1.HostScope
+	(*Verdict)(nil),                         // 4: posture.v1.Verdict
+	(*VerdictReason)(nil),                   // 5: posture.v1.VerdictReason
+	(*HostResult)(nil),                      // 6: posture.v1.HostResult
+	(*ListHostsRequest)(nil),                // 7: posture.v1.ListHostsRequest
+	(*ListHostsResponse)(nil),               // 8: posture.v1.ListHostsResponse
+	(*GetHostRequest)(nil),                  // 9: posture.v1.GetHostRequest
+	(*RevokeHostRequest)(nil),               // 10: posture.v1.RevokeHostRequest
+	(*DeleteHostRequest)(nil),               // 11: posture.v1.DeleteHostRequest
+	(*DeleteHostResponse)(nil),              // 12: posture.v1.DeleteHostResponse
+	(*RecheckHostRequest)(nil),              // 13: posture.v1.RecheckHostRequest
+	(*RecheckHostResponse)(nil),             // 14: posture.v1.RecheckHostResponse
+	(*Policy)(nil),                          // 15: posture.v1.Policy
+	(*ListPoliciesRequest)(nil),             // 16: posture.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),            // 17: posture.v1.ListPoliciesResponse
+	(*GetPolicyRequest)(nil),                // 18: posture.v1.GetPolicyRequest
+	(*TeamSettings)(nil),                    // 19: posture.v1.TeamSettings
+	(*Team)(nil),                            // 20: posture.v1.Team
+	(*ApplyPoliciesRequest)(nil),            // 21: posture.v1.ApplyPoliciesRequest
+	(*Change)(nil),                          // 22: posture.v1.Change
+	(*ApplyPoliciesResponse)(nil),           // 23: posture.v1.ApplyPoliciesResponse
+	(*DeletePolicyRequest)(nil),             // 24: posture.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil),            // 25: posture.v1.DeletePolicyResponse
+	(*ListTeamsRequest)(nil),                // 26: posture.v1.ListTeamsRequest
+	(*ListTeamsResponse)(nil),               // 27: posture.v1.ListTeamsResponse
+	(*PutTeamRequest)(nil),                  // 28: posture.v1.PutTeamRequest
+	(*Exemption)(nil),                       // 29: posture.v1.Exemption
+	(*ListExemptionsRequest)(nil),           // 30: posture.v1.ListExemptionsRequest
+	(*ListExemptionsResponse)(nil),          // 31: posture.v1.ListExemptionsResponse
+	(*CreateExemptionRequest)(nil),          // 32: posture.v1.CreateExemptionRequest
+	(*DeleteExemptionRequest)(nil),          // 33: posture.v1.DeleteExemptionRequest
+	(*DeleteExemptionResponse)(nil),         // 34: posture.v1.DeleteExemptionResponse
+	(*SetHostEntraDeviceIdRequest)(nil),     // 35: posture.v1.SetHostEntraDeviceIdRequest
+	(*SetHostUserPrincipalNameRequest)(nil), // 36: posture.v1.SetHostUserPrincipalNameRequest
+	(*ListUnmappedHostsRequest)(nil),        // 37: posture.v1.ListUnmappedHostsRequest
+	(*ListUnmappedHostsResponse)(nil),       // 38: posture.v1.ListUnmappedHostsResponse
+	(*Integration)(nil),                     // 39: posture.v1.Integration
+	(*PartnerStatus)(nil),                   // 40: posture.v1.PartnerStatus
+	(*PartnerPolicyStatus)(nil),             // 41: posture.v1.PartnerPolicyStatus
+	(*DeprovisionIntegrationRequest)(nil),   // 42: posture.v1.DeprovisionIntegrationRequest
+	(*GetAdminConsentUrlRequest)(nil),       // 43: posture.v1.GetAdminConsentUrlRequest
+	(*AdminConsentUrl)(nil),                 // 44: posture.v1.AdminConsentUrl
+	(*ListIntegrationsRequest)(nil),         // 45: posture.v1.ListIntegrationsRequest
+	(*ListIntegrationsResponse)(nil),        // 46: posture.v1.ListIntegrationsResponse
+	(*GetIntegrationRequest)(nil),           // 47: posture.v1.GetIntegrationRequest
+	(*CreateIntegrationRequest)(nil),        // 48: posture.v1.CreateIntegrationRequest
+	(*UpdateIntegrationRequest)(nil),        // 49: posture.v1.UpdateIntegrationRequest
+	(*DeleteIntegrationRequest)(nil),        // 50: posture.v1.DeleteIntegrationRequest
+	(*DeleteIntegrationResponse)(nil),       // 51: posture.v1.DeleteIntegrationResponse
+	(*TestIntegrationRequest)(nil),          // 52: posture.v1.TestIntegrationRequest
+	(*ResumeIntegrationRequest)(nil),        // 53: posture.v1.ResumeIntegrationRequest
+	(*ResumeIntegrationResponse)(nil),       // 54: posture.v1.ResumeIntegrationResponse
+	(*TestIntegrationResponse)(nil),         // 55: posture.v1.TestIntegrationResponse
+	(*SyncItem)(nil),                        // 56: posture.v1.SyncItem
+	(*ListSyncItemsRequest)(nil),            // 57: posture.v1.ListSyncItemsRequest
+	(*ListSyncItemsResponse)(nil),           // 58: posture.v1.ListSyncItemsResponse
+	(*RetrySyncItemRequest)(nil),            // 59: posture.v1.RetrySyncItemRequest
+	(*EnrollSecret)(nil),                    // 60: posture.v1.EnrollSecret
+	(*ListEnrollSecretsRequest)(nil),        // 61: posture.v1.ListEnrollSecretsRequest
+	(*ListEnrollSecretsResponse)(nil),       // 62: posture.v1.ListEnrollSecretsResponse
+	(*CreateEnrollSecretRequest)(nil),       // 63: posture.v1.CreateEnrollSecretRequest
+	(*CreateEnrollSecretResponse)(nil),      // 64: posture.v1.CreateEnrollSecretResponse
+	(*RevokeEnrollSecretRequest)(nil),       // 65: posture.v1.RevokeEnrollSecretRequest
+	(*ApiToken)(nil),                        // 66: posture.v1.ApiToken
+	(*ListApiTokensRequest)(nil),            // 67: posture.v1.ListApiTokensRequest
+	(*ListApiTokensResponse)(nil),           // 68: posture.v1.ListApiTokensResponse
+	(*CreateApiTokenRequest)(nil),           // 69: posture.v1.CreateApiTokenRequest
+	(*CreateApiTokenResponse)(nil),          // 70: posture.v1.CreateApiTokenResponse
+	(*RevokeApiTokenRequest)(nil),           // 71: posture.v1.RevokeApiTokenRequest
+	(*UpdateTeamRequest)(nil),               // 72: posture.v1.UpdateTeamRequest
+	(*AuditEvent)(nil),                      // 73: posture.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),          // 74: posture.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),         // 75: posture.v1.ListAuditEventsResponse
+	(*EntraDeviceCheck)(nil),                // 76: posture.v1.EntraDeviceCheck
+	(*HostFacts)(nil),                       // 77: posture.v1.HostFacts
+	(*timestamppb.Timestamp)(nil),           // 78: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),             // 79: google.protobuf.Duration
+	(ResultStatus)(0),                       // 80: posture.v1.ResultStatus
+	(*FactQuery)(nil),                       // 81: posture.v1.FactQuery
+	(*fieldmaskpb.FieldMask)(nil),           // 82: google.protobuf.FieldMask
 }
 var file_posture_v1_admin_proto_depIdxs = []int32{
-	76,  // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
-	77,  // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
-	77,  // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
-	77,  // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
-	77,  // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
+	77,  // 0: posture.v1.Host.facts:type_name -> posture.v1.HostFacts
+	78,  // 1: posture.v1.Host.enrolled_at:type_name -> google.protobuf.Timestamp
+	78,  // 2: posture.v1.Host.last_seen_at:type_name -> google.protobuf.Timestamp
+	78,  // 3: posture.v1.Host.certificate_not_after:type_name -> google.protobuf.Timestamp
+	78,  // 4: posture.v1.Host.revoked_at:type_name -> google.protobuf.Timestamp
 	6,   // 5: posture.v1.Host.results:type_name -> posture.v1.HostResult
 	4,   // 6: posture.v1.Host.verdict:type_name -> posture.v1.Verdict
-	75,  // 7: posture.v1.Host.entra_check:type_name -> posture.v1.EntraDeviceCheck
+	76,  // 7: posture.v1.Host.entra_check:type_name -> posture.v1.EntraDeviceCheck
 	3,   // 8: posture.v1.Host.scopes:type_name -> posture.v1.HostScope
-	77,  // 9: posture.v1.Host.reenrolled_at:type_name -> google.protobuf.Timestamp
+	78,  // 9: posture.v1.Host.reenrolled_at:type_name -> google.protobuf.Timestamp
 	2,   // 10: posture.v1.Host.health:type_name -> posture.v1.HostHealth
-	78,  // 11: posture.v1.Host.report_interval:type_name -> google.protobuf.Duration
-	77,  // 12: posture.v1.Host.last_report_at:type_name -> google.protobuf.Timestamp
-	77,  // 13: posture.v1.HostHealth.reported_at:type_name -> google.protobuf.Timestamp
-	77,  // 14: posture.v1.HostScope.refreshed_at:type_name -> google.protobuf.Timestamp
+	79,  // 11: posture.v1.Host.report_interval:type_name -> google.protobuf.Duration
+	78,  // 12: posture.v1.Host.last_report_at:type_name -> google.protobuf.Timestamp
+	78,  // 13: posture.v1.HostHealth.reported_at:type_name -> google.protobuf.Timestamp
+	78,  // 14: posture.v1.HostScope.refreshed_at:type_name -> google.protobuf.Timestamp
 	5,   // 15: posture.v1.Verdict.reasons:type_name -> posture.v1.VerdictReason
-	77,  // 16: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
-	77,  // 17: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
-	79,  // 18: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
-	77,  // 19: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
-	79,  // 20: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
-	77,  // 21: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
-	78,  // 22: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
-	77,  // 23: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
+	78,  // 16: posture.v1.Verdict.next_transition:type_name -> google.protobuf.Timestamp
+	78,  // 17: posture.v1.Verdict.updated_at:type_name -> google.protobuf.Timestamp
+	80,  // 18: posture.v1.VerdictReason.status:type_name -> posture.v1.ResultStatus
+	78,  // 19: posture.v1.VerdictReason.grace_deadline:type_name -> google.protobuf.Timestamp
+	80,  // 20: posture.v1.HostResult.status:type_name -> posture.v1.ResultStatus
+	78,  // 21: posture.v1.HostResult.evaluated_at:type_name -> google.protobuf.Timestamp
+	79,  // 22: posture.v1.HostResult.duration:type_name -> google.protobuf.Duration
+	78,  // 23: posture.v1.HostResult.status_since:type_name -> google.protobuf.Timestamp
 	1,   // 24: posture.v1.ListHostsResponse.hosts:type_name -> posture.v1.Host
-	78,  // 25: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
-	77,  // 26: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
-	77,  // 27: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
+	79,  // 25: posture.v1.Policy.grace_period:type_name -> google.protobuf.Duration
+	78,  // 26: posture.v1.Policy.created_at:type_name -> google.protobuf.Timestamp
+	78,  // 27: posture.v1.Policy.updated_at:type_name -> google.protobuf.Timestamp
 	15,  // 28: posture.v1.ListPoliciesResponse.policies:type_name -> posture.v1.Policy
-	78,  // 29: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
+	79,  // 29: posture.v1.TeamSettings.stale_after:type_name -> google.protobuf.Duration
 	19,  // 30: posture.v1.Team.settings:type_name -> posture.v1.TeamSettings
 	15,  // 31: posture.v1.ApplyPoliciesRequest.policies:type_name -> posture.v1.Policy
 	20,  // 32: posture.v1.ApplyPoliciesRequest.teams:type_name -> posture.v1.Team
-	80,  // 33: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
+	81,  // 33: posture.v1.ApplyPoliciesRequest.facts:type_name -> posture.v1.FactQuery
 	0,   // 34: posture.v1.Change.action:type_name -> posture.v1.ChangeAction
 	22,  // 35: posture.v1.ApplyPoliciesResponse.changes:type_name -> posture.v1.Change
 	20,  // 36: posture.v1.ListTeamsResponse.teams:type_name -> posture.v1.Team
 	20,  // 37: posture.v1.PutTeamRequest.team:type_name -> posture.v1.Team
-	77,  // 38: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
-	77,  // 39: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
+	78,  // 38: posture.v1.Exemption.expires_at:type_name -> google.protobuf.Timestamp
+	78,  // 39: posture.v1.Exemption.created_at:type_name -> google.protobuf.Timestamp
 	29,  // 40: posture.v1.ListExemptionsResponse.exemptions:type_name -> posture.v1.Exemption
-	77,  // 41: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	78,  // 41: posture.v1.CreateExemptionRequest.expires_at:type_name -> google.protobuf.Timestamp
 	1,   // 42: posture.v1.ListUnmappedHostsResponse.hosts:type_name -> posture.v1.Host
-	77,  // 43: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
-	77,  // 44: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
-	77,  // 45: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
-	77,  // 46: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
-	77,  // 47: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
-	39,  // 48: posture.v1.Integration.partner_status:type_name -> posture.v1.PartnerStatus
-	77,  // 49: posture.v1.PartnerStatus.activated_at:type_name -> google.protobuf.Timestamp
-	77,  // 50: posture.v1.PartnerStatus.last_heartbeat_at:type_name -> google.protobuf.Timestamp
-	40,  // 51: posture.v1.PartnerStatus.policies:type_name -> posture.v1.PartnerPolicyStatus
-	77,  // 52: posture.v1.PartnerPolicyStatus.updated_at:type_name -> google.protobuf.Timestamp
-	77,  // 53: posture.v1.AdminConsentUrl.expires_at:type_name -> google.protobuf.Timestamp
-	38,  // 54: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
-	38,  // 55: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	38,  // 56: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
-	81,  // 57: posture.v1.UpdateIntegrationRequest.update_mask:type_name -> google.protobuf.FieldMask
-	77,  // 58: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
-	77,  // 59: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
-	55,  // 60: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
-	77,  // 61: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
-	77,  // 62: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
-	77,  // 63: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
-	77,  // 64: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
-	59,  // 65: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
-	77,  // 66: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
-	59,  // 67: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
-	77,  // 68: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
-	77,  // 69: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
-	77,  // 70: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
-	77,  // 71: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
-	65,  // 72: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
-	77,  // 73: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
-	65,  // 74: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
+	78,  // 43: posture.v1.Integration.secret_expires_at:type_name -> google.protobuf.Timestamp
+	78,  // 44: posture.v1.Integration.certificate_not_after:type_name -> google.protobuf.Timestamp
+	78,  // 45: posture.v1.Integration.health_checked_at:type_name -> google.protobuf.Timestamp
+	78,  // 46: posture.v1.Integration.created_at:type_name -> google.protobuf.Timestamp
+	78,  // 47: posture.v1.Integration.updated_at:type_name -> google.protobuf.Timestamp
+	40,  // 48: posture.v1.Integration.partner_status:type_name -> posture.v1.PartnerStatus
+	78,  // 49: posture.v1.PartnerStatus.activated_at:type_name -> google.protobuf.Timestamp
+	78,  // 50: posture.v1.PartnerStatus.last_heartbeat_at:type_name -> google.protobuf.Timestamp
+	41,  // 51: posture.v1.PartnerStatus.policies:type_name -> posture.v1.PartnerPolicyStatus
+	78,  // 52: posture.v1.PartnerPolicyStatus.updated_at:type_name -> google.protobuf.Timestamp
+	78,  // 53: posture.v1.AdminConsentUrl.expires_at:type_name -> google.protobuf.Timestamp
+	39,  // 54: posture.v1.ListIntegrationsResponse.integrations:type_name -> posture.v1.Integration
+	39,  // 55: posture.v1.CreateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	39,  // 56: posture.v1.UpdateIntegrationRequest.integration:type_name -> posture.v1.Integration
+	82,  // 57: posture.v1.UpdateIntegrationRequest.update_mask:type_name -> google.protobuf.FieldMask
+	78,  // 58: posture.v1.SyncItem.created_at:type_name -> google.protobuf.Timestamp
+	78,  // 59: posture.v1.SyncItem.next_attempt_at:type_name -> google.protobuf.Timestamp
+	56,  // 60: posture.v1.ListSyncItemsResponse.items:type_name -> posture.v1.SyncItem
+	78,  // 61: posture.v1.EnrollSecret.created_at:type_name -> google.protobuf.Timestamp
+	78,  // 62: posture.v1.EnrollSecret.expires_at:type_name -> google.protobuf.Timestamp
+	78,  // 63: posture.v1.EnrollSecret.revoked_at:type_name -> google.protobuf.Timestamp
+	78,  // 64: posture.v1.EnrollSecret.last_used_at:type_name -> google.protobuf.Timestamp
+	60,  // 65: posture.v1.ListEnrollSecretsResponse.enroll_secrets:type_name -> posture.v1.EnrollSecret
+	78,  // 66: posture.v1.CreateEnrollSecretRequest.expires_at:type_name -> google.protobuf.Timestamp
+	60,  // 67: posture.v1.CreateEnrollSecretResponse.enroll_secret:type_name -> posture.v1.EnrollSecret
+	78,  // 68: posture.v1.ApiToken.created_at:type_name -> google.protobuf.Timestamp
+	78,  // 69: posture.v1.ApiToken.expires_at:type_name -> google.protobuf.Timestamp
+	78,  // 70: posture.v1.ApiToken.revoked_at:type_name -> google.protobuf.Timestamp
+	78,  // 71: posture.v1.ApiToken.last_used_at:type_name -> google.protobuf.Timestamp
+	66,  // 72: posture.v1.ListApiTokensResponse.api_tokens:type_name -> posture.v1.ApiToken
+	78,  // 73: posture.v1.CreateApiTokenRequest.expires_at:type_name -> google.protobuf.Timestamp
+	66,  // 74: posture.v1.CreateApiTokenResponse.api_token:type_name -> posture.v1.ApiToken
 	20,  // 75: posture.v1.UpdateTeamRequest.team:type_name -> posture.v1.Team
-	81,  // 76: posture.v1.UpdateTeamRequest.update_mask:type_name -> google.protobuf.FieldMask
-	77,  // 77: posture.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
-	77,  // 78: posture.v1.ListAuditEventsRequest.since:type_name -> google.protobuf.Timestamp
-	72,  // 79: posture.v1.ListAuditEventsResponse.events:type_name -> posture.v1.AuditEvent
-	77,  // 80: posture.v1.EntraDeviceCheck.checked_at:type_name -> google.protobuf.Timestamp
+	82,  // 76: posture.v1.UpdateTeamRequest.update_mask:type_name -> google.protobuf.FieldMask
+	78,  // 77: posture.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
+	78,  // 78: posture.v1.ListAuditEventsRequest.since:type_name -> google.protobuf.Timestamp
+	73,  // 79: posture.v1.ListAuditEventsResponse.events:type_name -> posture.v1.AuditEvent
+	78,  // 80: posture.v1.EntraDeviceCheck.checked_at:type_name -> google.protobuf.Timestamp
 	7,   // 81: posture.v1.AdminService.ListHosts:input_type -> posture.v1.ListHostsRequest
 	9,   // 82: posture.v1.AdminService.GetHost:input_type -> posture.v1.GetHostRequest
 	10,  // 83: posture.v1.AdminService.RevokeHost:input_type -> posture.v1.RevokeHostRequest
@@ -5708,63 +5775,65 @@ var file_posture_v1_admin_proto_depIdxs = []int32{
 	32,  // 93: posture.v1.AdminService.CreateExemption:input_type -> posture.v1.CreateExemptionRequest
 	33,  // 94: posture.v1.AdminService.DeleteExemption:input_type -> posture.v1.DeleteExemptionRequest
 	35,  // 95: posture.v1.AdminService.SetHostEntraDeviceId:input_type -> posture.v1.SetHostEntraDeviceIdRequest
-	36,  // 96: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
-	44,  // 97: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
-	46,  // 98: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
-	47,  // 99: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
-	48,  // 100: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
-	49,  // 101: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
-	51,  // 102: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
-	41,  // 103: posture.v1.AdminService.DeprovisionIntegration:input_type -> posture.v1.DeprovisionIntegrationRequest
-	42,  // 104: posture.v1.AdminService.GetAdminConsentUrl:input_type -> posture.v1.GetAdminConsentUrlRequest
-	56,  // 105: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
-	58,  // 106: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
-	60,  // 107: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
-	62,  // 108: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
-	64,  // 109: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
-	66,  // 110: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
-	68,  // 111: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
-	70,  // 112: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
-	52,  // 113: posture.v1.AdminService.ResumeIntegration:input_type -> posture.v1.ResumeIntegrationRequest
-	71,  // 114: posture.v1.AdminService.UpdateTeam:input_type -> posture.v1.UpdateTeamRequest
-	73,  // 115: posture.v1.AdminService.ListAuditEvents:input_type -> posture.v1.ListAuditEventsRequest
-	8,   // 116: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
-	1,   // 117: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
-	1,   // 118: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
-	12,  // 119: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
-	14,  // 120: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
-	17,  // 121: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
-	15,  // 122: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
-	23,  // 123: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
-	25,  // 124: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
-	27,  // 125: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
-	20,  // 126: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
-	31,  // 127: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
-	29,  // 128: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
-	34,  // 129: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
-	1,   // 130: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
-	37,  // 131: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
-	45,  // 132: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
-	38,  // 133: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
-	38,  // 134: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
-	38,  // 135: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
-	50,  // 136: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
-	54,  // 137: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
-	38,  // 138: posture.v1.AdminService.DeprovisionIntegration:output_type -> posture.v1.Integration
-	43,  // 139: posture.v1.AdminService.GetAdminConsentUrl:output_type -> posture.v1.AdminConsentUrl
-	57,  // 140: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
-	55,  // 141: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
-	61,  // 142: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
-	63,  // 143: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
-	59,  // 144: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
-	67,  // 145: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
-	69,  // 146: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
-	65,  // 147: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
-	53,  // 148: posture.v1.AdminService.ResumeIntegration:output_type -> posture.v1.ResumeIntegrationResponse
-	20,  // 149: posture.v1.AdminService.UpdateTeam:output_type -> posture.v1.Team
-	74,  // 150: posture.v1.AdminService.ListAuditEvents:output_type -> posture.v1.ListAuditEventsResponse
-	116, // [116:151] is the sub-list for method output_type
-	81,  // [81:116] is the sub-list for method input_type
+	37,  // 96: posture.v1.AdminService.ListUnmappedHosts:input_type -> posture.v1.ListUnmappedHostsRequest
+	45,  // 97: posture.v1.AdminService.ListIntegrations:input_type -> posture.v1.ListIntegrationsRequest
+	47,  // 98: posture.v1.AdminService.GetIntegration:input_type -> posture.v1.GetIntegrationRequest
+	48,  // 99: posture.v1.AdminService.CreateIntegration:input_type -> posture.v1.CreateIntegrationRequest
+	49,  // 100: posture.v1.AdminService.UpdateIntegration:input_type -> posture.v1.UpdateIntegrationRequest
+	50,  // 101: posture.v1.AdminService.DeleteIntegration:input_type -> posture.v1.DeleteIntegrationRequest
+	52,  // 102: posture.v1.AdminService.TestIntegration:input_type -> posture.v1.TestIntegrationRequest
+	42,  // 103: posture.v1.AdminService.DeprovisionIntegration:input_type -> posture.v1.DeprovisionIntegrationRequest
+	43,  // 104: posture.v1.AdminService.GetAdminConsentUrl:input_type -> posture.v1.GetAdminConsentUrlRequest
+	57,  // 105: posture.v1.AdminService.ListSyncItems:input_type -> posture.v1.ListSyncItemsRequest
+	59,  // 106: posture.v1.AdminService.RetrySyncItem:input_type -> posture.v1.RetrySyncItemRequest
+	61,  // 107: posture.v1.AdminService.ListEnrollSecrets:input_type -> posture.v1.ListEnrollSecretsRequest
+	63,  // 108: posture.v1.AdminService.CreateEnrollSecret:input_type -> posture.v1.CreateEnrollSecretRequest
+	65,  // 109: posture.v1.AdminService.RevokeEnrollSecret:input_type -> posture.v1.RevokeEnrollSecretRequest
+	67,  // 110: posture.v1.AdminService.ListApiTokens:input_type -> posture.v1.ListApiTokensRequest
+	69,  // 111: posture.v1.AdminService.CreateApiToken:input_type -> posture.v1.CreateApiTokenRequest
+	71,  // 112: posture.v1.AdminService.RevokeApiToken:input_type -> posture.v1.RevokeApiTokenRequest
+	53,  // 113: posture.v1.AdminService.ResumeIntegration:input_type -> posture.v1.ResumeIntegrationRequest
+	72,  // 114: posture.v1.AdminService.UpdateTeam:input_type -> posture.v1.UpdateTeamRequest
+	74,  // 115: posture.v1.AdminService.ListAuditEvents:input_type -> posture.v1.ListAuditEventsRequest
+	36,  // 116: posture.v1.AdminService.SetHostUserPrincipalName:input_type -> posture.v1.SetHostUserPrincipalNameRequest
+	8,   // 117: posture.v1.AdminService.ListHosts:output_type -> posture.v1.ListHostsResponse
+	1,   // 118: posture.v1.AdminService.GetHost:output_type -> posture.v1.Host
+	1,   // 119: posture.v1.AdminService.RevokeHost:output_type -> posture.v1.Host
+	12,  // 120: posture.v1.AdminService.DeleteHost:output_type -> posture.v1.DeleteHostResponse
+	14,  // 121: posture.v1.AdminService.RecheckHost:output_type -> posture.v1.RecheckHostResponse
+	17,  // 122: posture.v1.AdminService.ListPolicies:output_type -> posture.v1.ListPoliciesResponse
+	15,  // 123: posture.v1.AdminService.GetPolicy:output_type -> posture.v1.Policy
+	23,  // 124: posture.v1.AdminService.ApplyPolicies:output_type -> posture.v1.ApplyPoliciesResponse
+	25,  // 125: posture.v1.AdminService.DeletePolicy:output_type -> posture.v1.DeletePolicyResponse
+	27,  // 126: posture.v1.AdminService.ListTeams:output_type -> posture.v1.ListTeamsResponse
+	20,  // 127: posture.v1.AdminService.PutTeam:output_type -> posture.v1.Team
+	31,  // 128: posture.v1.AdminService.ListExemptions:output_type -> posture.v1.ListExemptionsResponse
+	29,  // 129: posture.v1.AdminService.CreateExemption:output_type -> posture.v1.Exemption
+	34,  // 130: posture.v1.AdminService.DeleteExemption:output_type -> posture.v1.DeleteExemptionResponse
+	1,   // 131: posture.v1.AdminService.SetHostEntraDeviceId:output_type -> posture.v1.Host
+	38,  // 132: posture.v1.AdminService.ListUnmappedHosts:output_type -> posture.v1.ListUnmappedHostsResponse
+	46,  // 133: posture.v1.AdminService.ListIntegrations:output_type -> posture.v1.ListIntegrationsResponse
+	39,  // 134: posture.v1.AdminService.GetIntegration:output_type -> posture.v1.Integration
+	39,  // 135: posture.v1.AdminService.CreateIntegration:output_type -> posture.v1.Integration
+	39,  // 136: posture.v1.AdminService.UpdateIntegration:output_type -> posture.v1.Integration
+	51,  // 137: posture.v1.AdminService.DeleteIntegration:output_type -> posture.v1.DeleteIntegrationResponse
+	55,  // 138: posture.v1.AdminService.TestIntegration:output_type -> posture.v1.TestIntegrationResponse
+	39,  // 139: posture.v1.AdminService.DeprovisionIntegration:output_type -> posture.v1.Integration
+	44,  // 140: posture.v1.AdminService.GetAdminConsentUrl:output_type -> posture.v1.AdminConsentUrl
+	58,  // 141: posture.v1.AdminService.ListSyncItems:output_type -> posture.v1.ListSyncItemsResponse
+	56,  // 142: posture.v1.AdminService.RetrySyncItem:output_type -> posture.v1.SyncItem
+	62,  // 143: posture.v1.AdminService.ListEnrollSecrets:output_type -> posture.v1.ListEnrollSecretsResponse
+	64,  // 144: posture.v1.AdminService.CreateEnrollSecret:output_type -> posture.v1.CreateEnrollSecretResponse
+	60,  // 145: posture.v1.AdminService.RevokeEnrollSecret:output_type -> posture.v1.EnrollSecret
+	68,  // 146: posture.v1.AdminService.ListApiTokens:output_type -> posture.v1.ListApiTokensResponse
+	70,  // 147: posture.v1.AdminService.CreateApiToken:output_type -> posture.v1.CreateApiTokenResponse
+	66,  // 148: posture.v1.AdminService.RevokeApiToken:output_type -> posture.v1.ApiToken
+	54,  // 149: posture.v1.AdminService.ResumeIntegration:output_type -> posture.v1.ResumeIntegrationResponse
+	20,  // 150: posture.v1.AdminService.UpdateTeam:output_type -> posture.v1.Team
+	75,  // 151: posture.v1.AdminService.ListAuditEvents:output_type -> posture.v1.ListAuditEventsResponse
+	1,   // 152: posture.v1.AdminService.SetHostUserPrincipalName:output_type -> posture.v1.Host
+	117, // [117:153] is the sub-list for method output_type
+	81,  // [81:117] is the sub-list for method input_type
 	81,  // [81:81] is the sub-list for extension type_name
 	81,  // [81:81] is the sub-list for extension extendee
 	0,   // [0:81] is the sub-list for field type_name
@@ -5783,7 +5852,7 @@ func file_posture_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_posture_v1_admin_proto_rawDesc), len(file_posture_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   75,
+			NumMessages:   76,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1374,6 +1374,51 @@ func local_request_AdminService_ListAuditEvents_0(ctx context.Context, marshaler
 	return msg, metadata, err
 }
 
+func request_AdminService_SetHostUserPrincipalName_0(ctx context.Context, marshaler runtime.Marshaler, client AdminServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq SetHostUserPrincipalNameRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	val, ok := pathParams["id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "id")
+	}
+	protoReq.Id, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "id", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.SetHostUserPrincipalName(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_AdminService_SetHostUserPrincipalName_0(ctx context.Context, marshaler runtime.Marshaler, server AdminServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq SetHostUserPrincipalNameRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	if err := marshaler.NewDecoder(req.Body).Decode(&protoReq); err != nil && !errors.Is(err, io.EOF) {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	val, ok := pathParams["id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "id")
+	}
+	protoReq.Id, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "id", err)
+	}
+	msg, err := server.SetHostUserPrincipalName(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 // RegisterAdminServiceHandlerServer registers the http handlers for service AdminService to "mux".
 // UnaryRPC     :call AdminServiceServer directly.
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
@@ -2080,6 +2125,26 @@ func RegisterAdminServiceHandlerServer(ctx context.Context, mux *runtime.ServeMu
 		}
 		forward_AdminService_ListAuditEvents_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPost, pattern_AdminService_SetHostUserPrincipalName_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/posture.v1.AdminService/SetHostUserPrincipalName", runtime.WithHTTPPathPattern("/api/v1/hosts/{id}:setUserPrincipalName"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_AdminService_SetHostUserPrincipalName_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_AdminService_SetHostUserPrincipalName_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 
 	return nil
 }
@@ -2715,81 +2780,100 @@ func RegisterAdminServiceHandlerClient(ctx context.Context, mux *runtime.ServeMu
 		}
 		forward_AdminService_ListAuditEvents_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodPost, pattern_AdminService_SetHostUserPrincipalName_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/posture.v1.AdminService/SetHostUserPrincipalName", runtime.WithHTTPPathPattern("/api/v1/hosts/{id}:setUserPrincipalName"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_AdminService_SetHostUserPrincipalName_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_AdminService_SetHostUserPrincipalName_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	return nil
 }
 
 var (
-	pattern_AdminService_ListHosts_0              = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "hosts"}, ""))
-	pattern_AdminService_GetHost_0                = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "hosts", "id"}, ""))
-	pattern_AdminService_RevokeHost_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "hosts", "id"}, "revoke"))
-	pattern_AdminService_DeleteHost_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "hosts", "id"}, ""))
-	pattern_AdminService_RecheckHost_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "hosts", "id"}, "recheck"))
-	pattern_AdminService_ListPolicies_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "policies"}, ""))
-	pattern_AdminService_GetPolicy_0              = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "policies", "id"}, ""))
-	pattern_AdminService_ApplyPolicies_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "policies"}, "apply"))
-	pattern_AdminService_DeletePolicy_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "policies", "id"}, ""))
-	pattern_AdminService_ListTeams_0              = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "teams"}, ""))
-	pattern_AdminService_PutTeam_0                = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "teams", "team.name"}, ""))
-	pattern_AdminService_ListExemptions_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "exemptions"}, ""))
-	pattern_AdminService_CreateExemption_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "exemptions"}, ""))
-	pattern_AdminService_DeleteExemption_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "exemptions", "id"}, ""))
-	pattern_AdminService_SetHostEntraDeviceId_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "hosts", "id"}, "setEntraDeviceId"))
-	pattern_AdminService_ListUnmappedHosts_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "unmapped-hosts"}, ""))
-	pattern_AdminService_ListIntegrations_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "integrations"}, ""))
-	pattern_AdminService_GetIntegration_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "integrations", "id"}, ""))
-	pattern_AdminService_CreateIntegration_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "integrations"}, ""))
-	pattern_AdminService_UpdateIntegration_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "integrations", "integration.id"}, ""))
-	pattern_AdminService_DeleteIntegration_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "integrations", "id"}, ""))
-	pattern_AdminService_TestIntegration_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "integrations", "id"}, "test"))
-	pattern_AdminService_DeprovisionIntegration_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "integrations", "id"}, "deprovision"))
-	pattern_AdminService_GetAdminConsentUrl_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"api", "v1", "integrations", "id", "admin-consent-url"}, ""))
-	pattern_AdminService_ListSyncItems_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3}, []string{"api", "v1", "sync", "items"}, ""))
-	pattern_AdminService_RetrySyncItem_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"api", "v1", "sync", "items", "id"}, "retry"))
-	pattern_AdminService_ListEnrollSecrets_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "enroll-secrets"}, ""))
-	pattern_AdminService_CreateEnrollSecret_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "enroll-secrets"}, ""))
-	pattern_AdminService_RevokeEnrollSecret_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "enroll-secrets", "id"}, "revoke"))
-	pattern_AdminService_ListApiTokens_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "tokens"}, ""))
-	pattern_AdminService_CreateApiToken_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "tokens"}, ""))
-	pattern_AdminService_RevokeApiToken_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "tokens", "id"}, "revoke"))
-	pattern_AdminService_ResumeIntegration_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "integrations", "id"}, "resume"))
-	pattern_AdminService_UpdateTeam_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "teams", "team.name"}, ""))
-	pattern_AdminService_ListAuditEvents_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "audit"}, ""))
+	pattern_AdminService_ListHosts_0                = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "hosts"}, ""))
+	pattern_AdminService_GetHost_0                  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "hosts", "id"}, ""))
+	pattern_AdminService_RevokeHost_0               = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "hosts", "id"}, "revoke"))
+	pattern_AdminService_DeleteHost_0               = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "hosts", "id"}, ""))
+	pattern_AdminService_RecheckHost_0              = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "hosts", "id"}, "recheck"))
+	pattern_AdminService_ListPolicies_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "policies"}, ""))
+	pattern_AdminService_GetPolicy_0                = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "policies", "id"}, ""))
+	pattern_AdminService_ApplyPolicies_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "policies"}, "apply"))
+	pattern_AdminService_DeletePolicy_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "policies", "id"}, ""))
+	pattern_AdminService_ListTeams_0                = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "teams"}, ""))
+	pattern_AdminService_PutTeam_0                  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "teams", "team.name"}, ""))
+	pattern_AdminService_ListExemptions_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "exemptions"}, ""))
+	pattern_AdminService_CreateExemption_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "exemptions"}, ""))
+	pattern_AdminService_DeleteExemption_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "exemptions", "id"}, ""))
+	pattern_AdminService_SetHostEntraDeviceId_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "hosts", "id"}, "setEntraDeviceId"))
+	pattern_AdminService_ListUnmappedHosts_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "unmapped-hosts"}, ""))
+	pattern_AdminService_ListIntegrations_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "integrations"}, ""))
+	pattern_AdminService_GetIntegration_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "integrations", "id"}, ""))
+	pattern_AdminService_CreateIntegration_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "integrations"}, ""))
+	pattern_AdminService_UpdateIntegration_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "integrations", "integration.id"}, ""))
+	pattern_AdminService_DeleteIntegration_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "integrations", "id"}, ""))
+	pattern_AdminService_TestIntegration_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "integrations", "id"}, "test"))
+	pattern_AdminService_DeprovisionIntegration_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "integrations", "id"}, "deprovision"))
+	pattern_AdminService_GetAdminConsentUrl_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3, 2, 4}, []string{"api", "v1", "integrations", "id", "admin-consent-url"}, ""))
+	pattern_AdminService_ListSyncItems_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3}, []string{"api", "v1", "sync", "items"}, ""))
+	pattern_AdminService_RetrySyncItem_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"api", "v1", "sync", "items", "id"}, "retry"))
+	pattern_AdminService_ListEnrollSecrets_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "enroll-secrets"}, ""))
+	pattern_AdminService_CreateEnrollSecret_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "enroll-secrets"}, ""))
+	pattern_AdminService_RevokeEnrollSecret_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "enroll-secrets", "id"}, "revoke"))
+	pattern_AdminService_ListApiTokens_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "tokens"}, ""))
+	pattern_AdminService_CreateApiToken_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "tokens"}, ""))
+	pattern_AdminService_RevokeApiToken_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "tokens", "id"}, "revoke"))
+	pattern_AdminService_ResumeIntegration_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "integrations", "id"}, "resume"))
+	pattern_AdminService_UpdateTeam_0               = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "teams", "team.name"}, ""))
+	pattern_AdminService_ListAuditEvents_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"api", "v1", "audit"}, ""))
+	pattern_AdminService_SetHostUserPrincipalName_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"api", "v1", "hosts", "id"}, "setUserPrincipalName"))
 )
 
 var (
-	forward_AdminService_ListHosts_0              = runtime.ForwardResponseMessage
-	forward_AdminService_GetHost_0                = runtime.ForwardResponseMessage
-	forward_AdminService_RevokeHost_0             = runtime.ForwardResponseMessage
-	forward_AdminService_DeleteHost_0             = runtime.ForwardResponseMessage
-	forward_AdminService_RecheckHost_0            = runtime.ForwardResponseMessage
-	forward_AdminService_ListPolicies_0           = runtime.ForwardResponseMessage
-	forward_AdminService_GetPolicy_0              = runtime.ForwardResponseMessage
-	forward_AdminService_ApplyPolicies_0          = runtime.ForwardResponseMessage
-	forward_AdminService_DeletePolicy_0           = runtime.ForwardResponseMessage
-	forward_AdminService_ListTeams_0              = runtime.ForwardResponseMessage
-	forward_AdminService_PutTeam_0                = runtime.ForwardResponseMessage
-	forward_AdminService_ListExemptions_0         = runtime.ForwardResponseMessage
-	forward_AdminService_CreateExemption_0        = runtime.ForwardResponseMessage
-	forward_AdminService_DeleteExemption_0        = runtime.ForwardResponseMessage
-	forward_AdminService_SetHostEntraDeviceId_0   = runtime.ForwardResponseMessage
-	forward_AdminService_ListUnmappedHosts_0      = runtime.ForwardResponseMessage
-	forward_AdminService_ListIntegrations_0       = runtime.ForwardResponseMessage
-	forward_AdminService_GetIntegration_0         = runtime.ForwardResponseMessage
-	forward_AdminService_CreateIntegration_0      = runtime.ForwardResponseMessage
-	forward_AdminService_UpdateIntegration_0      = runtime.ForwardResponseMessage
-	forward_AdminService_DeleteIntegration_0      = runtime.ForwardResponseMessage
-	forward_AdminService_TestIntegration_0        = runtime.ForwardResponseMessage
-	forward_AdminService_DeprovisionIntegration_0 = runtime.ForwardResponseMessage
-	forward_AdminService_GetAdminConsentUrl_0     = runtime.ForwardResponseMessage
-	forward_AdminService_ListSyncItems_0          = runtime.ForwardResponseMessage
-	forward_AdminService_RetrySyncItem_0          = runtime.ForwardResponseMessage
-	forward_AdminService_ListEnrollSecrets_0      = runtime.ForwardResponseMessage
-	forward_AdminService_CreateEnrollSecret_0     = runtime.ForwardResponseMessage
-	forward_AdminService_RevokeEnrollSecret_0     = runtime.ForwardResponseMessage
-	forward_AdminService_ListApiTokens_0          = runtime.ForwardResponseMessage
-	forward_AdminService_CreateApiToken_0         = runtime.ForwardResponseMessage
-	forward_AdminService_RevokeApiToken_0         = runtime.ForwardResponseMessage
-	forward_AdminService_ResumeIntegration_0      = runtime.ForwardResponseMessage
-	forward_AdminService_UpdateTeam_0             = runtime.ForwardResponseMessage
-	forward_AdminService_ListAuditEvents_0        = runtime.ForwardResponseMessage
+	forward_AdminService_ListHosts_0                = runtime.ForwardResponseMessage
+	forward_AdminService_GetHost_0                  = runtime.ForwardResponseMessage
+	forward_AdminService_RevokeHost_0               = runtime.ForwardResponseMessage
+	forward_AdminService_DeleteHost_0               = runtime.ForwardResponseMessage
+	forward_AdminService_RecheckHost_0              = runtime.ForwardResponseMessage
+	forward_AdminService_ListPolicies_0             = runtime.ForwardResponseMessage
+	forward_AdminService_GetPolicy_0                = runtime.ForwardResponseMessage
+	forward_AdminService_ApplyPolicies_0            = runtime.ForwardResponseMessage
+	forward_AdminService_DeletePolicy_0             = runtime.ForwardResponseMessage
+	forward_AdminService_ListTeams_0                = runtime.ForwardResponseMessage
+	forward_AdminService_PutTeam_0                  = runtime.ForwardResponseMessage
+	forward_AdminService_ListExemptions_0           = runtime.ForwardResponseMessage
+	forward_AdminService_CreateExemption_0          = runtime.ForwardResponseMessage
+	forward_AdminService_DeleteExemption_0          = runtime.ForwardResponseMessage
+	forward_AdminService_SetHostEntraDeviceId_0     = runtime.ForwardResponseMessage
+	forward_AdminService_ListUnmappedHosts_0        = runtime.ForwardResponseMessage
+	forward_AdminService_ListIntegrations_0         = runtime.ForwardResponseMessage
+	forward_AdminService_GetIntegration_0           = runtime.ForwardResponseMessage
+	forward_AdminService_CreateIntegration_0        = runtime.ForwardResponseMessage
+	forward_AdminService_UpdateIntegration_0        = runtime.ForwardResponseMessage
+	forward_AdminService_DeleteIntegration_0        = runtime.ForwardResponseMessage
+	forward_AdminService_TestIntegration_0          = runtime.ForwardResponseMessage
+	forward_AdminService_DeprovisionIntegration_0   = runtime.ForwardResponseMessage
+	forward_AdminService_GetAdminConsentUrl_0       = runtime.ForwardResponseMessage
+	forward_AdminService_ListSyncItems_0            = runtime.ForwardResponseMessage
+	forward_AdminService_RetrySyncItem_0            = runtime.ForwardResponseMessage
+	forward_AdminService_ListEnrollSecrets_0        = runtime.ForwardResponseMessage
+	forward_AdminService_CreateEnrollSecret_0       = runtime.ForwardResponseMessage
+	forward_AdminService_RevokeEnrollSecret_0       = runtime.ForwardResponseMessage
+	forward_AdminService_ListApiTokens_0            = runtime.ForwardResponseMessage
+	forward_AdminService_CreateApiToken_0           = runtime.ForwardResponseMessage
+	forward_AdminService_RevokeApiToken_0           = runtime.ForwardResponseMessage
+	forward_AdminService_ResumeIntegration_0        = runtime.ForwardResponseMessage
+	forward_AdminService_UpdateTeam_0               = runtime.ForwardResponseMessage
+	forward_AdminService_ListAuditEvents_0          = runtime.ForwardResponseMessage
+	forward_AdminService_SetHostUserPrincipalName_0 = runtime.ForwardResponseMessage
 )

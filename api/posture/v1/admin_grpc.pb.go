@@ -19,41 +19,42 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_ListHosts_FullMethodName              = "/posture.v1.AdminService/ListHosts"
-	AdminService_GetHost_FullMethodName                = "/posture.v1.AdminService/GetHost"
-	AdminService_RevokeHost_FullMethodName             = "/posture.v1.AdminService/RevokeHost"
-	AdminService_DeleteHost_FullMethodName             = "/posture.v1.AdminService/DeleteHost"
-	AdminService_RecheckHost_FullMethodName            = "/posture.v1.AdminService/RecheckHost"
-	AdminService_ListPolicies_FullMethodName           = "/posture.v1.AdminService/ListPolicies"
-	AdminService_GetPolicy_FullMethodName              = "/posture.v1.AdminService/GetPolicy"
-	AdminService_ApplyPolicies_FullMethodName          = "/posture.v1.AdminService/ApplyPolicies"
-	AdminService_DeletePolicy_FullMethodName           = "/posture.v1.AdminService/DeletePolicy"
-	AdminService_ListTeams_FullMethodName              = "/posture.v1.AdminService/ListTeams"
-	AdminService_PutTeam_FullMethodName                = "/posture.v1.AdminService/PutTeam"
-	AdminService_ListExemptions_FullMethodName         = "/posture.v1.AdminService/ListExemptions"
-	AdminService_CreateExemption_FullMethodName        = "/posture.v1.AdminService/CreateExemption"
-	AdminService_DeleteExemption_FullMethodName        = "/posture.v1.AdminService/DeleteExemption"
-	AdminService_SetHostEntraDeviceId_FullMethodName   = "/posture.v1.AdminService/SetHostEntraDeviceId"
-	AdminService_ListUnmappedHosts_FullMethodName      = "/posture.v1.AdminService/ListUnmappedHosts"
-	AdminService_ListIntegrations_FullMethodName       = "/posture.v1.AdminService/ListIntegrations"
-	AdminService_GetIntegration_FullMethodName         = "/posture.v1.AdminService/GetIntegration"
-	AdminService_CreateIntegration_FullMethodName      = "/posture.v1.AdminService/CreateIntegration"
-	AdminService_UpdateIntegration_FullMethodName      = "/posture.v1.AdminService/UpdateIntegration"
-	AdminService_DeleteIntegration_FullMethodName      = "/posture.v1.AdminService/DeleteIntegration"
-	AdminService_TestIntegration_FullMethodName        = "/posture.v1.AdminService/TestIntegration"
-	AdminService_DeprovisionIntegration_FullMethodName = "/posture.v1.AdminService/DeprovisionIntegration"
-	AdminService_GetAdminConsentUrl_FullMethodName     = "/posture.v1.AdminService/GetAdminConsentUrl"
-	AdminService_ListSyncItems_FullMethodName          = "/posture.v1.AdminService/ListSyncItems"
-	AdminService_RetrySyncItem_FullMethodName          = "/posture.v1.AdminService/RetrySyncItem"
-	AdminService_ListEnrollSecrets_FullMethodName      = "/posture.v1.AdminService/ListEnrollSecrets"
-	AdminService_CreateEnrollSecret_FullMethodName     = "/posture.v1.AdminService/CreateEnrollSecret"
-	AdminService_RevokeEnrollSecret_FullMethodName     = "/posture.v1.AdminService/RevokeEnrollSecret"
-	AdminService_ListApiTokens_FullMethodName          = "/posture.v1.AdminService/ListApiTokens"
-	AdminService_CreateApiToken_FullMethodName         = "/posture.v1.AdminService/CreateApiToken"
-	AdminService_RevokeApiToken_FullMethodName         = "/posture.v1.AdminService/RevokeApiToken"
-	AdminService_ResumeIntegration_FullMethodName      = "/posture.v1.AdminService/ResumeIntegration"
-	AdminService_UpdateTeam_FullMethodName             = "/posture.v1.AdminService/UpdateTeam"
-	AdminService_ListAuditEvents_FullMethodName        = "/posture.v1.AdminService/ListAuditEvents"
+	AdminService_ListHosts_FullMethodName                = "/posture.v1.AdminService/ListHosts"
+	AdminService_GetHost_FullMethodName                  = "/posture.v1.AdminService/GetHost"
+	AdminService_RevokeHost_FullMethodName               = "/posture.v1.AdminService/RevokeHost"
+	AdminService_DeleteHost_FullMethodName               = "/posture.v1.AdminService/DeleteHost"
+	AdminService_RecheckHost_FullMethodName              = "/posture.v1.AdminService/RecheckHost"
+	AdminService_ListPolicies_FullMethodName             = "/posture.v1.AdminService/ListPolicies"
+	AdminService_GetPolicy_FullMethodName                = "/posture.v1.AdminService/GetPolicy"
+	AdminService_ApplyPolicies_FullMethodName            = "/posture.v1.AdminService/ApplyPolicies"
+	AdminService_DeletePolicy_FullMethodName             = "/posture.v1.AdminService/DeletePolicy"
+	AdminService_ListTeams_FullMethodName                = "/posture.v1.AdminService/ListTeams"
+	AdminService_PutTeam_FullMethodName                  = "/posture.v1.AdminService/PutTeam"
+	AdminService_ListExemptions_FullMethodName           = "/posture.v1.AdminService/ListExemptions"
+	AdminService_CreateExemption_FullMethodName          = "/posture.v1.AdminService/CreateExemption"
+	AdminService_DeleteExemption_FullMethodName          = "/posture.v1.AdminService/DeleteExemption"
+	AdminService_SetHostEntraDeviceId_FullMethodName     = "/posture.v1.AdminService/SetHostEntraDeviceId"
+	AdminService_ListUnmappedHosts_FullMethodName        = "/posture.v1.AdminService/ListUnmappedHosts"
+	AdminService_ListIntegrations_FullMethodName         = "/posture.v1.AdminService/ListIntegrations"
+	AdminService_GetIntegration_FullMethodName           = "/posture.v1.AdminService/GetIntegration"
+	AdminService_CreateIntegration_FullMethodName        = "/posture.v1.AdminService/CreateIntegration"
+	AdminService_UpdateIntegration_FullMethodName        = "/posture.v1.AdminService/UpdateIntegration"
+	AdminService_DeleteIntegration_FullMethodName        = "/posture.v1.AdminService/DeleteIntegration"
+	AdminService_TestIntegration_FullMethodName          = "/posture.v1.AdminService/TestIntegration"
+	AdminService_DeprovisionIntegration_FullMethodName   = "/posture.v1.AdminService/DeprovisionIntegration"
+	AdminService_GetAdminConsentUrl_FullMethodName       = "/posture.v1.AdminService/GetAdminConsentUrl"
+	AdminService_ListSyncItems_FullMethodName            = "/posture.v1.AdminService/ListSyncItems"
+	AdminService_RetrySyncItem_FullMethodName            = "/posture.v1.AdminService/RetrySyncItem"
+	AdminService_ListEnrollSecrets_FullMethodName        = "/posture.v1.AdminService/ListEnrollSecrets"
+	AdminService_CreateEnrollSecret_FullMethodName       = "/posture.v1.AdminService/CreateEnrollSecret"
+	AdminService_RevokeEnrollSecret_FullMethodName       = "/posture.v1.AdminService/RevokeEnrollSecret"
+	AdminService_ListApiTokens_FullMethodName            = "/posture.v1.AdminService/ListApiTokens"
+	AdminService_CreateApiToken_FullMethodName           = "/posture.v1.AdminService/CreateApiToken"
+	AdminService_RevokeApiToken_FullMethodName           = "/posture.v1.AdminService/RevokeApiToken"
+	AdminService_ResumeIntegration_FullMethodName        = "/posture.v1.AdminService/ResumeIntegration"
+	AdminService_UpdateTeam_FullMethodName               = "/posture.v1.AdminService/UpdateTeam"
+	AdminService_ListAuditEvents_FullMethodName          = "/posture.v1.AdminService/ListAuditEvents"
+	AdminService_SetHostUserPrincipalName_FullMethodName = "/posture.v1.AdminService/SetHostUserPrincipalName"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -132,6 +133,10 @@ type AdminServiceClient interface {
 	UpdateTeam(ctx context.Context, in *UpdateTeamRequest, opts ...grpc.CallOption) (*Team, error)
 	// ListAuditEvents reads the audit log of admin actions, newest first.
 	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
+	// SetHostUserPrincipalName overrides the user principal name the host
+	// reports (empty clears the override): the user the Intune partner sink,
+	// session revocation, group scope and the portal go by.
+	SetHostUserPrincipalName(ctx context.Context, in *SetHostUserPrincipalNameRequest, opts ...grpc.CallOption) (*Host, error)
 }
 
 type adminServiceClient struct {
@@ -492,6 +497,16 @@ func (c *adminServiceClient) ListAuditEvents(ctx context.Context, in *ListAuditE
 	return out, nil
 }
 
+func (c *adminServiceClient) SetHostUserPrincipalName(ctx context.Context, in *SetHostUserPrincipalNameRequest, opts ...grpc.CallOption) (*Host, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Host)
+	err := c.cc.Invoke(ctx, AdminService_SetHostUserPrincipalName_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -568,6 +583,10 @@ type AdminServiceServer interface {
 	UpdateTeam(context.Context, *UpdateTeamRequest) (*Team, error)
 	// ListAuditEvents reads the audit log of admin actions, newest first.
 	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
+	// SetHostUserPrincipalName overrides the user principal name the host
+	// reports (empty clears the override): the user the Intune partner sink,
+	// session revocation, group scope and the portal go by.
+	SetHostUserPrincipalName(context.Context, *SetHostUserPrincipalNameRequest) (*Host, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -682,6 +701,9 @@ func (UnimplementedAdminServiceServer) UpdateTeam(context.Context, *UpdateTeamRe
 }
 func (UnimplementedAdminServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
+}
+func (UnimplementedAdminServiceServer) SetHostUserPrincipalName(context.Context, *SetHostUserPrincipalNameRequest) (*Host, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetHostUserPrincipalName not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -1334,6 +1356,24 @@ func _AdminService_ListAuditEvents_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_SetHostUserPrincipalName_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetHostUserPrincipalNameRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).SetHostUserPrincipalName(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_SetHostUserPrincipalName_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).SetHostUserPrincipalName(ctx, req.(*SetHostUserPrincipalNameRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1480,6 +1520,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAuditEvents",
 			Handler:    _AdminService_ListAuditEvents_Handler,
+		},
+		{
+			MethodName: "SetHostUserPrincipalName",
+			Handler:    _AdminService_SetHostUserPrincipalName_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

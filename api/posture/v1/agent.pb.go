@@ -1083,10 +1083,12 @@ func (x *DeviceStatus) GetEvaluatedAt() *timestamppb.Timestamp {
 }
 
 type AgentPolicy struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Revision      int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
-	Query         string                 `protobuf:"bytes,3,opt,name=query,proto3" json:"query,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Revision int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	Query    string                 `protobuf:"bytes,3,opt,name=query,proto3" json:"query,omitempty"`
+	// Display name, shown by the posture_results table on the host.
+	Name          string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1138,6 +1140,13 @@ func (x *AgentPolicy) GetRevision() int64 {
 func (x *AgentPolicy) GetQuery() string {
 	if x != nil {
 		return x.Query
+	}
+	return ""
+}
+
+func (x *AgentPolicy) GetName() string {
+	if x != nil {
+		return x.Name
 	}
 	return ""
 }
@@ -1510,11 +1519,12 @@ const file_posture_v1_agent_proto_rawDesc = "" +
 	"\averdict\x18\x01 \x01(\tR\averdict\x12'\n" +
 	"\x0fremediation_url\x18\x02 \x01(\tR\x0eremediationUrl\x12W\n" +
 	"\x1aremediation_url_expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x17remediationUrlExpiresAt\x12=\n" +
-	"\fevaluated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vevaluatedAt\"O\n" +
+	"\fevaluated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vevaluatedAt\"c\n" +
 	"\vAgentPolicy\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12\x14\n" +
-	"\x05query\x18\x03 \x01(\tR\x05query\"Q\n" +
+	"\x05query\x18\x03 \x01(\tR\x05query\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\"Q\n" +
 	"\tFactQuery\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05query\x18\x02 \x01(\tR\x05query\x12\x1a\n" +

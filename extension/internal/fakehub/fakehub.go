@@ -142,7 +142,10 @@ type State struct {
 	PeerSerials []*big.Int               // client cert serial per Connect
 	AckOff      bool
 	PolicySet   *posturev1.PolicySet
-	streams     []chan *posturev1.HubMessage
+	// Status, when set, is sent after the PolicySet on every Hello, as
+	// the real hub sends DeviceStatus.
+	Status  *posturev1.DeviceStatus
+	streams []chan *posturev1.HubMessage
 }
 
 // Received is one ResultBatch as the hub got it.
@@ -317,6 +320,9 @@ func (h *Hub) Connect(stream posturev1.AgentService_ConnectServer) error {
 			case *posturev1.AgentMessage_Hello:
 				h.st.Hellos = append(h.st.Hellos, msg.Hello)
 				out <- &posturev1.HubMessage{Msg: &posturev1.HubMessage_PolicySet{PolicySet: h.st.PolicySet}}
+				if h.st.Status != nil {
+					out <- &posturev1.HubMessage{Msg: &posturev1.HubMessage_Status{Status: h.st.Status}}
+				}
 			case *posturev1.AgentMessage_Results:
 				h.st.Batches = append(h.st.Batches, Received{Conn: conn, Batch: msg.Results})
 				if !h.st.AckOff {

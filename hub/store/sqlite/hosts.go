@@ -60,6 +60,11 @@ func (s *Store) SetHostIdentity(ctx context.Context, id, entraDeviceID, upn stri
 	return s.shared().SetHostIdentity(ctx, id, entraDeviceID, upn)
 }
 
+// SetHostUPNOverride sets or clears the admin's user principal name override.
+func (s *Store) SetHostUPNOverride(ctx context.Context, id, upn string) error {
+	return s.shared().SetHostUPNOverride(ctx, id, upn)
+}
+
 // SetHostEntraOverride sets or clears the admin's device id override.
 func (s *Store) SetHostEntraOverride(ctx context.Context, id, entraDeviceID string) error {
 	return s.shared().SetHostEntraOverride(ctx, id, entraDeviceID)

@@ -71,6 +71,7 @@ func testEnrollAndGet(t *testing.T, s store.Store) {
 func testEnrollMatchesHardwareUUID(t *testing.T, s store.Store) {
 	first := must(s.EnrollHost(ctx(t), fullHost()))(t)
 	noErr(t, s.SetHostEntraOverride(ctx(t), first.ID, "admin-dev"))
+	noErr(t, s.SetHostUPNOverride(ctx(t), first.ID, "grace@example.com"))
 	noErr(t, s.TouchHost(ctx(t), first.ID, at(time.Hour)))
 
 	again := fullHost()
@@ -95,6 +96,7 @@ func testEnrollMatchesHardwareUUID(t *testing.T, s store.Store) {
 	eq(t, "cert not after", h.CertNotAfter, micro(at(60*24*time.Hour)))
 	eq(t, "identity kept", h.EntraDeviceID, "dev-1")
 	eq(t, "override kept", h.EntraDeviceIDOverride, "admin-dev")
+	eq(t, "upn override kept", h.UserPrincipalNameOverride, "grace@example.com")
 	eq(t, "last seen", h.LastSeenAt, micro(at(2*time.Hour)))
 	eq(t, "stored", must(s.GetHost(ctx(t), h.ID))(t), h)
 	eq(t, "host count", len(must(s.ListHosts(ctx(t), store.HostFilter{}))(t)), 1)
@@ -176,6 +178,19 @@ func testHostUpdates(t *testing.T, s store.Store) {
 	noErr(t, s.SetHostEntraOverride(ctx(t), h.ID, ""))
 	eq(t, "override cleared", must(s.GetHost(ctx(t), h.ID))(t).EffectiveEntraDeviceID(), "dev-2")
 
+	eq(t, "upn without override", got.EffectiveUserPrincipalName(), "grace@example.com")
+	noErr(t, s.SetHostUPNOverride(ctx(t), h.ID, "ada.admin@example.com"))
+	got = must(s.GetHost(ctx(t), h.ID))(t)
+	eq(t, "upn with override", []string{got.UserPrincipalName, got.UserPrincipalNameOverride, got.EffectiveUserPrincipalName()},
+		[]string{"grace@example.com", "ada.admin@example.com", "ada.admin@example.com"})
+	// A later fact report changes the reported UPN, never the override.
+	noErr(t, s.SetHostIdentity(ctx(t), h.ID, "dev-2", "mallory@example.com"))
+	got = must(s.GetHost(ctx(t), h.ID))(t)
+	eq(t, "override wins over a new report", got.EffectiveUserPrincipalName(), "ada.admin@example.com")
+	eq(t, "listed with override", must(s.ListHosts(ctx(t), store.HostFilter{}))(t)[0].UserPrincipalNameOverride, "ada.admin@example.com")
+	noErr(t, s.SetHostUPNOverride(ctx(t), h.ID, ""))
+	eq(t, "upn override cleared", must(s.GetHost(ctx(t), h.ID))(t).EffectiveUserPrincipalName(), "mallory@example.com")
+
 	noErr(t, s.SetHostCert(ctx(t), h.ID, "0a0b", at(90*24*time.Hour)))
 	got = must(s.GetHost(ctx(t), h.ID))(t)
 	eq(t, "cert", []any{got.CertSerial, got.CertNotAfter}, []any{"0a0b", micro(at(90 * 24 * time.Hour))})
@@ -183,6 +198,7 @@ func testHostUpdates(t *testing.T, s store.Store) {
 	wantErr(t, s.UpdateHostFacts(ctx(t), store.Host{ID: "missing"}), store.ErrNotFound)
 	wantErr(t, s.SetHostIdentity(ctx(t), "missing", "a", "b"), store.ErrNotFound)
 	wantErr(t, s.SetHostEntraOverride(ctx(t), "missing", "a"), store.ErrNotFound)
+	wantErr(t, s.SetHostUPNOverride(ctx(t), "missing", "a"), store.ErrNotFound)
 	wantErr(t, s.SetHostCert(ctx(t), "missing", "a", t0), store.ErrNotFound)
 }
 

@@ -62,7 +62,7 @@ func EnrollHost(ctx context.Context, tx Conn, d Dialect, mapErr func(error) erro
 	}
 	args := append(HostArgs(h, d), h.DuplicateOf)
 	if _, err := tx.ExecContext(ctx, `INSERT INTO hosts (`+HostCols+`) VALUES
-		($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, NULL, NULL, $20, NULL, 0)`,
+		($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, NULL, NULL, $20, NULL, 0, '')`,
 		args...); err != nil {
 		return store.Host{}, fmt.Errorf("enroll host %q: %w", h.ID, mapErr(err))
 	}

@@ -12,7 +12,8 @@ import (
 const HostCols = `id, team, hostname, platform, os_platform, os_name, os_version, osquery_version,
 	hardware_serial, hardware_uuid, hardware_model, ext_version, entra_device_id,
 	entra_device_id_override, user_principal_name, enrolled_at, last_seen_at, cert_serial,
-	cert_not_after, revoked_at, identity_at, duplicate_of, reenrolled_at, reenroll_count`
+	cert_not_after, revoked_at, identity_at, duplicate_of, reenrolled_at, reenroll_count,
+	user_principal_name_override`
 
 // Host is a row of hosts.
 type Host struct {
@@ -40,6 +41,7 @@ type Host struct {
 	DuplicateOf           string   `db:"duplicate_of"`
 	ReenrolledAt          NullTime `db:"reenrolled_at"`
 	ReenrollCount         int      `db:"reenroll_count"`
+	UPNOverride           string   `db:"user_principal_name_override"`
 }
 
 // Host converts the row; a NULL certificate expiry is the zero time.
@@ -54,6 +56,7 @@ func (r Host) Host() store.Host {
 		LastSeenAt: r.LastSeenAt.T(), CertSerial: r.CertSerial, CertNotAfter: r.CertNotAfter.Time,
 		RevokedAt: r.RevokedAt.Ptr(), IdentityAt: r.IdentityAt.Ptr(),
 		DuplicateOf: r.DuplicateOf, ReenrolledAt: r.ReenrolledAt.Ptr(), ReenrollCount: r.ReenrollCount,
+		UserPrincipalNameOverride: r.UPNOverride,
 	}
 }
 

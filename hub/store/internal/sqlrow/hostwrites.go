@@ -33,6 +33,12 @@ func (db DB) SetHostEntraOverride(ctx context.Context, id, entraDeviceID string)
 	return db.affected(res, err, "set entra override of host", id)
 }
 
+// SetHostUPNOverride sets or clears the admin's user principal name override.
+func (db DB) SetHostUPNOverride(ctx context.Context, id, upn string) error {
+	res, err := db.W.ExecContext(ctx, `UPDATE hosts SET user_principal_name_override = $2 WHERE id = $1`, id, upn)
+	return db.affected(res, err, "set user principal name override of host", id)
+}
+
 // SetHostCert records the host's current certificate.
 func (db DB) SetHostCert(ctx context.Context, id, serial string, notAfter time.Time) error {
 	res, err := db.W.ExecContext(ctx, `UPDATE hosts SET cert_serial = $2, cert_not_after = $3 WHERE id = $1`,

@@ -107,7 +107,7 @@ func TestIntegrationArgsMatchColumns(t *testing.T) {
 		"token insert":       {TokenCols, strings.Count(InsertToken, "$")},
 		"verdict insert":     {VerdictCols, strings.Count(InsertVerdict, "$")},
 		"exemption insert":   {ExemptionCols, strings.Count(InsertExemption, "$")},
-		"host":               {HostCols, len(HostArgs(store.Host{}, SQLite)) + 5}, // + revoked_at, identity_at, duplicate_of, reenrolled_at, reenroll_count
+		"host":               {HostCols, len(HostArgs(store.Host{}, SQLite)) + 6}, // + revoked_at, identity_at, duplicate_of, reenrolled_at, reenroll_count, user_principal_name_override
 		"secret":             {SecretCols, len(SecretArgs(store.EnrollSecret{}, SQLite))},
 		"token":              {TokenCols, len(TokenArgs(store.APIToken{}, SQLite))},
 		"verdict":            {VerdictCols, len(VerdictArgs(store.Verdict{}, SQLite))},
