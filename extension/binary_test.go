@@ -15,6 +15,7 @@ import (
 	"github.com/posture-dev/posture/extension/clock"
 	"github.com/posture-dev/posture/extension/internal/fakehub"
 	"github.com/posture-dev/posture/extension/osquerytest"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -170,12 +171,14 @@ func TestBinaryRestartWithGarbledSeqKeepsReportingAndIdentity(t *testing.T) {
 
 	st.Mu.Lock()
 	defer st.Mu.Unlock()
-	seen := map[uint64]bool{}
+	// The same batch sent again (it was not acked before a stop) is a
+	// redelivery; a seq carrying different results is a reuse.
+	seen := map[uint64]*posturev1.ResultBatch{}
 	for _, b := range st.Batches {
-		if seen[b.Batch.GetSeq()] {
-			t.Errorf("seq %d reused after the seq file was damaged", b.Batch.GetSeq())
+		if prev, ok := seen[b.Batch.GetSeq()]; ok && !proto.Equal(prev, b.Batch) {
+			t.Errorf("seq %d reused for other results after the seq file was damaged", b.Batch.GetSeq())
 		}
-		seen[b.Batch.GetSeq()] = true
+		seen[b.Batch.GetSeq()] = b.Batch
 	}
 	for i, f := range st.Facts {
 		if v, ok := f["entra_device_id"]; ok && v != fallback {
