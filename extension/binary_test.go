@@ -27,7 +27,7 @@ var (
 
 // builtBinary builds posture.ext once per test run: the tests below run it
 // as a real process, the way osqueryd autoloads it.
-func builtBinary(t *testing.T) string {
+func builtBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "posture-ext-bin")
@@ -55,7 +55,7 @@ type extProc struct {
 
 // startExt runs the binary with the flags osqueryd passes to an autoloaded
 // extension, plus the hub flags from the extensions' flag file.
-func startExt(t *testing.T, sock, hubAddr, caFile, stateDir string) *extProc {
+func startExt(t testing.TB, sock, hubAddr, caFile, stateDir string) *extProc {
 	t.Helper()
 	cmd := exec.Command(builtBinary(t),
 		"--socket", sock, "--timeout", "3", "--interval", "1", "--verbose",
@@ -71,7 +71,7 @@ func startExt(t *testing.T, sock, hubAddr, caFile, stateDir string) *extProc {
 	return p
 }
 
-func (p *extProc) stop(t *testing.T) {
+func (p *extProc) stop(t testing.TB) {
 	if p.cmd.ProcessState != nil {
 		return
 	}

@@ -29,12 +29,14 @@ run "" ./hub/compliance/ 'BenchmarkEvaluate$' 2000x
 run sync_ ./hub/sync/ 'BenchmarkWorker$' 2000x
 # Recheck pressed → the portal's JSON API shows the new state (>= 100 rechecks).
 run "" ./hub/server/ 'BenchmarkRecheck$' 1x
+# posture.ext against the osqueryd stand-in and the fake hub (issue 11).
+run "" ./extension/ 'BenchmarkExtension' 1x
 
 # Benchmark lines → flat keys: metric "p50_ms" of BenchmarkTimeToNoncompliant
 # becomes time_to_noncompliant_p50_ms; ns/op of sub-benchmarks becomes
 # <name>_<sub>_ns_per_op.
 awk '
-/Benchmark/ {
+$1 ~ /Benchmark/ { # first field only: log lines may name a benchmark
   name = $1; sub(/-[0-9]+$/, "", name); sub(/Benchmark/, "", name)
   gsub(/\//, "_", name)
   # CamelCase → snake_case
@@ -60,8 +62,15 @@ jq -Rn '
       graph_writes_per_transition: .time_to_noncompliant_writes_per_transition,
       graph_writes_for_unchanged_results: .time_to_noncompliant_unchanged_writes,
       recheck_p50_ms: .recheck_p50_ms,
-      recheck_p95_ms: .recheck_p95_ms
+      recheck_p95_ms: .recheck_p95_ms,
+      ext_idle_rss_mb: .extension_footprint_idle_rss_mb,
+      ext_busy_rss_mb: .extension_footprint_busy_rss_mb,
+      ext_cpu_ms_per_run: .extension_footprint_cpu_ms_per_run,
+      ext_binary_mb: .extension_footprint_binary_mb,
+      osqueryd_restart_to_results_ms: .extension_recovery_osqueryd_restart_to_results_ms,
+      hub_restart_to_results_ms: .extension_recovery_hub_restart_to_results_ms
     }
+  | with_entries(select(.key | startswith("extension_") | not))
   | with_entries(select(.value != null))
 ' < "$LOG.tsv" > "$LOG.json"
 rm -f "$LOG.tsv"
