@@ -25,6 +25,7 @@ type config struct {
 	queryTimeout    time.Duration
 	logFormat       string
 	osqueryGone     time.Duration
+	exitWithParent  bool
 	noTable         bool
 	tables          []*table.Plugin // served next to posture_entra (set by serve, not a flag)
 	showVersion     bool
@@ -61,6 +62,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&c.stateDir, "state-dir", defaultStateDir(), "directory for the key, certificate, spool and policy cache")
 	fs.DurationVar(&c.queryTimeout, "query-timeout", 30*time.Second, "deadline of one osquery query")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.BoolVar(&c.exitWithParent, "exit-with-parent", true, "exit as soon as the process that started posture.ext (osqueryd, when it autoloads it) exits; a service started by init/systemd/launchd is unaffected")
 	fs.DurationVar(&c.osqueryGone, "osquery-gone-exit", 5*time.Minute, "exit when osqueryd has been unreachable this long, so the instance osqueryd autoloads next takes over (0: never)")
 	fs.BoolVar(&c.noTable, "no-table", false, "do not serve the posture_entra, posture_status and posture_results tables")
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")

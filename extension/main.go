@@ -189,7 +189,7 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 		go func() {
 			defer wg.Done()
 			if err := fn(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				if !errors.Is(err, errShutdownCalled) {
+				if !errors.Is(err, errShutdownCalled) && !errors.Is(err, errParentGone) {
 					log.Error(name+" stopped", "err", err)
 				}
 				cancelAll(err)
@@ -207,11 +207,14 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 		return watchOsquery(ctx, q, osqueryWatch{interval: time.Duration(max(cfg.interval, 1)) * time.Second,
 			gone: cfg.osqueryGone, report: link.SetOsquery, back: sched.OsqueryBack, poke: osqDown}, log)
 	})
+	if cfg.exitWithParent {
+		start("parent watch", func(ctx context.Context) error { return watchParent(ctx, log) })
+	}
 	log.Info("posture.ext running", "version", version, "hub", cfg.hub, "socket", cfg.socket, "state_dir", cfg.stateDir)
 	<-ctx.Done()
 	wg.Wait()
 	// Every result is on disk before it is sent, so nothing needs flushing.
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, errOsqueryGone) && !errors.Is(err, errShutdownCalled) {
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, errOsqueryGone) && !errors.Is(err, errShutdownCalled) && !errors.Is(err, errParentGone) {
 		return err
 	}
 	return nil
