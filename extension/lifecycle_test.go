@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/apache/thrift/lib/go/thrift"
+	osquery "github.com/osquery/osquery-go"
 	gen "github.com/osquery/osquery-go/gen/osquery"
 	"github.com/osquery/osquery-go/transport"
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
@@ -132,5 +135,67 @@ func TestBinaryExitsOnShutdownCall(t *testing.T) {
 		t.Logf("exited %d ms after the shutdown call", time.Since(called).Milliseconds())
 	case <-time.After(20 * time.Second):
 		t.Fatal("posture.ext still running 20 s after osqueryd called shutdown")
+	}
+}
+
+// Issue 11, item 2: osqueryd drops the extension without telling it while
+// its socket still answers pings; the extension notices through
+// extensions() and registers again, so its tables answer again.
+func TestBinaryReregistersWhenDroppedSilently(t *testing.T) {
+	sockDir, err := os.MkdirTemp("", "prr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(sockDir)
+	sock := filepath.Join(sockDir, "em.sock")
+	osqd, err := osquerytest.Start(context.Background(), osquerytest.Options{Platform: "darwin", SocketPath: sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { osqd.Close() }()
+	ca := fakehub.NewCA(t, clock.Real{})
+	st := fakehub.NewState()
+	hub := fakehub.Start(t, st, ca, "")
+	hubAddr := strings.Replace(hub.Addr, "127.0.0.1", "localhost", 1)
+	caFile := filepath.Join(t.TempDir(), "hub-ca.pem")
+	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	startExt(t, sock, hubAddr, caFile, t.TempDir())
+
+	c, err := osquery.NewClient(sock, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	answers := func() bool {
+		rows, err := c.QueryRows("SELECT * FROM posture_status")
+		return err == nil && len(rows) == 1
+	}
+	poll(t, "posture_status answers", answers)
+	first := osqd.Extensions()
+
+	ctl := httptest.NewServer(osqd.ControlHandler())
+	defer ctl.Close()
+	resp, err := http.Post(ctl.URL+"/deregister?name=posture", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("deregister: %s", resp.Status)
+	}
+	if answers() {
+		t.Fatal("posture_status still answers after the extension was dropped")
+	}
+	poll(t, "posture_status answers again", answers)
+	again := osqd.Extensions()
+	if len(again) != 1 {
+		t.Fatalf("extensions after re-registration = %v", again)
+	}
+	for id, name := range again {
+		if _, old := first[id]; old || name != "posture" {
+			t.Errorf("extensions = %v, want posture under a new uuid (was %v)", again, first)
+		}
 	}
 }

@@ -13,10 +13,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -375,6 +377,7 @@ var errShutdownCalled = errors.New("osqueryd called shutdown")
 // errShutdownCalled when osqueryd asks the extension to shut down.
 func serveTable(ctx context.Context, cfg *config, q *osq.Client, registered func(), log *slog.Logger) error {
 	retry := time.Second
+	every := time.Duration(max(cfg.interval, 1)) * time.Second
 	for ctx.Err() == nil {
 		srv, err := osquery.NewExtensionManagerServer("posture", cfg.socket,
 			osquery.ServerTimeout(time.Duration(max(cfg.timeout, 1))*time.Second),
@@ -387,18 +390,27 @@ func serveTable(ctx context.Context, cfg *config, q *osq.Client, registered func
 			}
 			done := make(chan error, 1)
 			go func() { done <- srv.Run() }()
-			waitRegistered(ctx, q, done, registered)
-			select {
-			case <-ctx.Done():
+			err = watchRegistration(ctx, q, done, every, registered, log)
+			switch {
+			case ctx.Err() != nil:
 				_ = srv.Shutdown(context.Background())
 				return nil
-			case err = <-done:
-				if err == nil {
-					// Run returns nil only after a shutdown call; its own
-					// ping failures come back as errors.
-					log.Info("osqueryd called shutdown; exiting")
-					return errShutdownCalled
+			case errors.Is(err, errDropped):
+				// osqueryd forgot us while our socket still answers its
+				// pings, so the server's own ping loop never notices.
+				log.Warn("osqueryd no longer lists the extension; registering again")
+				_ = srv.Shutdown(context.Background()) // its deregister call fails: already gone
+				select {
+				case <-done:
+				case <-time.After(5 * time.Second):
 				}
+				retry = time.Second
+				continue
+			case err == nil:
+				// Run returns nil only after a shutdown call; its own
+				// ping failures come back as errors.
+				log.Info("osqueryd called shutdown; exiting")
+				return errShutdownCalled
 			}
 			retry = time.Second
 		}
@@ -413,25 +425,55 @@ func serveTable(ctx context.Context, cfg *config, q *osq.Client, registered func
 	return nil
 }
 
-// waitRegistered calls registered once osquery can plan a query on
-// posture_entra (the table is registered), or gives up when the server
-// stops or ctx ends.
-func waitRegistered(ctx context.Context, q *osq.Client, done chan error, registered func()) {
+// errDropped: osqueryd's extensions() no longer lists "posture".
+var errDropped = errors.New("extension dropped by osqueryd")
+
+// watchRegistration follows one registration until the server stops (its
+// Run result comes back on done) or ctx ends. It calls registered once
+// osquery can plan a query on posture_entra (polled every 50 ms until
+// then), and every interval asks osqueryd for its extensions: when osqueryd
+// answers but lists no "posture", it returns errDropped, because the
+// server's own ping loop cannot notice a drop while our socket still
+// answers osqueryd's pings. (osquery-go keeps the server's route UUID
+// private, so the check is by name; the state-dir lock keeps one
+// posture.ext per host.)
+func watchRegistration(ctx context.Context, q *osq.Client, done <-chan error, every time.Duration, registered func(), log *slog.Logger) error {
+	const planPoll = 50 * time.Millisecond
+	check := time.NewTicker(every)
+	defer check.Stop()
+	plan := time.NewTimer(0)
+	defer plan.Stop()
+	planned := false
 	for {
-		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := q.QueryColumns(qctx, "SELECT device_id FROM posture_entra")
-		cancel()
-		if err == nil {
-			registered()
-			return
-		}
 		select {
 		case <-ctx.Done():
-			return
+			return ctx.Err()
 		case err := <-done:
-			done <- err // back for the caller's select (buffered, sole sender)
-			return
-		case <-time.After(50 * time.Millisecond):
+			return err
+		case <-plan.C:
+			qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := q.QueryColumns(qctx, "SELECT device_id FROM "+entra.TableName)
+			cancel()
+			if err != nil {
+				plan.Reset(planPoll)
+				continue
+			}
+			planned = true
+			registered()
+		case <-check.C:
+			ectx, cancel := context.WithTimeout(ctx, every+5*time.Second)
+			exts, err := q.Extensions(ectx)
+			cancel()
+			if err != nil {
+				// Unreachable: the osquery watch and the server's own
+				// pings handle that.
+				log.Debug("extensions() failed", "err", err)
+				continue
+			}
+			if !slices.Contains(slices.Collect(maps.Values(exts)), "posture") {
+				log.Debug("extensions() lists no posture", "extensions", exts, "table_planned", planned)
+				return errDropped
+			}
 		}
 	}
 }

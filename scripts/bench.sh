@@ -68,7 +68,8 @@ jq -Rn '
       ext_cpu_ms_per_run: .extension_footprint_cpu_ms_per_run,
       ext_binary_mb: .extension_footprint_binary_mb,
       osqueryd_restart_to_results_ms: .extension_recovery_osqueryd_restart_to_results_ms,
-      hub_restart_to_results_ms: .extension_recovery_hub_restart_to_results_ms
+      hub_restart_to_results_ms: .extension_recovery_hub_restart_to_results_ms,
+      ext_silent_drop_to_table_ms: .extension_recovery_silent_drop_to_table_ms
     }
   | with_entries(select(.key | startswith("extension_") | not))
   | with_entries(select(.value != null))

@@ -109,6 +109,22 @@ func (c *Client) Ping(ctx context.Context) error {
 	})
 }
 
+// Extensions lists the extensions osqueryd has registered, by route UUID.
+func (c *Client) Extensions(ctx context.Context) (map[int64]string, error) {
+	out := map[int64]string{}
+	err := c.do(ctx, func(ctx context.Context, cl *gen.ExtensionManagerClient) error {
+		list, err := cl.Extensions(ctx)
+		if err != nil {
+			return err
+		}
+		for id, info := range list {
+			out[int64(id)] = info.GetName()
+		}
+		return nil
+	})
+	return out, err
+}
+
 // Query runs sql and returns its rows. An osquery refusal is a *QueryError;
 // a transport failure or timeout wraps ErrUnavailable or the context error.
 func (c *Client) Query(ctx context.Context, sql string) ([]map[string]string, error) {

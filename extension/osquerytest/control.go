@@ -20,6 +20,7 @@ const maxControlBody = 1 << 20
 //	POST /hang?on=true   stop answering every Thrift call (ping too); ?on=false resumes -> 204
 //	POST /break?policy=ID apply the shipped policy's flip (see Flips) -> 204
 //	POST /reset          restore the healthy fixture host -> 204
+//	POST /deregister?name=N drop extension N silently (it is not told) -> 204
 //
 // Errors are 400 with the message as plain text.
 func (s *Server) ControlHandler() http.Handler {
@@ -89,6 +90,19 @@ func (s *Server) ControlHandler() http.Handler {
 			return
 		}
 		s.log.Info("fixtures reset")
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /deregister", func(w http.ResponseWriter, r *http.Request) {
+		name := r.URL.Query().Get("name")
+		if name == "" {
+			http.Error(w, "deregister: want ?name=<extension name>", http.StatusBadRequest)
+			return
+		}
+		if err := s.Deregister(r.Context(), name); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.log.Info("extension dropped silently", "name", name)
 		w.WriteHeader(http.StatusNoContent)
 	})
 	return mux

@@ -337,3 +337,23 @@ func (r *extensionRegistry) generate(ctx context.Context, id osquery.ExtensionRo
 	}
 	return resp.GetResponse(), nil
 }
+
+// Deregister drops every extension named name without telling it, as
+// osqueryd does when it loses track of an extension whose socket still
+// answers. It fails when no such extension is registered.
+func (s *Server) Deregister(ctx context.Context, name string) error {
+	r := s.ext
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, e := range r.exts {
+		if e.info.Name == name {
+			r.removeLocked(ctx, e)
+			n++
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("deregister: no extension named %q is registered", name)
+	}
+	return nil
+}

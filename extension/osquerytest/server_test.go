@@ -372,6 +372,47 @@ func TestExtensionTable(t *testing.T) {
 		t.Errorf("second registration with the same name: %v", err)
 	}
 
+	// A silent drop: osqueryd forgets the extension but nothing tells it.
+	if err := s.Deregister(context.Background(), "nope"); err == nil {
+		t.Error("Deregister of an unknown name succeeded")
+	}
+	if err := s.Deregister(context.Background(), "posture"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Extensions(); err != nil || len(got) != 0 {
+		t.Errorf("extensions() after a silent drop = %v, %v", got, err)
+	}
+	resp, err = c.Query("SELECT * FROM posture_entra")
+	if err != nil || resp.Status.Message != "no such table: posture_entra" {
+		t.Errorf("after a silent drop: %+v, %v", resp.GetStatus(), err)
+	}
+	select {
+	case err := <-errc:
+		t.Fatalf("a silent drop stopped the extension's server: %v", err)
+	default:
+	}
+	_ = ext.Shutdown(context.Background()) // its deregister call fails: already gone
+	<-errc
+	deadline = time.Now().Add(10 * time.Second)
+
+	// Registered again, then gone for good on a clean shutdown.
+	ext, err = osquery.NewExtensionManagerServer("posture", s.SocketPath(), osquery.ServerTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext.RegisterPlugin(table.NewPlugin("posture_entra", []table.ColumnDefinition{table.TextColumn("device_id")},
+		func(ctx context.Context, qc table.QueryContext) ([]map[string]string, error) { return nil, nil }))
+	go func() { errc <- ext.Start() }()
+	for len(s.Extensions()) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("registering again after a silent drop: never listed")
+		}
+		select {
+		case err := <-errc:
+			t.Fatalf("registering again after a silent drop: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	if err := ext.Shutdown(context.Background()); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
