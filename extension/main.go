@@ -389,7 +389,7 @@ func serveTable(ctx context.Context, cfg *config, q *osq.Client, registered func
 				srv.RegisterPlugin(t)
 			}
 			done := make(chan error, 1)
-			go func() { done <- srv.Run() }()
+			go func() { done <- runExtension(srv, cfg) }()
 			waitRegistered(ctx, q, done, registered)
 			select {
 			case <-ctx.Done():
