@@ -61,7 +61,9 @@ func checkSocket(goos, socket string, tables bool) error {
 		return fmt.Errorf("--socket is empty; osqueryd's default is %s", platformDefaults(goos).socket)
 	}
 	if platformDefaults(goos).pipe {
-		if !strings.HasPrefix(strings.ToLower(socket), pipePrefix) || len(socket) == len(pipePrefix) {
+		// Windows reads "//./pipe/x" as "\\.\pipe\x"; case does not matter.
+		name := strings.ToLower(strings.ReplaceAll(socket, "/", `\`))
+		if !strings.HasPrefix(name, pipePrefix) || len(name) == len(pipePrefix) {
 			return fmt.Errorf(`--socket %q: on Windows osqueryd's extension socket is a named pipe such as %s (osqueryd --extensions_socket)`, socket, platformDefaults(goos).socket)
 		}
 	}

@@ -43,6 +43,7 @@ func TestCheckSocket(t *testing.T) {
 		{"darwin", "/" + strings.Repeat("s", 103), false, "103"},
 		{"windows", `\\.\pipe\osquery.em`, true, ""},
 		{"windows", `\\.\PIPE\custom`, true, ""},
+		{"windows", "//./pipe/osquery.em", true, ""},
 		{"windows", `C:\Program Files\osquery\osquery.em`, true, "named pipe"},
 		{"windows", "/var/osquery/osquery.em", true, "named pipe"},
 		{"windows", `\\.\pipe\`, true, "named pipe"},
