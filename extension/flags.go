@@ -33,23 +33,16 @@ type config struct {
 	fromEnvironment []string
 	// firstRunSplay is not a flag: tests shorten the scheduler's spread.
 	firstRunSplay time.Duration
-}
-
-func defaultStateDir() string {
-	switch runtime.GOOS {
-	case "darwin":
-		return "/var/db/posture"
-	case "windows":
-		return `C:\ProgramData\posture`
-	default:
-		return "/var/lib/posture"
-	}
+	// socketDefaulted: neither --socket nor POSTURE_SOCKET was given, so
+	// socket is osqueryd's default for this OS (a service, not autoloaded).
+	socketDefaulted bool
 }
 
 func newFlagSet(c *config) *flag.FlagSet {
 	fs := flag.NewFlagSet("posture.ext", flag.ContinueOnError)
 	// Passed by osqueryd when it autoloads the extension.
-	fs.StringVar(&c.socket, "socket", "", "osquery extension manager socket (osqueryd passes it)")
+	def := platformDefaults(runtime.GOOS)
+	fs.StringVar(&c.socket, "socket", def.socket, "osquery extension manager socket (osqueryd passes it; the default is osqueryd's own --extensions_socket default)")
 	fs.IntVar(&c.timeout, "timeout", 3, "seconds to wait for the osquery socket at start")
 	fs.IntVar(&c.interval, "interval", 3, "seconds between extension-manager health pings (osquery's meaning; not the policy interval)")
 	fs.BoolVar(&c.verbose, "verbose", false, "debug logging")
@@ -59,7 +52,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&c.secretPath, "enroll-secret-path", "", "file holding the enroll secret")
 	fs.StringVar(&c.hubCA, "hub-ca", "", "PEM file of the CA that signed the hub's server certificate (trust for the first enrollment)")
 	fs.StringVar(&c.hubCAPin, "hub-ca-pin", "", "sha256/<base64 SPKI hash> of the hub CA or server key (alternative to --hub-ca)")
-	fs.StringVar(&c.stateDir, "state-dir", defaultStateDir(), "directory for the key, certificate, spool and policy cache")
+	fs.StringVar(&c.stateDir, "state-dir", def.stateDir, "directory for the key, certificate, spool and policy cache")
 	fs.DurationVar(&c.queryTimeout, "query-timeout", 30*time.Second, "deadline of one osquery query")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.BoolVar(&c.exitWithParent, "exit-with-parent", true, "exit as soon as the process that started posture.ext (osqueryd, when it autoloads it) exits; a service started by init/systemd/launchd is unaffected")
@@ -101,6 +94,7 @@ func parseFlags(args []string, env func(string) string) (*config, error) {
 	if envErr != nil {
 		return nil, envErr
 	}
+	c.socketDefaulted = !set["socket"] && env("POSTURE_SOCKET") == ""
 	return c, nil
 }
 

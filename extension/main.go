@@ -34,6 +34,7 @@ import (
 	"github.com/posture-dev/posture/extension/osq"
 	"github.com/posture-dev/posture/extension/scheduler"
 	"github.com/posture-dev/posture/extension/spool"
+	"github.com/posture-dev/posture/extension/statedir"
 	"github.com/posture-dev/posture/extension/status"
 )
 
@@ -90,14 +91,16 @@ func newLogger(cfg *config) *slog.Logger {
 
 func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 	log := base.With("component", "main")
-	if cfg.socket == "" {
-		return errors.New("--socket is required (osqueryd passes it when it autoloads the extension)")
+	if err := checkSocket(runtime.GOOS, cfg.socket, !cfg.noTable); err != nil {
+		return err
 	}
 	if cfg.hub == "" {
 		return errors.New("--hub is required")
 	}
-	if err := os.MkdirAll(cfg.stateDir, 0o700); err != nil {
-		return fmt.Errorf("state dir: %w", err)
+	if note, err := statedir.Prepare(cfg.stateDir); err != nil {
+		return err
+	} else if note != "" {
+		log.Warn("state dir was not private; fixed", "dir", cfg.stateDir, "fix", note)
 	}
 	// One instance per state directory: osqueryd may autoload a new one
 	// while an old one is still draining.
@@ -113,8 +116,8 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("enroll secret: %w", err)
 		}
-		if fi, err := os.Stat(cfg.secretPath); err == nil && runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
-			log.Warn("enroll secret file is readable by other users; chmod 600 it", "path", cfg.secretPath, "mode", fi.Mode().Perm())
+		if why, err := statedir.Exposed(cfg.secretPath); err == nil && why != "" {
+			log.Warn("enroll secret file is readable by other users", "path", cfg.secretPath, "why", why)
 		}
 		secret = strings.TrimSpace(string(b))
 	}
@@ -129,7 +132,7 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 	if err := q.WaitReady(wctx, 200*time.Millisecond); err != nil {
 		// Keep going: policies run once osqueryd appears; the cached
 		// identity and spool still let us talk to the hub.
-		log.Warn("osquery socket not ready; continuing and retrying", "socket", cfg.socket, "err", err)
+		log.Warn("osquery socket not ready; continuing and retrying", "socket", cfg.socket, "err", err, "hint", socketHint(cfg))
 	}
 	cancel()
 
@@ -389,7 +392,7 @@ func serveTable(ctx context.Context, cfg *config, q *osq.Client, registered func
 				srv.RegisterPlugin(t)
 			}
 			done := make(chan error, 1)
-			go func() { done <- srv.Run() }()
+			go func() { done <- runExtension(srv, cfg) }()
 			err = watchRegistration(ctx, q, done, every, registered, log)
 			switch {
 			case ctx.Err() != nil:

@@ -1,4 +1,4 @@
-//go:build !unix
+//go:build !unix && !windows
 
 package main
 
@@ -10,8 +10,8 @@ import (
 
 var errParentGone = errors.New("parent process exited")
 
-// watchParent: Windows does not re-parent orphans, and osqueryd there stops
-// its extensions through the named pipe; the osquery watch covers the rest.
+// watchParent: no parent watch on this platform; the osquery watch and
+// --osquery-gone-exit cover it.
 func watchParent(ctx context.Context, _ *slog.Logger) error {
 	<-ctx.Done()
 	return nil

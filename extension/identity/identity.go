@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -93,6 +94,9 @@ func (s Store) Key() (*ecdsa.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("identity: read key: %w", err)
 	}
+	if err := keepPrivate(path); err != nil {
+		return nil, err
+	}
 	blk, _ := pem.Decode(b)
 	if blk == nil {
 		return nil, fmt.Errorf("identity: %s: no PEM block", path)
@@ -106,6 +110,25 @@ func (s Store) Key() (*ecdsa.PrivateKey, error) {
 		return nil, fmt.Errorf("identity: %s is not an ECDSA key", path)
 	}
 	return key, nil
+}
+
+// keepPrivate sets an existing key file that others may read (restored from
+// a backup, copied by hand) back to 0600. On Windows the state directory's
+// DACL protects it instead (package statedir).
+func keepPrivate(path string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		if err := os.Chmod(path, 0o600); err != nil {
+			return fmt.Errorf("identity: %s is mode %04o and could not be set to 0600: %w", path, perm, err)
+		}
+	}
+	return nil
 }
 
 // CSR returns a DER PKCS#10 request for key, with cn as subject common name.

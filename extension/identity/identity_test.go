@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -117,5 +118,36 @@ func TestHolderSwap(t *testing.T) {
 	c2, _ := h.GetClientCertificate(nil)
 	if c1.Certificate[0][0] != 1 || c2.Certificate[0][0] != 2 {
 		t.Fatal("holder did not hand out the swapped certificate")
+	}
+}
+
+// A key restored with a loose mode (a backup, a copy by hand) is set back
+// to 0600 when it is loaded; it used to be left readable by every local user.
+func TestKeyLoadTightensALooseKeyFile(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("the state directory's DACL protects the key on Windows")
+	}
+	s := Store{Dir: t.TempDir()}
+	k1, err := s.Key()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(s.Dir, KeyFile)
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k2, err := s.Key()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k1.Equal(k2) {
+		t.Fatal("a different key came back")
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := fi.Mode().Perm(); m != 0o600 {
+		t.Fatalf("key mode %04o after load, want 0600", m)
 	}
 }

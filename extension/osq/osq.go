@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/apache/thrift/lib/go/thrift"
@@ -232,8 +233,8 @@ func (c *Client) connect(cn *conn) error {
 	if cn.c != nil {
 		return nil
 	}
-	if _, err := os.Stat(c.opts.Socket); err != nil && !isWindowsPipe(c.opts.Socket) {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	if err := socketPresent(runtime.GOOS, c.opts.Socket); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	// The same transport and protocol osquery-go's NewClient uses, kept
 	// here so the connection can be cut when a call overruns.
@@ -275,6 +276,16 @@ func (c *Client) call(ctx context.Context, cn *conn, fn func(context.Context, *g
 	}
 }
 
-func isWindowsPipe(p string) bool {
-	return len(p) > 2 && (p[:2] == `\\` || p[:2] == `//`)
+// socketPresent fails fast when there is no socket to dial: on Unix
+// transport.Open would poll for a missing socket file until its whole
+// timeout. On Windows the socket is always a named pipe (osquery-go's
+// transport dials nothing else), which has no file to stat; go-winio's
+// DialPipe fails at once for a pipe that does not exist and waits only
+// while an existing one is busy.
+func socketPresent(goos, socket string) error {
+	if goos == "windows" {
+		return nil
+	}
+	_, err := os.Stat(socket)
+	return err
 }

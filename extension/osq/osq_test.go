@@ -3,8 +3,10 @@ package osq_test
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -151,5 +153,20 @@ func TestHangingQueryDoesNotBlockOtherCalls(t *testing.T) {
 	case err := <-hung:
 		t.Fatalf("hanging query returned early: %v", err)
 	default:
+	}
+}
+
+// A Unix socket path that starts with "//" is still a file. It used to be
+// mistaken for a Windows pipe name: the missing socket was not noticed by a
+// stat but polled for until the whole query timeout passed.
+func TestMissingSocketWithDoubleSlashFailsAsMissing(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("a Unix path")
+	}
+	c := osq.New(osq.Options{Socket: "/" + filepath.Join(t.TempDir(), "missing.sock"), QueryTimeout: 50 * time.Millisecond})
+	defer c.Close()
+	err := c.Ping(context.Background())
+	if !errors.Is(err, osq.ErrUnavailable) || !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Ping = %v, want ErrUnavailable wrapping a missing file", err)
 	}
 }
