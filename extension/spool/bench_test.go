@@ -57,13 +57,18 @@ func fillSpool(tb testing.TB, dir string, total int64) int {
 }
 
 // rssMiB reads the resident set from /proc (Linux); 0 elsewhere.
-func rssMiB() float64 {
+func rssMiB() float64 { return procStatusMiB("VmRSS:") }
+
+// peakRSSMiB is the process's peak resident set (Linux); 0 elsewhere.
+func peakRSSMiB() float64 { return procStatusMiB("VmHWM:") }
+
+func procStatusMiB(field string) float64 {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field {
 			kb, _ := strconv.ParseFloat(f[1], 64)
 			return kb / 1024
 		}
@@ -99,3 +104,32 @@ func BenchmarkOpenFullSpool(b *testing.B) {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// BenchmarkCompactFullSpool times the compaction of a spool filled to its
+// 64 MiB cap in the worst case (every result a status transition, so the
+// oldest are dropped down to 3/4 of the cap) and reports the process's
+// peak resident set, which compaction must not grow with the spool.
+//
+//	go test -run '^$' -bench CompactFullSpool -benchtime 1x ./extension/spool/
+func BenchmarkCompactFullSpool(b *testing.B) {
+	for range b.N {
+		b.StopTimer()
+		dir := filepath.Join(b.TempDir(), "spool")
+		fillSpool(b, dir, 64<<20)
+		s, err := Open(dir, Options{MaxBytes: 64 << 20, Logger: discard()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		debug.FreeOSMemory()
+		b.StartTimer()
+		if _, err := s.Append([]*posturev1.PolicyResult{{PolicyId: "p", Revision: 1, Status: 1, EvaluatedAt: timestamppb.Now()}}); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if s.Dropped().Transitions == 0 || s.Bytes() > 64<<20 {
+			b.Fatalf("not compacted: %+v, %d bytes", s.Dropped(), s.Bytes())
+		}
+		b.ReportMetric(float64(s.Depth()), "batches-after")
+	}
+	b.ReportMetric(peakRSSMiB(), "peak-rss-MiB")
+}
