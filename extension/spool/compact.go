@@ -216,6 +216,7 @@ func (s *Spool) compactLocked(reserve int64) error {
 	for _, m := range s.pending {
 		s.bytes += m.size
 	}
+	s.publishLocked()
 
 	attrs := []any{"batches_before", before, "bytes_before", beforeBytes, "batches_after", len(s.pending),
 		"bytes_after", s.bytes, "max_bytes", s.opts.MaxBytes, "results_kept", keptResults,

@@ -120,7 +120,7 @@ func TestOutageKeepsEveryTransitionWhileTheyFit(t *testing.T) {
 	t.Parallel()
 	rnd := rand.New(rand.NewPCG(1, 2))
 	flips := map[[2]int]bool{} // (policy, run) where the status flips
-	const policies, runs = 12, 1500
+	const policies, runs = 12, 1200
 	for p := range policies {
 		for i := range runs {
 			// Policy 0 never changes; the others flip about every 40..200 runs.
@@ -155,7 +155,7 @@ func TestOutageKeepsEveryTransitionWhileTheyFit(t *testing.T) {
 	upAllAlong := newHubSim()
 	var lastSeq uint64
 	for i := range runs {
-		if i > 0 && i%700 == 0 { // the extension restarts now and then
+		if i > 0 && i%500 == 0 { // the extension restarts now and then
 			if s, err = Open(dir, opts); err != nil {
 				t.Fatal(err)
 			}
@@ -212,7 +212,7 @@ func TestOutageKeepsEveryTransitionWhileTheyFit(t *testing.T) {
 // under its cap, and the newest result of every policy is always there.
 func TestFlappingBeyondTheCapDropsOldestTransitions(t *testing.T) {
 	t.Parallel()
-	const runs = 1500
+	const runs = 1000
 	o := outage{policies: 5, runs: runs, status: func(p, i int) posturev1.ResultStatus {
 		if p == 0 && i%2 == 1 { // policy-00 flaps every run
 			return posturev1.ResultStatus_RESULT_STATUS_ERROR
@@ -233,7 +233,7 @@ func TestFlappingBeyondTheCapDropsOldestTransitions(t *testing.T) {
 		if _, blocks := diskBytes(t, dir); blocks > maxBytes {
 			t.Fatalf("run %d: %d bytes on disk, cap %d", i, blocks, maxBytes)
 		}
-		if i%250 == 249 {
+		if i%100 == 99 {
 			// The newest result of every policy is always spooled.
 			newest := map[string]int64{}
 			for _, b := range pending(t, s) {

@@ -68,6 +68,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
@@ -146,10 +147,26 @@ type Spool struct {
 	drops       Drops
 	quarantined []string // files set aside since Open
 
+	// counters is published after every change, for readers (the
+	// posture_status table) that must not wait out a compaction.
+	counters atomic.Pointer[counters]
+
 	// beforeRemove (tests) runs once a compaction's new batches are
 	// durable, before the old files go; an error stops the compaction
 	// right there, as a crash would.
 	beforeRemove func() error
+}
+
+type counters struct {
+	depth int
+	bytes int64
+	drops Drops
+}
+
+// publishLocked makes the current counters visible to Depth, Bytes and
+// Dropped.
+func (s *Spool) publishLocked() {
+	s.counters.Store(&counters{depth: len(s.pending), bytes: s.bytes, drops: s.drops})
 }
 
 // meta is all the spool keeps in memory per pending batch.
@@ -243,6 +260,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 		}
 	}
 	s.drops = s.readDrops()
+	s.publishLocked()
 	if s.bytes > s.opts.MaxBytes {
 		s.log.Warn("spool: over its cap (was it lowered?); the next result compacts it", "bytes", s.bytes, "max_bytes", s.opts.MaxBytes)
 	}
@@ -276,6 +294,7 @@ func (s *Spool) Append(results []*posturev1.PolicyResult) (*posturev1.ResultBatc
 	}
 	s.pending = append(s.pending, m)
 	s.bytes += m.size
+	s.publishLocked()
 	return b, nil
 }
 
@@ -373,35 +392,25 @@ func (s *Spool) forgetLocked(seq uint64) {
 	if i, ok := s.find(seq); ok {
 		s.bytes -= s.pending[i].size
 		s.pending = slices.Delete(s.pending, i, i+1)
+		s.publishLocked()
 	}
 }
 
 func fileName(seq uint64) string { return fmt.Sprintf("%020d%s", seq, suffix) }
 
-// Depth is the number of unacknowledged batches.
-func (s *Spool) Depth() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.pending)
-}
+// Depth is the number of unacknowledged batches. Depth, Bytes and Dropped
+// never wait for a compaction in progress (they show the state before it).
+func (s *Spool) Depth() int { return s.counters.Load().depth }
 
 // Bytes is what the pending batches count against the cap.
-func (s *Spool) Bytes() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.bytes
-}
+func (s *Spool) Bytes() int64 { return s.counters.Load().bytes }
 
 // MaxBytes is the cap in force.
 func (s *Spool) MaxBytes() int64 { return s.opts.MaxBytes }
 
 // Dropped counts what the bound dropped since the spool was created
 // (persisted across restarts).
-func (s *Spool) Dropped() Drops {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.drops
-}
+func (s *Spool) Dropped() Drops { return s.counters.Load().drops }
 
 // Quarantined lists the batch files set aside as corrupt since Open.
 func (s *Spool) Quarantined() []string {
