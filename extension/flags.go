@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/osquery/osquery-go/plugin/table"
+
+	"github.com/posture-dev/posture/extension/spool"
 )
 
 type config struct {
@@ -25,6 +28,7 @@ type config struct {
 	queryTimeout    time.Duration
 	logFormat       string
 	osqueryGone     time.Duration
+	spoolMaxBytes   byteSize
 	exitWithParent  bool
 	noTable         bool
 	tables          []*table.Plugin // served next to posture_entra (set by serve, not a flag)
@@ -59,6 +63,8 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&c.osqueryGone, "osquery-gone-exit", 5*time.Minute, "exit when osqueryd has been unreachable this long, so the instance osqueryd autoloads next takes over (0: never)")
 	fs.BoolVar(&c.noTable, "no-table", false, "do not serve the posture_entra, posture_status and posture_results tables")
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
+	c.spoolMaxBytes = byteSize(spool.DefaultMaxBytes)
+	fs.Var(&c.spoolMaxBytes, "spool-max-bytes", "cap on the result spool's disk use, e.g. 64MiB, 512KiB, 1GiB (at least 64KiB); over it, results that only repeat a policy's status are dropped first, status changes last")
 	return fs
 }
 
@@ -136,4 +142,44 @@ func filterUnknown(fs *flag.FlagSet, args []string) (kept, ignored []string) {
 		}
 	}
 	return kept, ignored
+}
+
+// byteSize is a flag value in bytes: a number with an optional binary unit
+// (KiB, MiB, GiB; K/KB, M/MB, G/GB mean the same).
+type byteSize int64
+
+// maxSpoolBytes bounds --spool-max-bytes from above: more is a typo.
+const maxSpoolBytes = 1 << 40
+
+func (b *byteSize) String() string {
+	v := int64(*b)
+	for _, u := range []struct {
+		name string
+		n    int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if v != 0 && v%u.n == 0 {
+			return strconv.FormatInt(v/u.n, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(v, 10)
+}
+
+func (b *byteSize) Set(s string) error {
+	num := strings.TrimSpace(s)
+	i := strings.IndexFunc(num, func(r rune) bool { return (r < '0' || r > '9') && r != '-' && r != '+' })
+	unit := ""
+	if i >= 0 {
+		num, unit = strings.TrimSpace(num[:i]), strings.ToLower(strings.TrimSpace(num[i:]))
+	}
+	mult := map[string]int64{"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
+		"m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}[unit]
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || mult == 0 {
+		return fmt.Errorf("%q is not a size (e.g. 64MiB, 512KiB, 1GiB, or bytes)", s)
+	}
+	if n < 0 || n > maxSpoolBytes/mult || n*mult < spool.MinMaxBytes {
+		return fmt.Errorf("%q is out of range: the spool cap must be between 64KiB and 1TiB", s)
+	}
+	*b = byteSize(n * mult)
+	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -41,5 +42,42 @@ func TestParseFlagsBadEnvironmentValue(t *testing.T) {
 	})
 	if err == nil {
 		t.Fatal("bad POSTURE_TIMEOUT accepted")
+	}
+}
+
+func TestSpoolMaxBytesFlag(t *testing.T) {
+	c, err := parseFlags(nil, func(string) string { return "" })
+	if err != nil || int64(c.spoolMaxBytes) != 64<<20 {
+		t.Fatalf("default: %v %v", c.spoolMaxBytes, err)
+	}
+	for in, want := range map[string]int64{"64MiB": 64 << 20, "512KiB": 512 << 10, "1g": 1 << 30, "65536": 65536, "100 MB": 100 << 20} {
+		c, err := parseFlags([]string{"--spool-max-bytes", in}, func(string) string { return "" })
+		if err != nil || int64(c.spoolMaxBytes) != want {
+			t.Errorf("--spool-max-bytes %s: %d %v, want %d", in, c.spoolMaxBytes, err, want)
+		}
+	}
+	c, err = parseFlags(nil, func(k string) string {
+		if k == "POSTURE_SPOOL_MAX_BYTES" {
+			return "8MiB"
+		}
+		return ""
+	})
+	if err != nil || int64(c.spoolMaxBytes) != 8<<20 {
+		t.Fatalf("from the environment: %v %v", c.spoolMaxBytes, err)
+	}
+	for _, bad := range []string{"1000", "0", "-5MiB", "63KiB", "lots", "12XB", "2TiB", "99999999999999999999"} {
+		_, err := parseFlags([]string{"--spool-max-bytes", bad}, func(string) string { return "" })
+		if err == nil || !strings.Contains(err.Error(), "spool-max-bytes") {
+			t.Errorf("--spool-max-bytes %s accepted or unclear: %v", bad, err)
+		}
+		_, err = parseFlags(nil, func(k string) string {
+			if k == "POSTURE_SPOOL_MAX_BYTES" {
+				return bad
+			}
+			return ""
+		})
+		if err == nil || !strings.Contains(err.Error(), "POSTURE_SPOOL_MAX_BYTES") {
+			t.Errorf("POSTURE_SPOOL_MAX_BYTES=%s accepted or unclear: %v", bad, err)
+		}
 	}
 }

@@ -136,7 +136,8 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 	}
 	cancel()
 
-	sp, err := spool.Open(filepath.Join(cfg.stateDir, "spool"), spool.Options{Logger: base.With("component", "spool")})
+	sp, err := spool.Open(filepath.Join(cfg.stateDir, "spool"), spool.Options{
+		MaxBytes: int64(cfg.spoolMaxBytes), Logger: base.With("component", "spool")})
 	if err != nil {
 		return err
 	}
@@ -144,6 +145,11 @@ func serve(ctx context.Context, cfg *config, base *slog.Logger) error {
 	st := status.New(status.Sources{
 		Hub:        cfg.hub,
 		SpoolDepth: sp.Depth,
+		SpoolBytes: func() (int64, int64) { return sp.Bytes(), sp.MaxBytes() },
+		SpoolDropped: func() (uint64, uint64) {
+			d := sp.Dropped()
+			return d.Results, d.Transitions
+		},
 		Identity: func() (string, time.Time) {
 			if statusLink == nil {
 				return "", time.Time{}

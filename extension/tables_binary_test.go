@@ -139,7 +139,8 @@ func TestBinaryStatusAndResultsTables(t *testing.T) {
 	for sql, want := range map[string][]string{
 		"SELECT * FROM posture_status": {"enrolled INTEGER", "host_id TEXT", "hub TEXT", "connected INTEGER", "last_ack BIGINT",
 			"verdict TEXT", "verdict_evaluated_at BIGINT", "spool_depth INTEGER", "certificate_expires BIGINT",
-			"remediation_url TEXT", "remediation_url_expires BIGINT"},
+			"remediation_url TEXT", "remediation_url_expires BIGINT",
+			"spool_bytes BIGINT", "spool_max_bytes BIGINT", "spool_dropped BIGINT", "spool_dropped_transitions BIGINT"},
 		"SELECT * FROM posture_results": {"policy_id TEXT", "name TEXT", "revision BIGINT", "status TEXT", "last_run BIGINT",
 			"duration_ms BIGINT", "error TEXT"},
 	} {

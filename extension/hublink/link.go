@@ -570,15 +570,22 @@ func (l *Link) session(ctx context.Context, id *identity.Identity) (healthy bool
 			sentHealth = h
 			l.log.Debug("sent health", "osquery_ok", h.GetOsqueryOk(), "spool_ok", h.GetSpoolOk(), "detail", h.GetDetail())
 		}
-		for _, b := range l.cfg.Spool.Pending() {
-			if b.GetSeq() <= sentSeq {
-				continue
+		// Batches are read from disk one at a time: a spool filled during
+		// a long outage is never held in memory whole.
+		for _, seq := range l.cfg.Spool.Seqs(sentSeq) {
+			b, err := l.cfg.Spool.Load(seq)
+			if errors.Is(err, spool.ErrNotPending) {
+				continue // acked or compacted away since listed, or set aside as corrupt
+			}
+			if err != nil {
+				l.log.Error("could not read a spooled batch; will retry", "seq", seq, "err", err)
+				break
 			}
 			if err := stream.Send(&posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Results{Results: b}}); err != nil {
 				return err
 			}
-			sentSeq = b.GetSeq()
-			l.log.Debug("sent result batch", "seq", b.GetSeq(), "results", len(b.GetResults()))
+			sentSeq = seq
+			l.log.Debug("sent result batch", "seq", seq, "results", len(b.GetResults()))
 		}
 		l.mu.Lock()
 		facts := l.facts

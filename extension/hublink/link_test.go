@@ -68,6 +68,7 @@ type env struct {
 	st     *fakehub.State
 	hub    *fakehub.Hub
 	sp     *spool.Spool
+	spOpts spool.Options
 	run    *fakeRunner
 	link   *Link
 	boot   *tls.Config
@@ -95,7 +96,7 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) startLink() {
 	e.t.Helper()
-	sp, err := spool.Open(filepath.Join(e.dir, "spool"), spool.Options{})
+	sp, err := spool.Open(filepath.Join(e.dir, "spool"), e.spOpts)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -203,7 +204,7 @@ func TestEnrollStreamAckFactsRecheck(t *testing.T) {
 	}
 
 	e.link.Results(context.Background(), result("disk", posturev1.ResultStatus_RESULT_STATUS_PASS))
-	e.waitFor("batch 1 acked", 0, func() bool { return eq(e.st.Seqs(0), []uint64{1}) && len(e.sp.Pending()) == 0 })
+	e.waitFor("batch 1 acked", 0, func() bool { return eq(e.st.Seqs(0), []uint64{1}) && e.sp.Depth() == 0 })
 
 	// Facts go once per stream and again only when they change.
 	e.link.Facts(context.Background(), map[string]string{"entra_device_id": "dev-1"})
@@ -247,7 +248,7 @@ func TestNothingLostAcrossHubAndAgentRestarts(t *testing.T) {
 	// while it is down.
 	e.hub.Stop()
 	e.link.Results(context.Background(), result("c", posturev1.ResultStatus_RESULT_STATUS_ERROR))
-	if got := len(e.sp.Pending()); got != 3 {
+	if got := e.sp.Depth(); got != 3 {
 		t.Fatalf("pending while hub down = %d, want 3", got)
 	}
 	e.st.Mu.Lock()
@@ -255,7 +256,7 @@ func TestNothingLostAcrossHubAndAgentRestarts(t *testing.T) {
 	e.st.Mu.Unlock()
 	e.hub = fakehub.Start(t, e.st, e.ca, e.hub.Addr)
 	e.waitFor("resend in order after reconnect", time.Second, func() bool {
-		return eq(e.st.Seqs(2), []uint64{1, 2, 3}) && len(e.sp.Pending()) == 0
+		return eq(e.st.Seqs(2), []uint64{1, 2, 3}) && e.sp.Depth() == 0
 	})
 	e.st.Mu.Lock()
 	last := e.st.Batches[len(e.st.Batches)-1].Batch
@@ -284,7 +285,7 @@ func TestNothingLostAcrossHubAndAgentRestarts(t *testing.T) {
 	e.st.Mu.Unlock()
 	e.link.Results(context.Background(), result("e", posturev1.ResultStatus_RESULT_STATUS_PASS))
 	e.waitFor("batch 5", 0, func() bool { return eq(e.st.Seqs(3), []uint64{4, 5}) })
-	if p := e.sp.Pending(); len(p) != 1 || p[0].GetSeq() != 4 {
+	if p := e.sp.Seqs(0); !eq(p, []uint64{4}) {
 		t.Fatalf("pending = %v, want only the unacked seq 4", p)
 	}
 }
@@ -596,5 +597,98 @@ func TestBackoffFollowsOutageLength(t *testing.T) {
 	clk.Advance(time.Hour) // the time since the last outage does not count
 	if d := b.Next(); d > 250*time.Millisecond {
 		t.Fatalf("after reset: %v > base", d)
+	}
+}
+
+// The hub is away while policies keep running: the spool hits its cap and
+// compacts (repeats dropped, batches rewritten under new seqs). Once the hub
+// is back, it receives every status transition, in order, and the newest
+// result of each policy, in batches within the size asked for.
+func TestSpoolCompactedDuringOutageDeliversTransitionsInOrder(t *testing.T) {
+	e := newEnv(t)
+	e.spOpts = spool.Options{MaxBytes: spool.MinMaxBytes, MaxBatchResults: 40}
+	e.startLink()
+	e.waitFor("connected", time.Second, e.connected(1))
+	e.hub.Stop()
+
+	t0 := time.Now().Add(-24 * time.Hour)
+	type change struct {
+		at time.Time
+		st posturev1.ResultStatus
+	}
+	var want []change // transitions of "disk", in order
+	const runs = 300
+	for i := range runs {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		st := posturev1.ResultStatus_RESULT_STATUS_PASS
+		if (i/23)%2 == 1 {
+			st = posturev1.ResultStatus_RESULT_STATUS_FAIL
+		}
+		if len(want) == 0 || want[len(want)-1].st != st {
+			want = append(want, change{at, st})
+		}
+		e.link.Results(context.Background(), []*posturev1.PolicyResult{
+			{PolicyId: "disk", Revision: 1, Status: st, EvaluatedAt: timestamppb.New(at)},
+			{PolicyId: "firewall", Revision: 1, Status: posturev1.ResultStatus_RESULT_STATUS_PASS, EvaluatedAt: timestamppb.New(at)},
+		})
+		if e.sp.Bytes() > spool.MinMaxBytes {
+			t.Fatalf("run %d: spool at %d bytes, cap %d", i, e.sp.Bytes(), spool.MinMaxBytes)
+		}
+	}
+	if d := e.sp.Dropped(); d.Results == 0 || d.Transitions != 0 {
+		t.Fatalf("dropped = %+v: want a compaction that kept every transition", d)
+	}
+	if e.sp.Depth() >= runs {
+		t.Fatalf("%d batches pending: not compacted", e.sp.Depth())
+	}
+
+	e.hub = fakehub.Start(t, e.st, e.ca, e.hub.Addr)
+	e.waitFor("spool drained", time.Second, func() bool { return e.sp.Depth() == 0 })
+
+	var got []change
+	newest := map[string]time.Time{}
+	var last time.Time
+	var seqs []uint64
+	e.st.Mu.Lock()
+	for _, r := range e.st.Batches {
+		if r.Conn < 2 {
+			continue
+		}
+		seqs = append(seqs, r.Batch.GetSeq())
+		if n := len(r.Batch.GetResults()); n > 40 {
+			t.Errorf("batch %d carries %d results, over MaxBatchResults", r.Batch.GetSeq(), n)
+		}
+		for _, res := range r.Batch.GetResults() {
+			at := res.GetEvaluatedAt().AsTime()
+			newest[res.GetPolicyId()] = at
+			if res.GetPolicyId() != "disk" {
+				continue
+			}
+			if !at.After(last) {
+				t.Errorf("disk result from %v arrived after one from %v", at, last)
+			}
+			last = at
+			if len(got) == 0 || got[len(got)-1].st != res.GetStatus() {
+				got = append(got, change{at, res.GetStatus()})
+			}
+		}
+	}
+	e.st.Mu.Unlock()
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] <= seqs[i-1] {
+			t.Fatalf("seqs out of order: %v", seqs)
+		}
+	}
+	if len(want) < 10 || len(got) != len(want) {
+		t.Fatalf("transitions delivered %d, want %d:\n%v\n%v", len(got), len(want), got, want)
+	}
+	for i := range want {
+		if !got[i].at.Equal(want[i].at) || got[i].st != want[i].st {
+			t.Fatalf("transition %d: got %v, want %v", i, got[i], want[i])
+		}
+	}
+	end := t0.Add((runs - 1) * time.Minute)
+	if !newest["disk"].Equal(end) || !newest["firewall"].Equal(end) {
+		t.Fatalf("newest delivered: %v, want both from %v", newest, end)
 	}
 }

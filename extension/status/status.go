@@ -30,6 +30,11 @@ type Sources struct {
 	Identity func() (hostID string, notAfter time.Time)
 	// SpoolDepth is the number of result batches not yet acknowledged.
 	SpoolDepth func() int
+	// SpoolBytes is what the spool's files count against its cap, and the cap.
+	SpoolBytes func() (used, max int64)
+	// SpoolDropped counts the results the spool's bound dropped, and of
+	// those the status transitions (history the hub never sees).
+	SpoolDropped func() (results, transitions uint64)
 	// Now defaults to time.Now (remediation links past their expiry are hidden).
 	Now func() time.Time
 }
@@ -125,21 +130,33 @@ func (s *State) StatusRow() map[string]string {
 	if s.src.SpoolDepth != nil {
 		depth = s.src.SpoolDepth()
 	}
+	var spoolUsed, spoolMax int64
+	if s.src.SpoolBytes != nil {
+		spoolUsed, spoolMax = s.src.SpoolBytes()
+	}
+	var dropped, droppedTransitions uint64
+	if s.src.SpoolDropped != nil {
+		dropped, droppedTransitions = s.src.SpoolDropped()
+	}
 	s.mu.Lock()
 	connected, lastAck, d := s.connected, s.lastAck, s.device
 	s.mu.Unlock()
 	row := map[string]string{
-		"enrolled":                boolInt(hostID != ""),
-		"host_id":                 hostID,
-		"hub":                     s.src.Hub,
-		"connected":               boolInt(connected),
-		"last_ack":                unix(lastAck),
-		"verdict":                 "",
-		"verdict_evaluated_at":    "",
-		"spool_depth":             strconv.Itoa(depth),
-		"certificate_expires":     unix(notAfter),
-		"remediation_url":         "",
-		"remediation_url_expires": "",
+		"enrolled":                  boolInt(hostID != ""),
+		"host_id":                   hostID,
+		"hub":                       s.src.Hub,
+		"connected":                 boolInt(connected),
+		"last_ack":                  unix(lastAck),
+		"verdict":                   "",
+		"verdict_evaluated_at":      "",
+		"spool_depth":               strconv.Itoa(depth),
+		"certificate_expires":       unix(notAfter),
+		"remediation_url":           "",
+		"remediation_url_expires":   "",
+		"spool_bytes":               strconv.FormatInt(spoolUsed, 10),
+		"spool_max_bytes":           strconv.FormatInt(spoolMax, 10),
+		"spool_dropped":             strconv.FormatUint(dropped, 10),
+		"spool_dropped_transitions": strconv.FormatUint(droppedTransitions, 10),
 	}
 	if d != nil {
 		row["verdict"] = d.GetVerdict()
@@ -201,6 +218,10 @@ func (s *State) Tables() []*table.Plugin {
 		table.BigIntColumn("certificate_expires"),
 		table.TextColumn("remediation_url"),
 		table.BigIntColumn("remediation_url_expires"),
+		table.BigIntColumn("spool_bytes"),
+		table.BigIntColumn("spool_max_bytes"),
+		table.BigIntColumn("spool_dropped"),
+		table.BigIntColumn("spool_dropped_transitions"),
 	}
 	resultCols := []table.ColumnDefinition{
 		table.TextColumn("policy_id"),

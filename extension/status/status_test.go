@@ -10,10 +10,13 @@ import (
 )
 
 func TestStatusRowBeforeEnrollment(t *testing.T) {
-	s := New(Sources{Hub: "hub:8443", Identity: func() (string, time.Time) { return "", time.Time{} }, SpoolDepth: func() int { return 4 }})
+	s := New(Sources{Hub: "hub:8443", Identity: func() (string, time.Time) { return "", time.Time{} }, SpoolDepth: func() int { return 4 },
+		SpoolBytes:   func() (int64, int64) { return 16384, 64 << 20 },
+		SpoolDropped: func() (uint64, uint64) { return 1200, 3 }})
 	row := s.StatusRow()
 	want := map[string]string{"enrolled": "0", "hub": "hub:8443", "connected": "0", "last_ack": "", "verdict": "",
-		"spool_depth": "4", "certificate_expires": "", "remediation_url": ""}
+		"spool_depth": "4", "certificate_expires": "", "remediation_url": "",
+		"spool_bytes": "16384", "spool_max_bytes": "67108864", "spool_dropped": "1200", "spool_dropped_transitions": "3"}
 	for k, v := range want {
 		if row[k] != v {
 			t.Errorf("%s = %q, want %q", k, row[k], v)
@@ -64,5 +67,34 @@ func TestResultRowsFollowThePolicySet(t *testing.T) {
 	s.Clear()
 	if rows := s.ResultRows(); len(rows) != 0 {
 		t.Errorf("after Clear: %v", rows)
+	}
+}
+
+// Every column the tables declare has a value in every row, and no row
+// carries a column the table does not declare.
+func TestRowsMatchDeclaredColumns(t *testing.T) {
+	s := New(Sources{})
+	s.Results([]*posturev1.PolicyResult{{PolicyId: "a", Status: posturev1.ResultStatus_RESULT_STATUS_PASS, EvaluatedAt: timestamppb.Now()}})
+	rows := map[string][]map[string]string{StatusTable: {s.StatusRow()}, ResultsTable: s.ResultRows()}
+	for _, p := range s.Tables() {
+		cols := map[string]bool{}
+		for _, r := range p.Routes() {
+			cols[r["name"]] = true
+		}
+		if len(rows[p.Name()]) == 0 {
+			t.Fatalf("%s: no rows", p.Name())
+		}
+		for _, row := range rows[p.Name()] {
+			for c := range cols {
+				if _, ok := row[c]; !ok {
+					t.Errorf("%s: column %s missing from the row", p.Name(), c)
+				}
+			}
+			for c := range row {
+				if !cols[c] {
+					t.Errorf("%s: row has undeclared column %s", p.Name(), c)
+				}
+			}
+		}
 	}
 }

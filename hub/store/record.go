@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 )
 
@@ -10,7 +11,7 @@ type RecordPlan struct {
 	// Upsert holds the latest row to write per policy (StatusSince set),
 	// sorted by policy id.
 	Upsert []Result
-	// History holds one entry per status change, in batch order.
+	// History holds one entry per status change, in evaluated-at order.
 	History []HistoryEntry
 	// Deltas are the non-zero count changes, sorted by policy id.
 	Deltas  []PolicyCounts
@@ -37,6 +38,11 @@ func ValidateResults(rs []Result) error {
 // the current revision of every existing policy named in rs; stored the
 // host's latest result per policy (only those named in rs are needed).
 //
+// Results are applied in evaluated-at order (batch order among equal
+// times), whatever their order in the batch: a batch may carry several
+// results of one policy (an agent's spool compacted during an outage), and
+// each status change must reach the history, the newest result winning.
+//
 // A result is dropped as Unknown when its policy is gone, as Stale when it is
 // for another revision or not newer than what is stored. Otherwise it becomes
 // the latest row; a history row and a count change follow only when the
@@ -44,6 +50,10 @@ func ValidateResults(rs []Result) error {
 func PlanRecord(hostID string, rs []Result, revisions map[string]int64, stored map[string]Result) (RecordPlan, error) {
 	if err := ValidateResults(rs); err != nil {
 		return RecordPlan{}, err
+	}
+	if !slices.IsSortedFunc(rs, byEvaluatedAt) {
+		rs = slices.Clone(rs)
+		slices.SortStableFunc(rs, byEvaluatedAt)
 	}
 	var plan RecordPlan
 	latest := make(map[string]Result, len(rs))
@@ -97,3 +107,5 @@ func PlanRecord(hostID string, rs []Result, revisions map[string]int64, stored m
 	plan.Deltas = deltas.Sorted()
 	return plan, nil
 }
+
+func byEvaluatedAt(a, b Result) int { return a.EvaluatedAt.Compare(b.EvaluatedAt) }

@@ -120,7 +120,7 @@ func writeResults(ctx context.Context, tx *sqlx.Tx, hostID string, plan store.Re
 		for i, h := range plan.History {
 			ids[i], revs[i], sts[i], errs[i], evs[i] = h.PolicyID, h.Revision, h.Status, pgText(h.Error), pgTime(h.EvaluatedAt)
 		}
-		// WITH ORDINALITY keeps batch order in the serial ids.
+		// WITH ORDINALITY keeps the plan's (evaluated-at) order in the serial ids.
 		_, err := tx.ExecContext(ctx, `INSERT INTO result_history (host_id, policy_id, revision, status, error, evaluated_at)
 			SELECT $1, u.policy_id, u.revision, u.status, u.error, u.evaluated_at
 			FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[])

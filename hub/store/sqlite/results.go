@@ -123,7 +123,7 @@ func writeResults(ctx context.Context, tx *sqlx.Tx, hostID string, plan store.Re
 		for _, h := range rows {
 			args = append(args, hostID, h.PolicyID, h.Revision, h.Status, h.Error, ts(h.EvaluatedAt))
 		}
-		// Rows are inserted in VALUES order, so ids keep the batch order.
+		// Rows are inserted in VALUES order, so ids keep the plan's (evaluated-at) order.
 		_, err := tx.ExecContext(ctx, `INSERT INTO result_history (host_id, policy_id, revision, status,
 			error, evaluated_at) VALUES `+placeholders(len(rows), 6), args...)
 		if err != nil {

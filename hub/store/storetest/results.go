@@ -16,6 +16,7 @@ var resultTests = []suiteTest{
 	{"Results/RevisionBumpInvalidatesOldResults", testRevisionBump},
 	{"Results/CountsMaintained", testCountsMaintained},
 	{"Results/DuplicatePolicyInOneBatch", testDuplicateInBatch},
+	{"Results/BatchAppliedInEvaluatedAtOrder", testBatchInEvaluatedAtOrder},
 	{"Results/BadInputRejected", testBadResults},
 	{"Results/HistoryOrderAndLimit", testHistoryLimit},
 }
@@ -199,13 +200,49 @@ func testDuplicateInBatch(t *testing.T, s store.Store) {
 	out := record(t, s, h.ID,
 		res("fv", 1, store.StatusPass, at(1*time.Minute)),
 		res("fv", 1, store.StatusFail, at(2*time.Minute)),
-		res("fv", 1, store.StatusPass, at(90*time.Second)), // older than the one before: stale
+		res("fv", 1, store.StatusPass, at(90*time.Second)), // applied before the FAIL
+		res("fv", 1, store.StatusPass, at(1*time.Minute)),  // a duplicate: stale
 	)
 	eq(t, "outcome", []int{out.Updated, len(out.Changed), out.Stale}, []int{1, 2, 1})
 	l := must(s.LatestResults(ctx(t), h.ID))(t)[0]
 	eq(t, "newest wins", []any{l.Status, l.EvaluatedAt}, []any{store.StatusFail, micro(at(2 * time.Minute))})
 	eq(t, "two history rows", len(must(s.History(ctx(t), h.ID, "fv", 0))(t)), 2)
 	eq(t, "counts", counts(t, s)["fv"], pc("fv", 0, 1, 0))
+}
+
+// A batch holding several results of one policy, in any order (an agent's
+// spool compacted during an outage), is applied in evaluated-at order: every
+// status change reaches the history and the newest result wins.
+func testBatchInEvaluatedAtOrder(t *testing.T, s store.Store) {
+	h := setupResults(t, s, "fv", "fw")
+	record(t, s, h.ID, res("fv", 1, store.StatusPass, at(0)))
+	batch := []store.Result{
+		res("fv", 1, store.StatusPass, at(5*time.Minute)),
+		res("fw", 1, store.StatusFail, at(3*time.Minute)),
+		res("fv", 1, store.StatusFail, at(4*time.Minute)),
+		res("fw", 1, store.StatusPass, at(2*time.Minute)),
+		res("fv", 1, store.StatusFail, at(3*time.Minute)),
+		res("fw", 1, store.StatusFail, at(1*time.Minute)),
+	}
+	out := must(s.RecordResults(ctx(t), h.ID, batch, at(6*time.Minute)))(t)
+	eq(t, "outcome", []int{out.Updated, len(out.Changed), out.Stale}, []int{2, 5, 0})
+	statuses := func(id string) []string {
+		var st []string
+		for _, e := range must(s.History(ctx(t), h.ID, id, 0))(t) {
+			st = append(st, e.Status+"@"+e.EvaluatedAt.Sub(micro(t0)).String())
+		}
+		return st
+	}
+	eq(t, "fv history, newest first", statuses("fv"), []string{"PASS@5m0s", "FAIL@3m0s", "PASS@0s"})
+	eq(t, "fw history, newest first", statuses("fw"), []string{"FAIL@3m0s", "PASS@2m0s", "FAIL@1m0s"})
+	latest := must(s.LatestResults(ctx(t), h.ID))(t)
+	eq(t, "newest wins", []any{latest[0].Status, latest[0].EvaluatedAt, latest[0].StatusSince, latest[1].Status, latest[1].EvaluatedAt},
+		[]any{store.StatusPass, micro(at(5 * time.Minute)), micro(at(5 * time.Minute)), store.StatusFail, micro(at(3 * time.Minute))})
+	eq(t, "counts", counts(t, s), map[string]store.PolicyCounts{"fv": pc("fv", 1, 0, 0), "fw": pc("fw", 0, 1, 0)})
+	// Redelivered (the agent crashed before deleting it): nothing changes.
+	again := must(s.RecordResults(ctx(t), h.ID, batch, at(7*time.Minute)))(t)
+	eq(t, "redelivery", []int{again.Updated, len(again.Changed), again.Stale}, []int{0, 0, 6})
+	eq(t, "fv history unchanged", len(statuses("fv")), 3)
 }
 
 func testBadResults(t *testing.T, s store.Store) {
