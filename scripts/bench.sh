@@ -31,6 +31,8 @@ run sync_ ./hub/sync/ 'BenchmarkWorker$' 2000x
 run "" ./hub/server/ 'BenchmarkRecheck$' 1x
 # posture.ext against the osqueryd stand-in and the fake hub (issue 11).
 run "" ./extension/ 'BenchmarkExtension' 1x
+# A spool filled to its 64 MiB cap: memory to open it, time and peak RSS to compact it.
+run "" ./extension/spool/ 'BenchmarkOpenFullSpool$|BenchmarkCompactFullSpool$' 1x
 
 # Benchmark lines → flat keys: metric "p50_ms" of BenchmarkTimeToNoncompliant
 # becomes time_to_noncompliant_p50_ms; ns/op of sub-benchmarks becomes
@@ -69,9 +71,13 @@ jq -Rn '
       ext_binary_mb: .extension_footprint_binary_mb,
       osqueryd_restart_to_results_ms: .extension_recovery_osqueryd_restart_to_results_ms,
       hub_restart_to_results_ms: .extension_recovery_hub_restart_to_results_ms,
-      ext_silent_drop_to_table_ms: .extension_recovery_silent_drop_to_table_ms
+      ext_silent_drop_to_table_ms: .extension_recovery_silent_drop_to_table_ms,
+      spool_full_open_heap_mib: .open_full_spool_heap_inuse_MiB,
+      spool_full_open_rss_mib: .open_full_spool_rss_MiB,
+      spool_full_compact_ms: ((.compact_full_spool_ns_per_op // null) | if . == null then null else . / 1e6 end),
+      spool_full_compact_peak_rss_mib: .compact_full_spool_peak_rss_MiB
     }
-  | with_entries(select(.key | startswith("extension_") | not))
+  | with_entries(select(.key | (startswith("extension_") or startswith("open_full_spool_") or startswith("compact_full_spool_")) | not))
   | with_entries(select(.value != null))
 ' < "$LOG.tsv" > "$LOG.json"
 rm -f "$LOG.tsv"
