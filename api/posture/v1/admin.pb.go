@@ -392,14 +392,20 @@ func (x *Host) GetUserPrincipalNameOverride() string {
 // HostHealth is the agent's own report: whether it can run policies and
 // persist results. Unhealthy hosts are UNKNOWN (cause "unhealthy").
 type HostHealth struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	OsqueryOk     bool                   `protobuf:"varint,1,opt,name=osquery_ok,json=osqueryOk,proto3" json:"osquery_ok,omitempty"`
-	SpoolOk       bool                   `protobuf:"varint,2,opt,name=spool_ok,json=spoolOk,proto3" json:"spool_ok,omitempty"`
-	Detail        string                 `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
-	SpoolDepth    uint32                 `protobuf:"varint,4,opt,name=spool_depth,json=spoolDepth,proto3" json:"spool_depth,omitempty"`
-	ReportedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=reported_at,json=reportedAt,proto3" json:"reported_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	OsqueryOk  bool                   `protobuf:"varint,1,opt,name=osquery_ok,json=osqueryOk,proto3" json:"osquery_ok,omitempty"`
+	SpoolOk    bool                   `protobuf:"varint,2,opt,name=spool_ok,json=spoolOk,proto3" json:"spool_ok,omitempty"`
+	Detail     string                 `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	SpoolDepth uint32                 `protobuf:"varint,4,opt,name=spool_depth,json=spoolDepth,proto3" json:"spool_depth,omitempty"`
+	ReportedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=reported_at,json=reportedAt,proto3" json:"reported_at,omitempty"`
+	// Results the host's spool dropped when it compacted at its byte cap,
+	// since the spool was created (transitions included).
+	SpoolDroppedResults uint64 `protobuf:"varint,6,opt,name=spool_dropped_results,json=spoolDroppedResults,proto3" json:"spool_dropped_results,omitempty"`
+	// Status transitions among them: gaps in the host's history here. Neither
+	// count affects the verdict.
+	SpoolDroppedTransitions uint64 `protobuf:"varint,7,opt,name=spool_dropped_transitions,json=spoolDroppedTransitions,proto3" json:"spool_dropped_transitions,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *HostHealth) Reset() {
@@ -465,6 +471,20 @@ func (x *HostHealth) GetReportedAt() *timestamppb.Timestamp {
 		return x.ReportedAt
 	}
 	return nil
+}
+
+func (x *HostHealth) GetSpoolDroppedResults() uint64 {
+	if x != nil {
+		return x.SpoolDroppedResults
+	}
+	return 0
+}
+
+func (x *HostHealth) GetSpoolDroppedTransitions() uint64 {
+	if x != nil {
+		return x.SpoolDroppedTransitions
+	}
+	return 0
 }
 
 // HostScope says whether an integration with Entra group scoping writes a host.
@@ -5159,7 +5179,7 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\x0freport_interval\x18) \x01(\v2\x19.google.protobuf.DurationR\x0ereportInterval\x12@\n" +
 	"\x0elast_report_at\x18* \x01(\v2\x1a.google.protobuf.TimestampR\flastReportAt\x12+\n" +
 	"\x11connected_replica\x18+ \x01(\tR\x10connectedReplica\x12?\n" +
-	"\x1cuser_principal_name_override\x18< \x01(\tR\x19userPrincipalNameOverride\"\xbc\x01\n" +
+	"\x1cuser_principal_name_override\x18< \x01(\tR\x19userPrincipalNameOverride\"\xac\x02\n" +
 	"\n" +
 	"HostHealth\x12\x1d\n" +
 	"\n" +
@@ -5169,7 +5189,9 @@ const file_posture_v1_admin_proto_rawDesc = "" +
 	"\vspool_depth\x18\x04 \x01(\rR\n" +
 	"spoolDepth\x12;\n" +
 	"\vreported_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"reportedAt\"\x9d\x01\n" +
+	"reportedAt\x122\n" +
+	"\x15spool_dropped_results\x18\x06 \x01(\x04R\x13spoolDroppedResults\x12:\n" +
+	"\x19spool_dropped_transitions\x18\a \x01(\x04R\x17spoolDroppedTransitions\"\x9d\x01\n" +
 	"\tHostScope\x12%\n" +
 	"\x0eintegration_id\x18\x01 \x01(\tR\rintegrationId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12=\n" +

@@ -560,9 +560,16 @@ type AgentHealth struct {
 	Detail     string                 `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
 	ObservedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=observed_at,json=observedAt,proto3" json:"observed_at,omitempty"`
 	// Spooled batches not yet acked.
-	SpoolDepth    uint32 `protobuf:"varint,5,opt,name=spool_depth,json=spoolDepth,proto3" json:"spool_depth,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SpoolDepth uint32 `protobuf:"varint,5,opt,name=spool_depth,json=spoolDepth,proto3" json:"spool_depth,omitempty"`
+	// Results the spool dropped when it compacted at its byte cap, counted
+	// since the spool was created (transitions included). Informational: they
+	// never affect the verdict.
+	SpoolDroppedResults uint64 `protobuf:"varint,6,opt,name=spool_dropped_results,json=spoolDroppedResults,proto3" json:"spool_dropped_results,omitempty"`
+	// Status transitions among them: the host's history at the hub has gaps
+	// there. Counted since the spool was created; never affect the verdict.
+	SpoolDroppedTransitions uint64 `protobuf:"varint,7,opt,name=spool_dropped_transitions,json=spoolDroppedTransitions,proto3" json:"spool_dropped_transitions,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *AgentHealth) Reset() {
@@ -626,6 +633,20 @@ func (x *AgentHealth) GetObservedAt() *timestamppb.Timestamp {
 func (x *AgentHealth) GetSpoolDepth() uint32 {
 	if x != nil {
 		return x.SpoolDepth
+	}
+	return 0
+}
+
+func (x *AgentHealth) GetSpoolDroppedResults() uint64 {
+	if x != nil {
+		return x.SpoolDroppedResults
+	}
+	return 0
+}
+
+func (x *AgentHealth) GetSpoolDroppedTransitions() uint64 {
+	if x != nil {
+		return x.SpoolDroppedTransitions
 	}
 	return 0
 }
@@ -1476,7 +1497,7 @@ const file_posture_v1_agent_proto_rawDesc = "" +
 	"\aresults\x18\x02 \x01(\v2\x17.posture.v1.ResultBatchH\x00R\aresults\x12.\n" +
 	"\x05facts\x18\x03 \x01(\v2\x16.posture.v1.FactReportH\x00R\x05facts\x121\n" +
 	"\x06health\x18\x04 \x01(\v2\x17.posture.v1.AgentHealthH\x00R\x06healthB\x05\n" +
-	"\x03msg\"\xbd\x01\n" +
+	"\x03msg\"\xad\x02\n" +
 	"\vAgentHealth\x12\x1d\n" +
 	"\n" +
 	"osquery_ok\x18\x01 \x01(\bR\tosqueryOk\x12\x19\n" +
@@ -1485,7 +1506,9 @@ const file_posture_v1_agent_proto_rawDesc = "" +
 	"\vobserved_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"observedAt\x12\x1f\n" +
 	"\vspool_depth\x18\x05 \x01(\rR\n" +
-	"spoolDepth\"b\n" +
+	"spoolDepth\x122\n" +
+	"\x15spool_dropped_results\x18\x06 \x01(\x04R\x13spoolDroppedResults\x12:\n" +
+	"\x19spool_dropped_transitions\x18\a \x01(\x04R\x17spoolDroppedTransitions\"b\n" +
 	"\x05Hello\x12+\n" +
 	"\x05facts\x18\x01 \x01(\v2\x15.posture.v1.HostFactsR\x05facts\x12,\n" +
 	"\x12policy_set_version\x18\x02 \x01(\tR\x10policySetVersion\"\x85\x02\n" +
