@@ -405,7 +405,16 @@ type HostHealth struct {
 	Detail     string
 	SpoolDepth int       // spooled batches not yet acked
 	At         time.Time // when the hub received it
+	// What the spool dropped when it compacted at its byte cap, since it
+	// was created: results in all, and the status transitions among them
+	// (gaps in the host's history). Shown only; never part of Healthy or
+	// the verdict. At most MaxSpoolDropped each.
+	SpoolDroppedResults, SpoolDroppedTransitions uint64
 }
+
+// MaxSpoolDropped bounds the stored drop counters (both backends keep them
+// as signed 64-bit integers).
+const MaxSpoolDropped = 1<<63 - 1
 
 // Healthy reports whether the agent can run policies and persist results.
 func (h HostHealth) Healthy() bool { return h.OsqueryOK && h.SpoolOK }

@@ -12,6 +12,7 @@ var reportingTests = []suiteTest{
 	{"Reporting/ZeroUntilReported", testReportingZero},
 	{"Reporting/BatchMovesLastReport", testReportingLastReport},
 	{"Reporting/IntervalAndHealth", testReportingHealth},
+	{"Reporting/SpoolDrops", testReportingSpoolDrops},
 	{"Reporting/StreamsAcrossReplicas", testReportingStreams},
 	{"Reporting/DeletedHost", testReportingDeleted},
 	{"Results/LargeBatch", testLargeBatch},
@@ -61,6 +62,36 @@ func testReportingHealth(t *testing.T, s store.Store) {
 	eq(t, "recovered", *r.Health, store.HostHealth{OsqueryOK: true, SpoolOK: true, At: micro(at(2 * time.Minute))})
 	all := must(s.ListHostReporting(ctx(t)))(t)
 	eq(t, "listed", all[h.ID], r)
+}
+
+// The spool's drop counters are kept with the health, whole up to the
+// largest signed 64-bit value (larger is held there), and never make a
+// host unhealthy.
+func testReportingSpoolDrops(t *testing.T, s store.Store) {
+	h := enroll(t, s, "h", "")
+	noErr(t, s.SetHostReportInterval(ctx(t), h.ID, time.Minute))
+	want := store.HostHealth{OsqueryOK: true, SpoolOK: true, SpoolDepth: 3, At: at(time.Minute),
+		SpoolDroppedResults: 4100, SpoolDroppedTransitions: 12}
+	noErr(t, s.SetHostHealth(ctx(t), h.ID, want))
+	r := must(s.GetHostReporting(ctx(t), h.ID))(t)
+	want.At = micro(want.At)
+	eq(t, "health with drops", *r.Health, want)
+	if !r.Health.Healthy() {
+		t.Fatal("a host whose spool dropped history reported unhealthy")
+	}
+	eq(t, "listed", must(s.ListHostReporting(ctx(t)))(t)[h.ID], r)
+
+	noErr(t, s.SetHostHealth(ctx(t), h.ID, store.HostHealth{OsqueryOK: true, SpoolOK: true, At: at(2 * time.Minute),
+		SpoolDroppedResults: store.MaxSpoolDropped, SpoolDroppedTransitions: 1<<64 - 1}))
+	r = must(s.GetHostReporting(ctx(t), h.ID))(t)
+	eq(t, "largest", []uint64{r.Health.SpoolDroppedResults, r.Health.SpoolDroppedTransitions},
+		[]uint64{store.MaxSpoolDropped, store.MaxSpoolDropped})
+
+	// A later report without drops (a new spool) replaces them.
+	noErr(t, s.SetHostHealth(ctx(t), h.ID, store.HostHealth{OsqueryOK: true, SpoolOK: true, At: at(3 * time.Minute)}))
+	r = must(s.GetHostReporting(ctx(t), h.ID))(t)
+	eq(t, "reset", []uint64{r.Health.SpoolDroppedResults, r.Health.SpoolDroppedTransitions}, []uint64{0, 0})
+	eq(t, "interval kept", r.ReportInterval, time.Minute)
 }
 
 func testReportingStreams(t *testing.T, s store.Store) {

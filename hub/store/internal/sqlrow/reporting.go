@@ -10,7 +10,8 @@ import (
 
 // ReportingCols are the columns of Reporting.
 const ReportingCols = `r.host_id, r.report_interval_ns, r.last_report_at, r.health_at, r.osquery_ok,
-	r.spool_ok, r.health_detail, r.spool_depth, r.stream_replica, rp.heartbeat_at AS stream_heartbeat`
+	r.spool_ok, r.health_detail, r.spool_depth, r.spool_dropped_results, r.spool_dropped_transitions,
+	r.stream_replica, rp.heartbeat_at AS stream_heartbeat`
 
 // reportingFrom joins each stream to its replica's heartbeat.
 const reportingFrom = ` FROM host_reporting r LEFT JOIN hub_replicas rp ON rp.id = r.stream_replica`
@@ -25,6 +26,8 @@ type Reporting struct {
 	SpoolOK          bool     `db:"spool_ok"`
 	HealthDetail     string   `db:"health_detail"`
 	SpoolDepth       int64    `db:"spool_depth"`
+	DroppedResults   int64    `db:"spool_dropped_results"`
+	DroppedTrans     int64    `db:"spool_dropped_transitions"`
 	StreamReplica    string   `db:"stream_replica"`
 	StreamHeartbeat  NullTime `db:"stream_heartbeat"`
 }
@@ -38,7 +41,8 @@ func (r Reporting) Reporting() store.HostReporting {
 	}
 	if r.HealthAt.Valid {
 		out.Health = &store.HostHealth{OsqueryOK: r.OsqueryOK, SpoolOK: r.SpoolOK, Detail: r.HealthDetail,
-			SpoolDepth: int(r.SpoolDepth), At: r.HealthAt.Time}
+			SpoolDepth: int(r.SpoolDepth), At: r.HealthAt.Time,
+			SpoolDroppedResults: uint64(max(r.DroppedResults, 0)), SpoolDroppedTransitions: uint64(max(r.DroppedTrans, 0))}
 	}
 	return out
 }
@@ -98,10 +102,13 @@ func (db DB) SetHostReportInterval(ctx context.Context, hostID string, d time.Du
 
 // SetHostHealth stores what the agent said about itself.
 func (db DB) SetHostHealth(ctx context.Context, hostID string, h store.HostHealth) error {
-	return db.upsertReporting(ctx, "set health", hostID, "health_at, osquery_ok, spool_ok, health_detail, spool_depth",
+	return db.upsertReporting(ctx, "set health", hostID,
+		"health_at, osquery_ok, spool_ok, health_detail, spool_depth, spool_dropped_results, spool_dropped_transitions",
 		`health_at = excluded.health_at, osquery_ok = excluded.osquery_ok, spool_ok = excluded.spool_ok,
-		health_detail = excluded.health_detail, spool_depth = excluded.spool_depth`,
-		db.Dialect.Time(store.StoredTime(h.At)), h.OsqueryOK, h.SpoolOK, h.Detail, int64(h.SpoolDepth))
+		health_detail = excluded.health_detail, spool_depth = excluded.spool_depth,
+		spool_dropped_results = excluded.spool_dropped_results, spool_dropped_transitions = excluded.spool_dropped_transitions`,
+		db.Dialect.Time(store.StoredTime(h.At)), h.OsqueryOK, h.SpoolOK, h.Detail, int64(h.SpoolDepth),
+		int64(min(h.SpoolDroppedResults, store.MaxSpoolDropped)), int64(min(h.SpoolDroppedTransitions, store.MaxSpoolDropped)))
 }
 
 // SetHostStream records the replica holding the host's stream.
