@@ -30,6 +30,7 @@ func (s *Server) addReporting(ph *posturev1.Host, r store.HostReporting) {
 	}
 	if h := r.Health; h != nil {
 		ph.Health = &posturev1.HostHealth{OsqueryOk: h.OsqueryOK, SpoolOk: h.SpoolOK, Detail: h.Detail,
-			SpoolDepth: uint32(min(max(h.SpoolDepth, 0), 1<<31)), ReportedAt: ts(h.At)}
+			SpoolDepth: uint32(min(max(h.SpoolDepth, 0), 1<<31)), ReportedAt: ts(h.At),
+			SpoolDroppedResults: h.SpoolDroppedResults, SpoolDroppedTransitions: h.SpoolDroppedTransitions}
 	}
 }

@@ -114,6 +114,8 @@ func FuzzConnect(f *testing.F) {
 	f.Add(encodeMsgs(f, &posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Results{Results: &posturev1.ResultBatch{Seq: 1,
 		Results: []*posturev1.PolicyResult{res("disk", 1), res("fw", 2), res("nope", 3)}}}}))
 	f.Add(encodeMsgs(f, &posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Health{Health: &posturev1.AgentHealth{SpoolOk: true, Detail: "osquery down", SpoolDepth: 1 << 31}}}))
+	f.Add(encodeMsgs(f, &posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Health{Health: &posturev1.AgentHealth{OsqueryOk: true, SpoolOk: true,
+		SpoolDroppedResults: 3, SpoolDroppedTransitions: 1<<64 - 1}}}))
 	f.Add(encodeMsgs(f, &posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Facts{Facts: &posturev1.FactReport{
 		Values: map[string]string{"entra_device_id": "ABC", "user_principal_name": "  someone@example.com  "}}}}, hello))
 	f.Add([]byte{0x05, 0x12, 0x03, 0x0a, 0x01, 0x00})
@@ -143,6 +145,8 @@ func FuzzConnect(f *testing.F) {
 			t.Fatal(err)
 		} else if hh := hr.Health; hh != nil && (len(hh.Detail) > 1024 || hh.SpoolDepth < 0) {
 			t.Fatalf("unbounded health stored: %d bytes, depth %d", len(hh.Detail), hh.SpoolDepth)
+		} else if hh != nil && (hh.SpoolDroppedTransitions > hh.SpoolDroppedResults || hh.SpoolDroppedResults > store.MaxSpoolDropped) {
+			t.Fatalf("drop counters stored as %d results, %d transitions", hh.SpoolDroppedResults, hh.SpoolDroppedTransitions)
 		}
 	})
 }

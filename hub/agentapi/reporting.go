@@ -102,12 +102,17 @@ func (s *Server) recordHealth(ctx context.Context, hostID string, m *posturev1.A
 		SpoolDepth: int(min(m.GetSpoolDepth(), 1<<30)),
 		At:         s.cfg.Now(),
 	}
+	hh.SpoolDroppedResults, hh.SpoolDroppedTransitions = spoolDrops(m)
 	if err := s.cfg.Store.SetHostHealth(ctx, hostID, hh); err != nil {
 		return status.Errorf(codes.Unavailable, "store health: %v", err)
 	}
 	if !hh.Healthy() {
 		s.cfg.Logger.Warn("agent reports it cannot run policies or keep results", "host", hostID,
 			"osquery_ok", hh.OsqueryOK, "spool_ok", hh.SpoolOK, "detail", hh.Detail, "spool_depth", hh.SpoolDepth)
+	}
+	if hh.SpoolDroppedTransitions > 0 {
+		s.cfg.Logger.Debug("agent's spool dropped status transitions at its cap; history has gaps", "host", hostID,
+			"dropped_results", hh.SpoolDroppedResults, "dropped_transitions", hh.SpoolDroppedTransitions)
 	}
 	if s.cfg.HealthChanged != nil {
 		s.cfg.HealthChanged(hostID)
@@ -130,4 +135,13 @@ func (s *Server) HeartbeatStreams(ctx context.Context, every time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// spoolDrops bounds the agent's drop counters to what the store keeps.
+// Transitions are among the results dropped, so results are at least the
+// transitions. Shown to admins only: they never touch the verdict.
+func spoolDrops(m *posturev1.AgentHealth) (results, transitions uint64) {
+	transitions = min(m.GetSpoolDroppedTransitions(), store.MaxSpoolDropped)
+	results = max(min(m.GetSpoolDroppedResults(), store.MaxSpoolDropped), transitions)
+	return results, transitions
 }

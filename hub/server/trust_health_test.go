@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
@@ -162,6 +163,69 @@ func TestUnhealthyAgentShownAndFailsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	th.waitHost(t, ag.HostID, "healthy again", verdictIs("COMPLIANT", "passing"))
+}
+
+// An agent whose spool dropped history at its cap reports the counts; the
+// admin API shows them and the verdict stays what the results say (drops
+// are a history gap, not a health failure). A counter past what the store
+// keeps is held there, and results are never fewer than transitions.
+func TestSpoolDropsShownVerdictUnaffected(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	th := setupTrustHub(t, ctx, sqliteCfg(t), true)
+	ag, err := startSimAgent(ctx, th.p.cfg.GRPCAddr, th.p.hub.CA.CertPEM(), th.secret, "mac-gap", "UUID-GAP")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ag.Close()
+	ch, err := ag.Send(posturev1.ResultStatus_RESULT_STATUS_PASS, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitAck(t, ch)
+	th.waitHost(t, ag.HostID, "compliant", verdictIs("COMPLIANT", "passing"))
+	if err := ag.stream.Send(&posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Health{Health: &posturev1.AgentHealth{
+		OsqueryOk: true, SpoolOk: true, SpoolDepth: 2, ObservedAt: timestamppb.Now(),
+		SpoolDroppedResults: 4100, SpoolDroppedTransitions: 12,
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	h := th.waitHost(t, ag.HostID, "showing drops", func(h *posturev1.Host) bool {
+		return h.GetHealth().GetSpoolDroppedTransitions() == 12
+	})
+	if hh := h.GetHealth(); hh.GetSpoolDroppedResults() != 4100 || !hh.GetOsqueryOk() || !hh.GetSpoolOk() {
+		t.Fatalf("health shown as %+v", hh)
+	}
+	if v := h.GetVerdict(); v.GetState() != "COMPLIANT" || v.GetDesired() != "compliant" {
+		t.Fatalf("verdict with spool drops: %+v", v)
+	}
+	// The REST view carries them too (uint64 as JSON strings).
+	md, _ := metadata.FromOutgoingContext(th.actx)
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+th.p.cfg.HTTPAddr+"/api/v1/hosts/"+ag.HostID, nil)
+	req.Header.Set("Authorization", md.Get("authorization")[0])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"spoolDroppedTransitions":"12"`) ||
+		!strings.Contains(string(body), `"spoolDroppedResults":"4100"`) {
+		t.Fatalf("REST host: %d %s", resp.StatusCode, body)
+	}
+
+	if err := ag.stream.Send(&posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Health{Health: &posturev1.AgentHealth{
+		OsqueryOk: true, SpoolOk: true, SpoolDroppedResults: 1, SpoolDroppedTransitions: 1<<64 - 1,
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	h = th.waitHost(t, ag.HostID, "clamped drops", func(h *posturev1.Host) bool {
+		return h.GetHealth().GetSpoolDroppedTransitions() == store.MaxSpoolDropped
+	})
+	if hh := h.GetHealth(); hh.GetSpoolDroppedResults() != store.MaxSpoolDropped {
+		t.Fatalf("results %d below transitions %d", hh.GetSpoolDroppedResults(), hh.GetSpoolDroppedTransitions())
+	}
+	th.waitHost(t, ag.HostID, "still compliant", verdictIs("COMPLIANT", "passing"))
 }
 
 // A batch of 100,000 distinct policy ids on SQLite is acked as refused, so
