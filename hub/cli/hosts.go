@@ -110,6 +110,11 @@ func hostState(h *posturev1.Host) string {
 	if hh := h.GetHealth(); hh != nil && (!hh.GetOsqueryOk() || !hh.GetSpoolOk()) {
 		state += ", agent unhealthy"
 	}
+	if h.GetHealth().GetSpoolDroppedTransitions() > 0 {
+		// The spool dropped status changes at its cap: the history at the
+		// hub has gaps. The verdict is unaffected.
+		state += ", history gap"
+	}
 	return state
 }
 
@@ -129,6 +134,7 @@ func printReporting(w io.Writer, h *posturev1.Host) {
 			line += ": " + d
 		}
 		fmt.Fprintln(w, line)
+		printSpoolDrops(w, hh)
 	} else {
 		fmt.Fprintln(w, "agent health: not reported")
 	}
@@ -137,6 +143,18 @@ func printReporting(w io.Writer, h *posturev1.Host) {
 		every = d.AsDuration().String()
 	}
 	fmt.Fprintf(w, "reports every %s  last batch %s  stream %s\n", every, fmtTime(h.GetLastReportAt()), orDash(h.GetConnectedReplica()))
+}
+
+// printSpoolDrops says what the host's spool dropped at its byte cap, if
+// anything: lost transitions are gaps in the history, lost repeats are not.
+func printSpoolDrops(w io.Writer, hh *posturev1.HostHealth) {
+	res, tr := hh.GetSpoolDroppedResults(), hh.GetSpoolDroppedTransitions()
+	switch {
+	case tr > 0:
+		fmt.Fprintf(w, "spool: %d status transitions dropped at the cap (history gap; verdict unaffected); %d results dropped in all\n", tr, res)
+	case res > 0:
+		fmt.Fprintf(w, "spool: %d repeated results dropped at the cap (no status change lost; verdict unaffected)\n", res)
+	}
 }
 
 func printResults(tw io.Writer, rs []*posturev1.HostResult, indent string) {

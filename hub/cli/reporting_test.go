@@ -34,6 +34,30 @@ func TestCLIReportingHealth(t *testing.T) {
 	if list := c.ok(t, "hosts", "list"); !strings.Contains(list, "offline, agent unhealthy") {
 		t.Fatalf("hosts list:\n%s", list)
 	}
+	if strings.Contains(get, "dropped at the cap") || strings.Contains(get, "history gap") {
+		t.Fatalf("hosts get shows drops that never happened:\n%s", get)
+	}
+
+	// Drops are shown, marked in the list, and are no health failure.
+	if err := c.hub.Store.SetHostHealth(ctx, "host-1", store.HostHealth{OsqueryOK: true, SpoolOK: true,
+		At: time.Now(), SpoolDroppedResults: 4100, SpoolDroppedTransitions: 12}); err != nil {
+		t.Fatal(err)
+	}
+	get = c.ok(t, "hosts", "get", "host-1")
+	if !strings.Contains(get, "spool: 12 status transitions dropped at the cap (history gap; verdict unaffected); 4100 results dropped in all") {
+		t.Fatalf("hosts get lacks the drops:\n%s", get)
+	}
+	if list := c.ok(t, "hosts", "list"); !strings.Contains(list, "offline, history gap") || strings.Contains(list, "unhealthy") {
+		t.Fatalf("hosts list with drops:\n%s", list)
+	}
+	if err := c.hub.Store.SetHostHealth(ctx, "host-1", store.HostHealth{OsqueryOK: true, SpoolOK: true,
+		At: time.Now(), SpoolDroppedResults: 300}); err != nil {
+		t.Fatal(err)
+	}
+	get = c.ok(t, "hosts", "get", "host-1")
+	if !strings.Contains(get, "spool: 300 repeated results dropped at the cap (no status change lost") || strings.Contains(get, "history gap") {
+		t.Fatalf("hosts get with repeats dropped:\n%s", get)
+	}
 
 	if out := c.ok(t, "teams", "set", "ops", "--missed-reports", "5"); !strings.Contains(out, "missed reports 5") {
 		t.Fatalf("teams set: %q", out)
