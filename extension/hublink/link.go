@@ -199,6 +199,7 @@ func (l *Link) Identity() *identity.Identity { return l.id.Get() }
 type healthState struct {
 	osqueryBad, spoolBad       string // "" when fine, else why
 	quarantined                int
+	dropped                    spool.Drops // what the spool's cap dropped; informational
 	osqueryChanged, spoolSince time.Time
 }
 
@@ -219,6 +220,9 @@ func (h healthState) msg(now time.Time, depth int) *posturev1.AgentHealth {
 		Detail:     strings.Join(detail, "; "),
 		ObservedAt: timestamppb.New(now),
 		SpoolDepth: uint32(max(depth, 0)),
+		// Gaps in the history the hub will get, not a reason to fail closed.
+		SpoolDroppedResults:     h.dropped.Results,
+		SpoolDroppedTransitions: h.dropped.Transitions,
 	}
 }
 
@@ -243,6 +247,7 @@ func (l *Link) Health() *posturev1.AgentHealth {
 	h := l.health
 	l.mu.Unlock()
 	h.quarantined = len(l.cfg.Spool.Quarantined())
+	h.dropped = l.cfg.Spool.Dropped()
 	return h.msg(l.clk.Now(), l.cfg.Spool.Depth())
 }
 
@@ -561,14 +566,19 @@ func (l *Link) session(ctx context.Context, id *identity.Identity) (healthy bool
 	var sentHealth *posturev1.AgentHealth
 	flush := func() error {
 		// Health goes first (with every Hello, then on every change), so
-		// the hub hears about a failing spool before anything else.
+		// the hub hears about a failing spool before anything else. The
+		// drop counters move only when the spool compacts at its cap, so
+		// resending on their change stays rare.
 		if h := l.Health(); sentHealth == nil || h.GetOsqueryOk() != sentHealth.GetOsqueryOk() ||
-			h.GetSpoolOk() != sentHealth.GetSpoolOk() || h.GetDetail() != sentHealth.GetDetail() {
+			h.GetSpoolOk() != sentHealth.GetSpoolOk() || h.GetDetail() != sentHealth.GetDetail() ||
+			h.GetSpoolDroppedResults() != sentHealth.GetSpoolDroppedResults() ||
+			h.GetSpoolDroppedTransitions() != sentHealth.GetSpoolDroppedTransitions() {
 			if err := stream.Send(&posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Health{Health: h}}); err != nil {
 				return err
 			}
 			sentHealth = h
-			l.log.Debug("sent health", "osquery_ok", h.GetOsqueryOk(), "spool_ok", h.GetSpoolOk(), "detail", h.GetDetail())
+			l.log.Debug("sent health", "osquery_ok", h.GetOsqueryOk(), "spool_ok", h.GetSpoolOk(), "detail", h.GetDetail(),
+				"spool_dropped_results", h.GetSpoolDroppedResults(), "spool_dropped_transitions", h.GetSpoolDroppedTransitions())
 		}
 		// Batches are read from disk one at a time: a spool filled during
 		// a long outage is never held in memory whole.

@@ -692,3 +692,98 @@ func TestSpoolCompactedDuringOutageDeliversTransitionsInOrder(t *testing.T) {
 		t.Fatalf("newest delivered: %v, want both from %v", newest, end)
 	}
 }
+
+// The spool's drop counters reach the hub in AgentHealth: a change is sent
+// once, and nothing else resends an unchanged health.
+func TestSpoolDropsSentOnceOnChange(t *testing.T) {
+	e := newEnv(t)
+	e.spOpts = spool.Options{MaxBytes: spool.MinMaxBytes}
+	e.startLink()
+	e.waitFor("connected", time.Second, e.connected(1))
+	e.waitFor("health with the hello", 0, func() bool { return e.st.LastHealth() != nil })
+	e.st.Mu.Lock()
+	e.st.AckOff = true // the spool fills up and compacts while connected
+	healthBefore := len(e.st.Health)
+	e.st.Mu.Unlock()
+	if h := e.st.LastHealth(); h.GetSpoolDroppedResults() != 0 || h.GetSpoolDroppedTransitions() != 0 {
+		t.Fatalf("drops before any compaction: %v", h)
+	}
+
+	t0 := time.Now().Add(-24 * time.Hour)
+	errText := "query timed out after 30s: " + strings.Repeat("x", 150)
+	run := 0
+	// "fw" always passes (its repeats are dropped first); "disk" flaps
+	// every run, so in the end the transitions alone outgrow the cap.
+	results := func() {
+		st, msg := posturev1.ResultStatus_RESULT_STATUS_PASS, ""
+		if run%2 == 1 {
+			st, msg = posturev1.ResultStatus_RESULT_STATUS_ERROR, errText
+		}
+		at := timestamppb.New(t0.Add(time.Duration(run) * time.Minute))
+		e.link.Results(context.Background(), []*posturev1.PolicyResult{
+			{PolicyId: "disk", Revision: 1, Status: st, Error: msg, EvaluatedAt: at},
+			{PolicyId: "fw", Revision: 1, Status: posturev1.ResultStatus_RESULT_STATUS_PASS, EvaluatedAt: at},
+		})
+		run++
+	}
+	// sync waits until the hub has everything the link sent so far: facts
+	// go after health in the same flush, on the same stream.
+	syncFacts := func(v string) {
+		t.Helper()
+		e.link.Facts(context.Background(), map[string]string{"probe": v})
+		e.waitFor("facts "+v, 0, func() bool {
+			e.st.Mu.Lock()
+			defer e.st.Mu.Unlock()
+			return len(e.st.Facts) > 0 && e.st.Facts[len(e.st.Facts)-1]["probe"] == v
+		})
+	}
+
+	for e.sp.Dropped() == (spool.Drops{}) {
+		if run > 5000 {
+			t.Fatal("the spool never dropped anything")
+		}
+		results()
+	}
+	first := e.sp.Dropped()
+	if first.Transitions != 0 {
+		t.Fatalf("first compaction dropped transitions: %+v", first)
+	}
+	e.waitFor("drops at the hub", 0, func() bool {
+		return e.st.LastHealth().GetSpoolDroppedResults() == first.Results
+	})
+	syncFacts("1")
+	e.st.Mu.Lock()
+	sent := len(e.st.Health) - healthBefore
+	e.st.Mu.Unlock()
+	if sent != 1 {
+		t.Fatalf("%d health messages for one change of the drop counters, want 1", sent)
+	}
+	if h := e.st.LastHealth(); !h.GetSpoolOk() || !h.GetOsqueryOk() || h.GetSpoolDroppedTransitions() != first.Transitions {
+		t.Fatalf("health after the first compaction: %v (spool says %+v)", h, first)
+	}
+
+	// Flapping on until transitions go too: the hub hears the final
+	// counts, and never the same counts twice.
+	for e.sp.Dropped().Transitions == 0 {
+		if run > 20000 {
+			t.Fatal("no transition ever dropped")
+		}
+		results()
+	}
+	last := e.sp.Dropped()
+	e.waitFor("dropped transitions at the hub", 0, func() bool {
+		h := e.st.LastHealth()
+		return h.GetSpoolDroppedResults() == last.Results && h.GetSpoolDroppedTransitions() == last.Transitions
+	})
+	syncFacts("2")
+	e.st.Mu.Lock()
+	defer e.st.Mu.Unlock()
+	hs := e.st.Health[healthBefore:]
+	for i := 1; i < len(hs); i++ {
+		if hs[i].GetSpoolDroppedResults() == hs[i-1].GetSpoolDroppedResults() &&
+			hs[i].GetSpoolDroppedTransitions() == hs[i-1].GetSpoolDroppedTransitions() {
+			t.Fatalf("health %d resent with unchanged drops %v", i, hs[i])
+		}
+	}
+	t.Logf("%d runs, %d compaction health sends, drops %+v", run, len(hs), last)
+}
