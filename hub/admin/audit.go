@@ -10,8 +10,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -19,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
+	"github.com/posture-dev/posture/hub/clientip"
 	"github.com/posture-dev/posture/hub/store"
 )
 
@@ -31,8 +30,9 @@ type Recorder interface {
 
 // ClientAddrHeader is the gRPC metadata key by which the REST gateway passes
 // the HTTP client's address. It is believed only on calls that arrive over
-// the gateway's private unix socket; anywhere else anyone could set it.
-const ClientAddrHeader = "x-posture-client-addr"
+// the gateway's private unix socket; anywhere else anyone could set it (and
+// clientip.StripUnary removes it).
+const ClientAddrHeader = clientip.Header
 
 // Auditor is the interceptor that writes every mutating AdminService call
 // (anything not List…/Get…) to the audit log, whatever its outcome, so no
@@ -43,6 +43,9 @@ type Auditor struct {
 	Log    Recorder
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Proxies decides the source address (nil: the peer's, or the
+	// gateway's for REST calls).
+	Proxies *clientip.Resolver
 }
 
 // auditInfo is what the authenticator and the handler add to a call's event.
@@ -116,7 +119,7 @@ func (a *Auditor) record(ctx context.Context, method string, req any, ai *auditI
 	if log == nil {
 		log = slog.Default()
 	}
-	src := SourceAddr(ctx)
+	src := a.Proxies.FromContext(ctx)
 	if ai.token == nil {
 		log.Warn("admin call without a valid token", "method", method, "source", src, "err", callErr)
 		return
@@ -150,22 +153,11 @@ func (a *Auditor) record(ctx context.Context, method string, req any, ai *auditI
 	}
 }
 
-// SourceAddr is the client's address: the peer's, or for REST calls (which
-// reach the gRPC server over the gateway's private unix socket) the HTTP
-// client's as the gateway passed it.
+// SourceAddr is the client's address with no proxy trusted: the peer's, or
+// for REST calls (which reach the gRPC server over the gateway's private
+// unix socket) the HTTP client's as the gateway passed it.
 func SourceAddr(ctx context.Context) string {
-	p, ok := peer.FromContext(ctx)
-	if !ok || p.Addr == nil {
-		return ""
-	}
-	if p.Addr.Network() == "unix" {
-		md, _ := metadata.FromIncomingContext(ctx)
-		if v := md.Get(ClientAddrHeader); len(v) > 0 {
-			return v[len(v)-1]
-		}
-		return "unix"
-	}
-	return p.Addr.String()
+	return (*clientip.Resolver)(nil).FromContext(ctx)
 }
 
 // targetOf finds what a request names: its id, host id, name, or the id or

@@ -87,7 +87,9 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		env := "POSTURE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v, ok := os.LookupEnv(env); ok {
 			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", env, err))
+				err = fmt.Errorf("%s: %w", env, err)
+				fmt.Fprintln(fs.Output(), err) // as fs.Parse does for a bad flag
+				errs = append(errs, err)
 			}
 		}
 	})

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/posture-dev/posture/hub/clientip"
 	"github.com/posture-dev/posture/hub/server"
 )
 
@@ -54,6 +55,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "the hub's public https base URL (users reach /enroll and /remediate there; Intune partner integrations send them to it)")
 	fs.DurationVar(&cfg.ScopeRefresh, "scope-refresh", 15*time.Minute, "how often Entra group membership of group-scoped integrations is read again")
 	fs.DurationVar(&cfg.PartnerHeartbeat, "partner-heartbeat", 15*time.Minute, "how often Intune partner integrations send their tenant heartbeat")
+	fs.Func("trusted-proxies", "comma-separated CIDRs/IPs of reverse proxies or load balancers whose X-Forwarded-For (or Forwarded) names the client; from any other peer the header is ignored (default: none, the peer is the client)", func(v string) error {
+		p, err := clientip.ParseList(v)
+		cfg.TrustedProxies = p
+		return err
+	})
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "text or json")
 	if err := parseFlags(fs, args); err != nil {

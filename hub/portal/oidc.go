@@ -125,14 +125,14 @@ func (p *Pages) callback(w http.ResponseWriter, r *http.Request, _ map[string]st
 	// The sign-in cookie is single use, whatever happened.
 	http.SetCookie(w, &http.Cookie{Name: signinCookie, Value: "", Path: callbackPath, MaxAge: -1, HttpOnly: true, Secure: p.secure, SameSite: http.SameSiteLaxMode})
 	if err != nil {
-		p.log.Warn("portal sign-in refused", "err", err)
+		p.log.Warn("portal sign-in refused", "source", p.opts.Proxies.FromRequest(r), "err", err)
 		p.message(w, r, http.StatusBadRequest, msgSignInFailed)
 		return
 	}
 	val, _ := p.signer.Sign(kindSession, user, sessionTTL)
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: val, Path: "/", MaxAge: int(sessionTTL / time.Second),
 		HttpOnly: true, Secure: p.secure, SameSite: http.SameSiteLaxMode})
-	p.log.Info("portal sign-in", "user", user)
+	p.log.Info("portal sign-in", "user", user, "source", p.opts.Proxies.FromRequest(r))
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 

@@ -6,7 +6,6 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -20,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
+	"github.com/posture-dev/posture/hub/clientip"
 )
 
 //go:embed templates/*.html
@@ -41,6 +41,9 @@ type Options struct {
 	PublicURL string
 	OIDC      OIDCConfig
 	Logger    *slog.Logger
+	// Proxies are the trusted reverse proxies whose X-Forwarded-For names
+	// the client (nil: none; the peer is the client).
+	Proxies *clientip.Resolver
 }
 
 // Pages renders /remediate and /enroll from PortalService answers, fetched
@@ -226,11 +229,7 @@ func (p *Pages) callCtx(r *http.Request) context.Context {
 	if c, err := r.Cookie(SessionCookie); err == nil {
 		md.Set("cookie", (&http.Cookie{Name: SessionCookie, Value: c.Value}).String())
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	md.Set("x-forwarded-for", host)
+	md.Set(clientip.Header, p.opts.Proxies.FromRequest(r))
 	return metadata.NewOutgoingContext(r.Context(), md)
 }
 

@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -30,11 +29,11 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
+	"github.com/posture-dev/posture/hub/clientip"
 	"github.com/posture-dev/posture/hub/compliance"
 	"github.com/posture-dev/posture/hub/store"
 	"github.com/posture-dev/posture/hub/verdicts"
@@ -79,6 +78,9 @@ type ServiceConfig struct {
 	// RecheckPerDevice and RecheckPerAddr bound rechecks (defaults: 5 at
 	// once then 1 per 10 s per device; 20 then 1 per 3 s per client address).
 	RecheckPerDevice, RecheckPerAddr Limit
+	// Proxies are the trusted reverse proxies (nil: none) for calls that
+	// reach the service directly over TCP.
+	Proxies *clientip.Resolver
 }
 
 // Service implements posturev1.PortalServiceServer.
@@ -187,26 +189,15 @@ func (s *Service) sessionUser(ctx context.Context) (string, bool) {
 	return "", false
 }
 
-// clientAddr is the caller's address: the peer, or - when the call came
-// through the hub's own gateway on its unix socket - the address the gateway
-// appended last to x-forwarded-for (earlier entries are the client's claim).
-func clientAddr(ctx context.Context) string {
-	p, ok := peer.FromContext(ctx)
-	if !ok || p.Addr == nil {
-		return "unknown"
+// clientAddr is the caller's IP, what the per-address recheck limit keys
+// on: the peer's, or - when the call came through the hub's own gateway or
+// pages on its unix socket - the HTTP client's as they resolved it (behind
+// trusted proxies, from X-Forwarded-For; see package clientip).
+func (s *Service) clientAddr(ctx context.Context) string {
+	if a := clientip.Host(s.cfg.Proxies.FromContext(ctx)); a != "" {
+		return a
 	}
-	if p.Addr.Network() == "unix" {
-		md, _ := metadata.FromIncomingContext(ctx)
-		if v := md.Get("x-forwarded-for"); len(v) > 0 {
-			parts := strings.Split(v[len(v)-1], ",")
-			return strings.TrimSpace(parts[len(parts)-1])
-		}
-		return "gateway"
-	}
-	if host, _, err := net.SplitHostPort(p.Addr.String()); err == nil {
-		return host
-	}
-	return p.Addr.String()
+	return "unknown"
 }
 
 // GetDevice returns one device's state and failing policies.
@@ -300,7 +291,7 @@ func (s *Service) RecheckDevice(ctx context.Context, req *posturev1.RecheckPorta
 	if err != nil {
 		return nil, err
 	}
-	addr := clientAddr(ctx)
+	addr := s.clientAddr(ctx)
 	if ok, wait := s.byAddr.allow(addr); !ok {
 		return nil, status.Errorf(codes.ResourceExhausted, "too many rechecks from your network; try again in %d seconds", secondsCeil(wait))
 	}

@@ -20,7 +20,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/posture-dev/posture/hub/admin"
+	"github.com/posture-dev/posture/hub/clientip"
 	"github.com/posture-dev/posture/hub/store"
 	"github.com/posture-dev/posture/hub/tokens"
 )
@@ -213,16 +213,25 @@ func withWriteDeadline(h http.Handler) http.Handler {
 
 // gatewayOptions make the REST gateway exact: unknown JSON fields are a 400
 // that names the field (not silently dropped), and the HTTP client's address
-// reaches the gRPC server for the audit log.
-func gatewayOptions() []runtime.ServeMuxOption {
+// (resolved through the trusted proxies) reaches the gRPC server for the
+// audit log and the portal's limits. A client's own Grpc-Metadata-X-Posture-
+// Client-Addr header is dropped, not forwarded.
+func gatewayOptions(proxies *clientip.Resolver) []runtime.ServeMuxOption {
 	return []runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: &runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}}),
 		runtime.WithErrorHandler(gatewayError),
+		runtime.WithIncomingHeaderMatcher(func(key string) (string, bool) {
+			k, ok := runtime.DefaultHeaderMatcher(key)
+			if ok && strings.EqualFold(k, clientip.Header) {
+				return "", false
+			}
+			return k, ok
+		}),
 		runtime.WithMetadata(func(_ context.Context, r *http.Request) metadata.MD {
-			return metadata.Pairs(admin.ClientAddrHeader, r.RemoteAddr)
+			return metadata.Pairs(clientip.Header, proxies.FromRequest(r))
 		}),
 	}
 }

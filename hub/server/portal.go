@@ -66,6 +66,7 @@ func (h *Hub) setupPortal(ctx context.Context) error {
 		Store: h.Store, Signer: h.portalSigner, Router: h.Router, Logger: h.log.With("component", "portal"),
 		PublicURL: h.cfg.Portal.PublicURL, LinkTTL: h.cfg.Portal.LinkTTL,
 		RecheckPerDevice: h.cfg.Portal.RecheckPerDevice, RecheckPerAddr: h.cfg.Portal.RecheckPerAddr,
+		Proxies: h.proxies,
 	})
 	return nil
 }
@@ -90,7 +91,7 @@ func (h *Hub) registerPortal(ctx context.Context, gwMux *runtime.ServeMux, endpo
 	}
 	h.portalConn = conn
 	pc := h.cfg.Portal
-	po := portal.Options{OrgName: pc.OrgName, SupportURL: pc.SupportURL, PublicURL: pc.PublicURL, Logger: h.log.With("component", "portal"),
+	po := portal.Options{OrgName: pc.OrgName, SupportURL: pc.SupportURL, PublicURL: pc.PublicURL, Logger: h.log.With("component", "portal"), Proxies: h.proxies,
 		OIDC: portal.OIDCConfig{Issuer: pc.OIDCIssuer, ClientID: pc.OIDCClientID, ClientSecret: pc.OIDCClientSecret, HTTPClient: pc.OIDCHTTPClient}}
 	if pc.LogoFile != "" {
 		if po.Logo, err = os.ReadFile(pc.LogoFile); err != nil {

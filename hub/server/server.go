@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -35,6 +36,7 @@ import (
 	"github.com/posture-dev/posture/hub/admin"
 	"github.com/posture-dev/posture/hub/agentapi"
 	"github.com/posture-dev/posture/hub/ca"
+	"github.com/posture-dev/posture/hub/clientip"
 	"github.com/posture-dev/posture/hub/integrations"
 	"github.com/posture-dev/posture/hub/portal"
 	"github.com/posture-dev/posture/hub/store"
@@ -101,6 +103,10 @@ type Config struct {
 	// ScopeRefresh is how often Entra group membership of scoped
 	// integrations is read again (default 15m).
 	ScopeRefresh time.Duration
+	// TrustedProxies are the reverse proxies / load balancers whose
+	// X-Forwarded-For (or Forwarded) header names the client; from any
+	// other peer the header is ignored. Empty: the peer is the client.
+	TrustedProxies []netip.Prefix
 }
 
 // Hub is a running (or ready to run) hub.
@@ -124,6 +130,8 @@ type Hub struct {
 	portalSigner *portal.Signer
 	portalConn   *grpc.ClientConn
 	bus          *agentapi.PGBus
+	// proxies resolves client addresses (portal limits, audit source).
+	proxies *clientip.Resolver
 
 	grpcLn, httpLn, gwLn net.Listener
 	gwDir                string
@@ -183,7 +191,7 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	if cfg.HTTPMaxApplyBody < cfg.HTTPMaxBody {
 		cfg.HTTPMaxApplyBody = cfg.HTTPMaxBody
 	}
-	h := &Hub{cfg: cfg, log: cfg.Logger, metrics: prometheus.NewRegistry()}
+	h := &Hub{cfg: cfg, log: cfg.Logger, metrics: prometheus.NewRegistry(), proxies: clientip.New(cfg.TrustedProxies)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -305,15 +313,16 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	auth := &admin.Authenticator{Tokens: h.Store, Now: time.Now}
 	// The auditor wraps the authenticator so that calls refused for their
 	// role are in the audit log too.
-	auditor := &admin.Auditor{Log: h.Store, Logger: h.log.With("component", "audit")}
+	auditor := &admin.Auditor{Log: h.Store, Logger: h.log.With("component", "audit"), Proxies: h.proxies}
 	rpcm := newRPCMetrics(h.metrics)
 	caps := msgCaps{apply: int(cfg.HTTPMaxApplyBody)}
 	h.grpcSrv = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
 		// The largest per-method cap; msgCaps holds each method to its own.
 		grpc.MaxRecvMsgSize(max(caps.apply, grpcAgentMaxMsg)),
-		grpc.ChainUnaryInterceptor(recoverUnary(h.log), rpcm.unary, caps.unary, auditor.Unary, auth.Unary),
-		grpc.ChainStreamInterceptor(recoverStream(h.log), rpcm.stream, caps.stream, auth.Stream),
+		// Only the gateway's socket may name the client address.
+		grpc.ChainUnaryInterceptor(clientip.StripUnary, recoverUnary(h.log), rpcm.unary, caps.unary, auditor.Unary, auth.Unary),
+		grpc.ChainStreamInterceptor(clientip.StripStream, recoverStream(h.log), rpcm.stream, caps.stream, auth.Stream),
 		// Find dead hosts within ~1.5 min; let agents ping every 20 s.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
@@ -340,7 +349,7 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	if h.gwLn, err = net.Listen("unix", sock); err != nil {
 		return nil, fmt.Errorf("listen gateway socket: %w", err)
 	}
-	gwMux := runtime.NewServeMux(gatewayOptions()...)
+	gwMux := runtime.NewServeMux(gatewayOptions(h.proxies)...)
 	gwCreds := credentials.NewTLS(&tls.Config{RootCAs: h.CA.Pool(), ServerName: "localhost", MinVersion: tls.VersionTLS12})
 	if err := posturev1.RegisterAdminServiceHandlerFromEndpoint(ctx, gwMux, "unix://"+sock,
 		[]grpc.DialOption{grpc.WithTransportCredentials(gwCreds), grpc.WithDefaultCallOptions(
