@@ -14,6 +14,11 @@ type Event struct {
 	Kind      string   `json:"k"`
 	HostID    string   `json:"h"`
 	PolicyIDs []string `json:"p,omitempty"`
+	// Integration names the integration of an EventSyncResume.
+	Integration string `json:"i,omitempty"`
+	// From is the sending replica's id (EventSyncResume: the sender has
+	// already acted and skips its own event).
+	From string `json:"f,omitempty"`
 }
 
 // Event kinds.
@@ -22,6 +27,10 @@ const (
 	EventRecheck = "recheck"
 	// EventStatus says the host's verdict changed: send it a DeviceStatus.
 	EventStatus = "status"
+	// EventSyncResume says an integration's sync pause was ended (resume,
+	// a passing test, an update): every replica's worker ends its own
+	// in-memory pause. Not a host event: the hub handles it, not Router.
+	EventSyncResume = "sync-resume"
 )
 
 // Bus carries events to every replica (including the sender).

@@ -468,7 +468,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	background("stream heartbeat", func(ctx context.Context) error { h.Agent.HeartbeatStreams(ctx, StreamHeartbeat); return nil })
 	background("outbox retention", func(ctx context.Context) error { h.pruneOutbox(ctx, time.Hour); return nil })
 	if h.bus != nil {
-		background("event bus", func(ctx context.Context) error { h.bus.Run(ctx, h.Router.Handle); return nil })
+		background("event bus", func(ctx context.Context) error { h.bus.Run(ctx, h.handleEvent); return nil })
 	}
 	background("intune partners", func(ctx context.Context) error {
 		every := h.cfg.PartnerMaintain

@@ -14,6 +14,7 @@ import (
 
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 	"github.com/posture-dev/posture/hub/admin"
+	"github.com/posture-dev/posture/hub/agentapi"
 	"github.com/posture-dev/posture/hub/integrations"
 	"github.com/posture-dev/posture/hub/secrets"
 	"github.com/posture-dev/posture/hub/store"
@@ -131,13 +132,41 @@ func (a adminIntegrations) ConsentURL(ctx context.Context, id string) (string, s
 	return a.r.ConsentURL(ctx, id, a.publicURL)
 }
 
-// resumeIntegration ends an integration's pause on this replica's worker
-// (other replicas end theirs when they see the integration's new version)
-// and makes its held-back rows due now, in the shared outbox.
+// resumeIntegration ends an integration's pause on this replica's worker,
+// makes its held-back rows due now in the shared outbox and, with
+// PostgreSQL, tells the other replicas to end their pauses too (each keeps
+// its own in memory, from the throttles its own sends met).
 func (h *Hub) resumeIntegration(ctx context.Context, id string) (int, error) {
 	n, err := h.Store.ResumeSyncItems(ctx, id, time.Now())
 	h.Worker.Resume(id) // after the rows are due, so the woken round finds them
+	if h.bus != nil {
+		if perr := h.bus.Publish(ctx, agentapi.Event{Kind: agentapi.EventSyncResume, Integration: id, From: h.Agent.ReplicaID()}); perr != nil {
+			h.log.Warn("publish sync resume: other replicas keep their pause until it ends", "integration", id, "err", perr)
+		}
+	}
 	return n, err
+}
+
+// handleEvent acts on an event from another replica (or this one).
+func (h *Hub) handleEvent(ctx context.Context, ev agentapi.Event) {
+	if ev.Kind != agentapi.EventSyncResume {
+		h.Router.Handle(ctx, ev)
+		return
+	}
+	if ev.From == h.Agent.ReplicaID() || ev.Integration == "" {
+		return
+	}
+	// End the pause first, then make due again any row this worker
+	// deferred to its pause's end after the sender's update (a round may
+	// have run between the two): no row is left waiting for a pause that
+	// no longer exists.
+	h.Worker.Resume(ev.Integration)
+	n, err := h.Store.ResumeSyncItems(ctx, ev.Integration, time.Now())
+	if err != nil {
+		h.log.Warn("sync resume from another replica", "integration", ev.Integration, "err", err)
+	}
+	h.Worker.Notify()
+	h.log.Info("integration resumed by another replica", "integration", ev.Integration, "from", ev.From, "requeued", n)
 }
 
 // checkDevice records what Graph said about a host's device, and what of it
