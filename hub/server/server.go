@@ -192,6 +192,15 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 		cfg.HTTPMaxApplyBody = cfg.HTTPMaxBody
 	}
 	h := &Hub{cfg: cfg, log: cfg.Logger, metrics: prometheus.NewRegistry(), proxies: clientip.New(cfg.TrustedProxies)}
+	for _, p := range cfg.TrustedProxies {
+		if p.Bits() == 0 {
+			h.log.Warn("TRUSTED PROXIES INCLUDE EVERY ADDRESS (" + p.String() + "): any client can name its own address " +
+				"in X-Forwarded-For and dodge the portal's limits or fake its audit source; list only your proxies")
+		}
+	}
+	if len(cfg.TrustedProxies) > 0 {
+		h.log.Info("client addresses taken from X-Forwarded-For/Forwarded when the peer is a trusted proxy", "trusted_proxies", cfg.TrustedProxies)
+	}
 	ok := false
 	defer func() {
 		if !ok {
