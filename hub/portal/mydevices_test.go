@@ -175,6 +175,9 @@ func TestListMyDevicesStates(t *testing.T) {
 			t.Fatalf("the page lacks %q:\n%s", want, page)
 		}
 	}
+	if strings.Count(page, "current registration") != 1 {
+		t.Fatalf("want exactly the re-enrolled Mac marked current:\n%s", page)
+	}
 	if strings.Contains(page, "device_id="+revoked.ID) {
 		t.Fatal("a revoked host links to a page that would say it does not exist")
 	}

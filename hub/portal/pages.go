@@ -483,18 +483,25 @@ type deviceRow struct {
 	Note string
 	// Current is the hostname of the registration that replaced this one.
 	Current string
+	// Replaces: this is the current registration of a device also listed
+	// as an earlier one.
+	Replaces bool
 	// Link: the device has a page (revoked hosts have none).
 	Link bool
 }
 
 func deviceRows(ds []*posturev1.PortalDeviceSummary) []deviceRow {
 	names := make(map[string]string, len(ds))
+	current := map[string]bool{}
 	for _, d := range ds {
 		names[d.GetDeviceId()] = d.GetHostname()
+		if cur := d.GetReplacedBy(); cur != "" {
+			current[cur] = true
+		}
 	}
 	rows := make([]deviceRow, 0, len(ds))
 	for _, d := range ds {
-		r := deviceRow{PortalDeviceSummary: d, Word: stateWord(d.GetState()), Class: "state-" + strings.ToLower(d.GetState()), Link: !d.GetRevoked()}
+		r := deviceRow{PortalDeviceSummary: d, Word: stateWord(d.GetState()), Class: "state-" + strings.ToLower(d.GetState()), Link: !d.GetRevoked(), Replaces: current[d.GetDeviceId()]}
 		switch {
 		case d.GetRevoked():
 			r.Word, r.Class = "Blocked", "state-noncompliant"
