@@ -93,6 +93,7 @@ func NewPages(client posturev1.PortalServiceClient, signer *Signer, opts Options
 		"when":      when,
 		"stateWord": stateWord,
 		"stateLead": stateLead,
+		"lead":      lead,
 		"sevWord":   func(s string) string { return strings.ToUpper(s[:min(1, len(s))]) + s[min(1, len(s)):] },
 		"platform":  platformWord,
 		"html":      func(s string) template.HTML { return template.HTML(s) }, // only for sanitised resolutions
@@ -206,7 +207,7 @@ type page struct {
 	Token      string
 	Blocking   []*posturev1.PortalPolicy
 	Other      []*posturev1.PortalPolicy
-	Devices    []*posturev1.PortalDeviceSummary
+	Devices    []deviceRow
 	User       string
 	Platforms  []string
 	Print      string // data-fingerprint
@@ -450,7 +451,7 @@ func (p *Pages) myDevices(w http.ResponseWriter, r *http.Request, pagePath strin
 		p.message(w, r, http.StatusServiceUnavailable, msgUnavailable)
 		return
 	}
-	p.render(w, http.StatusOK, "devices", page{Title: "Your devices", SignedIn: true, User: res.GetUser(), Devices: res.GetDevices(), NextPath: pagePath})
+	p.render(w, http.StatusOK, "devices", page{Title: "Your devices", SignedIn: true, User: res.GetUser(), Devices: deviceRows(res.GetDevices()), NextPath: pagePath})
 }
 
 func (p *Pages) enroll(w http.ResponseWriter, r *http.Request, _ map[string]string) {
@@ -469,6 +470,57 @@ func (p *Pages) enroll(w http.ResponseWriter, r *http.Request, _ map[string]stri
 	_, in := p.signedIn(r)
 	p.render(w, http.StatusOK, "enroll", page{Title: "Register " + d.GetHostname(), Device: d, Token: tok, SignedIn: in,
 		Platforms: []string{d.GetPlatform()}, NextPath: "/enroll"})
+}
+
+// deviceRow is one line of "Your devices".
+type deviceRow struct {
+	*posturev1.PortalDeviceSummary
+	// Word and Class label the state; Blocked says IT must act (the
+	// device itself cannot fix it).
+	Word, Class string
+	// Note explains a blocked or replaced device in plain words.
+	Note string
+	// Current is the hostname of the registration that replaced this one.
+	Current string
+	// Replaces: this is the current registration of a device also listed
+	// as an earlier one.
+	Replaces bool
+	// Link: the device has a page (revoked hosts have none).
+	Link bool
+}
+
+func deviceRows(ds []*posturev1.PortalDeviceSummary) []deviceRow {
+	names := make(map[string]string, len(ds))
+	current := map[string]bool{}
+	for _, d := range ds {
+		names[d.GetDeviceId()] = d.GetHostname()
+		if cur := d.GetReplacedBy(); cur != "" {
+			current[cur] = true
+		}
+	}
+	rows := make([]deviceRow, 0, len(ds))
+	for _, d := range ds {
+		r := deviceRow{PortalDeviceSummary: d, Word: stateWord(d.GetState()), Class: "state-" + strings.ToLower(d.GetState()), Link: !d.GetRevoked(), Replaces: current[d.GetDeviceId()]}
+		switch {
+		case d.GetRevoked():
+			r.Word, r.Class = "Blocked", "state-noncompliant"
+			r.Note = "Your IT team removed this device from the compliance service, so it cannot open work apps. If you still use it, contact IT."
+		case d.GetCause() == "device_conflict":
+			r.Word, r.Class = "Blocked: IT review", "state-noncompliant"
+			r.Note = "More than one registration claims this device's work account link, so access is blocked until IT reviews it. There is nothing to fix on the device: contact IT."
+		case d.GetCause() == "device_revoked":
+			r.Word, r.Class = "Blocked", "state-noncompliant"
+			r.Note = "This device's work account link belongs to a registration your IT team removed, so access is blocked. Contact IT to get access back."
+		}
+		if cur := d.GetReplacedBy(); cur != "" {
+			r.Current = names[cur]
+			if r.Current == "" {
+				r.Current = "a newer registration"
+			}
+		}
+		rows = append(rows, r)
+	}
+	return rows
 }
 
 func when(t interface{ AsTime() time.Time }) string {
@@ -504,6 +556,17 @@ func stateLead(s string) string {
 		return "Your device still has access, but something needs fixing before the date shown below, or access will be blocked."
 	}
 	return "We have not heard from this device recently. Make sure it is switched on and connected to the internet, then press Check again."
+}
+
+// lead is stateLead, except where the device cannot fix its state itself.
+func lead(state, cause string) string {
+	switch cause {
+	case "device_conflict":
+		return "More than one registration claims this device's work account link, so access to work apps is blocked until your IT team reviews it. There is nothing to fix on the device: contact IT."
+	case "device_revoked":
+		return "This device's work account link belongs to a registration your IT team removed, so access to work apps is blocked. Contact IT to get access back."
+	}
+	return stateLead(state)
 }
 
 func platformWord(s string) string {

@@ -45,7 +45,7 @@ const SessionCookie = "posture_session"
 // Store is what the portal reads.
 type Store interface {
 	GetHost(ctx context.Context, id string) (store.Host, error)
-	ListHosts(ctx context.Context, f store.HostFilter) ([]store.Host, error)
+	HostsOfUser(ctx context.Context, upn string, limit int) ([]store.HostVerdict, error)
 	ListPolicies(ctx context.Context) ([]store.Policy, error)
 	LatestResults(ctx context.Context, hostID string) ([]store.Result, error)
 	GetVerdict(ctx context.Context, hostID string) (store.Verdict, error)
@@ -154,8 +154,14 @@ func (s *Service) authorize(ctx context.Context, deviceID, token string) (store.
 }
 
 func ownedBy(h store.Host, user string) bool {
+	return ownsUPN(h, user) && !h.Revoked()
+}
+
+// ownsUPN: the host's effective user principal name is user's, ignoring
+// ASCII case, exactly as store.Hosts.HostsOfUser matches.
+func ownsUPN(h store.Host, user string) bool {
 	upn := h.EffectiveUserPrincipalName()
-	return user != "" && upn != "" && strings.EqualFold(upn, user) && !h.Revoked()
+	return user != "" && upn != "" && store.FoldUPN(upn) == store.FoldUPN(user)
 }
 
 func (s *Service) storeErr(err error) error {
@@ -303,30 +309,112 @@ func (s *Service) RecheckDevice(ctx context.Context, req *posturev1.RecheckPorta
 	return &posturev1.RecheckPortalDeviceResponse{Delivered: delivered}, nil
 }
 
-// ListMyDevices lists the signed-in user's devices.
+// maxMyDevices bounds one user's list: hosts report their own user
+// principal name, so hosts claiming one user must not make that user's page
+// unbounded.
+const maxMyDevices = 200
+
+// ListMyDevices lists the signed-in user's devices: one indexed store query
+// for the hosts whose effective user principal name is the user's, with
+// their verdicts. Each device shows its real state:
+//   - revoked: listed (it is the user's, and blocked) with no page; contact IT;
+//   - device_conflict / device_revoked: the verdict's cause, so the page can
+//     say it is blocked pending IT review (the other host is never named);
+//   - re-enrolled into another team (a duplicate): both registrations are
+//     the user's hosts and both are listed, the earlier one naming the
+//     current one (the newest live registration of the same hardware), so the
+//     user knows which entry counts. Only hosts in this list are related, so
+//     a duplicate never reveals another user's host.
 func (s *Service) ListMyDevices(ctx context.Context, _ *posturev1.ListMyDevicesRequest) (*posturev1.ListMyDevicesResponse, error) {
 	user, ok := s.sessionUser(ctx)
 	if !ok {
 		return nil, status.Error(codes.Unauthenticated, "sign in to see your devices")
 	}
-	hosts, err := s.cfg.Store.ListHosts(ctx, store.HostFilter{})
+	hvs, err := s.cfg.Store.HostsOfUser(ctx, user, maxMyDevices+1)
 	if err != nil {
 		return nil, s.storeErr(err)
 	}
+	if len(hvs) > maxMyDevices {
+		s.cfg.Logger.Warn("portal: more hosts name one user than the list shows", "user", user, "shown", maxMyDevices)
+		hvs = hvs[:maxMyDevices]
+	}
+	mine := make(map[string]store.Host, len(hvs))
+	for _, hv := range hvs {
+		// The store matched already; checking again costs nothing and keeps
+		// another user's host off this page whatever a backend returns.
+		if ownsUPN(hv.Host, user) {
+			mine[hv.Host.ID] = hv.Host
+		}
+	}
+	replacedBy := currentRegistrations(mine)
 	out := &posturev1.ListMyDevicesResponse{User: user}
-	for _, h := range hosts {
-		if !ownedBy(h, user) {
+	for _, hv := range hvs {
+		h, ok := mine[hv.Host.ID]
+		if !ok {
 			continue
 		}
 		sum := &posturev1.PortalDeviceSummary{DeviceId: h.ID, Hostname: h.Hostname, Platform: h.Platform,
-			State: string(compliance.Unknown), LastSeenAt: ts(h.LastSeenAt)}
-		if v, err := s.cfg.Store.GetVerdict(ctx, h.ID); err == nil {
-			sum.State = v.State
+			State: string(compliance.Unknown), Cause: compliance.CauseNoResults, LastSeenAt: ts(h.LastSeenAt),
+			Revoked: h.Revoked(), ReplacedBy: replacedBy[h.ID]}
+		if v := hv.Verdict; v != nil {
+			sum.State, sum.Cause = v.State, v.Cause
+		}
+		if h.Revoked() {
+			// Whatever verdict was stored last, a revoked host is blocked.
+			sum.State, sum.Cause = string(compliance.Noncompliant), compliance.CauseRevoked
 		}
 		out.Devices = append(out.Devices, sum)
 	}
-	sort.Slice(out.Devices, func(i, j int) bool { return out.Devices[i].Hostname < out.Devices[j].Hostname })
+	// By hostname (the store's order); a current registration before the
+	// earlier ones it replaced, then revoked hosts.
+	rank := func(d *posturev1.PortalDeviceSummary) int {
+		switch {
+		case d.GetRevoked():
+			return 2
+		case d.GetReplacedBy() != "":
+			return 1
+		}
+		return 0
+	}
+	sort.SliceStable(out.Devices, func(i, j int) bool {
+		a, b := out.Devices[i], out.Devices[j]
+		if a.Hostname != b.Hostname {
+			return a.Hostname < b.Hostname
+		}
+		return rank(a) < rank(b)
+	})
 	return out, nil
+}
+
+// currentRegistrations maps each earlier registration among hosts (all one
+// user's) to the current one: a live host enrolled as a duplicate of it
+// (re-enrolled into another team), following chains to the newest; when
+// several live duplicates share an original, the latest enrolled wins.
+func currentRegistrations(hosts map[string]store.Host) map[string]string {
+	next := map[string]store.Host{}
+	for _, h := range hosts {
+		orig, ok := hosts[h.DuplicateOf]
+		if h.DuplicateOf == "" || !ok || h.Revoked() || orig.Revoked() {
+			continue
+		}
+		if cur, seen := next[orig.ID]; !seen || h.EnrolledAt.After(cur.EnrolledAt) ||
+			(h.EnrolledAt.Equal(cur.EnrolledAt) && h.ID > cur.ID) {
+			next[orig.ID] = h
+		}
+	}
+	out := make(map[string]string, len(next))
+	for id := range next {
+		cur := next[id]
+		for range len(hosts) { // a chain is at most every host long (and never loops)
+			n, ok := next[cur.ID]
+			if !ok || n.ID == id {
+				break
+			}
+			cur = n
+		}
+		out[id] = cur.ID
+	}
+	return out
 }
 
 // RemediationURL is the signed /remediate link of a device ("" without a

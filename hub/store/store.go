@@ -130,6 +130,30 @@ type Hosts interface {
 	// HostsByEntraDeviceID lists every host (revoked too) that reports the
 	// device id or has it as its override, sorted by id.
 	HostsByEntraDeviceID(ctx context.Context, deviceID string) ([]Host, error)
+	// HostsOfUser lists the hosts (revoked ones and duplicates too) whose
+	// effective user principal name (the admin's override, else the
+	// reported one) equals upn ignoring ASCII case, each with its stored
+	// verdict, sorted by hostname then id; at most limit (<= 0: all). An
+	// empty upn matches nothing. Entra UPNs are ASCII and case-insensitive;
+	// folding only ASCII keeps both backends alike whatever their locale.
+	HostsOfUser(ctx context.Context, upn string, limit int) ([]HostVerdict, error)
+}
+
+// HostVerdict is a host with its stored verdict (nil: none computed yet).
+type HostVerdict struct {
+	Host    Host
+	Verdict *Verdict
+}
+
+// FoldUPN is the key HostsOfUser compares: upn with ASCII letters lowered.
+func FoldUPN(upn string) string {
+	b := []byte(upn)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // ErrSuperseded: the caller spoke for a host with a certificate of an

@@ -269,8 +269,19 @@ type PortalDeviceSummary struct {
 	Hostname string                 `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
 	Platform string                 `protobuf:"bytes,3,opt,name=platform,proto3" json:"platform,omitempty"`
 	// COMPLIANT | NONCOMPLIANT | GRACE | UNKNOWN
-	State         string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
-	LastSeenAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_seen_at,json=lastSeenAt,proto3" json:"last_seen_at,omitempty"`
+	State      string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	LastSeenAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_seen_at,json=lastSeenAt,proto3" json:"last_seen_at,omitempty"`
+	// Why, in the verdict's words (as PortalDevice.cause): device_conflict
+	// (another host claims the same Entra device: blocked until IT reviews),
+	// device_revoked (a revoked host claimed it), failing, stale, ...
+	Cause string `protobuf:"bytes,6,opt,name=cause,proto3" json:"cause,omitempty"`
+	// IT revoked this host: it is blocked and has no page; the user should
+	// contact IT.
+	Revoked bool `protobuf:"varint,7,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	// The device was registered again (into another team) and this entry is
+	// the earlier registration; this is the id of the current one, always
+	// one of the user's own devices in this list.
+	ReplacedBy    string `protobuf:"bytes,8,opt,name=replaced_by,json=replacedBy,proto3" json:"replaced_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -338,6 +349,27 @@ func (x *PortalDeviceSummary) GetLastSeenAt() *timestamppb.Timestamp {
 		return x.LastSeenAt
 	}
 	return nil
+}
+
+func (x *PortalDeviceSummary) GetCause() string {
+	if x != nil {
+		return x.Cause
+	}
+	return ""
+}
+
+func (x *PortalDeviceSummary) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
+func (x *PortalDeviceSummary) GetReplacedBy() string {
+	if x != nil {
+		return x.ReplacedBy
+	}
+	return ""
 }
 
 // PortalDevice is the least a user needs to fix a device: hostname, policy
@@ -599,14 +631,18 @@ const file_posture_v1_portal_proto_rawDesc = "" +
 	"\x14ListMyDevicesRequest\"f\n" +
 	"\x15ListMyDevicesResponse\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x129\n" +
-	"\adevices\x18\x02 \x03(\v2\x1f.posture.v1.PortalDeviceSummaryR\adevices\"\xbe\x01\n" +
+	"\adevices\x18\x02 \x03(\v2\x1f.posture.v1.PortalDeviceSummaryR\adevices\"\x8f\x02\n" +
 	"\x13PortalDeviceSummary\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x1a\n" +
 	"\bplatform\x18\x03 \x01(\tR\bplatform\x12\x14\n" +
 	"\x05state\x18\x04 \x01(\tR\x05state\x12<\n" +
 	"\flast_seen_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"lastSeenAt\"\x94\x03\n" +
+	"lastSeenAt\x12\x14\n" +
+	"\x05cause\x18\x06 \x01(\tR\x05cause\x12\x18\n" +
+	"\arevoked\x18\a \x01(\bR\arevoked\x12\x1f\n" +
+	"\vreplaced_by\x18\b \x01(\tR\n" +
+	"replacedBy\"\x94\x03\n" +
 	"\fPortalDevice\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x1a\n" +

@@ -39,6 +39,11 @@ func (s *Store) HostsByEntraDeviceID(ctx context.Context, deviceID string) ([]st
 	return s.shared().HostsByEntraDeviceID(ctx, deviceID)
 }
 
+// HostsOfUser lists a user's hosts with their verdicts (see store.Hosts).
+func (s *Store) HostsOfUser(ctx context.Context, upn string, limit int) ([]store.HostVerdict, error) {
+	return s.shared().HostsOfUser(ctx, upn, limit)
+}
+
 // GetHost returns one host.
 func (s *Store) GetHost(ctx context.Context, id string) (store.Host, error) {
 	return s.shared().GetHost(ctx, id)

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 
@@ -77,5 +78,17 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 		if err != nil || v != v0 {
 			t.Fatalf("replicas disagree on the policy set version: %q vs %q (%v)", v, v0, err)
 		}
+	}
+}
+
+// The portal's "my devices" must not scan every host: the lookup by the
+// effective user principal name uses the index of migration 0014.
+func TestHostsOfUserUsesIndex(t *testing.T) {
+	plan, err := postgres.ExplainHostsOfUser(open(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(plan, "hosts_user_key") || strings.Contains(plan, "Seq Scan on hosts") {
+		t.Fatalf("plan does not look hosts up by the user index:\n%s", plan)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/posture-dev/posture/hub/store"
@@ -90,5 +91,18 @@ func TestOpenRejectsNonFilePaths(t *testing.T) {
 		if _, err := sqlite.Open(context.Background(), p); err == nil {
 			t.Fatalf("Open(%q) accepted", p)
 		}
+	}
+}
+
+// The portal's "my devices" must not scan every host: the lookup by the
+// effective user principal name uses the index of migration 0014.
+func TestHostsOfUserUsesIndex(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "hub.db"))
+	plan, err := sqlite.ExplainHostsOfUser(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(plan, "USING INDEX hosts_user_key") || strings.Contains(plan, "SCAN h") {
+		t.Fatalf("plan does not look hosts up by the user index:\n%s", plan)
 	}
 }

@@ -84,6 +84,10 @@ type Dialect struct {
 	RowLock, KeyLock string
 	// NoLimit is the LIMIT argument that means all rows.
 	NoLimit any
+	// UserKey is the SQL of a hosts row's effective user principal name
+	// with ASCII letters lowered (store.FoldUPN), written exactly as the
+	// expression index of migration 0014 so the planner uses it.
+	UserKey string
 }
 
 // Limit is the LIMIT argument of a limit where <= 0 means all.
@@ -101,12 +105,18 @@ func UnixMicro(t time.Time) int64 { return store.StoredTime(t).UnixMicro() }
 // FromUnixMicro reads a time SQLite stored.
 func FromUnixMicro(v int64) time.Time { return time.UnixMicro(v).UTC() }
 
-// SQLite stores times as INTEGER microseconds.
-var SQLite = Dialect{Time: func(t time.Time) any { return UnixMicro(t) }, NoLimit: -1}
+// effectiveUPN is a hosts row's user principal name: the admin's override
+// when set, else the reported one (store.Host.EffectiveUserPrincipalName).
+const effectiveUPN = `CASE WHEN user_principal_name_override <> '' THEN user_principal_name_override ELSE user_principal_name END`
 
-// Postgres passes times as they are (timestamptz) and locks rows.
+// SQLite stores times as INTEGER microseconds. Its lower() folds ASCII only.
+var SQLite = Dialect{Time: func(t time.Time) any { return UnixMicro(t) }, NoLimit: -1,
+	UserKey: `lower(` + effectiveUPN + `)`}
+
+// Postgres passes times as they are (timestamptz) and locks rows. lower()
+// under the "C" collation folds ASCII only, as on SQLite.
 var Postgres = Dialect{Time: func(t time.Time) any { return t }, RowLock: " FOR UPDATE", KeyLock: " FOR KEY SHARE",
-	NoLimit: nil}
+	NoLimit: nil, UserKey: `lower((` + effectiveUPN + `) COLLATE "C")`}
 
 // TimePtr stores nil as NULL.
 func (d Dialect) TimePtr(t *time.Time) any {
