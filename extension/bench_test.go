@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -37,31 +36,18 @@ func startBenchEnv(b *testing.B, ps *posturev1.PolicySet) *benchEnv {
 	if _, err := os.Stat("/proc/self/status"); err != nil {
 		b.Skip("needs /proc")
 	}
-	sockDir, err := os.MkdirTemp("", "pbench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { os.RemoveAll(sockDir) })
-	e := &benchEnv{sock: filepath.Join(sockDir, "em.sock"), ca: fakehub.NewCA(b, clock.Real{}), st: fakehub.NewState()}
+	e := &benchEnv{sock: shortSocket(b, "pbench"), ca: fakehub.NewCA(b, clock.Real{}), st: fakehub.NewState()}
 	e.startOsqueryd(b)
-	b.Cleanup(func() { e.osqd.Close() })
 	e.st.PolicySet = ps
 	e.hub = fakehub.Start(b, e.st, e.ca, "")
-	caFile := filepath.Join(b.TempDir(), "hub-ca.pem")
-	if err := os.WriteFile(caFile, e.ca.PEM, 0o644); err != nil {
-		b.Fatal(err)
-	}
-	e.ext = startExt(b, e.sock, strings.Replace(e.hub.Addr, "127.0.0.1", "localhost", 1), caFile, b.TempDir())
+	hubAddr, caFile := hubFlags(b, e.hub, e.ca)
+	e.ext = startExt(b, e.sock, hubAddr, caFile, b.TempDir())
 	return e
 }
 
 func (e *benchEnv) startOsqueryd(b *testing.B) {
 	b.Helper()
-	osqd, err := osquerytest.Start(context.Background(), osquerytest.Options{Platform: "darwin", SocketPath: e.sock})
-	if err != nil {
-		b.Fatal(err)
-	}
-	e.osqd = osqd
+	e.osqd = startOsqueryd(b, e.sock, "darwin")
 }
 
 // benchPolicies is n policies cycling over stand-in tables, run every

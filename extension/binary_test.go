@@ -48,6 +48,41 @@ func builtBinary(t testing.TB) string {
 	return binPath
 }
 
+// shortSocket is a socket path in a fresh temporary directory, short enough
+// for a unix socket address once osquery-go appends ".<uuid>".
+func shortSocket(t testing.TB, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, "em.sock")
+}
+
+// startOsqueryd starts the osqueryd stand-in on sock; it is closed when the
+// test ends (Close is idempotent, so tests may also close it early).
+func startOsqueryd(t testing.TB, sock, platform string) *osquerytest.Server {
+	t.Helper()
+	osqd, err := osquerytest.Start(context.Background(), osquerytest.Options{Platform: platform, SocketPath: sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { osqd.Close() })
+	return osqd
+}
+
+// hubFlags are the --hub address (by name, as the certificate says) and a
+// --hub-ca file for a fake hub.
+func hubFlags(t testing.TB, hub *fakehub.Hub, ca *fakehub.CA) (addr, caFile string) {
+	t.Helper()
+	caFile = filepath.Join(t.TempDir(), "hub-ca.pem")
+	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Replace(hub.Addr, "127.0.0.1", "localhost", 1), caFile
+}
+
 type extProc struct {
 	cmd  *exec.Cmd
 	done chan error
@@ -101,17 +136,8 @@ func (p *extProc) exited() (bool, error) {
 // because the fact query ran before posture_entra was registered. Both over
 // the real binary.
 func TestBinaryRestartWithGarbledSeqKeepsReportingAndIdentity(t *testing.T) {
-	sockDir, err := os.MkdirTemp("", "pbin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(sockDir)
-	sock := filepath.Join(sockDir, "em.sock")
-	osqd, err := osquerytest.Start(context.Background(), osquerytest.Options{Platform: "darwin", SocketPath: sock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { osqd.Close() }()
+	sock := shortSocket(t, "pbin")
+	startOsqueryd(t, sock, "darwin")
 
 	ca := fakehub.NewCA(t, clock.Real{})
 	st := fakehub.NewState()
@@ -130,11 +156,7 @@ func TestBinaryRestartWithGarbledSeqKeepsReportingAndIdentity(t *testing.T) {
 		},
 	}
 	hub := fakehub.Start(t, st, ca, "")
-	hubAddr := strings.Replace(hub.Addr, "127.0.0.1", "localhost", 1)
-	caFile := filepath.Join(t.TempDir(), "hub-ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	hubAddr, caFile := hubFlags(t, hub, ca)
 	stateDir := t.TempDir()
 
 	// First run: enroll, report, cache the policy set.

@@ -4,9 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,7 +15,6 @@ import (
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 	"github.com/posture-dev/posture/extension/clock"
 	"github.com/posture-dev/posture/extension/internal/fakehub"
-	"github.com/posture-dev/posture/extension/osquerytest"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -27,17 +24,8 @@ import (
 // the restarted osqueryd listening to the hub holding every policy's new
 // result is logged (measured, not asserted).
 func TestBinaryOsquerydRestartRunsEveryPolicy(t *testing.T) {
-	sockDir, err := os.MkdirTemp("", "plc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(sockDir)
-	sock := filepath.Join(sockDir, "em.sock")
-	osqd, err := osquerytest.Start(context.Background(), osquerytest.Options{Platform: "darwin", SocketPath: sock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { osqd.Close() }()
+	sock := shortSocket(t, "plc")
+	osqd := startOsqueryd(t, sock, "darwin")
 
 	ca := fakehub.NewCA(t, clock.Real{})
 	st := fakehub.NewState()
@@ -52,11 +40,7 @@ func TestBinaryOsquerydRestartRunsEveryPolicy(t *testing.T) {
 		},
 	}
 	hub := fakehub.Start(t, st, ca, "")
-	hubAddr := strings.Replace(hub.Addr, "127.0.0.1", "localhost", 1)
-	caFile := filepath.Join(t.TempDir(), "hub-ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	hubAddr, caFile := hubFlags(t, hub, ca)
 	startExt(t, sock, hubAddr, caFile, t.TempDir())
 	allAtLeast := func(n int) func() bool {
 		return func() bool {
@@ -75,10 +59,7 @@ func TestBinaryOsquerydRestartRunsEveryPolicy(t *testing.T) {
 		h := st.LastHealth()
 		return h != nil && !h.GetOsqueryOk()
 	})
-	osqd, err = osquerytest.Start(context.Background(), osquerytest.Options{Platform: "darwin", SocketPath: sock})
-	if err != nil {
-		t.Fatal(err)
-	}
+	startOsqueryd(t, sock, "darwin")
 	back := time.Now()
 	poll(t, "every policy's result after osqueryd restarted", allAtLeast(2))
 	t.Logf("osqueryd_restart_to_results_ms=%d", time.Since(back).Milliseconds())
@@ -88,26 +69,13 @@ func TestBinaryOsquerydRestartRunsEveryPolicy(t *testing.T) {
 // extension's own socket, as osqueryd does when it stops), posture.ext
 // exits at once with status 0 instead of re-registering.
 func TestBinaryExitsOnShutdownCall(t *testing.T) {
-	sockDir, err := os.MkdirTemp("", "psd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(sockDir)
-	sock := filepath.Join(sockDir, "em.sock")
-	osqd, err := osquerytest.Start(context.Background(), osquerytest.Options{Platform: "darwin", SocketPath: sock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { osqd.Close() }()
+	sock := shortSocket(t, "psd")
+	startOsqueryd(t, sock, "darwin")
 	ca := fakehub.NewCA(t, clock.Real{})
 	st := fakehub.NewState()
 	st.PolicySet = &posturev1.PolicySet{Version: "sd-1", Interval: durationpb.New(time.Hour)}
-	hub := fakehub.Start(t, st, ca, "")
-	caFile := filepath.Join(t.TempDir(), "hub-ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := startExt(t, sock, strings.Replace(hub.Addr, "127.0.0.1", "localhost", 1), caFile, t.TempDir())
+	hubAddr, caFile := hubFlags(t, fakehub.Start(t, st, ca, ""), ca)
+	p := startExt(t, sock, hubAddr, caFile, t.TempDir())
 	var extSock string
 	poll(t, "the extension's socket", func() bool {
 		m, _ := filepath.Glob(sock + ".*")
@@ -142,25 +110,12 @@ func TestBinaryExitsOnShutdownCall(t *testing.T) {
 // its socket still answers pings; the extension notices through
 // extensions() and registers again, so its tables answer again.
 func TestBinaryReregistersWhenDroppedSilently(t *testing.T) {
-	sockDir, err := os.MkdirTemp("", "prr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(sockDir)
-	sock := filepath.Join(sockDir, "em.sock")
-	osqd, err := osquerytest.Start(context.Background(), osquerytest.Options{Platform: "darwin", SocketPath: sock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { osqd.Close() }()
+	sock := shortSocket(t, "prr")
+	osqd := startOsqueryd(t, sock, "darwin")
 	ca := fakehub.NewCA(t, clock.Real{})
 	st := fakehub.NewState()
 	hub := fakehub.Start(t, st, ca, "")
-	hubAddr := strings.Replace(hub.Addr, "127.0.0.1", "localhost", 1)
-	caFile := filepath.Join(t.TempDir(), "hub-ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	hubAddr, caFile := hubFlags(t, hub, ca)
 	startExt(t, sock, hubAddr, caFile, t.TempDir())
 
 	c, err := osquery.NewClient(sock, 5*time.Second)

@@ -60,17 +60,8 @@ func countResults(st *fakehub.State, id string) int {
 }
 
 func TestEndToEndWithOsquerydStandIn(t *testing.T) {
-	sockDir, err := os.MkdirTemp("", "pe2e")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(sockDir)
-	sock := filepath.Join(sockDir, "em.sock")
-	osqd, err := osquerytest.Start(context.Background(), osquerytest.Options{Platform: "darwin", SocketPath: sock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { osqd.Close() }()
+	sock := shortSocket(t, "pe2e")
+	osqd := startOsqueryd(t, sock, "darwin")
 
 	ca := fakehub.NewCA(t, clock.Real{})
 	st := fakehub.NewState()
@@ -86,14 +77,11 @@ func TestEndToEndWithOsquerydStandIn(t *testing.T) {
 		},
 	}
 	hub := fakehub.Start(t, st, ca, "")
-	caFile := filepath.Join(t.TempDir(), "hub-ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	hubAddr, caFile := hubFlags(t, hub, ca)
 	stateDir := t.TempDir()
 	cfg, err := parseFlags([]string{
 		"--socket", sock, "--timeout", "3", "--interval", "1",
-		"--hub", strings.Replace(hub.Addr, "127.0.0.1", "localhost", 1),
+		"--hub", hubAddr,
 		"--enroll-secret", "s3cret", "--hub-ca", caFile, "--state-dir", stateDir,
 		"--query-timeout", "5s",
 	}, func(string) string { return "" })
@@ -148,10 +136,7 @@ func TestEndToEndWithOsquerydStandIn(t *testing.T) {
 	// osqueryd restarts (fresh fixtures: FileVault on again); the extension
 	// reconnects by itself and a recheck sees the new osqueryd.
 	osqd.Close()
-	osqd, err = osquerytest.Start(context.Background(), osquerytest.Options{Platform: "darwin", SocketPath: sock})
-	if err != nil {
-		t.Fatal(err)
-	}
+	osqd = startOsqueryd(t, sock, "darwin")
 	st.SendLatest(&posturev1.HubMessage{Msg: &posturev1.HubMessage_Recheck{Recheck: &posturev1.Recheck{PolicyIds: []string{"filevault"}}}})
 	poll(t, "PASS from the restarted osqueryd", func() bool {
 		return latest(st)["filevault"].GetStatus() == posturev1.ResultStatus_RESULT_STATUS_PASS

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"context"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,7 +11,6 @@ import (
 	posturev1 "github.com/posture-dev/posture/api/posture/v1"
 	"github.com/posture-dev/posture/extension/clock"
 	"github.com/posture-dev/posture/extension/internal/fakehub"
-	"github.com/posture-dev/posture/extension/osquerytest"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -24,17 +20,8 @@ import (
 // tables' generate action over the extension's socket. Runs the real
 // binary against the fake hub.
 func TestBinaryStatusAndResultsTables(t *testing.T) {
-	sockDir, err := os.MkdirTemp("", "ptab")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(sockDir)
-	sock := filepath.Join(sockDir, "em.sock")
-	osqd, err := osquerytest.Start(context.Background(), osquerytest.Options{Platform: "darwin", SocketPath: sock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { osqd.Close() }()
+	sock := shortSocket(t, "ptab")
+	startOsqueryd(t, sock, "darwin")
 
 	ca := fakehub.NewCA(t, clock.Real{})
 	st := fakehub.NewState()
@@ -55,11 +42,7 @@ func TestBinaryStatusAndResultsTables(t *testing.T) {
 		RemediationUrlExpiresAt: timestamppb.New(urlExpires), EvaluatedAt: timestamppb.New(evaluated),
 	}
 	hub := fakehub.Start(t, st, ca, "")
-	hubAddr := strings.Replace(hub.Addr, "127.0.0.1", "localhost", 1)
-	caFile := filepath.Join(t.TempDir(), "hub-ca.pem")
-	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	hubAddr, caFile := hubFlags(t, hub, ca)
 	started := time.Now()
 	startExt(t, sock, hubAddr, caFile, t.TempDir())
 
