@@ -28,12 +28,6 @@ type Recorder interface {
 	RecordAuditEvent(ctx context.Context, e store.AuditEvent) error
 }
 
-// ClientAddrHeader is the gRPC metadata key by which the REST gateway passes
-// the HTTP client's address. It is believed only on calls that arrive over
-// the gateway's private unix socket; anywhere else anyone could set it (and
-// clientip.StripUnary removes it).
-const ClientAddrHeader = clientip.Header
-
 // Auditor is the interceptor that writes every mutating AdminService call
 // (anything not List…/Get…) to the audit log, whatever its outcome, so no
 // handler can forget to. It must run before the Authenticator in the chain:
@@ -151,13 +145,6 @@ func (a *Auditor) record(ctx context.Context, method string, req any, ai *auditI
 	if err := a.Log.RecordAuditEvent(wctx, e); err != nil {
 		log.Error("audit log write failed", "action", method, "actor", e.Actor, "result", e.Result, "err", err)
 	}
-}
-
-// SourceAddr is the client's address with no proxy trusted: the peer's, or
-// for REST calls (which reach the gRPC server over the gateway's private
-// unix socket) the HTTP client's as the gateway passed it.
-func SourceAddr(ctx context.Context) string {
-	return (*clientip.Resolver)(nil).FromContext(ctx)
 }
 
 // targetOf finds what a request names: its id, host id, name, or the id or
