@@ -373,8 +373,15 @@ func TestEntraDeviceCheckFlagsMismatch(t *testing.T) {
 	}
 	e.waitAttr(own, "Compliant", 30*time.Second)
 	e.waitAttr(other, "Compliant", 30*time.Second)
-	if _, err := e.hub.ReconcileNow(e.ctx); err != nil {
-		t.Fatal(err)
+	// The write lands in Graph before the worker settles its row, and
+	// reconcile skips a device with a pending row: wait for the outbox.
+	eventually(t, "the outbox to settle", 30*time.Second, func() (bool, string) {
+		items, err := e.adminc.ListSyncItems(e.actx, &posturev1.ListSyncItemsRequest{State: "pending"})
+		return err == nil && len(items.GetItems()) == 0, fmt.Sprint(items, err)
+	})
+	rep, err := e.hub.ReconcileNow(e.ctx)
+	if err != nil || rep.Checked != 2 {
+		t.Fatalf("reconcile: %+v %v, want both devices checked", rep, err)
 	}
 	ha, err := e.adminc.GetHost(e.actx, &posturev1.GetHostRequest{Id: a.HostID})
 	if err != nil {
