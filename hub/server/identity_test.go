@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -105,7 +106,9 @@ func (th *idHub) hello(ctx context.Context, cert tls.Certificate, facts *posture
 	if err != nil {
 		return err
 	}
-	if err := stream.Send(&posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Hello{Hello: &posturev1.Hello{Facts: facts}}}); err != nil {
+	// Send reports io.EOF when the hub has already ended the stream; its
+	// status then comes from Recv.
+	if err := stream.Send(&posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Hello{Hello: &posturev1.Hello{Facts: facts}}}); err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
 	return awaitPolicySet(stream)
