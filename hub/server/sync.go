@@ -137,8 +137,11 @@ func (a adminIntegrations) ConsentURL(ctx context.Context, id string) (string, s
 // PostgreSQL, tells the other replicas to end their pauses too (each keeps
 // its own in memory, from the throttles its own sends met).
 func (h *Hub) resumeIntegration(ctx context.Context, id string) (int, error) {
+	// End the pause first: Resume returns once no deferral to the pause's
+	// end can still be stored, so the update below finds every held row.
+	h.Worker.Resume(id)
 	n, err := h.Store.ResumeSyncItems(ctx, id, time.Now())
-	h.Worker.Resume(id) // after the rows are due, so the woken round finds them
+	h.Worker.Notify()
 	if h.bus != nil {
 		if perr := h.bus.Publish(ctx, agentapi.Event{Kind: agentapi.EventSyncResume, Integration: id, From: h.Agent.ReplicaID()}); perr != nil {
 			h.log.Warn("publish sync resume: other replicas keep their pause until it ends", "integration", id, "err", perr)

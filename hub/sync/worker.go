@@ -61,6 +61,19 @@ type Worker struct {
 
 	mu     gosync.Mutex
 	paused map[string]pause
+	// settling is read-held by a round from its last look at the pauses
+	// until its settlement is stored, and write-held by Resume: a row
+	// deferred to a pause's end is corrected before it is stored if the
+	// pause ended meanwhile, or is stored before Resume returns, so that
+	// Resume's caller then makes it due (ResumeSyncItems).
+	settling gosync.RWMutex
+}
+
+// heldRow is a Retry row of a round's settlement deferred to the end of
+// its quota key's pause.
+type heldRow struct {
+	retry int // index into Settlement.Retry
+	key   string
 }
 
 type pause struct {
@@ -162,12 +175,16 @@ func (w *Worker) PausedUntil(key string) time.Time {
 
 // Resume ends a quota key's pause at once (after the credential or
 // configuration that caused it was fixed) and wakes Run. Rows the pause
-// deferred wait in the outbox until their next_at: make them due too
-// (store ResumeSyncItems) or they keep waiting.
+// deferred wait in the outbox until their next_at: make them due after
+// Resume returns (store ResumeSyncItems, then Notify) or they keep
+// waiting. Resume waits for a settlement in flight, so no deferral to the
+// ended pause is stored after it returns.
 func (w *Worker) Resume(key string) {
+	w.settling.Lock()
 	w.mu.Lock()
 	delete(w.paused, key)
 	w.mu.Unlock()
+	w.settling.Unlock()
 	w.Notify()
 }
 
@@ -220,6 +237,7 @@ func (w *Worker) RunOnce(ctx context.Context) (Round, error) {
 		return round, nil
 	}
 	settles := make([]Settlement, len(works))
+	held := make([][]heldRow, len(works)) // per device, like settles
 
 	// Coalesce: per device and kind the newest row wins; older ones are
 	// superseded. An attribute row never supersedes a session revocation
@@ -342,7 +360,7 @@ func (w *Worker) RunOnce(ctx context.Context) (Round, error) {
 			defer func() { <-sem; wg.Done() }()
 			var r Round
 			for _, g := range groups {
-				w.sendGroup(ctx, key, g, works, settles, sinks[g.integration], sinkErrs[g.integration], &r)
+				w.sendGroup(ctx, key, g, works, settles, held, sinks[g.integration], sinkErrs[g.integration], &r)
 			}
 			rmu.Lock()
 			round.add(r)
@@ -355,6 +373,17 @@ func (w *Worker) RunOnce(ctx context.Context) (Round, error) {
 	// re-sent once its lease lapses.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	w.settling.RLock()
+	defer w.settling.RUnlock()
+	// A pause resumed while this round ran no longer holds its rows back.
+	now := cfg.Clock.Now()
+	for i, hs := range held {
+		for _, h := range hs {
+			if w.PausedUntil(h.key).IsZero() {
+				settles[i].Retry[h.retry].NextAt = now
+			}
+		}
+	}
 	if err := cfg.Outbox.Settle(sctx, cfg.Owner, settles); err != nil {
 		return round, fmt.Errorf("settle: %w", err)
 	}
@@ -367,7 +396,7 @@ type groupID struct {
 	kind        string
 }
 
-func (w *Worker) sendGroup(ctx context.Context, key string, g *group, works []DeviceWork, settles []Settlement, sink Sink, sinkErr error, r *Round) {
+func (w *Worker) sendGroup(ctx context.Context, key string, g *group, works []DeviceWork, settles []Settlement, held [][]heldRow, sink Sink, sinkErr error, r *Round) {
 	cfg := w.cfg
 	if sinkErr != nil {
 		now := cfg.Clock.Now()
@@ -395,6 +424,7 @@ func (w *Worker) sendGroup(ctx context.Context, key string, g *group, works []De
 		}
 		if until := w.PausedUntil(key); until.After(now) {
 			for _, it := range items {
+				held[it.idx] = append(held[it.idx], heldRow{retry: len(settles[it.idx].Retry), key: key})
 				w.deferTo(&settles[it.idx], it.c, until, r)
 			}
 			return
@@ -421,11 +451,11 @@ func (w *Worker) sendGroup(ctx context.Context, key string, g *group, works []De
 		if len(live) == 0 {
 			continue
 		}
-		w.apply(ctx, key, g.low, sink, live, settles, r)
+		w.apply(ctx, key, g.low, sink, live, settles, held, r)
 	}
 }
 
-func (w *Worker) apply(ctx context.Context, key string, low bool, sink Sink, batch []item, settles []Settlement, r *Round) {
+func (w *Worker) apply(ctx context.Context, key string, low bool, sink Sink, batch []item, settles []Settlement, held [][]heldRow, r *Round) {
 	cfg := w.cfg
 	changes := make([]Change, len(batch))
 	for i, it := range batch {
@@ -495,6 +525,7 @@ func (w *Worker) apply(ctx context.Context, key string, low bool, sink Sink, bat
 	cfg.Logger.WarnContext(ctx, "sync tenant throttled", "quota_key", key, "until", until, "code", pauseCode)
 	for i, it := range batch {
 		if i < len(outs) && outs[i].Kind == OutcomeThrottled {
+			held[it.idx] = append(held[it.idx], heldRow{retry: len(settles[it.idx].Retry), key: key})
 			settles[it.idx].Retry = append(settles[it.idx].Retry, RetryRow{ID: it.c.OutboxID, Attempts: it.c.Attempts,
 				NextAt: until, Code: outs[i].Code, Error: outs[i].Message})
 			r.Deferred++

@@ -219,6 +219,44 @@ func TestRetryAfterPausesTenant(t *testing.T) {
 	}
 }
 
+// resumeOnThrottle ends the pause from inside the round that set it (the
+// Throttled hook runs after the pause is set, before its rows are settled):
+// an `integrations resume` arriving while the throttled round settles.
+type resumeOnThrottle struct {
+	*recMetrics
+	w *Worker
+}
+
+func (m resumeOnThrottle) Throttled(integration, code string) {
+	m.recMetrics.Throttled(integration, code)
+	m.w.Resume("T1")
+}
+
+func TestResumeDuringThrottledRoundFreesItsRows(t *testing.T) {
+	clk := clocktest.New(t0)
+	ob := NewMemOutbox()
+	sink := newFakeSink("A", clk)
+	sink.outcome = func(Change, int) Outcome {
+		return Outcome{Kind: OutcomeThrottled, RetryAfter: time.Hour, Code: "429", Message: "Too Many Requests"}
+	}
+	hook := &resumeOnThrottle{recMetrics: newRecMetrics()}
+	w := newWorker(t, ob, clk, resolver(sink), func(c *Config) { c.Metrics = hook })
+	hook.w = w
+	enqueue(t, ob, "A", "T1", "d1", DesiredNoncompliant, t0)
+	if r := runOnce(t, w); r.Deferred != 1 {
+		t.Fatalf("round %+v", r)
+	}
+	if !w.PausedUntil("T1").IsZero() {
+		t.Fatal("still paused after Resume")
+	}
+	// Stored with the pause's end, the row would wait an hour for a pause
+	// that no longer exists.
+	rows := ob.Rows(RowPending)
+	if len(rows) != 1 || !rows[0].NextAt.Equal(t0) || rows[0].Attempts != 0 {
+		t.Fatalf("rows %+v, want one due now without an attempt", rows)
+	}
+}
+
 func TestThrottledWithoutRetryAfterBacksOff(t *testing.T) {
 	clk := clocktest.New(t0)
 	ob := NewMemOutbox()
