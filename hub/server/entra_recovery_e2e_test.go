@@ -236,11 +236,21 @@ func TestEntraExpiredSecretReplacedResumesAtOnce(t *testing.T) {
 	if err != nil || len(items.GetItems()) == 0 || items.GetItems()[0].GetErrorCode() != "AADSTS7000222" {
 		t.Fatalf("held-back items: %v %v", items, err)
 	}
-	// `sync retry` takes a pending item (it was refused before).
-	if _, err := e.adminc.RetrySyncItem(e.actx, &posturev1.RetrySyncItemRequest{Id: items.GetItems()[0].GetId()}); err != nil {
+
+	// `sync retry` takes a pending item (it was refused before): sent again
+	// with the expired secret, it is held back again.
+	held := items.GetItems()[0]
+	if _, err := e.adminc.RetrySyncItem(e.actx, &posturev1.RetrySyncItemRequest{Id: held.GetId()}); err != nil {
 		t.Fatalf("retry of a pending item: %v", err)
 	}
-
+	eventually(t, "the retried item held back again", 30*time.Second, func() (bool, string) {
+		items, err := e.adminc.ListSyncItems(e.actx, &posturev1.ListSyncItemsRequest{State: "pending"})
+		if err != nil || len(items.GetItems()) != 1 {
+			return false, fmt.Sprint(items, err)
+		}
+		next := items.GetItems()[0].GetNextAttemptAt().AsTime()
+		return next.After(held.GetNextAttemptAt().AsTime()) && next.After(time.Now().Add(time.Minute)), fmt.Sprint(items)
+	})
 	// The admin adds a new secret and updates the integration.
 	e.pair.Entra.RegisterApp(standin.App{ClientID: testClientID, Permissions: []string{"Device.ReadWrite.All"},
 		Secrets: []standin.Secret{{Value: testSecret, Expires: time.Now().Add(-time.Minute)}, {Value: "new-secret-value"}}})
@@ -249,7 +259,8 @@ func TestEntraExpiredSecretReplacedResumesAtOnce(t *testing.T) {
 	if _, err := e.adminc.UpdateIntegration(e.actx, &posturev1.UpdateIntegrationRequest{Integration: spec}); err != nil {
 		t.Fatal(err)
 	}
-	// Far below the 5-minute pause: the update ended it.
+	// Far below the 5-minute pause: the update ended it and made the held
+	// item due.
 	e.waitAttr(devB, "Non-compliant", 30*time.Second)
 	t.Logf("credential fix to write: %d ms", time.Since(fixed).Milliseconds())
 	eventually(t, "health ok", 10*time.Second, func() (bool, string) {

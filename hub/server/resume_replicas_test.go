@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -88,6 +89,16 @@ func TestResumeEndsPauseOnEveryReplica(t *testing.T) {
 	if v, _ := pair.Graph.Attribute(device, testAttr); v == "Non-compliant" {
 		t.Fatal("the throttled write went out")
 	}
+
+	// The pause is set in memory before the throttled row is stored as
+	// deferred to its end: wait for the row, as an admin would see it.
+	eventually(t, "the row deferred to the pause's end", 30*time.Second, func() (bool, string) {
+		items, err := clients[other].ListSyncItems(actx, &posturev1.ListSyncItemsRequest{State: "pending"})
+		if err != nil || len(items.GetItems()) != 1 {
+			return false, fmt.Sprint(items, err)
+		}
+		return items.GetItems()[0].GetNextAttemptAt().AsTime().After(time.Now().Add(30 * time.Minute)), fmt.Sprint(items)
+	})
 
 	// Resume on the replica that is not paused.
 	r, err := clients[other].ResumeIntegration(actx, &posturev1.ResumeIntegrationRequest{Id: in.GetId()})
