@@ -62,8 +62,10 @@ func (b *PGBus) Publish(ctx context.Context, ev Event) error {
 }
 
 // Run hands every event to handle until ctx ends. A reconnect may lose
-// events sent meanwhile: a lost recheck is pressed again, a lost status is
-// resent with the next Hello or verdict change.
+// events sent meanwhile, so after one it hands handle an
+// EventBusReconnected: a lost recheck is pressed again, a lost status is
+// resent with the next Hello or verdict change, a lost sync resume is the
+// handler's to make up for.
 func (b *PGBus) Run(ctx context.Context, handle func(context.Context, Event)) {
 	ping := time.NewTicker(30 * time.Second)
 	defer ping.Stop()
@@ -73,7 +75,9 @@ func (b *PGBus) Run(ctx context.Context, handle func(context.Context, Event)) {
 			return
 		case n := <-b.listener.Notify:
 			if n == nil {
-				continue // reconnected
+				b.log.Info("event bus listener reconnected; events sent meanwhile may be lost")
+				handle(ctx, Event{Kind: EventBusReconnected})
+				continue
 			}
 			ev, err := DecodeEvent(n.Extra)
 			if err != nil {

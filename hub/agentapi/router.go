@@ -31,6 +31,10 @@ const (
 	// a passing test, an update): every replica's worker ends its own
 	// in-memory pause. Not a host event: the hub handles it, not Router.
 	EventSyncResume = "sync-resume"
+	// EventBusReconnected is never published: a bus hands it to this
+	// replica's handler after reconnecting, when events sent meanwhile
+	// may have been lost.
+	EventBusReconnected = "bus-reconnected"
 )
 
 // Bus carries events to every replica (including the sender).

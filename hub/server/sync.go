@@ -152,7 +152,12 @@ func (h *Hub) resumeIntegration(ctx context.Context, id string) (int, error) {
 
 // handleEvent acts on an event from another replica (or this one).
 func (h *Hub) handleEvent(ctx context.Context, ev agentapi.Event) {
-	if ev.Kind != agentapi.EventSyncResume {
+	switch ev.Kind {
+	case agentapi.EventSyncResume:
+	case agentapi.EventBusReconnected:
+		h.resumeAfterBusGap(ctx)
+		return
+	default:
 		h.Router.Handle(ctx, ev)
 		return
 	}
@@ -170,6 +175,23 @@ func (h *Hub) handleEvent(ctx context.Context, ev agentapi.Event) {
 	}
 	h.Worker.Notify()
 	h.log.Info("integration resumed by another replica", "integration", ev.Integration, "from", ev.From, "requeued", n)
+}
+
+// resumeAfterBusGap ends this replica's sync pauses after its event bus
+// reconnected: an `integrations resume` sent meanwhile was lost, and a
+// pause kept by mistake holds a device's verdict back from Entra for up to
+// the whole Retry-After, where ending one by mistake costs a request that
+// Graph throttles again (and the pause comes back).
+func (h *Hub) resumeAfterBusGap(ctx context.Context) {
+	for _, id := range h.Worker.PausedKeys() {
+		h.Worker.Resume(id)
+		n, err := h.Store.ResumeSyncItems(ctx, id, time.Now())
+		if err != nil {
+			h.log.Warn("sync resume after event bus reconnect", "integration", id, "err", err)
+		}
+		h.log.Info("sync pause ended after event bus reconnect: a resume may have been missed", "integration", id, "requeued", n)
+	}
+	h.Worker.Notify()
 }
 
 // checkDevice records what Graph said about a host's device, and what of it

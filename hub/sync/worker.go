@@ -173,6 +173,21 @@ func (w *Worker) PausedUntil(key string) time.Time {
 	return w.paused[key].until
 }
 
+// PausedKeys lists the quota keys with a pause that has not ended yet.
+func (w *Worker) PausedKeys() []string {
+	now := w.cfg.Clock.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var keys []string
+	for k, p := range w.paused {
+		if p.until.After(now) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
 // Resume ends a quota key's pause at once (after the credential or
 // configuration that caused it was fixed) and wakes Run. Rows the pause
 // deferred wait in the outbox until their next_at: make them due after

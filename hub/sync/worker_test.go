@@ -188,6 +188,9 @@ func TestRetryAfterPausesTenant(t *testing.T) {
 	if got := w.PausedUntil("T1"); !got.Equal(t0.Add(1500 * time.Millisecond)) {
 		t.Fatalf("paused until %v", got)
 	}
+	if got := w.PausedKeys(); fmt.Sprint(got) != "[T1]" {
+		t.Fatalf("paused keys %v, want [T1]", got)
+	}
 	t1Calls := 0
 	for _, c := range sink.callsCopy() {
 		if c.changes[0].TenantID == "T1" {
@@ -211,6 +214,9 @@ func TestRetryAfterPausesTenant(t *testing.T) {
 		t.Fatalf("sent during the pause: %+v", r)
 	}
 	clk.Advance(500 * time.Millisecond)
+	if got := w.PausedKeys(); len(got) != 0 {
+		t.Fatalf("paused keys %v after the pause's end", got)
+	}
 	if r := runOnce(t, w); r.Written != 25 {
 		t.Fatalf("round after pause %+v", r)
 	}
