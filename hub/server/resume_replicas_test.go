@@ -159,8 +159,9 @@ func TestBusReconnectEndsPauses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		t.Fatalf("terminated %d sessions, want the one listener", n)
+	// (An idle pooled session may match too; the pool replaces it.)
+	if n, _ := res.RowsAffected(); n < 1 {
+		t.Fatal("found no listener session to terminate")
 	}
 	th.waitWritten(t)
 }
