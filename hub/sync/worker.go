@@ -79,6 +79,9 @@ type heldRow struct {
 type pause struct {
 	until   time.Time
 	strikes int
+	// code and msg are the throttle's (e.g. 429, AADSTS7000222): rows held
+	// back by the pause show them, not an empty error.
+	code, msg string
 }
 
 // Round reports what one RunOnce did, counted in devices.
@@ -437,10 +440,15 @@ func (w *Worker) sendGroup(ctx context.Context, key string, g *group, works []De
 			}
 			return
 		}
-		if until := w.PausedUntil(key); until.After(now) {
+		w.mu.Lock()
+		p := w.paused[key]
+		w.mu.Unlock()
+		if p.until.After(now) {
 			for _, it := range items {
 				held[it.idx] = append(held[it.idx], heldRow{retry: len(settles[it.idx].Retry), key: key})
-				w.deferTo(&settles[it.idx], it.c, until, r)
+				settles[it.idx].Retry = append(settles[it.idx].Retry, RetryRow{ID: it.c.OutboxID, Attempts: it.c.Attempts,
+					NextAt: p.until, Code: p.code, Error: p.msg})
+				r.Deferred++
 			}
 			return
 		}
@@ -486,7 +494,7 @@ func (w *Worker) apply(ctx context.Context, key string, low bool, sink Sink, bat
 
 	throttled := false
 	var pauseFor time.Duration
-	var pauseCode string
+	var pauseCode, pauseMsg string
 	for i, it := range batch {
 		s := &settles[it.idx]
 		o := Outcome{Kind: OutcomeRetry, Code: CodeNoOutcome, Message: fmt.Sprintf("sink %s returned %d outcomes for %d changes", sink.Name(), len(outs), len(batch))}
@@ -509,7 +517,7 @@ func (w *Worker) apply(ctx context.Context, key string, low bool, sink Sink, bat
 			throttled = true
 			pauseFor = max(pauseFor, o.RetryAfter)
 			if pauseCode == "" {
-				pauseCode = o.Code
+				pauseCode, pauseMsg = o.Code, o.Message
 			}
 		case OutcomePermanent:
 			w.dead(s, it.c, o.Code, o.Message, r)
@@ -533,6 +541,7 @@ func (w *Worker) apply(ctx context.Context, key string, low bool, sink Sink, bat
 	if until := now.Add(pauseFor); until.After(p.until) {
 		p.until = until
 	}
+	p.code, p.msg = pauseCode, pauseMsg
 	w.paused[key] = p
 	until := p.until
 	w.mu.Unlock()

@@ -200,8 +200,9 @@ func TestRetryAfterPausesTenant(t *testing.T) {
 	if t1Calls != 1 {
 		t.Fatalf("%d calls to the throttled tenant, want 1", t1Calls)
 	}
+	// Rows the pause held back without sending show the throttle too.
 	for _, row := range ob.Rows(RowPending) {
-		if row.Attempts != 0 || !row.NextAt.Equal(t0.Add(1500*time.Millisecond)) {
+		if row.Attempts != 0 || !row.NextAt.Equal(t0.Add(1500*time.Millisecond)) || row.Code != "429" || row.Error != "Too Many Requests" {
 			t.Fatalf("row %+v", row)
 		}
 	}
