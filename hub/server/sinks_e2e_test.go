@@ -277,10 +277,15 @@ func TestIntunePartnerEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.startExt()
+	// The states Intune was sent, a repeat folded into one: delivery is at
+	// least once (a send cut short by the hub's restart goes again), and a
+	// repeated state changes nothing in Intune.
 	uploads := func() string {
 		var s []string
 		for _, u := range itn.UploadsFor(f.device) {
-			s = append(s, u.ComplianceState)
+			if len(s) == 0 || s[len(s)-1] != u.ComplianceState {
+				s = append(s, u.ComplianceState)
+			}
 		}
 		return strings.Join(s, ",")
 	}
