@@ -140,7 +140,7 @@ func (m *MemOutbox) Claim(ctx context.Context, owner string, now time.Time, maxD
 	for _, c := range cands {
 		d := c.d
 		d.leaseOwner, d.leaseUntil = owner, now.Add(lease)
-		w := DeviceWork{Key: d.key, LastWritten: d.written, LeaseUntil: d.leaseUntil}
+		w := DeviceWork{Key: d.key, LastWritten: d.written, Desired: d.desired, LeaseUntil: d.leaseUntil}
 		for _, id := range d.pending {
 			w.Changes = append(w.Changes, m.rows[id].Change)
 		}

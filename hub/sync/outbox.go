@@ -19,6 +19,10 @@ type DeviceWork struct {
 	// LastWritten is the state the sink last acknowledged for the device
 	// ("" if never): a coalesced change equal to it is a no-op.
 	LastWritten string
+	// Desired is the device's current desired state (its latest non-Force
+	// row's; "" if none). A Force repair asking for another state was
+	// decided before that row and is stale.
+	Desired string
 	// Changes are all pending rows of the device, due or not, ordered by
 	// (CreatedAt, OutboxID). Never empty.
 	Changes []Change

@@ -103,6 +103,59 @@ func TestRepairLosesToNewerVerdict(t *testing.T) {
 	}
 }
 
+// statesThen runs then once, right after the first page of device states
+// was read: a verdict change landing while reconcile is between its read
+// of the desired states and its read of the sink.
+type statesThen struct {
+	*MemOutbox
+	then func()
+}
+
+func (s *statesThen) DeviceStates(ctx context.Context, after DeviceKey, limit int) ([]DeviceState, error) {
+	page, err := s.MemOutbox.DeviceStates(ctx, after, limit)
+	if s.then != nil {
+		s.then()
+		s.then = nil
+	}
+	return page, err
+}
+
+// A repair decided from a desired state that a newer verdict has since
+// replaced (and written) must not go out: it would set the device back to
+// the old state until the next reconcile.
+func TestStaleRepairIsDropped(t *testing.T) {
+	clk := clocktest.New(t0)
+	ob := NewMemOutbox()
+	sink := newFakeSink("A", clk)
+	w := newWorker(t, ob, clk, resolver(sink), nil)
+	enqueue(t, ob, "A", "T", "d", DesiredCompliant, t0)
+	runOnce(t, w)
+	clk.Advance(time.Minute)
+	devs := &statesThen{MemOutbox: ob, then: func() {
+		enqueue(t, ob, "A", "T", "d", DesiredNoncompliant, clk.Now())
+		if r := runOnce(t, w); r.Written != 1 {
+			t.Fatalf("verdict round %+v", r)
+		}
+	}}
+	rec, err := NewReconciler(ReconcilerConfig{Devices: devs, Outbox: ob, Sinks: resolver(sink), Clock: clk, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := rec.RunOnce(context.Background()); err != nil || rep.Drifted != 1 {
+		t.Fatalf("reconcile %+v %v: the stale read should look like drift", rep, err)
+	}
+	before := len(sink.callsCopy())
+	if r := runOnce(t, w); r.Written != 0 || r.Skipped != 1 {
+		t.Fatalf("repair round %+v, want the stale repair skipped", r)
+	}
+	if got, _ := sink.get("d"); got != DesiredNoncompliant || len(sink.callsCopy()) != before {
+		t.Fatalf("holds %q after %d more sends, want %q untouched", got, len(sink.callsCopy())-before, DesiredNoncompliant)
+	}
+	if n := len(ob.Rows(RowPending)); n != 0 {
+		t.Fatalf("%d rows still pending", n)
+	}
+}
+
 type noReader struct{ Sink }
 
 func TestReconcileSkipsSinksThatCannotRead(t *testing.T) {

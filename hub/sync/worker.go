@@ -313,6 +313,17 @@ func (w *Worker) RunOnce(ctx context.Context) (Round, error) {
 			w.dead(s, win, CodeInvalidDesired, fmt.Sprintf("invalid desired state %q", win.Desired), &round)
 			continue
 		}
+		// A reconcile repair read the desired state before a newer verdict
+		// replaced it (and that verdict's row may be written already):
+		// sending it would set the device back to the old state.
+		if win.Force && wk.Desired != "" && win.Desired != wk.Desired {
+			s.Done = append(s.Done, win.OutboxID)
+			cfg.Metrics.Skipped(wk.Key.IntegrationID, 1)
+			round.Skipped++
+			cfg.Logger.InfoContext(ctx, "stale repair dropped", "integration", wk.Key.IntegrationID, "device", wk.Key.DeviceID,
+				"repair", win.Desired, "desired", wk.Desired)
+			continue
+		}
 		if !force && win.Desired == wk.LastWritten {
 			s.Done = append(s.Done, win.OutboxID)
 			cfg.Metrics.Skipped(wk.Key.IntegrationID, 1)

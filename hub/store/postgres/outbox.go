@@ -56,7 +56,7 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, maxDevic
 				ORDER BY o.due, c.integration_id, c.device_id LIMIT $2
 				FOR UPDATE OF c SKIP LOCKED) p
 			WHERE d.integration_id = p.integration_id AND d.device_id = p.device_id
-			RETURNING d.integration_id, d.device_id, d.written, p.due`, nowTS, maxDevices, owner, until); err != nil {
+			RETURNING d.integration_id, d.device_id, d.written, d.desired, p.due`, nowTS, maxDevices, owner, until); err != nil {
 			return fmt.Errorf("outbox claim: %w", err)
 		}
 		if len(devs) == 0 {

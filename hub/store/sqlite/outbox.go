@@ -45,7 +45,7 @@ func (s *Store) Claim(ctx context.Context, owner string, now time.Time, maxDevic
 	var out []hubsync.DeviceWork
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
 		var devs []sqlrow.Claimed
-		if err := tx.SelectContext(ctx, &devs, `SELECT d.integration_id, d.device_id, d.written
+		if err := tx.SelectContext(ctx, &devs, `SELECT d.integration_id, d.device_id, d.written, d.desired
 			FROM sync_device d
 			JOIN (SELECT integration_id, device_id, min(next_at) AS due FROM sync_outbox
 				WHERE state = 'pending' AND next_at <= ?1 GROUP BY integration_id, device_id) o

@@ -298,8 +298,13 @@ func deviceStates(t *testing.T, b Backend) {
 	if fmt.Sprint(keys) != "[A/d0 A/d1 A/d2 B/d0 B/d1 B/d2]" {
 		t.Fatalf("pages %v", keys)
 	}
-	// Force and LowPriority survive the round trip.
+	// Force and LowPriority survive the round trip; the claim carries the
+	// device's desired state, which the repair did not change (the worker
+	// drops a repair that disagrees with it as stale).
 	for _, w := range claim(t, b, "w1", T0.Add(time.Second), 10) {
+		if w.Desired != hubsync.DesiredNoncompliant {
+			t.Fatalf("claimed %v with desired %q, want %q", w.Key, w.Desired, hubsync.DesiredNoncompliant)
+		}
 		if w.Key.IntegrationID == "A" && w.Key.DeviceID == "d1" {
 			last := w.Changes[len(w.Changes)-1]
 			if !last.Force || !last.LowPriority {

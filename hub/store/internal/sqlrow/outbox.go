@@ -75,6 +75,7 @@ type Claimed struct {
 	IntegrationID string `db:"integration_id"`
 	DeviceID      string `db:"device_id"`
 	Written       string `db:"written"`
+	Desired       string `db:"desired"`
 	Due           Time   `db:"due"` // earliest due row; only PostgreSQL reads it back (to restore claim order)
 }
 
@@ -91,7 +92,7 @@ func NewWork(devs []Claimed, until time.Time) *Work {
 	for i, d := range devs {
 		k := hubsync.DeviceKey{IntegrationID: d.IntegrationID, DeviceID: d.DeviceID}
 		w.index[k] = i
-		w.Out[i] = hubsync.DeviceWork{Key: k, LastWritten: d.Written, LeaseUntil: until}
+		w.Out[i] = hubsync.DeviceWork{Key: k, LastWritten: d.Written, Desired: d.Desired, LeaseUntil: until}
 	}
 	return w
 }
