@@ -363,6 +363,14 @@ func (e *Engine) Evaluate(ctx context.Context, hostID string, force bool) (store
 
 func (e *Engine) evaluateOnce(ctx context.Context, hostID string, force bool) (store.Verdict, error) {
 	e.evaluations.Inc()
+	// The verdict (and its version) is read before every input: a verdict
+	// another replica saves from newer inputs after this point fails this
+	// save's version check. Read after the inputs, it would let a verdict
+	// from stale results overwrite the newer one.
+	prev, err := e.cfg.Store.GetVerdict(ctx, hostID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return store.Verdict{}, fmt.Errorf("verdict: %w", err)
+	}
 	h, err := e.cfg.Store.GetHost(ctx, hostID)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Verdict{}, nil // deleted meanwhile
@@ -382,10 +390,6 @@ func (e *Engine) evaluateOnce(ctx context.Context, hostID string, force bool) (s
 		delete(e.silent, hostID)
 	}
 	e.mu.Unlock()
-	prev, err := e.cfg.Store.GetVerdict(ctx, hostID)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return store.Verdict{}, fmt.Errorf("verdict: %w", err)
-	}
 	reasons, err := json.Marshal(cv.Reasons)
 	if err != nil {
 		return store.Verdict{}, fmt.Errorf("encode reasons: %w", err)

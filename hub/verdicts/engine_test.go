@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -433,6 +434,66 @@ func TestLostRaceEnqueuesOnce(t *testing.T) {
 		if n := len(f.rows()); n != 2*(i+1) {
 			t.Fatalf("step %d: %d rows, want %d", i, n, 2*(i+1))
 		}
+	}
+}
+
+// afterResults runs then once, right after the first LatestResults read:
+// results arriving, and another replica saving verdicts from them, while
+// this engine is between its reads.
+type afterResults struct {
+	*sqlite.Store
+	then func()
+}
+
+func (a *afterResults) LatestResults(ctx context.Context, hostID string) ([]store.Result, error) {
+	rs, err := a.Store.LatestResults(ctx, hostID)
+	if a.then != nil {
+		then := a.then
+		a.then = nil
+		then()
+	}
+	return rs, err
+}
+
+// An evaluation that read the results before another replica saved a
+// verdict from newer ones must not save over it: its inputs are stale.
+func TestStaleInputsLoseToNewerVerdict(t *testing.T) {
+	f := newFixture(t)
+	f.policies(policy("disk", 0))
+	f.integration("a")
+	f.host("h1", "default", "dev-1")
+	f.result("h1", "disk", store.StatusPass, f.base)
+	other := f.engine(nil)
+	if v := f.evaluate(other, "h1", false); v.State != "COMPLIANT" {
+		t.Fatalf("start: %+v", v)
+	}
+	f.clock.Set(f.base.Add(time.Minute))
+	f.result("h1", "disk", store.StatusFail, f.base.Add(time.Minute))
+	ar := &afterResults{Store: f.st}
+	ar.then = func() {
+		// This engine holds the FAIL; the other replica sees it, then a PASS.
+		if v := f.evaluate(other, "h1", false); v.State != "NONCOMPLIANT" {
+			t.Errorf("other on the FAIL: %+v", v)
+		}
+		f.clock.Set(f.base.Add(2 * time.Minute))
+		f.result("h1", "disk", store.StatusPass, f.base.Add(2*time.Minute))
+		if v := f.evaluate(other, "h1", false); v.State != "COMPLIANT" {
+			t.Errorf("other on the PASS: %+v", v)
+		}
+	}
+	e := f.engine(func(c *Config) { c.Store = ar })
+	if v := f.evaluate(e, "h1", false); v.State != "COMPLIANT" {
+		t.Fatalf("evaluation from stale results saved %+v, want the newer COMPLIANT kept", v)
+	}
+	if v := f.verdict("h1"); v.State != "COMPLIANT" || v.Version != 3 {
+		t.Fatalf("stored verdict %+v, want COMPLIANT version 3", v)
+	}
+	var desired []string
+	for _, r := range f.rows() {
+		desired = append(desired, r.Desired)
+	}
+	if got := strings.Join(desired, ","); got != "compliant,noncompliant,compliant" {
+		t.Fatalf("rows %s, want compliant,noncompliant,compliant", got)
 	}
 }
 
