@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"io"
 	"log/slog"
 	"path/filepath"
 	"testing"
@@ -36,10 +35,17 @@ type throttledHubs struct {
 func startThrottledHubs(t *testing.T, ctx context.Context, n int) *throttledHubs {
 	t.Helper()
 	th := &throttledHubs{dbURL: pgtest.URL(t), pair: startStandins(t, throttledDevice)}
+	// The replicas' logs, shown only when the test fails.
+	logs := &syncBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("hub logs:\n%s", logs.String())
+		}
+	})
 	cfg := server.Config{
 		DataDir: filepath.Join(t.TempDir(), "shared"), DatabaseURL: th.dbURL, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		PolicyPoll: 100 * time.Millisecond, DuePoll: 100 * time.Millisecond, SyncPoll: 50 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	for range n {
 		th.replicas = append(th.replicas, startHub(t, cfg))
