@@ -60,6 +60,21 @@ func shortSocket(t testing.TB, prefix string) string {
 	return filepath.Join(dir, "em.sock")
 }
 
+// waitExtensionSocket waits for the socket the extension serves its tables
+// on (osqueryd's socket path plus "." and the route UUID) and returns it.
+func waitExtensionSocket(t testing.TB, sock string) string {
+	t.Helper()
+	var extSock string
+	poll(t, "the extension's socket", func() bool {
+		m, _ := filepath.Glob(sock + ".*")
+		if len(m) == 1 {
+			extSock = m[0]
+		}
+		return extSock != ""
+	})
+	return extSock
+}
+
 // startOsqueryd starts the osqueryd stand-in on sock; it is closed when the
 // test ends (Close is idempotent, so tests may also close it early).
 func startOsqueryd(t testing.TB, sock, platform string) *osquerytest.Server {

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -22,12 +20,7 @@ import (
 // TestEndToEndWithOsquerydStandIn).
 func TestRunServerLeavesNothingWhenOsquerydGoes(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	dir, err := os.MkdirTemp("", "psrv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	sock := filepath.Join(dir, "em.sock")
+	sock := shortSocket(t, "psrv")
 	osqd, err := osquerytest.Start(context.Background(), osquerytest.Options{Platform: "linux", SocketPath: sock})
 	if err != nil {
 		t.Fatal(err)
@@ -60,12 +53,7 @@ func TestRunServerLeavesNothingWhenOsquerydGoes(t *testing.T) {
 // A shutdown call from osqueryd ends runServer with nil, as Run did.
 func TestRunServerShutdownCallReturnsNil(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	dir, err := os.MkdirTemp("", "psrv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	sock := filepath.Join(dir, "em.sock")
+	sock := shortSocket(t, "psrv")
 	osqd, err := osquerytest.Start(context.Background(), osquerytest.Options{Platform: "linux", SocketPath: sock})
 	if err != nil {
 		t.Fatal(err)
@@ -78,14 +66,7 @@ func TestRunServerShutdownCallReturnsNil(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- runExtensionOn(srv, sock, 5*time.Second, 50*time.Millisecond) }()
 	poll(t, "registered", func() bool { return len(osqd.Extensions()) == 1 })
-	var extSock string
-	poll(t, "the extension's socket", func() bool {
-		m, _ := filepath.Glob(sock + ".*")
-		if len(m) == 1 {
-			extSock = m[0]
-		}
-		return extSock != ""
-	})
+	extSock := waitExtensionSocket(t, sock)
 	// What osqueryd does when it stops: call shutdown, then hang up.
 	tr, err := transport.Open(extSock, 5*time.Second)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -76,14 +75,7 @@ func TestBinaryExitsOnShutdownCall(t *testing.T) {
 	st.PolicySet = &posturev1.PolicySet{Version: "sd-1", Interval: durationpb.New(time.Hour)}
 	hubAddr, caFile := hubFlags(t, fakehub.Start(t, st, ca, ""), ca)
 	p := startExt(t, sock, hubAddr, caFile, t.TempDir())
-	var extSock string
-	poll(t, "the extension's socket", func() bool {
-		m, _ := filepath.Glob(sock + ".*")
-		if len(m) == 1 {
-			extSock = m[0]
-		}
-		return extSock != ""
-	})
+	extSock := waitExtensionSocket(t, sock)
 	tr, err := transport.Open(extSock, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,6 @@ import (
 
 	"github.com/posture-dev/posture/extension/clock"
 	"github.com/posture-dev/posture/extension/internal/fakehub"
-	"github.com/posture-dev/posture/extension/osquerytest"
 )
 
 // osqueryd autoloads posture.ext as its child and starts a fresh copy when
@@ -23,17 +22,9 @@ import (
 // used to stay until --osquery-gone-exit, 5 minutes). Here a shell stands in
 // for osqueryd as the parent: it starts the built binary and is killed.
 func TestBinaryExitsWhenItsParentDies(t *testing.T) {
-	dir, err := os.MkdirTemp("", "ppar")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	sock := filepath.Join(dir, "em.sock")
-	osqd, err := osquerytest.Start(context.Background(), osquerytest.Options{Platform: "linux", SocketPath: sock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer osqd.Close()
+	sock := shortSocket(t, "ppar")
+	dir := filepath.Dir(sock)
+	osqd := startOsqueryd(t, sock, "linux")
 	ca := fakehub.NewCA(t, clock.Real{})
 	caFile := filepath.Join(dir, "hub-ca.pem")
 	if err := os.WriteFile(caFile, ca.PEM, 0o644); err != nil {
