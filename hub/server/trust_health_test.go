@@ -136,17 +136,7 @@ func TestUnhealthyAgentShownAndFailsClosed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	th := setupTrustHub(t, ctx, sqliteCfg(t), true)
-	ag, err := startSimAgent(ctx, th.p.cfg.GRPCAddr, th.p.hub.CA.CertPEM(), th.secret, "mac-sick", "UUID-SICK")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ag.Close()
-	ch, err := ag.Send(posturev1.ResultStatus_RESULT_STATUS_PASS, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitAck(t, ch)
-	th.waitHost(t, ag.HostID, "compliant", verdictIs("COMPLIANT", "passing"))
+	ag := compliantAgent(t, ctx, th, "mac-sick", "UUID-SICK")
 	if err := ag.stream.Send(&posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Health{Health: &posturev1.AgentHealth{
 		OsqueryOk: true, SpoolOk: false, Detail: "spool: write seq: no space left on device", SpoolDepth: 7, ObservedAt: timestamppb.Now(),
 	}}}); err != nil {
@@ -173,17 +163,7 @@ func TestSpoolDropsShownVerdictUnaffected(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	th := setupTrustHub(t, ctx, sqliteCfg(t), true)
-	ag, err := startSimAgent(ctx, th.p.cfg.GRPCAddr, th.p.hub.CA.CertPEM(), th.secret, "mac-gap", "UUID-GAP")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ag.Close()
-	ch, err := ag.Send(posturev1.ResultStatus_RESULT_STATUS_PASS, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitAck(t, ch)
-	th.waitHost(t, ag.HostID, "compliant", verdictIs("COMPLIANT", "passing"))
+	ag := compliantAgent(t, ctx, th, "mac-gap", "UUID-GAP")
 	if err := ag.stream.Send(&posturev1.AgentMessage{Msg: &posturev1.AgentMessage_Health{Health: &posturev1.AgentHealth{
 		OsqueryOk: true, SpoolOk: true, SpoolDepth: 2, ObservedAt: timestamppb.Now(),
 		SpoolDroppedResults: 4100, SpoolDroppedTransitions: 12,
@@ -427,4 +407,22 @@ func TestRESTPatchMissedReports(t *testing.T) {
 	if s := q.teamSettings(t, "eng"); s["missedReports"] != float64(10) || s["conditionalAccess"] != true {
 		t.Fatalf("after PATCHes: %v", s)
 	}
+}
+
+// compliantAgent enrolls a simulated agent that reports a pass, and waits
+// for its host to be compliant.
+func compliantAgent(t *testing.T, ctx context.Context, th trustHub, name, uuid string) *simAgent {
+	t.Helper()
+	ag, err := startSimAgent(ctx, th.p.cfg.GRPCAddr, th.p.hub.CA.CertPEM(), th.secret, name, uuid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ag.Close)
+	ch, err := ag.Send(posturev1.ResultStatus_RESULT_STATUS_PASS, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitAck(t, ch)
+	th.waitHost(t, ag.HostID, "compliant", verdictIs("COMPLIANT", "passing"))
+	return ag
 }
