@@ -4,18 +4,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"os"
-	"time"
 )
-
-// errParentGone: the process that started us (osqueryd, when it autoloads
-// the extension) has exited.
-var errParentGone = errors.New("parent process exited")
-
-// parentPoll is how often the parent pid is compared; one getppid call.
-const parentPoll = 500 * time.Millisecond
 
 // watchParent ends the extension promptly when the osqueryd that autoloaded
 // it exits: osqueryd starts a fresh copy of every autoloaded extension, so a
@@ -29,17 +20,5 @@ func watchParent(ctx context.Context, log *slog.Logger) error {
 		<-ctx.Done()
 		return nil
 	}
-	t := time.NewTicker(parentPoll)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			if now := os.Getppid(); now != parent {
-				log.Info("the process that started posture.ext exited; exiting", "parent_pid", parent)
-				return errParentGone
-			}
-		}
-	}
+	return pollParent(ctx, parent, func() bool { return os.Getppid() != parent }, log)
 }

@@ -4,21 +4,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"os"
-	"time"
 
 	"golang.org/x/sys/windows"
 )
-
-// errParentGone: the process that started us (osqueryd, when it autoloads
-// the extension) has exited.
-var errParentGone = errors.New("parent process exited")
-
-// parentPoll is how often the parent's handle is checked; one wait call
-// with a zero timeout.
-const parentPoll = 500 * time.Millisecond
 
 // watchParent ends the extension promptly when the osqueryd that autoloaded
 // it exits, as on Unix (parent_unix.go). Windows does not re-parent orphans,
@@ -44,19 +34,11 @@ func watchParent(ctx context.Context, log *slog.Logger) error {
 		log.Info("the process that started posture.ext exited; exiting", "parent_pid", ppid)
 		return errParentGone
 	}
-	t := time.NewTicker(parentPoll)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			if ev, err := windows.WaitForSingleObject(h, 0); err == nil && ev == windows.WAIT_OBJECT_0 {
-				log.Info("the process that started posture.ext exited; exiting", "parent_pid", ppid)
-				return errParentGone
-			}
-		}
-	}
+	// A wait with a zero timeout: signalled once the parent has exited.
+	return pollParent(ctx, ppid, func() bool {
+		ev, err := windows.WaitForSingleObject(h, 0)
+		return err == nil && ev == windows.WAIT_OBJECT_0
+	}, log)
 }
 
 // startedAfterUs reports whether process h was created after this process,
