@@ -132,16 +132,23 @@ func (a adminIntegrations) ConsentURL(ctx context.Context, id string) (string, s
 	return a.r.ConsentURL(ctx, id, a.publicURL)
 }
 
-// resumeIntegration ends an integration's pause on this replica's worker,
-// makes its held-back rows due now in the shared outbox and, with
-// PostgreSQL, tells the other replicas to end their pauses too (each keeps
-// its own in memory, from the throttles its own sends met).
-func (h *Hub) resumeIntegration(ctx context.Context, id string) (int, error) {
-	// End the pause first: Resume returns once no deferral to the pause's
-	// end can still be stored, so the update below finds every held row.
+// resumeHere ends an integration's pause on this replica's worker and makes
+// its held-back rows due now in the shared outbox. The pause ends first:
+// Resume returns once no deferral to the pause's end can still be stored
+// (by a round that was running, perhaps after another replica's update), so
+// the update finds every held row.
+func (h *Hub) resumeHere(ctx context.Context, id string) (int, error) {
 	h.Worker.Resume(id)
 	n, err := h.Store.ResumeSyncItems(ctx, id, time.Now())
 	h.Worker.Notify()
+	return n, err
+}
+
+// resumeIntegration resumes an integration here and, with PostgreSQL,
+// tells the other replicas to end their pauses too (each keeps its own in
+// memory, from the throttles its own sends met).
+func (h *Hub) resumeIntegration(ctx context.Context, id string) (int, error) {
+	n, err := h.resumeHere(ctx, id)
 	if h.bus != nil {
 		if perr := h.bus.Publish(ctx, agentapi.Event{Kind: agentapi.EventSyncResume, Integration: id, From: h.Agent.ReplicaID()}); perr != nil {
 			h.log.Warn("publish sync resume: other replicas keep their pause until it ends", "integration", id, "err", perr)
@@ -154,44 +161,28 @@ func (h *Hub) resumeIntegration(ctx context.Context, id string) (int, error) {
 func (h *Hub) handleEvent(ctx context.Context, ev agentapi.Event) {
 	switch ev.Kind {
 	case agentapi.EventSyncResume:
+		if ev.From == h.Agent.ReplicaID() || ev.Integration == "" {
+			return
+		}
+		n, err := h.resumeHere(ctx, ev.Integration)
+		if err != nil {
+			h.log.Warn("sync resume from another replica", "integration", ev.Integration, "err", err)
+		}
+		h.log.Info("integration resumed by another replica", "integration", ev.Integration, "from", ev.From, "requeued", n)
 	case agentapi.EventBusReconnected:
-		h.resumeAfterBusGap(ctx)
-		return
+		// A resume sent meanwhile was lost. A pause kept by mistake holds
+		// a verdict back from Entra for up to the whole Retry-After; one
+		// ended by mistake costs a request Graph throttles again.
+		for _, id := range h.Worker.PausedKeys() {
+			n, err := h.resumeHere(ctx, id)
+			if err != nil {
+				h.log.Warn("sync resume after event bus reconnect", "integration", id, "err", err)
+			}
+			h.log.Info("sync pause ended after event bus reconnect: a resume may have been missed", "integration", id, "requeued", n)
+		}
 	default:
 		h.Router.Handle(ctx, ev)
-		return
 	}
-	if ev.From == h.Agent.ReplicaID() || ev.Integration == "" {
-		return
-	}
-	// End the pause first, then make due again any row this worker
-	// deferred to its pause's end after the sender's update (a round may
-	// have run between the two): no row is left waiting for a pause that
-	// no longer exists.
-	h.Worker.Resume(ev.Integration)
-	n, err := h.Store.ResumeSyncItems(ctx, ev.Integration, time.Now())
-	if err != nil {
-		h.log.Warn("sync resume from another replica", "integration", ev.Integration, "err", err)
-	}
-	h.Worker.Notify()
-	h.log.Info("integration resumed by another replica", "integration", ev.Integration, "from", ev.From, "requeued", n)
-}
-
-// resumeAfterBusGap ends this replica's sync pauses after its event bus
-// reconnected: an `integrations resume` sent meanwhile was lost, and a
-// pause kept by mistake holds a device's verdict back from Entra for up to
-// the whole Retry-After, where ending one by mistake costs a request that
-// Graph throttles again (and the pause comes back).
-func (h *Hub) resumeAfterBusGap(ctx context.Context) {
-	for _, id := range h.Worker.PausedKeys() {
-		h.Worker.Resume(id)
-		n, err := h.Store.ResumeSyncItems(ctx, id, time.Now())
-		if err != nil {
-			h.log.Warn("sync resume after event bus reconnect", "integration", id, "err", err)
-		}
-		h.log.Info("sync pause ended after event bus reconnect: a resume may have been missed", "integration", id, "requeued", n)
-	}
-	h.Worker.Notify()
 }
 
 // checkDevice records what Graph said about a host's device, and what of it
